@@ -1,0 +1,52 @@
+# kvault — thin wrapper over CMake. The two commands a newcomer needs:
+#   make serve   install what is missing, build, make the demo model, start the server
+#   make test    install what is missing, build, run every test (ctest)
+SHELL := /bin/bash
+
+BUILD_DIR        ?= build
+KVAULT_CACHE_DIR ?= $(HOME)/.cache/kvault
+LLAMA_TAG        := v0.4.0
+LLAMA_SRC        ?= $(KVAULT_CACHE_DIR)/llama.cpp-$(LLAMA_TAG)
+JOBS             ?= $(shell nproc)
+HOST             ?= 127.0.0.1
+PORT             ?= 8080
+SERVE_ARGS       ?=
+CMAKE_FLAGS      ?=
+# CI treats warnings in kvault's own code as errors.
+ifdef CI
+CMAKE_FLAGS += -DKVAULT_WERROR=ON
+endif
+
+export KVAULT_CACHE_DIR
+
+.PHONY: all deps configure build serve test bench format clean
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+configure: deps
+	@if [ ! -f $(BUILD_DIR)/build.ninja ]; then \
+	  cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release \
+	    -DKVAULT_LLAMA_SOURCE_DIR=$(LLAMA_SRC) $(CMAKE_FLAGS); \
+	fi
+
+build: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+serve: build
+	$(BUILD_DIR)/bin/kvault serve --host $(HOST) --port $(PORT) $(SERVE_ARGS)
+
+test: build
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
+
+bench: build
+	@bash bench/run.sh
+
+format:
+	@command -v clang-format >/dev/null || { echo "clang-format is missing: apt-get install clang-format"; exit 1; }
+	clang-format -i $$(git ls-files 'src/*.cpp' 'src/*.h' 'tests/*.cpp' 'tests/*.h')
+
+clean:
+	rm -rf $(BUILD_DIR)

@@ -1,0 +1,93 @@
+# Resolves llama.cpp (libllama, ggml and llama.cpp's `common` library) for kvault.
+#
+# Order, first match wins:
+#   1. an installed llama.cpp found by find_package(llama) that also ships `common`
+#      (KVAULT_USE_SYSTEM_LLAMA=ON, the default) and matches the pinned version;
+#   2. a source tree given with -DKVAULT_LLAMA_SOURCE_DIR=... (what `make deps` provides here);
+#   3. FetchContent of the upstream repository at the pinned tag (needs internet).
+# Cases 2 and 3 build llama.cpp inside kvault's build tree; ccache (enabled in the top-level
+# CMakeLists) makes that cheap in any later clone on the same machine.
+#
+# Defines the targets kvault links against: kvault::llama (libllama + ggml) and
+# kvault::llama_common (common + the nlohmann-json and cpp-httplib copies it uses).
+
+set(KVAULT_LLAMA_TAG "v0.4.0" CACHE STRING "pinned llama.cpp release")
+set(KVAULT_LLAMA_VERSION "0.4.0")
+set(KVAULT_LLAMA_SOURCE_DIR "" CACHE PATH "llama.cpp source tree to build (see make deps)")
+option(KVAULT_USE_SYSTEM_LLAMA "use an installed llama.cpp when one with `common` is found" ON)
+
+set(_kvault_llama_found OFF)
+
+if(KVAULT_USE_SYSTEM_LLAMA)
+  find_package(llama ${KVAULT_LLAMA_VERSION} EXACT CONFIG QUIET)
+  find_library(KVAULT_SYSTEM_LLAMA_COMMON NAMES llama-common common)
+  find_path(KVAULT_SYSTEM_LLAMA_COMMON_INCLUDE chat.h PATH_SUFFIXES llama-common llama/common)
+  if(llama_FOUND AND KVAULT_SYSTEM_LLAMA_COMMON AND KVAULT_SYSTEM_LLAMA_COMMON_INCLUDE)
+    message(STATUS "kvault: using installed llama.cpp ${llama_VERSION}")
+    add_library(kvault_llama INTERFACE)
+    target_link_libraries(kvault_llama INTERFACE llama)
+    add_library(kvault_llama_common INTERFACE)
+    target_link_libraries(kvault_llama_common INTERFACE ${KVAULT_SYSTEM_LLAMA_COMMON} llama)
+    target_include_directories(kvault_llama_common INTERFACE ${KVAULT_SYSTEM_LLAMA_COMMON_INCLUDE})
+    set(KVAULT_LLAMA_VOCAB_DIR "" CACHE PATH "directory with ggml-vocab-*.gguf")
+    set(_kvault_llama_found ON)
+  elseif(llama_FOUND)
+    message(STATUS "kvault: installed llama.cpp lacks the `common` library; building from source")
+  endif()
+endif()
+
+if(NOT _kvault_llama_found)
+  # Library-only build of llama.cpp; common is needed for chat templates and tool-call parsing.
+  set(LLAMA_BUILD_COMMON ON CACHE BOOL "" FORCE)
+  set(LLAMA_BUILD_TESTS OFF CACHE BOOL "" FORCE)
+  set(LLAMA_BUILD_EXAMPLES OFF CACHE BOOL "" FORCE)
+  set(LLAMA_BUILD_TOOLS OFF CACHE BOOL "" FORCE)
+  set(LLAMA_BUILD_SERVER OFF CACHE BOOL "" FORCE)
+  set(LLAMA_BUILD_APP OFF CACHE BOOL "" FORCE)
+  set(LLAMA_BUILD_UI OFF CACHE BOOL "" FORCE)
+  set(LLAMA_OPENSSL OFF CACHE BOOL "" FORCE)
+  set(LLAMA_SUBPROCESS OFF CACHE BOOL "" FORCE)
+  set(LLAMA_ALL_WARNINGS OFF CACHE BOOL "" FORCE)
+  set(BUILD_SHARED_LIBS OFF CACHE BOOL "" FORCE)
+  if(KVAULT_CUDA)
+    set(GGML_CUDA ON CACHE BOOL "" FORCE)
+    if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
+      set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc CACHE FILEPATH "" FORCE)
+    endif()
+  endif()
+
+  if(KVAULT_LLAMA_SOURCE_DIR)
+    if(NOT EXISTS "${KVAULT_LLAMA_SOURCE_DIR}/include/llama.h")
+      message(FATAL_ERROR "KVAULT_LLAMA_SOURCE_DIR=${KVAULT_LLAMA_SOURCE_DIR} is not a llama.cpp tree "
+                          "(run `make deps`)")
+    endif()
+    message(STATUS "kvault: building llama.cpp from ${KVAULT_LLAMA_SOURCE_DIR}")
+    add_subdirectory(${KVAULT_LLAMA_SOURCE_DIR} ${CMAKE_BINARY_DIR}/llama.cpp EXCLUDE_FROM_ALL)
+    set(_kvault_llama_src ${KVAULT_LLAMA_SOURCE_DIR})
+  else()
+    message(STATUS "kvault: fetching llama.cpp ${KVAULT_LLAMA_TAG} (set KVAULT_LLAMA_SOURCE_DIR to avoid)")
+    include(FetchContent)
+    FetchContent_Declare(llama_cpp
+      GIT_REPOSITORY https://github.com/ggml-org/llama.cpp.git
+      GIT_TAG ${KVAULT_LLAMA_TAG}
+      GIT_SHALLOW TRUE)
+    FetchContent_GetProperties(llama_cpp)
+    if(NOT llama_cpp_POPULATED)
+      FetchContent_Populate(llama_cpp)
+      add_subdirectory(${llama_cpp_SOURCE_DIR} ${llama_cpp_BINARY_DIR} EXCLUDE_FROM_ALL)
+    endif()
+    set(_kvault_llama_src ${llama_cpp_SOURCE_DIR})
+  endif()
+
+  add_library(kvault_llama INTERFACE)
+  target_link_libraries(kvault_llama INTERFACE llama ggml)
+  add_library(kvault_llama_common INTERFACE)
+  target_link_libraries(kvault_llama_common INTERFACE llama-common cpp-httplib llama ggml)
+  # common's headers include "httplib.h" and <nlohmann/json.hpp> from llama.cpp's vendor/.
+  target_include_directories(kvault_llama_common SYSTEM INTERFACE
+    ${_kvault_llama_src}/common ${_kvault_llama_src}/vendor ${_kvault_llama_src}/vendor/cpp-httplib)
+  set(KVAULT_LLAMA_VOCAB_DIR "${_kvault_llama_src}/models" CACHE PATH "directory with ggml-vocab-*.gguf" FORCE)
+endif()
+
+add_library(kvault::llama ALIAS kvault_llama)
+add_library(kvault::llama_common ALIAS kvault_llama_common)

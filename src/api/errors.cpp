@@ -1,0 +1,25 @@
+#include "api/errors.h"
+
+#include <nlohmann/json.hpp>
+
+namespace kvault {
+
+ApiError ApiErrorFromStatus(const Status& status) {
+  using C = Status::Code;
+  switch (status.code()) {
+    case C::kInvalidArgument: return {400, "invalid_request_error", status.message()};
+    case C::kTooLarge: return {400, "invalid_request_error", status.message()};
+    case C::kNotFound: return {404, "not_found_error", status.message()};
+    case C::kOverloaded: return {429, "rate_limit_error", status.message()};
+    case C::kUnavailable: return {503, "overloaded_error", status.message()};
+    case C::kOk: return {500, "api_error", "internal error: an ok status was reported as an error"};
+    default: return {500, "api_error", status.message()};
+  }
+}
+
+std::string OpenAiErrorBody(const ApiError& error) {
+  nlohmann::json body = {{"error", {{"message", error.message}, {"type", error.type}, {"param", nullptr}, {"code", nullptr}}}};
+  return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace kvault

@@ -1,0 +1,131 @@
+#include "api/openai_chat.h"
+
+#include <nlohmann/json.hpp>
+#include <random>
+
+namespace kvault {
+
+using json = nlohmann::json;
+
+namespace {
+
+Status Invalid(const std::string& m) { return Status::InvalidArgument(m); }
+
+// Content is a string, or an array of {"type":"text","text":…} parts (joined).
+StatusOr<std::string> ParseContent(const json& content, size_t index) {
+  const std::string where = "messages[" + std::to_string(index) + "].content";
+  if (content.is_string()) return content.get<std::string>();
+  if (content.is_null()) return std::string();
+  if (!content.is_array()) return Invalid("'" + where + "' must be a string or an array of content parts");
+  std::string text;
+  for (size_t i = 0; i < content.size(); ++i) {
+    const json& part = content[i];
+    const std::string pwhere = where + "[" + std::to_string(i) + "]";
+    if (!part.is_object() || !part.contains("type") || !part["type"].is_string()) {
+      return Invalid("'" + pwhere + "' must be an object with a string 'type'");
+    }
+    const std::string type = part["type"].get<std::string>();
+    if (type != "text") {
+      return Invalid("'" + pwhere + "': content part type '" + type + "' is not supported (only 'text')");
+    }
+    if (!part.contains("text") || !part["text"].is_string()) {
+      return Invalid("'" + pwhere + ".text' must be a string");
+    }
+    text += part["text"].get<std::string>();
+  }
+  return text;
+}
+
+Status CheckNumber(const json& body, const char* key) {
+  if (body.contains(key) && !body[key].is_null() && !body[key].is_number()) {
+    return Invalid(std::string("'") + key + "' must be a number");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(std::string_view body_text) {
+  json body = json::parse(body_text, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return Invalid("the request body is not valid JSON");
+  if (!body.is_object()) return Invalid("the request body must be a JSON object");
+
+  ChatCompletionRequest out;
+  if (body.contains("model")) {
+    if (!body["model"].is_string()) return Invalid("'model' must be a string");
+    out.model = body["model"].get<std::string>();
+  }
+  if (!body.contains("messages")) return Invalid("'messages' is a required property");
+  const json& messages = body["messages"];
+  if (!messages.is_array()) return Invalid("'messages' must be an array");
+  if (messages.empty()) return Invalid("'messages' must contain at least one message");
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const json& m = messages[i];
+    const std::string where = "messages[" + std::to_string(i) + "]";
+    if (!m.is_object()) return Invalid("'" + where + "' must be an object");
+    if (!m.contains("role") || !m["role"].is_string()) return Invalid("'" + where + ".role' must be a string");
+    std::string role = m["role"].get<std::string>();
+    if (role != "system" && role != "developer" && role != "user" && role != "assistant" && role != "tool") {
+      return Invalid("'" + where + ".role' must be one of system, developer, user, assistant, tool; got '" + role + "'");
+    }
+    if (role == "developer") role = "system";  // OpenAI's newer name for system instructions
+    auto content = ParseContent(m.contains("content") ? m["content"] : json(), i);
+    if (!content.ok()) return content.status();
+    common_chat_msg msg;
+    msg.role = role;
+    msg.content = std::move(content.value());
+    out.generate.messages.push_back(std::move(msg));
+  }
+
+  for (const char* key : {"max_tokens", "max_completion_tokens"}) {
+    if (!body.contains(key) || body[key].is_null()) continue;
+    if (!body[key].is_number_integer()) return Invalid(std::string("'") + key + "' must be an integer");
+    const int64_t v = body[key].get<int64_t>();
+    if (v <= 0) return Invalid(std::string("'") + key + "' must be at least 1");
+    out.generate.max_tokens = static_cast<int32_t>(std::min<int64_t>(v, INT32_MAX));
+  }
+  for (const char* key : {"temperature", "top_p", "presence_penalty", "frequency_penalty"}) {
+    Status s = CheckNumber(body, key);
+    if (!s.ok()) return s;
+  }
+  if (body.contains("n") && !body["n"].is_null() && !(body["n"].is_number_integer() && body["n"].get<int64_t>() == 1)) {
+    return Invalid("'n' must be 1: kvault returns one choice per request");
+  }
+  if (body.contains("stream") && !body["stream"].is_null()) {
+    if (!body["stream"].is_boolean()) return Invalid("'stream' must be a boolean");
+    if (body["stream"].get<bool>()) return Invalid("'stream': streaming is not supported yet by this server build");
+  }
+  return out;
+}
+
+std::string RenderChatCompletion(const ChatCompletionResult& r) {
+  const char* finish = r.finish == FinishReason::kLength ? "length" : "stop";
+  json body = {
+      {"id", r.id},
+      {"object", "chat.completion"},
+      {"created", r.created},
+      {"model", r.model},
+      {"choices", json::array({{{"index", 0},
+                                {"message", {{"role", "assistant"}, {"content", r.text}}},
+                                {"logprobs", nullptr},
+                                {"finish_reason", finish}}})},
+      {"usage",
+       {{"prompt_tokens", r.prompt_tokens},
+        {"completion_tokens", r.completion_tokens},
+        {"total_tokens", r.prompt_tokens + r.completion_tokens},
+        {"prompt_tokens_details", {{"cached_tokens", 0}}}}},
+  };
+  // Random-weight models can emit byte tokens that are not valid UTF-8; replace, never throw.
+  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string NewChatCompletionId() {
+  static const char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::uniform_int_distribution<size_t> pick(0, sizeof(kAlphabet) - 2);
+  std::string id = "chatcmpl-";
+  for (int i = 0; i < 24; ++i) id += kAlphabet[pick(rng)];
+  return id;
+}
+
+}  // namespace kvault

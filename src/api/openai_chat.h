@@ -1,0 +1,40 @@
+// OpenAI Chat Completions adapter: JSON request → GenerateRequest, engine output → JSON response.
+// Pure translation; no I/O, no llama objects. Called by the HTTP server on its threads.
+//
+// Foundation scope: non-streaming, text content only, greedy decoding. Sampling fields are
+// type-checked but not yet applied (see docs/api.md).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "core/status.h"
+#include "engine/request.h"
+
+namespace kvault {
+
+struct ChatCompletionRequest {
+  std::string model;  // as sent; may be empty
+  GenerateRequest generate;
+};
+
+// InvalidArgument with an OpenAI-style message naming the offending field.
+StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(std::string_view body);
+
+struct ChatCompletionResult {
+  std::string id;       // "chatcmpl-…"
+  std::string model;
+  int64_t created = 0;  // unix seconds
+  std::string text;
+  FinishReason finish = FinishReason::kStop;
+  int32_t prompt_tokens = 0;
+  int32_t completion_tokens = 0;
+};
+
+std::string RenderChatCompletion(const ChatCompletionResult& result);
+
+// "chatcmpl-" followed by 24 random alphanumerics.
+std::string NewChatCompletionId();
+
+}  // namespace kvault

@@ -1,0 +1,40 @@
+// The `kvault` subcommands. main() builds the CLI11 app from these and runs the chosen one.
+// Each Run* function returns the process exit code: 0 success, 1 runtime failure,
+// 2 bad usage or configuration (missing or invalid model, port in use).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <string>
+
+namespace kvault {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+
+struct ServeArgs {
+  std::string model;        // empty: the demo `small` model in the data directory
+  std::string model_id;
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  uint32_t ctx_size = 4096;
+  uint32_t batch_size = 512;
+  int threads = 0;
+  int http_threads = 8;
+  int default_max_tokens = 512;
+  std::string data_dir;     // empty: DefaultDataDir()
+  std::string log_level = "info";
+};
+void AddServeCommand(CLI::App& app, ServeArgs* args);
+int RunServe(const ServeArgs& args);
+
+struct MakeDemoArgs {
+  std::string size = "small";
+  std::string out;
+  uint64_t seed = 42;
+};
+void AddModelCommand(CLI::App& app, MakeDemoArgs* args);
+int RunMakeDemo(const MakeDemoArgs& args);
+
+}  // namespace kvault

@@ -1,0 +1,139 @@
+#include <pthread.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+#include <thread>
+
+#include "cli/commands.h"
+#include "core/logging.h"
+#include "core/paths.h"
+#include "engine/engine.h"
+#include "model/demo_model.h"
+#include "model/model_file.h"
+#include "server/http_server.h"
+
+namespace kvault {
+
+namespace fs = std::filesystem;
+
+void AddServeCommand(CLI::App& app, ServeArgs* a) {
+  CLI::App* serve = app.add_subcommand("serve", "Run the inference server");
+  serve->add_option("-m,--model", a->model,
+                    "GGUF model file (default: the demo 'small' model, generated into the data directory)");
+  serve->add_option("--model-id", a->model_id, "model name reported to clients (default: file name)");
+  serve->add_option("--host", a->host, "address to listen on")->capture_default_str();
+  serve->add_option("--port", a->port, "port to listen on")->check(CLI::Range(0, 65535))->capture_default_str();
+  serve->add_option("-c,--ctx-size", a->ctx_size, "context size in tokens (0 = the model's)")->capture_default_str();
+  serve->add_option("-b,--batch-size", a->batch_size, "prefill chunk in tokens")
+      ->check(CLI::Range(1u, 65536u))
+      ->capture_default_str();
+  serve->add_option("-t,--threads", a->threads, "compute threads (0 = all cores)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+  serve->add_option("--http-threads", a->http_threads, "HTTP worker threads")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  serve->add_option("--default-max-tokens", a->default_max_tokens,
+                    "completion limit for requests that set none")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  serve->add_option("--data-dir", a->data_dir, "where demo models (and later the KV cache) live");
+  serve->add_option("--log-level", a->log_level, "trace, debug, info, warn, error, off")->capture_default_str();
+}
+
+namespace {
+
+// The demo `small` model, made on first use.
+StatusOr<fs::path> EnsureDefaultModel(const fs::path& data_dir) {
+  const fs::path path = data_dir / "models" / "demo-small.gguf";
+  std::error_code ec;
+  if (fs::exists(path, ec)) return path;
+  auto spec = DemoModelSpecFor("small");
+  auto vocab = FindSharedFile("ggml-vocab-llama-bpe.gguf");
+  if (!vocab.ok()) return vocab.status();
+  spdlog::info("no --model given: generating the demo 'small' model at {} (random weights, meaningless text)",
+               path.string());
+  Status s = WriteDemoModel(*spec, *vocab, path, 42);
+  if (!s.ok()) return s;
+  return path;
+}
+
+}  // namespace
+
+int RunServe(const ServeArgs& a) {
+  Status s = InitLogging(a.log_level);
+  if (!s.ok()) {
+    std::cerr << "kvault: " << s.message() << "\n";
+    return kExitUsage;
+  }
+  // Block SIGINT/SIGTERM in every thread; a dedicated thread waits for them below.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  const fs::path data_dir = a.data_dir.empty() ? DefaultDataDir() : fs::path(a.data_dir);
+  fs::path model_path = a.model;
+  if (model_path.empty()) {
+    auto made = EnsureDefaultModel(data_dir);
+    if (!made.ok()) {
+      spdlog::error("{}", made.status().message());
+      return kExitFailure;
+    }
+    model_path = *made;
+  }
+  s = CheckModelFile(model_path);
+  if (!s.ok()) {
+    spdlog::error("{}", s.message());
+    return kExitUsage;
+  }
+
+  EngineOptions eo;
+  eo.model_path = model_path;
+  eo.model_id = a.model_id;
+  eo.n_ctx = a.ctx_size;
+  eo.n_batch = a.batch_size;
+  eo.n_threads = a.threads;
+  eo.default_max_tokens = a.default_max_tokens;
+
+  // Bind before loading so that a port in use fails fast, before a long model load.
+  ServerOptions so;
+  so.host = a.host;
+  so.port = a.port;
+  so.http_threads = a.http_threads;
+  std::unique_ptr<Engine> engine;
+  HttpServer server(so, nullptr);
+  s = server.Bind();
+  if (!s.ok()) {
+    spdlog::error("{}", s.message());
+    return kExitUsage;
+  }
+
+  auto started = Engine::Start(eo);
+  if (!started.ok()) {
+    spdlog::error("cannot load model: {}", started.status().message());
+    return kExitUsage;
+  }
+  engine = std::move(started.value());
+  server.SetEngine(engine.get());
+
+  std::thread signal_thread([&server, signals] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    server.Stop();
+  });
+  spdlog::info("kvault listening on http://{}:{} (model {})", a.host, server.port(), engine->info().id);
+  std::cout.flush();
+  server.Run();
+  // Run() also returns if the listener fails; make sure the signal thread ends either way.
+  pthread_kill(signal_thread.native_handle(), SIGTERM);
+  signal_thread.join();
+  engine.reset();
+  spdlog::info("stopped");
+  return kExitOk;
+}
+
+}  // namespace kvault

@@ -1,0 +1,53 @@
+// What the API layer hands to the engine, and what comes back.
+//
+// A GenerateRequest is plain data (chat messages in llama.cpp common's neutral form, limits).
+// The engine answers through the request's RequestHandle: zero or more kText events, then
+// exactly one kDone or kError event, after which the channel is closed.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "chat.h"  // common_chat_msg (llama.cpp common: plain structs, no llama objects)
+#include "core/status.h"
+#include "engine/channel.h"
+
+namespace kvault {
+
+enum class FinishReason { kStop, kLength, kCancelled };
+const char* FinishReasonName(FinishReason r);
+
+struct GenerateRequest {
+  std::vector<common_chat_msg> messages;
+  int32_t max_tokens = -1;  // -1: the engine's default
+};
+
+struct GenerationEvent {
+  enum class Kind { kText, kDone, kError };
+  Kind kind = Kind::kText;
+  std::string text;  // kText: a piece of complete UTF-8 characters
+  // kDone:
+  FinishReason finish = FinishReason::kStop;
+  int32_t prompt_tokens = 0;
+  int32_t completion_tokens = 0;
+  // kError:
+  Status status;
+};
+
+// Shared by the submitting thread and the engine thread.
+class RequestHandle {
+ public:
+  Channel<GenerationEvent>& events() { return events_; }
+  // Asks the engine to stop this request at its next step (client went away).
+  void Cancel() { cancelled_.store(true, std::memory_order_relaxed); }
+  bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
+
+ private:
+  Channel<GenerationEvent> events_;
+  std::atomic<bool> cancelled_{false};
+};
+
+}  // namespace kvault

@@ -1,0 +1,154 @@
+#include "server/http_server.h"
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "api/errors.h"
+#include "api/openai_chat.h"
+
+namespace kvault {
+
+using json = nlohmann::json;
+
+namespace {
+
+constexpr const char* kJson = "application/json";
+
+void SendError(httplib::Response& res, const ApiError& e) {
+  res.status = e.http_status;
+  res.set_content(OpenAiErrorBody(e), kJson);
+}
+
+int64_t UnixNow() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+HttpServer::HttpServer(ServerOptions options, Engine* engine)
+    : options_(std::move(options)), engine_(engine), http_(std::make_unique<httplib::Server>()) {
+  RegisterRoutes();
+}
+
+HttpServer::~HttpServer() = default;
+
+Status HttpServer::Bind() {
+  // cpp-httplib's default sets SO_REUSEPORT, which would let a second server silently share a
+  // port that is in use. Only SO_REUSEADDR (fast restart after TIME_WAIT).
+  http_->set_socket_options([](socket_t sock) {
+    int one = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  });
+  if (options_.port == 0) {
+    bound_port_ = http_->bind_to_any_port(options_.host);
+    if (bound_port_ <= 0) return Status::Unavailable("cannot listen on " + options_.host);
+  } else {
+    if (!http_->bind_to_port(options_.host, options_.port)) {
+      return Status::Unavailable("cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
+                                 " (address in use, or not available on this machine)");
+    }
+    bound_port_ = options_.port;
+  }
+  return Status::Ok();
+}
+
+void HttpServer::Run() { http_->listen_after_bind(); }
+
+void HttpServer::Stop() { http_->stop(); }
+
+void HttpServer::RegisterRoutes() {
+  const size_t threads = static_cast<size_t>(std::max(1, options_.http_threads));
+  http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  http_->set_payload_max_length(options_.max_body_bytes);
+
+  http_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (res.status == 404) {
+      SendError(res, {404, "not_found_error", "no route for " + req.method + " " + req.path});
+    } else if (res.status == 413) {
+      SendError(res, {413, "request_too_large", "the request body is too large"});
+    } else if (res.body.empty()) {
+      SendError(res, {res.status, res.status >= 500 ? "api_error" : "invalid_request_error",
+                      httplib::status_message(res.status)});
+    }
+  });
+  http_->set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    spdlog::error("http: {} {} failed: {}", req.method, req.path, what);
+    SendError(res, {500, "api_error", "internal server error"});
+  });
+
+  http_->Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+    Engine* engine = engine_.load();
+    if (!engine) {
+      res.status = 503;
+      res.set_content(R"({"status":"loading"})", kJson);
+      return;
+    }
+    json body = {{"status", "ok"}, {"model", engine->info().id}, {"queue_depth", engine->queue_depth()}};
+    res.set_content(body.dump(), kJson);
+  });
+
+  http_->Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+    Engine* engine = engine_.load();
+    if (!engine) return SendError(res, ApiErrorFromStatus(Status::Unavailable("the model is loading")));
+    const ModelInfo& m = engine->info();
+    json model = {{"id", m.id},
+                  {"object", "model"},
+                  {"created", 0},
+                  {"owned_by", "kvault"},
+                  {"meta",
+                   {{"description", m.description},
+                    {"n_ctx", m.n_ctx},
+                    {"n_ctx_train", m.n_ctx_train},
+                    {"n_params", m.n_params},
+                    {"size_bytes", m.size_bytes}}}};
+    json body = {{"object", "list"}, {"data", json::array({model})}};
+    res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), kJson);
+  });
+
+  http_->Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    Engine* engine = engine_.load();
+    if (!engine) return SendError(res, ApiErrorFromStatus(Status::Unavailable("the model is loading")));
+    auto parsed = ParseChatCompletionRequest(req.body);
+    if (!parsed.ok()) return SendError(res, ApiErrorFromStatus(parsed.status()));
+
+    auto handle = engine->Submit(std::move(parsed->generate));
+    ChatCompletionResult result;
+    result.id = NewChatCompletionId();
+    result.model = engine->info().id;
+    result.created = UnixNow();
+    while (true) {
+      auto ev = handle->events().PopFor(std::chrono::milliseconds(500));
+      if (!ev) {
+        if (req.is_connection_closed()) {
+          handle->Cancel();  // the engine stops this request at its next step
+          return;
+        }
+        continue;
+      }
+      if (ev->kind == GenerationEvent::Kind::kText) {
+        result.text += ev->text;
+      } else if (ev->kind == GenerationEvent::Kind::kError) {
+        return SendError(res, ApiErrorFromStatus(ev->status));
+      } else {
+        result.finish = ev->finish;
+        result.prompt_tokens = ev->prompt_tokens;
+        result.completion_tokens = ev->completion_tokens;
+        break;
+      }
+    }
+    res.set_content(RenderChatCompletion(result), kJson);
+  });
+}
+
+}  // namespace kvault

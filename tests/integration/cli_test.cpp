@@ -1,0 +1,87 @@
+// The CLI's exit codes and messages, from the real binary.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "server_process.h"
+#include "test_env.h"
+
+namespace kvault::testing {
+namespace {
+
+TEST(CliTest, VersionAndHelp) {
+  std::string out;
+  EXPECT_EQ(RunKvault({"--version"}, &out), 0);
+  EXPECT_NE(out.find("kvault"), std::string::npos);
+  EXPECT_EQ(RunKvault({"serve", "--help"}, &out), 0);
+  EXPECT_NE(out.find("--model"), std::string::npos);
+}
+
+TEST(CliTest, UnknownOptionIsUsageError) {
+  std::string out;
+  EXPECT_EQ(RunKvault({"serve", "--no-such-flag"}, &out), 2);
+  EXPECT_EQ(RunKvault({}, &out), 2);
+}
+
+TEST(CliTest, MissingModelExits2WithClearMessage) {
+  std::string out;
+  EXPECT_EQ(RunKvault({"serve", "--model", "/nonexistent/m.gguf", "--port", "0"}, &out), 2);
+  EXPECT_NE(out.find("model file not found: /nonexistent/m.gguf"), std::string::npos) << out;
+}
+
+TEST(CliTest, NonGgufFileExits2) {
+  const auto dir = ScratchDir("cli-notgguf");
+  std::ofstream(dir / "model.gguf") << "definitely not gguf";
+  std::string out;
+  EXPECT_EQ(RunKvault({"serve", "--model", (dir / "model.gguf").string(), "--port", "0"}, &out), 2);
+  EXPECT_NE(out.find("not a GGUF model file"), std::string::npos) << out;
+}
+
+TEST(CliTest, UnreadableModelExits2) {
+  if (geteuid() == 0) GTEST_SKIP() << "root can read any file";
+  const auto dir = ScratchDir("cli-unreadable");
+  std::ofstream(dir / "model.gguf") << "GGUF";
+  std::filesystem::permissions(dir / "model.gguf", std::filesystem::perms::none);
+  std::string out;
+  EXPECT_EQ(RunKvault({"serve", "--model", (dir / "model.gguf").string(), "--port", "0"}, &out), 2);
+}
+
+TEST(CliTest, TruncatedGgufExits2) {
+  const auto dir = ScratchDir("cli-truncated");
+  std::ofstream(dir / "model.gguf") << "GGUF\x03\x00\x00\x00garbage";
+  std::string out;
+  EXPECT_EQ(RunKvault({"serve", "--model", (dir / "model.gguf").string(), "--port", "0"}, &out), 2);
+  EXPECT_NE(out.find("could not load model"), std::string::npos) << out;
+}
+
+TEST(CliTest, PortInUseExits2) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  const int port = ntohs(addr.sin_port);
+  std::string out;
+  EXPECT_EQ(RunKvault({"serve", "--model", TinyModel().string(), "--port", std::to_string(port)}, &out), 2);
+  EXPECT_NE(out.find("cannot listen on 127.0.0.1:" + std::to_string(port)), std::string::npos) << out;
+  close(fd);
+}
+
+TEST(CliTest, MakeDemoWritesALoadableModel) {
+  const auto dir = ScratchDir("cli-make-demo");
+  std::string out;
+  EXPECT_EQ(RunKvault({"model", "make-demo", "--size", "tiny", "--out", (dir / "t.gguf").string()}, &out), 0) << out;
+  EXPECT_TRUE(std::filesystem::exists(dir / "t.gguf"));
+  EXPECT_EQ(RunKvault({"model", "make-demo", "--size", "enormous", "--out", (dir / "x.gguf").string()}, &out), 2);
+  EXPECT_FALSE(std::filesystem::exists(dir / "x.gguf"));
+}
+
+}  // namespace
+}  // namespace kvault::testing

@@ -1,0 +1,139 @@
+#include "server_process.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <iterator>
+#include <thread>
+
+#include "test_env.h"
+
+extern char** environ;
+
+namespace kvault::testing {
+
+namespace fs = std::filesystem;
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+namespace {
+
+pid_t Spawn(const std::vector<std::string>& args, const fs::path& log) {
+  std::vector<std::string> argv_s = {KvaultBinary()};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  pid_t pid = -1;
+  if (posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ) != 0) pid = -1;
+  posix_spawn_file_actions_destroy(&fa);
+  return pid;
+}
+
+// Waits for `pid` up to `timeout`; returns its exit code (128+signal), or -1 on timeout.
+int WaitFor(pid_t pid, std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return -1;
+}
+
+std::string ReadFile(const fs::path& p) {
+  std::ifstream in(p);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+fs::path NewLogPath() {
+  static int counter = 0;
+  fs::path dir = Env("KVAULT_TEST_TMP", KVAULT_TEST_TMP_DEFAULT);
+  if (dir.empty()) dir = fs::temp_directory_path();
+  fs::create_directories(dir);
+  return dir / ("kvault-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".log");
+}
+
+}  // namespace
+
+int RunKvault(const std::vector<std::string>& args, std::string* output, std::chrono::seconds timeout) {
+  const fs::path log = NewLogPath();
+  pid_t pid = Spawn(args, log);
+  if (pid < 0) return -1;
+  int code = WaitFor(pid, timeout);
+  if (code < 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+  if (output) *output = ReadFile(log);
+  return code;
+}
+
+std::unique_ptr<ServerProcess> ServerProcess::Start(const std::vector<std::string>& args) {
+  auto p = std::unique_ptr<ServerProcess>(new ServerProcess());
+  p->port_ = FreePort();
+  p->log_ = NewLogPath();
+  std::vector<std::string> full = {"serve", "--port", std::to_string(p->port_)};
+  full.insert(full.end(), args.begin(), args.end());
+  p->pid_ = Spawn(full, p->log_);
+  return p;
+}
+
+ServerProcess::~ServerProcess() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
+bool ServerProcess::WaitHealthy(std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  httplib::Client cli("127.0.0.1", port_);
+  cli.set_connection_timeout(std::chrono::milliseconds(200));
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pid_ <= 0 || waitpid(pid_, nullptr, WNOHANG) == pid_) {
+      pid_ = -1;
+      return false;
+    }
+    auto res = cli.Get("/health");
+    if (res && res->status == 200) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+int ServerProcess::Stop(int sig, std::chrono::seconds timeout) {
+  if (pid_ <= 0) return -1;
+  kill(pid_, sig);
+  int code = WaitFor(pid_, timeout);
+  if (code >= 0) pid_ = -1;
+  return code;
+}
+
+std::string ServerProcess::Log() const { return ReadFile(log_); }
+
+}  // namespace kvault::testing

@@ -1,0 +1,43 @@
+// Test helper: runs the real `kvault` binary as a child process (server or one-shot command),
+// with its output captured to a file, and talks to it over real HTTP on loopback.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace kvault::testing {
+
+// A loopback TCP port that was free a moment ago.
+int FreePort();
+
+// Runs `kvault args...` to completion (killed after `timeout`); returns its exit code and fills
+// `output` with stdout+stderr.
+int RunKvault(const std::vector<std::string>& args, std::string* output,
+              std::chrono::seconds timeout = std::chrono::seconds(60));
+
+class ServerProcess {
+ public:
+  // Starts `kvault serve --port <free port> args...`.
+  static std::unique_ptr<ServerProcess> Start(const std::vector<std::string>& args);
+  ~ServerProcess();  // SIGKILLs the server if still running
+
+  // Polls GET /health until it answers 200 or the process exits.
+  bool WaitHealthy(std::chrono::seconds timeout);
+  // Sends `sig` and waits; returns the exit code (128+signal if killed by one), -1 on timeout.
+  int Stop(int sig, std::chrono::seconds timeout = std::chrono::seconds(30));
+
+  int port() const { return port_; }
+  std::string Log() const;
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+  std::filesystem::path log_;
+};
+
+}  // namespace kvault::testing

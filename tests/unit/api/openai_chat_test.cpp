@@ -1,0 +1,105 @@
+#include "api/openai_chat.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "api/errors.h"
+
+namespace kvault {
+namespace {
+
+using json = nlohmann::json;
+
+Status ParseError(const std::string& body) {
+  auto r = ParseChatCompletionRequest(body);
+  EXPECT_FALSE(r.ok()) << body;
+  return r.status();
+}
+
+TEST(OpenAiChatParseTest, MinimalRequest) {
+  auto r = ParseChatCompletionRequest(R"({"messages":[{"role":"user","content":"hi"}]})");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->generate.messages.size(), 1u);
+  EXPECT_EQ(r->generate.messages[0].role, "user");
+  EXPECT_EQ(r->generate.messages[0].content, "hi");
+  EXPECT_EQ(r->generate.max_tokens, -1);
+}
+
+TEST(OpenAiChatParseTest, FullerRequest) {
+  auto r = ParseChatCompletionRequest(R"({"model":"m","max_completion_tokens":9,"temperature":0,"n":1,"stream":false,
+    "messages":[{"role":"developer","content":"be brief"},
+                {"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]},
+                {"role":"assistant","content":null}]})");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->model, "m");
+  EXPECT_EQ(r->generate.max_tokens, 9);
+  EXPECT_EQ(r->generate.messages[0].role, "system");
+  EXPECT_EQ(r->generate.messages[1].content, "ab");
+  EXPECT_EQ(r->generate.messages[2].content, "");
+}
+
+TEST(OpenAiChatParseTest, RejectsBadInputNamingTheField) {
+  EXPECT_NE(ParseError("{not json").message().find("not valid JSON"), std::string::npos);
+  EXPECT_NE(ParseError("[]").message().find("JSON object"), std::string::npos);
+  EXPECT_NE(ParseError("{}").message().find("'messages'"), std::string::npos);
+  EXPECT_NE(ParseError(R"({"messages":[]})").message().find("at least one"), std::string::npos);
+  EXPECT_NE(ParseError(R"({"messages":"hi"})").message().find("must be an array"), std::string::npos);
+  EXPECT_NE(ParseError(R"({"messages":[{"role":"wizard","content":"x"}]})").message().find("wizard"),
+            std::string::npos);
+  EXPECT_NE(ParseError(R"({"messages":[{"content":"x"}]})").message().find("messages[0].role"), std::string::npos);
+  EXPECT_NE(ParseError(R"({"messages":[{"role":"user","content":5}]})").message().find("messages[0].content"),
+            std::string::npos);
+  EXPECT_NE(ParseError(R"({"messages":[{"role":"user","content":[{"type":"image_url"}]}]})").message().find(
+                "image_url"),
+            std::string::npos);
+  const std::string ok_msgs = R"("messages":[{"role":"user","content":"x"}])";
+  EXPECT_NE(ParseError("{" + ok_msgs + R"(,"max_tokens":0})").message().find("max_tokens"), std::string::npos);
+  EXPECT_NE(ParseError("{" + ok_msgs + R"(,"max_tokens":-3})").message().find("max_tokens"), std::string::npos);
+  EXPECT_NE(ParseError("{" + ok_msgs + R"(,"max_tokens":"5"})").message().find("max_tokens"), std::string::npos);
+  EXPECT_NE(ParseError("{" + ok_msgs + R"(,"temperature":"hot"})").message().find("temperature"),
+            std::string::npos);
+  EXPECT_NE(ParseError("{" + ok_msgs + R"(,"n":2})").message().find("'n'"), std::string::npos);
+  EXPECT_NE(ParseError("{" + ok_msgs + R"(,"stream":true})").message().find("stream"), std::string::npos);
+  EXPECT_NE(ParseError("{" + ok_msgs + R"(,"model":3})").message().find("model"), std::string::npos);
+  EXPECT_EQ(ParseError("{}").code(), Status::Code::kInvalidArgument);
+}
+
+TEST(OpenAiChatRenderTest, ShapeMatchesOpenAi) {
+  ChatCompletionResult r;
+  r.id = "chatcmpl-x";
+  r.model = "m";
+  r.created = 123;
+  r.text = "hello \xFF";  // invalid UTF-8 from a random model must not break the response
+  r.finish = FinishReason::kLength;
+  r.prompt_tokens = 3;
+  r.completion_tokens = 2;
+  json j = json::parse(RenderChatCompletion(r));
+  EXPECT_EQ(j["object"], "chat.completion");
+  EXPECT_EQ(j["choices"][0]["message"]["role"], "assistant");
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(j["usage"]["total_tokens"], 5);
+  EXPECT_EQ(j["choices"][0]["message"]["content"].get<std::string>().rfind("hello ", 0), 0u);
+}
+
+TEST(OpenAiChatRenderTest, IdsAreUnique) {
+  const std::string a = NewChatCompletionId(), b = NewChatCompletionId();
+  EXPECT_EQ(a.rfind("chatcmpl-", 0), 0u);
+  EXPECT_NE(a, b);
+}
+
+TEST(ApiErrorTest, StatusMapsToHttpAndEnvelope) {
+  EXPECT_EQ(ApiErrorFromStatus(Status::InvalidArgument("x")).http_status, 400);
+  EXPECT_EQ(ApiErrorFromStatus(Status::NotFound("x")).http_status, 404);
+  EXPECT_EQ(ApiErrorFromStatus(Status::Overloaded("x")).http_status, 429);
+  EXPECT_EQ(ApiErrorFromStatus(Status::Unavailable("x")).http_status, 503);
+  EXPECT_EQ(ApiErrorFromStatus(Status::Internal("x")).http_status, 500);
+  json j = json::parse(OpenAiErrorBody({400, "invalid_request_error", "bad"}));
+  EXPECT_EQ(j["error"]["type"], "invalid_request_error");
+  EXPECT_EQ(j["error"]["message"], "bad");
+  EXPECT_TRUE(j["error"].contains("param"));
+  EXPECT_TRUE(j["error"].contains("code"));
+}
+
+}  // namespace
+}  // namespace kvault
