@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <iostream>
 #include <thread>
 
@@ -98,12 +99,12 @@ int RunServe(const ServeArgs& a) {
   eo.n_threads = a.threads;
   eo.default_max_tokens = a.default_max_tokens;
 
-  // Bind before loading so that a port in use fails fast, before a long model load.
+  // Bind before loading so that a port in use fails fast, and serve /health ("loading") while
+  // the model loads.
   ServerOptions so;
   so.host = a.host;
   so.port = a.port;
   so.http_threads = a.http_threads;
-  std::unique_ptr<Engine> engine;
   HttpServer server(so, nullptr);
   s = server.Bind();
   if (!s.ok()) {
@@ -111,26 +112,39 @@ int RunServe(const ServeArgs& a) {
     return kExitUsage;
   }
 
+  std::atomic<bool> stopping{false};
+  std::thread signal_thread([&server, &stopping, signals] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    if (!stopping.exchange(true)) {
+      spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    }
+    server.Stop();
+  });
+  // Ends the signal thread when shutdown was not caused by a signal.
+  auto finish_signal_thread = [&] {
+    stopping.store(true);
+    pthread_kill(signal_thread.native_handle(), SIGTERM);
+    signal_thread.join();
+  };
+  std::thread http_thread([&server] { server.Run(); });
+  server.WaitUntilReady();
+
   auto started = Engine::Start(eo);
   if (!started.ok()) {
     spdlog::error("cannot load model: {}", started.status().message());
+    server.Stop();
+    http_thread.join();
+    finish_signal_thread();
     return kExitUsage;
   }
-  engine = std::move(started.value());
+  std::unique_ptr<Engine> engine = std::move(started.value());
   server.SetEngine(engine.get());
-
-  std::thread signal_thread([&server, signals] {
-    int sig = 0;
-    sigwait(&signals, &sig);
-    spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    server.Stop();
-  });
   spdlog::info("kvault listening on http://{}:{} (model {})", a.host, server.port(), engine->info().id);
-  std::cout.flush();
-  server.Run();
-  // Run() also returns if the listener fails; make sure the signal thread ends either way.
-  pthread_kill(signal_thread.native_handle(), SIGTERM);
-  signal_thread.join();
+
+  http_thread.join();  // until a signal stops the server
+  finish_signal_thread();
+  server.SetEngine(nullptr);
   engine.reset();
   spdlog::info("stopped");
   return kExitOk;

@@ -58,6 +58,8 @@ Status HttpServer::Bind() {
 
 void HttpServer::Run() { http_->listen_after_bind(); }
 
+void HttpServer::WaitUntilReady() { http_->wait_until_ready(); }
+
 void HttpServer::Stop() { http_->stop(); }
 
 void HttpServer::RegisterRoutes() {

@@ -36,6 +36,8 @@ class HttpServer {
 
   Status Bind();
   void Run();
+  // Blocks until Run() accepts connections (or has ended).
+  void WaitUntilReady();
   void Stop();
   int port() const { return bound_port_; }
 
