@@ -1,6 +1,7 @@
 #include "api/openai_chat.h"
 
 #include <nlohmann/json.hpp>
+#include <algorithm>
 #include <random>
 
 namespace kvault {
@@ -84,9 +85,37 @@ StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(std::string_view body
     if (v <= 0) return Invalid(std::string("'") + key + "' must be at least 1");
     out.generate.max_tokens = static_cast<int32_t>(std::min<int64_t>(v, INT32_MAX));
   }
-  for (const char* key : {"temperature", "top_p", "presence_penalty", "frequency_penalty"}) {
-    Status s = CheckNumber(body, key);
-    if (!s.ok()) return s;
+  for (const char* key : {"temperature", "top_p", "min_p", "presence_penalty", "frequency_penalty"}) {
+    Status st = CheckNumber(body, key);
+    if (!st.ok()) return st;
+  }
+  SamplingParams& sp = out.generate.sampling;
+  if (body.contains("temperature") && !body["temperature"].is_null()) sp.temperature = body["temperature"].get<float>();
+  if (body.contains("top_p") && !body["top_p"].is_null()) sp.top_p = body["top_p"].get<float>();
+  if (body.contains("min_p") && !body["min_p"].is_null()) sp.min_p = body["min_p"].get<float>();
+  if (body.contains("top_k") && !body["top_k"].is_null()) {
+    if (!body["top_k"].is_number_integer()) return Invalid("'top_k' must be an integer");
+    sp.top_k = static_cast<int32_t>(std::clamp<int64_t>(body["top_k"].get<int64_t>(), -1, INT32_MAX));
+  }
+  if (body.contains("seed") && !body["seed"].is_null()) {
+    if (!body["seed"].is_number_integer()) return Invalid("'seed' must be an integer");
+    sp.seed = static_cast<uint32_t>(body["seed"].get<int64_t>());
+  }
+  Status sampling_ok = sp.Validate();
+  if (!sampling_ok.ok()) return sampling_ok;
+  if (body.contains("stop") && !body["stop"].is_null()) {
+    const json& stop = body["stop"];
+    if (stop.is_string()) {
+      out.generate.stop.push_back(stop.get<std::string>());
+    } else if (stop.is_array()) {
+      if (stop.size() > 4) return Invalid("'stop' takes at most 4 sequences");
+      for (const auto& s : stop) {
+        if (!s.is_string()) return Invalid("'stop' must be a string or an array of strings");
+        out.generate.stop.push_back(s.get<std::string>());
+      }
+    } else {
+      return Invalid("'stop' must be a string or an array of strings");
+    }
   }
   if (body.contains("n") && !body["n"].is_null() && !(body["n"].is_number_integer() && body["n"].get<int64_t>() == 1)) {
     return Invalid("'n' must be 1: kvault returns one choice per request");
@@ -99,6 +128,7 @@ StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(std::string_view body
 }
 
 std::string RenderChatCompletion(const ChatCompletionResult& r) {
+  // OpenAI reports both the model's end of turn and a matched stop sequence as "stop".
   const char* finish = r.finish == FinishReason::kLength ? "length" : "stop";
   json body = {
       {"id", r.id},
@@ -113,7 +143,7 @@ std::string RenderChatCompletion(const ChatCompletionResult& r) {
        {{"prompt_tokens", r.prompt_tokens},
         {"completion_tokens", r.completion_tokens},
         {"total_tokens", r.prompt_tokens + r.completion_tokens},
-        {"prompt_tokens_details", {{"cached_tokens", 0}}}}},
+        {"prompt_tokens_details", {{"cached_tokens", r.cached_tokens}}}}},
   };
   // Random-weight models can emit byte tokens that are not valid UTF-8; replace, never throw.
   return body.dump(-1, ' ', false, json::error_handler_t::replace);

@@ -1,8 +1,7 @@
 // OpenAI Chat Completions adapter: JSON request → GenerateRequest, engine output → JSON response.
 // Pure translation; no I/O, no llama objects. Called by the HTTP server on its threads.
 //
-// Foundation scope: non-streaming, text content only, greedy decoding. Sampling fields are
-// type-checked but not yet applied (see docs/api.md).
+// Scope today: non-streaming, text content only (see docs/api.md).
 #pragma once
 
 #include <cstdint>
@@ -30,6 +29,7 @@ struct ChatCompletionResult {
   FinishReason finish = FinishReason::kStop;
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;
+  int32_t cached_tokens = 0;
 };
 
 std::string RenderChatCompletion(const ChatCompletionResult& result);

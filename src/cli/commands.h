@@ -18,8 +18,16 @@ struct ServeArgs {
   std::string model_id;
   std::string host = "127.0.0.1";
   int port = 8080;
-  uint32_t ctx_size = 4096;
-  uint32_t batch_size = 512;
+  uint32_t ctx_size = 0;
+  uint32_t pool_tokens = 0;
+  uint32_t kv_memory_mib = 1024;
+  uint32_t block_tokens = 64;
+  std::string cache_type = "f16";
+  uint32_t parallel = 8;
+  uint32_t resident_seqs = 32;
+  uint32_t step_tokens = 256;
+  uint32_t max_queue = 64;
+  uint32_t queue_timeout_s = 60;
   int threads = 0;
   int http_threads = 8;
   int default_max_tokens = 512;

@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <iostream>
 #include <thread>
@@ -25,9 +26,35 @@ void AddServeCommand(CLI::App& app, ServeArgs* a) {
   serve->add_option("--model-id", a->model_id, "model name reported to clients (default: file name)");
   serve->add_option("--host", a->host, "address to listen on")->capture_default_str();
   serve->add_option("--port", a->port, "port to listen on")->check(CLI::Range(0, 65535))->capture_default_str();
-  serve->add_option("-c,--ctx-size", a->ctx_size, "context size in tokens (0 = the model's)")->capture_default_str();
-  serve->add_option("-b,--batch-size", a->batch_size, "prefill chunk in tokens")
+  serve->add_option("-c,--ctx-size", a->ctx_size,
+                    "max tokens of one request, prompt + completion (0 = the model's training context, capped by "
+                    "the pool)")
+      ->capture_default_str();
+  serve->add_option("--pool-tokens", a->pool_tokens, "KV pool size in tokens (0 = from --kv-memory)")
+      ->capture_default_str();
+  serve->add_option("--kv-memory", a->kv_memory_mib, "KV pool size in MiB, when --pool-tokens is 0")
+      ->check(CLI::Range(1u, 1u << 20))
+      ->capture_default_str();
+  serve->add_option("--block-tokens", a->block_tokens, "pool block size in tokens (accounting and prefix sharing)")
+      ->check(CLI::Range(1u, 4096u))
+      ->capture_default_str();
+  serve->add_option("--cache-type", a->cache_type, "KV cache type")
+      ->check(CLI::IsMember({"f16", "q8_0", "q4_0"}))
+      ->capture_default_str();
+  serve->add_option("--parallel", a->parallel, "requests decoded together at most")
+      ->check(CLI::Range(1u, 254u))
+      ->capture_default_str();
+  serve->add_option("--resident-seqs", a->resident_seqs, "sequences kept in the pool, running + idle")
+      ->check(CLI::Range(1u, 254u))
+      ->capture_default_str();
+  serve->add_option("--step-tokens", a->step_tokens, "tokens per engine step (decode tokens + prefill chunks)")
       ->check(CLI::Range(1u, 65536u))
+      ->capture_default_str();
+  serve->add_option("--max-queue", a->max_queue, "requests waiting for capacity before answering 429")
+      ->check(CLI::Range(0u, 1000000u))
+      ->capture_default_str();
+  serve->add_option("--queue-timeout", a->queue_timeout_s, "seconds a request may wait for capacity before 429")
+      ->check(CLI::Range(1u, 86400u))
       ->capture_default_str();
   serve->add_option("-t,--threads", a->threads, "compute threads (0 = all cores)")
       ->check(CLI::Range(0, 1024))
@@ -94,8 +121,16 @@ int RunServe(const ServeArgs& a) {
   EngineOptions eo;
   eo.model_path = model_path;
   eo.model_id = a.model_id;
-  eo.n_ctx = a.ctx_size;
-  eo.n_batch = a.batch_size;
+  eo.ctx_size = a.ctx_size;
+  eo.pool_tokens = a.pool_tokens;
+  eo.kv_memory_mib = a.kv_memory_mib;
+  eo.block_tokens = a.block_tokens;
+  eo.cache_type = a.cache_type;
+  eo.parallel = a.parallel;
+  eo.resident_seqs = std::max(a.resident_seqs, a.parallel);
+  eo.step_tokens = a.step_tokens;
+  eo.max_queue = a.max_queue;
+  eo.queue_timeout_ms = a.queue_timeout_s * 1000;
   eo.n_threads = a.threads;
   eo.default_max_tokens = a.default_max_tokens;
 

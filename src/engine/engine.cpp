@@ -3,92 +3,255 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <deque>
 #include <future>
+#include <optional>
 #include <thread>
 
 #include "common.h"
-#include "core/utf8.h"
+#include "engine/kv_pool.h"
+#include "engine/step_planner.h"
+#include "engine/text_stream.h"
 #include "llama.h"
 #include "model/model_file.h"
 
 namespace kvault {
 
+using Clock = std::chrono::steady_clock;
+
 const char* FinishReasonName(FinishReason r) {
   switch (r) {
     case FinishReason::kStop: return "stop";
+    case FinishReason::kStopSequence: return "stop_sequence";
     case FinishReason::kLength: return "length";
     case FinishReason::kCancelled: return "cancelled";
   }
   return "stop";
 }
 
-// Everything llama.cpp: created, used and destroyed on the engine thread only.
+namespace {
+
+constexpr int kScratchSeqs = 2;        // llama sequences beyond the resident ones: padding, KV store I/O
+constexpr uint32_t kScratchBlocks = 2;  // pool blocks kept for them
+
+std::optional<ggml_type> ParseCacheType(const std::string& name) {
+  if (name == "f16") return GGML_TYPE_F16;
+  if (name == "q8_0") return GGML_TYPE_Q8_0;
+  if (name == "q4_0") return GGML_TYPE_Q4_0;
+  return std::nullopt;
+}
+
+double MsBetween(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+void SendError(const std::shared_ptr<RequestHandle>& h, Status s) {
+  GenerationEvent ev;
+  ev.kind = GenerationEvent::Kind::kError;
+  ev.status = std::move(s);
+  h->events().Push(std::move(ev));
+  h->events().Close();
+}
+
+class LlamaKvOps : public KvOps {
+ public:
+  explicit LlamaKvOps(llama_context* ctx) : ctx_(ctx) {}
+  void Copy(int src, int dst, int32_t p0, int32_t p1) override {
+    llama_memory_seq_cp(llama_get_memory(ctx_), src, dst, p0, p1);
+  }
+  void Remove(int seq, int32_t p0, int32_t p1) override {
+    llama_memory_seq_rm(llama_get_memory(ctx_), seq, p0, p1);
+  }
+
+ private:
+  llama_context* ctx_;
+};
+
+}  // namespace
+
+// Everything llama.cpp, and the scheduling loop: created, used and destroyed on the engine
+// thread only.
 class Engine::Impl {
  public:
+  Impl(Engine* owner) : owner_(owner), opt_(owner->options_) {}
+
   ~Impl() {
-    if (sampler_) llama_sampler_free(sampler_);
+    running_.clear();
+    pool_.reset();
+    if (batch_.token) llama_batch_free(batch_);
     if (ctx_) llama_free(ctx_);
     if (model_) llama_model_free(model_);
   }
 
-  Status Load(const EngineOptions& opt, ModelInfo* info) {
-    Status s = CheckModelFile(opt.model_path);
+  Status Load(ModelInfo* info) {
+    Status s = CheckModelFile(opt_.model_path);
     if (!s.ok()) return s;
+    const auto cache_type = ParseCacheType(opt_.cache_type);
+    if (!cache_type) return Status::InvalidArgument("unknown KV cache type '" + opt_.cache_type + "' (f16, q8_0, q4_0)");
+    if (opt_.parallel == 0 || opt_.resident_seqs < opt_.parallel) {
+      return Status::InvalidArgument("resident sequences must be at least the parallel limit (>= 1)");
+    }
+    if (opt_.resident_seqs + kScratchSeqs > 256) {
+      return Status::InvalidArgument("at most " + std::to_string(256 - kScratchSeqs) + " resident sequences");
+    }
+    if (opt_.block_tokens == 0 || opt_.step_tokens == 0) {
+      return Status::InvalidArgument("block tokens and step tokens must be at least 1");
+    }
+
     llama_backend_init();
-    llama_model_params mp = llama_model_default_params();
-    model_ = llama_model_load_from_file(opt.model_path.c_str(), mp);
-    if (!model_) return Status::Corruption("llama.cpp could not load model " + opt.model_path.string());
+    model_ = llama_model_load_from_file(opt_.model_path.c_str(), llama_model_default_params());
+    if (!model_) return Status::Corruption("llama.cpp could not load model " + opt_.model_path.string());
     vocab_ = llama_model_get_vocab(model_);
 
+    // Pool size: from --pool-tokens, else from the memory budget and the model's KV row sizes.
+    const uint64_t bytes_per_token = KvBytesPerToken(*cache_type);
+    uint64_t pool_tokens = opt_.pool_tokens;
+    if (pool_tokens == 0) {
+      pool_tokens = (static_cast<uint64_t>(opt_.kv_memory_mib) << 20) / std::max<uint64_t>(1, bytes_per_token);
+      pool_tokens = std::min<uint64_t>(pool_tokens, kMaxDefaultPoolTokens);
+    }
+    pool_tokens = std::max<uint64_t>(256, pool_tokens / 256 * 256);  // llama.cpp pads to 256
+
     llama_context_params cp = llama_context_default_params();
-    cp.n_ctx = opt.n_ctx;
-    cp.n_batch = opt.n_batch;
-    cp.n_ubatch = opt.n_batch;
-    cp.n_seq_max = 1;
-    const int32_t threads =
-        opt.n_threads > 0 ? opt.n_threads : static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
+    cp.n_ctx = static_cast<uint32_t>(pool_tokens);
+    cp.n_batch = opt_.step_tokens + opt_.parallel;
+    cp.n_ubatch = cp.n_batch;  // one ubatch per step
+    cp.n_seq_max = opt_.resident_seqs + kScratchSeqs;
+    cp.kv_unified = true;      // one pool; seq_cp shares cells between sequences
+    cp.type_k = *cache_type;
+    cp.type_v = *cache_type;
+    if (*cache_type != GGML_TYPE_F16) cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;  // quantized V needs it
+    const int32_t threads = opt_.n_threads > 0 ? opt_.n_threads
+                                               : static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
     cp.n_threads = threads;
     cp.n_threads_batch = threads;
     cp.no_perf = true;
     ctx_ = llama_init_from_model(model_, cp);
-    if (!ctx_) return Status::Internal("llama.cpp could not create a context (n_ctx=" + std::to_string(opt.n_ctx) + ")");
-
+    if (!ctx_) {
+      return Status::Internal("llama.cpp could not create a context (pool " + std::to_string(pool_tokens) +
+                              " tokens, cache type " + opt_.cache_type + ")");
+    }
     try {
       templates_ = common_chat_templates_init(model_, "");
     } catch (const std::exception& e) {
       return Status::Corruption(std::string("model chat template is invalid: ") + e.what());
     }
-    sampler_ = llama_sampler_chain_init(llama_sampler_chain_default_params());
-    llama_sampler_chain_add(sampler_, llama_sampler_init_greedy());
+
+    const uint32_t n_ctx = llama_n_ctx(ctx_);
+    // Cells outside the block accounting: the scratch sequences' (padding token, KV store I/O).
+    const uint32_t n_blocks = n_ctx / opt_.block_tokens;
+    if (n_blocks <= kScratchBlocks) {
+      return Status::InvalidArgument("the pool (" + std::to_string(n_ctx) + " tokens) must hold more than " +
+                                     std::to_string(kScratchBlocks) + " blocks of " +
+                                     std::to_string(opt_.block_tokens) + " tokens");
+    }
+    kv_ops_ = std::make_unique<LlamaKvOps>(ctx_);
+    pool_ = std::make_unique<KvPool>(kv_ops_.get(), opt_.resident_seqs, n_blocks - kScratchBlocks, opt_.block_tokens);
+    pad_seq_ = static_cast<int>(opt_.resident_seqs);
+    batch_ = llama_batch_init(static_cast<int32_t>(cp.n_batch), 0, 1);
+    n_train_ = llama_model_n_ctx_train(model_);
+    ctx_limit_ = opt_.ctx_size > 0 ? opt_.ctx_size : static_cast<uint32_t>(std::max(1, n_train_));
+    ctx_limit_ = std::min(ctx_limit_, (n_blocks - kScratchBlocks) * opt_.block_tokens);
 
     char desc[256] = {};
     llama_model_desc(model_, desc, sizeof(desc));
     info->description = desc;
-    info->n_ctx = llama_n_ctx(ctx_);
-    info->n_ctx_train = llama_model_n_ctx_train(model_);
+    info->ctx_size = ctx_limit_;
+    info->n_ctx_train = n_train_;
     info->n_params = llama_model_n_params(model_);
     info->size_bytes = llama_model_size(model_);
+    info->pool_tokens = n_ctx;
+    info->pool_bytes = bytes_per_token * n_ctx;
+    info->block_tokens = opt_.block_tokens;
+    info->cache_type = opt_.cache_type;
+    PublishStats();
     return Status::Ok();
   }
 
-  void Process(const Job& job, const EngineOptions& opt) {
-    RequestHandle& h = *job.handle;
-    GenerationEvent done;
-    done.kind = GenerationEvent::Kind::kDone;
-    Status s = Generate(job.request, opt, h, &done);
-    if (!s.ok()) {
-      GenerationEvent err;
-      err.kind = GenerationEvent::Kind::kError;
-      err.status = s;
-      h.events().Push(std::move(err));
-    } else {
-      h.events().Push(std::move(done));
+  // The scheduling loop; returns when the job queue is closed.
+  void Loop() {
+    Channel<Job>& queue = owner_->queue_;
+    while (true) {
+      if (running_.empty() && waiting_.empty()) {
+        auto job = queue.Pop();  // idle: block until work or shutdown
+        if (!job) break;
+        Intake(std::move(*job));
+      }
+      while (auto job = queue.TryPop()) Intake(std::move(*job));
+      if (queue.closed()) break;
+      Reap();
+      Admit();
+      if (running_.empty()) {
+        // Waiting requests but nothing admissible (cannot last: idle sequences are evictable).
+        if (auto job = queue.PopFor(std::chrono::milliseconds(10))) Intake(std::move(*job));
+        PublishStats();
+        continue;
+      }
+      Step();
+      PublishStats();
     }
-    h.events().Close();
+    Shutdown();
   }
 
  private:
-  Status Generate(const GenerateRequest& req, const EngineOptions& opt, RequestHandle& h, GenerationEvent* done) {
+  static constexpr uint64_t kMaxDefaultPoolTokens = 131072;
+
+  struct Waiting {
+    Job job;
+    std::vector<llama_token> prompt;
+    int32_t max_tokens = 0;
+  };
+
+  struct Seq {
+    Job job;
+    std::vector<llama_token> prompt;
+    int slot = -1;
+    int32_t n_past = 0;  // tokens with KV in the slot
+    int32_t cached = 0;  // prompt tokens reused from the pool
+    int32_t max_tokens = 0;
+    int32_t n_gen = 0;
+    llama_token next = -1;  // sampled, decoded in the next step
+    llama_sampler* sampler = nullptr;
+    TextStream text;
+    Clock::time_point admitted;
+    double ttft_ms = -1;
+    bool done = false;
+    ~Seq() {
+      if (sampler) llama_sampler_free(sampler);
+    }
+    int32_t prefill_left() const { return static_cast<int32_t>(prompt.size()) - n_past; }
+  };
+
+  uint64_t KvBytesPerToken(ggml_type type) const {
+    const int64_t n_layer = llama_model_n_layer(model_);
+    const int64_t n_head = std::max(1, llama_model_n_head(model_));
+    const int64_t n_head_kv = llama_model_n_head_kv(model_);
+    int64_t head_k = llama_model_n_embd(model_) / n_head;
+    int64_t head_v = head_k;
+    char arch[64] = {};
+    if (llama_model_meta_val_str(model_, "general.architecture", arch, sizeof(arch)) > 0) {
+      char buf[32] = {};
+      if (llama_model_meta_val_str(model_, (std::string(arch) + ".attention.key_length").c_str(), buf, sizeof(buf)) > 0) {
+        head_k = std::atoll(buf);
+      }
+      if (llama_model_meta_val_str(model_, (std::string(arch) + ".attention.value_length").c_str(), buf, sizeof(buf)) > 0) {
+        head_v = std::atoll(buf);
+      }
+    }
+    return static_cast<uint64_t>(n_layer) *
+           (ggml_row_size(type, n_head_kv * head_k) + ggml_row_size(type, n_head_kv * head_v));
+  }
+
+  void Reject(Job& job, Status s) {
+    SendError(job.handle, std::move(s));
+    owner_->pending_.fetch_sub(1);
+  }
+
+  // Templates and tokenizes a new request; rejects at once what can never run.
+  void Intake(Job job) {
+    const GenerateRequest& req = job.request;
+    Status valid = req.sampling.Validate();
+    if (!valid.ok()) return Reject(job, valid);
     common_chat_templates_inputs in;
     in.messages = req.messages;
     in.add_generation_prompt = true;
@@ -97,73 +260,228 @@ class Engine::Impl {
     try {
       prompt = common_chat_templates_apply(templates_.get(), in).prompt;
     } catch (const std::exception& e) {
-      return Status::InvalidArgument(std::string("cannot apply the chat template: ") + e.what());
+      return Reject(job, Status::InvalidArgument(std::string("cannot apply the chat template: ") + e.what()));
     }
     std::vector<llama_token> tokens = common_tokenize(vocab_, prompt, /*add_special=*/true, /*parse_special=*/true);
-    const auto n_ctx = static_cast<int32_t>(llama_n_ctx(ctx_));
-    const auto n_prompt = static_cast<int32_t>(tokens.size());
-    if (n_prompt == 0) return Status::InvalidArgument("the prompt is empty");
-    if (n_prompt >= n_ctx) {
-      return Status::TooLarge("the prompt is " + std::to_string(n_prompt) + " tokens; the context holds " +
-                              std::to_string(n_ctx) + " (prompt and completion together)");
+    const auto n = static_cast<int64_t>(tokens.size());
+    const int64_t limit = ctx_limit_;
+    if (n == 0) return Reject(job, Status::InvalidArgument("the prompt is empty"));
+    if (n >= limit) {
+      return Reject(job, Status::TooLarge("the prompt is " + std::to_string(n) + " tokens; this server's context holds " +
+                                          std::to_string(limit) + " tokens (prompt and completion together)"));
     }
-    const int32_t max_tokens = req.max_tokens > 0 ? req.max_tokens : opt.default_max_tokens;
-    done->prompt_tokens = n_prompt;
-
-    llama_memory_clear(llama_get_memory(ctx_), true);
-    llama_sampler_reset(sampler_);
-    for (int32_t i = 0; i < n_prompt; i += static_cast<int32_t>(opt.n_batch)) {
-      if (h.cancelled()) {
-        done->finish = FinishReason::kCancelled;
-        return Status::Ok();
+    int64_t max_tokens = req.max_tokens;
+    if (max_tokens > 0) {
+      if (n + max_tokens > limit) {
+        return Reject(job, Status::TooLarge("the prompt (" + std::to_string(n) + " tokens) plus max_tokens (" +
+                                            std::to_string(max_tokens) + ") exceeds this server's context of " +
+                                            std::to_string(limit) + " tokens"));
       }
-      const int32_t n = std::min<int32_t>(static_cast<int32_t>(opt.n_batch), n_prompt - i);
-      if (llama_decode(ctx_, llama_batch_get_one(tokens.data() + i, n)) != 0) {
-        return Status::Internal("llama_decode failed during prefill");
-      }
+    } else {
+      max_tokens = std::min<int64_t>(opt_.default_max_tokens, limit - n);
     }
-
-    std::string pending;  // detokenized bytes not yet sent (an incomplete UTF-8 character)
-    int32_t n_gen = 0;
-    done->finish = FinishReason::kLength;
-    while (true) {
-      if (h.cancelled()) {
-        done->finish = FinishReason::kCancelled;
-        break;
-      }
-      llama_token tok = llama_sampler_sample(sampler_, ctx_, -1);
-      if (llama_vocab_is_eog(vocab_, tok)) {
-        done->finish = FinishReason::kStop;
-        break;
-      }
-      ++n_gen;
-      pending += common_token_to_piece(ctx_, tok, /*special=*/false);
-      const size_t complete = Utf8CompletePrefix(pending);
-      if (complete > 0) {
-        GenerationEvent ev;
-        ev.text = pending.substr(0, complete);
-        pending.erase(0, complete);
-        h.events().Push(std::move(ev));
-      }
-      if (n_gen >= max_tokens || n_prompt + n_gen >= n_ctx) break;
-      if (llama_decode(ctx_, llama_batch_get_one(&tok, 1)) != 0) {
-        return Status::Internal("llama_decode failed during generation");
-      }
-    }
-    if (!pending.empty()) {
-      GenerationEvent ev;
-      ev.text = std::move(pending);
-      h.events().Push(std::move(ev));
-    }
-    done->completion_tokens = n_gen;
-    return Status::Ok();
+    waiting_.push_back(Waiting{std::move(job), std::move(tokens), static_cast<int32_t>(max_tokens)});
   }
 
+  // Cancelled requests leave; requests that waited too long get a retryable error.
+  void Reap() {
+    for (auto& s : running_) {
+      if (s->job.handle->cancelled()) Finish(*s, FinishReason::kCancelled);
+    }
+    EraseDone();
+    const auto now = Clock::now();
+    const auto timeout = std::chrono::milliseconds(opt_.queue_timeout_ms);
+    for (auto it = waiting_.begin(); it != waiting_.end();) {
+      if (it->job.handle->cancelled()) {
+        GenerationEvent done;
+        done.kind = GenerationEvent::Kind::kDone;
+        done.finish = FinishReason::kCancelled;
+        it->job.handle->events().Push(std::move(done));
+        it->job.handle->events().Close();
+        owner_->pending_.fetch_sub(1);
+        it = waiting_.erase(it);
+      } else if (now - it->job.submitted > timeout) {
+        Reject(it->job, Status::Overloaded("timed out after " + std::to_string(opt_.queue_timeout_ms) +
+                                           " ms waiting for capacity; retry later"));
+        it = waiting_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  // FIFO: the head of the queue runs first; nobody overtakes it.
+  void Admit() {
+    while (!waiting_.empty() && running_.size() < opt_.parallel) {
+      Waiting& w = waiting_.front();
+      const int32_t max_total = static_cast<int32_t>(w.prompt.size()) + w.max_tokens;
+      auto lease = pool_->Acquire(w.prompt, max_total);
+      if (!lease) break;
+      auto s = std::make_unique<Seq>();
+      s->job = std::move(w.job);
+      s->prompt = std::move(w.prompt);
+      s->max_tokens = w.max_tokens;
+      s->slot = lease->slot;
+      s->n_past = lease->reused;
+      s->cached = lease->reused;
+      s->sampler = MakeSampler(s->job.request.sampling);
+      s->text = TextStream(s->job.request.stop);
+      s->admitted = Clock::now();
+      waiting_.pop_front();
+      owner_->pending_.fetch_sub(1);
+      running_.push_back(std::move(s));
+    }
+  }
+
+  void AddToBatch(llama_token tok, llama_pos pos, int seq, bool logits) {
+    const int i = batch_.n_tokens++;
+    batch_.token[i] = tok;
+    batch_.pos[i] = pos;
+    batch_.n_seq_id[i] = 1;
+    batch_.seq_id[i][0] = seq;
+    batch_.logits[i] = logits;
+  }
+
+  // One continuous-batching step: build, decode, sample.
+  void Step() {
+    std::vector<RunningSeq> view;
+    view.reserve(running_.size());
+    for (size_t i = 0; i < running_.size(); ++i) {
+      view.push_back({static_cast<int>(i), running_[i]->prefill_left()});
+    }
+    const std::vector<StepEntry> plan = PlanStep(view, static_cast<int32_t>(opt_.step_tokens), &cursor_);
+    batch_.n_tokens = 0;
+    std::vector<std::pair<Seq*, int32_t>> to_sample;  // sequence, batch index of its logits
+    for (const StepEntry& e : plan) {
+      Seq& s = *running_[e.id];
+      if (e.decode) {
+        to_sample.emplace_back(&s, batch_.n_tokens);
+        AddToBatch(s.next, s.n_past, s.slot, true);
+        continue;
+      }
+      for (int32_t k = 0; k < e.n_tokens; ++k) {
+        const int32_t pos = s.n_past + k;
+        const bool last = pos == static_cast<int32_t>(s.prompt.size()) - 1;
+        if (last) to_sample.emplace_back(&s, batch_.n_tokens);
+        AddToBatch(s.prompt[pos], pos, s.slot, last);
+      }
+    }
+    ++steps_;
+    // Exactness: llama.cpp's CPU matmul takes a different kernel for a single-token batch (ggml
+    // vec_dot) than for two or more (llamafile sgemm), with a different summation order. A lone
+    // decode token therefore gets a throw-away companion in a scratch sequence, so that every
+    // step uses the same kernels and a request's output does not depend on what else is running.
+    const bool padded = batch_.n_tokens == 1;
+    if (padded) AddToBatch(batch_.token[0], 0, pad_seq_, false);
+    const int rc = llama_decode(ctx_, batch_);
+    if (padded) llama_memory_seq_rm(llama_get_memory(ctx_), pad_seq_, -1, -1);
+    if (rc != 0) {
+      spdlog::error("engine: llama_decode failed (code {}) for a batch of {} tokens", rc, batch_.n_tokens);
+      for (const StepEntry& e : plan) Fail(*running_[e.id], Status::Internal("the engine failed to decode"));
+      EraseDone();
+      return;
+    }
+    for (const StepEntry& e : plan) {
+      Seq& s = *running_[e.id];
+      const llama_token* toks = e.decode ? &s.next : s.prompt.data() + s.n_past;
+      pool_->Append(s.slot, toks, static_cast<size_t>(e.n_tokens));
+      s.n_past += e.n_tokens;
+    }
+    for (auto& [s, idx] : to_sample) Sample(*s, idx);
+    EraseDone();
+  }
+
+  void Emit(Seq& s, std::string text) {
+    if (text.empty()) return;
+    GenerationEvent ev;
+    ev.text = std::move(text);
+    s.job.handle->events().Push(std::move(ev));
+  }
+
+  void Sample(Seq& s, int32_t idx) {
+    const llama_token tok = llama_sampler_sample(s.sampler, ctx_, idx);
+    if (s.ttft_ms < 0) s.ttft_ms = MsBetween(s.job.submitted, Clock::now());
+    if (llama_vocab_is_eog(vocab_, tok)) return Finish(s, FinishReason::kStop);
+    ++s.n_gen;
+    Emit(s, s.text.Push(common_token_to_piece(ctx_, tok, /*special=*/false)));
+    if (s.text.stopped()) return Finish(s, FinishReason::kStopSequence);
+    if (s.n_gen >= s.max_tokens) return Finish(s, FinishReason::kLength);
+    s.next = tok;
+  }
+
+  void Finish(Seq& s, FinishReason reason) {
+    if (reason != FinishReason::kCancelled) Emit(s, s.text.Flush());
+    GenerationEvent done;
+    done.kind = GenerationEvent::Kind::kDone;
+    done.finish = reason;
+    if (s.text.matched()) done.stop_sequence = *s.text.matched();
+    done.prompt_tokens = static_cast<int32_t>(s.prompt.size());
+    done.cached_tokens = s.cached;
+    done.completion_tokens = s.n_gen;
+    done.queue_ms = MsBetween(s.job.submitted, s.admitted);
+    done.ttft_ms = s.ttft_ms;
+    s.job.handle->events().Push(std::move(done));
+    s.job.handle->events().Close();
+    // A cancelled request's cells are freed; a finished one stays resident for its next turn.
+    if (reason == FinishReason::kCancelled) {
+      pool_->Free(s.slot);
+    } else {
+      pool_->Release(s.slot);
+    }
+    s.done = true;
+  }
+
+  void Fail(Seq& s, Status status) {
+    SendError(s.job.handle, std::move(status));
+    pool_->Free(s.slot);
+    s.done = true;
+  }
+
+  void EraseDone() {
+    running_.erase(std::remove_if(running_.begin(), running_.end(), [](const auto& s) { return s->done; }),
+                   running_.end());
+  }
+
+  void PublishStats() {
+    const KvPoolStats ps = pool_->stats();
+    std::lock_guard<std::mutex> lock(owner_->stats_mu_);
+    EngineStats& st = owner_->stats_;
+    st.pool_blocks_total = ps.total_blocks;
+    st.pool_blocks_used = ps.used_blocks;
+    st.pool_blocks_reserved = ps.reserved_blocks;
+    st.pool_utilization = ps.utilization();
+    st.running = static_cast<uint32_t>(running_.size());
+    st.waiting = owner_->pending_.load();
+    st.idle_resident = ps.idle_slots;
+    st.evictions = ps.evictions;
+    st.steps = steps_;
+  }
+
+  void Shutdown() {
+    const Status gone = Status::Unavailable("the server is shutting down");
+    for (auto& s : running_) Fail(*s, gone);
+    running_.clear();
+    for (auto& w : waiting_) Reject(w.job, gone);
+    waiting_.clear();
+    while (auto job = owner_->queue_.TryPop()) Reject(*job, gone);
+  }
+
+  Engine* owner_;
+  const EngineOptions& opt_;
   llama_model* model_ = nullptr;
   llama_context* ctx_ = nullptr;
   const llama_vocab* vocab_ = nullptr;
-  llama_sampler* sampler_ = nullptr;
   common_chat_templates_ptr templates_;
+  std::unique_ptr<LlamaKvOps> kv_ops_;
+  std::unique_ptr<KvPool> pool_;
+  llama_batch batch_{};
+  int32_t n_train_ = 0;
+  uint32_t ctx_limit_ = 0;
+  std::deque<Waiting> waiting_;
+  std::vector<std::unique_ptr<Seq>> running_;
+  size_t cursor_ = 0;
+  uint64_t steps_ = 0;
+  int pad_seq_ = 0;  // scratch sequence for padding single-token batches
 };
 
 Engine::Engine(const EngineOptions& options) : options_(options) {
@@ -192,35 +510,38 @@ StatusOr<std::unique_ptr<Engine>> Engine::Start(const EngineOptions& options) {
 
 std::shared_ptr<RequestHandle> Engine::Submit(GenerateRequest request) {
   auto handle = std::make_shared<RequestHandle>();
-  if (!queue_.Push(Job{std::move(request), handle})) {
-    GenerationEvent err;
-    err.kind = GenerationEvent::Kind::kError;
-    err.status = Status::Unavailable("the engine is shutting down");
-    handle->events().Push(std::move(err));
-    handle->events().Close();
+  if (pending_.fetch_add(1) >= options_.max_queue) {
+    pending_.fetch_sub(1);
+    SendError(handle, Status::Overloaded("the server is at capacity (" + std::to_string(options_.max_queue) +
+                                         " requests waiting); retry later"));
+    return handle;
+  }
+  if (!queue_.Push(Job{std::move(request), handle, Clock::now()})) {
+    pending_.fetch_sub(1);
+    SendError(handle, Status::Unavailable("the server is shutting down"));
   }
   return handle;
 }
 
+EngineStats Engine::stats() const {
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  EngineStats st = stats_;
+  st.waiting = pending_.load();
+  return st;
+}
+
 void Engine::Run(std::promise<Status>* ready) {
-  impl_ = std::make_unique<Impl>();
-  Status s = impl_->Load(options_, &info_);
+  impl_ = std::make_unique<Impl>(this);
+  Status s = impl_->Load(&info_);
   if (!s.ok()) impl_.reset();  // free llama state on this thread
   ready->set_value(s);
   if (!s.ok()) return;
-  spdlog::info("engine: model {} loaded ({}, {} params, context {} tokens)", info_.id, info_.description,
-               info_.n_params, info_.n_ctx);
-  while (auto job = queue_.Pop()) {
-    if (queue_.closed()) {  // shutting down: fail what is still queued
-      GenerationEvent err;
-      err.kind = GenerationEvent::Kind::kError;
-      err.status = Status::Unavailable("the engine is shutting down");
-      job->handle->events().Push(std::move(err));
-      job->handle->events().Close();
-      continue;
-    }
-    impl_->Process(*job, options_);
-  }
+  spdlog::info("engine: model {} loaded ({}, {} params); pool {} tokens ({:.1f} MiB {} KV, blocks of {}), "
+               "request context {} tokens, {} parallel, {} resident",
+               info_.id, info_.description, info_.n_params, info_.pool_tokens,
+               static_cast<double>(info_.pool_bytes) / (1 << 20), info_.cache_type, info_.block_tokens,
+               info_.ctx_size, options_.parallel, options_.resident_seqs);
+  impl_->Loop();
   impl_.reset();
 }
 

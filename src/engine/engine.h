@@ -1,17 +1,22 @@
-// Engine: the one thread that owns a loaded model and its llama_context.
+// Engine: the one thread that owns a loaded model and its llama_context, and runs continuous
+// batching for every request on that model.
 //
 // Start() loads the model on the engine thread and returns once it is ready (or failed).
 // Submit() may be called from any thread; it queues the request and returns a handle whose
-// channel delivers the output. Nothing outside this class touches llama objects.
+// channel delivers the output. stats() is a snapshot, safe from any thread. Nothing outside this
+// class touches llama objects.
 //
-// Foundation version: requests run one at a time, greedy, with prefill in n_batch chunks.
-// Continuous batching over a shared KV pool replaces the internals (issue "Engine").
+// Inside, each step: take new requests (template + tokenize; reject what can never fit), admit
+// waiting ones FIFO when KvPool grants a slot and blocks (reusing resident prefixes), build one
+// llama_batch from PlanStep (decode tokens + round-robin prefill chunks), decode, sample, stream.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -23,42 +28,68 @@ namespace kvault {
 
 struct EngineOptions {
   std::filesystem::path model_path;
-  std::string model_id;               // the name clients use; default: file stem
-  uint32_t n_ctx = 4096;              // context size (tokens); 0 = the model's training context
-  uint32_t n_batch = 512;             // prefill chunk size
-  int32_t n_threads = 0;              // 0 = all cores
-  int32_t default_max_tokens = 512;   // used when a request gives none
+  std::string model_id;             // the name clients use; default: file stem
+  uint32_t ctx_size = 0;            // max tokens of one request (prompt + completion); 0 = model's
+  uint32_t pool_tokens = 0;         // KV pool size in tokens; 0 = derived from kv_memory_mib
+  uint32_t kv_memory_mib = 1024;    // KV pool size in MiB when pool_tokens is 0
+  uint32_t block_tokens = 64;       // pool accounting granularity (and prefix-sharing unit)
+  std::string cache_type = "f16";   // f16, q8_0, q4_0 (K and V)
+  uint32_t parallel = 8;            // requests decoded together at most
+  uint32_t resident_seqs = 32;      // sequences kept in the pool (running + idle)
+  uint32_t step_tokens = 256;       // tokens per step: decode tokens + prefill chunks
+  uint32_t max_queue = 64;          // requests waiting for capacity before 429
+  uint32_t queue_timeout_ms = 60000;
+  int32_t n_threads = 0;            // 0 = all cores
+  int32_t default_max_tokens = 512; // when a request sets none (capped by the context)
 };
 
-// Read-only facts about the loaded model, safe to read from any thread.
+// Read-only facts about the loaded model and pool, safe to read from any thread after Start.
 struct ModelInfo {
   std::string id;
   std::string path;
   std::string description;  // llama.cpp's model description, e.g. "llama 8B F16"
-  uint32_t n_ctx = 0;
+  uint32_t ctx_size = 0;     // per-request limit actually in force
   int32_t n_ctx_train = 0;
   uint64_t n_params = 0;
   uint64_t size_bytes = 0;
+  uint32_t pool_tokens = 0;
+  uint64_t pool_bytes = 0;
+  uint32_t block_tokens = 0;
+  std::string cache_type;
+};
+
+struct EngineStats {
+  uint32_t pool_blocks_total = 0;
+  uint32_t pool_blocks_used = 0;
+  uint32_t pool_blocks_reserved = 0;
+  double pool_utilization = 0;  // (used + reserved) / total
+  uint32_t running = 0;
+  uint32_t waiting = 0;         // admitted to the queue, not yet running
+  uint32_t idle_resident = 0;
+  uint64_t evictions = 0;
+  uint64_t steps = 0;
 };
 
 class Engine {
  public:
   static StatusOr<std::unique_ptr<Engine>> Start(const EngineOptions& options);
-  ~Engine();  // stops the thread; pending requests get an Unavailable error
+  ~Engine();  // stops the thread; unfinished requests get an Unavailable error
 
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
+  // Never blocks. A full queue answers at once with an Overloaded error event.
   std::shared_ptr<RequestHandle> Submit(GenerateRequest request);
   const ModelInfo& info() const { return info_; }
-  size_t queue_depth() const { return queue_.size(); }
+  EngineStats stats() const;
 
  private:
   struct Job {
     GenerateRequest request;
     std::shared_ptr<RequestHandle> handle;
+    std::chrono::steady_clock::time_point submitted;
   };
-  class Impl;  // llama state, touched only by the engine thread
+  class Impl;  // llama state and the scheduling loop, touched only by the engine thread
 
   explicit Engine(const EngineOptions& options);
   void Run(std::promise<Status>* ready);
@@ -66,6 +97,9 @@ class Engine {
   EngineOptions options_;
   ModelInfo info_;
   Channel<Job> queue_;
+  std::atomic<uint32_t> pending_{0};  // submitted, not yet running or finished
+  mutable std::mutex stats_mu_;
+  EngineStats stats_;
   std::unique_ptr<Impl> impl_;
   std::thread thread_;
 };

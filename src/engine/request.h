@@ -1,38 +1,52 @@
 // What the API layer hands to the engine, and what comes back.
 //
-// A GenerateRequest is plain data (chat messages in llama.cpp common's neutral form, limits).
-// The engine answers through the request's RequestHandle: zero or more kText events, then
-// exactly one kDone or kError event, after which the channel is closed.
+// A GenerateRequest is plain data (chat messages in llama.cpp common's neutral form, sampling,
+// limits). The engine answers through the request's RequestHandle: zero or more kText events,
+// then exactly one kDone or kError event, after which the channel is closed.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "chat.h"  // common_chat_msg (llama.cpp common: plain structs, no llama objects)
 #include "core/status.h"
 #include "engine/channel.h"
+#include "engine/sampling.h"
 
 namespace kvault {
 
-enum class FinishReason { kStop, kLength, kCancelled };
+enum class FinishReason {
+  kStop,          // the model ended its turn (end-of-generation token)
+  kStopSequence,  // a stop sequence matched (not included in the text)
+  kLength,        // max_tokens reached
+  kCancelled,     // the client went away
+};
 const char* FinishReasonName(FinishReason r);
 
 struct GenerateRequest {
   std::vector<common_chat_msg> messages;
-  int32_t max_tokens = -1;  // -1: the engine's default
+  int32_t max_tokens = -1;  // -1: the engine's default (capped by the context)
+  SamplingParams sampling;
+  std::vector<std::string> stop;  // text-level stop sequences
 };
 
 struct GenerationEvent {
   enum class Kind { kText, kDone, kError };
   Kind kind = Kind::kText;
-  std::string text;  // kText: a piece of complete UTF-8 characters
+  std::string text;  // kText: complete UTF-8 characters, never part of a stop sequence
   // kDone:
   FinishReason finish = FinishReason::kStop;
+  std::string stop_sequence;  // kStopSequence: which one
   int32_t prompt_tokens = 0;
+  int32_t cached_tokens = 0;  // prompt tokens whose KV was reused, not computed
   int32_t completion_tokens = 0;
+  double queue_ms = 0;  // submitted → admitted
+  double ttft_ms = 0;   // submitted → first token sampled
   // kError:
   Status status;
 };

@@ -112,7 +112,7 @@ bool WriteTensorData(FILE* f, const TensorPlan& t, SplitMix64& rng) {
 std::vector<std::string> DemoModelSizes() { return {"tiny", "small", "bench"}; }
 
 StatusOr<DemoModelSpec> DemoModelSpecFor(const std::string& size) {
-  if (size == "tiny") return DemoModelSpec{"tiny", 64, 2, 4, 2, 256, 4096, false};
+  if (size == "tiny") return DemoModelSpec{"tiny", 64, 2, 2, 1, 256, 4096, false};
   if (size == "small") return DemoModelSpec{"small", 256, 4, 8, 4, 1024, 8192, false};
   if (size == "bench") return DemoModelSpec{"bench", 1024, 16, 16, 4, 4096, 32768};
   return Status::InvalidArgument("unknown demo model size '" + size + "' (tiny, small, bench)");

@@ -19,6 +19,7 @@ constexpr const char* kJson = "application/json";
 
 void SendError(httplib::Response& res, const ApiError& e) {
   res.status = e.http_status;
+  if (e.http_status == 429 || e.http_status == 503) res.set_header("Retry-After", "1");
   res.set_content(OpenAiErrorBody(e), kJson);
 }
 
@@ -96,7 +97,19 @@ void HttpServer::RegisterRoutes() {
       res.set_content(R"({"status":"loading"})", kJson);
       return;
     }
-    json body = {{"status", "ok"}, {"model", engine->info().id}, {"queue_depth", engine->queue_depth()}};
+    const EngineStats st = engine->stats();
+    json body = {{"status", "ok"},
+                 {"model", engine->info().id},
+                 {"queue_depth", st.waiting},
+                 {"running", st.running},
+                 {"pool",
+                  {{"utilization", st.pool_utilization},
+                   {"blocks_total", st.pool_blocks_total},
+                   {"blocks_used", st.pool_blocks_used},
+                   {"blocks_reserved", st.pool_blocks_reserved},
+                   {"block_tokens", engine->info().block_tokens},
+                   {"idle_sequences", st.idle_resident},
+                   {"evictions", st.evictions}}}};
     res.set_content(body.dump(), kJson);
   });
 
@@ -110,7 +123,10 @@ void HttpServer::RegisterRoutes() {
                   {"owned_by", "kvault"},
                   {"meta",
                    {{"description", m.description},
-                    {"n_ctx", m.n_ctx},
+                    {"n_ctx", m.ctx_size},
+                    {"pool_tokens", m.pool_tokens},
+                    {"pool_bytes", m.pool_bytes},
+                    {"cache_type", m.cache_type},
                     {"n_ctx_train", m.n_ctx_train},
                     {"n_params", m.n_params},
                     {"size_bytes", m.size_bytes}}}};
@@ -146,9 +162,11 @@ void HttpServer::RegisterRoutes() {
         result.finish = ev->finish;
         result.prompt_tokens = ev->prompt_tokens;
         result.completion_tokens = ev->completion_tokens;
+        result.cached_tokens = ev->cached_tokens;
         break;
       }
     }
+    res.set_header("X-Cache-Tokens", std::to_string(result.cached_tokens));
     res.set_content(RenderChatCompletion(result), kJson);
   });
 }

@@ -53,8 +53,8 @@ TEST_F(DemoModelTest, LoadsInLlamaCppWithTheRequestedShapeAndTokenizer) {
   ASSERT_NE(model, nullptr);
   EXPECT_EQ(llama_model_n_embd(model), 64);
   EXPECT_EQ(llama_model_n_layer(model), 2);
-  EXPECT_EQ(llama_model_n_head(model), 4);
-  EXPECT_EQ(llama_model_n_head_kv(model), 2);
+  EXPECT_EQ(llama_model_n_head(model), 2);
+  EXPECT_EQ(llama_model_n_head_kv(model), 1);
   const llama_vocab* vocab = llama_model_get_vocab(model);
   EXPECT_EQ(llama_vocab_n_tokens(vocab), 128256);  // the Llama 3 tokenizer
   const char* tmpl = llama_model_chat_template(model, nullptr);

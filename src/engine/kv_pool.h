@@ -1,0 +1,109 @@
+// KvPool: which token sequences are resident in the shared KV pool, in which llama sequence
+// ("slot"), and how many blocks each holds.
+//
+// The engine thread asks it for a slot for each admitted request (Acquire), tells it which tokens
+// got KV cells (Append), and gives the slot back when the request ends (Release keeps the cells
+// resident as an idle sequence for the next turn; Free drops them). Acquire reuses the longest
+// resident prefix: it takes over an idle sequence whose last prompt the new prompt contains (the
+// same conversation), or shares whole blocks of another sequence's prefix (KvOps::Copy =
+// llama_memory_seq_cp) and leaves that sequence intact. It evicts least recently used
+// idle sequences only when their slots or blocks are needed, and reserves every block the request
+// can need (prompt + max tokens) up front, so a running request never runs out of cells.
+//
+// The llama calls go through KvOps, so this class is testable without a model.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "engine/block_pool.h"
+
+namespace kvault {
+
+using Token = int32_t;
+
+// What KvPool needs from the KV cache. Positions are [p0, p1); p1 < 0 means "to the end".
+class KvOps {
+ public:
+  virtual ~KvOps() = default;
+  virtual void Copy(int src_seq, int dst_seq, int32_t p0, int32_t p1) = 0;
+  virtual void Remove(int seq, int32_t p0, int32_t p1) = 0;
+};
+
+struct KvPoolStats {
+  uint32_t total_blocks = 0;
+  uint32_t used_blocks = 0;      // holding KV of resident tokens
+  uint32_t reserved_blocks = 0;  // held for running requests' future tokens
+  uint32_t active_slots = 0;
+  uint32_t idle_slots = 0;
+  uint32_t free_slots = 0;
+  uint64_t evictions = 0;
+  double utilization() const {
+    return total_blocks ? static_cast<double>(used_blocks + reserved_blocks) / total_blocks : 0.0;
+  }
+};
+
+class KvPool {
+ public:
+  KvPool(KvOps* ops, uint32_t n_slots, uint32_t n_blocks, uint32_t block_tokens);
+
+  struct Lease {
+    int slot = -1;
+    int32_t reused = 0;  // leading prompt tokens whose KV is already in the slot
+  };
+
+  // Blocks that a request of `max_total` tokens needs; false if more than the whole pool.
+  bool CanEverFit(int32_t max_total) const;
+
+  // A slot for `prompt` with room for `max_total` tokens (prompt + completion), reusing the
+  // longest resident prefix (never the whole prompt: the last token is always recomputed so
+  // that there are logits to sample from). nullopt when no slot or not enough blocks can be
+  // freed right now; nothing changes in that case.
+  std::optional<Lease> Acquire(const std::vector<Token>& prompt, int32_t max_total);
+
+  // The KV of `tokens` was just computed at the end of `slot`'s sequence.
+  void Append(int slot, const Token* tokens, size_t n);
+
+  // The request ended normally: the slot's cells stay resident (idle) for reuse.
+  void Release(int slot);
+  // The request was cancelled or failed: the slot's cells are removed.
+  void Free(int slot);
+
+  const std::vector<Token>& tokens(int slot) const { return slots_[slot].tokens; }
+  KvPoolStats stats() const;
+  uint32_t block_tokens() const { return blocks_.block_tokens(); }
+
+  // Called with (slot, tokens) just before an idle sequence is evicted; the KV store hooks in
+  // here to save its blocks first.
+  std::function<void(int, const std::vector<Token>&)> on_evict;
+
+ private:
+  enum class State { kFree, kActive, kIdle };
+  struct Slot {
+    State state = State::kFree;
+    std::vector<Token> tokens;     // tokens with KV cells, at positions 0..size-1
+    std::vector<BlockId> blocks;   // covers tokens, plus reserved blocks while active
+    size_t prompt_len = 0;         // prompt length of the slot's last request
+    uint64_t last_used = 0;
+  };
+
+  uint32_t BlocksFor(size_t n_tokens) const;
+  // Removes an idle slot's cells and references.
+  void Evict(int slot);
+  // Free blocks there would be after adding `refs_added`, dropping `refs_dropped`, and evicting
+  // idle slots other than `keep`, least recently used first, until `want` are free.
+  uint32_t Reclaimable(const std::vector<BlockId>& refs_added, const std::vector<BlockId>& refs_dropped, int keep,
+                       uint32_t want) const;
+  // Idle slots, least recently used first.
+  std::vector<int> IdleByAge() const;
+
+  KvOps* ops_;
+  std::vector<Slot> slots_;
+  BlockPool blocks_;
+  uint64_t clock_ = 0;
+  uint64_t evictions_ = 0;
+};
+
+}  // namespace kvault

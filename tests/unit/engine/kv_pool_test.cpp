@@ -1,0 +1,296 @@
+#include "engine/kv_pool.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+#include <set>
+
+namespace kvault {
+namespace {
+
+// Simulates llama.cpp's unified KV cache at the level KvPool uses it: which positions each
+// sequence has cells for.
+class FakeKv : public KvOps {
+ public:
+  void Copy(int src, int dst, int32_t p0, int32_t p1) override {
+    ++copies;
+    for (int32_t p : cells[src]) {
+      if (p >= p0 && (p1 < 0 || p < p1)) cells[dst].insert(p);
+    }
+  }
+  void Remove(int seq, int32_t p0, int32_t p1) override {
+    auto& c = cells[seq];
+    for (auto it = c.begin(); it != c.end();) {
+      const bool in = (p0 < 0 || *it >= p0) && (p1 < 0 || *it < p1);
+      it = in ? c.erase(it) : std::next(it);
+    }
+  }
+  std::map<int, std::set<int32_t>> cells;
+  int copies = 0;
+};
+
+std::vector<Token> Range(Token from, int n) {
+  std::vector<Token> v;
+  for (int i = 0; i < n; ++i) v.push_back(from + i);
+  return v;
+}
+std::vector<Token> Cat(std::vector<Token> a, const std::vector<Token>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+// Runs a request's prefill: the pool learns that the prompt's KV now exists.
+void Prefill(KvPool& pool, FakeKv& kv, const KvPool::Lease& l, const std::vector<Token>& prompt) {
+  const size_t from = static_cast<size_t>(l.reused);
+  pool.Append(l.slot, prompt.data() + from, prompt.size() - from);
+  for (size_t p = from; p < prompt.size(); ++p) kv.cells[l.slot].insert(static_cast<int32_t>(p));
+}
+
+// Generation: tokens appended after the prompt.
+void Generate(KvPool& pool, FakeKv& kv, int slot, const std::vector<Token>& toks) {
+  const size_t from = pool.tokens(slot).size();
+  pool.Append(slot, toks.data(), toks.size());
+  for (size_t p = from; p < from + toks.size(); ++p) kv.cells[slot].insert(static_cast<int32_t>(p));
+}
+
+TEST(KvPoolTest, ReservesPromptPlusCompletionUpFront) {
+  FakeKv kv;
+  KvPool pool(&kv, 4, 16, 4);
+  auto l = pool.Acquire(Range(0, 10), 20);
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->reused, 0);
+  EXPECT_EQ(pool.stats().reserved_blocks, 5u);
+  Prefill(pool, kv, *l, Range(0, 10));
+  EXPECT_EQ(pool.stats().used_blocks, 3u);
+  EXPECT_EQ(pool.stats().reserved_blocks, 2u);
+  EXPECT_DOUBLE_EQ(pool.stats().utilization(), 5.0 / 16);
+  pool.Release(l->slot);
+  EXPECT_EQ(pool.stats().used_blocks, 3u);  // stays resident
+  EXPECT_EQ(pool.stats().reserved_blocks, 0u);
+  EXPECT_EQ(pool.stats().idle_slots, 1u);
+}
+
+TEST(KvPoolTest, NextTurnContinuesTheIdleSequence) {
+  FakeKv kv;
+  KvPool pool(&kv, 4, 16, 4);
+  auto p1 = Range(0, 10);
+  auto l1 = pool.Acquire(p1, 12);
+  Prefill(pool, kv, *l1, p1);
+  pool.Release(l1->slot);
+  auto p2 = Cat(p1, Range(100, 5));
+  auto l2 = pool.Acquire(p2, 20);
+  ASSERT_TRUE(l2);
+  EXPECT_EQ(l2->slot, l1->slot);
+  EXPECT_EQ(l2->reused, 10);
+  EXPECT_EQ(kv.copies, 0);
+}
+
+TEST(KvPoolTest, IdenticalPromptRecomputesOnlyTheLastToken) {
+  FakeKv kv;
+  KvPool pool(&kv, 4, 16, 4);
+  auto p = Range(0, 10);
+  auto l1 = pool.Acquire(p, 12);
+  Prefill(pool, kv, *l1, p);
+  pool.Release(l1->slot);
+  auto l2 = pool.Acquire(p, 12);
+  ASSERT_TRUE(l2);
+  EXPECT_EQ(l2->reused, 9);
+  EXPECT_EQ(kv.cells[l2->slot].size(), 9u);
+}
+
+TEST(KvPoolTest, SharedPrefixIsCopiedInWholeBlocksAndCountedOnce) {
+  FakeKv kv;
+  KvPool pool(&kv, 4, 16, 4);
+  auto system = Range(0, 9);
+  auto a = Cat(system, Range(100, 3));
+  auto la = pool.Acquire(a, 12);
+  Prefill(pool, kv, *la, a);
+  pool.Release(la->slot);
+  const uint32_t used_before = pool.stats().used_blocks;  // 3 blocks
+
+  auto b = Cat(system, Range(200, 3));  // another agent, same 9-token system prompt
+  auto lb = pool.Acquire(b, 12);
+  ASSERT_TRUE(lb);
+  EXPECT_NE(lb->slot, la->slot);  // the other agent's sequence stays intact
+  EXPECT_EQ(lb->reused, 8);       // two whole blocks of 4
+  EXPECT_EQ(kv.copies, 1);
+  EXPECT_EQ(kv.cells[lb->slot], (std::set<int32_t>{0, 1, 2, 3, 4, 5, 6, 7}));
+  EXPECT_EQ(pool.tokens(la->slot), a);
+  // b needs 3 blocks in all, 2 of them shared: 1 new block.
+  EXPECT_EQ(pool.stats().used_blocks + pool.stats().reserved_blocks, used_before + 1);
+}
+
+TEST(KvPoolTest, ActiveSequencesShareTheirPrefixToo) {
+  FakeKv kv;
+  KvPool pool(&kv, 4, 16, 4);
+  auto a = Range(0, 12);
+  auto la = pool.Acquire(a, 16);
+  Prefill(pool, kv, *la, a);  // still running
+  auto lb = pool.Acquire(Cat(Range(0, 8), Range(50, 4)), 16);
+  ASSERT_TRUE(lb);
+  EXPECT_EQ(lb->reused, 8);
+}
+
+TEST(KvPoolTest, LeastRecentlyUsedIdleSequenceIsEvictedForASlot) {
+  FakeKv kv;
+  KvPool pool(&kv, 2, 16, 4);
+  std::vector<int> evicted;
+  pool.on_evict = [&](int slot, const std::vector<Token>&) { evicted.push_back(slot); };
+  auto la = pool.Acquire(Range(0, 4), 4);
+  Prefill(pool, kv, *la, Range(0, 4));
+  pool.Release(la->slot);
+  auto lb = pool.Acquire(Range(100, 4), 4);
+  Prefill(pool, kv, *lb, Range(100, 4));
+  pool.Release(lb->slot);
+  auto lc = pool.Acquire(Range(200, 4), 4);
+  ASSERT_TRUE(lc);
+  EXPECT_EQ(evicted, std::vector<int>{la->slot});
+  EXPECT_EQ(lc->slot, la->slot);
+  EXPECT_TRUE(kv.cells[la->slot].empty());
+  EXPECT_EQ(pool.stats().evictions, 1u);
+}
+
+TEST(KvPoolTest, IdleSequencesAreEvictedForBlocks) {
+  FakeKv kv;
+  KvPool pool(&kv, 4, 4, 4);  // 16 tokens in all
+  auto la = pool.Acquire(Range(0, 8), 8);
+  Prefill(pool, kv, *la, Range(0, 8));
+  pool.Release(la->slot);
+  auto lb = pool.Acquire(Range(100, 12), 12);  // needs 3 blocks, 2 free
+  ASSERT_TRUE(lb);
+  EXPECT_EQ(pool.stats().evictions, 1u);
+  EXPECT_TRUE(pool.tokens(la->slot).empty());
+}
+
+TEST(KvPoolTest, WhenRunningRequestsHoldTheBlocksNothingChanges) {
+  FakeKv kv;
+  KvPool pool(&kv, 4, 4, 4);
+  auto la = pool.Acquire(Range(0, 8), 12);  // running, holds 3 blocks
+  ASSERT_TRUE(la);
+  auto before = pool.stats();
+  EXPECT_FALSE(pool.Acquire(Range(100, 5), 8).has_value());
+  auto after = pool.stats();
+  EXPECT_EQ(before.reserved_blocks, after.reserved_blocks);
+  EXPECT_EQ(before.active_slots, after.active_slots);
+  EXPECT_FALSE(pool.CanEverFit(17));
+  EXPECT_TRUE(pool.CanEverFit(16));
+}
+
+TEST(KvPoolTest, FreeDropsTheCells) {
+  FakeKv kv;
+  KvPool pool(&kv, 4, 16, 4);
+  auto l = pool.Acquire(Range(0, 6), 8);
+  Prefill(pool, kv, *l, Range(0, 6));
+  pool.Free(l->slot);
+  EXPECT_TRUE(kv.cells[l->slot].empty());
+  EXPECT_EQ(pool.stats().used_blocks, 0u);
+  EXPECT_EQ(pool.stats().free_slots, 4u);
+}
+
+TEST(KvPoolTest, AnotherAgentsConversationIsNotTakenOver) {
+  FakeKv kv;
+  KvPool pool(&kv, 4, 32, 4);
+  auto a = Cat(Range(0, 8), Range(100, 6));  // system prompt + agent A's question
+  auto la = pool.Acquire(a, 16);
+  Prefill(pool, kv, *la, a);
+  pool.Release(la->slot);
+  auto b = Cat(Range(0, 8), Range(200, 6));  // same system prompt, agent B
+  auto lb = pool.Acquire(b, 16);
+  ASSERT_TRUE(lb);
+  EXPECT_NE(lb->slot, la->slot);
+  EXPECT_EQ(pool.tokens(la->slot), a);
+}
+
+TEST(KvPoolTest, RegeneratedAnswerTakesOverTheSameConversation) {
+  FakeKv kv;
+  KvPool pool(&kv, 4, 32, 4);
+  auto p = Range(0, 10);
+  auto l1 = pool.Acquire(p, 20);
+  Prefill(pool, kv, *l1, p);
+  Generate(pool, kv, l1->slot, Range(900, 5));
+  pool.Release(l1->slot);
+  auto l2 = pool.Acquire(p, 20);  // same prompt again: the old answer is cut
+  ASSERT_TRUE(l2);
+  EXPECT_EQ(l2->slot, l1->slot);
+  EXPECT_EQ(l2->reused, 9);
+  EXPECT_EQ(kv.cells[l2->slot].size(), 9u);
+  EXPECT_EQ(kv.copies, 0);
+}
+
+TEST(KvPoolTest, CutInsideASharedBlockBacksOffToTheBlockStart) {
+  FakeKv kv;
+  KvPool pool(&kv, 4, 32, 4);
+  // X: prompt of 8 tokens, then 8 generated tokens.
+  auto x_prompt = Range(0, 8);
+  auto lx = pool.Acquire(x_prompt, 20);
+  Prefill(pool, kv, *lx, x_prompt);
+  auto gen = Range(900, 8);
+  Generate(pool, kv, lx->slot, gen);
+  auto x_tokens = Cat(x_prompt, gen);
+  // Y forks from X while X is still running: shares X's first 3 blocks (12 tokens).
+  auto y = Cat(std::vector<Token>(x_tokens.begin(), x_tokens.begin() + 14), Range(300, 2));
+  auto ly = pool.Acquire(y, 20);
+  ASSERT_TRUE(ly);
+  EXPECT_EQ(ly->reused, 12);
+  Prefill(pool, kv, *ly, y);
+  pool.Release(ly->slot);
+  pool.Release(lx->slot);
+  // X's conversation continues but diverges at position 10, inside block 2 which Y shares:
+  // X keeps only blocks 0-1.
+  auto r = Cat(std::vector<Token>(x_tokens.begin(), x_tokens.begin() + 10), Range(555, 3));
+  auto lr = pool.Acquire(r, 20);
+  ASSERT_TRUE(lr);
+  EXPECT_EQ(lr->slot, lx->slot);
+  EXPECT_EQ(lr->reused, 8);
+  EXPECT_EQ(pool.tokens(ly->slot), y);  // Y untouched
+  EXPECT_EQ(kv.cells[ly->slot].size(), y.size());
+}
+
+// Random workloads: the fake cache always matches the pool's idea of every slot, and block
+// accounting never exceeds the pool.
+TEST(KvPoolTest, RandomWorkloadKeepsCellsAndBlocksConsistent) {
+  FakeKv kv;
+  const uint32_t n_slots = 6, n_blocks = 40, bt = 4;
+  KvPool pool(&kv, n_slots, n_blocks, bt);
+  std::mt19937 rng(1234);
+  std::vector<std::vector<Token>> prefixes = {Range(0, 13), Range(0, 7), Range(1000, 9)};
+  std::map<int, std::vector<Token>> running;
+  for (int iter = 0; iter < 3000; ++iter) {
+    const int op = static_cast<int>(rng() % 3);
+    if (op == 0) {
+      auto prompt = prefixes[rng() % prefixes.size()];
+      const int extra = 1 + static_cast<int>(rng() % 10);
+      for (int i = 0; i < extra; ++i) prompt.push_back(static_cast<Token>(rng() % 5));
+      const int32_t total = static_cast<int32_t>(prompt.size()) + static_cast<int32_t>(rng() % 8);
+      auto l = pool.Acquire(prompt, total);
+      if (l) {
+        ASSERT_EQ(running.count(l->slot), 0u);
+        for (int32_t i = 0; i < l->reused; ++i) ASSERT_EQ(pool.tokens(l->slot)[i], prompt[i]);
+        Prefill(pool, kv, *l, prompt);
+        const int n_gen = static_cast<int>(rng() % static_cast<unsigned>(total - static_cast<int32_t>(prompt.size()) + 1));
+        Generate(pool, kv, l->slot, Range(5000 + static_cast<Token>(rng() % 3), n_gen));
+        running[l->slot] = prompt;
+      }
+    } else if (!running.empty()) {
+      auto it = std::next(running.begin(), static_cast<long>(rng() % running.size()));
+      if (op == 1) {
+        pool.Release(it->first);
+      } else {
+        pool.Free(it->first);
+      }
+      running.erase(it);
+    }
+    const KvPoolStats st = pool.stats();
+    ASSERT_LE(st.used_blocks + st.reserved_blocks, n_blocks);
+    for (uint32_t s = 0; s < n_slots; ++s) {
+      const auto& toks = pool.tokens(static_cast<int>(s));
+      std::set<int32_t> expect;
+      for (size_t p = 0; p < toks.size(); ++p) expect.insert(static_cast<int32_t>(p));
+      ASSERT_EQ(kv.cells[static_cast<int>(s)], expect) << "slot " << s << " at iteration " << iter;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kvault
