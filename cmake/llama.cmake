@@ -54,6 +54,15 @@ if(NOT _kvault_llama_found)
     if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
       set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc CACHE FILEPATH "" FORCE)
     endif()
+    # ggml defaults to the GPU in this machine ("native"), which fails where there is none (a
+    # build machine): then build for the common data-centre and desktop architectures.
+    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+      execute_process(COMMAND nvidia-smi -L RESULT_VARIABLE _kvault_smi OUTPUT_QUIET ERROR_QUIET)
+      if(NOT _kvault_smi EQUAL 0)
+        set(CMAKE_CUDA_ARCHITECTURES "75;80;86;89;90" CACHE STRING "" FORCE)
+        message(STATUS "kvault: no GPU visible; CUDA architectures ${CMAKE_CUDA_ARCHITECTURES}")
+      endif()
+    endif()
   endif()
 
   if(KVAULT_LLAMA_SOURCE_DIR)

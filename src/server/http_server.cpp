@@ -145,15 +145,19 @@ void HttpServer::RegisterRoutes() {
     result.id = NewChatCompletionId();
     result.model = engine->info().id;
     result.created = UnixNow();
+    auto last_check = std::chrono::steady_clock::now();
     while (true) {
-      auto ev = handle->events().PopFor(std::chrono::milliseconds(500));
-      if (!ev) {
+      auto ev = handle->events().PopFor(std::chrono::milliseconds(100));
+      // A client that went away cancels its request (checked at most every 100 ms).
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_check >= std::chrono::milliseconds(100)) {
+        last_check = now;
         if (req.is_connection_closed()) {
-          handle->Cancel();  // the engine stops this request at its next step
+          handle->Cancel();
           return;
         }
-        continue;
       }
+      if (!ev) continue;
       if (ev->kind == GenerationEvent::Kind::kText) {
         result.text += ev->text;
       } else if (ev->kind == GenerationEvent::Kind::kError) {
