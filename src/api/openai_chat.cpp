@@ -144,6 +144,8 @@ std::string RenderChatCompletion(const ChatCompletionResult& r) {
         {"completion_tokens", r.completion_tokens},
         {"total_tokens", r.prompt_tokens + r.completion_tokens},
         {"prompt_tokens_details", {{"cached_tokens", r.cached_tokens}}}}},
+      // Not in OpenAI's schema (clients ignore unknown fields); llama-server has a similar one.
+      {"timings", {{"queue_ms", r.queue_ms}, {"ttft_ms", r.ttft_ms}, {"total_ms", r.total_ms}}},
   };
   // Random-weight models can emit byte tokens that are not valid UTF-8; replace, never throw.
   return body.dump(-1, ' ', false, json::error_handler_t::replace);

@@ -30,6 +30,9 @@ struct ChatCompletionResult {
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;
   int32_t cached_tokens = 0;
+  double queue_ms = 0;
+  double ttft_ms = 0;
+  double total_ms = 0;
 };
 
 std::string RenderChatCompletion(const ChatCompletionResult& result);

@@ -327,6 +327,7 @@ class Engine::Impl {
       s->sampler = MakeSampler(s->job.request.sampling);
       s->text = TextStream(s->job.request.stop);
       s->admitted = Clock::now();
+      counters_.prompt_tokens_cached += static_cast<uint64_t>(lease->reused);
       waiting_.pop_front();
       owner_->pending_.fetch_sub(1);
       running_.push_back(std::move(s));
@@ -373,8 +374,19 @@ class Engine::Impl {
     // step uses the same kernels and a request's output does not depend on what else is running.
     const bool padded = batch_.n_tokens == 1;
     if (padded) AddToBatch(batch_.token[0], 0, pad_seq_, false);
+    const auto t0 = Clock::now();
     const int rc = llama_decode(ctx_, batch_);
+    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     if (padded) llama_memory_seq_rm(llama_get_memory(ctx_), pad_seq_, -1, -1);
+    counters_.busy_seconds += secs;
+    uint64_t n_decode = 0, n_prompt = 0;
+    for (const StepEntry& e : plan) (e.decode ? n_decode : n_prompt) += static_cast<uint64_t>(e.n_tokens);
+    counters_.prompt_tokens_computed += n_prompt;
+    if (n_prompt == 0) {
+      ++counters_.decode_only_steps;
+      counters_.decode_only_tokens += n_decode;
+      counters_.decode_only_seconds += secs;
+    }
     if (rc != 0) {
       spdlog::error("engine: llama_decode failed (code {}) for a batch of {} tokens", rc, batch_.n_tokens);
       for (const StepEntry& e : plan) Fail(*running_[e.id], Status::Internal("the engine failed to decode"));
@@ -403,6 +415,7 @@ class Engine::Impl {
     if (s.ttft_ms < 0) s.ttft_ms = MsBetween(s.job.submitted, Clock::now());
     if (llama_vocab_is_eog(vocab_, tok)) return Finish(s, FinishReason::kStop);
     ++s.n_gen;
+    ++counters_.tokens_generated;
     Emit(s, s.text.Push(common_token_to_piece(ctx_, tok, /*special=*/false)));
     if (s.text.stopped()) return Finish(s, FinishReason::kStopSequence);
     if (s.n_gen >= s.max_tokens) return Finish(s, FinishReason::kLength);
@@ -420,6 +433,7 @@ class Engine::Impl {
     done.completion_tokens = s.n_gen;
     done.queue_ms = MsBetween(s.job.submitted, s.admitted);
     done.ttft_ms = s.ttft_ms;
+    done.total_ms = MsBetween(s.job.submitted, Clock::now());
     s.job.handle->events().Push(std::move(done));
     s.job.handle->events().Close();
     // A cancelled request's cells are freed; a finished one stays resident for its next turn.
@@ -446,6 +460,7 @@ class Engine::Impl {
     const KvPoolStats ps = pool_->stats();
     std::lock_guard<std::mutex> lock(owner_->stats_mu_);
     EngineStats& st = owner_->stats_;
+    st = counters_;
     st.pool_blocks_total = ps.total_blocks;
     st.pool_blocks_used = ps.used_blocks;
     st.pool_blocks_reserved = ps.reserved_blocks;
@@ -481,6 +496,7 @@ class Engine::Impl {
   std::vector<std::unique_ptr<Seq>> running_;
   size_t cursor_ = 0;
   uint64_t steps_ = 0;
+  EngineStats counters_;  // throughput counters; PublishStats copies them with the rest
   int pad_seq_ = 0;  // scratch sequence for padding single-token batches
 };
 

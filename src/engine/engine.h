@@ -68,6 +68,15 @@ struct EngineStats {
   uint32_t idle_resident = 0;
   uint64_t evictions = 0;
   uint64_t steps = 0;
+  // Throughput counters. "Decode-only" steps carry no prompt tokens, so their rate is the pure
+  // generation throughput (what llama-batched-bench calls S_TG).
+  uint64_t decode_only_steps = 0;
+  uint64_t decode_only_tokens = 0;
+  double decode_only_seconds = 0;
+  uint64_t prompt_tokens_computed = 0;
+  uint64_t prompt_tokens_cached = 0;
+  uint64_t tokens_generated = 0;
+  double busy_seconds = 0;  // time spent in llama_decode
 };
 
 class Engine {

@@ -47,6 +47,7 @@ struct GenerationEvent {
   int32_t completion_tokens = 0;
   double queue_ms = 0;  // submitted → admitted
   double ttft_ms = 0;   // submitted → first token sampled
+  double total_ms = 0;  // submitted → finished
   // kError:
   Status status;
 };

@@ -109,7 +109,16 @@ void HttpServer::RegisterRoutes() {
                    {"blocks_reserved", st.pool_blocks_reserved},
                    {"block_tokens", engine->info().block_tokens},
                    {"idle_sequences", st.idle_resident},
-                   {"evictions", st.evictions}}}};
+                   {"evictions", st.evictions}}},
+                 {"engine",
+                  {{"steps", st.steps},
+                   {"decode_only_steps", st.decode_only_steps},
+                   {"decode_only_tokens", st.decode_only_tokens},
+                   {"decode_only_seconds", st.decode_only_seconds},
+                   {"prompt_tokens_computed", st.prompt_tokens_computed},
+                   {"prompt_tokens_cached", st.prompt_tokens_cached},
+                   {"tokens_generated", st.tokens_generated},
+                   {"busy_seconds", st.busy_seconds}}}};
     res.set_content(body.dump(), kJson);
   });
 
@@ -167,6 +176,9 @@ void HttpServer::RegisterRoutes() {
         result.prompt_tokens = ev->prompt_tokens;
         result.completion_tokens = ev->completion_tokens;
         result.cached_tokens = ev->cached_tokens;
+        result.queue_ms = ev->queue_ms;
+        result.ttft_ms = ev->ttft_ms;
+        result.total_ms = ev->total_ms;
         break;
       }
     }

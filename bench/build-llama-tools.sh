@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds llama.cpp's own reference programs (llama-bench, llama-batched-bench, llama-server) from
+# the same pinned source tree kvault uses, into a cache directory outside the repository, so that
+# benchmarks compare kvault with llama.cpp at the same version, flags and machine.
+# Prints the directory holding the binaries. Rebuilds are ccache hits.
+set -euo pipefail
+CACHE_DIR="${KVAULT_CACHE_DIR:-$HOME/.cache/kvault}"
+LLAMA_TAG=v0.4.0
+SRC="$CACHE_DIR/llama.cpp-$LLAMA_TAG"
+BUILD="$CACHE_DIR/llama-tools-$LLAMA_TAG"
+[ -f "$SRC/.kvault-ok" ] || bash "$(dirname "$0")/../scripts/deps.sh" >&2
+if [ ! -f "$BUILD/build.ninja" ]; then
+  cmake -S "$SRC" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
+    -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON \
+    -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF >&2
+fi
+cmake --build "$BUILD" -j "$(nproc)" --target llama-bench llama-batched-bench llama-server >&2
+echo "$BUILD/bin"
