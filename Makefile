@@ -19,7 +19,9 @@ endif
 
 export KVAULT_CACHE_DIR
 
-.PHONY: all deps configure build serve test bench format clean
+PYTHON           ?= /usr/bin/python3
+
+.PHONY: all deps configure build serve test bench bench-smoke format clean
 
 all: build
 
@@ -42,7 +44,10 @@ test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
 
 bench: build
-	@bash bench/run.sh
+	$(PYTHON) bench/bench.py
+
+bench-smoke: build
+	$(PYTHON) bench/bench.py --smoke
 
 format:
 	@command -v clang-format >/dev/null || { echo "clang-format is missing: apt-get install clang-format"; exit 1; }

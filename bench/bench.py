@@ -1,0 +1,329 @@
+#!/usr/bin/env python3
+"""kvault benchmark driver: kvault next to llama.cpp's own programs, same model, threads, machine.
+
+  make bench        full run on the `bench` demo model (minutes); writes bench/results/latest.json
+                    and docs/benchmarks.md
+  make bench-smoke  the same code paths on the tiny model in seconds (part of `make test`);
+                    writes to a temporary directory and checks the output's shape
+
+Suites (see docs/benchmarks.md for what each measures):
+  decode   aggregate decode throughput with 1, 2, 4, 8, 16 concurrent agents, next to
+           llama-batched-bench (S_TG) and llama-bench (tg) on the same model and threads
+  ttft     time to first token of a short request while another agent's 4K-token prompt is being
+           prefilled, kvault vs llama-server
+
+Only the Python standard library is used. Numbers are medians of >= 3 repetitions after a
+warm-up, with min and max; ratios kvault / llama.cpp are the headline because absolute times on
+shared machines drift.
+"""
+import argparse
+import concurrent.futures
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CACHE = os.environ.get("KVAULT_CACHE_DIR", os.path.expanduser("~/.cache/kvault"))
+WORDS = ("time person year way day thing man world life hand part child eye woman place work week case "
+         "point government company number group problem fact river mountain garden window music letter "
+         "market doctor station summer winter island forest engine signal bridge castle planet ocean").split()
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def text_of(n_words, seed):
+    return " ".join(WORDS[(seed * 7 + i * 13 + i // len(WORDS)) % len(WORDS)] for i in range(n_words))
+
+
+def post_json(port, path, body, timeout=600):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        data = json.loads(r.read())
+    return data, time.perf_counter() - t0
+
+
+def get_json(port, path):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as r:
+        return json.loads(r.read())
+
+
+def chat(port, content, max_tokens, extra=None):
+    body = {"messages": [{"role": "user", "content": content}], "max_tokens": max_tokens, "temperature": 0}
+    body.update(extra or {})
+    return post_json(port, "/v1/chat/completions", body)
+
+
+class Server:
+    """A server process (kvault or llama-server) on a free loopback port."""
+
+    def __init__(self, argv, name, health="/health"):
+        self.port = free_port()
+        self.name = name
+        self.log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(argv + ["--port", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{name} exited: see {self.log.name}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{health}", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{name} did not become healthy")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def stats(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    disk = shutil.disk_usage(CACHE)
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem, 1), "kernel": platform.release(),
+            "disk_free_gib": round(disk.free / 2**30, 1), "date": datetime.datetime.now().isoformat(timespec="seconds")}
+
+
+def kvault_decode(kvault, model, threads, agents, reps, prompt_words, gen_tokens):
+    srv = Server([kvault, "serve", "--model", model, "--threads", str(threads), "--parallel", str(max(agents)),
+                  "--resident-seqs", str(max(agents) * 2), "--pool-tokens", "16384", "--ctx-size", "8192",
+                  "--log-level", "warn"], "kvault")
+    try:
+        chat(srv.port, "warm up " + text_of(20, 999), 8)
+        out = {}
+        for n in agents:
+            rates = []
+            for rep in range(reps):
+                before = get_json(srv.port, "/health")["engine"]
+                with concurrent.futures.ThreadPoolExecutor(n) as ex:
+                    futs = [ex.submit(chat, srv.port, f"agent {rep}-{i}: " + text_of(prompt_words, rep * 100 + i),
+                                      gen_tokens) for i in range(n)]
+                    results = [f.result() for f in futs]
+                after = get_json(srv.port, "/health")["engine"]
+                tokens = after["decode_only_tokens"] - before["decode_only_tokens"]
+                secs = after["decode_only_seconds"] - before["decode_only_seconds"]
+                rates.append(tokens / secs if secs > 0 else 0.0)
+                gen = sum(r[0]["usage"]["completion_tokens"] for r in results)
+                log(f"kvault decode agents={n} rep={rep}: {rates[-1]:.1f} tok/s ({gen} tokens generated)")
+            out[str(n)] = stats(rates)
+        return out
+    finally:
+        srv.stop()
+
+
+def llama_bench_tg(tools, model, threads, reps, gen_tokens):
+    cmd = [os.path.join(tools, "llama-bench"), "-m", model, "-p", "0", "-n", str(gen_tokens), "-t", str(threads),
+           "-r", str(reps), "-o", "json"]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    data = json.loads(res.stdout)
+    samples = data[0]["samples_ts"]
+    return {"cmd": " ".join(cmd), **stats(samples)}
+
+
+def batched_bench(tools, model, threads, agents, reps, prompt_tokens, gen_tokens):
+    cmd = [os.path.join(tools, "llama-batched-bench"), "-m", model, "-c", "16384", "-b", "2048", "-ub", "512",
+           "-npp", str(prompt_tokens), "-ntg", str(gen_tokens), "-npl", ",".join(map(str, agents)), "-t",
+           str(threads), "-kvu", "--output-format", "jsonl"]
+    per = {str(n): [] for n in agents}
+    for _ in range(reps):
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        for line in (res.stdout + res.stderr).splitlines():
+            line = line.strip()
+            if line.startswith("{") and "speed_tg" in line:
+                row = json.loads(line)
+                per[str(row["pl"])].append(row["speed_tg"])
+    return {"cmd": " ".join(cmd), **{n: stats(v) for n, v in per.items() if v}}
+
+
+def ttft_under_prefill(argv, name, long_words, short_words, reps):
+    """Latency of a 1-token answer to a short prompt, alone and while a long prompt is prefilling."""
+    srv = Server(argv, name)
+    try:
+        chat(srv.port, "warm up", 4)
+        alone, loaded, long_tokens = [], [], 0
+        for rep in range(reps):
+            _, t = chat(srv.port, f"short {rep}: " + text_of(short_words, 500 + rep), 1)
+            alone.append(t)
+            with concurrent.futures.ThreadPoolExecutor(2) as ex:
+                big = ex.submit(chat, srv.port, f"long {rep}: " + text_of(long_words, 700 + rep), 1)
+                time.sleep(1.0)  # the long prompt is now being prefilled
+                _, t = chat(srv.port, f"short busy {rep}: " + text_of(short_words, 800 + rep), 1)
+                loaded.append(t)
+                long_resp, long_t = big.result()
+                long_tokens = long_resp["usage"]["prompt_tokens"]
+            log(f"{name} ttft rep={rep}: alone {alone[-1]:.2f}s, during {long_tokens}-token prefill "
+                f"{loaded[-1]:.2f}s (long request {long_t:.1f}s)")
+        return {"alone_s": stats(alone), "during_prefill_s": stats(loaded), "long_prompt_tokens": long_tokens}
+    finally:
+        srv.stop()
+
+
+def ensure_model(kvault, size):
+    path = os.path.join(CACHE, "models", f"demo-{size}-42.gguf")
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        log(f"generating the {size} demo model at {path}")
+        subprocess.run([kvault, "model", "make-demo", "--size", size, "--out", path, "--seed", "42"], check=True)
+    return path
+
+
+def ratio(a, b):
+    return a / b if b else None
+
+
+def render_markdown(r):
+    m = r["machine"]
+    lines = ["# Benchmarks", "",
+             f"Generated by `make bench` ({'smoke run, tiny model' if r['smoke'] else 'full run'}) on "
+             f"{m['date']}: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}.",
+             f"Model: `{r['model']}` ({r['model_desc']}), {r['threads']} threads. llama.cpp {r['llama_tag']}, built "
+             "from the same source as kvault.",
+             "Each figure is the median of the repetitions, with [min–max]. These machines are shared and noisy: "
+             "read the ratios, not the absolute numbers.", ""]
+    d = r.get("decode")
+    if d:
+        lines += ["## Decode throughput with concurrent agents", "",
+                  f"Each agent sends a different ~{r['prompt_tokens']}-token prompt and generates {r['gen_tokens']} "
+                  "tokens (greedy). kvault: tokens per second over engine steps that carry no prompt tokens "
+                  "(pure decode), from `/health`. llama-batched-bench: S_TG with a unified KV cache "
+                  "(`-kvu`). Goal: ≥ 0.95× at 8 agents; single stream ≥ 0.97× of llama-bench tg.", "",
+                  "| agents | kvault tok/s | llama-batched-bench tok/s | ratio |", "|---|---|---|---|"]
+        for n, k in d["kvault"].items():
+            b = d.get("batched_bench", {}).get(n)
+            bt = f"{b['median']:.1f} [{b['min']:.1f}–{b['max']:.1f}]" if b else "—"
+            rt = f"{ratio(k['median'], b['median']):.2f}×" if b else "—"
+            lines.append(f"| {n} | {k['median']:.1f} [{k['min']:.1f}–{k['max']:.1f}] | {bt} | {rt} |")
+        tg = d.get("llama_bench_tg")
+        if tg:
+            k1 = d["kvault"].get("1")
+            lines += ["", f"Single stream: llama-bench tg{r['gen_tokens']} {tg['median']:.1f} tok/s "
+                      f"[{tg['min']:.1f}–{tg['max']:.1f}]; kvault {k1['median']:.1f} tok/s: "
+                      f"**{ratio(k1['median'], tg['median']):.2f}×**."]
+        lines += ["", "Commands: `" + d.get("batched_bench", {}).get("cmd", "(not run)") + "`; `" +
+                  (tg or {}).get("cmd", "(not run)") + "`.", ""]
+    t = r.get("ttft")
+    if t:
+        lines += ["## Time to first token while another agent's long prompt is prefilled", "",
+                  f"A short prompt (~{r['short_words']} words, 1 token answered) alone, and 1 s after another agent "
+                  f"sent a {t['kvault']['long_prompt_tokens']}-token prompt. kvault splits prefill into "
+                  "`--step-tokens` chunks that share each step with other requests; llama-server processes "
+                  "prompts in `--batch-size` (2048) chunks.", "",
+                  "| server | alone (s) | during the long prefill (s) |", "|---|---|---|"]
+        for name, v in t.items():
+            a, l = v["alone_s"], v["during_prefill_s"]
+            lines.append(f"| {name} | {a['median']:.2f} [{a['min']:.2f}–{a['max']:.2f}] | "
+                         f"{l['median']:.2f} [{l['min']:.2f}–{l['max']:.2f}] |")
+        lines.append("")
+    lines += ["Raw results: `bench/results/latest.json`.", ""]
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="tiny model, seconds; output to a temp dir")
+    ap.add_argument("--suites", default="decode,ttft")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--kvault", default=os.path.join(ROOT, "build", "bin", "kvault"))
+    ap.add_argument("--out-json", default=None)
+    ap.add_argument("--out-md", default=None)
+    args = ap.parse_args()
+    suites = set(args.suites.split(","))
+
+    smoke = args.smoke
+    size = "tiny" if smoke else "bench"
+    agents = [1, 2, 4] if smoke else [1, 2, 4, 8, 16]
+    prompt_words, gen_tokens = (20, 16) if smoke else (100, 128)
+    long_words, short_words = (300, 10) if smoke else (4000, 20)
+    reps = 1 if smoke else max(3, args.reps)
+    out_json = args.out_json or (os.path.join(tempfile.mkdtemp(prefix="kvault-bench-"), "results.json") if smoke
+                                 else os.path.join(ROOT, "bench", "results", "latest.json"))
+    out_md = args.out_md or (os.path.join(os.path.dirname(out_json), "benchmarks.md") if smoke
+                             else os.path.join(ROOT, "docs", "benchmarks.md"))
+
+    model = ensure_model(args.kvault, size)
+    tools = None
+    if not smoke:
+        tools = subprocess.run(["bash", os.path.join(ROOT, "bench", "build-llama-tools.sh")], check=True,
+                               capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    info_srv = Server([args.kvault, "serve", "--model", model, "--log-level", "warn", "--pool-tokens", "4096"],
+                      "kvault-info")
+    desc = get_json(info_srv.port, "/v1/models")["data"][0]["meta"]["description"]
+    info_srv.stop()
+
+    r = {"smoke": smoke, "machine": machine(), "model": os.path.basename(model), "model_desc": desc,
+         "threads": args.threads, "llama_tag": "v0.4.0", "prompt_tokens": prompt_words + 30,
+         "gen_tokens": gen_tokens, "short_words": short_words}
+    if "decode" in suites:
+        log("suite: decode throughput")
+        d = {"kvault": kvault_decode(args.kvault, model, args.threads, agents, reps, prompt_words, gen_tokens)}
+        if tools:
+            d["llama_bench_tg"] = llama_bench_tg(tools, model, args.threads, reps, gen_tokens)
+            d["batched_bench"] = batched_bench(tools, model, args.threads, agents, reps, prompt_words + 30, gen_tokens)
+        r["decode"] = d
+    if "ttft" in suites:
+        log("suite: ttft under prefill")
+        kv_argv = [args.kvault, "serve", "--model", model, "--threads", str(args.threads), "--parallel", "4",
+                   "--pool-tokens", "16384", "--ctx-size", "8192", "--log-level", "warn"]
+        t = {"kvault": ttft_under_prefill(kv_argv, "kvault", long_words, short_words, reps)}
+        if tools:
+            ls_argv = [os.path.join(tools, "llama-server"), "-m", model, "-t", str(args.threads), "-c", "16384",
+                       "-np", "4", "--host", "127.0.0.1"]
+            t["llama-server"] = ttft_under_prefill(ls_argv, "llama-server", long_words, short_words, reps)
+        r["ttft"] = t
+
+    os.makedirs(os.path.dirname(out_json), exist_ok=True)
+    with open(out_json, "w") as f:
+        json.dump(r, f, indent=2)
+    with open(out_md, "w") as f:
+        f.write(render_markdown(r))
+    log(f"wrote {out_json} and {out_md}")
+    if smoke:  # the smoke run checks that the driver produced every section it should
+        for key in ("decode", "ttft"):
+            assert key in r, key
+        assert all(v["median"] > 0 for v in r["decode"]["kvault"].values()), r["decode"]
+        assert r["ttft"]["kvault"]["during_prefill_s"]["median"] > 0
+        print("bench-smoke: 1 passed, 0 failed")
+
+
+if __name__ == "__main__":
+    main()
