@@ -11,6 +11,8 @@ Suites (see docs/benchmarks.md for what each measures):
            llama-batched-bench (S_TG) and llama-bench (tg) on the same model and threads
   ttft     time to first token of a short request while another agent's 4K-token prompt is being
            prefilled, kvault vs llama-server
+  blockio  saving and restoring KV blocks with libllama's sequence-state API, by block size, and
+           whether restored KV reproduces the original logits bit for bit (kvault-block-bench)
 
 Only the Python standard library is used. Numbers are medians of >= 3 repetitions after a
 warm-up, with min and max; ratios kvault / llama.cpp are the headline because absolute times on
@@ -197,6 +199,16 @@ def ttft_under_prefill(argv, name, long_words, short_words, reps):
         srv.stop()
 
 
+def block_io(kvault, model, threads, context):
+    exe = os.path.join(os.path.dirname(kvault), "kvault-block-bench")
+    res = subprocess.run([exe, model, str(context), str(threads)], capture_output=True, text=True, check=True)
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    for row in rows[1:]:
+        log(f"block io {row['block_tokens']}: save {row['save_ms_per_block']:.3f} ms/block, "
+            f"load {row['load_ms_per_block']:.3f} ms/block, identical={row['logits_identical']}")
+    return {"cmd": f"kvault-block-bench MODEL {context} {threads}", "prefill": rows[0], "sizes": rows[1:]}
+
+
 def ensure_model(kvault, size):
     path = os.path.join(CACHE, "models", f"demo-{size}-42.gguf")
     if not os.path.exists(path):
@@ -253,6 +265,22 @@ def render_markdown(r):
             lines.append(f"| {name} | {a['median']:.2f} [{a['min']:.2f}–{a['max']:.2f}] | "
                          f"{l['median']:.2f} [{l['min']:.2f}–{l['max']:.2f}] |")
         lines.append("")
+    b = r.get("blockio")
+    if b:
+        p = b["prefill"]
+        lines += ["## Saving and restoring KV blocks", "",
+                  f"`{b['cmd']}`: a {p['prefill_tokens']}-token sequence (prefilled in {p['prefill_ms']:.0f} ms, "
+                  f"{p['prefill_tokens'] / p['prefill_ms'] * 1000:.0f} tokens/s) cut into blocks; each block shared "
+                  "into a scratch sequence and serialised with `llama_state_seq_get_data` (save), then deserialised "
+                  "and shared into a new sequence (load), all in memory. \"Identical\": the next token's logits "
+                  "from the restored sequence equal the original's bit for bit.", "",
+                  "| block tokens | bytes/block | save ms/block | save MB/s | load ms/block | load MB/s | identical |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in b["sizes"]:
+            lines.append(f"| {row['block_tokens']} | {row['bytes_per_block']} | {row['save_ms_per_block']:.3f} | "
+                         f"{row['save_mb_s']:.0f} | {row['load_ms_per_block']:.3f} | {row['load_mb_s']:.0f} | "
+                         f"{'yes' if row['logits_identical'] else 'NO'} |")
+        lines.append("")
     lines += ["Raw results: `bench/results/latest.json`.", ""]
     return "\n".join(lines)
 
@@ -260,7 +288,7 @@ def render_markdown(r):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="tiny model, seconds; output to a temp dir")
-    ap.add_argument("--suites", default="decode,ttft")
+    ap.add_argument("--suites", default="decode,ttft,blockio")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--kvault", default=os.path.join(ROOT, "build", "bin", "kvault"))
@@ -311,6 +339,10 @@ def main():
             t["llama-server"] = ttft_under_prefill(ls_argv, "llama-server", long_words, short_words, reps)
         r["ttft"] = t
 
+    if "blockio" in suites:
+        log("suite: block save/load")
+        r["blockio"] = block_io(args.kvault, model, args.threads, 512 if smoke else 4096)
+
     os.makedirs(os.path.dirname(out_json), exist_ok=True)
     with open(out_json, "w") as f:
         json.dump(r, f, indent=2)
@@ -318,8 +350,9 @@ def main():
         f.write(render_markdown(r))
     log(f"wrote {out_json} and {out_md}")
     if smoke:  # the smoke run checks that the driver produced every section it should
-        for key in ("decode", "ttft"):
+        for key in ("decode", "ttft", "blockio"):
             assert key in r, key
+        assert all(row["logits_identical"] for row in r["blockio"]["sizes"]), r["blockio"]
         assert all(v["median"] > 0 for v in r["decode"]["kvault"].values()), r["decode"]
         assert r["ttft"]["kvault"]["during_prefill_s"]["median"] > 0
         print("bench-smoke: 1 passed, 0 failed")
