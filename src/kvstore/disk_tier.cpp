@@ -1,0 +1,212 @@
+#include "kvstore/disk_tier.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace kvault {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kExt = ".safetensors";
+
+Status WriteAllAndSync(const fs::path& path, const std::vector<uint8_t>& bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::IOError("cannot create " + path.string() + ": " + std::strerror(errno));
+  size_t off = 0;
+  while (off < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + off, bytes.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const std::string err = std::strerror(errno);
+      ::close(fd);
+      return Status::IOError("write " + path.string() + ": " + err);
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    const std::string err = std::strerror(errno);
+    ::close(fd);
+    return Status::IOError("fsync " + path.string() + ": " + err);
+  }
+  ::close(fd);
+  return Status::Ok();
+}
+
+void SyncDir(const fs::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+}  // namespace
+
+DiskTier::DiskTier(fs::path root, uint64_t limit_bytes) : root_(std::move(root)), limit_(limit_bytes) {}
+
+fs::path DiskTier::PathFor(const BlockKey& key) const {
+  const std::string hex = key.Hex();
+  return root_ / hex.substr(0, 2) / (hex + kExt);
+}
+
+Status DiskTier::Open() {
+  std::error_code ec;
+  fs::create_directories(root_, ec);
+  if (ec) return Status::IOError("cannot create cache directory " + root_.string() + ": " + ec.message());
+  struct Found {
+    BlockKey key;
+    uint64_t size;
+    fs::file_time_type mtime;
+  };
+  std::vector<Found> found;
+  uint64_t temps = 0;
+  for (auto it = fs::recursive_directory_iterator(root_, fs::directory_options::skip_permission_denied, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->path().filename() == "quarantine") {
+      it.disable_recursion_pending();
+      continue;
+    }
+    if (!it->is_regular_file(ec)) continue;
+    const std::string name = it->path().filename().string();
+    if (name.find(".tmp") != std::string::npos) {  // an interrupted write
+      fs::remove(it->path(), ec);
+      ++temps;
+      continue;
+    }
+    BlockKey key;
+    if (name.size() != 32 + std::strlen(kExt) || name.compare(32, std::string::npos, kExt) != 0 ||
+        !BlockKey::FromHex(name.substr(0, 32), &key)) {
+      continue;
+    }
+    found.push_back({key, it->file_size(ec), it->last_write_time(ec)});
+  }
+  std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) { return a.mtime < b.mtime; });
+  std::lock_guard<std::mutex> lock(mu_);
+  index_.clear();
+  lru_.clear();
+  stats_.bytes = 0;
+  for (const Found& f : found) {
+    lru_.push_back(f.key);
+    index_[f.key] = Entry{f.size, std::prev(lru_.end())};
+    stats_.bytes += f.size;
+  }
+  stats_.blocks = index_.size();
+  stats_.temp_files_removed += temps;
+  EnforceLimitLocked();
+  return Status::Ok();
+}
+
+bool DiskTier::Contains(const BlockKey& key) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return index_.count(key) > 0;
+}
+
+void DiskTier::TouchLocked(const BlockKey& key) {
+  auto it = index_.find(key);
+  if (it == index_.end()) return;
+  lru_.splice(lru_.end(), lru_, it->second.lru);
+}
+
+StatusOr<std::vector<uint8_t>> DiskTier::Read(const BlockKey& key) {
+  const fs::path path = PathFor(key);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::NotFound("no block file " + path.string());
+  struct stat st {};
+  std::vector<uint8_t> bytes;
+  if (::fstat(fd, &st) == 0) bytes.resize(static_cast<size_t>(st.st_size));
+  size_t off = 0;
+  while (off < bytes.size()) {
+    const ssize_t n = ::read(fd, bytes.data() + off, bytes.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  bytes.resize(off);
+  std::lock_guard<std::mutex> lock(mu_);
+  ++stats_.reads;
+  stats_.read_bytes += off;
+  TouchLocked(key);
+  return bytes;
+}
+
+Status DiskTier::Write(const BlockKey& key, const std::vector<uint8_t>& bytes) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (index_.count(key)) {  // content-addressed: already there
+      TouchLocked(key);
+      return Status::Ok();
+    }
+  }
+  const fs::path path = PathFor(key);
+  std::error_code ec;
+  fs::create_directories(path.parent_path(), ec);
+  const fs::path tmp = path.string() + ".tmp";
+  Status s = WriteAllAndSync(tmp, bytes);
+  if (s.ok()) {
+    fs::rename(tmp, path, ec);
+    if (ec) s = Status::IOError("rename " + tmp.string() + ": " + ec.message());
+  }
+  if (!s.ok()) {
+    fs::remove(tmp, ec);
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.write_errors;
+    return s;
+  }
+  SyncDir(path.parent_path());
+  std::lock_guard<std::mutex> lock(mu_);
+  lru_.push_back(key);
+  index_[key] = Entry{bytes.size(), std::prev(lru_.end())};
+  stats_.bytes += bytes.size();
+  stats_.blocks = index_.size();
+  ++stats_.writes;
+  stats_.write_bytes += bytes.size();
+  EnforceLimitLocked();
+  return Status::Ok();
+}
+
+void DiskTier::EnforceLimitLocked() {
+  std::error_code ec;
+  while (stats_.bytes > limit_ && !lru_.empty()) {
+    const BlockKey victim = lru_.front();
+    lru_.pop_front();
+    auto it = index_.find(victim);
+    stats_.bytes -= it->second.size;
+    index_.erase(it);
+    fs::remove(PathFor(victim), ec);
+    ++stats_.gc_deleted;
+  }
+  stats_.blocks = index_.size();
+}
+
+void DiskTier::Quarantine(const BlockKey& key, const std::string& why) {
+  std::error_code ec;
+  const fs::path q = root_ / "quarantine";
+  fs::create_directories(q, ec);
+  fs::rename(PathFor(key), q / (key.Hex() + kExt), ec);
+  spdlog::warn("kv store: block {} moved to quarantine: {}", key.Hex(), why);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = index_.find(key);
+  if (it != index_.end()) {
+    stats_.bytes -= it->second.size;
+    lru_.erase(it->second.lru);
+    index_.erase(it);
+  }
+  stats_.blocks = index_.size();
+  ++stats_.quarantined;
+}
+
+DiskTierStats DiskTier::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+}  // namespace kvault

@@ -1,0 +1,69 @@
+// DiskTier: KV blocks as one immutable safetensors file each, named by key, under
+//   <cache-dir>/<model fingerprint>/<first two hex digits of the key>/<key>.safetensors
+//
+// Writes are atomic and durable: temp file → fsync → rename → fsync directory, so a crash leaves
+// either the whole file or none (temp files are removed at Open). The index (key → size, in
+// least-recently-used order) is rebuilt by scanning at Open. Over the size limit, least recently
+// used files are deleted. Unreadable or corrupt files are moved to <root>/quarantine and
+// counted. Internally synchronised: lookups from the engine thread, I/O from the store's thread.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <list>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "core/status.h"
+#include "kvstore/block_key.h"
+
+namespace kvault {
+
+struct DiskTierStats {
+  uint64_t blocks = 0;
+  uint64_t bytes = 0;
+  uint64_t writes = 0;
+  uint64_t write_bytes = 0;
+  uint64_t reads = 0;
+  uint64_t read_bytes = 0;
+  uint64_t quarantined = 0;
+  uint64_t gc_deleted = 0;
+  uint64_t write_errors = 0;
+  uint64_t temp_files_removed = 0;
+};
+
+class DiskTier {
+ public:
+  DiskTier(std::filesystem::path root, uint64_t limit_bytes);
+
+  // Creates the directory, removes temp files of interrupted writes, scans the index.
+  Status Open();
+
+  bool Contains(const BlockKey& key) const;
+  StatusOr<std::vector<uint8_t>> Read(const BlockKey& key);
+  Status Write(const BlockKey& key, const std::vector<uint8_t>& bytes);
+  // Moves a bad file aside (kept for inspection, no longer indexed).
+  void Quarantine(const BlockKey& key, const std::string& why);
+
+  DiskTierStats stats() const;
+  const std::filesystem::path& root() const { return root_; }
+  std::filesystem::path PathFor(const BlockKey& key) const;
+
+ private:
+  struct Entry {
+    uint64_t size;
+    std::list<BlockKey>::iterator lru;  // front = least recently used
+  };
+  void TouchLocked(const BlockKey& key);
+  void EnforceLimitLocked();
+
+  std::filesystem::path root_;
+  uint64_t limit_;
+  mutable std::mutex mu_;
+  std::unordered_map<BlockKey, Entry, BlockKeyHash> index_;
+  std::list<BlockKey> lru_;
+  DiskTierStats stats_;
+};
+
+}  // namespace kvault

@@ -1,0 +1,150 @@
+#include "kvstore/kv_store.h"
+
+#include <spdlog/spdlog.h>
+
+namespace kvault {
+
+KvStore::KvStore(const KvStoreOptions& options) : options_(options) {}
+
+StatusOr<std::unique_ptr<KvStore>> KvStore::Open(const KvStoreOptions& options) {
+  std::unique_ptr<KvStore> store(new KvStore(options));
+  if (!options.dir.empty()) {
+    store->disk_ = std::make_unique<DiskTier>(options.dir / options.fingerprint, options.disk_bytes);
+    Status s = store->disk_->Open();
+    if (!s.ok()) return s;
+  }
+  store->io_ = std::thread([s = store.get()] { s->IoLoop(); });
+  return store;
+}
+
+KvStore::~KvStore() {
+  Flush();
+  jobs_.Close();
+  if (io_.joinable()) io_.join();
+}
+
+void KvStore::IoLoop() {
+  while (auto job = jobs_.Pop()) (*job)();
+}
+
+bool KvStore::Has(const BlockKey& key) const {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (ram_.count(key) || pending_.count(key)) return true;
+  }
+  return disk_ && disk_->Contains(key);
+}
+
+std::shared_ptr<const BlockRecord> KvStore::GetRam(const BlockKey& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = ram_.find(key);
+  if (it == ram_.end()) return nullptr;
+  ram_lru_.splice(ram_lru_.end(), ram_lru_, it->second.lru);
+  ++ram_hits_;
+  return it->second.record;
+}
+
+void KvStore::RamInsertLocked(const std::shared_ptr<const BlockRecord>& r) {
+  if (ram_.count(r->key)) return;
+  ram_lru_.push_back(r->key);
+  ram_[r->key] = RamEntry{r, std::prev(ram_lru_.end())};
+  ram_bytes_ += r->ByteSize();
+  while (ram_bytes_ > options_.ram_bytes && !ram_lru_.empty()) {
+    auto it = ram_.find(ram_lru_.front());
+    ram_bytes_ -= it->second.record->ByteSize();
+    ram_.erase(it);
+    ram_lru_.pop_front();
+  }
+}
+
+void KvStore::Put(std::shared_ptr<const BlockRecord> record) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    RamInsertLocked(record);
+    if (!disk_ || pending_.count(record->key) || disk_->Contains(record->key)) return;
+    ++pending_[record->key];
+  }
+  jobs_.Push([this, record] {
+    Status s = disk_->Write(record->key, EncodeBlockFile(*record));
+    if (!s.ok()) spdlog::warn("kv store: could not persist block {}: {}", record->key.Hex(), s.message());
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_.erase(record->key);
+    if (pending_.empty()) flushed_.notify_all();
+  });
+}
+
+std::shared_ptr<const BlockRecord> KvStore::LoadFromDisk(const BlockKey& key) {
+  if (!disk_ || !disk_->Contains(key)) return nullptr;
+  auto bytes = disk_->Read(key);
+  if (!bytes.ok()) return nullptr;
+  auto rec = DecodeBlockFile(*bytes, options_.fingerprint);
+  if (!rec.ok()) {
+    disk_->Quarantine(key, rec.status().message());
+    return nullptr;
+  }
+  if (rec->key != key) {
+    disk_->Quarantine(key, "file name and key differ");
+    return nullptr;
+  }
+  return std::make_shared<const BlockRecord>(std::move(rec.value()));
+}
+
+std::shared_ptr<Prefetch> KvStore::StartPrefetch(std::vector<BlockKey> keys, size_t first,
+                                                 std::function<std::vector<int32_t>(size_t)> tokens_of) {
+  auto p = std::make_shared<Prefetch>();
+  p->first = first;
+  if (first >= keys.size()) {
+    p->done.store(true, std::memory_order_release);
+    return p;
+  }
+  jobs_.Push([this, p, keys = std::move(keys), tokens_of = std::move(tokens_of)] {
+    for (size_t i = p->first; i < keys.size(); ++i) {
+      std::shared_ptr<const BlockRecord> r = GetRam(keys[i]);
+      bool from_disk = false;
+      if (!r) {
+        r = LoadFromDisk(keys[i]);
+        from_disk = r != nullptr;
+      }
+      if (r && r->tokens != tokens_of(i)) {  // a hash collision or a mislabelled file
+        if (from_disk) disk_->Quarantine(keys[i], "tokens differ from the key's");
+        r = nullptr;
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!r) {
+        ++misses_;
+        break;
+      }
+      if (from_disk) {
+        ++disk_hits_;
+        ++p->from_disk;
+        RamInsertLocked(r);
+      }
+      p->records.push_back(std::move(r));
+    }
+    p->done.store(true, std::memory_order_release);
+  });
+  return p;
+}
+
+void KvStore::Flush() {
+  std::unique_lock<std::mutex> lock(mu_);
+  flushed_.wait(lock, [&] { return pending_.empty(); });
+}
+
+KvStoreStats KvStore::stats() const {
+  KvStoreStats st;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    st.ram_blocks = ram_.size();
+    st.ram_bytes = ram_bytes_;
+    st.ram_hits = ram_hits_;
+    st.disk_hits = disk_hits_;
+    st.misses = misses_;
+    st.pending_writes = pending_.size();
+  }
+  if (disk_) st.disk = disk_->stats();
+  st.persistent = disk_ != nullptr;
+  return st;
+}
+
+}  // namespace kvault

@@ -1,0 +1,105 @@
+// KvStore: the tiers below the KV pool — host RAM (LRU) and disk — for content-addressed blocks.
+//
+// The engine thread calls Has/GetRam/Put/Prefetch; none of them touches the disk. A single
+// background I/O thread writes new blocks to disk (async durability: a block is on disk, fsynced,
+// within the time it takes to drain the write queue; Flush() waits for that) and reads blocks
+// that Prefetch asks for, verifying each (checksum, model fingerprint, key, tokens) before it is
+// handed out. A bad file is a miss: logged, counted, quarantined.
+//
+// RAM holds decoded records (shared, immutable), bounded by `ram_bytes`, least recently used
+// evicted first; a block evicted from RAM stays on disk.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "core/status.h"
+#include "engine/channel.h"
+#include "kvstore/block_file.h"
+#include "kvstore/disk_tier.h"
+
+namespace kvault {
+
+struct KvStoreOptions {
+  std::filesystem::path dir;  // empty: RAM tier only, nothing persists
+  uint64_t ram_bytes = 1ull << 30;
+  uint64_t disk_bytes = 10ull << 30;
+  std::string fingerprint;    // the model and KV configuration (see kvstore/fingerprint.h)
+};
+
+struct KvStoreStats {
+  uint64_t ram_blocks = 0;
+  uint64_t ram_bytes = 0;
+  uint64_t ram_hits = 0;
+  uint64_t disk_hits = 0;
+  uint64_t misses = 0;
+  uint64_t pending_writes = 0;
+  DiskTierStats disk;
+  bool persistent = false;
+};
+
+// Blocks fetched for one request, filled by the I/O thread; `done` is set last.
+struct Prefetch {
+  std::atomic<bool> done{false};
+  std::vector<std::shared_ptr<const BlockRecord>> records;  // consecutive blocks from `first`
+  size_t first = 0;
+  size_t from_disk = 0;  // how many of them were read from disk
+};
+
+class KvStore {
+ public:
+  static StatusOr<std::unique_ptr<KvStore>> Open(const KvStoreOptions& options);
+  ~KvStore();  // flushes pending writes
+
+  // In RAM or on disk (or being written).
+  bool Has(const BlockKey& key) const;
+  // From RAM only; nullptr when not there.
+  std::shared_ptr<const BlockRecord> GetRam(const BlockKey& key);
+  // Adds a new block: into RAM now, onto disk in the background.
+  void Put(std::shared_ptr<const BlockRecord> record);
+  // Fetches keys[first], keys[first+1], … from RAM or disk until the first miss; `tokens_of(i)`
+  // gives the tokens block i must hold (a stored block with other tokens is a miss).
+  std::shared_ptr<Prefetch> StartPrefetch(std::vector<BlockKey> keys, size_t first,
+                                          std::function<std::vector<int32_t>(size_t)> tokens_of);
+  // Waits until every block Put so far is durable on disk.
+  void Flush();
+
+  KvStoreStats stats() const;
+  const std::string& fingerprint() const { return options_.fingerprint; }
+  bool persistent() const { return disk_ != nullptr; }
+
+ private:
+  explicit KvStore(const KvStoreOptions& options);
+  void RamInsertLocked(const std::shared_ptr<const BlockRecord>& r);
+  std::shared_ptr<const BlockRecord> LoadFromDisk(const BlockKey& key);
+  void IoLoop();
+
+  KvStoreOptions options_;
+  std::unique_ptr<DiskTier> disk_;
+
+  mutable std::mutex mu_;
+  struct RamEntry {
+    std::shared_ptr<const BlockRecord> record;
+    std::list<BlockKey>::iterator lru;
+  };
+  std::unordered_map<BlockKey, RamEntry, BlockKeyHash> ram_;
+  std::list<BlockKey> ram_lru_;  // front = least recently used
+  uint64_t ram_bytes_ = 0;
+  std::unordered_map<BlockKey, int, BlockKeyHash> pending_;  // queued for disk
+  uint64_t ram_hits_ = 0, disk_hits_ = 0, misses_ = 0;
+  std::condition_variable flushed_;
+
+  Channel<std::function<void()>> jobs_;
+  std::thread io_;
+};
+
+}  // namespace kvault

@@ -1,0 +1,81 @@
+#include "kvstore/disk_tier.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "test_env.h"
+
+namespace kvault {
+namespace {
+
+namespace fs = std::filesystem;
+
+BlockKey Key(int i) { return CacheSalt("k", std::to_string(i)); }
+std::vector<uint8_t> Bytes(size_t n, uint8_t v) { return std::vector<uint8_t>(n, v); }
+
+TEST(DiskTierTest, WriteReadAndRescanAfterRestart) {
+  const auto dir = testing::ScratchDir("disk-tier-rescan");
+  {
+    DiskTier d(dir, 1 << 20);
+    ASSERT_TRUE(d.Open().ok());
+    ASSERT_TRUE(d.Write(Key(1), Bytes(100, 1)).ok());
+    ASSERT_TRUE(d.Write(Key(2), Bytes(200, 2)).ok());
+    EXPECT_TRUE(fs::exists(d.PathFor(Key(1))));
+    EXPECT_EQ(d.PathFor(Key(1)).parent_path().filename().string(), Key(1).Hex().substr(0, 2));
+  }
+  // An interrupted write leaves a temp file; a restart removes it and finds the blocks.
+  std::ofstream(dir / "ab" / "partial.safetensors.tmp") << "junk";
+  fs::create_directories(dir / "ab");
+  std::ofstream(dir / "ab" / "x.safetensors.tmp") << "junk";
+  DiskTier d(dir, 1 << 20);
+  ASSERT_TRUE(d.Open().ok());
+  EXPECT_TRUE(d.Contains(Key(1)));
+  EXPECT_TRUE(d.Contains(Key(2)));
+  EXPECT_FALSE(d.Contains(Key(3)));
+  EXPECT_GE(d.stats().temp_files_removed, 1u);
+  EXPECT_FALSE(fs::exists(dir / "ab" / "x.safetensors.tmp"));
+  auto b = d.Read(Key(2));
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(*b, Bytes(200, 2));
+  EXPECT_EQ(d.stats().blocks, 2u);
+  EXPECT_EQ(d.stats().bytes, 300u);
+}
+
+TEST(DiskTierTest, LeastRecentlyUsedFilesGoOverTheLimit) {
+  const auto dir = testing::ScratchDir("disk-tier-gc");
+  DiskTier d(dir, 250);
+  ASSERT_TRUE(d.Open().ok());
+  ASSERT_TRUE(d.Write(Key(1), Bytes(100, 1)).ok());
+  ASSERT_TRUE(d.Write(Key(2), Bytes(100, 2)).ok());
+  ASSERT_TRUE(d.Read(Key(1)).ok());  // 1 is now more recent than 2
+  ASSERT_TRUE(d.Write(Key(3), Bytes(100, 3)).ok());
+  EXPECT_TRUE(d.Contains(Key(1)));
+  EXPECT_FALSE(d.Contains(Key(2)));
+  EXPECT_FALSE(fs::exists(d.PathFor(Key(2))));
+  EXPECT_TRUE(d.Contains(Key(3)));
+  EXPECT_LE(d.stats().bytes, 250u);
+  EXPECT_EQ(d.stats().gc_deleted, 1u);
+}
+
+TEST(DiskTierTest, QuarantineMovesTheFileAside) {
+  const auto dir = testing::ScratchDir("disk-tier-quarantine");
+  DiskTier d(dir, 1 << 20);
+  ASSERT_TRUE(d.Open().ok());
+  ASSERT_TRUE(d.Write(Key(1), Bytes(10, 1)).ok());
+  d.Quarantine(Key(1), "test");
+  EXPECT_FALSE(d.Contains(Key(1)));
+  EXPECT_TRUE(fs::exists(dir / "quarantine" / (Key(1).Hex() + ".safetensors")));
+  EXPECT_EQ(d.stats().quarantined, 1u);
+  DiskTier again(dir, 1 << 20);  // and a rescan does not bring it back
+  ASSERT_TRUE(again.Open().ok());
+  EXPECT_FALSE(again.Contains(Key(1)));
+}
+
+TEST(DiskTierTest, UnwritableDirectoryIsAnErrorNotACrash) {
+  DiskTier d("/proc/kvault-cannot-exist", 1 << 20);
+  EXPECT_FALSE(d.Open().ok());
+}
+
+}  // namespace
+}  // namespace kvault
