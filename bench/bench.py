@@ -81,6 +81,9 @@ class Server:
 
     def __init__(self, argv, name, health="/health"):
         self.port = free_port()
+        if name.startswith("kvault"):  # its own KV cache directory, not the user's
+            self.cache_dir = tempfile.mkdtemp(prefix="kvault-bench-cache-")
+            argv = argv + ["--cache-dir", self.cache_dir]
         self.name = name
         self.log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(argv + ["--port", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT)

@@ -146,6 +146,11 @@ std::string RenderChatCompletion(const ChatCompletionResult& r) {
         {"prompt_tokens_details", {{"cached_tokens", r.cached_tokens}}}}},
       // Not in OpenAI's schema (clients ignore unknown fields); llama-server has a similar one.
       {"timings", {{"queue_ms", r.queue_ms}, {"ttft_ms", r.ttft_ms}, {"total_ms", r.total_ms}}},
+      {"cache",
+       {{"resident_tokens", r.cached_resident},
+        {"ram_tokens", r.cached_ram},
+        {"disk_tokens", r.cached_disk},
+        {"computed_tokens", r.prompt_tokens - r.cached_tokens}}},
   };
   // Random-weight models can emit byte tokens that are not valid UTF-8; replace, never throw.
   return body.dump(-1, ' ', false, json::error_handler_t::replace);

@@ -28,6 +28,10 @@ struct ServeArgs {
   uint32_t step_tokens = 256;
   uint32_t max_queue = 64;
   uint32_t queue_timeout_s = 60;
+  std::string cache_dir;    // empty: <data-dir>/kv-cache
+  bool no_persist = false;
+  uint64_t ram_cache_mib = 1024;
+  uint64_t disk_cache_gib = 10;
   int threads = 0;
   int http_threads = 8;
   int default_max_tokens = 512;

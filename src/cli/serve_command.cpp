@@ -66,7 +66,14 @@ void AddServeCommand(CLI::App& app, ServeArgs* a) {
                     "completion limit for requests that set none")
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
-  serve->add_option("--data-dir", a->data_dir, "where demo models (and later the KV cache) live");
+  serve->add_option("--data-dir", a->data_dir, "where demo models and (by default) the KV cache live");
+  serve->add_option("--cache-dir", a->cache_dir, "KV cache directory (default: <data-dir>/kv-cache)");
+  serve->add_flag("--no-persist", a->no_persist, "keep KV blocks in RAM only: nothing survives a restart");
+  serve->add_option("--ram-cache", a->ram_cache_mib, "RAM tier for KV blocks below the pool, MiB")
+      ->capture_default_str();
+  serve->add_option("--disk-cache", a->disk_cache_gib, "disk tier limit, GiB (least recently used blocks go)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20))
+      ->capture_default_str();
   serve->add_option("--log-level", a->log_level, "trace, debug, info, warn, error, off")->capture_default_str();
 }
 
@@ -131,6 +138,9 @@ int RunServe(const ServeArgs& a) {
   eo.step_tokens = a.step_tokens;
   eo.max_queue = a.max_queue;
   eo.queue_timeout_ms = a.queue_timeout_s * 1000;
+  if (!a.no_persist) eo.cache_dir = a.cache_dir.empty() ? data_dir / "kv-cache" : fs::path(a.cache_dir);
+  eo.ram_cache_mib = a.ram_cache_mib;
+  eo.disk_cache_gib = a.disk_cache_gib;
   eo.n_threads = a.threads;
   eo.default_max_tokens = a.default_max_tokens;
 

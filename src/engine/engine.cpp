@@ -12,6 +12,9 @@
 #include "engine/kv_pool.h"
 #include "engine/step_planner.h"
 #include "engine/text_stream.h"
+#include "kvstore/block_key.h"
+#include "kvstore/fingerprint.h"
+#include "kvstore/kv_store.h"
 #include "llama.h"
 #include "model/model_file.h"
 
@@ -77,6 +80,8 @@ class Engine::Impl {
 
   ~Impl() {
     running_.clear();
+    owner_->store_.store(nullptr);
+    store_.reset();  // flushes pending writes
     pool_.reset();
     if (batch_.token) llama_batch_free(batch_);
     if (ctx_) llama_free(ctx_);
@@ -120,13 +125,22 @@ class Engine::Impl {
     cp.kv_unified = true;      // one pool; seq_cp shares cells between sequences
     cp.type_k = *cache_type;
     cp.type_v = *cache_type;
-    if (*cache_type != GGML_TYPE_F16) cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;  // quantized V needs it
+    // Sliding-window layers would drop cells outside the window; keep them so blocks are whole.
+    cp.swa_full = llama_model_n_swa(model_) > 0;
     const int32_t threads = opt_.n_threads > 0 ? opt_.n_threads
                                                : static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
     cp.n_threads = threads;
     cp.n_threads_batch = threads;
     cp.no_perf = true;
+    // Flash attention decided here, not by llama.cpp's "auto", because it changes the stored V
+    // layout and so belongs in the cache fingerprint. Quantized V needs it.
+    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;
     ctx_ = llama_init_from_model(model_, cp);
+    if (!ctx_ && *cache_type == GGML_TYPE_F16) {
+      spdlog::warn("engine: flash attention unavailable for this model; running without it");
+      cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+      ctx_ = llama_init_from_model(model_, cp);
+    }
     if (!ctx_) {
       return Status::Internal("llama.cpp could not create a context (pool " + std::to_string(pool_tokens) +
                               " tokens, cache type " + opt_.cache_type + ")");
@@ -148,6 +162,7 @@ class Engine::Impl {
     kv_ops_ = std::make_unique<LlamaKvOps>(ctx_);
     pool_ = std::make_unique<KvPool>(kv_ops_.get(), opt_.resident_seqs, n_blocks - kScratchBlocks, opt_.block_tokens);
     pad_seq_ = static_cast<int>(opt_.resident_seqs);
+    io_seq_ = pad_seq_ + 1;
     batch_ = llama_batch_init(static_cast<int32_t>(cp.n_batch), 0, 1);
     n_train_ = llama_model_n_ctx_train(model_);
     ctx_limit_ = opt_.ctx_size > 0 ? opt_.ctx_size : static_cast<uint32_t>(std::max(1, n_train_));
@@ -164,6 +179,43 @@ class Engine::Impl {
     info->pool_bytes = bytes_per_token * n_ctx;
     info->block_tokens = opt_.block_tokens;
     info->cache_type = opt_.cache_type;
+
+    // The KV store below the pool. Recurrent and hybrid models keep one state per sequence that
+    // cannot be cut into blocks: no store for them.
+    if (llama_model_is_recurrent(model_) || llama_model_is_hybrid(model_)) {
+      spdlog::warn("engine: recurrent/hybrid model: KV store off (its state cannot be split into blocks)");
+    } else {
+      KvConfig kc;
+      kc.type_k = kc.type_v = opt_.cache_type;
+      kc.flash_attn = cp.flash_attn_type == LLAMA_FLASH_ATTN_TYPE_ENABLED;
+      kc.unified = true;
+      kc.swa_full = cp.swa_full;
+      kc.llama_release = KVAULT_LLAMA_TAG;
+      auto hash = ModelContentHash(opt_.model_path, opt_.cache_dir);
+      if (!hash.ok()) return hash.status();
+      fingerprint_ = ModelFingerprint(*hash, kc);
+      KvStoreOptions so;
+      so.dir = opt_.cache_dir;
+      so.ram_bytes = opt_.ram_cache_mib << 20;
+      so.disk_bytes = opt_.disk_cache_gib << 30;
+      so.fingerprint = fingerprint_;
+      auto store = KvStore::Open(so);
+      if (!store.ok() && !so.dir.empty()) {
+        spdlog::warn("engine: cache directory unusable ({}); serving without persistence", store.status().message());
+        so.dir.clear();
+        store = KvStore::Open(so);
+      }
+      if (!store.ok()) return store.status();
+      store_ = std::move(store.value());
+      owner_->store_.store(store_.get());
+      info->fingerprint = fingerprint_;
+      info->persistent = store_->persistent();
+      if (store_->persistent()) {
+        const auto st = store_->stats();
+        spdlog::info("kv store: {} ({} blocks, {:.1f} MiB on disk); RAM tier {} MiB", (so.dir / fingerprint_).string(),
+                     st.disk.blocks, static_cast<double>(st.disk.bytes) / (1 << 20), opt_.ram_cache_mib);
+      }
+    }
     PublishStats();
     return Status::Ok();
   }
@@ -200,6 +252,10 @@ class Engine::Impl {
     Job job;
     std::vector<llama_token> prompt;
     int32_t max_tokens = 0;
+    uint64_t tenant = 0;
+    BlockKey salt;                       // cache salt: model fingerprint + tenant
+    std::vector<BlockKey> keys;          // full blocks of the prompt, its last token excluded
+    std::shared_ptr<Prefetch> prefetch;  // blocks being fetched from RAM/disk
   };
 
   struct Seq {
@@ -208,6 +264,9 @@ class Engine::Impl {
     int slot = -1;
     int32_t n_past = 0;  // tokens with KV in the slot
     int32_t cached = 0;  // prompt tokens reused from the pool
+    int32_t cached_ram = 0;
+    int32_t cached_disk = 0;
+    BlockKey salt;
     int32_t max_tokens = 0;
     int32_t n_gen = 0;
     llama_token next = -1;  // sampled, decoded in the next step
@@ -280,7 +339,24 @@ class Engine::Impl {
     } else {
       max_tokens = std::min<int64_t>(opt_.default_max_tokens, limit - n);
     }
-    waiting_.push_back(Waiting{std::move(job), std::move(tokens), static_cast<int32_t>(max_tokens)});
+    Waiting w;
+    w.job = std::move(job);
+    w.prompt = std::move(tokens);
+    w.max_tokens = static_cast<int32_t>(max_tokens);
+    const std::string& tenant = w.job.request.tenant;
+    w.tenant = tenant.empty() ? 0 : Checksum64(tenant.data(), tenant.size()) | 1;
+    if (store_) {
+      w.salt = CacheSalt(fingerprint_, tenant);
+      auto head = std::make_shared<std::vector<int32_t>>(w.prompt.begin(), w.prompt.end() - 1);
+      w.keys = ComputeBlockKeys(w.salt, *head, opt_.block_tokens);
+      // Blocks already resident need no fetching.
+      const size_t first = pool_->LongestPrefix(w.prompt, w.tenant) / opt_.block_tokens;
+      const uint32_t bt = opt_.block_tokens;
+      w.prefetch = store_->StartPrefetch(w.keys, first, [head, bt](size_t i) {
+        return std::vector<int32_t>(head->begin() + static_cast<long>(i * bt), head->begin() + static_cast<long>((i + 1) * bt));
+      });
+    }
+    waiting_.push_back(std::move(w));
   }
 
   // Cancelled requests leave; requests that waited too long get a retryable error.
@@ -314,8 +390,10 @@ class Engine::Impl {
   void Admit() {
     while (!waiting_.empty() && running_.size() < opt_.parallel) {
       Waiting& w = waiting_.front();
+      // Its blocks are still being read: it keeps its place (FIFO); running requests go on.
+      if (w.prefetch && !w.prefetch->done.load(std::memory_order_acquire)) break;
       const int32_t max_total = static_cast<int32_t>(w.prompt.size()) + w.max_tokens;
-      auto lease = pool_->Acquire(w.prompt, max_total);
+      auto lease = pool_->Acquire(w.prompt, max_total, w.tenant);
       if (!lease) break;
       auto s = std::make_unique<Seq>();
       s->job = std::move(w.job);
@@ -323,15 +401,89 @@ class Engine::Impl {
       s->max_tokens = w.max_tokens;
       s->slot = lease->slot;
       s->n_past = lease->reused;
-      s->cached = lease->reused;
+      s->cached = lease->reused;  // resident; Restore may replace a partial block
       s->sampler = MakeSampler(s->job.request.sampling);
       s->text = TextStream(s->job.request.stop);
+      s->salt = w.salt;
+      if (store_) Restore(*s, w);
       s->admitted = Clock::now();
-      counters_.prompt_tokens_cached += static_cast<uint64_t>(lease->reused);
+      counters_.prompt_tokens_cached += static_cast<uint64_t>(s->n_past);
       waiting_.pop_front();
       owner_->pending_.fetch_sub(1);
       running_.push_back(std::move(s));
     }
+  }
+
+  // Extends a newly admitted sequence with the prompt blocks the store has (RAM or disk), from
+  // where its resident prefix ends: each block is deserialised into the I/O scratch sequence and
+  // shared into the request's sequence, then the scratch is dropped.
+  void Restore(Seq& s, const Waiting& w) {
+    const uint32_t bt = opt_.block_tokens;
+    auto record_for = [&](size_t i) -> std::pair<std::shared_ptr<const BlockRecord>, bool> {
+      if (i >= w.keys.size()) return {nullptr, false};
+      const Prefetch* p = w.prefetch.get();
+      if (p && i >= p->first && i - p->first < p->records.size()) return {p->records[i - p->first], p->from_disk[i - p->first]};
+      auto r = store_->GetRam(w.keys[i]);
+      if (r && !std::equal(r->tokens.begin(), r->tokens.end(), s.prompt.begin() + static_cast<long>(i * bt))) r = nullptr;
+      return {r, false};
+    };
+    size_t b = static_cast<size_t>(s.n_past) / bt;
+    if (!record_for(b).first) return;
+    if (static_cast<size_t>(s.n_past) % bt != 0) {  // a partial resident block: the stored one replaces it
+      pool_->Truncate(s.slot, b * bt);
+      s.n_past = static_cast<int32_t>(b * bt);
+      s.cached = s.n_past;
+    }
+    llama_memory_t mem = llama_get_memory(ctx_);
+    const auto t0 = Clock::now();
+    for (;; ++b) {
+      auto [rec, from_disk] = record_for(b);
+      if (!rec || rec->tokens.size() != bt) break;
+      const size_t read = llama_state_seq_set_data(ctx_, rec->kv.data(), rec->kv.size(), io_seq_);
+      const bool placed = read == rec->kv.size() && llama_memory_seq_pos_min(mem, io_seq_) == static_cast<llama_pos>(b * bt) &&
+                          llama_memory_seq_pos_max(mem, io_seq_) == static_cast<llama_pos>((b + 1) * bt - 1);
+      if (placed) llama_memory_seq_cp(mem, io_seq_, s.slot, -1, -1);
+      llama_memory_seq_rm(mem, io_seq_, -1, -1);
+      if (!placed) {
+        spdlog::warn("kv store: block {} could not be restored; computing from there", rec->key.Hex());
+        break;
+      }
+      pool_->Append(s.slot, rec->tokens.data(), bt);
+      s.n_past += static_cast<int32_t>(bt);
+      (from_disk ? s.cached_disk : s.cached_ram) += static_cast<int32_t>(bt);
+    }
+    counters_.restore_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+    counters_.restored_tokens_ram += static_cast<uint64_t>(s.cached_ram);
+    counters_.restored_tokens_disk += static_cast<uint64_t>(s.cached_disk);
+  }
+
+  // Hands every full block of a finished sequence that the store lacks to the store (RAM now,
+  // disk in the background). Serialising is a copy of the block's cells: share them into the I/O
+  // scratch sequence, read its state, drop the scratch.
+  void Save(const Seq& s) {
+    const uint32_t bt = opt_.block_tokens;
+    const std::vector<Token>& toks = pool_->tokens(s.slot);
+    const std::vector<BlockKey> keys = ComputeBlockKeys(s.salt, toks, bt);
+    llama_memory_t mem = llama_get_memory(ctx_);
+    const auto t0 = Clock::now();
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (store_->Has(keys[i])) continue;
+      const auto p0 = static_cast<llama_pos>(i * bt);
+      llama_memory_seq_cp(mem, s.slot, io_seq_, p0, p0 + static_cast<llama_pos>(bt));
+      auto rec = std::make_shared<BlockRecord>();
+      rec->kv.resize(llama_state_seq_get_size(ctx_, io_seq_));
+      rec->kv.resize(llama_state_seq_get_data(ctx_, rec->kv.data(), rec->kv.size(), io_seq_));
+      llama_memory_seq_rm(mem, io_seq_, -1, -1);
+      rec->key = keys[i];
+      rec->parent = i == 0 ? s.salt : keys[i - 1];
+      rec->fingerprint = fingerprint_;
+      rec->kv_type = opt_.cache_type;
+      rec->first_pos = static_cast<uint32_t>(p0);
+      rec->tokens.assign(toks.begin() + p0, toks.begin() + p0 + static_cast<long>(bt));
+      store_->Put(std::move(rec));
+      ++counters_.blocks_saved;
+    }
+    counters_.save_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
   }
 
   void AddToBatch(llama_token tok, llama_pos pos, int seq, bool logits) {
@@ -429,7 +581,10 @@ class Engine::Impl {
     done.finish = reason;
     if (s.text.matched()) done.stop_sequence = *s.text.matched();
     done.prompt_tokens = static_cast<int32_t>(s.prompt.size());
-    done.cached_tokens = s.cached;
+    done.cached_resident = s.cached;
+    done.cached_ram = s.cached_ram;
+    done.cached_disk = s.cached_disk;
+    done.cached_tokens = s.cached + s.cached_ram + s.cached_disk;
     done.completion_tokens = s.n_gen;
     done.queue_ms = MsBetween(s.job.submitted, s.admitted);
     done.ttft_ms = s.ttft_ms;
@@ -440,6 +595,7 @@ class Engine::Impl {
     if (reason == FinishReason::kCancelled) {
       pool_->Free(s.slot);
     } else {
+      if (store_) Save(s);
       pool_->Release(s.slot);
     }
     s.done = true;
@@ -498,6 +654,9 @@ class Engine::Impl {
   uint64_t steps_ = 0;
   EngineStats counters_;  // throughput counters; PublishStats copies them with the rest
   int pad_seq_ = 0;  // scratch sequence for padding single-token batches
+  int io_seq_ = 0;   // scratch sequence for saving and restoring blocks
+  std::string fingerprint_;
+  std::unique_ptr<KvStore> store_;
 };
 
 Engine::Engine(const EngineOptions& options) : options_(options) {
@@ -544,6 +703,11 @@ EngineStats Engine::stats() const {
   EngineStats st = stats_;
   st.waiting = pending_.load();
   return st;
+}
+
+KvStoreStats Engine::store_stats() const {
+  KvStore* store = store_.load();
+  return store ? store->stats() : KvStoreStats{};
 }
 
 void Engine::Run(std::promise<Status>* ready) {

@@ -23,6 +23,7 @@
 #include "core/status.h"
 #include "engine/channel.h"
 #include "engine/request.h"
+#include "kvstore/kv_store.h"
 
 namespace kvault {
 
@@ -41,6 +42,10 @@ struct EngineOptions {
   uint32_t queue_timeout_ms = 60000;
   int32_t n_threads = 0;            // 0 = all cores
   int32_t default_max_tokens = 512; // when a request sets none (capped by the context)
+  // KV store (RAM and disk tiers below the pool).
+  std::filesystem::path cache_dir;  // empty: no disk tier (nothing survives a restart)
+  uint64_t ram_cache_mib = 1024;
+  uint64_t disk_cache_gib = 10;
 };
 
 // Read-only facts about the loaded model and pool, safe to read from any thread after Start.
@@ -56,6 +61,8 @@ struct ModelInfo {
   uint64_t pool_bytes = 0;
   uint32_t block_tokens = 0;
   std::string cache_type;
+  std::string fingerprint;   // model + KV configuration; names the cache directory
+  bool persistent = false;   // blocks are written to disk
 };
 
 struct EngineStats {
@@ -77,6 +84,12 @@ struct EngineStats {
   uint64_t prompt_tokens_cached = 0;
   uint64_t tokens_generated = 0;
   double busy_seconds = 0;  // time spent in llama_decode
+  // Prompt tokens restored from the KV store instead of computed, by tier; blocks saved.
+  uint64_t restored_tokens_ram = 0;
+  uint64_t restored_tokens_disk = 0;
+  uint64_t blocks_saved = 0;
+  double save_seconds = 0;     // engine-thread time serialising blocks
+  double restore_seconds = 0;  // engine-thread time deserialising blocks
 };
 
 class Engine {
@@ -91,6 +104,8 @@ class Engine {
   std::shared_ptr<RequestHandle> Submit(GenerateRequest request);
   const ModelInfo& info() const { return info_; }
   EngineStats stats() const;
+  // The KV store's own counters (RAM/disk sizes, hits, writes); thread-safe.
+  KvStoreStats store_stats() const;
 
  private:
   struct Job {
@@ -110,6 +125,7 @@ class Engine {
   mutable std::mutex stats_mu_;
   EngineStats stats_;
   std::unique_ptr<Impl> impl_;
+  std::atomic<KvStore*> store_{nullptr};  // owned by impl_; set once loaded
   std::thread thread_;
 };
 

@@ -60,7 +60,22 @@ uint32_t KvPool::Reclaimable(const std::vector<BlockId>& refs_added, const std::
   return freed;
 }
 
-std::optional<KvPool::Lease> KvPool::Acquire(const std::vector<Token>& prompt, int32_t max_total) {
+size_t KvPool::LongestPrefix(const std::vector<Token>& prompt, uint64_t tenant) const {
+  size_t best = 0;
+  for (const Slot& s : slots_) {
+    if (s.state != State::kFree && s.tenant == tenant) best = std::max(best, CommonPrefix(s.tokens, prompt));
+  }
+  return best;
+}
+
+void KvPool::Truncate(int slot, size_t n) {
+  Slot& s = slots_[slot];
+  if (n >= s.tokens.size()) return;
+  ops_->Remove(slot, static_cast<int32_t>(n), -1);
+  s.tokens.resize(n);
+}
+
+std::optional<KvPool::Lease> KvPool::Acquire(const std::vector<Token>& prompt, int32_t max_total, uint64_t tenant) {
   if (prompt.empty() || max_total < static_cast<int32_t>(prompt.size()) || !CanEverFit(max_total)) {
     return std::nullopt;
   }
@@ -71,7 +86,7 @@ std::optional<KvPool::Lease> KvPool::Acquire(const std::vector<Token>& prompt, i
   int best = -1;
   size_t best_lcp = 0;
   for (int i = 0; i < static_cast<int>(slots_.size()); ++i) {
-    if (slots_[i].state == State::kFree) continue;
+    if (slots_[i].state == State::kFree || slots_[i].tenant != tenant) continue;
     const size_t lcp = CommonPrefix(slots_[i].tokens, prompt);
     if (lcp > best_lcp) {
       best = i;
@@ -143,6 +158,7 @@ std::optional<KvPool::Lease> KvPool::Acquire(const std::vector<Token>& prompt, i
   s.state = State::kActive;
   s.last_used = ++clock_;
   s.prompt_len = prompt.size();
+  s.tenant = tenant;
   const uint32_t needed = need_total - static_cast<uint32_t>(s.blocks.size());
   for (int victim : IdleByAge()) {
     if (blocks_.free_blocks() >= needed) break;

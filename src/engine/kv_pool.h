@@ -61,7 +61,16 @@ class KvPool {
   // longest resident prefix (never the whole prompt: the last token is always recomputed so
   // that there are logits to sample from). nullopt when no slot or not enough blocks can be
   // freed right now; nothing changes in that case.
-  std::optional<Lease> Acquire(const std::vector<Token>& prompt, int32_t max_total);
+  // `tenant`: sequences are only ever shared within one tenant (no cross-tenant cache hits).
+  std::optional<Lease> Acquire(const std::vector<Token>& prompt, int32_t max_total, uint64_t tenant = 0);
+
+  // Length of the longest resident prefix of `prompt` for `tenant` (what Acquire would start
+  // from, before block alignment); no side effects.
+  size_t LongestPrefix(const std::vector<Token>& prompt, uint64_t tenant = 0) const;
+
+  // Drops the slot's tokens from position `n` on (they will be restored or recomputed). Only for
+  // an active slot; its reserved blocks stay reserved.
+  void Truncate(int slot, size_t n);
 
   // The KV of `tokens` was just computed at the end of `slot`'s sequence.
   void Append(int slot, const Token* tokens, size_t n);
@@ -86,6 +95,7 @@ class KvPool {
     std::vector<Token> tokens;     // tokens with KV cells, at positions 0..size-1
     std::vector<BlockId> blocks;   // covers tokens, plus reserved blocks while active
     size_t prompt_len = 0;         // prompt length of the slot's last request
+    uint64_t tenant = 0;
     uint64_t last_used = 0;
   };
 

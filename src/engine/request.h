@@ -33,6 +33,7 @@ struct GenerateRequest {
   int32_t max_tokens = -1;  // -1: the engine's default (capped by the context)
   SamplingParams sampling;
   std::vector<std::string> stop;  // text-level stop sequences
+  std::string tenant;             // cache namespace: blocks are never shared across tenants
 };
 
 struct GenerationEvent {
@@ -43,7 +44,10 @@ struct GenerationEvent {
   FinishReason finish = FinishReason::kStop;
   std::string stop_sequence;  // kStopSequence: which one
   int32_t prompt_tokens = 0;
-  int32_t cached_tokens = 0;  // prompt tokens whose KV was reused, not computed
+  int32_t cached_tokens = 0;  // prompt tokens whose KV was reused, not computed (all tiers)
+  int32_t cached_resident = 0;  // … of them still in the pool
+  int32_t cached_ram = 0;       // … restored from host RAM
+  int32_t cached_disk = 0;      // … restored from disk
   int32_t completion_tokens = 0;
   double queue_ms = 0;  // submitted → admitted
   double ttft_ms = 0;   // submitted → first token sampled

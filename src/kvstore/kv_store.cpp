@@ -116,10 +116,10 @@ std::shared_ptr<Prefetch> KvStore::StartPrefetch(std::vector<BlockKey> keys, siz
       }
       if (from_disk) {
         ++disk_hits_;
-        ++p->from_disk;
         RamInsertLocked(r);
       }
       p->records.push_back(std::move(r));
+      p->from_disk.push_back(from_disk);
     }
     p->done.store(true, std::memory_order_release);
   });

@@ -51,8 +51,8 @@ struct KvStoreStats {
 struct Prefetch {
   std::atomic<bool> done{false};
   std::vector<std::shared_ptr<const BlockRecord>> records;  // consecutive blocks from `first`
+  std::vector<bool> from_disk;                              // per record: read from disk (else RAM)
   size_t first = 0;
-  size_t from_disk = 0;  // how many of them were read from disk
 };
 
 class KvStore {

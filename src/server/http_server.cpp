@@ -118,7 +118,27 @@ void HttpServer::RegisterRoutes() {
                    {"prompt_tokens_computed", st.prompt_tokens_computed},
                    {"prompt_tokens_cached", st.prompt_tokens_cached},
                    {"tokens_generated", st.tokens_generated},
-                   {"busy_seconds", st.busy_seconds}}}};
+                   {"busy_seconds", st.busy_seconds},
+                   {"restored_tokens_ram", st.restored_tokens_ram},
+                   {"restored_tokens_disk", st.restored_tokens_disk},
+                   {"blocks_saved", st.blocks_saved},
+                   {"save_seconds", st.save_seconds},
+                   {"restore_seconds", st.restore_seconds}}}};
+    const KvStoreStats ks = engine->store_stats();
+    body["kv_store"] = {{"persistent", ks.persistent},
+                        {"fingerprint", engine->info().fingerprint},
+                        {"ram_blocks", ks.ram_blocks},
+                        {"ram_bytes", ks.ram_bytes},
+                        {"disk_blocks", ks.disk.blocks},
+                        {"disk_bytes", ks.disk.bytes},
+                        {"pending_writes", ks.pending_writes},
+                        {"disk_hits", ks.disk_hits},
+                        {"misses", ks.misses},
+                        {"bytes_written", ks.disk.write_bytes},
+                        {"bytes_read", ks.disk.read_bytes},
+                        {"write_errors", ks.disk.write_errors},
+                        {"quarantined", ks.disk.quarantined},
+                        {"gc_deleted", ks.disk.gc_deleted}};
     res.set_content(body.dump(), kJson);
   });
 
@@ -176,6 +196,9 @@ void HttpServer::RegisterRoutes() {
         result.prompt_tokens = ev->prompt_tokens;
         result.completion_tokens = ev->completion_tokens;
         result.cached_tokens = ev->cached_tokens;
+        result.cached_resident = ev->cached_resident;
+        result.cached_ram = ev->cached_ram;
+        result.cached_disk = ev->cached_disk;
         result.queue_ms = ev->queue_ms;
         result.ttft_ms = ev->ttft_ms;
         result.total_ms = ev->total_ms;

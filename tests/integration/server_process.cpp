@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 #include <thread>
@@ -98,6 +99,11 @@ std::unique_ptr<ServerProcess> ServerProcess::Start(const std::vector<std::strin
   p->port_ = FreePort();
   p->log_ = NewLogPath();
   std::vector<std::string> full = {"serve", "--port", std::to_string(p->port_)};
+  // Never the user's data directory: each server gets its own, unless the test names one.
+  if (std::find(args.begin(), args.end(), "--data-dir") == args.end()) {
+    full.push_back("--data-dir");
+    full.push_back(ScratchDir("server-" + std::to_string(getpid()) + "-" + std::to_string(p->port_)).string());
+  }
   full.insert(full.end(), args.begin(), args.end());
   p->pid_ = Spawn(full, p->log_);
   return p;

@@ -69,7 +69,7 @@ TEST(KvStoreTest, BlocksSurviveARestart) {
   EXPECT_TRUE(store->Has(c.keys[0]));
   auto p = Wait(store->StartPrefetch(c.keys, 0, c.TokensOf()));
   ASSERT_EQ(p->records.size(), 3u);
-  EXPECT_EQ(p->from_disk, 3u);
+  EXPECT_EQ(p->from_disk, std::vector<bool>(3, true));
   EXPECT_EQ(p->records[1]->kv, c.Record(1)->kv);
   EXPECT_NE(store->GetRam(c.keys[1]), nullptr);  // now cached in RAM
 }

@@ -1,0 +1,47 @@
+#include "kvstore/fingerprint.h"
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
+#include "kvstore/block_key.h"
+
+namespace kvault {
+
+namespace fs = std::filesystem;
+
+StatusOr<std::string> ModelContentHash(const fs::path& model, const fs::path& cache_dir) {
+  std::error_code ec;
+  const fs::path abs = fs::absolute(model, ec);
+  const uint64_t size = fs::file_size(abs, ec);
+  if (ec) return Status::IOError("cannot stat " + abs.string() + ": " + ec.message());
+  const auto mtime = static_cast<long long>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(fs::last_write_time(abs, ec).time_since_epoch()).count());
+  const std::string id = abs.string() + "\t" + std::to_string(size) + "\t" + std::to_string(mtime);
+  const fs::path memo = cache_dir.empty() ? fs::path() : cache_dir / "model-hashes.tsv";
+  if (!memo.empty()) {
+    std::ifstream in(memo);
+    std::string line;
+    while (std::getline(in, line)) {
+      const size_t tab = line.rfind('\t');
+      if (tab != std::string::npos && line.compare(0, tab, id) == 0) return line.substr(tab + 1);
+    }
+  }
+  std::string error;
+  const std::string hash = HashFileHex(abs.string(), &error);
+  if (hash.empty()) return Status::IOError(error);
+  if (!memo.empty()) {
+    fs::create_directories(cache_dir, ec);
+    std::ofstream(memo, std::ios::app) << id << "\t" << hash << "\n";
+  }
+  return hash;
+}
+
+std::string ModelFingerprint(const std::string& content_hash, const KvConfig& c) {
+  std::ostringstream s;
+  s << "gguf=" << content_hash << ";type_k=" << c.type_k << ";type_v=" << c.type_v << ";fa=" << c.flash_attn
+    << ";unified=" << c.unified << ";swa_full=" << c.swa_full << ";llama=" << c.llama_release;
+  return CacheSalt(s.str(), "fingerprint").Hex();
+}
+
+}  // namespace kvault

@@ -1,0 +1,193 @@
+// The engine with its KV store: blocks survive eviction and restarts, are shared between agents
+// of one tenant and never between tenants, and bad files are misses, not crashes. Output after a
+// restore must equal the output computed from scratch (restored KV is bit-identical).
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "core/paths.h"
+#include "engine/engine.h"
+#include "model/demo_model.h"
+#include "test_env.h"
+
+namespace kvault {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Output {
+  std::string text;
+  GenerationEvent done;
+  Status error;
+};
+
+Output Collect(const std::shared_ptr<RequestHandle>& h) {
+  Output out;
+  while (auto ev = h->events().Pop()) {
+    if (ev->kind == GenerationEvent::Kind::kText) out.text += ev->text;
+    if (ev->kind == GenerationEvent::Kind::kDone) out.done = *ev;
+    if (ev->kind == GenerationEvent::Kind::kError) out.error = ev->status;
+  }
+  return out;
+}
+
+common_chat_msg Msg(const std::string& role, const std::string& content) {
+  common_chat_msg m;
+  m.role = role;
+  m.content = content;
+  return m;
+}
+
+std::string Words(int n, const std::string& w) {
+  std::string s;
+  for (int i = 0; i < n; ++i) s += w + std::to_string(i % 7) + " ";
+  return s;
+}
+
+GenerateRequest Chat(std::vector<common_chat_msg> m, int32_t max_tokens, std::string tenant = "") {
+  GenerateRequest r;
+  r.messages = std::move(m);
+  r.max_tokens = max_tokens;
+  r.tenant = std::move(tenant);
+  return r;
+}
+
+EngineOptions Options(const fs::path& cache_dir, const fs::path& model = testing::TinyModel()) {
+  EngineOptions o;
+  o.model_path = model;
+  o.ctx_size = 1024;
+  o.pool_tokens = 4096;
+  o.block_tokens = 16;
+  o.step_tokens = 64;
+  o.parallel = 4;
+  o.resident_seqs = 8;
+  o.cache_dir = cache_dir;
+  return o;
+}
+
+std::unique_ptr<Engine> Start(const EngineOptions& o) {
+  auto e = Engine::Start(o);
+  EXPECT_TRUE(e.ok()) << e.status().ToString();
+  return e.ok() ? std::move(e.value()) : nullptr;
+}
+
+Output Ask(Engine& e, GenerateRequest r) { return Collect(e.Submit(std::move(r))); }
+
+size_t CountBlockFiles(const fs::path& dir) {
+  size_t n = 0;
+  for (auto& f : fs::recursive_directory_iterator(dir)) {
+    if (f.path().extension() == ".safetensors" && f.path().parent_path().filename() != "quarantine") ++n;
+  }
+  return n;
+}
+
+TEST(EngineStoreTest, RestartResumesFromDiskWithTheSameOutput) {
+  const auto dir = testing::ScratchDir("engine-store-restart");
+  std::vector<common_chat_msg> turn2;
+  Output resident;
+  {
+    auto a = Start(Options(dir));
+    std::vector<common_chat_msg> m = {Msg("system", Words(80, "rule")), Msg("user", "first question")};
+    Output t1 = Ask(*a, Chat(m, 24));
+    ASSERT_TRUE(t1.error.ok()) << t1.error.ToString();
+    m.push_back(Msg("assistant", t1.text));
+    m.push_back(Msg("user", "second question"));
+    turn2 = m;
+    resident = Ask(*a, Chat(turn2, 24));  // served from the resident sequence
+    EXPECT_GT(resident.done.cached_resident, 100);
+    EXPECT_GT(a->stats().blocks_saved, 5u);
+  }  // engine gone: the process "restarted"; pending blocks were flushed
+  auto b = Start(Options(dir));
+  Output restored = Ask(*b, Chat(turn2, 24));
+  ASSERT_TRUE(restored.error.ok());
+  EXPECT_EQ(restored.done.cached_resident, 0);
+  EXPECT_GT(restored.done.cached_disk, 100);
+  EXPECT_EQ(restored.text, resident.text);
+  auto cold = Start(Options(""));  // no disk tier: computed from scratch
+  Output computed = Ask(*cold, Chat(turn2, 24));
+  EXPECT_EQ(computed.done.cached_tokens, 0);
+  EXPECT_EQ(computed.text, resident.text);
+}
+
+TEST(EngineStoreTest, AgentsSharingASystemPromptStoreItOnce) {
+  const auto dir = testing::ScratchDir("engine-store-dedup");
+  auto e = Start(Options(dir));
+  const std::string system = Words(200, "policy");
+  size_t one_agent_blocks = 0;
+  for (int i = 0; i < 5; ++i) {
+    Output o = Ask(*e, Chat({Msg("system", system), Msg("user", "agent " + std::to_string(i))}, 8));
+    ASSERT_TRUE(o.error.ok());
+    if (i == 0) {
+      one_agent_blocks = static_cast<size_t>(o.done.prompt_tokens + o.done.completion_tokens) / 16;
+    } else {
+      EXPECT_GT(o.done.cached_tokens, 190);  // the system prompt's blocks, from the pool
+    }
+  }
+  e.reset();  // flush
+  const size_t files = CountBlockFiles(dir);
+  EXPECT_GT(one_agent_blocks, 10u);
+  EXPECT_LT(files, 2 * one_agent_blocks) << "5 agents would need " << 5 * one_agent_blocks << " without sharing";
+}
+
+TEST(EngineStoreTest, TenantsNeverShareBlocks) {
+  const auto dir = testing::ScratchDir("engine-store-tenants");
+  auto e = Start(Options(dir));
+  const std::vector<common_chat_msg> m = {Msg("system", Words(100, "secret")), Msg("user", "same question")};
+  Output a1 = Ask(*e, Chat(m, 8, "tenant-a"));
+  Output b1 = Ask(*e, Chat(m, 8, "tenant-b"));
+  EXPECT_EQ(b1.done.cached_tokens, 0);  // neither from the pool nor from the store
+  EXPECT_EQ(b1.text, a1.text);
+  Output a2 = Ask(*e, Chat(m, 8, "tenant-a"));
+  EXPECT_GT(a2.done.cached_tokens, 90);
+  e.reset();
+  auto again = Start(Options(dir));  // after a restart too
+  Output b2 = Ask(*again, Chat(m, 8, "tenant-b"));
+  Output c = Ask(*again, Chat(m, 8, "tenant-c"));
+  EXPECT_GT(b2.done.cached_disk, 90);
+  EXPECT_EQ(c.done.cached_tokens, 0);
+}
+
+TEST(EngineStoreTest, CorruptFilesAreMissesAndOutputStaysRight) {
+  const auto dir = testing::ScratchDir("engine-store-corrupt");
+  const auto req = Chat({Msg("system", Words(90, "fact")), Msg("user", "question")}, 16);
+  Output first;
+  {
+    auto e = Start(Options(dir));
+    first = Ask(*e, req);
+  }
+  size_t corrupted = 0;
+  for (auto& f : fs::recursive_directory_iterator(dir)) {
+    if (f.path().extension() != ".safetensors") continue;
+    std::fstream io(f.path(), std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(static_cast<std::streamoff>(f.file_size() / 2));
+    io.put('\x55');
+    ++corrupted;
+  }
+  ASSERT_GT(corrupted, 3u);
+  auto e = Start(Options(dir));
+  Output again = Ask(*e, req);
+  ASSERT_TRUE(again.error.ok());
+  EXPECT_EQ(again.done.cached_disk, 0);
+  EXPECT_EQ(again.text, first.text);
+  EXPECT_GE(e->store_stats().disk.quarantined, 1u);
+}
+
+TEST(EngineStoreTest, AnotherModelOfTheSameShapeNeverLoadsTheseBlocks) {
+  const auto dir = testing::ScratchDir("engine-store-foreign");
+  auto vocab = FindSharedFile("ggml-vocab-llama-bpe.gguf");
+  ASSERT_TRUE(vocab.ok());
+  const fs::path other = dir / "other-tiny.gguf";
+  ASSERT_TRUE(WriteDemoModel(*DemoModelSpecFor("tiny"), *vocab, other, 777).ok());
+  const auto req = Chat({Msg("system", Words(90, "fact")), Msg("user", "question")}, 8);
+  {
+    auto e = Start(Options(dir / "cache"));
+    Ask(*e, req);
+  }
+  auto e = Start(Options(dir / "cache", other));
+  Output o = Ask(*e, req);
+  EXPECT_EQ(o.done.cached_tokens, 0);
+  EXPECT_NE(e->info().fingerprint, "");
+}
+
+}  // namespace
+}  // namespace kvault
