@@ -30,6 +30,7 @@ struct ServeArgs {
   uint32_t queue_timeout_s = 60;
   std::string cache_dir;    // empty: <data-dir>/kv-cache
   bool no_persist = false;
+  bool no_deterministic = false;
   uint64_t ram_cache_mib = 1024;
   uint64_t disk_cache_gib = 10;
   int threads = 0;
@@ -48,5 +49,13 @@ struct MakeDemoArgs {
 };
 void AddModelCommand(CLI::App& app, MakeDemoArgs* args);
 int RunMakeDemo(const MakeDemoArgs& args);
+
+struct CacheArgs {
+  std::string action;  // ls, stats, verify, gc
+  std::string cache_dir;
+  double max_gib = 0;
+};
+void AddCacheCommand(CLI::App& app, CacheArgs* args);
+int RunCache(const CacheArgs& args);
 
 }  // namespace kvault

@@ -13,8 +13,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   kvault::ServeArgs serve;
   kvault::MakeDemoArgs demo;
+  kvault::CacheArgs cache;
   kvault::AddServeCommand(app, &serve);
   kvault::AddModelCommand(app, &demo);
+  kvault::AddCacheCommand(app, &cache);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -23,5 +25,6 @@ int main(int argc, char** argv) {
   }
   if (app.got_subcommand("serve")) return kvault::RunServe(serve);
   if (app.got_subcommand("model")) return kvault::RunMakeDemo(demo);
+  if (app.got_subcommand("cache")) return kvault::RunCache(cache);
   return kvault::kExitUsage;
 }

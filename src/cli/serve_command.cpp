@@ -59,7 +59,9 @@ void AddServeCommand(CLI::App& app, ServeArgs* a) {
   serve->add_option("-t,--threads", a->threads, "compute threads (0 = all cores)")
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
-  serve->add_option("--http-threads", a->http_threads, "HTTP worker threads")
+  serve->add_option("--http-threads", a->http_threads,
+                    "HTTP worker threads started at once (more are started on demand, up to --parallel + "
+                    "--max-queue + this)")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   serve->add_option("--default-max-tokens", a->default_max_tokens,
@@ -69,6 +71,9 @@ void AddServeCommand(CLI::App& app, ServeArgs* a) {
   serve->add_option("--data-dir", a->data_dir, "where demo models and (by default) the KV cache live");
   serve->add_option("--cache-dir", a->cache_dir, "KV cache directory (default: <data-dir>/kv-cache)");
   serve->add_flag("--no-persist", a->no_persist, "keep KV blocks in RAM only: nothing survives a restart");
+  serve->add_flag("--no-deterministic", a->no_deterministic,
+                  "allow one-token batches: ~25% faster single-stream decode on CPU, but output may then "
+                  "depend on what else runs and on where restored KV sits (see docs/architecture.md)");
   serve->add_option("--ram-cache", a->ram_cache_mib, "RAM tier for KV blocks below the pool, MiB")
       ->capture_default_str();
   serve->add_option("--disk-cache", a->disk_cache_gib, "disk tier limit, GiB (least recently used blocks go)")
@@ -140,6 +145,7 @@ int RunServe(const ServeArgs& a) {
   eo.queue_timeout_ms = a.queue_timeout_s * 1000;
   if (!a.no_persist) eo.cache_dir = a.cache_dir.empty() ? data_dir / "kv-cache" : fs::path(a.cache_dir);
   eo.ram_cache_mib = a.ram_cache_mib;
+  eo.deterministic = !a.no_deterministic;
   eo.disk_cache_gib = a.disk_cache_gib;
   eo.n_threads = a.threads;
   eo.default_max_tokens = a.default_max_tokens;
@@ -150,6 +156,7 @@ int RunServe(const ServeArgs& a) {
   so.host = a.host;
   so.port = a.port;
   so.http_threads = a.http_threads;
+  so.http_threads_max = static_cast<int>(a.parallel + a.max_queue) + a.http_threads;
   HttpServer server(so, nullptr);
   s = server.Bind();
   if (!s.ok()) {

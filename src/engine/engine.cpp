@@ -272,6 +272,7 @@ class Engine::Impl {
     llama_token next = -1;  // sampled, decoded in the next step
     llama_sampler* sampler = nullptr;
     TextStream text;
+    std::string unsent;  // non-streaming requests: text kept until Finish
     Clock::time_point admitted;
     double ttft_ms = -1;
     bool done = false;
@@ -524,7 +525,7 @@ class Engine::Impl {
     // vec_dot) than for two or more (llamafile sgemm), with a different summation order. A lone
     // decode token therefore gets a throw-away companion in a scratch sequence, so that every
     // step uses the same kernels and a request's output does not depend on what else is running.
-    const bool padded = batch_.n_tokens == 1;
+    const bool padded = batch_.n_tokens == 1 && opt_.deterministic;
     if (padded) AddToBatch(batch_.token[0], 0, pad_seq_, false);
     const auto t0 = Clock::now();
     const int rc = llama_decode(ctx_, batch_);
@@ -557,6 +558,10 @@ class Engine::Impl {
 
   void Emit(Seq& s, std::string text) {
     if (text.empty()) return;
+    if (!s.job.request.stream) {  // delivered whole by Finish
+      s.unsent += text;
+      return;
+    }
     GenerationEvent ev;
     ev.text = std::move(text);
     s.job.handle->events().Push(std::move(ev));
@@ -576,6 +581,11 @@ class Engine::Impl {
 
   void Finish(Seq& s, FinishReason reason) {
     if (reason != FinishReason::kCancelled) Emit(s, s.text.Flush());
+    if (!s.unsent.empty()) {
+      GenerationEvent ev;
+      ev.text = std::move(s.unsent);
+      s.job.handle->events().Push(std::move(ev));
+    }
     GenerationEvent done;
     done.kind = GenerationEvent::Kind::kDone;
     done.finish = reason;

@@ -42,6 +42,9 @@ struct EngineOptions {
   uint32_t queue_timeout_ms = 60000;
   int32_t n_threads = 0;            // 0 = all cores
   int32_t default_max_tokens = 512; // when a request sets none (capped by the context)
+  // Bit-exact results whatever else runs: never submit a one-token batch (see docs/architecture.md,
+  // "Exactness"). Costs about a fifth of single-stream decode speed on CPU.
+  bool deterministic = true;
   // KV store (RAM and disk tiers below the pool).
   std::filesystem::path cache_dir;  // empty: no disk tier (nothing survives a restart)
   uint64_t ram_cache_mib = 1024;

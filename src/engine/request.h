@@ -34,6 +34,9 @@ struct GenerateRequest {
   SamplingParams sampling;
   std::vector<std::string> stop;  // text-level stop sequences
   std::string tenant;             // cache namespace: blocks are never shared across tenants
+  // false: the text arrives in one event just before kDone (no per-token wake-ups of the
+  // waiting thread, which would steal CPU from the decode threads); true: piece by piece.
+  bool stream = false;
 };
 
 struct GenerationEvent {

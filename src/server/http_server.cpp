@@ -65,7 +65,8 @@ void HttpServer::Stop() { http_->stop(); }
 
 void HttpServer::RegisterRoutes() {
   const size_t threads = static_cast<size_t>(std::max(1, options_.http_threads));
-  http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  const size_t max_threads = std::max(threads, static_cast<size_t>(std::max(0, options_.http_threads_max)));
+  http_->new_task_queue = [threads, max_threads] { return new httplib::ThreadPool(threads, max_threads); };
   http_->set_payload_max_length(options_.max_body_bytes);
 
   http_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {

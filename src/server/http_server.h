@@ -22,7 +22,10 @@ namespace kvault {
 struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;                       // 0 = pick a free port (tests)
-  int http_threads = 8;
+  int http_threads = 8;       // started at once
+  int http_threads_max = 0;   // grown on demand up to this (0 = http_threads); each request
+                              // waiting for the engine holds one, so it should cover
+                              // --parallel + --max-queue
   size_t max_body_bytes = 32u << 20;      // larger bodies get 413
 };
 

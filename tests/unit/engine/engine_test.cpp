@@ -141,11 +141,18 @@ TEST_F(EngineTest, StopSequenceEndsTheTextAndIsNeverSent) {
   const std::string expected = full.text.substr(0, full.text.find(stop));
   GenerateRequest r = UserSays("Tell me a story about dragons", 40);
   r.stop = {"\x01never", stop};
+  r.stream = true;  // piece by piece: no piece may carry any part of the stop sequence
   Output o = Run(std::move(r));
   EXPECT_EQ(o.done.finish, FinishReason::kStopSequence);
   EXPECT_EQ(o.done.stop_sequence, stop);
   EXPECT_EQ(o.text, expected);
+  EXPECT_GT(o.pieces.size(), 3u);
   for (const auto& p : o.pieces) EXPECT_EQ(p.find(stop), std::string::npos);
+  GenerateRequest whole = UserSays("Tell me a story about dragons", 40);
+  whole.stop = {stop};
+  Output w = Run(std::move(whole));  // not streamed: one piece, same text
+  EXPECT_EQ(w.pieces.size(), 1u);
+  EXPECT_EQ(w.text, expected);
 }
 
 TEST_F(EngineTest, SeededSamplingIsReproducible) {
