@@ -343,7 +343,7 @@ def render_markdown(r):
                       f"**{ratio(k1['median'], tg['median']):.2f}×**" +
                       (f"; kvault `--no-deterministic` {fast['median']:.1f} tok/s: "
                        f"**{ratio(fast['median'], tg['median']):.2f}×**." if fast else ".") +
-                      " kvault's pool keeps finished agents' sequences resident, so each rep's agents also "
+                      " A likely cause of the gap, not yet verified: kvault keeps finished agents' sequences resident, so each rep's agents also "
                       "attend over the cells of earlier reps' idle sequences (llama.cpp's attention cost grows "
                       "with the highest used cell); llama-batched-bench starts from an empty cache each time."
                       " Deterministic mode never submits a one-token batch (a lone decode token gets a scratch "
