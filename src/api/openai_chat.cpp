@@ -44,6 +44,13 @@ Status CheckNumber(const json& body, const char* key) {
   return Status::Ok();
 }
 
+json UsageJson(const ChatCompletionResult& r) {
+  return {{"prompt_tokens", r.prompt_tokens},
+          {"completion_tokens", r.completion_tokens},
+          {"total_tokens", r.prompt_tokens + r.completion_tokens},
+          {"prompt_tokens_details", {{"cached_tokens", r.cached_tokens}}}};
+}
+
 }  // namespace
 
 StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(std::string_view body_text) {
@@ -122,7 +129,16 @@ StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(std::string_view body
   }
   if (body.contains("stream") && !body["stream"].is_null()) {
     if (!body["stream"].is_boolean()) return Invalid("'stream' must be a boolean");
-    if (body["stream"].get<bool>()) return Invalid("'stream': streaming is not supported yet by this server build");
+    out.generate.stream = body["stream"].get<bool>();
+  }
+  if (body.contains("stream_options") && !body["stream_options"].is_null()) {
+    const json& so = body["stream_options"];
+    if (!so.is_object()) return Invalid("'stream_options' must be an object");
+    if (!out.generate.stream) return Invalid("'stream_options' is only allowed when 'stream' is true");
+    if (so.contains("include_usage")) {
+      if (!so["include_usage"].is_boolean()) return Invalid("'stream_options.include_usage' must be a boolean");
+      out.include_usage = so["include_usage"].get<bool>();
+    }
   }
   return out;
 }
@@ -139,11 +155,7 @@ std::string RenderChatCompletion(const ChatCompletionResult& r) {
                                 {"message", {{"role", "assistant"}, {"content", r.text}}},
                                 {"logprobs", nullptr},
                                 {"finish_reason", finish}}})},
-      {"usage",
-       {{"prompt_tokens", r.prompt_tokens},
-        {"completion_tokens", r.completion_tokens},
-        {"total_tokens", r.prompt_tokens + r.completion_tokens},
-        {"prompt_tokens_details", {{"cached_tokens", r.cached_tokens}}}}},
+      {"usage", UsageJson(r)},
       // Not in OpenAI's schema (clients ignore unknown fields); llama-server has a similar one.
       {"timings", {{"queue_ms", r.queue_ms}, {"ttft_ms", r.ttft_ms}, {"total_ms", r.total_ms}}},
       {"cache",
@@ -154,6 +166,29 @@ std::string RenderChatCompletion(const ChatCompletionResult& r) {
   };
   // Random-weight models can emit byte tokens that are not valid UTF-8; replace, never throw.
   return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string RenderChatCompletionChunk(const ChatCompletionResult& r, ChunkKind kind, const std::string& text,
+                                      bool include_usage) {
+  json chunk = {{"id", r.id}, {"object", "chat.completion.chunk"}, {"created", r.created}, {"model", r.model}};
+  json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
+  switch (kind) {
+    case ChunkKind::kRole: choice["delta"] = {{"role", "assistant"}, {"content", ""}}; break;
+    case ChunkKind::kText: choice["delta"] = {{"content", text}}; break;
+    case ChunkKind::kFinish:
+      choice["delta"] = json::object();
+      choice["finish_reason"] = r.finish == FinishReason::kLength ? "length" : "stop";
+      break;
+    case ChunkKind::kUsage: break;
+  }
+  if (kind == ChunkKind::kUsage) {
+    chunk["choices"] = json::array();
+    chunk["usage"] = UsageJson(r);
+  } else {
+    chunk["choices"] = json::array({choice});
+    if (include_usage) chunk["usage"] = nullptr;
+  }
+  return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
 }
 
 std::string NewChatCompletionId() {

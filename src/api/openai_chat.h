@@ -1,7 +1,7 @@
 // OpenAI Chat Completions adapter: JSON request → GenerateRequest, engine output → JSON response.
 // Pure translation; no I/O, no llama objects. Called by the HTTP server on its threads.
 //
-// Scope today: non-streaming, text content only (see docs/api.md).
+// Scope today: text content only, streaming and not (see docs/api.md).
 #pragma once
 
 #include <cstdint>
@@ -15,7 +15,8 @@ namespace kvault {
 
 struct ChatCompletionRequest {
   std::string model;  // as sent; may be empty
-  GenerateRequest generate;
+  GenerateRequest generate;  // generate.stream: answer with server-sent events
+  bool include_usage = false;  // stream_options.include_usage
 };
 
 // InvalidArgument with an OpenAI-style message naming the offending field.
@@ -39,6 +40,15 @@ struct ChatCompletionResult {
 };
 
 std::string RenderChatCompletion(const ChatCompletionResult& result);
+
+// One server-sent event of a streamed completion ("data: {chat.completion.chunk}\n\n"), as
+// OpenAI sends them: the first carries delta.role, the text ones delta.content, the last an empty
+// delta and finish_reason; with include_usage every chunk has "usage": null and a final chunk
+// with no choices carries the usage. `finish` and `usage` are only read when `last`/`usage_only`.
+enum class ChunkKind { kRole, kText, kFinish, kUsage };
+std::string RenderChatCompletionChunk(const ChatCompletionResult& result, ChunkKind kind, const std::string& text,
+                                      bool include_usage);
+inline constexpr const char* kSseDone = "data: [DONE]\n\n";
 
 // "chatcmpl-" followed by 24 random alphanumerics.
 std::string NewChatCompletionId();

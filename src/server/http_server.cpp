@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "api/errors.h"
@@ -170,44 +171,109 @@ void HttpServer::RegisterRoutes() {
     auto parsed = ParseChatCompletionRequest(req.body);
     if (!parsed.ok()) return SendError(res, ApiErrorFromStatus(parsed.status()));
 
+    const bool stream = parsed->generate.stream;
+    const bool include_usage = parsed->include_usage;
     auto handle = engine->Submit(std::move(parsed->generate));
-    ChatCompletionResult result;
-    result.id = NewChatCompletionId();
-    result.model = engine->info().id;
-    result.created = UnixNow();
-    auto last_check = std::chrono::steady_clock::now();
-    while (true) {
-      auto ev = handle->events().PopFor(std::chrono::milliseconds(100));
-      // A client that went away cancels its request (checked at most every 100 ms).
-      const auto now = std::chrono::steady_clock::now();
-      if (now - last_check >= std::chrono::milliseconds(100)) {
-        last_check = now;
-        if (req.is_connection_closed()) {
-          handle->Cancel();
-          return;
-        }
+    auto result = std::make_shared<ChatCompletionResult>();
+    result->id = NewChatCompletionId();
+    result->model = engine->info().id;
+    result->created = UnixNow();
+
+    // Wait for the first event: an error (bad prompt, queue full) is still a plain HTTP error.
+    // A client that goes away meanwhile cancels its request (checked every 100 ms).
+    std::optional<GenerationEvent> first;
+    while (!(first = handle->events().PopFor(std::chrono::milliseconds(100)))) {
+      if (req.is_connection_closed()) {
+        handle->Cancel();
+        return;
       }
-      if (!ev) continue;
+    }
+    if (first->kind == GenerationEvent::Kind::kError) return SendError(res, ApiErrorFromStatus(first->status));
+    auto apply_done = [result](const GenerationEvent& ev) {
+      result->finish = ev.finish;
+      result->prompt_tokens = ev.prompt_tokens;
+      result->completion_tokens = ev.completion_tokens;
+      result->cached_tokens = ev.cached_tokens;
+      result->cached_resident = ev.cached_resident;
+      result->cached_ram = ev.cached_ram;
+      result->cached_disk = ev.cached_disk;
+      result->queue_ms = ev.queue_ms;
+      result->ttft_ms = ev.ttft_ms;
+      result->total_ms = ev.total_ms;
+    };
+
+    if (stream) {
+      res.set_header("Cache-Control", "no-cache");
+      auto pending = std::make_shared<std::optional<GenerationEvent>>(std::move(first));
+      auto started = std::make_shared<bool>(false);
+      res.set_chunked_content_provider(
+          "text/event-stream",
+          [handle, result, pending, started, include_usage, apply_done](size_t, httplib::DataSink& sink) {
+            auto send = [&](const std::string& s) {
+              if (!sink.write(s.data(), s.size())) {
+                handle->Cancel();  // the client went away
+                return false;
+              }
+              return true;
+            };
+            if (!*started) {
+              *started = true;
+              if (!send(RenderChatCompletionChunk(*result, ChunkKind::kRole, "", include_usage))) return false;
+            }
+            std::optional<GenerationEvent> ev = std::move(*pending);
+            pending->reset();
+            if (!ev) ev = handle->events().PopFor(std::chrono::milliseconds(100));
+            if (!ev) return sink.is_writable() ? true : (handle->Cancel(), false);
+            if (ev->kind == GenerationEvent::Kind::kText) {
+              return send(RenderChatCompletionChunk(*result, ChunkKind::kText, ev->text, include_usage));
+            }
+            if (ev->kind == GenerationEvent::Kind::kError) {  // after the stream started: an error event
+              const std::string err = "data: " + OpenAiErrorBody(ApiErrorFromStatus(ev->status)) + "\n\n";
+              send(err);
+              sink.done();
+              return true;
+            }
+            apply_done(*ev);
+            if (!send(RenderChatCompletionChunk(*result, ChunkKind::kFinish, "", include_usage))) return false;
+            if (include_usage && !send(RenderChatCompletionChunk(*result, ChunkKind::kUsage, "", true))) return false;
+            if (!send(kSseDone)) return false;
+            sink.done();
+            return true;
+          },
+          // Called when the response ends; httplib stops calling the provider once the client is
+          // gone, so this is where a vanished client's request gets cancelled (a no-op if done).
+          [handle](bool) { handle->Cancel(); });
+      return;
+    }
+
+    auto last_check = std::chrono::steady_clock::now();
+    std::optional<GenerationEvent> ev = std::move(first);
+    while (true) {
+      if (!ev) {
+        ev = handle->events().PopFor(std::chrono::milliseconds(100));
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_check >= std::chrono::milliseconds(100)) {
+          last_check = now;
+          if (req.is_connection_closed()) {
+            handle->Cancel();
+            return;
+          }
+        }
+        if (!ev) continue;
+      }
       if (ev->kind == GenerationEvent::Kind::kText) {
-        result.text += ev->text;
+        result->text += ev->text;
       } else if (ev->kind == GenerationEvent::Kind::kError) {
         return SendError(res, ApiErrorFromStatus(ev->status));
       } else {
-        result.finish = ev->finish;
-        result.prompt_tokens = ev->prompt_tokens;
-        result.completion_tokens = ev->completion_tokens;
-        result.cached_tokens = ev->cached_tokens;
-        result.cached_resident = ev->cached_resident;
-        result.cached_ram = ev->cached_ram;
-        result.cached_disk = ev->cached_disk;
-        result.queue_ms = ev->queue_ms;
-        result.ttft_ms = ev->ttft_ms;
-        result.total_ms = ev->total_ms;
+        apply_done(*ev);
         break;
       }
+      ev.reset();
     }
-    res.set_header("X-Cache-Tokens", std::to_string(result.cached_tokens));
-    res.set_content(RenderChatCompletion(result), kJson);
+    ChatCompletionResult& result_ref = *result;
+    res.set_header("X-Cache-Tokens", std::to_string(result_ref.cached_tokens));
+    res.set_content(RenderChatCompletion(result_ref), kJson);
   });
 }
 

@@ -135,5 +135,30 @@ TEST(BatchingTest, ClientDisconnectCancelsTheRequest) {
   EXPECT_EQ(Post(server->port(), Body("still serving", 2))->status, 200);
 }
 
+TEST(BatchingTest, ClientLeavingAStreamCancelsIt) {
+  auto server = StartServer({"--parallel", "1", "--resident-seqs", "1"});
+  int chunks = 0;
+  {
+    httplib::Client c("127.0.0.1", server->port());
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/chat/completions";
+    req.body = Body("stream forever", 440, {{"stream", true}});
+    req.set_header("Content-Type", "application/json");
+    req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) { return ++chunks < 3; };  // stop reading
+    c.send(req);
+  }  // and hang up
+  EXPECT_GE(chunks, 3);
+  json h;
+  for (int i = 0; i < 100; ++i) {
+    h = Health(server->port());
+    if (h["running"] == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(h["running"], 0) << h.dump();
+  EXPECT_EQ(h["pool"]["blocks_used"], 0) << h.dump();  // cancelled: its cells were freed
+  EXPECT_LT(h["engine"]["tokens_generated"].get<int>(), 400) << h.dump();
+}
+
 }  // namespace
 }  // namespace kvault::testing

@@ -106,7 +106,7 @@ TEST_F(ServerTest, BadRequestsGetOpenAiErrors) {
   ExpectOpenAiError(Chat("{}"), 400, "invalid_request_error", "messages");
   ExpectOpenAiError(Chat(R"({"messages":[{"role":"user","content":"x"}],"max_tokens":0})"), 400,
                     "invalid_request_error", "max_tokens");
-  ExpectOpenAiError(Chat(R"({"messages":[{"role":"user","content":"x"}],"stream":true})"), 400,
+  ExpectOpenAiError(Chat(R"({"messages":[{"role":"user","content":"x"}],"stream":"yes"})"), 400,
                     "invalid_request_error", "stream");
   ExpectOpenAiError(Client().Get("/v1/nothing-here"), 404, "not_found_error", "/v1/nothing-here");
   // And the server is still fine.
@@ -123,6 +123,68 @@ TEST_F(ServerTest, PromptBeyondTheContextIs400NotACrash) {
   auto health = Client().Get("/health");
   ASSERT_TRUE(health);
   EXPECT_EQ(health->status, 200);
+}
+
+// Server-sent events, parsed the way OpenAI's clients do.
+std::vector<json> ParseSse(const std::string& body, bool* done) {
+  std::vector<json> events;
+  *done = false;
+  size_t pos = 0;
+  while (pos < body.size()) {
+    const size_t end = body.find("\n\n", pos);
+    if (end == std::string::npos) break;
+    const std::string ev = body.substr(pos, end - pos);
+    pos = end + 2;
+    EXPECT_EQ(ev.rfind("data: ", 0), 0u) << ev;
+    if (ev == "data: [DONE]") {
+      *done = true;
+      continue;
+    }
+    events.push_back(json::parse(ev.substr(6)));
+  }
+  EXPECT_EQ(pos, body.size()) << "trailing bytes after the last event";
+  return events;
+}
+
+TEST_F(ServerTest, StreamingMatchesTheNonStreamingAnswer) {
+  const std::string msgs = R"("messages":[{"role":"user","content":"Stream me a story."}],"max_tokens":24)";
+  auto plain = Chat("{" + msgs + "}");
+  ASSERT_TRUE(plain);
+  const std::string expected = json::parse(plain->body)["choices"][0]["message"]["content"];
+  auto res = Chat("{" + msgs + R"(,"stream":true,"stream_options":{"include_usage":true}})");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(res->get_header_value("Content-Type"), "text/event-stream");
+  bool done = false;
+  auto events = ParseSse(res->body, &done);
+  EXPECT_TRUE(done);
+  ASSERT_GE(events.size(), 4u);
+  EXPECT_EQ(events.front()["choices"][0]["delta"]["role"], "assistant");
+  std::string text;
+  size_t text_chunks = 0;
+  for (const auto& e : events) {
+    EXPECT_EQ(e["id"], events.front()["id"]);
+    EXPECT_EQ(e["object"], "chat.completion.chunk");
+    if (!e["choices"].empty() && e["choices"][0]["delta"].contains("content")) {
+      text += e["choices"][0]["delta"]["content"].get<std::string>();
+      ++text_chunks;
+    }
+  }
+  EXPECT_EQ(text, expected);
+  EXPECT_GT(text_chunks, 3u);  // really streamed, not one block
+  const json& fin = events[events.size() - 2];
+  EXPECT_FALSE(fin["choices"][0]["finish_reason"].is_null());
+  const json& usage = events.back();
+  EXPECT_TRUE(usage["choices"].empty());
+  EXPECT_GT(usage["usage"]["prompt_tokens"].get<int>(), 0);
+  EXPECT_GT(usage["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(), 0);  // same prompt as before
+}
+
+TEST_F(ServerTest, StreamingErrorsBeforeTheFirstTokenArePlainHttpErrors) {
+  std::string words;
+  for (int i = 0; i < 700; ++i) words += "word ";
+  ExpectOpenAiError(Chat(R"({"stream":true,"messages":[{"role":"user","content":")" + words + R"("}]})"), 400,
+                    "invalid_request_error", "context");
 }
 
 TEST(ServerLifecycleTest, SigtermStopsCleanlyWithExitZero) {

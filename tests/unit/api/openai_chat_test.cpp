@@ -60,7 +60,12 @@ TEST(OpenAiChatParseTest, RejectsBadInputNamingTheField) {
   EXPECT_NE(ParseError("{" + ok_msgs + R"(,"temperature":"hot"})").message().find("temperature"),
             std::string::npos);
   EXPECT_NE(ParseError("{" + ok_msgs + R"(,"n":2})").message().find("'n'"), std::string::npos);
-  EXPECT_NE(ParseError("{" + ok_msgs + R"(,"stream":true})").message().find("stream"), std::string::npos);
+  EXPECT_NE(ParseError("{" + ok_msgs + R"(,"stream":"yes"})").message().find("stream"), std::string::npos);
+  EXPECT_NE(ParseError("{" + ok_msgs + R"(,"stream_options":{"include_usage":true}})").message().find("stream_options"),
+            std::string::npos);
+  EXPECT_NE(ParseError("{" + ok_msgs + R"(,"stream":true,"stream_options":{"include_usage":1}})").message().find(
+                "include_usage"),
+            std::string::npos);
   EXPECT_NE(ParseError("{" + ok_msgs + R"(,"model":3})").message().find("model"), std::string::npos);
   EXPECT_EQ(ParseError("{}").code(), Status::Code::kInvalidArgument);
 }
@@ -80,6 +85,44 @@ TEST(OpenAiChatRenderTest, ShapeMatchesOpenAi) {
   EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
   EXPECT_EQ(j["usage"]["total_tokens"], 5);
   EXPECT_EQ(j["choices"][0]["message"]["content"].get<std::string>().rfind("hello ", 0), 0u);
+}
+
+TEST(OpenAiChatParseTest, Streaming) {
+  auto r = ParseChatCompletionRequest(
+      R"({"messages":[{"role":"user","content":"x"}],"stream":true,"stream_options":{"include_usage":true}})");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->generate.stream);
+  EXPECT_TRUE(r->include_usage);
+}
+
+TEST(OpenAiChatRenderTest, StreamChunksMatchOpenAisShapes) {
+  ChatCompletionResult r;
+  r.id = "chatcmpl-1";
+  r.model = "m";
+  r.created = 5;
+  r.finish = FinishReason::kStopSequence;
+  r.prompt_tokens = 4;
+  r.completion_tokens = 2;
+  auto parse = [](const std::string& event) {
+    EXPECT_EQ(event.rfind("data: ", 0), 0u);
+    EXPECT_EQ(event.substr(event.size() - 2), "\n\n");
+    return json::parse(event.substr(6));
+  };
+  json role = parse(RenderChatCompletionChunk(r, ChunkKind::kRole, "", false));
+  EXPECT_EQ(role["object"], "chat.completion.chunk");
+  EXPECT_EQ(role["choices"][0]["delta"]["role"], "assistant");
+  EXPECT_TRUE(role["choices"][0]["finish_reason"].is_null());
+  EXPECT_FALSE(role.contains("usage"));
+  json text = parse(RenderChatCompletionChunk(r, ChunkKind::kText, "hi", true));
+  EXPECT_EQ(text["choices"][0]["delta"]["content"], "hi");
+  EXPECT_TRUE(text["usage"].is_null());
+  json fin = parse(RenderChatCompletionChunk(r, ChunkKind::kFinish, "", false));
+  EXPECT_EQ(fin["choices"][0]["finish_reason"], "stop");
+  EXPECT_TRUE(fin["choices"][0]["delta"].empty());
+  json usage = parse(RenderChatCompletionChunk(r, ChunkKind::kUsage, "", true));
+  EXPECT_TRUE(usage["choices"].empty());
+  EXPECT_EQ(usage["usage"]["total_tokens"], 6);
+  EXPECT_EQ(std::string(kSseDone), "data: [DONE]\n\n");
 }
 
 TEST(OpenAiChatRenderTest, IdsAreUnique) {
