@@ -14,6 +14,8 @@ Suites (see docs/benchmarks.md for what each measures):
   resume   time to first token of an agent's next turn at 2K/4K/8K tokens of context: cold, while
            resident, after eviction (RAM tier), after a server restart (disk tier); llama-server
            cold, resident and after a restart, same prompts
+  index    rebuilding the disk index at start-up: `kvault cache stats` over a directory of N block
+           files (N = 100,000)
   blockio  saving and restoring KV blocks with libllama's sequence-state API, by block size, and
            whether restored KV reproduces the original logits bit for bit (kvault-block-bench)
 
@@ -74,7 +76,9 @@ def get_json(port, path):
 
 
 def chat(port, content, max_tokens, extra=None):
-    body = {"messages": [{"role": "user", "content": content}], "max_tokens": max_tokens, "temperature": 0}
+    """`content`: the user's message, or a whole list of messages."""
+    messages = content if isinstance(content, list) else [{"role": "user", "content": content}]
+    body = {"messages": messages, "max_tokens": max_tokens, "temperature": 0}
     body.update(extra or {})
     return post_json(port, "/v1/chat/completions", body)
 
@@ -217,8 +221,11 @@ def resume(kvault_argv, server_argv, contexts, reps):
         tokens = 0
         for rep in range(reps):
             base = f"agent {words}-{rep}: " + text_of(words, 3000 + rep)
-            # Each turn extends the previous one, as an agent's conversation does.
-            turns = [base + "".join(f" question {i}." for i in range(t + 1)) for t in range(4)]
+            # A conversation: each turn adds the previous answer and a new question.
+            turns, msgs = [], [{"role": "user", "content": base}]
+            for t in range(4):
+                turns.append(list(msgs))
+                msgs += [{"role": "assistant", "content": f"answer {t}"}, {"role": "user", "content": f"question {t + 1}"}]
             cache_dir = tempfile.mkdtemp(prefix="kvault-bench-resume-")
             argv = kvault_argv + ["--cache-dir", cache_dir]
             srv = Server(argv, "kvault-resume")
@@ -262,6 +269,29 @@ def resume(kvault_argv, server_argv, contexts, reps):
         if server_argv:
             out["llama-server"][str(tokens)] = {p: stats(v) for p, v in l.items()}
     return out
+
+
+def index_scan(kvault, n_files, reps):
+    """Seconds to scan a cache directory of n_files block files (what a restart does)."""
+    import random
+    root = tempfile.mkdtemp(prefix="kvault-bench-index-")
+    model_dir = os.path.join(root, "0" * 32)
+    rng = random.Random(7)
+    for _ in range(n_files):
+        key = "%032x" % rng.getrandbits(128)
+        d = os.path.join(model_dir, key[:2])
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, key + ".safetensors"), "wb") as f:
+            f.write(b"x" * 64)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = subprocess.run([kvault, "cache", "stats", "--cache-dir", root], capture_output=True, text=True, check=True)
+        times.append(time.perf_counter() - t0)
+        assert f"blocks: {n_files}" in out.stdout, out.stdout
+    shutil.rmtree(root, ignore_errors=True)
+    log(f"index scan of {n_files} files: {statistics.median(times):.2f}s")
+    return {"files": n_files, "seconds": stats(times)}
 
 
 def disk_bandwidth(directory, size_mb=256):
@@ -403,6 +433,13 @@ def render_markdown(r):
             lines += ["", f"The disk under the cache directory, same run: sequential write {dk['write_mb_s']:.0f} MB/s "
                       f"(fsync'd), read {dk['read_mb_s']:.0f} MB/s (page cache dropped first), {dk['size_mb']} MB file."]
         lines.append("")
+    ix = r.get("index")
+    if ix:
+        v = ix["seconds"]
+        lines += ["## Restart: rebuilding the disk index", "",
+                  f"`kvault cache stats` over a cache directory of {ix['files']:,} block files (the same scan a "
+                  f"server does at start-up: directory walk, temp-file clean-up, index by key and age): "
+                  f"{v['median']:.2f} s [{v['min']:.2f}–{v['max']:.2f}].", ""]
     lines += ["Raw results: `bench/results/latest.json`.", ""]
     return "\n".join(lines)
 
@@ -410,7 +447,7 @@ def render_markdown(r):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="tiny model, seconds; output to a temp dir")
-    ap.add_argument("--suites", default="decode,ttft,resume,blockio")
+    ap.add_argument("--suites", default="decode,ttft,resume,index,blockio")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--kvault", default=os.path.join(ROOT, "build", "bin", "kvault"))
@@ -476,6 +513,9 @@ def main():
             ls_argv = [os.path.join(tools, "llama-server"), "-m", model, "-t", str(args.threads), "-c", "16384",
                        "-np", "1", "--host", "127.0.0.1"]
         r["resume"] = resume(kv_argv, ls_argv, [200] if smoke else [2000, 4000, 8000], reps)
+    if "index" in suites:
+        log("suite: index rebuild")
+        r["index"] = index_scan(args.kvault, 1000 if smoke else 100000, reps)
     if "blockio" in suites:
         log("suite: block save/load")
         r["blockio"] = block_io(args.kvault, model, args.threads, 512 if smoke else 4096)
@@ -488,7 +528,7 @@ def main():
         f.write(render_markdown(r))
     log(f"wrote {out_json} and {out_md}")
     if smoke:  # the smoke run checks that the driver produced every section it should
-        for key in ("decode", "ttft", "resume", "blockio"):
+        for key in ("decode", "ttft", "resume", "index", "blockio"):
             assert key in r, key
         assert all(row["logits_identical"] for row in r["blockio"]["sizes"]), r["blockio"]
         assert all(v["median"] > 0 for v in r["decode"]["kvault"].values()), r["decode"]

@@ -21,15 +21,38 @@ StatusOr<std::unique_ptr<KvStore>> KvStore::Open(const KvStoreOptions& options) 
 
 KvStore::~KvStore() {
   Flush();
-  jobs_.Close();
+  {
+    std::lock_guard<std::mutex> lock(jobs_mu_);
+    closing_ = true;
+  }
+  jobs_cv_.notify_all();
   if (io_.joinable()) io_.join();
+}
+
+void KvStore::Enqueue(std::function<void()> job, bool read) {
+  {
+    std::lock_guard<std::mutex> lock(jobs_mu_);
+    (read ? reads_ : writes_).push_back(std::move(job));
+  }
+  jobs_cv_.notify_one();
 }
 
 void KvStore::IoLoop() {
   // Below the engine's compute threads: on a small machine every cycle this thread takes (encoding,
   // checksums, write syscalls) would otherwise be taken from decoding.
   setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
-  while (auto job = jobs_.Pop()) (*job)();
+  while (true) {
+    std::function<void()> job;
+    {
+      std::unique_lock<std::mutex> lock(jobs_mu_);
+      jobs_cv_.wait(lock, [&] { return closing_ || !reads_.empty() || !writes_.empty(); });
+      auto& q = !reads_.empty() ? reads_ : writes_;
+      if (q.empty()) return;  // closing and drained
+      job = std::move(q.front());
+      q.pop_front();
+    }
+    job();
+  }
 }
 
 bool KvStore::Has(const BlockKey& key) const {
@@ -69,13 +92,13 @@ void KvStore::Put(std::shared_ptr<const BlockRecord> record) {
     if (!disk_ || pending_.count(record->key) || disk_->Contains(record->key)) return;
     ++pending_[record->key];
   }
-  jobs_.Push([this, record] {
+  Enqueue([this, record] {
     Status s = disk_->Write(record->key, EncodeBlockFile(*record));
     if (!s.ok()) spdlog::warn("kv store: could not persist block {}: {}", record->key.Hex(), s.message());
     std::lock_guard<std::mutex> lock(mu_);
     pending_.erase(record->key);
     if (pending_.empty()) flushed_.notify_all();
-  });
+  }, /*read=*/false);
 }
 
 std::shared_ptr<const BlockRecord> KvStore::LoadFromDisk(const BlockKey& key) {
@@ -102,7 +125,7 @@ std::shared_ptr<Prefetch> KvStore::StartPrefetch(std::vector<BlockKey> keys, siz
     p->done.store(true, std::memory_order_release);
     return p;
   }
-  jobs_.Push([this, p, keys = std::move(keys), tokens_of = std::move(tokens_of)] {
+  Enqueue([this, p, keys = std::move(keys), tokens_of = std::move(tokens_of)] {
     for (size_t i = p->first; i < keys.size(); ++i) {
       std::shared_ptr<const BlockRecord> r = GetRam(keys[i]);
       bool from_disk = false;
@@ -127,7 +150,7 @@ std::shared_ptr<Prefetch> KvStore::StartPrefetch(std::vector<BlockKey> keys, siz
       p->from_disk.push_back(from_disk);
     }
     p->done.store(true, std::memory_order_release);
-  });
+  }, /*read=*/true);
   return p;
 }
 

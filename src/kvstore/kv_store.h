@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -23,7 +24,6 @@
 #include <vector>
 
 #include "core/status.h"
-#include "engine/channel.h"
 #include "kvstore/block_file.h"
 #include "kvstore/disk_tier.h"
 
@@ -98,7 +98,13 @@ class KvStore {
   uint64_t ram_hits_ = 0, disk_hits_ = 0, misses_ = 0;
   std::condition_variable flushed_;
 
-  Channel<std::function<void()>> jobs_;
+  // The I/O thread's work: reads (a waiting request's blocks) always before writes, so a request
+  // never waits behind the previous request's blocks being written.
+  void Enqueue(std::function<void()> job, bool read);
+  std::mutex jobs_mu_;
+  std::condition_variable jobs_cv_;
+  std::deque<std::function<void()>> reads_, writes_;
+  bool closing_ = false;
   std::thread io_;
 };
 
