@@ -347,7 +347,10 @@ def render_markdown(r):
              f"Model: `{r['model']}` ({r['model_desc']}), {r['threads']} threads. llama.cpp {r['llama_tag']}, built "
              "from the same source as kvault.",
              "Each figure is the median of the repetitions, with [min–max]. These machines are shared and noisy: "
-             "read the ratios, not the absolute numbers.", ""]
+             "read the ratios, not the absolute numbers. `bench.py --suites …` reruns single suites into the "
+             "same results; the date above is the latest run's" +
+             (": " + ", ".join(f"{k} {v}" for k, v in sorted(r.get("suite_dates", {}).items())) + "."
+              if r.get("suite_dates") else "."), ""]
     d = r.get("decode")
     if d:
         lines += ["## Decode throughput with concurrent agents", "",
@@ -521,6 +524,10 @@ def main():
         r["blockio"] = block_io(args.kvault, model, args.threads, 512 if smoke else 4096)
         r["blockio"]["disk"] = disk_bandwidth(CACHE, 16 if smoke else 256)
 
+    r.setdefault("suite_dates", {})
+    for suite in suites:
+        if suite in r:
+            r["suite_dates"][suite] = r["machine"]["date"]
     os.makedirs(os.path.dirname(out_json), exist_ok=True)
     with open(out_json, "w") as f:
         json.dump(r, f, indent=2)
