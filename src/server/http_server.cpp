@@ -24,6 +24,25 @@ void SendError(httplib::Response& res, const ApiError& e) {
   res.set_content(OpenAiErrorBody(e), kJson);
 }
 
+// The request's next event. nullopt once the client has gone away (checked at least every
+// 100 ms), after cancelling the request so the engine frees its cells at its next step.
+std::optional<GenerationEvent> NextEvent(RequestHandle& h, const httplib::Request& req) {
+  while (true) {
+    auto ev = h.events().PopFor(std::chrono::milliseconds(100));
+    if (req.is_connection_closed()) {
+      h.Cancel();
+      return std::nullopt;
+    }
+    if (ev) return ev;
+    if (h.events().closed()) {  // cannot happen: the engine always ends with kDone or kError
+      GenerationEvent err;
+      err.kind = GenerationEvent::Kind::kError;
+      err.status = Status::Internal("the engine ended the request without an answer");
+      return err;
+    }
+  }
+}
+
 int64_t UnixNow() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
@@ -180,14 +199,8 @@ void HttpServer::RegisterRoutes() {
     result->created = UnixNow();
 
     // Wait for the first event: an error (bad prompt, queue full) is still a plain HTTP error.
-    // A client that goes away meanwhile cancels its request (checked every 100 ms).
-    std::optional<GenerationEvent> first;
-    while (!(first = handle->events().PopFor(std::chrono::milliseconds(100)))) {
-      if (req.is_connection_closed()) {
-        handle->Cancel();
-        return;
-      }
-    }
+    std::optional<GenerationEvent> first = NextEvent(*handle, req);
+    if (!first) return;
     if (first->kind == GenerationEvent::Kind::kError) return SendError(res, ApiErrorFromStatus(first->status));
     auto apply_done = [result](const GenerationEvent& ev) {
       result->finish = ev.finish;
@@ -246,21 +259,8 @@ void HttpServer::RegisterRoutes() {
       return;
     }
 
-    auto last_check = std::chrono::steady_clock::now();
-    std::optional<GenerationEvent> ev = std::move(first);
-    while (true) {
-      if (!ev) {
-        ev = handle->events().PopFor(std::chrono::milliseconds(100));
-        const auto now = std::chrono::steady_clock::now();
-        if (now - last_check >= std::chrono::milliseconds(100)) {
-          last_check = now;
-          if (req.is_connection_closed()) {
-            handle->Cancel();
-            return;
-          }
-        }
-        if (!ev) continue;
-      }
+    for (std::optional<GenerationEvent> ev = std::move(first);; ev = NextEvent(*handle, req)) {
+      if (!ev) return;  // the client went away
       if (ev->kind == GenerationEvent::Kind::kText) {
         result->text += ev->text;
       } else if (ev->kind == GenerationEvent::Kind::kError) {
@@ -269,7 +269,6 @@ void HttpServer::RegisterRoutes() {
         apply_done(*ev);
         break;
       }
-      ev.reset();
     }
     ChatCompletionResult& result_ref = *result;
     res.set_header("X-Cache-Tokens", std::to_string(result_ref.cached_tokens));

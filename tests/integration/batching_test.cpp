@@ -32,6 +32,17 @@ json Health(int port) {
   return r ? json::parse(r->body) : json();
 }
 
+// /health once no request runs any more (or after 2 s).
+json HealthWhenIdle(int port) {
+  json h;
+  for (int i = 0; i < 100; ++i) {
+    h = Health(port);
+    if (h["running"] == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return h;
+}
+
 std::unique_ptr<ServerProcess> StartServer(std::vector<std::string> extra) {
   std::vector<std::string> args = {"--model",      TinyModel().string(), "--ctx-size", "512", "--pool-tokens",
                                    "8192",         "--block-tokens",     "16",         "--log-level", "warn"};
@@ -123,12 +134,7 @@ TEST(BatchingTest, ClientDisconnectCancelsTheRequest) {
     EXPECT_FALSE(r);  // we hung up first
   }
   // The engine drops the request within a step of noticing; the pool holds nothing for it.
-  json h;
-  for (int i = 0; i < 100; ++i) {
-    h = Health(server->port());
-    if (h["running"] == 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  const json h = HealthWhenIdle(server->port());
   EXPECT_EQ(h["running"], 0) << h.dump();
   EXPECT_EQ(h["pool"]["blocks_reserved"], 0) << h.dump();
   EXPECT_EQ(h["pool"]["blocks_used"], 0) << h.dump();
@@ -149,12 +155,7 @@ TEST(BatchingTest, ClientLeavingAStreamCancelsIt) {
     c.send(req);
   }  // and hang up
   EXPECT_GE(chunks, 3);
-  json h;
-  for (int i = 0; i < 100; ++i) {
-    h = Health(server->port());
-    if (h["running"] == 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  const json h = HealthWhenIdle(server->port());
   EXPECT_EQ(h["running"], 0) << h.dump();
   EXPECT_EQ(h["pool"]["blocks_used"], 0) << h.dump();  // cancelled: its cells were freed
   EXPECT_LT(h["engine"]["tokens_generated"].get<int>(), 400) << h.dump();

@@ -9,34 +9,16 @@
 #include "engine/engine.h"
 #include "model/demo_model.h"
 #include "test_env.h"
+#include "unit/engine/engine_test_util.h"
 
 namespace kvault {
 namespace {
 
+using testing::Collect;
+using testing::Msg;
+using testing::Output;
+
 namespace fs = std::filesystem;
-
-struct Output {
-  std::string text;
-  GenerationEvent done;
-  Status error;
-};
-
-Output Collect(const std::shared_ptr<RequestHandle>& h) {
-  Output out;
-  while (auto ev = h->events().Pop()) {
-    if (ev->kind == GenerationEvent::Kind::kText) out.text += ev->text;
-    if (ev->kind == GenerationEvent::Kind::kDone) out.done = *ev;
-    if (ev->kind == GenerationEvent::Kind::kError) out.error = ev->status;
-  }
-  return out;
-}
-
-common_chat_msg Msg(const std::string& role, const std::string& content) {
-  common_chat_msg m;
-  m.role = role;
-  m.content = content;
-  return m;
-}
 
 std::string Words(int n, const std::string& w) {
   std::string s;

@@ -5,38 +5,14 @@
 #include <thread>
 
 #include "test_env.h"
+#include "unit/engine/engine_test_util.h"
 
 namespace kvault {
 namespace {
 
-struct Output {
-  std::string text;
-  std::vector<std::string> pieces;
-  GenerationEvent done;
-  Status error;
-};
-
-Output Collect(const std::shared_ptr<RequestHandle>& h) {
-  Output out;
-  while (auto ev = h->events().Pop()) {
-    if (ev->kind == GenerationEvent::Kind::kText) {
-      out.text += ev->text;
-      out.pieces.push_back(ev->text);
-    } else if (ev->kind == GenerationEvent::Kind::kDone) {
-      out.done = *ev;
-    } else {
-      out.error = ev->status;
-    }
-  }
-  return out;
-}
-
-common_chat_msg Msg(const std::string& role, const std::string& content) {
-  common_chat_msg m;
-  m.role = role;
-  m.content = content;
-  return m;
-}
+using testing::Collect;
+using testing::Msg;
+using testing::Output;
 
 GenerateRequest Chat(std::vector<common_chat_msg> messages, int32_t max_tokens) {
   GenerateRequest r;
