@@ -339,6 +339,11 @@ def ratio(a, b):
     return a / b if b else None
 
 
+def span(v, digits=2, unit=""):
+    """A summary as 'median unit [min–max]'."""
+    return f"{v['median']:.{digits}f}{unit} [{v['min']:.{digits}f}–{v['max']:.{digits}f}]"
+
+
 def render_markdown(r):
     m = r["machine"]
     lines = ["# Benchmarks", "",
@@ -362,17 +367,16 @@ def render_markdown(r):
                   "(incl. prefill, HTTP) |", "|---|---|---|---|---|"]
         for n, k in d["kvault"].items():
             b = d.get("batched_bench", {}).get(n)
-            bt = f"{b['median']:.1f} [{b['min']:.1f}–{b['max']:.1f}]" if b else "—"
+            bt = span(b, 1) if b else "—"
             rt = f"{ratio(k['median'], b['median']):.2f}×" if b else "—"
             e = k.get("end_to_end")
             et = f"{e['median']:.1f}" if e else "—"
-            lines.append(f"| {n} | {k['median']:.1f} [{k['min']:.1f}–{k['max']:.1f}] | {bt} | {rt} | {et} |")
+            lines.append(f"| {n} | {span(k, 1)} | {bt} | {rt} | {et} |")
         tg = d.get("llama_bench_tg")
         if tg:
             k1 = d["kvault"].get("1")
             fast = d.get("kvault_fast_single", {}).get("1")
-            lines += ["", f"Single stream: llama-bench tg{r['gen_tokens']} {tg['median']:.1f} tok/s "
-                      f"[{tg['min']:.1f}–{tg['max']:.1f}]; kvault (default, deterministic) {k1['median']:.1f} tok/s: "
+            lines += ["", f"Single stream: llama-bench tg{r['gen_tokens']} {span(tg, 1, ' tok/s')}; kvault (default, deterministic) {k1['median']:.1f} tok/s: "
                       f"**{ratio(k1['median'], tg['median']):.2f}×**" +
                       (f"; kvault `--no-deterministic` {fast['median']:.1f} tok/s: "
                        f"**{ratio(fast['median'], tg['median']):.2f}×**." if fast else ".") +
@@ -394,8 +398,7 @@ def render_markdown(r):
                   "| server | alone (s) | during the long prefill (s) |", "|---|---|---|"]
         for name, v in t.items():
             a, l = v["alone_s"], v["during_prefill_s"]
-            lines.append(f"| {name} | {a['median']:.2f} [{a['min']:.2f}–{a['max']:.2f}] | "
-                         f"{l['median']:.2f} [{l['min']:.2f}–{l['max']:.2f}] |")
+            lines.append(f"| {name} | {span(a)} | {span(l)} |")
         lines.append("")
     rs = r.get("resume")
     if rs:
@@ -410,7 +413,7 @@ def render_markdown(r):
         for n, kv in rs["kvault"].items():
             ls = rs.get("llama-server", {}).get(n, {})
             def cell(v):
-                return f"{v['median']:.2f} [{v['min']:.2f}–{v['max']:.2f}]" if v else "—"
+                return span(v) if v else "—"
             speedup = kv["cold"]["median"] / kv["restart"]["median"]
             lines.append(f"| {n} | {cell(kv['cold'])} | {cell(kv['resident'])} | {cell(kv['ram'])} | "
                          f"{cell(kv['restart'])} | {speedup:.0f}× | {cell(ls.get('cold'))} | "
@@ -442,7 +445,7 @@ def render_markdown(r):
         lines += ["## Restart: rebuilding the disk index", "",
                   f"`kvault cache stats` over a cache directory of {ix['files']:,} block files (the same scan a "
                   f"server does at start-up: directory walk, temp-file clean-up, index by key and age): "
-                  f"{v['median']:.2f} s [{v['min']:.2f}–{v['max']:.2f}].", ""]
+                  f"{span(v, 2, ' s')}.", ""]
     lines += ["Raw results: `bench/results/latest.json`.", ""]
     return "\n".join(lines)
 

@@ -22,16 +22,6 @@ namespace kvault {
 
 using Clock = std::chrono::steady_clock;
 
-const char* FinishReasonName(FinishReason r) {
-  switch (r) {
-    case FinishReason::kStop: return "stop";
-    case FinishReason::kStopSequence: return "stop_sequence";
-    case FinishReason::kLength: return "length";
-    case FinishReason::kCancelled: return "cancelled";
-  }
-  return "stop";
-}
-
 namespace {
 
 constexpr int kScratchSeqs = 2;        // llama sequences beyond the resident ones: padding, KV store I/O
@@ -267,6 +257,7 @@ class Engine::Impl {
     int32_t cached_ram = 0;
     int32_t cached_disk = 0;
     BlockKey salt;
+    std::vector<BlockKey> keys;  // the prompt's full blocks (its last token excluded)
     int32_t max_tokens = 0;
     int32_t n_gen = 0;
     llama_token next = -1;  // sampled, decoded in the next step
@@ -407,6 +398,7 @@ class Engine::Impl {
       s->text = TextStream(s->job.request.stop);
       s->salt = w.salt;
       if (store_) Restore(*s, w);
+      s->keys = std::move(w.keys);
       s->admitted = Clock::now();
       counters_.prompt_tokens_cached += static_cast<uint64_t>(s->n_past);
       waiting_.pop_front();
@@ -429,7 +421,8 @@ class Engine::Impl {
       return {r, false};
     };
     size_t b = static_cast<size_t>(s.n_past) / bt;
-    if (!record_for(b).first) return;
+    auto next = record_for(b);
+    if (!next.first) return;
     if (static_cast<size_t>(s.n_past) % bt != 0) {  // a partial resident block: the stored one replaces it
       pool_->Truncate(s.slot, b * bt);
       s.n_past = static_cast<int32_t>(b * bt);
@@ -437,9 +430,8 @@ class Engine::Impl {
     }
     llama_memory_t mem = llama_get_memory(ctx_);
     const auto t0 = Clock::now();
-    for (;; ++b) {
-      auto [rec, from_disk] = record_for(b);
-      if (!rec || rec->tokens.size() != bt) break;
+    for (; next.first && next.first->tokens.size() == bt; next = record_for(++b)) {
+      const auto& [rec, from_disk] = next;
       const size_t read = llama_state_seq_set_data(ctx_, rec->kv.data(), rec->kv.size(), io_seq_);
       const bool placed = read == rec->kv.size() && llama_memory_seq_pos_min(mem, io_seq_) == static_cast<llama_pos>(b * bt) &&
                           llama_memory_seq_pos_max(mem, io_seq_) == static_cast<llama_pos>((b + 1) * bt - 1);
@@ -464,7 +456,9 @@ class Engine::Impl {
   void Save(const Seq& s) {
     const uint32_t bt = opt_.block_tokens;
     const std::vector<Token>& toks = pool_->tokens(s.slot);
-    const std::vector<BlockKey> keys = ComputeBlockKeys(s.salt, toks, bt);
+    // The prompt's keys were computed at intake; only the generated tokens' blocks are new.
+    std::vector<BlockKey> keys = s.keys;
+    ExtendBlockKeys(s.salt, toks, bt, &keys);
     llama_memory_t mem = llama_get_memory(ctx_);
     const auto t0 = Clock::now();
     for (size_t i = 0; i < keys.size(); ++i) {
@@ -520,7 +514,7 @@ class Engine::Impl {
         AddToBatch(s.prompt[pos], pos, s.slot, last);
       }
     }
-    ++steps_;
+    ++counters_.steps;
     // Exactness: llama.cpp's CPU matmul takes a different kernel for a single-token batch (ggml
     // vec_dot) than for two or more (llamafile sgemm), with a different summation order. A lone
     // decode token therefore gets a throw-away companion in a scratch sequence, so that every
@@ -632,10 +626,8 @@ class Engine::Impl {
     st.pool_blocks_reserved = ps.reserved_blocks;
     st.pool_utilization = ps.utilization();
     st.running = static_cast<uint32_t>(running_.size());
-    st.waiting = owner_->pending_.load();
     st.idle_resident = ps.idle_slots;
     st.evictions = ps.evictions;
-    st.steps = steps_;
   }
 
   void Shutdown() {
@@ -661,7 +653,6 @@ class Engine::Impl {
   std::deque<Waiting> waiting_;
   std::vector<std::unique_ptr<Seq>> running_;
   size_t cursor_ = 0;
-  uint64_t steps_ = 0;
   EngineStats counters_;  // throughput counters; PublishStats copies them with the rest
   int pad_seq_ = 0;  // scratch sequence for padding single-token batches
   int io_seq_ = 0;   // scratch sequence for saving and restoring blocks
