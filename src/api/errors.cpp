@@ -9,6 +9,8 @@ ApiError ApiErrorFromStatus(const Status& status) {
   switch (status.code()) {
     case C::kInvalidArgument: return {400, "invalid_request_error", status.message()};
     case C::kTooLarge: return {400, "invalid_request_error", status.message()};
+    case C::kUnauthenticated: return {401, "authentication_error", status.message()};
+    case C::kPermissionDenied: return {403, "permission_error", status.message()};
     case C::kNotFound: return {404, "not_found_error", status.message()};
     case C::kOverloaded: return {429, "rate_limit_error", status.message()};
     case C::kUnavailable: return {503, "overloaded_error", status.message()};
@@ -18,8 +20,17 @@ ApiError ApiErrorFromStatus(const Status& status) {
 }
 
 std::string OpenAiErrorBody(const ApiError& error) {
-  nlohmann::json body = {{"error", {{"message", error.message}, {"type", error.type}, {"param", nullptr}, {"code", nullptr}}}};
+  nlohmann::json code = nullptr;
+  if (error.http_status == 401) code = "invalid_api_key";
+  nlohmann::json body = {{"error", {{"message", error.message}, {"type", error.type}, {"param", nullptr}, {"code", code}}}};
   return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
+
+std::string AnthropicErrorBody(const ApiError& error) {
+  nlohmann::json body = {{"type", "error"}, {"error", {{"type", error.type}, {"message", error.message}}}};
+  return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+int AnthropicHttpStatus(const ApiError& error) { return error.http_status == 503 ? 529 : error.http_status; }
 
 }  // namespace kvault

@@ -10,13 +10,18 @@ namespace kvault {
 
 struct ApiError {
   int http_status = 500;
-  std::string type;     // OpenAI/Anthropic error type, e.g. "invalid_request_error"
+  std::string type;     // Anthropic's error type names, e.g. "invalid_request_error"
   std::string message;
 };
 
 ApiError ApiErrorFromStatus(const Status& status);
 
-// {"error":{"message":…,"type":…,"param":null,"code":null}}
+// {"error":{"message":…,"type":…,"param":null,"code":null}}; 401 carries code "invalid_api_key".
 std::string OpenAiErrorBody(const ApiError& error);
+
+// {"type":"error","error":{"type":…,"message":…}}
+std::string AnthropicErrorBody(const ApiError& error);
+// Anthropic answers "overloaded" with 529 where OpenAI-style APIs use 503.
+int AnthropicHttpStatus(const ApiError& error);
 
 }  // namespace kvault

@@ -1,8 +1,9 @@
 #include "api/openai_chat.h"
 
+#include "api/openai_common.h"
+
 #include <nlohmann/json.hpp>
 #include <algorithm>
-#include <random>
 
 namespace kvault {
 
@@ -44,6 +45,74 @@ Status CheckNumber(const json& body, const char* key) {
   return Status::Ok();
 }
 
+// OpenAI "tools": [{"type":"function","function":{"name","description","parameters"}}].
+StatusOr<std::vector<common_chat_tool>> ParseTools(const json& tools) {
+  if (!tools.is_array()) return Invalid("'tools' must be an array");
+  std::vector<common_chat_tool> out;
+  for (size_t i = 0; i < tools.size(); ++i) {
+    const json& t = tools[i];
+    const std::string where = "tools[" + std::to_string(i) + "]";
+    if (!t.is_object()) return Invalid("'" + where + "' must be an object");
+    if (!t.contains("type") || t["type"] != "function") return Invalid("'" + where + ".type' must be 'function'");
+    if (!t.contains("function") || !t["function"].is_object()) return Invalid("'" + where + ".function' must be an object");
+    const json& f = t["function"];
+    if (!f.contains("name") || !f["name"].is_string() || f["name"].get<std::string>().empty()) {
+      return Invalid("'" + where + ".function.name' must be a non-empty string");
+    }
+    common_chat_tool tool;
+    tool.name = f["name"].get<std::string>();
+    if (f.contains("description") && !f["description"].is_null()) {
+      if (!f["description"].is_string()) return Invalid("'" + where + ".function.description' must be a string");
+      tool.description = f["description"].get<std::string>();
+    }
+    json params = json{{"type", "object"}, {"properties", json::object()}};
+    if (f.contains("parameters") && !f["parameters"].is_null()) {
+      if (!f["parameters"].is_object()) return Invalid("'" + where + ".function.parameters' must be a JSON schema object");
+      params = f["parameters"];
+    }
+    tool.parameters = params.dump();
+    for (const auto& other : out) {
+      if (other.name == tool.name) return Invalid("'tools' has two functions named '" + tool.name + "'");
+    }
+    out.push_back(std::move(tool));
+  }
+  return out;
+}
+
+// "none" | "auto" | "required" | {"type":"function","function":{"name":…}} (that tool only).
+Status ApplyToolChoice(const json& choice, GenerateRequest& g) {
+  if (choice.is_string()) {
+    const std::string c = choice.get<std::string>();
+    if (c == "auto") g.tool_choice = COMMON_CHAT_TOOL_CHOICE_AUTO;
+    else if (c == "none") g.tool_choice = COMMON_CHAT_TOOL_CHOICE_NONE;
+    else if (c == "required") g.tool_choice = COMMON_CHAT_TOOL_CHOICE_REQUIRED;
+    else return Invalid("'tool_choice' must be 'none', 'auto', 'required' or a function; got '" + c + "'");
+    if (g.tool_choice == COMMON_CHAT_TOOL_CHOICE_REQUIRED && g.tools.empty()) {
+      return Invalid("'tool_choice' is 'required' but no 'tools' were given");
+    }
+    return Status::Ok();
+  }
+  if (!choice.is_object() || !choice.contains("function") || !choice["function"].is_object() ||
+      !choice["function"].contains("name") || !choice["function"]["name"].is_string()) {
+    return Invalid("'tool_choice' must be a string or {\"type\":\"function\",\"function\":{\"name\":…}}");
+  }
+  const std::string name = choice["function"]["name"].get<std::string>();
+  auto it = std::find_if(g.tools.begin(), g.tools.end(), [&](const common_chat_tool& t) { return t.name == name; });
+  if (it == g.tools.end()) return Invalid("'tool_choice' names function '" + name + "', which is not in 'tools'");
+  common_chat_tool only = *it;
+  g.tools = {std::move(only)};
+  g.tool_choice = COMMON_CHAT_TOOL_CHOICE_REQUIRED;
+  return Status::Ok();
+}
+
+json ToolCallsJson(const std::vector<ToolCall>& calls) {
+  json arr = json::array();
+  for (const auto& c : calls) {
+    arr.push_back({{"id", c.id}, {"type", "function"}, {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+  }
+  return arr;
+}
+
 json UsageJson(const ChatCompletionResult& r) {
   return {{"prompt_tokens", r.prompt_tokens},
           {"completion_tokens", r.completion_tokens},
@@ -52,6 +121,52 @@ json UsageJson(const ChatCompletionResult& r) {
 }
 
 }  // namespace
+
+Status ParseOpenAiSamplingFields(const json& body, GenerateRequest& g) {
+  for (const char* key : {"max_tokens", "max_completion_tokens"}) {
+    if (!body.contains(key) || body[key].is_null()) continue;
+    if (!body[key].is_number_integer()) return Invalid(std::string("'") + key + "' must be an integer");
+    const int64_t v = body[key].get<int64_t>();
+    if (v <= 0) return Invalid(std::string("'") + key + "' must be at least 1");
+    g.max_tokens = static_cast<int32_t>(std::min<int64_t>(v, INT32_MAX));
+  }
+  for (const char* key : {"temperature", "top_p", "min_p", "presence_penalty", "frequency_penalty"}) {
+    Status st = CheckNumber(body, key);
+    if (!st.ok()) return st;
+  }
+  SamplingParams& sp = g.sampling;
+  if (body.contains("temperature") && !body["temperature"].is_null()) sp.temperature = body["temperature"].get<float>();
+  if (body.contains("top_p") && !body["top_p"].is_null()) sp.top_p = body["top_p"].get<float>();
+  if (body.contains("min_p") && !body["min_p"].is_null()) sp.min_p = body["min_p"].get<float>();
+  if (body.contains("top_k") && !body["top_k"].is_null()) {
+    if (!body["top_k"].is_number_integer()) return Invalid("'top_k' must be an integer");
+    sp.top_k = static_cast<int32_t>(std::clamp<int64_t>(body["top_k"].get<int64_t>(), -1, INT32_MAX));
+  }
+  if (body.contains("seed") && !body["seed"].is_null()) {
+    if (!body["seed"].is_number_integer()) return Invalid("'seed' must be an integer");
+    sp.seed = static_cast<uint32_t>(body["seed"].get<int64_t>());
+  }
+  Status sampling_ok = sp.Validate();
+  if (!sampling_ok.ok()) return sampling_ok;
+  if (body.contains("stop") && !body["stop"].is_null()) {
+    const json& stop = body["stop"];
+    if (stop.is_string()) {
+      g.stop.push_back(stop.get<std::string>());
+    } else if (stop.is_array()) {
+      if (stop.size() > 4) return Invalid("'stop' takes at most 4 sequences");
+      for (const auto& s : stop) {
+        if (!s.is_string()) return Invalid("'stop' must be a string or an array of strings");
+        g.stop.push_back(s.get<std::string>());
+      }
+    } else {
+      return Invalid("'stop' must be a string or an array of strings");
+    }
+  }
+  if (body.contains("n") && !body["n"].is_null() && !(body["n"].is_number_integer() && body["n"].get<int64_t>() == 1)) {
+    return Invalid("'n' must be 1: kvault returns one choice per request");
+  }
+  return Status::Ok();
+}
 
 StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(std::string_view body_text) {
   json body = json::parse(body_text, nullptr, /*allow_exceptions=*/false);
@@ -82,51 +197,85 @@ StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(std::string_view body
     common_chat_msg msg;
     msg.role = role;
     msg.content = std::move(content.value());
+    if (role == "assistant" && m.contains("tool_calls") && !m["tool_calls"].is_null()) {
+      const json& calls = m["tool_calls"];
+      if (!calls.is_array()) return Invalid("'" + where + ".tool_calls' must be an array");
+      for (size_t k = 0; k < calls.size(); ++k) {
+        const json& c = calls[k];
+        const std::string cw = where + ".tool_calls[" + std::to_string(k) + "]";
+        if (!c.is_object() || !c.contains("function") || !c["function"].is_object()) {
+          return Invalid("'" + cw + "' must be an object with a 'function'");
+        }
+        const json& f = c["function"];
+        if (!f.contains("name") || !f["name"].is_string()) return Invalid("'" + cw + ".function.name' must be a string");
+        common_chat_tool_call call;
+        call.name = f["name"].get<std::string>();
+        if (f.contains("arguments") && f["arguments"].is_string()) {
+          call.arguments = f["arguments"].get<std::string>();
+        } else if (f.contains("arguments") && f["arguments"].is_object()) {
+          call.arguments = f["arguments"].dump();
+        } else {
+          return Invalid("'" + cw + ".function.arguments' must be a string of JSON");
+        }
+        // The chat templates render arguments as JSON objects: they must parse.
+        if (!json::accept(call.arguments)) return Invalid("'" + cw + ".function.arguments' is not valid JSON");
+        if (c.contains("id") && c["id"].is_string()) call.id = c["id"].get<std::string>();
+        msg.tool_calls.push_back(std::move(call));
+      }
+    }
+    if (role == "tool") {
+      if (!m.contains("tool_call_id") || !m["tool_call_id"].is_string()) {
+        return Invalid("'" + where + ".tool_call_id' must be a string (the id of the call this answers)");
+      }
+      msg.tool_call_id = m["tool_call_id"].get<std::string>();
+    }
     out.generate.messages.push_back(std::move(msg));
   }
 
-  for (const char* key : {"max_tokens", "max_completion_tokens"}) {
-    if (!body.contains(key) || body[key].is_null()) continue;
-    if (!body[key].is_number_integer()) return Invalid(std::string("'") + key + "' must be an integer");
-    const int64_t v = body[key].get<int64_t>();
-    if (v <= 0) return Invalid(std::string("'") + key + "' must be at least 1");
-    out.generate.max_tokens = static_cast<int32_t>(std::min<int64_t>(v, INT32_MAX));
+  if (body.contains("tools") && !body["tools"].is_null()) {
+    auto tools = ParseTools(body["tools"]);
+    if (!tools.ok()) return tools.status();
+    out.generate.tools = std::move(tools.value());
   }
-  for (const char* key : {"temperature", "top_p", "min_p", "presence_penalty", "frequency_penalty"}) {
-    Status st = CheckNumber(body, key);
+  if (body.contains("tool_choice") && !body["tool_choice"].is_null()) {
+    Status st = ApplyToolChoice(body["tool_choice"], out.generate);
     if (!st.ok()) return st;
   }
-  SamplingParams& sp = out.generate.sampling;
-  if (body.contains("temperature") && !body["temperature"].is_null()) sp.temperature = body["temperature"].get<float>();
-  if (body.contains("top_p") && !body["top_p"].is_null()) sp.top_p = body["top_p"].get<float>();
-  if (body.contains("min_p") && !body["min_p"].is_null()) sp.min_p = body["min_p"].get<float>();
-  if (body.contains("top_k") && !body["top_k"].is_null()) {
-    if (!body["top_k"].is_number_integer()) return Invalid("'top_k' must be an integer");
-    sp.top_k = static_cast<int32_t>(std::clamp<int64_t>(body["top_k"].get<int64_t>(), -1, INT32_MAX));
+  if (body.contains("parallel_tool_calls") && !body["parallel_tool_calls"].is_null()) {
+    if (!body["parallel_tool_calls"].is_boolean()) return Invalid("'parallel_tool_calls' must be a boolean");
+    out.generate.parallel_tool_calls = body["parallel_tool_calls"].get<bool>();
   }
-  if (body.contains("seed") && !body["seed"].is_null()) {
-    if (!body["seed"].is_number_integer()) return Invalid("'seed' must be an integer");
-    sp.seed = static_cast<uint32_t>(body["seed"].get<int64_t>());
-  }
-  Status sampling_ok = sp.Validate();
-  if (!sampling_ok.ok()) return sampling_ok;
-  if (body.contains("stop") && !body["stop"].is_null()) {
-    const json& stop = body["stop"];
-    if (stop.is_string()) {
-      out.generate.stop.push_back(stop.get<std::string>());
-    } else if (stop.is_array()) {
-      if (stop.size() > 4) return Invalid("'stop' takes at most 4 sequences");
-      for (const auto& s : stop) {
-        if (!s.is_string()) return Invalid("'stop' must be a string or an array of strings");
-        out.generate.stop.push_back(s.get<std::string>());
+  if (body.contains("response_format") && !body["response_format"].is_null()) {
+    const json& rf = body["response_format"];
+    if (!rf.is_object() || !rf.contains("type") || !rf["type"].is_string()) {
+      return Invalid("'response_format' must be an object with a string 'type'");
+    }
+    const std::string type = rf["type"].get<std::string>();
+    if (type == "json_object") {
+      out.generate.json_schema = R"({"type":"object"})";
+    } else if (type == "json_schema") {
+      if (!rf.contains("json_schema") || !rf["json_schema"].is_object()) {
+        return Invalid("'response_format.json_schema' must be an object");
       }
-    } else {
-      return Invalid("'stop' must be a string or an array of strings");
+      const json& js = rf["json_schema"];
+      if (js.contains("schema") && !js["schema"].is_object()) {
+        return Invalid("'response_format.json_schema.schema' must be a JSON schema object");
+      }
+      out.generate.json_schema = js.contains("schema") ? js["schema"].dump() : R"({"type":"object"})";
+    } else if (type != "text") {
+      return Invalid("'response_format.type' must be 'text', 'json_object' or 'json_schema'; got '" + type + "'");
+    }
+    if (!out.generate.json_schema.empty() && !out.generate.tools.empty()) {
+      return Invalid("'response_format' cannot be combined with 'tools'");
     }
   }
-  if (body.contains("n") && !body["n"].is_null() && !(body["n"].is_number_integer() && body["n"].get<int64_t>() == 1)) {
-    return Invalid("'n' must be 1: kvault returns one choice per request");
+  if (body.contains("user") && !body["user"].is_null()) {
+    if (!body["user"].is_string()) return Invalid("'user' must be a string");
+    out.user = body["user"].get<std::string>();
   }
+
+  Status common = ParseOpenAiSamplingFields(body, out.generate);
+  if (!common.ok()) return common;
   if (body.contains("stream") && !body["stream"].is_null()) {
     if (!body["stream"].is_boolean()) return Invalid("'stream' must be a boolean");
     out.generate.stream = body["stream"].get<bool>();
@@ -143,16 +292,26 @@ StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(std::string_view body
   return out;
 }
 
-std::string RenderChatCompletion(const ChatCompletionResult& r) {
+const char* OpenAiFinishReason(const ChatCompletionResult& r) {
   // OpenAI reports both the model's end of turn and a matched stop sequence as "stop".
-  const char* finish = r.finish == FinishReason::kLength ? "length" : "stop";
+  if (!r.tool_calls.empty()) return "tool_calls";
+  return r.finish == FinishReason::kLength ? "length" : "stop";
+}
+
+std::string RenderChatCompletion(const ChatCompletionResult& r) {
+  const char* finish = OpenAiFinishReason(r);
+  json message = {{"role", "assistant"}, {"content", r.text}};
+  if (!r.tool_calls.empty()) {
+    if (r.text.empty()) message["content"] = nullptr;
+    message["tool_calls"] = ToolCallsJson(r.tool_calls);
+  }
   json body = {
       {"id", r.id},
       {"object", "chat.completion"},
       {"created", r.created},
       {"model", r.model},
       {"choices", json::array({{{"index", 0},
-                                {"message", {{"role", "assistant"}, {"content", r.text}}},
+                                {"message", message},
                                 {"logprobs", nullptr},
                                 {"finish_reason", finish}}})},
       {"usage", UsageJson(r)},
@@ -177,7 +336,7 @@ std::string RenderChatCompletionChunk(const ChatCompletionResult& r, ChunkKind k
     case ChunkKind::kText: choice["delta"] = {{"content", text}}; break;
     case ChunkKind::kFinish:
       choice["delta"] = json::object();
-      choice["finish_reason"] = r.finish == FinishReason::kLength ? "length" : "stop";
+      choice["finish_reason"] = OpenAiFinishReason(r);
       break;
     case ChunkKind::kUsage: break;
   }
@@ -191,13 +350,25 @@ std::string RenderChatCompletionChunk(const ChatCompletionResult& r, ChunkKind k
   return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
 }
 
-std::string NewChatCompletionId() {
-  static const char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  std::uniform_int_distribution<size_t> pick(0, sizeof(kAlphabet) - 2);
-  std::string id = "chatcmpl-";
-  for (int i = 0; i < 24; ++i) id += kAlphabet[pick(rng)];
-  return id;
+std::string RenderToolCallChunk(const ChatCompletionResult& r, const OutputDelta& d, bool include_usage) {
+  json call = {{"index", d.tool_index}};
+  if (d.kind == OutputDelta::Kind::kToolStart) {
+    call["id"] = d.id;
+    call["type"] = "function";
+    call["function"] = {{"name", d.name}, {"arguments", ""}};
+  } else {
+    call["function"] = {{"arguments", d.text}};
+  }
+  json chunk = {{"id", r.id},
+                {"object", "chat.completion.chunk"},
+                {"created", r.created},
+                {"model", r.model},
+                {"choices", json::array({{{"index", 0},
+                                          {"delta", {{"tool_calls", json::array({call})}}},
+                                          {"logprobs", nullptr},
+                                          {"finish_reason", nullptr}}})}};
+  if (include_usage) chunk["usage"] = nullptr;
+  return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
 }
 
 }  // namespace kvault

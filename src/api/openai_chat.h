@@ -1,13 +1,16 @@
 // OpenAI Chat Completions adapter: JSON request → GenerateRequest, engine output → JSON response.
 // Pure translation; no I/O, no llama objects. Called by the HTTP server on its threads.
 //
-// Scope today: text content only, streaming and not (see docs/api.md).
+// Text content, tools and tool calls, response_format, streaming and not (see docs/api.md).
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "api/chat_output.h"
+#include "api/ids.h"
 #include "core/status.h"
 #include "engine/request.h"
 
@@ -17,6 +20,7 @@ struct ChatCompletionRequest {
   std::string model;  // as sent; may be empty
   GenerateRequest generate;  // generate.stream: answer with server-sent events
   bool include_usage = false;  // stream_options.include_usage
+  std::string user;            // "user": names the agent when no X-Agent-Id is sent
 };
 
 // InvalidArgument with an OpenAI-style message naming the offending field.
@@ -26,7 +30,8 @@ struct ChatCompletionResult {
   std::string id;       // "chatcmpl-…"
   std::string model;
   int64_t created = 0;  // unix seconds
-  std::string text;
+  std::string text;              // content
+  std::vector<ToolCall> tool_calls;
   FinishReason finish = FinishReason::kStop;
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;
@@ -48,9 +53,13 @@ std::string RenderChatCompletion(const ChatCompletionResult& result);
 enum class ChunkKind { kRole, kText, kFinish, kUsage };
 std::string RenderChatCompletionChunk(const ChatCompletionResult& result, ChunkKind kind, const std::string& text,
                                       bool include_usage);
+// A chunk with a tool call's start (id, name) or a piece of its arguments.
+std::string RenderToolCallChunk(const ChatCompletionResult& result, const OutputDelta& delta, bool include_usage);
+
+// "finish_reason" of a result: "tool_calls" when it has any, else "length" or "stop".
+const char* OpenAiFinishReason(const ChatCompletionResult& result);
 inline constexpr const char* kSseDone = "data: [DONE]\n\n";
 
-// "chatcmpl-" followed by 24 random alphanumerics.
-std::string NewChatCompletionId();
+inline std::string NewChatCompletionId() { return NewRandomId("chatcmpl-"); }
 
 }  // namespace kvault

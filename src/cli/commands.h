@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace kvault {
 
@@ -38,6 +39,7 @@ struct ServeArgs {
   int default_max_tokens = 512;
   std::string data_dir;     // empty: DefaultDataDir()
   std::string log_level = "info";
+  std::vector<std::string> api_keys;  // --api-key (repeatable) and KVAULT_API_KEYS (comma-separated)
 };
 void AddServeCommand(CLI::App& app, ServeArgs* args);
 int RunServe(const ServeArgs& args);

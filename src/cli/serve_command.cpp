@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
 #include <algorithm>
 #include <atomic>
 #include <iostream>
@@ -80,6 +81,9 @@ void AddServeCommand(CLI::App& app, ServeArgs* a) {
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20))
       ->capture_default_str();
   serve->add_option("--log-level", a->log_level, "trace, debug, info, warn, error, off")->capture_default_str();
+  serve->add_option("--api-key", a->api_keys,
+                    "accept this API key (repeatable; also KVAULT_API_KEYS=k1,k2); each key is its own cache "
+                    "tenant; without keys the API is open");
 }
 
 namespace {
@@ -157,6 +161,19 @@ int RunServe(const ServeArgs& a) {
   so.port = a.port;
   so.http_threads = a.http_threads;
   so.http_threads_max = static_cast<int>(a.parallel + a.max_queue) + a.http_threads;
+  so.api_keys = a.api_keys;
+  if (const char* env = std::getenv("KVAULT_API_KEYS")) {
+    std::string list = env;
+    for (size_t pos = 0; pos <= list.size();) {
+      size_t comma = list.find(',', pos);
+      if (comma == std::string::npos) comma = list.size();
+      std::string key = list.substr(pos, comma - pos);
+      if (!key.empty()) so.api_keys.push_back(std::move(key));
+      pos = comma + 1;
+    }
+  }
+  spdlog::info("authentication: {}", so.api_keys.empty() ? "off (no --api-key): the API is open"
+                                                         : std::to_string(so.api_keys.size()) + " API key(s)");
   HttpServer server(so, nullptr);
   s = server.Bind();
   if (!s.ok()) {

@@ -7,6 +7,8 @@ const char* StatusCodeName(Status::Code code) {
     case Status::Code::kOk: return "OK";
     case Status::Code::kInvalidArgument: return "InvalidArgument";
     case Status::Code::kNotFound: return "NotFound";
+    case Status::Code::kUnauthenticated: return "Unauthenticated";
+    case Status::Code::kPermissionDenied: return "PermissionDenied";
     case Status::Code::kIOError: return "IOError";
     case Status::Code::kCorruption: return "Corruption";
     case Status::Code::kUnavailable: return "Unavailable";

@@ -17,6 +17,8 @@ class Status {
     kOk = 0,
     kInvalidArgument,  // the caller's input is wrong (HTTP 400)
     kNotFound,         // a named thing does not exist (HTTP 404)
+    kUnauthenticated,  // no or a wrong API key (HTTP 401)
+    kPermissionDenied, // the key may not do this (HTTP 403)
     kIOError,          // the file system failed
     kCorruption,       // data exists but is malformed (not GGUF, bad checksum)
     kUnavailable,      // temporarily cannot serve (loading, draining) (HTTP 503)
@@ -29,6 +31,8 @@ class Status {
   static Status Ok() { return Status(); }
   static Status InvalidArgument(std::string m) { return Status(Code::kInvalidArgument, std::move(m)); }
   static Status NotFound(std::string m) { return Status(Code::kNotFound, std::move(m)); }
+  static Status Unauthenticated(std::string m) { return Status(Code::kUnauthenticated, std::move(m)); }
+  static Status PermissionDenied(std::string m) { return Status(Code::kPermissionDenied, std::move(m)); }
   static Status IOError(std::string m) { return Status(Code::kIOError, std::move(m)); }
   static Status Corruption(std::string m) { return Status(Code::kCorruption, std::move(m)); }
   static Status Unavailable(std::string m) { return Status(Code::kUnavailable, std::move(m)); }

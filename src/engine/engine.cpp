@@ -3,9 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <deque>
 #include <future>
 #include <optional>
+#include <regex>
 #include <thread>
 
 #include "common.h"
@@ -238,9 +240,17 @@ class Engine::Impl {
  private:
   static constexpr uint64_t kMaxDefaultPoolTokens = 131072;
 
+  struct SamplerDeleter {
+    void operator()(llama_sampler* s) const { llama_sampler_free(s); }
+  };
+  using SamplerPtr = std::unique_ptr<llama_sampler, SamplerDeleter>;
+
   struct Waiting {
     Job job;
     std::vector<llama_token> prompt;
+    SamplerPtr sampler;              // built at intake: a bad grammar is rejected at once
+    std::vector<std::string> stops;  // the request's and the chat format's
+    std::vector<llama_token> preserved;
     int32_t max_tokens = 0;
     uint64_t tenant = 0;
     BlockKey salt;                       // cache salt: model fingerprint + tenant
@@ -261,15 +271,13 @@ class Engine::Impl {
     int32_t max_tokens = 0;
     int32_t n_gen = 0;
     llama_token next = -1;  // sampled, decoded in the next step
-    llama_sampler* sampler = nullptr;
+    SamplerPtr sampler;
+    std::vector<llama_token> preserved;  // output with special=true (tool-call markers)
     TextStream text;
     std::string unsent;  // non-streaming requests: text kept until Finish
     Clock::time_point admitted;
     double ttft_ms = -1;
     bool done = false;
-    ~Seq() {
-      if (sampler) llama_sampler_free(sampler);
-    }
     int32_t prefill_left() const { return static_cast<int32_t>(prompt.size()) - n_past; }
   };
 
@@ -298,22 +306,118 @@ class Engine::Impl {
     owner_->pending_.fetch_sub(1);
   }
 
+  // The grammar with the optional free text before tool calls ("until-N?" in the root rule)
+  // removed; unchanged when the root rule has no such element.
+  static std::string WithoutLeadingText(const std::string& grammar) {
+    static const std::regex kUntil(R"( until-[0-9]+\?)");
+    std::string out;
+    size_t pos = 0;
+    while (pos < grammar.size()) {
+      size_t end = grammar.find('\n', pos);
+      if (end == std::string::npos) end = grammar.size();
+      std::string line = grammar.substr(pos, end - pos);
+      if (line.rfind("root ::=", 0) == 0) line = std::regex_replace(line, kUntil, "");
+      out += line;
+      if (end < grammar.size()) out += '\n';
+      pos = end + 1;
+    }
+    return out;
+  }
+
+  // The request's prompt as text: its chat rendered by the model's chat template (with its
+  // tools and output grammar), or its raw prompt.
+  struct Rendered {
+    std::string prompt;
+    ChatSyntax syntax;
+    GrammarSpec grammar;
+    std::vector<std::string> extra_stops;
+    std::vector<llama_token> preserved;  // special tokens of the tool-call syntax, output as text
+  };
+
+  StatusOr<Rendered> Render(const GenerateRequest& req) {
+    Rendered r;
+    if (req.raw_prompt) {
+      r.prompt = *req.raw_prompt;
+      return r;
+    }
+    common_chat_templates_inputs in;
+    in.messages = req.messages;
+    in.add_generation_prompt = true;
+    in.use_jinja = true;
+    in.tools = req.tools;
+    in.tool_choice = req.tools.empty() ? COMMON_CHAT_TOOL_CHOICE_NONE : req.tool_choice;
+    in.parallel_tool_calls = req.parallel_tool_calls;
+    in.json_schema = req.json_schema;
+    common_chat_params params;
+    try {
+      params = common_chat_templates_apply(templates_.get(), in);
+    } catch (const std::exception& e) {
+      return Status::InvalidArgument(std::string("cannot apply the chat template: ") + e.what());
+    }
+    r.prompt = std::move(params.prompt);
+    r.syntax.format = params.format;
+    r.syntax.parser = std::move(params.parser);
+    r.syntax.generation_prompt = params.generation_prompt;
+    r.syntax.parse_tool_calls = !req.tools.empty() && in.tool_choice != COMMON_CHAT_TOOL_CHOICE_NONE;
+    r.extra_stops = std::move(params.additional_stops);
+    for (const auto& t : params.preserved_tokens) {
+      auto ids = common_tokenize(vocab_, t, false, true);
+      if (ids.size() == 1) r.preserved.push_back(ids[0]);
+    }
+    if (!params.grammar.empty()) {
+      // A required tool call (OpenAI "required" or a named function, Anthropic "any"/"tool")
+      // is the whole answer in those APIs. llama.cpp's grammar lets text precede the call;
+      // drop that optional text from the root rule so the model starts with the call.
+      if (in.tool_choice == COMMON_CHAT_TOOL_CHOICE_REQUIRED) params.grammar = WithoutLeadingText(params.grammar);
+      r.grammar.grammar = std::move(params.grammar);
+      r.grammar.lazy = params.grammar_lazy;
+      for (const auto& t : params.grammar_triggers) {
+        switch (t.type) {
+          case COMMON_GRAMMAR_TRIGGER_TYPE_WORD: r.grammar.trigger_patterns.push_back(regex_escape(t.value)); break;
+          case COMMON_GRAMMAR_TRIGGER_TYPE_PATTERN: r.grammar.trigger_patterns.push_back(t.value); break;
+          case COMMON_GRAMMAR_TRIGGER_TYPE_PATTERN_FULL: {
+            std::string p = t.value;
+            if (p.empty() || p.front() != '^') p.insert(0, "^");
+            if (p.back() != '$') p += "$";
+            r.grammar.trigger_patterns.push_back(std::move(p));
+            break;
+          }
+          case COMMON_GRAMMAR_TRIGGER_TYPE_TOKEN: r.grammar.trigger_tokens.push_back(t.token); break;
+        }
+      }
+      // The template's grammars start at the generation prompt, which is already in the
+      // prompt: advance the grammar past it (as llama.cpp's common_sampler does).
+      if (!r.grammar.lazy && !params.generation_prompt.empty()) {
+        auto toks = common_tokenize(vocab_, params.generation_prompt, false, true);
+        for (size_t i = 0; i < toks.size(); ++i) {
+          const std::string piece = common_token_to_piece(vocab_, toks[i], true);
+          const bool spurious_space = i == 0 && !piece.empty() && std::isspace(static_cast<unsigned char>(piece[0])) &&
+                                      !std::isspace(static_cast<unsigned char>(params.generation_prompt[0]));
+          if (!spurious_space) r.grammar.prefill.push_back(toks[i]);
+        }
+      }
+    }
+    return r;
+  }
+
   // Templates and tokenizes a new request; rejects at once what can never run.
   void Intake(Job job) {
     const GenerateRequest& req = job.request;
     Status valid = req.sampling.Validate();
     if (!valid.ok()) return Reject(job, valid);
-    common_chat_templates_inputs in;
-    in.messages = req.messages;
-    in.add_generation_prompt = true;
-    in.use_jinja = true;
-    std::string prompt;
-    try {
-      prompt = common_chat_templates_apply(templates_.get(), in).prompt;
-    } catch (const std::exception& e) {
-      return Reject(job, Status::InvalidArgument(std::string("cannot apply the chat template: ") + e.what()));
+    auto rendered = Render(req);
+    if (!rendered.ok()) return Reject(job, rendered.status());
+    std::vector<llama_token> tokens =
+        common_tokenize(vocab_, rendered->prompt, /*add_special=*/true, /*parse_special=*/!req.raw_prompt);
+    if (req.count_only) {
+      GenerationEvent done;
+      done.kind = GenerationEvent::Kind::kDone;
+      done.prompt_tokens = static_cast<int32_t>(tokens.size());
+      job.handle->events().Push(std::move(done));
+      job.handle->events().Close();
+      owner_->pending_.fetch_sub(1);
+      return;
     }
-    std::vector<llama_token> tokens = common_tokenize(vocab_, prompt, /*add_special=*/true, /*parse_special=*/true);
     const auto n = static_cast<int64_t>(tokens.size());
     const int64_t limit = ctx_limit_;
     if (n == 0) return Reject(job, Status::InvalidArgument("the prompt is empty"));
@@ -331,7 +435,16 @@ class Engine::Impl {
     } else {
       max_tokens = std::min<int64_t>(opt_.default_max_tokens, limit - n);
     }
+    auto sampler = MakeSampler(req.sampling, vocab_, &rendered->grammar);
+    if (!sampler.ok()) return Reject(job, sampler.status());
+    job.handle->set_syntax(std::move(rendered->syntax));
     Waiting w;
+    w.sampler.reset(sampler.value());
+    w.stops = job.request.stop;
+    for (auto& stop : rendered->extra_stops) {
+      if (std::find(w.stops.begin(), w.stops.end(), stop) == w.stops.end()) w.stops.push_back(std::move(stop));
+    }
+    w.preserved = std::move(rendered->preserved);
     w.job = std::move(job);
     w.prompt = std::move(tokens);
     w.max_tokens = static_cast<int32_t>(max_tokens);
@@ -394,8 +507,9 @@ class Engine::Impl {
       s->slot = lease->slot;
       s->n_past = lease->reused;
       s->cached = lease->reused;  // resident; Restore may replace a partial block
-      s->sampler = MakeSampler(s->job.request.sampling);
-      s->text = TextStream(s->job.request.stop);
+      s->sampler = std::move(w.sampler);
+      s->text = TextStream(w.stops);
+      s->preserved = std::move(w.preserved);
       s->salt = w.salt;
       if (store_) Restore(*s, w);
       s->keys = std::move(w.keys);
@@ -558,16 +672,26 @@ class Engine::Impl {
     }
     GenerationEvent ev;
     ev.text = std::move(text);
+    FillPromptCounts(s, ev);
     s.job.handle->events().Push(std::move(ev));
   }
 
+  void FillPromptCounts(const Seq& s, GenerationEvent& ev) const {
+    ev.prompt_tokens = static_cast<int32_t>(s.prompt.size());
+    ev.cached_resident = s.cached;
+    ev.cached_ram = s.cached_ram;
+    ev.cached_disk = s.cached_disk;
+    ev.cached_tokens = s.cached + s.cached_ram + s.cached_disk;
+  }
+
   void Sample(Seq& s, int32_t idx) {
-    const llama_token tok = llama_sampler_sample(s.sampler, ctx_, idx);
+    const llama_token tok = llama_sampler_sample(s.sampler.get(), ctx_, idx);
     if (s.ttft_ms < 0) s.ttft_ms = MsBetween(s.job.submitted, Clock::now());
     if (llama_vocab_is_eog(vocab_, tok)) return Finish(s, FinishReason::kStop);
     ++s.n_gen;
     ++counters_.tokens_generated;
-    Emit(s, s.text.Push(common_token_to_piece(ctx_, tok, /*special=*/false)));
+    const bool special = std::find(s.preserved.begin(), s.preserved.end(), tok) != s.preserved.end();
+    Emit(s, s.text.Push(common_token_to_piece(ctx_, tok, special)));
     if (s.text.stopped()) return Finish(s, FinishReason::kStopSequence);
     if (s.n_gen >= s.max_tokens) return Finish(s, FinishReason::kLength);
     s.next = tok;
@@ -578,17 +702,14 @@ class Engine::Impl {
     if (!s.unsent.empty()) {
       GenerationEvent ev;
       ev.text = std::move(s.unsent);
+      FillPromptCounts(s, ev);
       s.job.handle->events().Push(std::move(ev));
     }
     GenerationEvent done;
     done.kind = GenerationEvent::Kind::kDone;
     done.finish = reason;
     if (s.text.matched()) done.stop_sequence = *s.text.matched();
-    done.prompt_tokens = static_cast<int32_t>(s.prompt.size());
-    done.cached_resident = s.cached;
-    done.cached_ram = s.cached_ram;
-    done.cached_disk = s.cached_disk;
-    done.cached_tokens = s.cached + s.cached_ram + s.cached_disk;
+    FillPromptCounts(s, done);
     done.completion_tokens = s.n_gen;
     done.queue_ms = MsBetween(s.job.submitted, s.admitted);
     done.ttft_ms = s.ttft_ms;

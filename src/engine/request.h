@@ -26,10 +26,28 @@ enum class FinishReason {
   kLength,        // max_tokens reached
   kCancelled,     // the client went away
 };
-const char* FinishReasonName(FinishReason r);
+
+// How a request's output is to be read back: the chat layer's format and parser for the model's
+// tool-call syntax. Filled by the engine when it applies the chat template; read by the API
+// layer (common_chat_parse) to turn generated text into content and tool calls.
+struct ChatSyntax {
+  common_chat_format format = COMMON_CHAT_FORMAT_CONTENT_ONLY;
+  std::string parser;             // serialized PEG parser (common_chat_params::parser)
+  std::string generation_prompt;  // what the template put after the last message
+  bool parse_tool_calls = false;  // the request offered tools
+};
 
 struct GenerateRequest {
+  // A chat (templated by the engine with the model's chat template) …
   std::vector<common_chat_msg> messages;
+  std::vector<common_chat_tool> tools;
+  common_chat_tool_choice tool_choice = COMMON_CHAT_TOOL_CHOICE_AUTO;
+  bool parallel_tool_calls = false;
+  std::string json_schema;  // constrain the answer to this JSON schema (response_format)
+  // … or a raw prompt (/v1/completions), tokenized as is.
+  std::optional<std::string> raw_prompt;
+  // Only template and tokenize; answer kDone with prompt_tokens (count_tokens endpoints).
+  bool count_only = false;
   int32_t max_tokens = -1;  // -1: the engine's default (capped by the context)
   SamplingParams sampling;
   std::vector<std::string> stop;  // text-level stop sequences
@@ -37,6 +55,8 @@ struct GenerateRequest {
   // false: the text arrives in one event just before kDone (no per-token wake-ups of the
   // waiting thread, which would steal CPU from the decode threads); true: piece by piece.
   bool stream = false;
+  std::string agent_id;    // X-Agent-Id or the API's user field; for logs and per-agent stats
+  std::string request_id;  // for logs
 };
 
 struct GenerationEvent {
@@ -46,11 +66,13 @@ struct GenerationEvent {
   // kDone:
   FinishReason finish = FinishReason::kStop;
   std::string stop_sequence;  // kStopSequence: which one
+  // kDone and kText (known from admission on):
   int32_t prompt_tokens = 0;
   int32_t cached_tokens = 0;  // prompt tokens whose KV was reused, not computed (all tiers)
   int32_t cached_resident = 0;  // … of them still in the pool
   int32_t cached_ram = 0;       // … restored from host RAM
   int32_t cached_disk = 0;      // … restored from disk
+  // kDone:
   int32_t completion_tokens = 0;
   double queue_ms = 0;  // submitted → admitted
   double ttft_ms = 0;   // submitted → first token sampled
@@ -63,12 +85,16 @@ struct GenerationEvent {
 class RequestHandle {
  public:
   Channel<GenerationEvent>& events() { return events_; }
+  // Set by the engine before it sends the first event; read by the submitter after popping one.
+  void set_syntax(ChatSyntax s) { syntax_ = std::move(s); }
+  const ChatSyntax& syntax() const { return syntax_; }
   // Asks the engine to stop this request at its next step (client went away).
   void Cancel() { cancelled_.store(true, std::memory_order_relaxed); }
   bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
 
  private:
   Channel<GenerationEvent> events_;
+  ChatSyntax syntax_;
   std::atomic<bool> cancelled_{false};
 };
 

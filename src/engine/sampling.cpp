@@ -22,8 +22,35 @@ Status SamplingParams::Validate() const {
   return Status::Ok();
 }
 
-llama_sampler* MakeSampler(const SamplingParams& p) {
+StatusOr<llama_sampler*> MakeSampler(const SamplingParams& p, const llama_vocab* vocab, const GrammarSpec* grammar) {
   llama_sampler* chain = llama_sampler_chain_init(llama_sampler_chain_default_params());
+  if (grammar && !grammar->grammar.empty() && vocab) {
+    llama_sampler* g = nullptr;
+    if (grammar->lazy) {
+      std::vector<const char*> patterns;
+      for (const auto& t : grammar->trigger_patterns) patterns.push_back(t.c_str());
+      g = llama_sampler_init_grammar_lazy_patterns(vocab, grammar->grammar.c_str(), "root", patterns.data(),
+                                                   patterns.size(), grammar->trigger_tokens.data(),
+                                                   grammar->trigger_tokens.size());
+    } else {
+      g = llama_sampler_init_grammar(vocab, grammar->grammar.c_str(), "root");
+    }
+    if (!g) {
+      llama_sampler_free(chain);
+      return Status::InvalidArgument("the output grammar (from the tools or response_format) could not be parsed");
+    }
+    try {
+      for (int32_t tok : grammar->prefill) llama_sampler_accept(g, tok);
+    } catch (const std::exception& e) {
+      llama_sampler_free(g);
+      llama_sampler_free(chain);
+      return Status::InvalidArgument(std::string("the output grammar rejects the chat template's generation prompt: ") +
+                                     e.what());
+    }
+    // First in the chain: it masks the tokens the grammar forbids, and the chain's accept()
+    // advances it with every sampled token.
+    llama_sampler_chain_add(chain, g);
+  }
   if (p.temperature <= 0.0f) {
     llama_sampler_chain_add(chain, llama_sampler_init_greedy());
     return chain;

@@ -8,7 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "api/errors.h"
-#include "api/openai_chat.h"
+#include "api/ids.h"
+#include "server/routes.h"
 
 namespace kvault {
 
@@ -18,40 +19,21 @@ namespace {
 
 constexpr const char* kJson = "application/json";
 
-void SendError(httplib::Response& res, const ApiError& e) {
-  res.status = e.http_status;
-  if (e.http_status == 429 || e.http_status == 503) res.set_header("Retry-After", "1");
-  res.set_content(OpenAiErrorBody(e), kJson);
+ApiFlavor FlavorOf(const httplib::Request& req) {
+  return req.path.rfind("/v1/messages", 0) == 0 ? ApiFlavor::kAnthropic : ApiFlavor::kOpenAi;
 }
 
-// The request's next event. nullopt once the client has gone away (checked at least every
-// 100 ms), after cancelling the request so the engine frees its cells at its next step.
-std::optional<GenerationEvent> NextEvent(RequestHandle& h, const httplib::Request& req) {
-  while (true) {
-    auto ev = h.events().PopFor(std::chrono::milliseconds(100));
-    if (req.is_connection_closed()) {
-      h.Cancel();
-      return std::nullopt;
-    }
-    if (ev) return ev;
-    if (h.events().closed()) {  // cannot happen: the engine always ends with kDone or kError
-      GenerationEvent err;
-      err.kind = GenerationEvent::Kind::kError;
-      err.status = Status::Internal("the engine ended the request without an answer");
-      return err;
-    }
-  }
-}
-
-int64_t UnixNow() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+void SendError(const httplib::Request& req, httplib::Response& res, const ApiError& e) {
+  SendApiError(res, FlavorOf(req), e);
 }
 
 }  // namespace
 
 HttpServer::HttpServer(ServerOptions options, Engine* engine)
-    : options_(std::move(options)), engine_(engine), http_(std::make_unique<httplib::Server>()) {
+    : options_(std::move(options)),
+      engine_(engine),
+      keys_(options_.api_keys),
+      http_(std::make_unique<httplib::Server>()) {
   RegisterRoutes();
 }
 
@@ -89,14 +71,20 @@ void HttpServer::RegisterRoutes() {
   http_->new_task_queue = [threads, max_threads] { return new httplib::ThreadPool(threads, max_threads); };
   http_->set_payload_max_length(options_.max_body_bytes);
 
+  // Every response carries a request id: the client's X-Request-Id (made safe) or a new one.
+  http_->set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    std::string id = SanitizeId(req.get_header_value("X-Request-Id"));
+    res.set_header("X-Request-Id", id.empty() ? NewRandomId("req_") : id);
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
   http_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (res.status == 404) {
-      SendError(res, {404, "not_found_error", "no route for " + req.method + " " + req.path});
+      SendError(req, res, {404, "not_found_error", "no route for " + req.method + " " + req.path});
     } else if (res.status == 413) {
-      SendError(res, {413, "request_too_large", "the request body is too large"});
+      SendError(req, res, {413, "request_too_large", "the request body is too large"});
     } else if (res.body.empty()) {
-      SendError(res, {res.status, res.status >= 500 ? "api_error" : "invalid_request_error",
-                      httplib::status_message(res.status)});
+      SendError(req, res, {res.status, res.status >= 500 ? "api_error" : "invalid_request_error",
+                           httplib::status_message(res.status)});
     }
   });
   http_->set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
@@ -108,7 +96,7 @@ void HttpServer::RegisterRoutes() {
     } catch (...) {
     }
     spdlog::error("http: {} {} failed: {}", req.method, req.path, what);
-    SendError(res, {500, "api_error", "internal server error"});
+    SendError(req, res, {500, "api_error", "internal server error"});
   });
 
   http_->Get("/health", [this](const httplib::Request&, httplib::Response& res) {
@@ -163,10 +151,10 @@ void HttpServer::RegisterRoutes() {
     res.set_content(body.dump(), kJson);
   });
 
-  http_->Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
-    Engine* engine = engine_.load();
-    if (!engine) return SendError(res, ApiErrorFromStatus(Status::Unavailable("the model is loading")));
-    const ModelInfo& m = engine->info();
+  http_->Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
+    auto call = BeginCall(RouteContext{&engine_, &keys_}, req, res, ApiFlavor::kOpenAi);
+    if (!call) return;
+    const ModelInfo& m = call->engine->info();
     json model = {{"id", m.id},
                   {"object", "model"},
                   {"created", 0},
@@ -184,96 +172,9 @@ void HttpServer::RegisterRoutes() {
     res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), kJson);
   });
 
-  http_->Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    Engine* engine = engine_.load();
-    if (!engine) return SendError(res, ApiErrorFromStatus(Status::Unavailable("the model is loading")));
-    auto parsed = ParseChatCompletionRequest(req.body);
-    if (!parsed.ok()) return SendError(res, ApiErrorFromStatus(parsed.status()));
-
-    const bool stream = parsed->generate.stream;
-    const bool include_usage = parsed->include_usage;
-    auto handle = engine->Submit(std::move(parsed->generate));
-    auto result = std::make_shared<ChatCompletionResult>();
-    result->id = NewChatCompletionId();
-    result->model = engine->info().id;
-    result->created = UnixNow();
-
-    // Wait for the first event: an error (bad prompt, queue full) is still a plain HTTP error.
-    std::optional<GenerationEvent> first = NextEvent(*handle, req);
-    if (!first) return;
-    if (first->kind == GenerationEvent::Kind::kError) return SendError(res, ApiErrorFromStatus(first->status));
-    auto apply_done = [result](const GenerationEvent& ev) {
-      result->finish = ev.finish;
-      result->prompt_tokens = ev.prompt_tokens;
-      result->completion_tokens = ev.completion_tokens;
-      result->cached_tokens = ev.cached_tokens;
-      result->cached_resident = ev.cached_resident;
-      result->cached_ram = ev.cached_ram;
-      result->cached_disk = ev.cached_disk;
-      result->queue_ms = ev.queue_ms;
-      result->ttft_ms = ev.ttft_ms;
-      result->total_ms = ev.total_ms;
-    };
-
-    if (stream) {
-      res.set_header("Cache-Control", "no-cache");
-      auto pending = std::make_shared<std::optional<GenerationEvent>>(std::move(first));
-      auto started = std::make_shared<bool>(false);
-      res.set_chunked_content_provider(
-          "text/event-stream",
-          [handle, result, pending, started, include_usage, apply_done](size_t, httplib::DataSink& sink) {
-            auto send = [&](const std::string& s) {
-              if (!sink.write(s.data(), s.size())) {
-                handle->Cancel();  // the client went away
-                return false;
-              }
-              return true;
-            };
-            if (!*started) {
-              *started = true;
-              if (!send(RenderChatCompletionChunk(*result, ChunkKind::kRole, "", include_usage))) return false;
-            }
-            std::optional<GenerationEvent> ev = std::move(*pending);
-            pending->reset();
-            if (!ev) ev = handle->events().PopFor(std::chrono::milliseconds(100));
-            if (!ev) return sink.is_writable() ? true : (handle->Cancel(), false);
-            if (ev->kind == GenerationEvent::Kind::kText) {
-              return send(RenderChatCompletionChunk(*result, ChunkKind::kText, ev->text, include_usage));
-            }
-            if (ev->kind == GenerationEvent::Kind::kError) {  // after the stream started: an error event
-              const std::string err = "data: " + OpenAiErrorBody(ApiErrorFromStatus(ev->status)) + "\n\n";
-              send(err);
-              sink.done();
-              return true;
-            }
-            apply_done(*ev);
-            if (!send(RenderChatCompletionChunk(*result, ChunkKind::kFinish, "", include_usage))) return false;
-            if (include_usage && !send(RenderChatCompletionChunk(*result, ChunkKind::kUsage, "", true))) return false;
-            if (!send(kSseDone)) return false;
-            sink.done();
-            return true;
-          },
-          // Called when the response ends; httplib stops calling the provider once the client is
-          // gone, so this is where a vanished client's request gets cancelled (a no-op if done).
-          [handle](bool) { handle->Cancel(); });
-      return;
-    }
-
-    for (std::optional<GenerationEvent> ev = std::move(first);; ev = NextEvent(*handle, req)) {
-      if (!ev) return;  // the client went away
-      if (ev->kind == GenerationEvent::Kind::kText) {
-        result->text += ev->text;
-      } else if (ev->kind == GenerationEvent::Kind::kError) {
-        return SendError(res, ApiErrorFromStatus(ev->status));
-      } else {
-        apply_done(*ev);
-        break;
-      }
-    }
-    ChatCompletionResult& result_ref = *result;
-    res.set_header("X-Cache-Tokens", std::to_string(result_ref.cached_tokens));
-    res.set_content(RenderChatCompletion(result_ref), kJson);
-  });
+  const RouteContext ctx{&engine_, &keys_};
+  RegisterOpenAiRoutes(*http_, ctx);
+  RegisterAnthropicRoutes(*http_, ctx);
 }
 
 }  // namespace kvault

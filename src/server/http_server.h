@@ -9,9 +9,11 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 #include "engine/engine.h"
+#include "server/api_keys.h"
 
 namespace httplib {
 class Server;
@@ -27,6 +29,7 @@ struct ServerOptions {
                               // waiting for the engine holds one, so it should cover
                               // --parallel + --max-queue
   size_t max_body_bytes = 32u << 20;      // larger bodies get 413
+  std::vector<std::string> api_keys;      // empty: no authentication
 };
 
 class HttpServer {
@@ -49,6 +52,7 @@ class HttpServer {
 
   ServerOptions options_;
   std::atomic<Engine*> engine_;  // not owned; outlives the server
+  ApiKeys keys_;
   std::unique_ptr<httplib::Server> http_;
   int bound_port_ = 0;
 };

@@ -1,0 +1,80 @@
+// Anthropic Messages adapter: JSON request → GenerateRequest, engine output → the Messages
+// response and its server-sent events. Pure translation; no I/O, no llama objects. Called by
+// the HTTP server on its threads (one AnthropicStream per streamed request).
+//
+// See docs/api.md for what is supported (text, tool_use/tool_result, tool_choice, streaming,
+// count_tokens) and what is refused with a 400 (images, documents, server tools).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "api/chat_output.h"
+#include "core/status.h"
+#include "engine/request.h"
+
+namespace kvault {
+
+struct MessagesRequest {
+  std::string model;
+  GenerateRequest generate;
+  std::string user_id;  // metadata.user_id: names the agent when no X-Agent-Id is sent
+};
+
+// `count_only`: the count_tokens endpoint (max_tokens not required). InvalidArgument with a
+// message naming the offending field.
+StatusOr<MessagesRequest> ParseMessagesRequest(std::string_view body, bool count_only = false);
+
+// Claude Code puts a per-request line "x-anthropic-billing-header: …; cch=…;" into the system
+// prompt. It changes every request, so it would defeat prefix caching; it is removed (it means
+// nothing to a local model). Returns the text without such lines.
+std::string StripBillingHeader(const std::string& system_text);
+
+// Prompt token accounting in Anthropic's terms; the three add up to the prompt's tokens.
+struct MessagesUsage {
+  int32_t input_tokens = 0;                 // computed, not kept for reuse (the partial last block)
+  int32_t cache_creation_input_tokens = 0;  // computed and kept (full blocks)
+  int32_t cache_read_input_tokens = 0;      // restored from the pool, RAM or disk
+  int32_t output_tokens = 0;
+};
+MessagesUsage ComputeUsage(int32_t prompt_tokens, int32_t cached_tokens, int32_t block_tokens, int32_t output_tokens);
+
+struct MessagesResult {
+  std::string id;  // "msg_…"
+  std::string model;
+  std::string text;
+  std::vector<ToolCall> tool_calls;
+  FinishReason finish = FinishReason::kStop;
+  std::string stop_sequence;
+  MessagesUsage usage;
+};
+
+// "end_turn", "max_tokens", "stop_sequence" or "tool_use".
+const char* AnthropicStopReason(const MessagesResult& result);
+std::string RenderMessage(const MessagesResult& result);
+std::string RenderCountTokens(int32_t input_tokens);
+
+// Builds the event stream of one response: message_start, content blocks (text, tool_use with
+// input_json_delta), message_delta, message_stop, and pings. Each call returns complete SSE
+// events ("event: …\ndata: …\n\n").
+class AnthropicStream {
+ public:
+  explicit AnthropicStream(MessagesResult* result) : r_(result) {}
+  std::string Start();  // message_start (uses result->usage as known so far) and a ping
+  std::string Delta(const OutputDelta& delta);
+  std::string Finish();  // closes the open block; message_delta and message_stop
+  static std::string Ping();
+  static std::string Error(const std::string& error_body);
+
+ private:
+  std::string CloseBlock();
+  MessagesResult* r_;
+  int next_index_ = 0;
+  int open_index_ = -1;
+  bool open_is_text_ = false;
+};
+
+}  // namespace kvault

@@ -1,0 +1,62 @@
+#include "api/openai_completions.h"
+
+#include <nlohmann/json.hpp>
+
+#include "api/openai_common.h"
+
+namespace kvault {
+
+using json = nlohmann::json;
+
+StatusOr<CompletionRequest> ParseCompletionRequest(std::string_view body_text) {
+  json body = json::parse(body_text, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return Status::InvalidArgument("the request body is not valid JSON");
+  if (!body.is_object()) return Status::InvalidArgument("the request body must be a JSON object");
+  CompletionRequest out;
+  if (body.contains("model")) {
+    if (!body["model"].is_string()) return Status::InvalidArgument("'model' must be a string");
+    out.model = body["model"].get<std::string>();
+  }
+  if (!body.contains("prompt")) return Status::InvalidArgument("'prompt' is a required property");
+  const json& prompt = body["prompt"];
+  if (prompt.is_string()) {
+    out.generate.raw_prompt = prompt.get<std::string>();
+  } else if (prompt.is_array() && prompt.size() == 1 && prompt[0].is_string()) {
+    out.generate.raw_prompt = prompt[0].get<std::string>();
+  } else {
+    return Status::InvalidArgument("'prompt' must be a string (one prompt per request; token arrays are not supported)");
+  }
+  if (out.generate.raw_prompt->empty()) return Status::InvalidArgument("'prompt' must not be empty");
+  out.generate.max_tokens = 16;  // OpenAI's default for completions
+  Status st = ParseOpenAiSamplingFields(body, out.generate);
+  if (!st.ok()) return st;
+  if (body.contains("stream") && body["stream"].is_boolean() && body["stream"].get<bool>()) {
+    return Status::InvalidArgument("'stream' is not supported on /v1/completions; use /v1/chat/completions to stream");
+  }
+  if (body.contains("echo") && body["echo"].is_boolean() && body["echo"].get<bool>()) {
+    return Status::InvalidArgument("'echo' is not supported");
+  }
+  if (body.contains("suffix") && !body["suffix"].is_null()) return Status::InvalidArgument("'suffix' is not supported");
+  if (body.contains("user") && body["user"].is_string()) out.user = body["user"].get<std::string>();
+  return out;
+}
+
+std::string RenderCompletion(const CompletionResult& r) {
+  json body = {
+      {"id", r.id},
+      {"object", "text_completion"},
+      {"created", r.created},
+      {"model", r.model},
+      {"choices", json::array({{{"index", 0},
+                                {"text", r.text},
+                                {"logprobs", nullptr},
+                                {"finish_reason", r.finish == FinishReason::kLength ? "length" : "stop"}}})},
+      {"usage",
+       {{"prompt_tokens", r.prompt_tokens},
+        {"completion_tokens", r.completion_tokens},
+        {"total_tokens", r.prompt_tokens + r.completion_tokens},
+        {"prompt_tokens_details", {{"cached_tokens", r.cached_tokens}}}}}};
+  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+}  // namespace kvault

@@ -1,0 +1,80 @@
+#include "server/routes.h"
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "api/ids.h"
+
+namespace kvault {
+
+std::string SanitizeId(const std::string& id) {
+  std::string out;
+  for (char c : id.substr(0, 256)) out += (c >= 0x21 && c <= 0x7e) ? c : '_';
+  return out;
+}
+
+void SendApiError(httplib::Response& res, ApiFlavor flavor, const ApiError& e) {
+  if (flavor == ApiFlavor::kAnthropic) {
+    res.status = AnthropicHttpStatus(e);
+    res.set_content(AnthropicErrorBody(e), "application/json");
+  } else {
+    res.status = e.http_status;
+    res.set_content(OpenAiErrorBody(e), "application/json");
+  }
+  if (res.status == 429 || res.status == 503 || res.status == 529) res.set_header("Retry-After", "1");
+}
+
+std::optional<CallContext> BeginCall(const RouteContext& ctx, const httplib::Request& req, httplib::Response& res,
+                                     ApiFlavor flavor) {
+  CallContext call;
+  call.request_id = res.get_header_value("X-Request-Id");
+  auto tenant = ctx.keys->Authenticate(req.get_header_value("x-api-key"), req.get_header_value("Authorization"));
+  if (!tenant.ok()) {
+    spdlog::info("request {}: {} {} rejected: {}", call.request_id, req.method, req.path, tenant.status().message());
+    SendApiError(res, flavor, ApiErrorFromStatus(tenant.status()));
+    return std::nullopt;
+  }
+  call.tenant = std::move(tenant.value());
+  call.engine = ctx.engine->load();
+  if (!call.engine) {
+    SendApiError(res, flavor, ApiErrorFromStatus(Status::Unavailable("the model is loading")));
+    return std::nullopt;
+  }
+  call.agent_id = SanitizeId(req.get_header_value("X-Agent-Id"));
+  return call;
+}
+
+std::optional<GenerationEvent> NextEvent(RequestHandle& h, const httplib::Request& req) {
+  while (true) {
+    auto ev = h.events().PopFor(std::chrono::milliseconds(100));
+    if (req.is_connection_closed()) {
+      h.Cancel();
+      return std::nullopt;
+    }
+    if (ev) return ev;
+    if (h.events().closed()) {  // cannot happen: the engine always ends with kDone or kError
+      GenerationEvent err;
+      err.kind = GenerationEvent::Kind::kError;
+      err.status = Status::Internal("the engine ended the request without an answer");
+      return err;
+    }
+  }
+}
+
+int64_t UnixNow() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+void LogRequest(const CallContext& call, const char* api, const GenerationEvent& done, int http_status) {
+  spdlog::info(
+      "request {} api={} agent={} status={} prompt={} cached={} (pool {} ram {} disk {}) generated={} "
+      "queue_ms={:.0f} ttft_ms={:.0f} total_ms={:.0f}",
+      call.request_id, api, call.agent_id.empty() ? "-" : call.agent_id, http_status, done.prompt_tokens,
+      done.cached_tokens, done.cached_resident, done.cached_ram, done.cached_disk, done.completion_tokens,
+      done.queue_ms, done.ttft_ms, done.total_ms);
+}
+
+}  // namespace kvault

@@ -1,0 +1,60 @@
+// What the API route handlers share: the engine they talk to, authentication, request ids,
+// waiting for engine events, and errors in each API's envelope. Used by http_server.cpp,
+// openai_routes.cpp and anthropic_routes.cpp on HTTP worker threads; never touches llama objects.
+#pragma once
+
+#include <atomic>
+#include <optional>
+#include <string>
+
+#include "api/errors.h"
+#include "engine/engine.h"
+#include "server/api_keys.h"
+
+namespace httplib {
+class Server;
+struct Request;
+struct Response;
+}  // namespace httplib
+
+namespace kvault {
+
+enum class ApiFlavor { kOpenAi, kAnthropic };
+
+struct RouteContext {
+  std::atomic<Engine*>* engine = nullptr;  // null until the model is loaded
+  const ApiKeys* keys = nullptr;
+};
+
+// One API call's identity, after the checks every generation route makes.
+struct CallContext {
+  Engine* engine = nullptr;
+  std::string tenant;
+  std::string request_id;
+  std::string agent_id;  // X-Agent-Id; the API's user field is the fallback (set by the route)
+};
+
+// Writes `e` in the flavor's envelope (status, Retry-After on 429/503/529).
+void SendApiError(httplib::Response& res, ApiFlavor flavor, const ApiError& e);
+
+// Checks the model is loaded and the key is valid; on failure answers and returns nullopt.
+std::optional<CallContext> BeginCall(const RouteContext& ctx, const httplib::Request& req, httplib::Response& res,
+                                     ApiFlavor flavor);
+
+// The request's next event. nullopt once the client has gone away (checked at least every
+// 100 ms), after cancelling the request so the engine frees its cells at its next step.
+std::optional<GenerationEvent> NextEvent(RequestHandle& h, const httplib::Request& req);
+
+int64_t UnixNow();
+
+// An id from a client (agent, request) made safe for logs and headers: printable ASCII without
+// spaces, at most 256 characters; anything else becomes '_'.
+std::string SanitizeId(const std::string& id);
+
+// One log line per finished request.
+void LogRequest(const CallContext& call, const char* api, const GenerationEvent& done, int http_status);
+
+void RegisterOpenAiRoutes(httplib::Server& http, const RouteContext& ctx);
+void RegisterAnthropicRoutes(httplib::Server& http, const RouteContext& ctx);
+
+}  // namespace kvault
