@@ -146,3 +146,83 @@ TEST(ApiErrorTest, StatusMapsToHttpAndEnvelope) {
 
 }  // namespace
 }  // namespace kvault
+
+namespace kvault {
+namespace {
+
+TEST(OpenAiToolsParseTest, ToolsToolChoiceAndToolMessages) {
+  auto r = ParseChatCompletionRequest(R"({"messages":[
+      {"role":"user","content":"weather?"},
+      {"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function",
+        "function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},
+      {"role":"tool","tool_call_id":"call_1","content":"21C"}],
+    "tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}},
+             {"type":"function","function":{"name":"other"}}],
+    "tool_choice":{"type":"function","function":{"name":"get_weather"}},"user":"agent-7"})");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const auto& g = r->generate;
+  ASSERT_EQ(g.tools.size(), 1u);  // a named choice keeps only that tool
+  EXPECT_EQ(g.tools[0].name, "get_weather");
+  EXPECT_EQ(g.tool_choice, COMMON_CHAT_TOOL_CHOICE_REQUIRED);
+  ASSERT_EQ(g.messages[1].tool_calls.size(), 1u);
+  EXPECT_EQ(g.messages[1].tool_calls[0].id, "call_1");
+  EXPECT_EQ(g.messages[2].role, "tool");
+  EXPECT_EQ(g.messages[2].tool_call_id, "call_1");
+  EXPECT_EQ(r->user, "agent-7");
+}
+
+TEST(OpenAiToolsParseTest, BadToolInputIsNamed) {
+  auto err = [](const std::string& body) {
+    auto r = ParseChatCompletionRequest(body);
+    EXPECT_FALSE(r.ok()) << body;
+    return r.status().message();
+  };
+  const std::string msgs = R"("messages":[{"role":"user","content":"x"}])";
+  EXPECT_NE(err("{" + msgs + R"(,"tools":[{"type":"function","function":{}}]})").find("name"), std::string::npos);
+  EXPECT_NE(err("{" + msgs + R"(,"tool_choice":"required"})").find("tools"), std::string::npos);
+  EXPECT_NE(err("{" + msgs + R"(,"tools":[{"type":"function","function":{"name":"a"}}],"tool_choice":{"type":"function","function":{"name":"b"}}})")
+                .find("'b'"),
+            std::string::npos);
+  EXPECT_NE(err(R"({"messages":[{"role":"assistant","tool_calls":[{"function":{"name":"a","arguments":"{oops"}}]}]})")
+                .find("arguments"),
+            std::string::npos);
+  EXPECT_NE(err(R"({"messages":[{"role":"tool","content":"x"}]})").find("tool_call_id"), std::string::npos);
+  EXPECT_NE(err("{" + msgs + R"(,"response_format":{"type":"xml"}})").find("response_format"), std::string::npos);
+}
+
+TEST(OpenAiToolsParseTest, ResponseFormatBecomesASchema) {
+  auto r = ParseChatCompletionRequest(R"({"messages":[{"role":"user","content":"x"}],
+    "response_format":{"type":"json_schema","json_schema":{"name":"s","schema":{"type":"object","properties":{"a":{"type":"integer"}}}}}})");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(json::parse(r->generate.json_schema)["properties"]["a"]["type"], "integer");
+  auto o = ParseChatCompletionRequest(R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}})");
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(json::parse(o->generate.json_schema)["type"], "object");
+}
+
+TEST(OpenAiToolsRenderTest, ToolCallsInTheMessageAndInChunks) {
+  ChatCompletionResult r;
+  r.id = "chatcmpl-x";
+  r.model = "m";
+  r.tool_calls = {{"call_1", "get_weather", R"({"city":"Paris"})"}};
+  const json body = json::parse(RenderChatCompletion(r));
+  EXPECT_EQ(body["choices"][0]["finish_reason"], "tool_calls");
+  EXPECT_TRUE(body["choices"][0]["message"]["content"].is_null());
+  EXPECT_EQ(body["choices"][0]["message"]["tool_calls"][0]["function"]["name"], "get_weather");
+  EXPECT_EQ(body["choices"][0]["message"]["tool_calls"][0]["type"], "function");
+
+  const std::string start = RenderToolCallChunk(r, {OutputDelta::Kind::kToolStart, 0, "", "call_1", "get_weather"}, false);
+  const json c1 = json::parse(start.substr(6));
+  const json& call = c1["choices"][0]["delta"]["tool_calls"][0];
+  EXPECT_EQ(call["index"], 0);
+  EXPECT_EQ(call["id"], "call_1");
+  EXPECT_EQ(call["function"]["name"], "get_weather");
+  const std::string args = RenderToolCallChunk(r, {OutputDelta::Kind::kToolArgs, 0, "{\"ci", "", ""}, true);
+  const json c2 = json::parse(args.substr(6));
+  EXPECT_EQ(c2["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"], "{\"ci");
+  EXPECT_FALSE(c2["choices"][0]["delta"]["tool_calls"][0].contains("id"));
+  EXPECT_TRUE(c2["usage"].is_null());
+}
+
+}  // namespace
+}  // namespace kvault

@@ -1,0 +1,184 @@
+// Both APIs through the real server binary with API keys: authentication in each API's
+// envelope, tenants kept apart, request ids, Anthropic usage and count_tokens, raw completions.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <nlohmann/json.hpp>
+
+#include "server_process.h"
+#include "test_env.h"
+
+namespace kvault::testing {
+namespace {
+
+using json = nlohmann::json;
+
+const char* kKeyA = "test-key-A-0123456789";
+const char* kKeyB = "test-key-B-9876543210";
+
+// A system prompt long enough to span several 64-token blocks.
+std::string LongSystem() {
+  std::string s = "You are a careful assistant. ";
+  for (int i = 0; i < 60; ++i) s += "Rule " + std::to_string(i) + ": answer with care and cite sources. ";
+  return s;
+}
+
+class ApiTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    server_ = ServerProcess::Start({"--model", TinyModel().string(), "--ctx-size", "2048", "--log-level", "info",
+                                    "--api-key", kKeyA, "--api-key", kKeyB})
+                  .release();
+    ASSERT_TRUE(server_->WaitHealthy(std::chrono::seconds(60))) << server_->Log();
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  static httplib::Result Post(const std::string& path, const json& body, const httplib::Headers& headers) {
+    httplib::Client c("127.0.0.1", server_->port());
+    c.set_read_timeout(std::chrono::seconds(60));
+    return c.Post(path, headers, body.dump(), "application/json");
+  }
+  static json Messages(const json& body, const char* key) {
+    auto res = Post("/v1/messages", body, {{"x-api-key", key}});
+    EXPECT_TRUE(res);
+    if (!res) return json();
+    EXPECT_EQ(res->status, 200) << res->body;
+    return json::parse(res->body);
+  }
+  static ServerProcess* server_;
+};
+ServerProcess* ApiTest::server_ = nullptr;
+
+TEST_F(ApiTest, MissingOrWrongKeysGet401InEachApisEnvelope) {
+  const json chat = {{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"max_tokens", 2}};
+  const json msg = {{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"max_tokens", 2}};
+  for (const httplib::Headers& h : {httplib::Headers{}, httplib::Headers{{"x-api-key", "nope"}},
+                                     httplib::Headers{{"Authorization", "Bearer nope"}}}) {
+    auto o = Post("/v1/chat/completions", chat, h);
+    ASSERT_TRUE(o);
+    EXPECT_EQ(o->status, 401);
+    const json oj = json::parse(o->body);
+    EXPECT_EQ(oj["error"]["code"], "invalid_api_key");
+    auto a = Post("/v1/messages", msg, h);
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->status, 401);
+    const json aj = json::parse(a->body);
+    EXPECT_EQ(aj["type"], "error");
+    EXPECT_EQ(aj["error"]["type"], "authentication_error");
+    EXPECT_EQ(a->body.find("nope"), std::string::npos);  // the presented key is never echoed
+  }
+  httplib::Client c("127.0.0.1", server_->port());
+  auto models = c.Get("/v1/models");
+  ASSERT_TRUE(models);
+  EXPECT_EQ(models->status, 401);
+  auto ok = c.Get("/v1/models", httplib::Headers{{"Authorization", std::string("Bearer ") + kKeyA}});
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  // The key never reaches the log.
+  EXPECT_EQ(server_->Log().find(kKeyA), std::string::npos);
+}
+
+TEST_F(ApiTest, RequestIdIsEchoedOrGenerated) {
+  const json chat = {{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"max_tokens", 2}};
+  auto echoed = Post("/v1/chat/completions", chat, {{"x-api-key", kKeyA}, {"X-Request-Id", "abc-123"}});
+  ASSERT_TRUE(echoed);
+  EXPECT_EQ(echoed->get_header_value("X-Request-Id"), "abc-123");
+  auto generated = Post("/v1/chat/completions", chat, {{"x-api-key", kKeyA}});
+  ASSERT_TRUE(generated);
+  EXPECT_EQ(generated->get_header_value("X-Request-Id").rfind("req_", 0), 0u);
+  EXPECT_FALSE(generated->get_header_value("X-Cache-Tokens").empty());
+}
+
+TEST_F(ApiTest, AnthropicUsageAddsUpToCountTokensAndTheNextTurnReadsTheCache) {
+  const json turn1 = {{"model", "kvault-tiny"},
+                      {"max_tokens", 8},
+                      {"system", LongSystem()},
+                      {"messages", {{{"role", "user"}, {"content", "First question, please."}}}}};
+  json counted_body = turn1;
+  counted_body.erase("max_tokens");
+  auto counted = Post("/v1/messages/count_tokens", counted_body, {{"x-api-key", kKeyA}});
+  ASSERT_TRUE(counted);
+  ASSERT_EQ(counted->status, 200) << counted->body;
+  const int n = json::parse(counted->body)["input_tokens"];
+  const json r1 = Messages(turn1, kKeyA);
+  const json& u1 = r1["usage"];
+  EXPECT_EQ(u1["input_tokens"].get<int>() + u1["cache_creation_input_tokens"].get<int>() +
+                u1["cache_read_input_tokens"].get<int>(),
+            n)
+      << r1.dump();
+  EXPECT_GT(n, 500);
+  EXPECT_EQ(r1["type"], "message");
+  EXPECT_EQ(r1["id"].get<std::string>().rfind("msg_", 0), 0u);
+
+  json turn2 = turn1;
+  std::string answer;
+  for (const auto& b : r1["content"]) answer += b.value("text", "");
+  turn2["messages"].push_back({{"role", "assistant"}, {"content", answer.empty() ? "ok" : answer}});
+  turn2["messages"].push_back({{"role", "user"}, {"content", "Second question."}});
+  const json r2 = Messages(turn2, kKeyA);
+  EXPECT_GE(r2["usage"]["cache_read_input_tokens"].get<int>(), 512) << r2.dump();
+
+  // Another tenant sending the very same first turn gets no hit on tenant A's blocks.
+  const json other = Messages(turn1, kKeyB);
+  EXPECT_EQ(other["usage"]["cache_read_input_tokens"], 0) << other.dump();
+}
+
+TEST_F(ApiTest, AnthropicErrorsUseItsEnvelope) {
+  auto bad = Post("/v1/messages", {{"messages", {{{"role", "user"}, {"content", "x"}}}}}, {{"x-api-key", kKeyA}});
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  const json j = json::parse(bad->body);
+  EXPECT_EQ(j["type"], "error");
+  EXPECT_EQ(j["error"]["type"], "invalid_request_error");
+  EXPECT_NE(j["error"]["message"].get<std::string>().find("max_tokens"), std::string::npos);
+  httplib::Client c("127.0.0.1", server_->port());
+  auto malformed = c.Post("/v1/messages", {{"x-api-key", kKeyA}}, "{not json", "application/json");
+  ASSERT_TRUE(malformed);
+  EXPECT_EQ(malformed->status, 400);
+  EXPECT_EQ(json::parse(malformed->body)["type"], "error");
+}
+
+TEST_F(ApiTest, AnthropicStreamEndsWithMessageStopAndMatchesTheNonStreamedText) {
+  json body = {{"max_tokens", 12}, {"messages", {{{"role", "user"}, {"content", "Stream this, please."}}}}};
+  const json whole = Messages(body, kKeyA);
+  std::string expected;
+  for (const auto& b : whole["content"]) expected += b.value("text", "");
+  body["stream"] = true;
+  auto res = Post("/v1/messages", body, {{"x-api-key", kKeyA}});
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(res->get_header_value("Content-Type"), "text/event-stream");
+  std::string text;
+  std::vector<std::string> types;
+  size_t pos = 0;
+  while ((pos = res->body.find("data: ", pos)) != std::string::npos) {
+    const size_t end = res->body.find('\n', pos);
+    const json ev = json::parse(res->body.substr(pos + 6, end - pos - 6));
+    types.push_back(ev["type"]);
+    if (ev["type"] == "content_block_delta") text += ev["delta"]["text"].get<std::string>();
+    pos = end;
+  }
+  ASSERT_GE(types.size(), 5u);
+  EXPECT_EQ(types.front(), "message_start");
+  EXPECT_EQ(types[types.size() - 2], "message_delta");
+  EXPECT_EQ(types.back(), "message_stop");
+  EXPECT_EQ(text, expected);
+}
+
+TEST_F(ApiTest, RawCompletions) {
+  auto res = Post("/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 5}}, {{"x-api-key", kKeyA}});
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  const json j = json::parse(res->body);
+  EXPECT_EQ(j["object"], "text_completion");
+  EXPECT_TRUE(j["choices"][0]["text"].is_string());
+  EXPECT_EQ(j["usage"]["completion_tokens"], 5);
+  auto stream = Post("/v1/completions", {{"prompt", "x"}, {"stream", true}}, {{"x-api-key", kKeyA}});
+  ASSERT_TRUE(stream);
+  EXPECT_EQ(stream->status, 400);
+}
+
+}  // namespace
+}  // namespace kvault::testing
