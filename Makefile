@@ -21,7 +21,10 @@ export KVAULT_CACHE_DIR
 
 PYTHON           ?= /usr/bin/python3
 
-.PHONY: all deps configure build serve test bench bench-smoke format clean
+FUZZ_SECONDS     ?= 60
+FUZZ_BUILD_DIR   ?= build-fuzz
+
+.PHONY: all deps configure build serve test bench bench-smoke fuzz format clean
 
 all: build
 
@@ -48,6 +51,21 @@ bench: build
 
 bench-smoke: build
 	$(PYTHON) bench/bench.py --smoke
+
+# libFuzzer runs of every fuzz target (clang, ASan+UBSan), FUZZ_SECONDS each, corpus grown in
+# $(FUZZ_BUILD_DIR)/corpus. The first run builds llama.cpp again with clang (minutes).
+fuzz: deps
+	@command -v clang++ >/dev/null || { echo "clang is missing: apt-get install clang"; exit 1; }
+	@if [ ! -f $(FUZZ_BUILD_DIR)/build.ninja ]; then \
+	  CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DKVAULT_LLAMA_SOURCE_DIR=$(LLAMA_SRC) -DKVAULT_FUZZ=ON -DKVAULT_BUILD_TESTS=OFF; \
+	fi
+	cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) --target fuzz_openai_request fuzz_anthropic_request fuzz_block_file
+	@set -e; for t in openai_request anthropic_request block_file; do \
+	  mkdir -p $(FUZZ_BUILD_DIR)/corpus/$$t; \
+	  $(FUZZ_BUILD_DIR)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    $(FUZZ_BUILD_DIR)/corpus/$$t fuzz/corpus/$$t; \
+	done
 
 format:
 	@command -v clang-format >/dev/null || { echo "clang-format is missing: apt-get install clang-format"; exit 1; }
