@@ -40,6 +40,11 @@ struct ServeArgs {
   std::string data_dir;     // empty: DefaultDataDir()
   std::string log_level = "info";
   std::vector<std::string> api_keys;  // --api-key (repeatable) and KVAULT_API_KEYS (comma-separated)
+  std::vector<std::string> cors_origins;
+  double degraded_utilization = 0.9;
+  bool public_health = true;
+  bool public_metrics = true;
+  int drain_timeout_s = 30;
 };
 void AddServeCommand(CLI::App& app, ServeArgs* args);
 int RunServe(const ServeArgs& args);

@@ -81,6 +81,18 @@ void AddServeCommand(CLI::App& app, ServeArgs* a) {
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20))
       ->capture_default_str();
   serve->add_option("--log-level", a->log_level, "trace, debug, info, warn, error, off")->capture_default_str();
+  serve->add_option("--drain-timeout", a->drain_timeout_s,
+                    "on SIGTERM/SIGINT, seconds running requests may take to finish")
+      ->capture_default_str();
+  serve->add_option("--cors-origins", a->cors_origins,
+                    "browser origins allowed to call the API, comma-separated ('*': any; default: none)")
+      ->delimiter(',');
+  serve->add_option("--degraded-utilization", a->degraded_utilization,
+                    "/health answers 503 \"degraded\" when running requests hold more of the pool than this")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  serve->add_flag("!--private-health", a->public_health, "/health needs an API key (/health/live never does)");
+  serve->add_flag("!--private-metrics", a->public_metrics, "/metrics needs an API key");
   serve->add_option("--api-key", a->api_keys,
                     "accept this API key (repeatable; also KVAULT_API_KEYS=k1,k2); each key is its own cache "
                     "tenant; without keys the API is open");
@@ -162,6 +174,10 @@ int RunServe(const ServeArgs& a) {
   so.http_threads = a.http_threads;
   so.http_threads_max = static_cast<int>(a.parallel + a.max_queue) + a.http_threads;
   so.api_keys = a.api_keys;
+  so.cors_origins = a.cors_origins;
+  so.degraded_utilization = a.degraded_utilization;
+  so.public_health = a.public_health;
+  so.public_metrics = a.public_metrics;
   if (const char* env = std::getenv("KVAULT_API_KEYS")) {
     std::string list = env;
     for (size_t pos = 0; pos <= list.size();) {
@@ -181,18 +197,36 @@ int RunServe(const ServeArgs& a) {
     return kExitUsage;
   }
 
-  std::atomic<bool> stopping{false};
-  std::thread signal_thread([&server, &stopping, signals] {
+  // Signals: the first drains (new requests 503, running ones finish up to --drain-timeout),
+  // then stops the server; the engine's shutdown flushes every pending block to disk. A second
+  // signal exits at once: block files are written to a temp name and renamed, so the cache
+  // directory stays consistent (an interrupted write leaves a temp file, removed at next start).
+  std::atomic<bool> finished{false};
+  std::thread signal_thread([&server, &finished, signals, drain_s = a.drain_timeout_s] {
     int sig = 0;
     sigwait(&signals, &sig);
-    if (!stopping.exchange(true)) {
-      spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    if (finished.load()) return;
+    spdlog::info("received {}: draining ({} request(s) in flight, waiting up to {} s)",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM", server.in_flight(), drain_s);
+    server.StartDraining();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(drain_s);
+    const timespec tick{0, 50 * 1000 * 1000};
+    while (server.in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
+      if (sigtimedwait(&signals, nullptr, &tick) > 0) {
+        spdlog::warn("second signal: exiting now");
+        std::_Exit(kExitFailure);
+      }
     }
+    if (server.in_flight() > 0) spdlog::warn("drain timeout: {} request(s) cut short", server.in_flight());
     server.Stop();
+    sigwait(&signals, &sig);  // a second signal during the final flush
+    if (finished.load()) return;
+    spdlog::warn("second signal: exiting now");
+    std::_Exit(kExitFailure);
   });
-  // Ends the signal thread when shutdown was not caused by a signal.
+  // Ends the signal thread when shutdown is complete (or was not caused by a signal).
   auto finish_signal_thread = [&] {
-    stopping.store(true);
+    finished.store(true);
     pthread_kill(signal_thread.native_handle(), SIGTERM);
     signal_thread.join();
   };
@@ -212,10 +246,11 @@ int RunServe(const ServeArgs& a) {
   spdlog::info("kvault listening on http://{}:{} (model {})", a.host, server.port(), engine->info().id);
 
   http_thread.join();  // until a signal stops the server
-  finish_signal_thread();
   server.SetEngine(nullptr);
-  engine.reset();
-  spdlog::info("stopped");
+  const uint64_t pending = engine->store_stats().pending_writes;
+  engine.reset();  // stops the engine thread; the KV store writes what is pending
+  finish_signal_thread();
+  spdlog::info("stopped ({} pending block write(s) flushed)", pending);
   return kExitOk;
 }
 

@@ -746,6 +746,7 @@ class Engine::Impl {
     st.pool_blocks_used = ps.used_blocks;
     st.pool_blocks_reserved = ps.reserved_blocks;
     st.pool_utilization = ps.utilization();
+    st.pool_active_utilization = ps.active_utilization();
     st.running = static_cast<uint32_t>(running_.size());
     st.idle_resident = ps.idle_slots;
     st.evictions = ps.evictions;

@@ -73,6 +73,7 @@ struct EngineStats {
   uint32_t pool_blocks_used = 0;
   uint32_t pool_blocks_reserved = 0;
   double pool_utilization = 0;  // (used + reserved) / total
+  double pool_active_utilization = 0;  // blocks of running requests / total (idle ones are evictable)
   uint32_t running = 0;
   uint32_t waiting = 0;         // admitted to the queue, not yet running
   uint32_t idle_resident = 0;

@@ -210,6 +210,7 @@ KvPoolStats KvPool::stats() const {
   KvPoolStats st;
   st.total_blocks = blocks_.total_blocks();
   uint32_t reserved = 0;
+  std::vector<bool> active(st.total_blocks, false);
   for (const Slot& s : slots_) {
     switch (s.state) {
       case State::kFree: ++st.free_slots; break;
@@ -217,6 +218,12 @@ KvPoolStats KvPool::stats() const {
       case State::kActive:
         ++st.active_slots;
         reserved += static_cast<uint32_t>(s.blocks.size()) - BlocksFor(s.tokens.size());
+        for (auto b : s.blocks) {
+          if (static_cast<size_t>(b) < active.size() && !active[b]) {
+            active[b] = true;
+            ++st.active_blocks;
+          }
+        }
         break;
     }
   }

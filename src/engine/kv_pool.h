@@ -36,6 +36,7 @@ struct KvPoolStats {
   uint32_t total_blocks = 0;
   uint32_t used_blocks = 0;      // holding KV of resident tokens
   uint32_t reserved_blocks = 0;  // held for running requests' future tokens
+  uint32_t active_blocks = 0;    // held by running requests (KV and reserved): not evictable
   uint32_t active_slots = 0;
   uint32_t idle_slots = 0;
   uint32_t free_slots = 0;
@@ -43,6 +44,8 @@ struct KvPoolStats {
   double utilization() const {
     return total_blocks ? static_cast<double>(used_blocks + reserved_blocks) / total_blocks : 0.0;
   }
+  // The part that evicting idle sequences cannot free: what /health calls load.
+  double active_utilization() const { return total_blocks ? static_cast<double>(active_blocks) / total_blocks : 0.0; }
 };
 
 class KvPool {

@@ -65,6 +65,22 @@ void HttpServer::WaitUntilReady() { http_->wait_until_ready(); }
 
 void HttpServer::Stop() { http_->stop(); }
 
+RouteContext HttpServer::Context() { return RouteContext{&engine_, &keys_, &metrics_, &draining_, &in_flight_}; }
+
+bool HttpServer::CorsAllows(const std::string& origin) const {
+  for (const auto& o : options_.cors_origins) {
+    if (o == "*" || o == origin) return true;
+  }
+  return false;
+}
+
+bool HttpServer::Authorized(const httplib::Request& req, httplib::Response& res) {
+  auto tenant = keys_.Authenticate(req.get_header_value("x-api-key"), req.get_header_value("Authorization"));
+  if (tenant.ok()) return true;
+  SendError(req, res, ApiErrorFromStatus(tenant.status()));
+  return false;
+}
+
 void HttpServer::RegisterRoutes() {
   const size_t threads = static_cast<size_t>(std::max(1, options_.http_threads));
   const size_t max_threads = std::max(threads, static_cast<size_t>(std::max(0, options_.http_threads_max)));
@@ -72,10 +88,33 @@ void HttpServer::RegisterRoutes() {
   http_->set_payload_max_length(options_.max_body_bytes);
 
   // Every response carries a request id: the client's X-Request-Id (made safe) or a new one.
-  http_->set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+  // CORS: allowed origins get their headers, and preflights are answered here, before auth.
+  http_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     std::string id = SanitizeId(req.get_header_value("X-Request-Id"));
     res.set_header("X-Request-Id", id.empty() ? NewRandomId("req_") : id);
+    const std::string origin = req.get_header_value("Origin");
+    const bool allowed = !origin.empty() && CorsAllows(origin);
+    if (allowed) {
+      res.set_header("Access-Control-Allow-Origin", origin);
+      res.set_header("Vary", "Origin");
+      res.set_header("Access-Control-Expose-Headers", "X-Request-Id, X-Cache-Tokens, Retry-After");
+    }
+    if (req.method == "OPTIONS") {
+      res.status = allowed ? 204 : 403;
+      if (allowed) {
+        res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+        const std::string asked = req.get_header_value("Access-Control-Request-Headers");
+        res.set_header("Access-Control-Allow-Headers",
+                       asked.empty() ? "Content-Type, Authorization, x-api-key, anthropic-version, X-Agent-Id, X-Request-Id"
+                                     : asked);
+        res.set_header("Access-Control-Max-Age", "600");
+      }
+      return httplib::Server::HandlerResponse::Handled;
+    }
     return httplib::Server::HandlerResponse::Unhandled;
+  });
+  http_->set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    metrics_.ObserveHttp(EndpointLabel(req.path), res.status);
   });
   http_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (res.status == 404) {
@@ -99,20 +138,39 @@ void HttpServer::RegisterRoutes() {
     SendError(req, res, {500, "api_error", "internal server error"});
   });
 
-  http_->Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+  http_->Get("/health/live", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"status":"alive"})", kJson);
+  });
+
+  http_->Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
+    if (!options_.public_metrics && !Authorized(req, res)) return;
+    res.set_content(metrics_.Render(engine_.load(), draining_.load()), "text/plain; version=0.0.4; charset=utf-8");
+  });
+
+  http_->Get("/health", [this](const httplib::Request& req, httplib::Response& res) {
+    if (!options_.public_health && !Authorized(req, res)) return;
     Engine* engine = engine_.load();
     if (!engine) {
       res.status = 503;
-      res.set_content(R"({"status":"loading"})", kJson);
+      res.set_content(draining_.load() ? R"({"status":"draining"})" : R"({"status":"loading"})", kJson);
       return;
     }
     const EngineStats st = engine->stats();
-    json body = {{"status", "ok"},
+    std::string status = "ok";
+    if (draining_.load()) {
+      status = "draining";
+    } else if (st.pool_active_utilization > options_.degraded_utilization) {
+      status = "degraded";
+    }
+    if (status != "ok") res.status = 503;
+    json body = {{"status", status},
                  {"model", engine->info().id},
                  {"queue_depth", st.waiting},
                  {"running", st.running},
                  {"pool",
                   {{"utilization", st.pool_utilization},
+                   {"active_utilization", st.pool_active_utilization},
+                   {"degraded_above", options_.degraded_utilization},
                    {"blocks_total", st.pool_blocks_total},
                    {"blocks_used", st.pool_blocks_used},
                    {"blocks_reserved", st.pool_blocks_reserved},
@@ -152,7 +210,7 @@ void HttpServer::RegisterRoutes() {
   });
 
   http_->Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
-    auto call = BeginCall(RouteContext{&engine_, &keys_}, req, res, ApiFlavor::kOpenAi);
+    auto call = BeginCall(Context(), req, res, ApiFlavor::kOpenAi);
     if (!call) return;
     const ModelInfo& m = call->engine->info();
     json model = {{"id", m.id},
@@ -172,7 +230,7 @@ void HttpServer::RegisterRoutes() {
     res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), kJson);
   });
 
-  const RouteContext ctx{&engine_, &keys_};
+  const RouteContext ctx = Context();
   RegisterOpenAiRoutes(*http_, ctx);
   RegisterAnthropicRoutes(*http_, ctx);
 }

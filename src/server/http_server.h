@@ -14,9 +14,13 @@
 #include "core/status.h"
 #include "engine/engine.h"
 #include "server/api_keys.h"
+#include "server/metrics.h"
+#include "server/routes.h"
 
 namespace httplib {
 class Server;
+struct Request;
+struct Response;
 }
 
 namespace kvault {
@@ -30,6 +34,10 @@ struct ServerOptions {
                               // --parallel + --max-queue
   size_t max_body_bytes = 32u << 20;      // larger bodies get 413
   std::vector<std::string> api_keys;      // empty: no authentication
+  std::vector<std::string> cors_origins;  // browser origins allowed to call the API ("*": any)
+  double degraded_utilization = 0.9;      // /health answers 503 "degraded" above this pool load
+  bool public_health = true;              // false: /health needs an API key (/health/live never does)
+  bool public_metrics = true;             // false: /metrics needs an API key
 };
 
 class HttpServer {
@@ -47,12 +55,25 @@ class HttpServer {
   void Stop();
   int port() const { return bound_port_; }
 
+  // Graceful shutdown, first step: new API requests get 503 (overloaded, Retry-After), /health
+  // says "draining"; requests already running go on.
+  void StartDraining() { draining_.store(true); }
+  // Requests inside an API handler right now (streams included).
+  int in_flight() const { return in_flight_.load(); }
+
  private:
   void RegisterRoutes();
+  RouteContext Context();
+  bool CorsAllows(const std::string& origin) const;
+  // For /health and /metrics when they are not public; answers 401 itself.
+  bool Authorized(const httplib::Request& req, httplib::Response& res);
 
   ServerOptions options_;
   std::atomic<Engine*> engine_;  // not owned; outlives the server
   ApiKeys keys_;
+  Metrics metrics_;
+  std::atomic<bool> draining_{false};
+  std::atomic<int> in_flight_{0};
   std::unique_ptr<httplib::Server> http_;
   int bound_port_ = 0;
 };

@@ -30,6 +30,11 @@ std::optional<CallContext> BeginCall(const RouteContext& ctx, const httplib::Req
                                      ApiFlavor flavor) {
   CallContext call;
   call.request_id = res.get_header_value("X-Request-Id");
+  call.metrics = ctx.metrics;
+  if (ctx.draining && ctx.draining->load()) {
+    SendApiError(res, flavor, ApiErrorFromStatus(Status::Unavailable("the server is shutting down")));
+    return std::nullopt;
+  }
   auto tenant = ctx.keys->Authenticate(req.get_header_value("x-api-key"), req.get_header_value("Authorization"));
   if (!tenant.ok()) {
     spdlog::info("request {}: {} {} rejected: {}", call.request_id, req.method, req.path, tenant.status().message());
@@ -43,6 +48,7 @@ std::optional<CallContext> BeginCall(const RouteContext& ctx, const httplib::Req
     return std::nullopt;
   }
   call.agent_id = SanitizeId(req.get_header_value("X-Agent-Id"));
+  call.in_flight = std::make_shared<InFlight>(ctx.in_flight);
   return call;
 }
 
@@ -69,6 +75,7 @@ int64_t UnixNow() {
 }
 
 void LogRequest(const CallContext& call, const char* api, const GenerationEvent& done, int http_status) {
+  if (call.metrics && done.kind == GenerationEvent::Kind::kDone) call.metrics->ObserveGeneration(api, done);
   spdlog::info(
       "request {} api={} agent={} status={} prompt={} cached={} (pool {} ram {} disk {}) generated={} "
       "queue_ms={:.0f} ttft_ms={:.0f} total_ms={:.0f}",

@@ -4,12 +4,14 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "api/errors.h"
 #include "engine/engine.h"
 #include "server/api_keys.h"
+#include "server/metrics.h"
 
 namespace httplib {
 class Server;
@@ -24,6 +26,25 @@ enum class ApiFlavor { kOpenAi, kAnthropic };
 struct RouteContext {
   std::atomic<Engine*>* engine = nullptr;  // null until the model is loaded
   const ApiKeys* keys = nullptr;
+  Metrics* metrics = nullptr;
+  const std::atomic<bool>* draining = nullptr;
+  std::atomic<int>* in_flight = nullptr;
+};
+
+// Counts a request as in flight for as long as it lives (streams: until the stream ends).
+class InFlight {
+ public:
+  explicit InFlight(std::atomic<int>* n) : n_(n) {
+    if (n_) n_->fetch_add(1);
+  }
+  ~InFlight() {
+    if (n_) n_->fetch_sub(1);
+  }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+
+ private:
+  std::atomic<int>* n_;
 };
 
 // One API call's identity, after the checks every generation route makes.
@@ -32,6 +53,8 @@ struct CallContext {
   std::string tenant;
   std::string request_id;
   std::string agent_id;  // X-Agent-Id; the API's user field is the fallback (set by the route)
+  Metrics* metrics = nullptr;
+  std::shared_ptr<InFlight> in_flight;  // copied into stream state so a stream counts until it ends
 };
 
 // Writes `e` in the flavor's envelope (status, Retry-After on 429/503/529).
@@ -51,7 +74,7 @@ int64_t UnixNow();
 // spaces, at most 256 characters; anything else becomes '_'.
 std::string SanitizeId(const std::string& id);
 
-// One log line per finished request.
+// One log line per finished request; finished generations also go to the metrics.
 void LogRequest(const CallContext& call, const char* api, const GenerationEvent& done, int http_status);
 
 void RegisterOpenAiRoutes(httplib::Server& http, const RouteContext& ctx);

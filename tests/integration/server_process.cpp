@@ -140,6 +140,13 @@ int ServerProcess::Stop(int sig, std::chrono::seconds timeout) {
   return code;
 }
 
+int ServerProcess::Wait(std::chrono::seconds timeout) {
+  if (pid_ <= 0) return -1;
+  int code = WaitFor(pid_, timeout);
+  if (code >= 0) pid_ = -1;
+  return code;
+}
+
 std::string ServerProcess::Log() const { return ReadFile(log_); }
 
 }  // namespace kvault::testing

@@ -31,7 +31,11 @@ class ServerProcess {
   // Sends `sig` and waits; returns the exit code (128+signal if killed by one), -1 on timeout.
   int Stop(int sig, std::chrono::seconds timeout = std::chrono::seconds(30));
 
+  // Waits for the process to exit by itself; its exit code, or -1 on timeout.
+  int Wait(std::chrono::seconds timeout);
+
   int port() const { return port_; }
+  pid_t pid() const { return pid_; }
   std::string Log() const;
 
  private:

@@ -191,7 +191,8 @@ TEST(ServerLifecycleTest, SigtermStopsCleanlyWithExitZero) {
   auto server = ServerProcess::Start({"--model", TinyModel().string(), "--log-level", "info"});
   ASSERT_TRUE(server->WaitHealthy(std::chrono::seconds(60))) << server->Log();
   EXPECT_EQ(server->Stop(SIGTERM), 0) << server->Log();
-  EXPECT_NE(server->Log().find("shutting down"), std::string::npos);
+  EXPECT_NE(server->Log().find("draining"), std::string::npos);
+  EXPECT_NE(server->Log().find("stopped"), std::string::npos);
 }
 
 TEST(ServerLifecycleTest, DefaultModelIsGeneratedIntoTheDataDirectory) {
