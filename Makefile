@@ -4,9 +4,9 @@
 SHELL := /bin/bash
 
 BUILD_DIR        ?= build
-KVAULT_CACHE_DIR ?= $(HOME)/.cache/kvault
+KVAULT_DEPS_DIR  ?= $(HOME)/.cache/kvault
 LLAMA_TAG        := v0.4.0
-LLAMA_SRC        ?= $(KVAULT_CACHE_DIR)/llama.cpp-$(LLAMA_TAG)
+LLAMA_SRC        ?= $(KVAULT_DEPS_DIR)/llama.cpp-$(LLAMA_TAG)
 JOBS             ?= $(shell nproc)
 HOST             ?= 127.0.0.1
 PORT             ?= 8080
@@ -17,7 +17,7 @@ ifdef CI
 CMAKE_FLAGS += -DKVAULT_WERROR=ON
 endif
 
-export KVAULT_CACHE_DIR
+export KVAULT_DEPS_DIR
 
 PYTHON           ?= /usr/bin/python3
 

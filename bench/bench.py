@@ -41,7 +41,7 @@ import urllib.error
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CACHE = os.environ.get("KVAULT_CACHE_DIR", os.path.expanduser("~/.cache/kvault"))
+CACHE = os.environ.get("KVAULT_DEPS_DIR", os.path.expanduser("~/.cache/kvault"))
 WORDS = ("time person year way day thing man world life hand part child eye woman place work week case "
          "point government company number group problem fact river mountain garden window music letter "
          "market doctor station summer winter island forest engine signal bridge castle planet ocean").split()

@@ -4,7 +4,7 @@
 # benchmarks compare kvault with llama.cpp at the same version, flags and machine.
 # Prints the directory holding the binaries. Rebuilds are ccache hits.
 set -euo pipefail
-CACHE_DIR="${KVAULT_CACHE_DIR:-$HOME/.cache/kvault}"
+CACHE_DIR="${KVAULT_DEPS_DIR:-$HOME/.cache/kvault}"
 LLAMA_TAG=v0.4.0
 SRC="$CACHE_DIR/llama.cpp-$LLAMA_TAG"
 BUILD="$CACHE_DIR/llama-tools-$LLAMA_TAG"

@@ -2,7 +2,7 @@
 # Installs what kvault needs to build and test on Debian 12, and provides the pinned llama.cpp
 # source tree. Idempotent: a second run only checks. Says what it installs.
 #
-#   KVAULT_CACHE_DIR   where the llama.cpp source and its npm tarball live (default ~/.cache/kvault)
+#   KVAULT_DEPS_DIR   where the llama.cpp source and its npm tarball live (default ~/.cache/kvault)
 #
 # llama.cpp is pinned to the release that npm package node-llama-cpp@3.21.1 ships as a git
 # bundle; the tarball's sha512 integrity is checked before anything is unpacked.
@@ -12,7 +12,7 @@ NODE_LLAMA_CPP_VERSION=3.21.1
 NODE_LLAMA_CPP_INTEGRITY="sha512-E3N0Ev2Va0wzydvXYFwM9Hvyo07PoWjt8T/9GMc43Cvt8YkV/NU/tYUgEMC1grTPv2o9PRjQi0G3Wb5P/awiMg=="
 LLAMA_TAG=v0.4.0
 
-CACHE_DIR="${KVAULT_CACHE_DIR:-$HOME/.cache/kvault}"
+CACHE_DIR="${KVAULT_DEPS_DIR:-$HOME/.cache/kvault}"
 LLAMA_DIR="$CACHE_DIR/llama.cpp-$LLAMA_TAG"
 
 say() { echo "deps: $*"; }

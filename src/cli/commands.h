@@ -45,9 +45,12 @@ struct ServeArgs {
   bool public_health = true;
   bool public_metrics = true;
   int drain_timeout_s = 30;
+  bool print_config = false;
 };
 void AddServeCommand(CLI::App& app, ServeArgs* args);
 int RunServe(const ServeArgs& args);
+// The serve command's configuration in effect, as TOML (API keys hidden).
+std::string EffectiveConfig(const CLI::App& serve);
 
 struct MakeDemoArgs {
   std::string size = "small";

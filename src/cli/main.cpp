@@ -23,6 +23,10 @@ int main(int argc, char** argv) {
     const int code = app.exit(e);
     return code == 0 ? kvault::kExitOk : kvault::kExitUsage;
   }
+  if (app.got_subcommand("serve") && serve.print_config) {
+    std::cout << kvault::EffectiveConfig(*app.get_subcommand("serve"));
+    return kvault::kExitOk;
+  }
   if (app.got_subcommand("serve")) return kvault::RunServe(serve);
   if (app.got_subcommand("model")) return kvault::RunMakeDemo(demo);
   if (app.got_subcommand("cache")) return kvault::RunCache(cache);

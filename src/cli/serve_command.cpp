@@ -20,6 +20,18 @@ namespace kvault {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+// The environment variable of a serve option: KVAULT_ + its long name in capitals, '_' for '-'.
+std::string EnvName(const std::string& option) {
+  if (option == "api-key") return "KVAULT_API_KEYS";  // a comma-separated list
+  std::string env = "KVAULT_";
+  for (char c : option) env += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return env;
+}
+
+}  // namespace
+
 void AddServeCommand(CLI::App& app, ServeArgs* a) {
   CLI::App* serve = app.add_subcommand("serve", "Run the inference server");
   serve->add_option("-m,--model", a->model,
@@ -95,7 +107,55 @@ void AddServeCommand(CLI::App& app, ServeArgs* a) {
   serve->add_flag("!--private-metrics", a->public_metrics, "/metrics needs an API key");
   serve->add_option("--api-key", a->api_keys,
                     "accept this API key (repeatable; also KVAULT_API_KEYS=k1,k2); each key is its own cache "
-                    "tenant; without keys the API is open");
+                    "tenant; without keys the API is open")
+      ->delimiter(',');
+  serve->add_flag("--print-config", a->print_config,
+                  "print the configuration in effect (file, environment and flags merged; keys hidden) and exit");
+  // Configuration: flags > KVAULT_* environment variables > the --config TOML file > defaults.
+  // Every option's variable is KVAULT_ + its long name in capitals with '_' for '-'
+  // (KVAULT_CTX_SIZE); the keys are KVAULT_API_KEYS (comma-separated).
+  for (CLI::Option* opt : serve->get_options()) {
+    std::string name = opt->get_single_name();
+    if (name.empty() || name == "help" || name == "print-config") continue;
+    opt->envname(EnvName(name));
+  }
+  // CLI11 reads config files only on the top-level app: the file is attached there (reachable
+  // as `kvault serve --config F` through fallthrough), and its top-level keys are given to
+  // `serve`, so the file reads `port = 8080`, not `[serve] port = 8080`.
+  struct ServeKeysToml : CLI::ConfigTOML {
+    std::vector<CLI::ConfigItem> from_config(std::istream& input) const override {
+      std::vector<CLI::ConfigItem> items;
+      for (auto& item : CLI::ConfigTOML::from_config(input)) {
+        if (item.parents.empty()) item.parents = {"serve"};
+        // CLI11 applies a file before the environment; the environment must win, so a key
+        // whose KVAULT_* variable is set is left to it.
+        if (item.parents == std::vector<std::string>{"serve"} && std::getenv(EnvName(item.name).c_str())) continue;
+        items.push_back(std::move(item));
+      }
+      return items;
+    }
+  };
+  app.config_formatter(std::make_shared<ServeKeysToml>());
+  app.set_config("--config", "", "TOML configuration file for serve; keys are the long option names (port = 8080)");
+  app.allow_config_extras(CLI::config_extras_mode::error);
+  serve->allow_config_extras(CLI::config_extras_mode::error);
+  serve->fallthrough();
+}
+
+std::string EffectiveConfig(const CLI::App& serve) {
+  // CLI11 writes TOML; API keys are secrets and are never printed.
+  std::string text = serve.config_to_str(/*default_also=*/true, /*write_description=*/false);
+  std::string out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(pos, end - pos);
+    if (line.rfind("api-key", 0) == 0) line = "api-key=\"<hidden>\"";
+    if (line.rfind("print-config", 0) != 0 && line.rfind("config", 0) != 0) out += line + "\n";
+    pos = end + 1;
+  }
+  return out;
 }
 
 namespace {
@@ -178,16 +238,6 @@ int RunServe(const ServeArgs& a) {
   so.degraded_utilization = a.degraded_utilization;
   so.public_health = a.public_health;
   so.public_metrics = a.public_metrics;
-  if (const char* env = std::getenv("KVAULT_API_KEYS")) {
-    std::string list = env;
-    for (size_t pos = 0; pos <= list.size();) {
-      size_t comma = list.find(',', pos);
-      if (comma == std::string::npos) comma = list.size();
-      std::string key = list.substr(pos, comma - pos);
-      if (!key.empty()) so.api_keys.push_back(std::move(key));
-      pos = comma + 1;
-    }
-  }
   spdlog::info("authentication: {}", so.api_keys.empty() ? "off (no --api-key): the API is open"
                                                          : std::to_string(so.api_keys.size()) + " API key(s)");
   HttpServer server(so, nullptr);

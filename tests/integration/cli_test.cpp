@@ -85,3 +85,52 @@ TEST(CliTest, MakeDemoWritesALoadableModel) {
 
 }  // namespace
 }  // namespace kvault::testing
+
+namespace kvault::testing {
+namespace {
+
+// The value of `key=` in --print-config output.
+std::string ConfigValue(const std::string& out, const std::string& key) {
+  const size_t at = out.find("\n" + key + "=");
+  if (at == std::string::npos) return "<missing>";
+  const size_t start = at + key.size() + 2;
+  return out.substr(start, out.find('\n', start) - start);
+}
+
+TEST(ConfigTest, FlagsBeatEnvironmentBeatFileBeatDefaults) {
+  const auto dir = ScratchDir("cli-config");
+  std::ofstream(dir / "kvault.toml") << "port = 9001\nctx-size = 2048\nparallel = 3\napi-key = [\"file-secret-key\"]\n";
+  const std::string file = (dir / "kvault.toml").string();
+  setenv("KVAULT_PORT", "9002", 1);
+  setenv("KVAULT_CTX_SIZE", "3072", 1);
+  std::string out;
+  EXPECT_EQ(RunKvault({"serve", "--config", file, "--ctx-size", "1024", "--print-config"}, &out), 0) << out;
+  unsetenv("KVAULT_PORT");
+  unsetenv("KVAULT_CTX_SIZE");
+  out = "\n" + out;
+  EXPECT_EQ(ConfigValue(out, "ctx-size"), "1024");   // flag over environment and file
+  EXPECT_EQ(ConfigValue(out, "port"), "9002");       // environment over file
+  EXPECT_EQ(ConfigValue(out, "parallel"), "3");      // file over default
+  EXPECT_EQ(ConfigValue(out, "max-queue"), "64");    // default
+  EXPECT_EQ(out.find("file-secret-key"), std::string::npos) << "keys must never be printed";
+}
+
+TEST(ConfigTest, UnknownKeysAndBadValuesAreUsageErrorsNamingTheKey) {
+  const auto dir = ScratchDir("cli-config-bad");
+  std::ofstream(dir / "unknown.toml") << "port = 9001\npoart = 9002\n";
+  std::ofstream(dir / "range.toml") << "port = 99999\n";
+  std::string out;
+  EXPECT_EQ(RunKvault({"serve", "--config", (dir / "unknown.toml").string(), "--print-config"}, &out), 2);
+  EXPECT_NE(out.find("poart"), std::string::npos) << out;
+  EXPECT_EQ(RunKvault({"serve", "--config", (dir / "range.toml").string(), "--print-config"}, &out), 2);
+  EXPECT_NE(out.find("--port"), std::string::npos) << out;
+  EXPECT_EQ(RunKvault({"serve", "--config", (dir / "missing.toml").string(), "--print-config"}, &out), 2);
+  EXPECT_NE(out.find("missing.toml"), std::string::npos) << out;
+  setenv("KVAULT_CTX_SIZE", "lots", 1);
+  EXPECT_EQ(RunKvault({"serve", "--print-config"}, &out), 2);
+  unsetenv("KVAULT_CTX_SIZE");
+  EXPECT_NE(out.find("--ctx-size"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace kvault::testing
