@@ -294,8 +294,8 @@ StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(std::string_view body
 
 const char* OpenAiFinishReason(const ChatCompletionResult& r) {
   // OpenAI reports both the model's end of turn and a matched stop sequence as "stop".
-  if (!r.tool_calls.empty()) return "tool_calls";
-  return r.finish == FinishReason::kLength ? "length" : "stop";
+  if (r.finish == FinishReason::kLength) return "length";  // even when a call was cut short
+  return r.tool_calls.empty() ? "stop" : "tool_calls";
 }
 
 std::string RenderChatCompletion(const ChatCompletionResult& r) {

@@ -100,7 +100,10 @@ async function startOnce({ name, extraArgs, auth }) {
 
   const fd = fs.openSync(logFile, 'a');
   fs.writeSync(fd, `$ ${bin} ${args.join(' ')}\n`);
-  const child = spawn(bin, args, { stdio: ['ignore', fd, fd] });
+  // kvault reads KVAULT_<OPTION> variables (KVAULT_API_KEYS, KVAULT_PARALLEL, ...): none reach the
+  // server, so it runs with exactly the flags above whatever the caller's environment holds.
+  const childEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KVAULT_')));
+  const child = spawn(bin, args, { stdio: ['ignore', fd, fd], env: childEnv });
   fs.closeSync(fd);  // the child holds its own copy
   live.add(child);
 

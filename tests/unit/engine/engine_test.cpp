@@ -263,13 +263,34 @@ TEST(EngineBackpressureTest, FullQueueIsOverloadedAtOnce) {
   o.max_queue = 2;
   auto e = StartEngine(o);
   auto first = e->Submit(UserSays("long one", 300));
+  for (int i = 0; i < 500 && e->stats().running < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(e->stats().running, 1u);
   auto second = e->Submit(UserSays("second", 4));
-  auto third = e->Submit(UserSays("third", 4));  // queue holds 2: rejected
-  Output t = Collect(third);
-  EXPECT_EQ(t.error.code(), Status::Code::kOverloaded);
+  auto third = e->Submit(UserSays("third", 4));
+  auto fourth = e->Submit(UserSays("fourth", 4));  // one running, the queue holds 2: rejected
+  Output f = Collect(fourth);
+  EXPECT_EQ(f.error.code(), Status::Code::kOverloaded);
   first->Cancel();
   EXPECT_TRUE(Collect(first).error.ok());
   EXPECT_TRUE(Collect(second).error.ok());
+  EXPECT_TRUE(Collect(third).error.ok());
+}
+
+TEST(EngineBackpressureTest, ZeroQueueStillRunsWhatFitsAndRejectsTheRest) {
+  EngineOptions o = TinyOptions();
+  o.parallel = 1;
+  o.resident_seqs = 1;
+  o.max_queue = 0;
+  auto e = StartEngine(o);
+  // Idle server: the request starts at once, max_queue 0 does not reject it.
+  Output alone = Collect(e->Submit(UserSays("alone", 4)));
+  EXPECT_TRUE(alone.error.ok()) << alone.error.ToString();
+  auto first = e->Submit(UserSays("long one", 300));
+  for (int i = 0; i < 500 && e->stats().running < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  Output second = Collect(e->Submit(UserSays("second", 4)));
+  EXPECT_EQ(second.error.code(), Status::Code::kOverloaded);
+  first->Cancel();
+  Collect(first);
 }
 
 TEST(EngineBackpressureTest, RequestsWaitingTooLongTimeOut) {
