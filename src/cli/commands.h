@@ -45,6 +45,8 @@ struct ServeArgs {
   bool public_health = true;
   bool public_metrics = true;
   int drain_timeout_s = 30;
+  std::string durability = "async";
+  uint32_t debug_slow_disk_ms = 0;
   bool print_config = false;
 };
 void AddServeCommand(CLI::App& app, ServeArgs* args);

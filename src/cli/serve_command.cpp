@@ -93,6 +93,13 @@ void AddServeCommand(CLI::App& app, ServeArgs* a) {
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20))
       ->capture_default_str();
   serve->add_option("--log-level", a->log_level, "trace, debug, info, warn, error, off")->capture_default_str();
+  serve->add_option("--durability", a->durability,
+                    "async: a response ends at once and its KV blocks reach disk right after; sync: the "
+                    "response's final event waits until its blocks are on disk")
+      ->check(CLI::IsMember({"async", "sync"}))
+      ->capture_default_str();
+  serve->add_option("--debug-slow-disk-ms", a->debug_slow_disk_ms, "fault injection: delay every block write")
+      ->group("");  // hidden: for tests
   serve->add_option("--drain-timeout", a->drain_timeout_s,
                     "on SIGTERM/SIGINT, seconds running requests may take to finish")
       ->capture_default_str();
@@ -219,6 +226,8 @@ int RunServe(const ServeArgs& a) {
   eo.step_tokens = a.step_tokens;
   eo.max_queue = a.max_queue;
   eo.queue_timeout_ms = a.queue_timeout_s * 1000;
+  eo.sync_durability = a.durability == "sync";
+  eo.debug_slow_write_ms = a.debug_slow_disk_ms;
   if (!a.no_persist) eo.cache_dir = a.cache_dir.empty() ? data_dir / "kv-cache" : fs::path(a.cache_dir);
   eo.ram_cache_mib = a.ram_cache_mib;
   eo.deterministic = !a.no_deterministic;

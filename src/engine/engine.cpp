@@ -191,6 +191,7 @@ class Engine::Impl {
       so.ram_bytes = opt_.ram_cache_mib << 20;
       so.disk_bytes = opt_.disk_cache_gib << 30;
       so.fingerprint = fingerprint_;
+      so.slow_write_ms = opt_.debug_slow_write_ms;
       auto store = KvStore::Open(so);
       if (!store.ok() && !so.dir.empty()) {
         spdlog::warn("engine: cache directory unusable ({}); serving without persistence", store.status().message());
@@ -714,14 +715,22 @@ class Engine::Impl {
     done.queue_ms = MsBetween(s.job.submitted, s.admitted);
     done.ttft_ms = s.ttft_ms;
     done.total_ms = MsBetween(s.job.submitted, Clock::now());
-    s.job.handle->events().Push(std::move(done));
-    s.job.handle->events().Close();
-    // A cancelled request's cells are freed; a finished one stays resident for its next turn.
+    // A cancelled request's cells are freed; a finished one stays resident for its next turn
+    // and its blocks go to the store.
     if (reason == FinishReason::kCancelled) {
       pool_->Free(s.slot);
     } else {
       if (store_) Save(s);
       pool_->Release(s.slot);
+    }
+    auto deliver = [handle = s.job.handle, done = std::move(done)]() mutable {
+      handle->events().Push(std::move(done));
+      handle->events().Close();
+    };
+    if (store_ && opt_.sync_durability && reason != FinishReason::kCancelled) {
+      store_->AfterWrites(std::move(deliver));  // the I/O thread answers once the blocks are on disk
+    } else {
+      deliver();
     }
     s.done = true;
   }
@@ -748,6 +757,7 @@ class Engine::Impl {
     st.pool_utilization = ps.utilization();
     st.pool_active_utilization = ps.active_utilization();
     st.running = static_cast<uint32_t>(running_.size());
+    owner_->running_.store(st.running);
     st.idle_resident = ps.idle_slots;
     st.evictions = ps.evictions;
   }
@@ -808,7 +818,10 @@ StatusOr<std::unique_ptr<Engine>> Engine::Start(const EngineOptions& options) {
 
 std::shared_ptr<RequestHandle> Engine::Submit(GenerateRequest request) {
   auto handle = std::make_shared<RequestHandle>();
-  if (pending_.fetch_add(1) >= options_.max_queue) {
+  // Room: the free decoding slots (a request there starts at the next step) plus the queue.
+  const uint32_t running = running_.load();
+  const uint32_t room = options_.max_queue + (options_.parallel > running ? options_.parallel - running : 0);
+  if (pending_.fetch_add(1) >= room) {
     pending_.fetch_sub(1);
     SendError(handle, Status::Overloaded("the server is at capacity (" + std::to_string(options_.max_queue) +
                                          " requests waiting); retry later"));

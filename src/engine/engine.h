@@ -47,6 +47,10 @@ struct EngineOptions {
   bool deterministic = true;
   // KV store (RAM and disk tiers below the pool).
   std::filesystem::path cache_dir;  // empty: no disk tier (nothing survives a restart)
+  // false (async): a response ends at once, its blocks reach disk right after; true (sync): its
+  // final event is sent only once its blocks are on disk (fsynced).
+  bool sync_durability = false;
+  uint32_t debug_slow_write_ms = 0;  // fault injection for tests: a slow disk
   uint64_t ram_cache_mib = 1024;
   uint64_t disk_cache_gib = 10;
 };
@@ -126,6 +130,7 @@ class Engine {
   ModelInfo info_;
   Channel<Job> queue_;
   std::atomic<uint32_t> pending_{0};  // submitted, not yet running or finished
+  std::atomic<uint32_t> running_{0};  // decoding now (as of the engine's last step)
   mutable std::mutex stats_mu_;
   EngineStats stats_;
   std::unique_ptr<Impl> impl_;

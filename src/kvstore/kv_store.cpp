@@ -1,5 +1,8 @@
 #include "kvstore/kv_store.h"
 
+#include <chrono>
+#include <thread>
+
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -93,6 +96,7 @@ void KvStore::Put(std::shared_ptr<const BlockRecord> record) {
     ++pending_[record->key];
   }
   Enqueue([this, record] {
+    if (options_.slow_write_ms) std::this_thread::sleep_for(std::chrono::milliseconds(options_.slow_write_ms));
     Status s = disk_->Write(record->key, EncodeBlockFile(*record));
     if (!s.ok()) spdlog::warn("kv store: could not persist block {}: {}", record->key.Hex(), s.message());
     std::lock_guard<std::mutex> lock(mu_);
@@ -152,6 +156,12 @@ std::shared_ptr<Prefetch> KvStore::StartPrefetch(std::vector<BlockKey> keys, siz
     p->done.store(true, std::memory_order_release);
   }, /*read=*/true);
   return p;
+}
+
+void KvStore::AfterWrites(std::function<void()> fn) {
+  if (!disk_) return fn();
+  // Writes run in order on the one I/O thread: a job queued behind them runs after them.
+  Enqueue(std::move(fn), /*read=*/false);
 }
 
 void KvStore::Flush() {

@@ -34,6 +34,7 @@ struct KvStoreOptions {
   uint64_t ram_bytes = 1ull << 30;
   uint64_t disk_bytes = 10ull << 30;
   std::string fingerprint;    // the model and KV configuration (see kvstore/fingerprint.h)
+  uint32_t slow_write_ms = 0;  // fault injection (tests): each block write first sleeps this long
 };
 
 struct KvStoreStats {
@@ -72,6 +73,9 @@ class KvStore {
                                           std::function<std::vector<int32_t>(size_t)> tokens_of);
   // Waits until every block Put so far is durable on disk.
   void Flush();
+  // Runs `fn` on the I/O thread once every block Put so far has been written (or its write
+  // failed), without blocking the caller; at once when there is no disk tier. Sync durability.
+  void AfterWrites(std::function<void()> fn);
 
   KvStoreStats stats() const;
   const std::string& fingerprint() const { return options_.fingerprint; }
