@@ -41,6 +41,7 @@ struct ServeArgs {
   std::string log_level = "info";
   std::vector<std::string> api_keys;  // --api-key (repeatable) and KVAULT_API_KEYS (comma-separated)
   std::vector<std::string> cors_origins;
+  std::vector<std::string> admin_keys;
   double degraded_utilization = 0.9;
   bool public_health = true;
   bool public_metrics = true;

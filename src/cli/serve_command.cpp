@@ -24,7 +24,8 @@ namespace {
 
 // The environment variable of a serve option: KVAULT_ + its long name in capitals, '_' for '-'.
 std::string EnvName(const std::string& option) {
-  if (option == "api-key") return "KVAULT_API_KEYS";  // a comma-separated list
+  if (option == "api-key") return "KVAULT_API_KEYS";  // comma-separated lists
+  if (option == "admin-key") return "KVAULT_ADMIN_KEYS";
   std::string env = "KVAULT_";
   for (char c : option) env += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return env;
@@ -116,6 +117,10 @@ void AddServeCommand(CLI::App& app, ServeArgs* a) {
                     "accept this API key (repeatable; also KVAULT_API_KEYS=k1,k2); each key is its own cache "
                     "tenant; without keys the API is open")
       ->delimiter(',');
+  serve->add_option("--admin-key", a->admin_keys,
+                    "key for the /admin endpoints (agents API; repeatable; KVAULT_ADMIN_KEYS=k1,k2); without one "
+                    "they are off")
+      ->delimiter(',');
   serve->add_flag("--print-config", a->print_config,
                   "print the configuration in effect (file, environment and flags merged; keys hidden) and exit");
   // Configuration: flags > KVAULT_* environment variables > the --config TOML file > defaults.
@@ -159,6 +164,7 @@ std::string EffectiveConfig(const CLI::App& serve) {
     if (end == std::string::npos) end = text.size();
     std::string line = text.substr(pos, end - pos);
     if (line.rfind("api-key", 0) == 0) line = "api-key=\"<hidden>\"";
+    if (line.rfind("admin-key", 0) == 0) line = "admin-key=\"<hidden>\"";
     if (line.rfind("print-config", 0) != 0 && line.rfind("config", 0) != 0) out += line + "\n";
     pos = end + 1;
   }
@@ -244,6 +250,7 @@ int RunServe(const ServeArgs& a) {
   so.http_threads_max = static_cast<int>(a.parallel + a.max_queue) + a.http_threads;
   so.api_keys = a.api_keys;
   so.cors_origins = a.cors_origins;
+  so.admin_keys = a.admin_keys;
   so.degraded_utilization = a.degraded_utilization;
   so.public_health = a.public_health;
   so.public_metrics = a.public_metrics;

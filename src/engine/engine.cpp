@@ -238,6 +238,12 @@ class Engine::Impl {
     Shutdown();
   }
 
+
+  // Frees the idle pool slots holding this agent's conversation; returns their tokens.
+  size_t FreeAgentSlots(const std::string& tenant, const std::string& id) {
+    return pool_->FreeIdleOwnedBy(OwnerTag(tenant, id));
+  }
+
  private:
   static constexpr uint64_t kMaxDefaultPoolTokens = 131072;
 
@@ -325,6 +331,8 @@ class Engine::Impl {
     return out;
   }
 
+  static std::string OwnerTag(const std::string& tenant, const std::string& id) { return tenant + '\n' + id; }
+
   // The request's prompt as text: its chat rendered by the model's chat template (with its
   // tools and output grammar), or its raw prompt.
   struct Rendered {
@@ -403,6 +411,11 @@ class Engine::Impl {
 
   // Templates and tokenizes a new request; rejects at once what can never run.
   void Intake(Job job) {
+    if (job.control) {  // work for the engine thread itself (admin), between steps
+      job.control(*this);
+      owner_->pending_.fetch_sub(1);
+      return;
+    }
     const GenerateRequest& req = job.request;
     Status valid = req.sampling.Validate();
     if (!valid.ok()) return Reject(job, valid);
@@ -594,6 +607,19 @@ class Engine::Impl {
       ++counters_.blocks_saved;
     }
     counters_.save_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+    const GenerateRequest& req = s.job.request;
+    if (!req.agent_id.empty() && AgentRegistry::ValidId(req.agent_id)) {
+      AgentRecord r;
+      r.tenant = req.tenant;
+      r.id = req.agent_id;
+      r.chain = std::move(keys);
+      r.tokens = static_cast<uint32_t>(toks.size());
+      r.turns = 1;
+      r.last_use_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+      store_->RecordAgent(std::move(r));
+    }
   }
 
   void AddToBatch(llama_token tok, llama_pos pos, int seq, bool logits) {
@@ -722,6 +748,7 @@ class Engine::Impl {
     } else {
       if (store_) Save(s);
       pool_->Release(s.slot);
+      if (!s.job.request.agent_id.empty()) pool_->SetOwner(s.slot, OwnerTag(s.job.request.tenant, s.job.request.agent_id));
     }
     auto deliver = [handle = s.job.handle, done = std::move(done)]() mutable {
       handle->events().Push(std::move(done));
@@ -816,6 +843,21 @@ StatusOr<std::unique_ptr<Engine>> Engine::Start(const EngineOptions& options) {
   return engine;
 }
 
+size_t Engine::EvictAgentFromPool(const std::string& tenant, const std::string& agent_id) {
+  auto done = std::make_shared<std::promise<size_t>>();
+  auto result = done->get_future();
+  Job job;
+  job.control = [done, tenant, agent_id](Impl& impl) { done->set_value(impl.FreeAgentSlots(tenant, agent_id)); };
+  pending_.fetch_add(1);
+  if (!queue_.Push(std::move(job))) {
+    pending_.fetch_sub(1);
+    return 0;
+  }
+  return result.get();
+}
+
+KvStore* Engine::store() const { return store_.load(); }
+
 std::shared_ptr<RequestHandle> Engine::Submit(GenerateRequest request) {
   auto handle = std::make_shared<RequestHandle>();
   // Room: the free decoding slots (a request there starts at the next step) plus the queue.
@@ -827,7 +869,7 @@ std::shared_ptr<RequestHandle> Engine::Submit(GenerateRequest request) {
                                          " requests waiting); retry later"));
     return handle;
   }
-  if (!queue_.Push(Job{std::move(request), handle, Clock::now()})) {
+  if (!queue_.Push(Job{std::move(request), handle, Clock::now(), nullptr})) {
     pending_.fetch_sub(1);
     SendError(handle, Status::Unavailable("the server is shutting down"));
   }

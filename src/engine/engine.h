@@ -114,14 +114,20 @@ class Engine {
   EngineStats stats() const;
   // The KV store's own counters (RAM/disk sizes, hits, writes); thread-safe.
   KvStoreStats store_stats() const;
+  // The KV store (agents, tiers); thread-safe; null while the engine starts.
+  KvStore* store() const;
+  // Frees the idle pool cells holding an agent's conversation (between engine steps; waits for
+  // it). Returns the tokens freed. Any thread except the engine's.
+  size_t EvictAgentFromPool(const std::string& tenant, const std::string& agent_id);
 
  private:
+  class Impl;  // llama state and the scheduling loop, touched only by the engine thread
   struct Job {
     GenerateRequest request;
     std::shared_ptr<RequestHandle> handle;
     std::chrono::steady_clock::time_point submitted;
+    std::function<void(Impl&)> control;  // set: not a request, work for the engine thread
   };
-  class Impl;  // llama state and the scheduling loop, touched only by the engine thread
 
   explicit Engine(const EngineOptions& options);
   void Run(std::promise<Status>* ready);

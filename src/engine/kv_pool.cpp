@@ -156,6 +156,7 @@ std::optional<KvPool::Lease> KvPool::Acquire(const std::vector<Token>& prompt, i
 
   Slot& s = slots_[target];
   s.state = State::kActive;
+  s.owner.clear();
   s.last_used = ++clock_;
   s.prompt_len = prompt.size();
   s.tenant = tenant;
@@ -197,7 +198,19 @@ void KvPool::Free(int slot) {
   s.blocks.clear();
   s.tokens.clear();
   s.prompt_len = 0;
+  s.owner.clear();
   s.state = State::kFree;
+}
+
+size_t KvPool::FreeIdleOwnedBy(const std::string& owner) {
+  size_t freed = 0;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].state == State::kIdle && slots_[i].owner == owner) {
+      freed += slots_[i].tokens.size();
+      Free(static_cast<int>(i));
+    }
+  }
+  return freed;
 }
 
 void KvPool::Evict(int slot) {

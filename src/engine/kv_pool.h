@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "engine/block_pool.h"
@@ -85,6 +86,12 @@ class KvPool {
 
   const std::vector<Token>& tokens(int slot) const { return slots_[slot].tokens; }
   KvPoolStats stats() const;
+
+  // Names the agent whose conversation an idle slot holds (set after Release; cleared when the
+  // slot is acquired again or freed).
+  void SetOwner(int slot, std::string owner) { slots_[slot].owner = std::move(owner); }
+  // Frees the idle slots owned by `owner`; returns the tokens whose cells were freed.
+  size_t FreeIdleOwnedBy(const std::string& owner);
   uint32_t block_tokens() const { return blocks_.block_tokens(); }
 
   // Called with (slot, tokens) just before an idle sequence is evicted; the KV store hooks in
@@ -100,6 +107,7 @@ class KvPool {
     size_t prompt_len = 0;         // prompt length of the slot's last request
     uint64_t tenant = 0;
     uint64_t last_used = 0;
+    std::string owner;
   };
 
   uint32_t BlocksFor(size_t n_tokens) const;

@@ -50,6 +50,23 @@ void SyncDir(const fs::path& dir) {
 
 }  // namespace
 
+Status WriteFileDurably(const fs::path& path, const std::vector<uint8_t>& bytes) {
+  std::error_code ec;
+  fs::create_directories(path.parent_path(), ec);
+  const fs::path tmp = path.string() + ".tmp";
+  Status s = WriteAllAndSync(tmp, bytes);
+  if (s.ok()) {
+    fs::rename(tmp, path, ec);
+    if (ec) s = Status::IOError("rename " + tmp.string() + ": " + ec.message());
+  }
+  if (!s.ok()) {
+    fs::remove(tmp, ec);
+    return s;
+  }
+  SyncDir(path.parent_path());
+  return Status::Ok();
+}
+
 DiskTier::DiskTier(fs::path root, uint64_t limit_bytes) : root_(std::move(root)), limit_(limit_bytes) {}
 
 fs::path DiskTier::PathFor(const BlockKey& key) const {
@@ -147,21 +164,12 @@ Status DiskTier::Write(const BlockKey& key, const std::vector<uint8_t>& bytes) {
     }
   }
   const fs::path path = PathFor(key);
-  std::error_code ec;
-  fs::create_directories(path.parent_path(), ec);
-  const fs::path tmp = path.string() + ".tmp";
-  Status s = WriteAllAndSync(tmp, bytes);
-  if (s.ok()) {
-    fs::rename(tmp, path, ec);
-    if (ec) s = Status::IOError("rename " + tmp.string() + ": " + ec.message());
-  }
+  Status s = WriteFileDurably(path, bytes);
   if (!s.ok()) {
-    fs::remove(tmp, ec);
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.write_errors;
     return s;
   }
-  SyncDir(path.parent_path());
   std::lock_guard<std::mutex> lock(mu_);
   lru_.push_back(key);
   index_[key] = Entry{bytes.size(), std::prev(lru_.end())};
@@ -202,6 +210,28 @@ void DiskTier::Quarantine(const BlockKey& key, const std::string& why) {
   }
   stats_.blocks = index_.size();
   ++stats_.quarantined;
+}
+
+Status DiskTier::Remove(const BlockKey& key) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = index_.find(key);
+    if (it == index_.end()) return Status::Ok();
+    stats_.bytes -= it->second.size;
+    lru_.erase(it->second.lru);
+    index_.erase(it);
+    stats_.blocks = index_.size();
+  }
+  std::error_code ec;
+  fs::remove(PathFor(key), ec);
+  if (ec) return Status::IOError("remove " + PathFor(key).string() + ": " + ec.message());
+  return Status::Ok();
+}
+
+uint64_t DiskTier::SizeOf(const BlockKey& key) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = index_.find(key);
+  return it == index_.end() ? 0 : it->second.size;
 }
 
 DiskTierStats DiskTier::stats() const {

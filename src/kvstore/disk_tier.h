@@ -33,6 +33,10 @@ struct DiskTierStats {
   uint64_t temp_files_removed = 0;
 };
 
+// Writes `bytes` to `path` durably and atomically: a temp file, fsync, rename, fsync of the
+// directory. Readers see the old file or the new one, never a part.
+Status WriteFileDurably(const std::filesystem::path& path, const std::vector<uint8_t>& bytes);
+
 class DiskTier {
  public:
   DiskTier(std::filesystem::path root, uint64_t limit_bytes);
@@ -45,6 +49,10 @@ class DiskTier {
   Status Write(const BlockKey& key, const std::vector<uint8_t>& bytes);
   // Moves a bad file aside (kept for inspection, no longer indexed).
   void Quarantine(const BlockKey& key, const std::string& why);
+  // Deletes a block's file (an agent was forgotten). Ok when it was not there.
+  Status Remove(const BlockKey& key);
+  // Size of a stored block's file; 0 when not stored.
+  uint64_t SizeOf(const BlockKey& key) const;
 
   DiskTierStats stats() const;
   const std::filesystem::path& root() const { return root_; }

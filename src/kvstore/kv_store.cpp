@@ -1,6 +1,7 @@
 #include "kvstore/kv_store.h"
 
 #include <chrono>
+#include <future>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -17,6 +18,11 @@ StatusOr<std::unique_ptr<KvStore>> KvStore::Open(const KvStoreOptions& options) 
     store->disk_ = std::make_unique<DiskTier>(options.dir / options.fingerprint, options.disk_bytes);
     Status s = store->disk_->Open();
     if (!s.ok()) return s;
+    store->agents_ = std::make_unique<AgentRegistry>(store->disk_->root() / "agents");
+    s = store->agents_->Load();
+    if (!s.ok()) return s;
+  } else {
+    store->agents_ = std::make_unique<AgentRegistry>();
   }
   store->io_ = std::thread([s = store.get()] { s->IoLoop(); });
   return store;
@@ -81,10 +87,14 @@ void KvStore::RamInsertLocked(const std::shared_ptr<const BlockRecord>& r) {
   ram_[r->key] = RamEntry{r, std::prev(ram_lru_.end())};
   ram_bytes_ += r->ByteSize();
   while (ram_bytes_ > options_.ram_bytes && !ram_lru_.empty()) {
-    auto it = ram_.find(ram_lru_.front());
+    // The least recently used block that is not in an agent's latest chain; those go last.
+    auto victim = ram_lru_.begin();
+    while (victim != ram_lru_.end() && agents_->InLatestChain(*victim)) ++victim;
+    if (victim == ram_lru_.end()) victim = ram_lru_.begin();
+    auto it = ram_.find(*victim);
     ram_bytes_ -= it->second.record->ByteSize();
     ram_.erase(it);
-    ram_lru_.pop_front();
+    ram_lru_.erase(victim);
   }
 }
 
@@ -156,6 +166,80 @@ std::shared_ptr<Prefetch> KvStore::StartPrefetch(std::vector<BlockKey> keys, siz
     p->done.store(true, std::memory_order_release);
   }, /*read=*/true);
   return p;
+}
+
+void KvStore::RecordAgent(AgentRecord record) {
+  auto [file, bytes] = agents_->Update(std::move(record));
+  if (file.empty()) return;
+  Enqueue([file = std::move(file), bytes = std::move(bytes)] {
+    Status s = WriteFileDurably(file, bytes);
+    if (!s.ok()) spdlog::warn("kv store: could not write agent record {}: {}", file.string(), s.message());
+  }, /*read=*/false);
+}
+
+AgentTiers KvStore::TiersOf(const std::vector<BlockKey>& chain) const {
+  AgentTiers t;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& k : chain) {
+    if (auto it = ram_.find(k); it != ram_.end()) {
+      ++t.ram_blocks;
+      t.ram_bytes += it->second.record->ByteSize();
+    }
+    if (disk_) {
+      if (const uint64_t size = disk_->SizeOf(k)) {
+        ++t.disk_blocks;
+        t.disk_bytes += size;
+      }
+    }
+  }
+  return t;
+}
+
+size_t KvStore::EvictFromRam(const std::vector<BlockKey>& chain) {
+  Flush();  // blocks still being written stay until they are on disk
+  size_t dropped = 0;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& k : chain) {
+    auto it = ram_.find(k);
+    if (it == ram_.end()) continue;
+    ram_bytes_ -= it->second.record->ByteSize();
+    ram_lru_.erase(it->second.lru);
+    ram_.erase(it);
+    ++dropped;
+  }
+  return dropped;
+}
+
+size_t KvStore::ForgetAgent(const std::string& tenant, const std::string& id) {
+  auto [blocks, file] = agents_->Remove(tenant, id);
+  auto done = std::make_shared<std::promise<size_t>>();
+  auto result = done->get_future();
+  // On the I/O thread, behind queued writes: a block being written is removed after it lands.
+  Enqueue([this, blocks = std::move(blocks), file = std::move(file), done] {
+    size_t removed = 0;
+    for (const auto& k : blocks) {
+      bool any = false;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (auto it = ram_.find(k); it != ram_.end()) {
+          ram_bytes_ -= it->second.record->ByteSize();
+          ram_lru_.erase(it->second.lru);
+          ram_.erase(it);
+          any = true;
+        }
+      }
+      if (disk_ && disk_->SizeOf(k)) {
+        Status s = disk_->Remove(k);
+        if (!s.ok()) spdlog::warn("kv store: {}", s.message());
+        any = true;
+      }
+      removed += any;
+    }
+    std::error_code ec;
+    if (!file.empty()) std::filesystem::remove(file, ec);
+    done->set_value(removed);
+  }, /*read=*/false);
+  return result.get();
 }
 
 void KvStore::AfterWrites(std::function<void()> fn) {

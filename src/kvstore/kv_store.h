@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "kvstore/agent_registry.h"
 #include "kvstore/block_file.h"
 #include "kvstore/disk_tier.h"
 
@@ -35,6 +36,12 @@ struct KvStoreOptions {
   uint64_t disk_bytes = 10ull << 30;
   std::string fingerprint;    // the model and KV configuration (see kvstore/fingerprint.h)
   uint32_t slow_write_ms = 0;  // fault injection (tests): each block write first sleeps this long
+};
+
+// Where an agent's latest chain lives.
+struct AgentTiers {
+  uint64_t ram_blocks = 0, ram_bytes = 0;
+  uint64_t disk_blocks = 0, disk_bytes = 0;
 };
 
 struct KvStoreStats {
@@ -79,6 +86,18 @@ class KvStore {
 
   KvStoreStats stats() const;
   const std::string& fingerprint() const { return options_.fingerprint; }
+
+  // Agents (see agent_registry.h). RecordAgent is called by the engine thread after a turn; the
+  // record's file is written by the I/O thread.
+  void RecordAgent(AgentRecord record);
+  const AgentRegistry& agents() const { return *agents_; }
+  AgentTiers TiersOf(const std::vector<BlockKey>& chain) const;
+  // Drops the chain's blocks from RAM once they are on disk (waits for queued writes); without a
+  // disk tier they are dropped. Returns the blocks dropped.
+  size_t EvictFromRam(const std::vector<BlockKey>& chain);
+  // Forgets an agent: its record, and the blocks of its chain no other agent's chain holds, from
+  // RAM and disk (on the I/O thread, after queued writes). Returns the blocks removed.
+  size_t ForgetAgent(const std::string& tenant, const std::string& id);
   bool persistent() const { return disk_ != nullptr; }
 
  private:
@@ -89,6 +108,7 @@ class KvStore {
 
   KvStoreOptions options_;
   std::unique_ptr<DiskTier> disk_;
+  std::unique_ptr<AgentRegistry> agents_;
 
   mutable std::mutex mu_;
   struct RamEntry {

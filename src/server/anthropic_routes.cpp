@@ -6,6 +6,7 @@
 #include "api/anthropic_messages.h"
 #include "api/chat_output.h"
 #include "api/ids.h"
+#include "kvstore/agent_registry.h"
 #include "server/routes.h"
 
 namespace kvault {
@@ -43,7 +44,7 @@ void HandleMessages(const RouteContext& ctx, const httplib::Request& req, httpli
   if (!call) return;
   auto parsed = ParseMessagesRequest(req.body);
   if (!parsed.ok()) return SendApiError(res, ApiFlavor::kAnthropic, ApiErrorFromStatus(parsed.status()));
-  if (call->agent_id.empty()) call->agent_id = SanitizeId(parsed->user_id);
+  if (call->agent_id.empty() && AgentRegistry::ValidId(parsed->user_id)) call->agent_id = parsed->user_id;
   GenerateRequest& g = parsed->generate;
   g.tenant = call->tenant;
   g.agent_id = call->agent_id;

@@ -33,6 +33,7 @@ HttpServer::HttpServer(ServerOptions options, Engine* engine)
     : options_(std::move(options)),
       engine_(engine),
       keys_(options_.api_keys),
+      admin_keys_(options_.admin_keys),
       http_(std::make_unique<httplib::Server>()) {
   RegisterRoutes();
 }
@@ -65,7 +66,7 @@ void HttpServer::WaitUntilReady() { http_->wait_until_ready(); }
 
 void HttpServer::Stop() { http_->stop(); }
 
-RouteContext HttpServer::Context() { return RouteContext{&engine_, &keys_, &metrics_, &draining_, &in_flight_}; }
+RouteContext HttpServer::Context() { return RouteContext{&engine_, &keys_, &admin_keys_, &metrics_, &draining_, &in_flight_}; }
 
 bool HttpServer::CorsAllows(const std::string& origin) const {
   for (const auto& o : options_.cors_origins) {
@@ -233,6 +234,7 @@ void HttpServer::RegisterRoutes() {
   const RouteContext ctx = Context();
   RegisterOpenAiRoutes(*http_, ctx);
   RegisterAnthropicRoutes(*http_, ctx);
+  RegisterAdminRoutes(*http_, ctx);
 }
 
 }  // namespace kvault

@@ -34,6 +34,7 @@ struct ServerOptions {
                               // --parallel + --max-queue
   size_t max_body_bytes = 32u << 20;      // larger bodies get 413
   std::vector<std::string> api_keys;      // empty: no authentication
+  std::vector<std::string> admin_keys;    // for /admin/*; empty: admin endpoints are off
   std::vector<std::string> cors_origins;  // browser origins allowed to call the API ("*": any)
   double degraded_utilization = 0.9;      // /health answers 503 "degraded" above this pool load
   bool public_health = true;              // false: /health needs an API key (/health/live never does)
@@ -71,6 +72,7 @@ class HttpServer {
   ServerOptions options_;
   std::atomic<Engine*> engine_;  // not owned; outlives the server
   ApiKeys keys_;
+  ApiKeys admin_keys_;
   Metrics metrics_;
   std::atomic<bool> draining_{false};
   std::atomic<int> in_flight_{0};

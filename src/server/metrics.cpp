@@ -51,6 +51,7 @@ std::string EndpointLabel(const std::string& path) {
   for (const char* k : kKnown) {
     if (path == k) return k;
   }
+  if (path.rfind("/admin/", 0) == 0) return "/admin";
   return "other";
 }
 

@@ -7,6 +7,7 @@
 #include "api/chat_output.h"
 #include "api/openai_chat.h"
 #include "api/openai_completions.h"
+#include "kvstore/agent_registry.h"
 #include "server/routes.h"
 
 namespace kvault {
@@ -44,7 +45,7 @@ void HandleChatCompletions(const RouteContext& ctx, const httplib::Request& req,
   if (!call) return;
   auto parsed = ParseChatCompletionRequest(req.body);
   if (!parsed.ok()) return SendApiError(res, ApiFlavor::kOpenAi, ApiErrorFromStatus(parsed.status()));
-  if (call->agent_id.empty()) call->agent_id = SanitizeId(parsed->user);
+  if (call->agent_id.empty() && AgentRegistry::ValidId(parsed->user)) call->agent_id = parsed->user;
   GenerateRequest& g = parsed->generate;
   g.tenant = call->tenant;
   g.agent_id = call->agent_id;
@@ -149,7 +150,7 @@ void HandleCompletions(const RouteContext& ctx, const httplib::Request& req, htt
   if (!call) return;
   auto parsed = ParseCompletionRequest(req.body);
   if (!parsed.ok()) return SendApiError(res, ApiFlavor::kOpenAi, ApiErrorFromStatus(parsed.status()));
-  if (call->agent_id.empty()) call->agent_id = SanitizeId(parsed->user);
+  if (call->agent_id.empty() && AgentRegistry::ValidId(parsed->user)) call->agent_id = parsed->user;
   GenerateRequest& g = parsed->generate;
   g.tenant = call->tenant;
   g.agent_id = call->agent_id;

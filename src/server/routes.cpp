@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "api/ids.h"
+#include "kvstore/agent_registry.h"
 
 namespace kvault {
 
@@ -47,7 +48,13 @@ std::optional<CallContext> BeginCall(const RouteContext& ctx, const httplib::Req
     SendApiError(res, flavor, ApiErrorFromStatus(Status::Unavailable("the model is loading")));
     return std::nullopt;
   }
-  call.agent_id = SanitizeId(req.get_header_value("X-Agent-Id"));
+  call.agent_id = req.get_header_value("X-Agent-Id");
+  if (!call.agent_id.empty() && !AgentRegistry::ValidId(call.agent_id)) {
+    SendApiError(res, flavor,
+                 ApiErrorFromStatus(Status::InvalidArgument(
+                     "X-Agent-Id must be 1-256 characters from A-Z a-z 0-9 . _ : @ - (and not '.' or '..')")));
+    return std::nullopt;
+  }
   call.in_flight = std::make_shared<InFlight>(ctx.in_flight);
   return call;
 }

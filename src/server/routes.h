@@ -26,6 +26,7 @@ enum class ApiFlavor { kOpenAi, kAnthropic };
 struct RouteContext {
   std::atomic<Engine*>* engine = nullptr;  // null until the model is loaded
   const ApiKeys* keys = nullptr;
+  const ApiKeys* admin_keys = nullptr;
   Metrics* metrics = nullptr;
   const std::atomic<bool>* draining = nullptr;
   std::atomic<int>* in_flight = nullptr;
@@ -79,5 +80,6 @@ void LogRequest(const CallContext& call, const char* api, const GenerationEvent&
 
 void RegisterOpenAiRoutes(httplib::Server& http, const RouteContext& ctx);
 void RegisterAnthropicRoutes(httplib::Server& http, const RouteContext& ctx);
+void RegisterAdminRoutes(httplib::Server& http, const RouteContext& ctx);
 
 }  // namespace kvault

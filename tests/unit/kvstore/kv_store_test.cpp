@@ -150,3 +150,84 @@ TEST(KvStoreTest, OtherModelsFilesAreNotLoaded) {
 
 }  // namespace
 }  // namespace kvault
+
+namespace kvault {
+namespace {
+
+TEST(KvStoreAgentsTest, AnAgentsLatestChainLeavesRamLast) {
+  const auto dir = testing::ScratchDir("kv-store-agent-ram");
+  Chain c;
+  auto store = OpenStore(dir, /*ram=*/700);  // room for about two records
+  store->Put(c.Record(0));
+  AgentRecord r;
+  r.id = "planner";
+  r.chain = {c.keys[0]};
+  store->RecordAgent(r);  // block 0 is the planner's latest chain
+  store->Put(c.Record(1));
+  store->Put(c.Record(2));  // over budget: block 1 goes, not the older block 0
+  store->Flush();
+  EXPECT_NE(store->GetRam(c.keys[0]), nullptr);
+  EXPECT_EQ(store->GetRam(c.keys[1]), nullptr);
+}
+
+TEST(KvStoreAgentsTest, ForgetRemovesOnlyBlocksNoOtherAgentHolds) {
+  const auto dir = testing::ScratchDir("kv-store-agent-forget");
+  Chain c;
+  auto store = OpenStore(dir);
+  for (size_t i = 0; i < 3; ++i) store->Put(c.Record(i));
+  AgentRecord a;
+  a.id = "a";
+  a.chain = {c.keys[0], c.keys[1], c.keys[2]};
+  AgentRecord b;
+  b.id = "b";
+  b.chain = {c.keys[0]};  // shares the first block
+  store->RecordAgent(a);
+  store->RecordAgent(b);
+  store->Flush();
+  EXPECT_EQ(store->TiersOf(a.chain).disk_blocks, 3u);
+  EXPECT_EQ(store->ForgetAgent("", "a"), 2u);
+  EXPECT_TRUE(store->Has(c.keys[0]));
+  EXPECT_FALSE(store->Has(c.keys[1]));
+  EXPECT_FALSE(store->Has(c.keys[2]));
+  EXPECT_TRUE(store->agents().Find("a", std::nullopt).empty());
+  EXPECT_EQ(store->agents().Find("b", std::nullopt).size(), 1u);
+}
+
+TEST(KvStoreAgentsTest, RecordsSurviveARestartAndBadFilesAreSkipped) {
+  const auto dir = testing::ScratchDir("kv-store-agent-restart");
+  Chain c;
+  {
+    auto store = OpenStore(dir);
+    AgentRecord a;
+    a.tenant = "key-1";
+    a.id = "planner";
+    a.chain = c.keys;
+    a.tokens = 12;
+    a.turns = 1;
+    store->RecordAgent(a);
+    a.turns = 1;
+    store->RecordAgent(a);  // a second turn
+  }
+  std::ofstream(dir / "fp" / "agents" / "0123456789abcdef0123456789abcdef.json") << "{not json";
+  auto store = OpenStore(dir);
+  auto found = store->agents().Find("planner", std::string("key-1"));
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].chain, c.keys);
+  EXPECT_EQ(found[0].turns, 2u);
+  EXPECT_EQ(found[0].tokens, 12u);
+  EXPECT_EQ(store->agents().bad_files(), 1u);
+  EXPECT_TRUE(store->agents().Find("planner", std::string("key-2")).empty());
+}
+
+TEST(AgentRegistryTest, ValidIds) {
+  for (const char* ok : {"planner", "a", "user@example.com", "agent-7:sub_2", "x.y"}) {
+    EXPECT_TRUE(AgentRegistry::ValidId(ok)) << ok;
+  }
+  for (const std::string& bad : std::vector<std::string>{"", ".", "..", "../x", "a/b", "a b", "a\nb",
+                                                          std::string("a\0b", 3), std::string(257, 'x')}) {
+    EXPECT_FALSE(AgentRegistry::ValidId(bad)) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace kvault

@@ -1,0 +1,151 @@
+#include "kvstore/agent_registry.h"
+
+#include <spdlog/spdlog.h>
+#include <xxhash.h>
+
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+
+namespace kvault {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+bool AgentRegistry::ValidId(const std::string& id) {
+  if (id.empty() || id.size() > 256 || id == "." || id == "..") return false;
+  for (char c : id) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                    c == '_' || c == ':' || c == '@' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+AgentRegistry::AgentRegistry(fs::path dir) : dir_(std::move(dir)) {}
+
+fs::path AgentRegistry::FileFor(const std::string& tenant, const std::string& id) const {
+  if (dir_.empty()) return {};
+  const std::string input = tenant + '\n' + id;
+  const XXH128_hash_t h = XXH3_128bits(input.data(), input.size());
+  char name[40];
+  std::snprintf(name, sizeof(name), "%016llx%016llx", static_cast<unsigned long long>(h.high64),
+                static_cast<unsigned long long>(h.low64));
+  return dir_ / (std::string(name) + ".json");
+}
+
+void AgentRegistry::RefLocked(const std::vector<BlockKey>& chain, int delta) {
+  for (const auto& k : chain) {
+    auto& n = refs_[k];
+    n += delta;
+    if (n <= 0) refs_.erase(k);
+  }
+}
+
+Status AgentRegistry::Load() {
+  if (dir_.empty()) return Status::Ok();
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec) return Status::IOError("cannot create " + dir_.string() + ": " + ec.message());
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& e : fs::directory_iterator(dir_, ec)) {
+    if (e.path().extension() != ".json") continue;
+    std::ifstream in(e.path(), std::ios::binary);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    json j = json::parse(text, nullptr, false);
+    AgentRecord r;
+    bool ok = j.is_object();
+    try {
+      if (ok) {
+        r.tenant = j.at("tenant").get<std::string>();
+        r.id = j.at("id").get<std::string>();
+        r.tokens = j.at("tokens").get<uint32_t>();
+        r.turns = j.at("turns").get<uint64_t>();
+        r.last_use_ms = j.at("last_use_ms").get<int64_t>();
+        for (const auto& h : j.at("chain")) {
+          BlockKey k;
+          if (!BlockKey::FromHex(h.get<std::string>(), &k)) ok = false;
+          r.chain.push_back(k);
+        }
+        ok = ok && ValidId(r.id) && FileFor(r.tenant, r.id) == e.path();
+      }
+    } catch (const std::exception&) {
+      ok = false;
+    }
+    if (!ok) {
+      ++bad_files_;
+      spdlog::warn("kv store: ignoring malformed agent record {}", e.path().string());
+      continue;
+    }
+    RefLocked(r.chain, +1);
+    agents_[{r.tenant, r.id}] = std::move(r);
+  }
+  return Status::Ok();
+}
+
+std::pair<fs::path, std::vector<uint8_t>> AgentRegistry::Update(AgentRecord record) {
+  if (!ValidId(record.id)) return {};
+  const fs::path file = FileFor(record.tenant, record.id);
+  std::lock_guard<std::mutex> lock(mu_);
+  const Key key{record.tenant, record.id};
+  auto it = agents_.find(key);
+  if (it != agents_.end()) {
+    RefLocked(it->second.chain, -1);
+    record.turns += it->second.turns;
+  }
+  RefLocked(record.chain, +1);
+  json chain = json::array();
+  for (const auto& k : record.chain) chain.push_back(k.Hex());
+  const std::string text = json{{"format", "kvault-agent"},
+                                {"format_version", 1},
+                                {"tenant", record.tenant},
+                                {"id", record.id},
+                                {"tokens", record.tokens},
+                                {"turns", record.turns},
+                                {"last_use_ms", record.last_use_ms},
+                                {"chain", chain}}
+                               .dump();
+  agents_[key] = std::move(record);
+  return {file, std::vector<uint8_t>(text.begin(), text.end())};
+}
+
+std::vector<AgentRecord> AgentRegistry::List() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<AgentRecord> out;
+  for (const auto& [k, r] : agents_) out.push_back(r);
+  return out;
+}
+
+std::vector<AgentRecord> AgentRegistry::Find(const std::string& id, const std::optional<std::string>& tenant) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<AgentRecord> out;
+  for (const auto& [k, r] : agents_) {
+    if (k.second == id && (!tenant || k.first == *tenant)) out.push_back(r);
+  }
+  return out;
+}
+
+std::pair<std::vector<BlockKey>, fs::path> AgentRegistry::Remove(const std::string& tenant, const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = agents_.find({tenant, id});
+  if (it == agents_.end()) return {};
+  RefLocked(it->second.chain, -1);
+  std::vector<BlockKey> only_its;
+  for (const auto& k : it->second.chain) {
+    if (!refs_.count(k)) only_its.push_back(k);
+  }
+  agents_.erase(it);
+  return {only_its, FileFor(tenant, id)};
+}
+
+bool AgentRegistry::InLatestChain(const BlockKey& key) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return refs_.count(key) > 0;
+}
+
+size_t AgentRegistry::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return agents_.size();
+}
+
+}  // namespace kvault

@@ -1,0 +1,74 @@
+// AgentRegistry: what the KV store knows about named agents (X-Agent-Id, or the API's user
+// field): each agent's latest block chain (its last conversation, prompt and answer, in full
+// blocks), token count, turns and last use. Agents are scoped by tenant: two tenants' "planner"
+// are two agents.
+//
+// The records are small JSON files under <cache>/<fingerprint>/agents/, named by a hash of
+// (tenant, id) — an agent id never becomes a path — written durably by the KV store's I/O thread
+// and loaded at start. Thread-safe: the engine thread updates, HTTP threads read.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/status.h"
+#include "kvstore/block_key.h"
+
+namespace kvault {
+
+struct AgentRecord {
+  std::string tenant;  // "" without API keys
+  std::string id;
+  std::vector<BlockKey> chain;  // the latest conversation's full blocks, in order
+  uint32_t tokens = 0;          // tokens of that conversation (the chain covers the full blocks)
+  uint64_t turns = 0;
+  int64_t last_use_ms = 0;      // unix time, milliseconds
+};
+
+class AgentRegistry {
+ public:
+  // 1–256 characters from [A-Za-z0-9._:@-], not "." or "..". Other ids are not recorded (the
+  // request still runs; the API layer may reject them first).
+  static bool ValidId(const std::string& id);
+
+  // `dir` empty: in memory only.
+  explicit AgentRegistry(std::filesystem::path dir = {});
+  // Reads the records in `dir`; unreadable or malformed files are skipped (and counted).
+  Status Load();
+
+  // Records a finished turn (replaces the agent's chain). Returns the file to write and its
+  // bytes (empty path when in memory only); the caller writes it off the engine thread.
+  std::pair<std::filesystem::path, std::vector<uint8_t>> Update(AgentRecord record);
+
+  std::vector<AgentRecord> List() const;
+  // Agents with this id (one per tenant that used it); `tenant` narrows to one.
+  std::vector<AgentRecord> Find(const std::string& id, const std::optional<std::string>& tenant) const;
+  // Forgets an agent. Returns its chain's blocks that no other agent's chain holds, and the
+  // record's file (to delete).
+  std::pair<std::vector<BlockKey>, std::filesystem::path> Remove(const std::string& tenant, const std::string& id);
+
+  // In some agent's latest chain (the RAM tier evicts these last).
+  bool InLatestChain(const BlockKey& key) const;
+  size_t size() const;
+  uint64_t bad_files() const { return bad_files_; }
+
+  std::filesystem::path FileFor(const std::string& tenant, const std::string& id) const;
+
+ private:
+  using Key = std::pair<std::string, std::string>;  // tenant, id
+  void RefLocked(const std::vector<BlockKey>& chain, int delta);
+
+  std::filesystem::path dir_;
+  mutable std::mutex mu_;
+  std::map<Key, AgentRecord> agents_;
+  std::unordered_map<BlockKey, int, BlockKeyHash> refs_;  // block → agents whose chain holds it
+  uint64_t bad_files_ = 0;
+};
+
+}  // namespace kvault

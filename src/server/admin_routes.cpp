@@ -1,0 +1,137 @@
+// Admin routes (need an admin key): the agents API.
+//   GET    /admin/agents                 every agent the store knows (?tenant= narrows)
+//   GET    /admin/agents/{id}            one agent (?tenant= when several tenants use the id)
+//   POST   /admin/agents/{id}/evict      out of the pool and RAM, kept on disk
+//   DELETE /admin/agents/{id}            forget: its record and the blocks only it references
+#include <httplib.h>
+
+#include <nlohmann/json.hpp>
+
+#include "kvstore/agent_registry.h"
+#include "kvstore/kv_store.h"
+#include "server/routes.h"
+
+namespace kvault {
+
+namespace {
+
+using json = nlohmann::json;
+constexpr const char* kJson = "application/json";
+
+json AgentJson(const AgentRecord& r, const AgentTiers& t, uint32_t block_tokens) {
+  return {{"id", r.id},
+          {"tenant", r.tenant},
+          {"tokens", r.tokens},
+          {"turns", r.turns},
+          {"blocks", r.chain.size()},
+          {"block_tokens", block_tokens},
+          {"last_use_ms", r.last_use_ms},
+          {"ram", {{"blocks", t.ram_blocks}, {"bytes", t.ram_bytes}}},
+          {"disk", {{"blocks", t.disk_blocks}, {"bytes", t.disk_bytes}}}};
+}
+
+std::optional<std::string> TenantParam(const httplib::Request& req) {
+  if (!req.has_param("tenant")) return std::nullopt;
+  return req.get_param_value("tenant");
+}
+
+// Checks the admin key and the engine; answers errors itself.
+Engine* BeginAdmin(const RouteContext& ctx, const httplib::Request& req, httplib::Response& res) {
+  const std::string x = req.get_header_value("x-api-key");
+  const std::string auth = req.get_header_value("Authorization");
+  if (!ctx.admin_keys->enabled()) {
+    SendApiError(res, ApiFlavor::kOpenAi,
+                 ApiErrorFromStatus(Status::PermissionDenied("admin endpoints are off: start the server with --admin-key")));
+    return nullptr;
+  }
+  if (!ctx.admin_keys->Authenticate(x, auth).ok()) {
+    // A valid API key that is not an admin key is forbidden; anything else is unauthenticated.
+    const bool api_key_ok = ctx.keys->enabled() && ctx.keys->Authenticate(x, auth).ok();
+    SendApiError(res, ApiFlavor::kOpenAi,
+                 ApiErrorFromStatus(api_key_ok ? Status::PermissionDenied("this key is not an admin key")
+                                               : Status::Unauthenticated("missing or invalid admin key")));
+    return nullptr;
+  }
+  Engine* engine = ctx.engine->load();
+  if (!engine || !engine->store()) {
+    SendApiError(res, ApiFlavor::kOpenAi, ApiErrorFromStatus(Status::Unavailable("the model is loading")));
+    return nullptr;
+  }
+  return engine;
+}
+
+// The agents named by the path (and ?tenant=); answers 404 / 409 itself when not exactly one.
+std::optional<AgentRecord> OneAgent(KvStore& store, const httplib::Request& req, httplib::Response& res) {
+  const std::string id = req.path_params.at("id");
+  auto found = store.agents().Find(id, TenantParam(req));
+  if (found.empty()) {
+    SendApiError(res, ApiFlavor::kOpenAi, ApiErrorFromStatus(Status::NotFound("no agent '" + id + "'")));
+    return std::nullopt;
+  }
+  if (found.size() > 1) {
+    SendApiError(res, ApiFlavor::kOpenAi,
+                 {409, "invalid_request_error",
+                  "agent '" + id + "' exists in " + std::to_string(found.size()) + " tenants; add ?tenant="});
+    return std::nullopt;
+  }
+  return found.front();
+}
+
+}  // namespace
+
+void RegisterAdminRoutes(httplib::Server& http, const RouteContext& ctx) {
+  http.Get("/admin/agents", [ctx](const httplib::Request& req, httplib::Response& res) {
+    Engine* engine = BeginAdmin(ctx, req, res);
+    if (!engine) return;
+    KvStore& store = *engine->store();
+    const auto tenant = TenantParam(req);
+    json list = json::array();
+    for (const auto& r : store.agents().List()) {
+      if (tenant && r.tenant != *tenant) continue;
+      list.push_back(AgentJson(r, store.TiersOf(r.chain), engine->info().block_tokens));
+    }
+    res.set_content(json{{"agents", list}}.dump(), kJson);
+  });
+
+  http.Get("/admin/agents/:id", [ctx](const httplib::Request& req, httplib::Response& res) {
+    Engine* engine = BeginAdmin(ctx, req, res);
+    if (!engine) return;
+    auto agent = OneAgent(*engine->store(), req, res);
+    if (!agent) return;
+    res.set_content(AgentJson(*agent, engine->store()->TiersOf(agent->chain), engine->info().block_tokens).dump(), kJson);
+  });
+
+  http.Post("/admin/agents/:id/evict", [ctx](const httplib::Request& req, httplib::Response& res) {
+    Engine* engine = BeginAdmin(ctx, req, res);
+    if (!engine) return;
+    auto agent = OneAgent(*engine->store(), req, res);
+    if (!agent) return;
+    const size_t pool_tokens = engine->EvictAgentFromPool(agent->tenant, agent->id);
+    const size_t ram_blocks = engine->store()->EvictFromRam(agent->chain);
+    const AgentTiers t = engine->store()->TiersOf(agent->chain);
+    res.set_content(json{{"id", agent->id},
+                         {"tenant", agent->tenant},
+                         {"evicted", {{"pool_tokens", pool_tokens}, {"ram_blocks", ram_blocks}}},
+                         {"disk", {{"blocks", t.disk_blocks}, {"bytes", t.disk_bytes}}}}
+                        .dump(),
+                    kJson);
+  });
+
+  http.Delete("/admin/agents/:id", [ctx](const httplib::Request& req, httplib::Response& res) {
+    Engine* engine = BeginAdmin(ctx, req, res);
+    if (!engine) return;
+    auto agent = OneAgent(*engine->store(), req, res);
+    if (!agent) return;
+    const size_t pool_tokens = engine->EvictAgentFromPool(agent->tenant, agent->id);
+    const size_t removed = engine->store()->ForgetAgent(agent->tenant, agent->id);
+    res.set_content(json{{"id", agent->id},
+                         {"tenant", agent->tenant},
+                         {"deleted", true},
+                         {"pool_tokens_freed", pool_tokens},
+                         {"blocks_removed", removed}}
+                        .dump(),
+                    kJson);
+  });
+}
+
+}  // namespace kvault
