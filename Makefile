@@ -24,7 +24,7 @@ PYTHON           ?= /usr/bin/python3
 FUZZ_SECONDS     ?= 60
 FUZZ_BUILD_DIR   ?= build-fuzz
 
-.PHONY: all deps configure build serve test bench bench-smoke fuzz format clean
+.PHONY: all deps configure build serve test test-asan test-tsan bench bench-smoke fuzz format clean
 
 all: build
 
@@ -45,6 +45,25 @@ serve: build
 
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
+
+# The test suite with sanitizers on kvault's code, in their own build trees.
+test-asan: deps
+	@if [ ! -f build-asan/build.ninja ]; then \
+	  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Release \
+	    -DKVAULT_LLAMA_SOURCE_DIR=$(LLAMA_SRC) -DKVAULT_SANITIZE=address $(CMAKE_FLAGS); \
+	fi
+	cmake --build build-asan -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir build-asan --output-on-failure -j $(JOBS) -E 'bench_smoke|e2e'
+
+test-tsan: deps
+	@if [ ! -f build-tsan/build.ninja ]; then \
+	  cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Release \
+	    -DKVAULT_LLAMA_SOURCE_DIR=$(LLAMA_SRC) -DKVAULT_SANITIZE=thread $(CMAKE_FLAGS); \
+	fi
+	cmake --build build-tsan -j $(JOBS)
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --test-dir build-tsan --output-on-failure -j $(JOBS) -E 'bench_smoke|e2e'
 
 bench: build
 	$(PYTHON) bench/bench.py
