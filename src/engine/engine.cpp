@@ -7,7 +7,6 @@
 #include <deque>
 #include <future>
 #include <optional>
-#include <regex>
 #include <thread>
 
 #include "common.h"
@@ -316,14 +315,24 @@ class Engine::Impl {
   // The grammar with the optional free text before tool calls ("until-N?" in the root rule)
   // removed; unchanged when the root rule has no such element.
   static std::string WithoutLeadingText(const std::string& grammar) {
-    static const std::regex kUntil(R"( until-[0-9]+\?)");
     std::string out;
     size_t pos = 0;
     while (pos < grammar.size()) {
       size_t end = grammar.find('\n', pos);
       if (end == std::string::npos) end = grammar.size();
       std::string line = grammar.substr(pos, end - pos);
-      if (line.rfind("root ::=", 0) == 0) line = std::regex_replace(line, kUntil, "");
+      if (line.rfind("root ::=", 0) == 0) {
+        // Drop every " until-<digits>?" element.
+        for (size_t at = line.find(" until-"); at != std::string::npos; at = line.find(" until-", at)) {
+          size_t d = at + 7;
+          while (d < line.size() && std::isdigit(static_cast<unsigned char>(line[d]))) ++d;
+          if (d > at + 7 && d < line.size() && line[d] == '?') {
+            line.erase(at, d + 1 - at);
+          } else {
+            at = d;
+          }
+        }
+      }
       out += line;
       if (end < grammar.size()) out += '\n';
       pos = end + 1;
