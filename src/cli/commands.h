@@ -42,6 +42,8 @@ struct ServeArgs {
   std::vector<std::string> api_keys;  // --api-key (repeatable) and KVAULT_API_KEYS (comma-separated)
   std::vector<std::string> cors_origins;
   std::vector<std::string> admin_keys;
+  std::vector<std::string> models;  // NAME=PATH
+  uint32_t max_loaded_models = 1;
   double degraded_utilization = 0.9;
   bool public_health = true;
   bool public_metrics = true;

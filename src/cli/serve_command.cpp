@@ -12,6 +12,7 @@
 #include "core/logging.h"
 #include "core/paths.h"
 #include "engine/engine.h"
+#include "engine/model_manager.h"
 #include "model/demo_model.h"
 #include "model/model_file.h"
 #include "server/http_server.h"
@@ -101,6 +102,14 @@ void AddServeCommand(CLI::App& app, ServeArgs* a) {
       ->capture_default_str();
   serve->add_option("--debug-slow-disk-ms", a->debug_slow_disk_ms, "fault injection: delay every block write")
       ->group("");  // hidden: for tests
+  serve->add_option("--models", a->models,
+                    "more models by name, NAME=PATH (repeatable; in the config file: models = [\"a=/m/a.gguf\"]); "
+                    "requests pick one with their model field, other names go to --model")
+      ->delimiter(',');
+  serve->add_option("--max-loaded-models", a->max_loaded_models,
+                    "models loaded at once; asking for another unloads the least recently used")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   serve->add_option("--drain-timeout", a->drain_timeout_s,
                     "on SIGTERM/SIGINT, seconds running requests may take to finish")
       ->capture_default_str();
@@ -299,22 +308,49 @@ int RunServe(const ServeArgs& a) {
   std::thread http_thread([&server] { server.Run(); });
   server.WaitUntilReady();
 
-  auto started = Engine::Start(eo);
-  if (!started.ok()) {
-    spdlog::error("cannot load model: {}", started.status().message());
+  // The models: --model is the default (its name: --model-id, else the file name); --models
+  // adds more by name. Each is checked before anything loads.
+  std::vector<ModelSpec> specs;
+  specs.push_back({a.model_id.empty() ? model_path.stem().string() : a.model_id, model_path});
+  for (const auto& entry : a.models) {
+    const size_t eq = entry.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == entry.size()) {
+      spdlog::error("--models takes NAME=PATH; got '{}'", entry);
+      server.Stop();
+      http_thread.join();
+      finish_signal_thread();
+      return kExitUsage;
+    }
+    ModelSpec spec{entry.substr(0, eq), entry.substr(eq + 1)};
+    s = CheckModelFile(spec.path);
+    const bool dup = std::any_of(specs.begin(), specs.end(), [&](const ModelSpec& o) { return o.name == spec.name; });
+    if (!s.ok() || dup) {
+      spdlog::error("{}", dup ? "model name '" + spec.name + "' is used twice" : s.message());
+      server.Stop();
+      http_thread.join();
+      finish_signal_thread();
+      return kExitUsage;
+    }
+    specs.push_back(std::move(spec));
+  }
+  ModelManager models(specs, eo, a.max_loaded_models, std::chrono::seconds(a.drain_timeout_s));
+  s = models.Load(models.default_name(), std::chrono::seconds(0));
+  if (!s.ok()) {
+    spdlog::error("{}", s.message());
     server.Stop();
     http_thread.join();
     finish_signal_thread();
     return kExitUsage;
   }
-  std::unique_ptr<Engine> engine = std::move(started.value());
-  server.SetEngine(engine.get());
-  spdlog::info("kvault listening on http://{}:{} (model {})", a.host, server.port(), engine->info().id);
+  server.SetModels(&models);
+  spdlog::info("kvault listening on http://{}:{} (model {}{})", a.host, server.port(), models.default_name(),
+               specs.size() > 1 ? ", " + std::to_string(specs.size() - 1) + " more on demand" : std::string());
 
   http_thread.join();  // until a signal stops the server
-  server.SetEngine(nullptr);
-  const uint64_t pending = engine->store_stats().pending_writes;
-  engine.reset();  // stops the engine thread; the KV store writes what is pending
+  server.SetModels(nullptr);
+  uint64_t pending = 0;
+  for (const auto& engine : models.Loaded()) pending += engine->store_stats().pending_writes;
+  for (const auto& m : models.List()) models.Unload(m.name);  // stops the engines; their stores write what is pending
   finish_signal_thread();
   spdlog::info("stopped ({} pending block write(s) flushed)", pending);
   return kExitOk;

@@ -35,14 +35,14 @@ std::optional<std::string> TenantParam(const httplib::Request& req) {
   return req.get_param_value("tenant");
 }
 
-// Checks the admin key and the engine; answers errors itself.
-Engine* BeginAdmin(const RouteContext& ctx, const httplib::Request& req, httplib::Response& res) {
+// Checks the admin key; answers errors itself.
+bool AdminAuthorized(const RouteContext& ctx, const httplib::Request& req, httplib::Response& res) {
   const std::string x = req.get_header_value("x-api-key");
   const std::string auth = req.get_header_value("Authorization");
   if (!ctx.admin_keys->enabled()) {
     SendApiError(res, ApiFlavor::kOpenAi,
                  ApiErrorFromStatus(Status::PermissionDenied("admin endpoints are off: start the server with --admin-key")));
-    return nullptr;
+    return false;
   }
   if (!ctx.admin_keys->Authenticate(x, auth).ok()) {
     // A valid API key that is not an admin key is forbidden; anything else is unauthenticated.
@@ -50,14 +50,33 @@ Engine* BeginAdmin(const RouteContext& ctx, const httplib::Request& req, httplib
     SendApiError(res, ApiFlavor::kOpenAi,
                  ApiErrorFromStatus(api_key_ok ? Status::PermissionDenied("this key is not an admin key")
                                                : Status::Unauthenticated("missing or invalid admin key")));
-    return nullptr;
+    return false;
   }
-  Engine* engine = ctx.engine->load();
-  if (!engine || !engine->store()) {
+  if (!ctx.models->load()) {
     SendApiError(res, ApiFlavor::kOpenAi, ApiErrorFromStatus(Status::Unavailable("the model is loading")));
+    return false;
+  }
+  return true;
+}
+
+// Checks the admin key and leases the engine of ?model= (default: the default model), whose
+// store holds the agents; answers errors itself.
+std::shared_ptr<ModelManager::Lease> BeginAdmin(const RouteContext& ctx, const httplib::Request& req,
+                                                httplib::Response& res) {
+  if (!AdminAuthorized(ctx, req, res)) return nullptr;
+  ModelManager* models = ctx.models->load();
+  const std::string model = req.has_param("model") ? req.get_param_value("model") : models->default_name();
+  if (!models->has(model)) {
+    SendApiError(res, ApiFlavor::kOpenAi, ApiErrorFromStatus(Status::NotFound("no model '" + model + "'")));
     return nullptr;
   }
-  return engine;
+  auto lease = models->Acquire(model, std::chrono::seconds(120));
+  if (!lease.ok() || !lease.value()->engine()->store()) {
+    SendApiError(res, ApiFlavor::kOpenAi,
+                 ApiErrorFromStatus(lease.ok() ? Status::Unavailable("the model is loading") : lease.status()));
+    return nullptr;
+  }
+  return std::move(lease.value());
 }
 
 // The agents named by the path (and ?tenant=); answers 404 / 409 itself when not exactly one.
@@ -80,9 +99,43 @@ std::optional<AgentRecord> OneAgent(KvStore& store, const httplib::Request& req,
 }  // namespace
 
 void RegisterAdminRoutes(httplib::Server& http, const RouteContext& ctx) {
+  // Models: body {"model": NAME}. swap = load NAME and unload the others; load keeps others
+  // up to --max-loaded-models; unload drains and frees. Requests for a model being loaded or
+  // unloaded wait (bounded) meanwhile; a failed load leaves the previous models serving.
+  for (const char* action : {"swap", "load", "unload"}) {
+    http.Post(std::string("/admin/models/") + action, [ctx, action = std::string(action)](const httplib::Request& req,
+                                                                                           httplib::Response& res) {
+      if (!AdminAuthorized(ctx, req, res)) return;
+      ModelManager* models = ctx.models->load();
+      json body = json::parse(req.body, nullptr, false);
+      if (!body.is_object() || !body.contains("model") || !body["model"].is_string()) {
+        return SendApiError(res, ApiFlavor::kOpenAi,
+                            ApiErrorFromStatus(Status::InvalidArgument("the body must be {\"model\": NAME}")));
+      }
+      const std::string name = body["model"].get<std::string>();
+      if (!models->has(name)) {
+        return SendApiError(res, ApiFlavor::kOpenAi, ApiErrorFromStatus(Status::NotFound("no model '" + name + "'")));
+      }
+      const auto t0 = std::chrono::steady_clock::now();
+      Status s = action == "swap"   ? models->Swap(name, std::chrono::seconds(120))
+                 : action == "load" ? models->Load(name, std::chrono::seconds(120))
+                                    : models->Unload(name);
+      if (!s.ok()) return SendApiError(res, ApiFlavor::kOpenAi, ApiErrorFromStatus(s));
+      json states = json::object();
+      for (const auto& m : models->List()) states[m.name] = m.state;
+      res.set_content(json{{"model", name},
+                           {"action", action},
+                           {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
+                           {"models", states}}
+                          .dump(),
+                      kJson);
+    });
+  }
+
   http.Get("/admin/agents", [ctx](const httplib::Request& req, httplib::Response& res) {
-    Engine* engine = BeginAdmin(ctx, req, res);
-    if (!engine) return;
+    auto lease = BeginAdmin(ctx, req, res);
+    if (!lease) return;
+    Engine* engine = lease->engine();
     KvStore& store = *engine->store();
     const auto tenant = TenantParam(req);
     json list = json::array();
@@ -94,16 +147,18 @@ void RegisterAdminRoutes(httplib::Server& http, const RouteContext& ctx) {
   });
 
   http.Get("/admin/agents/:id", [ctx](const httplib::Request& req, httplib::Response& res) {
-    Engine* engine = BeginAdmin(ctx, req, res);
-    if (!engine) return;
+    auto lease = BeginAdmin(ctx, req, res);
+    if (!lease) return;
+    Engine* engine = lease->engine();
     auto agent = OneAgent(*engine->store(), req, res);
     if (!agent) return;
     res.set_content(AgentJson(*agent, engine->store()->TiersOf(agent->chain), engine->info().block_tokens).dump(), kJson);
   });
 
   http.Post("/admin/agents/:id/evict", [ctx](const httplib::Request& req, httplib::Response& res) {
-    Engine* engine = BeginAdmin(ctx, req, res);
-    if (!engine) return;
+    auto lease = BeginAdmin(ctx, req, res);
+    if (!lease) return;
+    Engine* engine = lease->engine();
     auto agent = OneAgent(*engine->store(), req, res);
     if (!agent) return;
     const size_t pool_tokens = engine->EvictAgentFromPool(agent->tenant, agent->id);
@@ -118,8 +173,9 @@ void RegisterAdminRoutes(httplib::Server& http, const RouteContext& ctx) {
   });
 
   http.Delete("/admin/agents/:id", [ctx](const httplib::Request& req, httplib::Response& res) {
-    Engine* engine = BeginAdmin(ctx, req, res);
-    if (!engine) return;
+    auto lease = BeginAdmin(ctx, req, res);
+    if (!lease) return;
+    Engine* engine = lease->engine();
     auto agent = OneAgent(*engine->store(), req, res);
     if (!agent) return;
     const size_t pool_tokens = engine->EvictAgentFromPool(agent->tenant, agent->id);

@@ -44,6 +44,7 @@ void HandleMessages(const RouteContext& ctx, const httplib::Request& req, httpli
   if (!call) return;
   auto parsed = ParseMessagesRequest(req.body);
   if (!parsed.ok()) return SendApiError(res, ApiFlavor::kAnthropic, ApiErrorFromStatus(parsed.status()));
+  if (!AttachModel(ctx, *call, parsed->model, res, ApiFlavor::kAnthropic)) return;
   if (call->agent_id.empty() && AgentRegistry::ValidId(parsed->user_id)) call->agent_id = parsed->user_id;
   GenerateRequest& g = parsed->generate;
   g.tenant = call->tenant;
@@ -142,6 +143,7 @@ void HandleCountTokens(const RouteContext& ctx, const httplib::Request& req, htt
   if (!call) return;
   auto parsed = ParseMessagesRequest(req.body, /*count_only=*/true);
   if (!parsed.ok()) return SendApiError(res, ApiFlavor::kAnthropic, ApiErrorFromStatus(parsed.status()));
+  if (!AttachModel(ctx, *call, parsed->model, res, ApiFlavor::kAnthropic)) return;
   parsed->generate.tenant = call->tenant;
   auto handle = call->engine->Submit(std::move(parsed->generate));
   std::optional<GenerationEvent> ev = NextEvent(*handle, req);

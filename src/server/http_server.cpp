@@ -29,9 +29,9 @@ void SendError(const httplib::Request& req, httplib::Response& res, const ApiErr
 
 }  // namespace
 
-HttpServer::HttpServer(ServerOptions options, Engine* engine)
+HttpServer::HttpServer(ServerOptions options, ModelManager* models)
     : options_(std::move(options)),
-      engine_(engine),
+      models_(models),
       keys_(options_.api_keys),
       admin_keys_(options_.admin_keys),
       http_(std::make_unique<httplib::Server>()) {
@@ -66,7 +66,7 @@ void HttpServer::WaitUntilReady() { http_->wait_until_ready(); }
 
 void HttpServer::Stop() { http_->stop(); }
 
-RouteContext HttpServer::Context() { return RouteContext{&engine_, &keys_, &admin_keys_, &metrics_, &draining_, &in_flight_}; }
+RouteContext HttpServer::Context() { return RouteContext{&models_, &keys_, &admin_keys_, &metrics_, &draining_, &in_flight_}; }
 
 bool HttpServer::CorsAllows(const std::string& origin) const {
   for (const auto& o : options_.cors_origins) {
@@ -145,12 +145,15 @@ void HttpServer::RegisterRoutes() {
 
   http_->Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
     if (!options_.public_metrics && !Authorized(req, res)) return;
-    res.set_content(metrics_.Render(engine_.load(), draining_.load()), "text/plain; version=0.0.4; charset=utf-8");
+    ModelManager* models = models_.load();
+    res.set_content(metrics_.Render(models, draining_.load()), "text/plain; version=0.0.4; charset=utf-8");
   });
 
   http_->Get("/health", [this](const httplib::Request& req, httplib::Response& res) {
     if (!options_.public_health && !Authorized(req, res)) return;
-    Engine* engine = engine_.load();
+    ModelManager* models = models_.load();
+    std::shared_ptr<Engine> engine_ref = models ? models->Primary() : nullptr;
+    Engine* engine = engine_ref.get();
     if (!engine) {
       res.status = 503;
       res.set_content(draining_.load() ? R"({"status":"draining"})" : R"({"status":"loading"})", kJson);
@@ -207,27 +210,39 @@ void HttpServer::RegisterRoutes() {
                         {"write_errors", ks.disk.write_errors},
                         {"quarantined", ks.disk.quarantined},
                         {"gc_deleted", ks.disk.gc_deleted}};
+    json list = json::array();
+    for (const auto& m : models->List()) {
+      list.push_back({{"name", m.name}, {"state", m.state}, {"in_flight", m.in_flight}, {"loads", m.loads},
+                      {"last_load_seconds", m.last_load_seconds}});
+    }
+    body["models"] = list;
     res.set_content(body.dump(), kJson);
   });
 
   http_->Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
     auto call = BeginCall(Context(), req, res, ApiFlavor::kOpenAi);
     if (!call) return;
-    const ModelInfo& m = call->engine->info();
-    json model = {{"id", m.id},
-                  {"object", "model"},
-                  {"created", 0},
-                  {"owned_by", "kvault"},
-                  {"meta",
-                   {{"description", m.description},
-                    {"n_ctx", m.ctx_size},
-                    {"pool_tokens", m.pool_tokens},
-                    {"pool_bytes", m.pool_bytes},
-                    {"cache_type", m.cache_type},
-                    {"n_ctx_train", m.n_ctx_train},
-                    {"n_params", m.n_params},
-                    {"size_bytes", m.size_bytes}}}};
-    json body = {{"object", "list"}, {"data", json::array({model})}};
+    ModelManager* models = models_.load();
+    json data = json::array();
+    for (const auto& status : models->List()) {
+      json model = {{"id", status.name}, {"object", "model"}, {"created", 0}, {"owned_by", "kvault"}};
+      json meta = {{"state", status.state}, {"path", status.path}};
+      for (const auto& engine : models->Loaded()) {
+        const ModelInfo& m = engine->info();
+        if (m.id != status.name) continue;
+        meta.update({{"description", m.description},
+                     {"n_ctx", m.ctx_size},
+                     {"pool_tokens", m.pool_tokens},
+                     {"pool_bytes", m.pool_bytes},
+                     {"cache_type", m.cache_type},
+                     {"n_ctx_train", m.n_ctx_train},
+                     {"n_params", m.n_params},
+                     {"size_bytes", m.size_bytes}});
+      }
+      model["meta"] = meta;
+      data.push_back(model);
+    }
+    json body = {{"object", "list"}, {"data", data}};
     res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), kJson);
   });
 

@@ -43,11 +43,11 @@ struct ServerOptions {
 
 class HttpServer {
  public:
-  HttpServer(ServerOptions options, Engine* engine);
+  HttpServer(ServerOptions options, ModelManager* models);
   ~HttpServer();
 
-  // The engine may be attached after Bind(); until then API routes answer 503 "loading".
-  void SetEngine(Engine* engine) { engine_.store(engine); }
+  // The models may be attached after Bind(); until then API routes answer 503 "loading".
+  void SetModels(ModelManager* models) { models_.store(models); }
 
   Status Bind();
   void Run();
@@ -70,7 +70,7 @@ class HttpServer {
   bool Authorized(const httplib::Request& req, httplib::Response& res);
 
   ServerOptions options_;
-  std::atomic<Engine*> engine_;  // not owned; outlives the server
+  std::atomic<ModelManager*> models_;  // not owned; outlives the server
   ApiKeys keys_;
   ApiKeys admin_keys_;
   Metrics metrics_;

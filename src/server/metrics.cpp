@@ -75,7 +75,9 @@ void Metrics::ObserveGeneration(const std::string& api, const GenerationEvent& d
   generated_tokens_ += static_cast<uint64_t>(done.completion_tokens);
 }
 
-std::string Metrics::Render(const Engine* engine, bool draining) const {
+std::string Metrics::Render(const ModelManager* models, bool draining) const {
+  std::shared_ptr<Engine> primary = models ? models->Primary() : nullptr;
+  const Engine* engine = primary.get();
   std::string out;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -109,7 +111,14 @@ std::string Metrics::Render(const Engine* engine, bool draining) const {
     One(out, "kvault_generated_tokens_total", "counter", "Tokens generated.", static_cast<double>(generated_tokens_));
   }
   One(out, "kvault_draining", "gauge", "1 while shutting down.", draining ? 1 : 0);
-  One(out, "kvault_model_loaded", "gauge", "1 once the model serves.", engine ? 1 : 0);
+  One(out, "kvault_model_loaded", "gauge", "1 once a model serves.", engine ? 1 : 0);
+  if (models) {
+    One(out, "kvault_models_loaded", "gauge", "Models loaded now.", static_cast<double>(models->Loaded().size()));
+    One(out, "kvault_model_loads_total", "counter", "Model loads (start-up, on demand, swaps).",
+        static_cast<double>(models->loads()));
+    One(out, "kvault_model_unloads_total", "counter", "Model unloads (swaps, least recently used).",
+        static_cast<double>(models->unloads()));
+  }
   if (!engine) return out;
   const EngineStats st = engine->stats();
   One(out, "kvault_pool_utilization", "gauge", "KV pool blocks used or reserved / total.", st.pool_utilization);

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "engine/engine.h"
+#include "engine/model_manager.h"
 #include "engine/request.h"
 
 namespace kvault {
@@ -36,9 +37,9 @@ class Metrics {
   // A generation that finished (kDone): tokens by tier, time to first token, latency.
   void ObserveGeneration(const std::string& api, const GenerationEvent& done);
 
-  // The text exposition, with the engine's and the store's current values (engine may be null
-  // while the model loads).
-  std::string Render(const Engine* engine, bool draining) const;
+  // The text exposition, with the primary engine's and its store's current values (models may
+  // be null while the first model loads).
+  std::string Render(const ModelManager* models, bool draining) const;
 
  private:
   mutable std::mutex mu_;

@@ -45,6 +45,7 @@ void HandleChatCompletions(const RouteContext& ctx, const httplib::Request& req,
   if (!call) return;
   auto parsed = ParseChatCompletionRequest(req.body);
   if (!parsed.ok()) return SendApiError(res, ApiFlavor::kOpenAi, ApiErrorFromStatus(parsed.status()));
+  if (!AttachModel(ctx, *call, parsed->model, res, ApiFlavor::kOpenAi)) return;
   if (call->agent_id.empty() && AgentRegistry::ValidId(parsed->user)) call->agent_id = parsed->user;
   GenerateRequest& g = parsed->generate;
   g.tenant = call->tenant;
@@ -150,6 +151,7 @@ void HandleCompletions(const RouteContext& ctx, const httplib::Request& req, htt
   if (!call) return;
   auto parsed = ParseCompletionRequest(req.body);
   if (!parsed.ok()) return SendApiError(res, ApiFlavor::kOpenAi, ApiErrorFromStatus(parsed.status()));
+  if (!AttachModel(ctx, *call, parsed->model, res, ApiFlavor::kOpenAi)) return;
   if (call->agent_id.empty() && AgentRegistry::ValidId(parsed->user)) call->agent_id = parsed->user;
   GenerateRequest& g = parsed->generate;
   g.tenant = call->tenant;

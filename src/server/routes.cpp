@@ -43,8 +43,7 @@ std::optional<CallContext> BeginCall(const RouteContext& ctx, const httplib::Req
     return std::nullopt;
   }
   call.tenant = std::move(tenant.value());
-  call.engine = ctx.engine->load();
-  if (!call.engine) {
+  if (!ctx.models->load()) {
     SendApiError(res, flavor, ApiErrorFromStatus(Status::Unavailable("the model is loading")));
     return std::nullopt;
   }
@@ -57,6 +56,23 @@ std::optional<CallContext> BeginCall(const RouteContext& ctx, const httplib::Req
   }
   call.in_flight = std::make_shared<InFlight>(ctx.in_flight);
   return call;
+}
+
+bool AttachModel(const RouteContext& ctx, CallContext& call, const std::string& model, httplib::Response& res,
+                 ApiFlavor flavor) {
+  ModelManager* models = ctx.models->load();
+  if (!models) {
+    SendApiError(res, flavor, ApiErrorFromStatus(Status::Unavailable("the model is loading")));
+    return false;
+  }
+  auto lease = models->Acquire(model, std::chrono::seconds(120));
+  if (!lease.ok()) {
+    SendApiError(res, flavor, ApiErrorFromStatus(lease.status()));
+    return false;
+  }
+  call.lease = std::move(lease.value());
+  call.engine = call.lease->engine();
+  return true;
 }
 
 std::optional<GenerationEvent> NextEvent(RequestHandle& h, const httplib::Request& req) {

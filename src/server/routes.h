@@ -10,6 +10,7 @@
 
 #include "api/errors.h"
 #include "engine/engine.h"
+#include "engine/model_manager.h"
 #include "server/api_keys.h"
 #include "server/metrics.h"
 
@@ -24,7 +25,7 @@ namespace kvault {
 enum class ApiFlavor { kOpenAi, kAnthropic };
 
 struct RouteContext {
-  std::atomic<Engine*>* engine = nullptr;  // null until the model is loaded
+  std::atomic<ModelManager*>* models = nullptr;  // null until the default model is loaded
   const ApiKeys* keys = nullptr;
   const ApiKeys* admin_keys = nullptr;
   Metrics* metrics = nullptr;
@@ -50,7 +51,8 @@ class InFlight {
 
 // One API call's identity, after the checks every generation route makes.
 struct CallContext {
-  Engine* engine = nullptr;
+  Engine* engine = nullptr;  // set by AttachModel
+  std::shared_ptr<ModelManager::Lease> lease;  // keeps the engine loaded while the request lives
   std::string tenant;
   std::string request_id;
   std::string agent_id;  // X-Agent-Id; the API's user field is the fallback (set by the route)
@@ -61,9 +63,13 @@ struct CallContext {
 // Writes `e` in the flavor's envelope (status, Retry-After on 429/503/529).
 void SendApiError(httplib::Response& res, ApiFlavor flavor, const ApiError& e);
 
-// Checks the model is loaded and the key is valid; on failure answers and returns nullopt.
+// Checks the server is up and the key is valid; on failure answers and returns nullopt.
 std::optional<CallContext> BeginCall(const RouteContext& ctx, const httplib::Request& req, httplib::Response& res,
                                      ApiFlavor flavor);
+// Gets the engine for the request's `model` (loading it if needed); on failure answers and
+// returns false.
+bool AttachModel(const RouteContext& ctx, CallContext& call, const std::string& model, httplib::Response& res,
+                 ApiFlavor flavor);
 
 // The request's next event. nullopt once the client has gone away (checked at least every
 // 100 ms), after cancelling the request so the engine frees its cells at its next step.

@@ -1,0 +1,222 @@
+#include "engine/model_manager.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace kvault {
+
+using Clock = std::chrono::steady_clock;
+
+ModelManager::Lease::~Lease() {
+  if (owner_) owner_->Release(name_);
+}
+
+ModelManager::ModelManager(std::vector<ModelSpec> models, EngineOptions base, size_t max_loaded,
+                           std::chrono::milliseconds drain_timeout)
+    : base_(std::move(base)), max_loaded_(std::max<size_t>(1, max_loaded)), drain_timeout_(drain_timeout) {
+  for (auto& spec : models) {
+    Model m;
+    m.spec = std::move(spec);
+    models_.push_back(std::move(m));
+  }
+}
+
+ModelManager::~ModelManager() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& m : models_) m.engine.reset();  // leases are gone by now (the server stopped)
+}
+
+ModelManager::Model* ModelManager::FindLocked(const std::string& name) {
+  for (auto& m : models_) {
+    if (m.spec.name == name) return &m;
+  }
+  return nullptr;
+}
+
+bool ModelManager::has(const std::string& name) const {
+  return std::any_of(models_.begin(), models_.end(), [&](const Model& m) { return m.spec.name == name; });
+}
+
+const std::string& ModelManager::Resolve(const std::string& requested) const {
+  for (const auto& m : models_) {
+    if (m.spec.name == requested) return m.spec.name;
+  }
+  return models_.front().spec.name;
+}
+
+Status ModelManager::UnloadLocked(std::unique_lock<std::mutex>& lock, Model& m) {
+  if (m.state != State::kLoaded) return Status::Ok();
+  m.state = State::kUnloading;  // new requests for it wait
+  const auto deadline = Clock::now() + drain_timeout_;
+  if (!cv_.wait_until(lock, deadline, [&] { return m.in_flight == 0; })) {
+    spdlog::warn("models: {} still has {} request(s) after the drain timeout; unloading anyway", m.spec.name,
+                 m.in_flight);
+  }
+  std::shared_ptr<Engine> engine = std::move(m.engine);
+  lock.unlock();
+  spdlog::info("models: unloading {}", m.spec.name);
+  engine.reset();  // stops its thread and flushes its KV store (or a lease still holds it)
+  lock.lock();
+  m.state = State::kUnloaded;
+  ++unloads_;
+  cv_.notify_all();
+  return Status::Ok();
+}
+
+Status ModelManager::LoadLocked(std::unique_lock<std::mutex>& lock, Model& m, size_t keep) {
+  m.state = State::kLoading;  // others asking for it now wait for this load
+  // Make room: unload the least recently used loaded models.
+  while (true) {
+    std::vector<Model*> loaded;
+    for (auto& o : models_) {
+      if (&o != &m && (o.state == State::kLoaded || o.state == State::kLoading)) loaded.push_back(&o);
+    }
+    if (loaded.size() <= keep) break;
+    Model* victim = nullptr;
+    for (Model* o : loaded) {
+      if (o->state == State::kLoaded && (!victim || o->last_used < victim->last_used)) victim = o;
+    }
+    if (!victim) {  // only loads in progress: wait for them
+      cv_.wait(lock);
+      continue;
+    }
+    UnloadLocked(lock, *victim);
+  }
+  EngineOptions o = base_;
+  o.model_path = m.spec.path;
+  o.model_id = m.spec.name;
+  lock.unlock();
+  spdlog::info("models: loading {} from {}", m.spec.name, m.spec.path.string());
+  const auto t0 = Clock::now();
+  auto started = Engine::Start(o);
+  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  lock.lock();
+  if (!started.ok()) {
+    m.state = State::kUnloaded;
+    m.last_error = started.status();
+    cv_.notify_all();
+    spdlog::error("models: cannot load {}: {}", m.spec.name, started.status().message());
+    return Status::Unavailable("cannot load model '" + m.spec.name + "': " + started.status().message());
+  }
+  m.engine = std::shared_ptr<Engine>(std::move(started.value()));
+  m.state = State::kLoaded;
+  m.last_used = ++clock_;
+  m.last_load_seconds = seconds;
+  ++m.loads;
+  ++loads_;
+  cv_.notify_all();
+  spdlog::info("models: {} loaded in {:.2f} s", m.spec.name, seconds);
+  return Status::Ok();
+}
+
+StatusOr<std::shared_ptr<ModelManager::Lease>> ModelManager::Acquire(const std::string& requested,
+                                                                     std::chrono::milliseconds wait) {
+  const std::string name = Resolve(requested);
+  const auto deadline = Clock::now() + wait;
+  std::unique_lock<std::mutex> lock(mu_);
+  Model& m = *FindLocked(name);
+  while (true) {
+    if (m.state == State::kLoaded) {
+      ++m.in_flight;
+      m.last_used = ++clock_;
+      auto lease = std::make_shared<Lease>();
+      lease->owner_ = this;
+      lease->engine_ = m.engine;
+      lease->name_ = name;
+      return lease;
+    }
+    if (m.state == State::kUnloaded) {
+      Status s = LoadLocked(lock, m, max_loaded_ - 1);
+      if (!s.ok()) return s;
+      continue;
+    }
+    // Loading or unloading: wait for it to settle.
+    if (cv_.wait_until(lock, deadline) == std::cv_status::timeout && m.state != State::kLoaded &&
+        m.state != State::kUnloaded) {
+      return Status::Unavailable("model '" + name + "' is being " +
+                                 (m.state == State::kLoading ? std::string("loaded") : std::string("unloaded")) +
+                                 "; retry later");
+    }
+  }
+}
+
+void ModelManager::Release(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (Model* m = FindLocked(name)) --m->in_flight;
+  cv_.notify_all();
+}
+
+Status ModelManager::Load(const std::string& name, std::chrono::milliseconds wait) {
+  auto lease = Acquire(name, wait);
+  return lease.ok() ? Status::Ok() : lease.status();
+}
+
+Status ModelManager::Unload(const std::string& name) {
+  std::unique_lock<std::mutex> lock(mu_);
+  Model* m = FindLocked(name);
+  if (!m) return Status::NotFound("no model '" + name + "'");
+  return UnloadLocked(lock, *m);
+}
+
+Status ModelManager::Swap(const std::string& name, std::chrono::milliseconds wait) {
+  std::unique_lock<std::mutex> lock(mu_);
+  Model* m = FindLocked(name);
+  if (!m) return Status::NotFound("no model '" + name + "'");
+  const auto deadline = Clock::now() + wait;
+  while (m->state == State::kLoading || m->state == State::kUnloading) {
+    if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+      return Status::Unavailable("model '" + name + "' is busy loading or unloading; retry later");
+    }
+  }
+  if (m->state == State::kLoaded) {
+    // Already serving: unload the others.
+    for (auto& o : models_) {
+      if (&o != m) UnloadLocked(lock, o);
+    }
+    m->last_used = ++clock_;
+    return Status::Ok();
+  }
+  return LoadLocked(lock, *m, 0);
+}
+
+std::vector<ModelStatus> ModelManager::List() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<ModelStatus> out;
+  for (const auto& m : models_) {
+    static const char* kNames[] = {"unloaded", "loading", "loaded", "unloading"};
+    out.push_back({m.spec.name, m.spec.path.string(), kNames[static_cast<int>(m.state)], m.in_flight, m.loads,
+                   m.last_load_seconds});
+  }
+  return out;
+}
+
+std::shared_ptr<Engine> ModelManager::Primary() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const Model* best = nullptr;
+  for (const auto& m : models_) {
+    if (m.state == State::kLoaded && (!best || m.last_used > best->last_used)) best = &m;
+  }
+  return best ? best->engine : nullptr;
+}
+
+std::vector<std::shared_ptr<Engine>> ModelManager::Loaded() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::shared_ptr<Engine>> out;
+  for (const auto& m : models_) {
+    if (m.state == State::kLoaded) out.push_back(m.engine);
+  }
+  return out;
+}
+
+uint64_t ModelManager::loads() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return loads_;
+}
+
+uint64_t ModelManager::unloads() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return unloads_;
+}
+
+}  // namespace kvault

@@ -1,0 +1,117 @@
+// ModelManager: the models a server offers, by name, and the engines loaded for them.
+//
+// At most `max_loaded` engines exist at once. A request names a model; Acquire returns a lease
+// on its engine, loading it first if needed — after unloading the least recently used engine
+// when the limit is reached, once that engine's running requests have finished (they drain;
+// new requests for it wait). Requests that arrive during a load or unload wait (bounded) and
+// then get Unavailable. A failed load leaves the previous engines serving. Each model's KV
+// cache lives on disk under its own fingerprint, so swapping back resumes agents from disk.
+//
+// Thread-safe; loading and unloading run on the calling (HTTP or admin) thread, never on an
+// engine thread. Leases keep their engine alive.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "engine/engine.h"
+
+namespace kvault {
+
+struct ModelSpec {
+  std::string name;
+  std::filesystem::path path;
+};
+
+struct ModelStatus {
+  std::string name;
+  std::string path;
+  std::string state;  // "unloaded", "loading", "loaded", "unloading"
+  int in_flight = 0;
+  uint64_t loads = 0;
+  double last_load_seconds = 0;
+};
+
+class ModelManager {
+ public:
+  class Lease {
+   public:
+    Lease() = default;
+    ~Lease();
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    Engine* engine() const { return engine_.get(); }
+    const std::string& name() const { return name_; }
+
+   private:
+    friend class ModelManager;
+    ModelManager* owner_ = nullptr;
+    std::shared_ptr<Engine> engine_;
+    std::string name_;
+  };
+
+  // `models` non-empty; the first is the default. `base` is used for every engine (model_path
+  // and model_id are set per model).
+  ModelManager(std::vector<ModelSpec> models, EngineOptions base, size_t max_loaded,
+               std::chrono::milliseconds drain_timeout);
+  ~ModelManager();
+
+  // The model a request's `model` field selects: a configured name, else the default (clients
+  // such as Claude Code send their own model names).
+  const std::string& Resolve(const std::string& requested) const;
+  // A lease on the engine serving `name` (resolved), loading it if needed.
+  StatusOr<std::shared_ptr<Lease>> Acquire(const std::string& name, std::chrono::milliseconds wait);
+
+  // Admin: load (unloading the least recently used if at the limit), unload, or swap (unload
+  // every other model, then load this one).
+  Status Load(const std::string& name, std::chrono::milliseconds wait);
+  Status Unload(const std::string& name);
+  Status Swap(const std::string& name, std::chrono::milliseconds wait);
+
+  std::vector<ModelStatus> List() const;
+  // The most recently used loaded engine (health and metrics); may be null.
+  std::shared_ptr<Engine> Primary() const;
+  std::vector<std::shared_ptr<Engine>> Loaded() const;
+  bool has(const std::string& name) const;
+  uint64_t loads() const;
+  uint64_t unloads() const;
+  const std::string& default_name() const { return models_.front().spec.name; }
+
+ private:
+  enum class State { kUnloaded, kLoading, kLoaded, kUnloading };
+  struct Model {
+    ModelSpec spec;
+    State state = State::kUnloaded;
+    std::shared_ptr<Engine> engine;
+    int in_flight = 0;
+    uint64_t last_used = 0;
+    uint64_t loads = 0;
+    double last_load_seconds = 0;
+    Status last_error;
+  };
+  Model* FindLocked(const std::string& name);
+  // Loads `m` (the lock is released while the engine starts); unloads LRU engines first while
+  // more than `keep` others are loaded.
+  Status LoadLocked(std::unique_lock<std::mutex>& lock, Model& m, size_t keep);
+  Status UnloadLocked(std::unique_lock<std::mutex>& lock, Model& m);
+  void Release(const std::string& name);
+
+  std::vector<Model> models_;
+  EngineOptions base_;
+  size_t max_loaded_;
+  std::chrono::milliseconds drain_timeout_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t clock_ = 0;
+  uint64_t loads_ = 0, unloads_ = 0;
+};
+
+}  // namespace kvault
