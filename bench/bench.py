@@ -271,6 +271,66 @@ def resume(kvault_argv, server_argv, contexts, reps):
     return out
 
 
+def swap(kvault, model_a, model_b, tools, threads, words, reps):
+    """Back on model A after model B was served: kvault swaps (A's cache stays on disk) where
+    llama-server is restarted with the other model."""
+    k = {"swap_s": [], "next_turn_s": [], "cold_s": [], "on_demand_load_s": []}
+    l = {"restart_s": [], "next_turn_s": [], "cold_s": []}
+    tokens = 0
+    for rep in range(reps):
+        base = f"swap agent {rep}: " + text_of(words, 5000 + rep)
+        turn1 = [{"role": "user", "content": base}]
+        turn2 = turn1 + [{"role": "assistant", "content": "noted"}, {"role": "user", "content": "and next?"}]
+        cache_dir = tempfile.mkdtemp(prefix="kvault-bench-swap-")
+        argv = [kvault, "serve", "--model", model_a, "--model-id", "a", "--models", f"b={model_b}",
+                "--max-loaded-models", "1", "--admin-key", "bench", "--threads", str(threads), "--pool-tokens", "16384",
+                "--ctx-size", "12288", "--cache-dir", cache_dir, "--log-level", "warn"]
+        srv = Server(argv, "kvault-swap")
+        try:
+            r, t = chat(srv.port, turn1, 1, {"model": "a"})
+            tokens = r["usage"]["prompt_tokens"]
+            k["cold_s"].append(t)
+            t0 = time.time()
+            chat(srv.port, "a question for the other model", 1, {"model": "b"})  # loads b, unloads a
+            k["on_demand_load_s"].append(time.time() - t0)
+            t0 = time.time()
+            req = urllib.request.Request(f"http://127.0.0.1:{srv.port}/admin/models/swap",
+                                         data=json.dumps({"model": "a"}).encode(), method="POST",
+                                         headers={"Content-Type": "application/json", "Authorization": "Bearer bench"})
+            with urllib.request.urlopen(req, timeout=600) as resp:
+                json.load(resp)
+            k["swap_s"].append(time.time() - t0)
+            r, t = chat(srv.port, turn2, 1, {"model": "a"})
+            assert r["cache"]["disk_tokens"] > 0, r["cache"]
+            k["next_turn_s"].append(t)
+        finally:
+            srv.stop()
+            shutil.rmtree(cache_dir, ignore_errors=True)
+        log(f"kvault swap {tokens} tokens rep={rep}: cold {k['cold_s'][-1]:.2f}s swap {k['swap_s'][-1]:.2f}s "
+            f"next turn {k['next_turn_s'][-1]:.2f}s")
+        if tools:
+            ls = [os.path.join(tools, "llama-server"), "-t", str(threads), "-c", "16384", "-np", "1", "--host", "127.0.0.1"]
+            srv = Server(ls + ["-m", model_a], "llama-server")
+            try:
+                l["cold_s"].append(chat(srv.port, turn1, 1)[1])
+            finally:
+                srv.stop()
+            srv = Server(ls + ["-m", model_b], "llama-server")
+            srv.stop()
+            t0 = time.time()
+            srv = Server(ls + ["-m", model_a], "llama-server")
+            l["restart_s"].append(time.time() - t0)
+            try:
+                l["next_turn_s"].append(chat(srv.port, turn2, 1)[1])
+            finally:
+                srv.stop()
+            log(f"llama-server swap rep={rep}: restart {l['restart_s'][-1]:.2f}s next turn {l['next_turn_s'][-1]:.2f}s")
+    out = {"tokens": tokens, "kvault": {p: stats(v) for p, v in k.items()}}
+    if tools:
+        out["llama-server"] = {p: stats(v) for p, v in l.items()}
+    return out
+
+
 def index_scan(kvault, n_files, reps):
     """Seconds to scan a cache directory of n_files block files (what a restart does)."""
     import random
@@ -326,12 +386,12 @@ def block_io(kvault, model, threads, context):
     return {"cmd": f"kvault-block-bench MODEL {context} {threads}", "prefill": rows[0], "sizes": rows[1:]}
 
 
-def ensure_model(kvault, size):
-    path = os.path.join(CACHE, "models", f"demo-{size}-42.gguf")
+def ensure_model(kvault, size, seed=42):
+    path = os.path.join(CACHE, "models", f"demo-{size}-{seed}.gguf")
     if not os.path.exists(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         log(f"generating the {size} demo model at {path}")
-        subprocess.run([kvault, "model", "make-demo", "--size", size, "--out", path, "--seed", "42"], check=True)
+        subprocess.run([kvault, "model", "make-demo", "--size", size, "--out", path, "--seed", str(seed)], check=True)
     return path
 
 
@@ -419,6 +479,28 @@ def render_markdown(r):
                          f"{cell(kv['restart'])} | {speedup:.0f}× | {cell(ls.get('cold'))} | "
                          f"{cell(ls.get('resident'))} | {cell(ls.get('restart'))} |")
         lines.append("")
+    sw = r.get("swap")
+    if sw:
+        k, l = sw["kvault"], sw.get("llama-server", {})
+        def cell(v):
+            return span(v) if v else "—"
+        lines += ["## Model swap: back on a model after another one was served", "",
+                  f"An agent's {sw['tokens']}-token conversation on model A; then model B is served (one model "
+                  "loaded at a time); then the agent's next turn on A (1 token answered). kvault: "
+                  "`--max-loaded-models 1`, B loaded on demand by its first request, then "
+                  "`POST /admin/models/swap` back to A; A's KV blocks stayed on disk. llama-server: restarted with "
+                  "B, then restarted with A (it keeps no cache). Seconds, median [min–max].", "",
+                  "| | kvault | llama-server |", "|---|---|---|",
+                  f"| first turn on A (cold) | {cell(k['cold_s'])} | {cell(l.get('cold_s'))} |",
+                  f"| serving B: on-demand load + B's first (short) request | {cell(k['on_demand_load_s'])} | — |",
+                  f"| back to A: swap / restart | {cell(k['swap_s'])} | {cell(l.get('restart_s'))} |",
+                  f"| A's next turn after that | {cell(k['next_turn_s'])} | {cell(l.get('next_turn_s'))} |"]
+        if l:
+            total_k = k["swap_s"]["median"] + k["next_turn_s"]["median"]
+            total_l = l["restart_s"]["median"] + l["next_turn_s"]["median"]
+            lines += ["", f"Back on A and answered: kvault {total_k:.2f} s, llama-server {total_l:.2f} s "
+                      f"({total_l / total_k:.1f}× longer)."]
+        lines.append("")
     b = r.get("blockio")
     if b:
         p = b["prefill"]
@@ -453,7 +535,7 @@ def render_markdown(r):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="tiny model, seconds; output to a temp dir")
-    ap.add_argument("--suites", default="decode,ttft,resume,index,blockio")
+    ap.add_argument("--suites", default="decode,ttft,resume,swap,index,blockio")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--kvault", default=os.path.join(ROOT, "build", "bin", "kvault"))
@@ -519,6 +601,10 @@ def main():
             ls_argv = [os.path.join(tools, "llama-server"), "-m", model, "-t", str(args.threads), "-c", "16384",
                        "-np", "1", "--host", "127.0.0.1"]
         r["resume"] = resume(kv_argv, ls_argv, [200] if smoke else [2000, 4000, 8000], reps)
+    if "swap" in suites:
+        log("suite: model swap")
+        r["swap"] = swap(args.kvault, model, ensure_model(args.kvault, size, 43), tools, args.threads,
+                         200 if smoke else 4000, reps)
     if "index" in suites:
         log("suite: index rebuild")
         r["index"] = index_scan(args.kvault, 1000 if smoke else 100000, reps)
@@ -538,7 +624,7 @@ def main():
         f.write(render_markdown(r))
     log(f"wrote {out_json} and {out_md}")
     if smoke:  # the smoke run checks that the driver produced every section it should
-        for key in ("decode", "ttft", "resume", "index", "blockio"):
+        for key in ("decode", "ttft", "resume", "swap", "index", "blockio"):
             assert key in r, key
         assert all(row["logits_identical"] for row in r["blockio"]["sizes"]), r["blockio"]
         assert all(v["median"] > 0 for v in r["decode"]["kvault"].values()), r["decode"]
