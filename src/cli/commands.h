@@ -39,6 +39,7 @@ struct ServeArgs {
   int default_max_tokens = 512;
   std::string data_dir;     // empty: DefaultDataDir()
   std::string log_level = "info";
+  std::string log_format = "text";
   std::vector<std::string> api_keys;  // --api-key (repeatable) and KVAULT_API_KEYS (comma-separated)
   std::vector<std::string> cors_origins;
   std::vector<std::string> admin_keys;

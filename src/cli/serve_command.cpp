@@ -122,6 +122,9 @@ void AddServeCommand(CLI::App& app, ServeArgs* a) {
       ->capture_default_str();
   serve->add_flag("!--private-health", a->public_health, "/health needs an API key (/health/live never does)");
   serve->add_flag("!--private-metrics", a->public_metrics, "/metrics needs an API key");
+  serve->add_option("--log-format", a->log_format, "text, or json (one JSON object per line)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
   serve->add_option("--api-key", a->api_keys,
                     "accept this API key (repeatable; also KVAULT_API_KEYS=k1,k2); each key is its own cache "
                     "tenant; without keys the API is open")
@@ -200,7 +203,7 @@ StatusOr<fs::path> EnsureDefaultModel(const fs::path& data_dir) {
 }  // namespace
 
 int RunServe(const ServeArgs& a) {
-  Status s = InitLogging(a.log_level);
+  Status s = InitLogging(a.log_level, a.log_format);
   if (!s.ok()) {
     std::cerr << "kvault: " << s.message() << "\n";
     return kExitUsage;

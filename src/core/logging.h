@@ -9,8 +9,9 @@
 
 namespace kvault {
 
-// level: trace, debug, info, warn, error, off.
-Status InitLogging(const std::string& level);
+// level: trace, debug, info, warn, error, off. format: "text" (one readable line per event) or
+// "json" (one JSON object per line: {"time","level","msg"}, for log collectors).
+Status InitLogging(const std::string& level, const std::string& format = "text");
 
 // Routes llama.cpp/ggml logging into spdlog. Safe to call more than once.
 void RouteLlamaLogging();

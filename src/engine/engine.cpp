@@ -95,7 +95,23 @@ class Engine::Impl {
     }
 
     llama_backend_init();
-    model_ = llama_model_load_from_file(opt_.model_path.c_str(), llama_model_default_params());
+    llama_model_params mp = llama_model_default_params();
+    // Progress in the log while a large model loads (every 25 %).
+    struct Progress {
+      std::string name;
+      int next = 25;
+    } progress{opt_.model_path.filename().string()};
+    mp.progress_callback = [](float p, void* user) {
+      auto* pr = static_cast<Progress*>(user);
+      const int pct = static_cast<int>(p * 100);
+      if (pct >= pr->next) {
+        spdlog::info("engine: loading {}: {}%", pr->name, pct);
+        pr->next = (pct / 25 + 1) * 25;
+      }
+      return true;
+    };
+    mp.progress_callback_user_data = &progress;
+    model_ = llama_model_load_from_file(opt_.model_path.c_str(), mp);
     if (!model_) return Status::Corruption("llama.cpp could not load model " + opt_.model_path.string());
     vocab_ = llama_model_get_vocab(model_);
 

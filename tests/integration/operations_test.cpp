@@ -87,6 +87,65 @@ TEST(OperationsTest, LivenessMetricsAndCors) {
   EXPECT_FALSE(foreign->has_header("Access-Control-Allow-Origin"));
 }
 
+TEST(OperationsTest, HealthIsDegradedWhileRunningRequestsHoldMostOfThePool) {
+  auto server = ServerProcess::Start({"--model", TinyModel().string(), "--pool-tokens", "1024", "--ctx-size", "1024",
+                                      "--block-tokens", "16", "--degraded-utilization", "0.8"});
+  ASSERT_TRUE(server->WaitHealthy(std::chrono::seconds(60))) << server->Log();
+  // One request reserving prompt + 950 tokens of a 1024-token pool.
+  auto big = std::async(std::launch::async, [&] {
+    auto c = ClientFor(*server);
+    return c.Post("/v1/chat/completions", R"({"messages":[{"role":"user","content":"hold"}],"max_tokens":950})",
+                  "application/json");
+  });
+  auto c = ClientFor(*server);
+  json h;
+  int status = 0;
+  for (int i = 0; i < 400 && status != 503; ++i) {
+    auto r = c.Get("/health");
+    ASSERT_TRUE(r);
+    status = r->status;
+    h = json::parse(r->body);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(status, 503);
+  EXPECT_EQ(h["status"], "degraded") << h.dump();
+  EXPECT_GT(h["pool"]["active_utilization"].get<double>(), 0.8);
+  auto r = big.get();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  // Finished: its cells stay resident (idle) but count as evictable: healthy again.
+  auto after = c.Get("/health");
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->status, 200) << after->body;
+  EXPECT_EQ(json::parse(after->body)["status"], "ok");
+}
+
+TEST(OperationsTest, JsonLogsAreOneObjectPerLine) {
+  auto server = ServerProcess::Start({"--model", TinyModel().string(), "--ctx-size", "256", "--log-format", "json"});
+  ASSERT_TRUE(server->WaitHealthy(std::chrono::seconds(60))) << server->Log();
+  auto c = ClientFor(*server);
+  auto r = c.Post("/v1/chat/completions", httplib::Headers{{"X-Agent-Id", "json-agent"}},
+                  R"({"messages":[{"role":"user","content":"log \"this\""}],"max_tokens":2})", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(server->Stop(SIGTERM), 0);
+  const std::string log = server->Log();
+  size_t lines = 0, pos = 0;
+  bool request_line = false;
+  while (pos < log.size()) {
+    const size_t end = log.find('\n', pos);
+    const std::string line = log.substr(pos, end - pos);
+    pos = end == std::string::npos ? log.size() : end + 1;
+    if (line.empty()) continue;
+    const json j = json::parse(line, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << line;
+    EXPECT_TRUE(j.contains("time") && j.contains("level") && j.contains("msg")) << line;
+    request_line |= j["msg"].get<std::string>().find("agent=json-agent") != std::string::npos;
+    ++lines;
+  }
+  EXPECT_GT(lines, 3u);
+  EXPECT_TRUE(request_line) << log;
+}
+
 TEST(OperationsTest, PrivateHealthAndMetricsNeedAKeyLivenessNever) {
   auto server = ServerProcess::Start({"--model", TinyModel().string(), "--ctx-size", "256", "--api-key", "ops-key",
                                       "--private-health", "--private-metrics"});
