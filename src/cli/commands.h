@@ -43,6 +43,7 @@ struct ServeArgs {
   std::vector<std::string> api_keys;  // --api-key (repeatable) and KVAULT_API_KEYS (comma-separated)
   std::vector<std::string> cors_origins;
   std::vector<std::string> admin_keys;
+  int key_concurrency = 0;
   std::vector<std::string> models;  // NAME=PATH
   uint32_t max_loaded_models = 1;
   double degraded_utilization = 0.9;

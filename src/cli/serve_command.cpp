@@ -113,6 +113,10 @@ void AddServeCommand(CLI::App& app, ServeArgs* a) {
   serve->add_option("--drain-timeout", a->drain_timeout_s,
                     "on SIGTERM/SIGINT, seconds running requests may take to finish")
       ->capture_default_str();
+  serve->add_option("--key-concurrency", a->key_concurrency,
+                    "API requests in flight per key at most; more get 429 (0: no limit)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   serve->add_option("--cors-origins", a->cors_origins,
                     "browser origins allowed to call the API, comma-separated ('*': any; default: none)")
       ->delimiter(',');
@@ -263,6 +267,7 @@ int RunServe(const ServeArgs& a) {
   so.api_keys = a.api_keys;
   so.cors_origins = a.cors_origins;
   so.admin_keys = a.admin_keys;
+  so.key_concurrency = a.key_concurrency;
   so.degraded_utilization = a.degraded_utilization;
   so.public_health = a.public_health;
   so.public_metrics = a.public_metrics;

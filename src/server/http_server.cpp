@@ -34,6 +34,7 @@ HttpServer::HttpServer(ServerOptions options, ModelManager* models)
       models_(models),
       keys_(options_.api_keys),
       admin_keys_(options_.admin_keys),
+      limiter_(options_.key_concurrency),
       http_(std::make_unique<httplib::Server>()) {
   RegisterRoutes();
 }
@@ -66,7 +67,7 @@ void HttpServer::WaitUntilReady() { http_->wait_until_ready(); }
 
 void HttpServer::Stop() { http_->stop(); }
 
-RouteContext HttpServer::Context() { return RouteContext{&models_, &keys_, &admin_keys_, &metrics_, &draining_, &in_flight_}; }
+RouteContext HttpServer::Context() { return RouteContext{&models_, &keys_, &admin_keys_, &metrics_, &draining_, &in_flight_, &limiter_}; }
 
 bool HttpServer::CorsAllows(const std::string& origin) const {
   for (const auto& o : options_.cors_origins) {

@@ -39,6 +39,7 @@ struct ServerOptions {
   double degraded_utilization = 0.9;      // /health answers 503 "degraded" above this pool load
   bool public_health = true;              // false: /health needs an API key (/health/live never does)
   bool public_metrics = true;             // false: /metrics needs an API key
+  int key_concurrency = 0;                // API requests in flight per key at most (0: no limit)
 };
 
 class HttpServer {
@@ -76,6 +77,7 @@ class HttpServer {
   Metrics metrics_;
   std::atomic<bool> draining_{false};
   std::atomic<int> in_flight_{0};
+  TenantLimiter limiter_;
   std::unique_ptr<httplib::Server> http_;
   int bound_port_ = 0;
 };

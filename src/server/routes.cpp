@@ -10,6 +10,27 @@
 
 namespace kvault {
 
+std::shared_ptr<void> TenantLimiter::Enter(const std::string& tenant) {
+  struct Slot {
+    Slot(TenantLimiter* o, std::string t) : owner(o), tenant(std::move(t)) {}
+    Slot(const Slot&) = delete;
+    Slot& operator=(const Slot&) = delete;
+    TenantLimiter* owner;
+    std::string tenant;
+    ~Slot() {
+      if (!owner) return;
+      std::lock_guard<std::mutex> lock(owner->mu_);
+      if (--owner->counts_[tenant] == 0) owner->counts_.erase(tenant);
+    }
+  };
+  if (limit_ <= 0) return std::make_shared<Slot>(nullptr, std::string());
+  std::lock_guard<std::mutex> lock(mu_);
+  int& n = counts_[tenant];
+  if (n >= limit_) return nullptr;
+  ++n;
+  return std::make_shared<Slot>(this, tenant);
+}
+
 std::string SanitizeId(const std::string& id) {
   std::string out;
   for (char c : id.substr(0, 256)) out += (c >= 0x21 && c <= 0x7e) ? c : '_';
@@ -53,6 +74,14 @@ std::optional<CallContext> BeginCall(const RouteContext& ctx, const httplib::Req
                  ApiErrorFromStatus(Status::InvalidArgument(
                      "X-Agent-Id must be 1-256 characters from A-Z a-z 0-9 . _ : @ - (and not '.' or '..')")));
     return std::nullopt;
+  }
+  if (ctx.limiter) {
+    call.tenant_slot = ctx.limiter->Enter(call.tenant);
+    if (!call.tenant_slot) {
+      SendApiError(res, flavor,
+                   ApiErrorFromStatus(Status::Overloaded("too many concurrent requests for this API key; retry later")));
+      return std::nullopt;
+    }
   }
   call.in_flight = std::make_shared<InFlight>(ctx.in_flight);
   return call;

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -24,6 +26,20 @@ namespace kvault {
 
 enum class ApiFlavor { kOpenAi, kAnthropic };
 
+// Requests in flight per tenant, for --key-concurrency. Thread-safe.
+class TenantLimiter {
+ public:
+  explicit TenantLimiter(int limit) : limit_(limit) {}
+  // A guard that counts one request of `tenant` while it lives; null when the tenant is at its
+  // limit (0 = no limit).
+  std::shared_ptr<void> Enter(const std::string& tenant);
+
+ private:
+  int limit_;
+  std::mutex mu_;
+  std::map<std::string, int> counts_;
+};
+
 struct RouteContext {
   std::atomic<ModelManager*>* models = nullptr;  // null until the default model is loaded
   const ApiKeys* keys = nullptr;
@@ -31,6 +47,7 @@ struct RouteContext {
   Metrics* metrics = nullptr;
   const std::atomic<bool>* draining = nullptr;
   std::atomic<int>* in_flight = nullptr;
+  TenantLimiter* limiter = nullptr;
 };
 
 // Counts a request as in flight for as long as it lives (streams: until the stream ends).
@@ -58,6 +75,7 @@ struct CallContext {
   std::string agent_id;  // X-Agent-Id; the API's user field is the fallback (set by the route)
   Metrics* metrics = nullptr;
   std::shared_ptr<InFlight> in_flight;  // copied into stream state so a stream counts until it ends
+  std::shared_ptr<void> tenant_slot;    // --key-concurrency, released with the last copy
 };
 
 // Writes `e` in the flavor's envelope (status, Retry-After on 429/503/529).

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <atomic>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "server_process.h"
 #include "test_env.h"
@@ -178,6 +180,44 @@ TEST_F(ApiTest, RawCompletions) {
   auto stream = Post("/v1/completions", {{"prompt", "x"}, {"stream", true}}, {{"x-api-key", kKeyA}});
   ASSERT_TRUE(stream);
   EXPECT_EQ(stream->status, 400);
+}
+
+}  // namespace
+}  // namespace kvault::testing
+
+namespace kvault::testing {
+namespace {
+
+TEST(KeyConcurrencyTest, AKeyAtItsLimitGets429OtherKeysDoNot) {
+  auto s = ServerProcess::Start({"--model", TinyModel().string(), "--ctx-size", "1024", "--api-key", kKeyA,
+                                 "--api-key", kKeyB, "--key-concurrency", "1"});
+  ASSERT_TRUE(s->WaitHealthy(std::chrono::seconds(60))) << s->Log();
+  std::atomic<bool> streaming{false};
+  std::thread first([&] {
+    httplib::Client c("127.0.0.1", s->port());
+    c.set_read_timeout(std::chrono::seconds(60));
+    c.Post("/v1/chat/completions", {{"x-api-key", kKeyA}},
+           R"({"messages":[{"role":"user","content":"long"}],"max_tokens":600,"stream":true})", "application/json",
+           [&](const char*, size_t) {
+             streaming = true;
+             return true;
+           });
+  });
+  while (!streaming) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  httplib::Client c("127.0.0.1", s->port());
+  c.set_read_timeout(std::chrono::seconds(60));
+  const std::string body = R"({"messages":[{"role":"user","content":"short"}],"max_tokens":2})";
+  auto same = c.Post("/v1/chat/completions", {{"x-api-key", kKeyA}}, body, "application/json");
+  ASSERT_TRUE(same);
+  EXPECT_EQ(same->status, 429) << same->body;
+  EXPECT_EQ(same->get_header_value("Retry-After"), "1");
+  auto other = c.Post("/v1/chat/completions", {{"x-api-key", kKeyB}}, body, "application/json");
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->status, 200) << other->body;
+  first.join();
+  auto again = c.Post("/v1/chat/completions", {{"x-api-key", kKeyA}}, body, "application/json");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 200) << again->body;  // the slot was given back
 }
 
 }  // namespace
