@@ -820,7 +820,14 @@ class Engine::Impl {
     running_.clear();
     for (auto& w : waiting_) Reject(w.job, gone);
     waiting_.clear();
-    while (auto job = owner_->queue_.TryPop()) Reject(*job, gone);
+    while (auto job = owner_->queue_.TryPop()) {
+      if (job->control) {  // admin work still answers (its caller waits for it)
+        job->control(*this);
+        owner_->pending_.fetch_sub(1);
+      } else {
+        Reject(*job, gone);
+      }
+    }
   }
 
   Engine* owner_;
