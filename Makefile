@@ -62,7 +62,7 @@ test-tsan: deps
 	    -DKVAULT_LLAMA_SOURCE_DIR=$(LLAMA_SRC) -DKVAULT_SANITIZE=thread $(CMAKE_FLAGS); \
 	fi
 	cmake --build build-tsan -j $(JOBS)
-	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/tsan.supp \
 	  ctest --test-dir build-tsan --output-on-failure -j $(JOBS) -E 'bench_smoke|e2e'
 
 bench: build
