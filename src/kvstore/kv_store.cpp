@@ -81,6 +81,12 @@ std::shared_ptr<const BlockRecord> KvStore::GetRam(const BlockKey& key) {
   return it->second.record;
 }
 
+void KvStore::RamEraseLocked(std::unordered_map<BlockKey, RamEntry, BlockKeyHash>::iterator it) {
+  ram_bytes_ -= it->second.record->ByteSize();
+  ram_lru_.erase(it->second.lru);
+  ram_.erase(it);
+}
+
 void KvStore::RamInsertLocked(const std::shared_ptr<const BlockRecord>& r) {
   if (ram_.count(r->key)) return;
   ram_lru_.push_back(r->key);
@@ -91,10 +97,7 @@ void KvStore::RamInsertLocked(const std::shared_ptr<const BlockRecord>& r) {
     auto victim = ram_lru_.begin();
     while (victim != ram_lru_.end() && agents_->InLatestChain(*victim)) ++victim;
     if (victim == ram_lru_.end()) victim = ram_lru_.begin();
-    auto it = ram_.find(*victim);
-    ram_bytes_ -= it->second.record->ByteSize();
-    ram_.erase(it);
-    ram_lru_.erase(victim);
+    RamEraseLocked(ram_.find(*victim));
   }
 }
 
@@ -202,9 +205,7 @@ size_t KvStore::EvictFromRam(const std::vector<BlockKey>& chain) {
   for (const auto& k : chain) {
     auto it = ram_.find(k);
     if (it == ram_.end()) continue;
-    ram_bytes_ -= it->second.record->ByteSize();
-    ram_lru_.erase(it->second.lru);
-    ram_.erase(it);
+    RamEraseLocked(it);
     ++dropped;
   }
   return dropped;
@@ -222,9 +223,7 @@ size_t KvStore::ForgetAgent(const std::string& tenant, const std::string& id) {
       {
         std::lock_guard<std::mutex> lock(mu_);
         if (auto it = ram_.find(k); it != ram_.end()) {
-          ram_bytes_ -= it->second.record->ByteSize();
-          ram_lru_.erase(it->second.lru);
-          ram_.erase(it);
+          RamEraseLocked(it);
           any = true;
         }
       }

@@ -116,6 +116,7 @@ class KvStore {
     std::list<BlockKey>::iterator lru;
   };
   std::unordered_map<BlockKey, RamEntry, BlockKeyHash> ram_;
+  void RamEraseLocked(std::unordered_map<BlockKey, RamEntry, BlockKeyHash>::iterator it);
   std::list<BlockKey> ram_lru_;  // front = least recently used
   uint64_t ram_bytes_ = 0;
   std::unordered_map<BlockKey, int, BlockKeyHash> pending_;  // queued for disk

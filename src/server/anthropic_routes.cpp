@@ -6,7 +6,6 @@
 #include "api/anthropic_messages.h"
 #include "api/chat_output.h"
 #include "api/ids.h"
-#include "kvstore/agent_registry.h"
 #include "server/routes.h"
 
 namespace kvault {
@@ -45,11 +44,8 @@ void HandleMessages(const RouteContext& ctx, const httplib::Request& req, httpli
   auto parsed = ParseMessagesRequest(req.body);
   if (!parsed.ok()) return SendApiError(res, ApiFlavor::kAnthropic, ApiErrorFromStatus(parsed.status()));
   if (!AttachModel(ctx, *call, parsed->model, res, ApiFlavor::kAnthropic)) return;
-  if (call->agent_id.empty() && AgentRegistry::ValidId(parsed->user_id)) call->agent_id = parsed->user_id;
   GenerateRequest& g = parsed->generate;
-  g.tenant = call->tenant;
-  g.agent_id = call->agent_id;
-  g.request_id = call->request_id;
+  StampRequest(*call, parsed->user_id, g);
   const bool stream = g.stream;
 
   auto st = std::make_shared<MessagesState>();
@@ -120,21 +116,11 @@ void HandleMessages(const RouteContext& ctx, const httplib::Request& req, httpli
     return;
   }
 
-  for (std::optional<GenerationEvent> ev = std::move(first);; ev = NextEvent(*st->handle, req)) {
-    if (!ev) return;
-    if (ev->kind == GenerationEvent::Kind::kText) {
-      st->output->Append(ev->text);
-    } else if (ev->kind == GenerationEvent::Kind::kError) {
-      const ApiError e = ApiErrorFromStatus(ev->status);
-      LogRequest(*call, "anthropic.messages", *ev, AnthropicHttpStatus(e));
-      return SendApiError(res, ApiFlavor::kAnthropic, e);
-    } else {
-      st->output->Finish();
-      ApplyDone(*st, *ev);
-      LogRequest(*call, "anthropic.messages", *ev, 200);
-      break;
-    }
-  }
+  auto done = CollectNonStreamed(*call, "anthropic.messages", ApiFlavor::kAnthropic, *st->handle, req, res,
+                                 std::move(first), [&](const std::string& text) { st->output->Append(text); });
+  if (!done) return;
+  st->output->Finish();
+  ApplyDone(*st, *done);
   res.set_content(RenderMessage(st->result), kJson);
 }
 

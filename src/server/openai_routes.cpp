@@ -7,7 +7,6 @@
 #include "api/chat_output.h"
 #include "api/openai_chat.h"
 #include "api/openai_completions.h"
-#include "kvstore/agent_registry.h"
 #include "server/routes.h"
 
 namespace kvault {
@@ -46,11 +45,8 @@ void HandleChatCompletions(const RouteContext& ctx, const httplib::Request& req,
   auto parsed = ParseChatCompletionRequest(req.body);
   if (!parsed.ok()) return SendApiError(res, ApiFlavor::kOpenAi, ApiErrorFromStatus(parsed.status()));
   if (!AttachModel(ctx, *call, parsed->model, res, ApiFlavor::kOpenAi)) return;
-  if (call->agent_id.empty() && AgentRegistry::ValidId(parsed->user)) call->agent_id = parsed->user;
   GenerateRequest& g = parsed->generate;
-  g.tenant = call->tenant;
-  g.agent_id = call->agent_id;
-  g.request_id = call->request_id;
+  StampRequest(*call, parsed->user, g);
   const bool stream = g.stream;
 
   auto st = std::make_shared<ChatStreamState>();
@@ -125,24 +121,13 @@ void HandleChatCompletions(const RouteContext& ctx, const httplib::Request& req,
     return;
   }
 
-  for (std::optional<GenerationEvent> ev = std::move(first);; ev = NextEvent(*st->handle, req)) {
-    if (!ev) return;  // the client went away
-    if (ev->kind == GenerationEvent::Kind::kText) {
-      st->output->Append(ev->text);
-    } else if (ev->kind == GenerationEvent::Kind::kError) {
-      const ApiError e = ApiErrorFromStatus(ev->status);
-      LogRequest(*call, "openai.chat", *ev, e.http_status);
-      return SendApiError(res, ApiFlavor::kOpenAi, e);
-    } else {
-      st->output->Finish();
-      ApplyDone(st->result, *ev);
-      LogRequest(*call, "openai.chat", *ev, 200);
-      break;
-    }
-  }
+  auto done = CollectNonStreamed(*call, "openai.chat", ApiFlavor::kOpenAi, *st->handle, req, res, std::move(first),
+                                 [&](const std::string& text) { st->output->Append(text); });
+  if (!done) return;
+  st->output->Finish();
+  ApplyDone(st->result, *done);
   st->result.text = st->output->content();
   st->result.tool_calls = st->output->tool_calls();
-  res.set_header("X-Cache-Tokens", std::to_string(st->result.cached_tokens));
   res.set_content(RenderChatCompletion(st->result), kJson);
 }
 
@@ -152,34 +137,21 @@ void HandleCompletions(const RouteContext& ctx, const httplib::Request& req, htt
   auto parsed = ParseCompletionRequest(req.body);
   if (!parsed.ok()) return SendApiError(res, ApiFlavor::kOpenAi, ApiErrorFromStatus(parsed.status()));
   if (!AttachModel(ctx, *call, parsed->model, res, ApiFlavor::kOpenAi)) return;
-  if (call->agent_id.empty() && AgentRegistry::ValidId(parsed->user)) call->agent_id = parsed->user;
   GenerateRequest& g = parsed->generate;
-  g.tenant = call->tenant;
-  g.agent_id = call->agent_id;
-  g.request_id = call->request_id;
+  StampRequest(*call, parsed->user, g);
   g.stream = false;  // streamed completions: see docs/api.md (not supported yet)
   auto handle = call->engine->Submit(std::move(g));
   CompletionResult result;
   result.id = NewRandomId("cmpl-");
   result.model = call->engine->info().id;
   result.created = UnixNow();
-  for (std::optional<GenerationEvent> ev = NextEvent(*handle, req);; ev = NextEvent(*handle, req)) {
-    if (!ev) return;
-    if (ev->kind == GenerationEvent::Kind::kText) {
-      result.text += ev->text;
-    } else if (ev->kind == GenerationEvent::Kind::kError) {
-      const ApiError e = ApiErrorFromStatus(ev->status);
-      LogRequest(*call, "openai.completions", *ev, e.http_status);
-      return SendApiError(res, ApiFlavor::kOpenAi, e);
-    } else {
-      result.finish = ev->finish;
-      result.prompt_tokens = ev->prompt_tokens;
-      result.completion_tokens = ev->completion_tokens;
-      result.cached_tokens = ev->cached_tokens;
-      LogRequest(*call, "openai.completions", *ev, 200);
-      break;
-    }
-  }
+  auto done = CollectNonStreamed(*call, "openai.completions", ApiFlavor::kOpenAi, *handle, req, res, std::nullopt,
+                                 [&](const std::string& text) { result.text += text; });
+  if (!done) return;
+  result.finish = done->finish;
+  result.prompt_tokens = done->prompt_tokens;
+  result.completion_tokens = done->completion_tokens;
+  result.cached_tokens = done->cached_tokens;
   res.set_header("X-Cache-Tokens", std::to_string(result.cached_tokens));
   res.set_content(RenderCompletion(result), kJson);
 }

@@ -104,6 +104,34 @@ bool AttachModel(const RouteContext& ctx, CallContext& call, const std::string& 
   return true;
 }
 
+void StampRequest(CallContext& call, const std::string& user_field, GenerateRequest& g) {
+  if (call.agent_id.empty() && AgentRegistry::ValidId(user_field)) call.agent_id = user_field;
+  g.tenant = call.tenant;
+  g.agent_id = call.agent_id;
+  g.request_id = call.request_id;
+}
+
+std::optional<GenerationEvent> CollectNonStreamed(const CallContext& call, const char* api, ApiFlavor flavor,
+                                                  RequestHandle& h, const httplib::Request& req,
+                                                  httplib::Response& res, std::optional<GenerationEvent> first,
+                                                  const std::function<void(const std::string&)>& on_text) {
+  std::optional<GenerationEvent> ev = first ? std::move(first) : NextEvent(h, req);
+  for (;; ev = NextEvent(h, req)) {
+    if (!ev) return std::nullopt;  // the client went away
+    if (ev->kind == GenerationEvent::Kind::kText) {
+      on_text(ev->text);
+    } else if (ev->kind == GenerationEvent::Kind::kError) {
+      const ApiError e = ApiErrorFromStatus(ev->status);
+      LogRequest(call, api, *ev, flavor == ApiFlavor::kAnthropic ? AnthropicHttpStatus(e) : e.http_status);
+      SendApiError(res, flavor, e);
+      return std::nullopt;
+    } else {
+      LogRequest(call, api, *ev, 200);
+      return ev;
+    }
+  }
+}
+
 std::optional<GenerationEvent> NextEvent(RequestHandle& h, const httplib::Request& req) {
   while (true) {
     auto ev = h.events().PopFor(std::chrono::milliseconds(100));

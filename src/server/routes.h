@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -88,6 +89,18 @@ std::optional<CallContext> BeginCall(const RouteContext& ctx, const httplib::Req
 // returns false.
 bool AttachModel(const RouteContext& ctx, CallContext& call, const std::string& model, httplib::Response& res,
                  ApiFlavor flavor);
+
+// Fills the engine request's identity: tenant, request id, and agent — X-Agent-Id, else the
+// API's own user field when it is a valid agent id (which then also names the call's agent).
+void StampRequest(CallContext& call, const std::string& user_field, GenerateRequest& g);
+
+// Reads a non-streamed request to its end: `first` (when set) and the events after it, each text
+// piece to `on_text`. Returns the kDone event, logged. An engine error is answered in the
+// flavor's envelope and logged, and gives nullopt; so does a client that went away.
+std::optional<GenerationEvent> CollectNonStreamed(const CallContext& call, const char* api, ApiFlavor flavor,
+                                                  RequestHandle& h, const httplib::Request& req,
+                                                  httplib::Response& res, std::optional<GenerationEvent> first,
+                                                  const std::function<void(const std::string&)>& on_text);
 
 // The request's next event. nullopt once the client has gone away (checked at least every
 // 100 ms), after cancelling the request so the engine frees its cells at its next step.

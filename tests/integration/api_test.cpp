@@ -91,6 +91,7 @@ TEST_F(ApiTest, RequestIdIsEchoedOrGenerated) {
   ASSERT_TRUE(generated);
   EXPECT_EQ(generated->get_header_value("X-Request-Id").rfind("req_", 0), 0u);
   EXPECT_FALSE(generated->get_header_value("X-Cache-Tokens").empty());
+  EXPECT_EQ(generated->get_header_value_count("X-Cache-Tokens"), 1u);
 }
 
 TEST_F(ApiTest, AnthropicUsageAddsUpToCountTokensAndTheNextTurnReadsTheCache) {
