@@ -53,6 +53,7 @@ void SyncDir(const fs::path& dir) {
 Status WriteFileDurably(const fs::path& path, const std::vector<uint8_t>& bytes) {
   std::error_code ec;
   fs::create_directories(path.parent_path(), ec);
+  if (ec) return Status::IOError("cannot create directory " + path.parent_path().string() + ": " + ec.message());
   const fs::path tmp = path.string() + ".tmp";
   Status s = WriteAllAndSync(tmp, bytes);
   if (s.ok()) {
@@ -135,7 +136,11 @@ void DiskTier::TouchLocked(const BlockKey& key) {
 StatusOr<std::vector<uint8_t>> DiskTier::Read(const BlockKey& key) {
   const fs::path path = PathFor(key);
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::NotFound("no block file " + path.string());
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ENOENT) Forget(key);  // deleted behind our back: no longer stored
+    return Status::NotFound("cannot open block file " + path.string() + ": " + std::strerror(err));
+  }
   struct stat st {};
   std::vector<uint8_t> bytes;
   if (::fstat(fd, &st) == 0) bytes.resize(static_cast<size_t>(st.st_size));
@@ -162,6 +167,18 @@ Status DiskTier::Write(const BlockKey& key, const std::vector<uint8_t>& bytes) {
       TouchLocked(key);
       return Status::Ok();
     }
+  }
+  std::error_code ec;
+  if (!fs::exists(root_, ec)) {
+    // The directory was deleted while we ran: every indexed file went with it. Start again empty.
+    std::lock_guard<std::mutex> lock(mu_);
+    spdlog::warn("kv store: cache directory {} vanished; {} block(s) lost, starting it again", root_.string(),
+                 index_.size());
+    index_.clear();
+    lru_.clear();
+    stats_.bytes = 0;
+    stats_.blocks = 0;
+    ++stats_.dir_lost;
   }
   const fs::path path = PathFor(key);
   Status s = WriteFileDurably(path, bytes);
@@ -210,6 +227,25 @@ void DiskTier::Quarantine(const BlockKey& key, const std::string& why) {
   }
   stats_.blocks = index_.size();
   ++stats_.quarantined;
+}
+
+void DiskTier::Forget(const BlockKey& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = index_.find(key);
+  if (it == index_.end()) return;
+  stats_.bytes -= it->second.size;
+  lru_.erase(it->second.lru);
+  index_.erase(it);
+  stats_.blocks = index_.size();
+  ++stats_.vanished;
+}
+
+Status DiskTier::Probe() {
+  const fs::path probe = root_ / "write-probe";
+  Status s = WriteFileDurably(probe, std::vector<uint8_t>(4096, 0));
+  std::error_code ec;
+  fs::remove(probe, ec);
+  return s;
 }
 
 Status DiskTier::Remove(const BlockKey& key) {

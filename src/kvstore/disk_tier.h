@@ -5,7 +5,9 @@
 // either the whole file or none (temp files are removed at Open). The index (key → size, in
 // least-recently-used order) is rebuilt by scanning at Open. Over the size limit, least recently
 // used files are deleted. Unreadable or corrupt files are moved to <root>/quarantine and
-// counted. Internally synchronised: lookups from the engine thread, I/O from the store's thread.
+// counted. A cache directory deleted while the server runs is noticed at the next write and
+// started again empty; files deleted one by one are dropped from the index when read. Internally
+// synchronised: lookups from the engine thread, I/O from the store's thread.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +33,8 @@ struct DiskTierStats {
   uint64_t gc_deleted = 0;
   uint64_t write_errors = 0;
   uint64_t temp_files_removed = 0;
+  uint64_t vanished = 0;  // indexed files found missing when read (deleted behind our back)
+  uint64_t dir_lost = 0;  // times the whole directory was found deleted and started again
 };
 
 // Writes `bytes` to `path` durably and atomically: a temp file, fsync, rename, fsync of the
@@ -51,6 +55,10 @@ class DiskTier {
   void Quarantine(const BlockKey& key, const std::string& why);
   // Deletes a block's file (an agent was forgotten). Ok when it was not there.
   Status Remove(const BlockKey& key);
+  // Drops a block from the index whose file is gone (not deleted by us).
+  void Forget(const BlockKey& key);
+  // Writes and removes a small file: can blocks be written again (after a full or read-only disk)?
+  Status Probe();
   // Size of a stored block's file; 0 when not stored.
   uint64_t SizeOf(const BlockKey& key) const;
 

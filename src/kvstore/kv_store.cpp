@@ -1,5 +1,6 @@
 #include "kvstore/kv_store.h"
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 #include <thread>
@@ -50,11 +51,21 @@ void KvStore::IoLoop() {
   // Below the engine's compute threads: on a small machine every cycle this thread takes (encoding,
   // checksums, write syscalls) would otherwise be taken from decoding.
   setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
+  const auto probe_every = std::chrono::milliseconds(std::max<uint32_t>(1, options_.probe_interval_ms));
   while (true) {
     std::function<void()> job;
     {
       std::unique_lock<std::mutex> lock(jobs_mu_);
-      jobs_cv_.wait(lock, [&] { return closing_ || !reads_.empty() || !writes_.empty(); });
+      const auto ready = [&] { return closing_ || !reads_.empty() || !writes_.empty(); };
+      if (failing_flag_.load(std::memory_order_relaxed)) {
+        if (!jobs_cv_.wait_for(lock, probe_every, ready)) {
+          lock.unlock();
+          ProbeDisk();
+          continue;
+        }
+      } else {
+        jobs_cv_.wait(lock, ready);
+      }
       auto& q = !reads_.empty() ? reads_ : writes_;
       if (q.empty()) return;  // closing and drained
       job = std::move(q.front());
@@ -84,6 +95,7 @@ std::shared_ptr<const BlockRecord> KvStore::GetRam(const BlockKey& key) {
 void KvStore::RamEraseLocked(std::unordered_map<BlockKey, RamEntry, BlockKeyHash>::iterator it) {
   ram_bytes_ -= it->second.record->ByteSize();
   ram_lru_.erase(it->second.lru);
+  unpersisted_.erase(it->first);  // never written, now gone: lost like any block without a disk
   ram_.erase(it);
 }
 
@@ -105,17 +117,124 @@ void KvStore::Put(std::shared_ptr<const BlockRecord> record) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     RamInsertLocked(record);
-    if (!disk_ || pending_.count(record->key) || disk_->Contains(record->key)) return;
+    if (!disk_ || pending_.count(record->key) || unpersisted_.count(record->key) || disk_->Contains(record->key)) {
+      return;
+    }
     ++pending_[record->key];
   }
-  Enqueue([this, record] {
-    if (options_.slow_write_ms) std::this_thread::sleep_for(std::chrono::milliseconds(options_.slow_write_ms));
-    Status s = disk_->Write(record->key, EncodeBlockFile(*record));
-    if (!s.ok()) spdlog::warn("kv store: could not persist block {}: {}", record->key.Hex(), s.message());
+  Enqueue([this, record] { WriteBlock(record); }, /*read=*/false);
+}
+
+void KvStore::WriteBlock(const std::shared_ptr<const BlockRecord>& record) {
+  if (options_.slow_write_ms) std::this_thread::sleep_for(std::chrono::milliseconds(options_.slow_write_ms));
+  Status s = disk_->Write(record->key, EncodeBlockFile(*record));
+  bool recovered;
+  {
     std::lock_guard<std::mutex> lock(mu_);
     pending_.erase(record->key);
+    if (!s.ok() && ram_.count(record->key)) unpersisted_.insert(record->key);
+    recovered = NoteWriteLocked(s);
+    if (const uint64_t lost = disk_->stats().dir_lost; lost != dir_lost_seen_) {
+      // The directory was deleted: what RAM still holds is written again.
+      dir_lost_seen_ = lost;
+      for (const auto& [k, e] : ram_) {
+        if (!pending_.count(k) && !disk_->Contains(k)) unpersisted_.insert(k);
+      }
+      recovered = true;
+    }
     if (pending_.empty()) flushed_.notify_all();
-  }, /*read=*/false);
+  }
+  if (recovered) Backfill();
+}
+
+void KvStore::WriteAgentRecord(const std::filesystem::path& file, const std::vector<uint8_t>& bytes) {
+  Status s = WriteFileDurably(file, bytes);
+  bool recovered;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (s.ok()) {
+      unwritten_records_.erase(file);
+    } else {
+      unwritten_records_[file] = bytes;
+    }
+    recovered = NoteWriteLocked(s);
+  }
+  if (recovered) Backfill();
+}
+
+bool KvStore::NoteWriteLocked(const Status& s) {
+  const auto now = std::chrono::steady_clock::now();
+  if (!s.ok()) {
+    ++persist_failures_;
+    disk_error_ = s.message();
+    if (!failing_) {
+      failing_ = true;
+      failing_flag_.store(true, std::memory_order_relaxed);
+      failing_since_ = now;
+      spdlog::error(
+          "kv store: cannot write to the cache directory ({}); serving on without persistence, "
+          "keeping new blocks in RAM and trying again every {} ms",
+          s.message(), options_.probe_interval_ms);
+    }
+    return false;
+  }
+  if (!failing_) return false;
+  failing_ = false;
+  failing_flag_.store(false, std::memory_order_relaxed);
+  ++recoveries_;
+  spdlog::warn(
+      "kv store: the cache directory takes writes again after {:.1f} s; writing the {} block(s) "
+      "RAM kept meanwhile",
+      std::chrono::duration<double>(now - failing_since_).count(), unpersisted_.size());
+  return true;
+}
+
+void KvStore::Backfill() {
+  std::vector<std::shared_ptr<const BlockRecord>> blocks;
+  std::map<std::filesystem::path, std::vector<uint8_t>> records;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const BlockKey& k : unpersisted_) {
+      auto it = ram_.find(k);
+      if (it == ram_.end()) continue;
+      ++pending_[k];
+      blocks.push_back(it->second.record);
+    }
+    unpersisted_.clear();
+    records.swap(unwritten_records_);
+  }
+  for (auto& b : blocks) Enqueue([this, b] { WriteBlock(b); }, /*read=*/false);
+  for (auto& [file, bytes] : records) {
+    Enqueue([this, file, bytes] { WriteAgentRecord(file, bytes); }, /*read=*/false);
+  }
+}
+
+void KvStore::ProbeDisk() {
+  std::shared_ptr<const BlockRecord> candidate;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!failing_) return;
+    for (auto it = unpersisted_.begin(); it != unpersisted_.end();) {
+      auto r = ram_.find(*it);
+      if (r == ram_.end()) {
+        it = unpersisted_.erase(it);
+        continue;
+      }
+      candidate = r->second.record;
+      ++pending_[*it];
+      unpersisted_.erase(it);
+      break;
+    }
+  }
+  // A real block when there is one: a nearly full disk may take a small probe file but not a block.
+  if (candidate) return WriteBlock(candidate);
+  Status s = disk_->Probe();
+  bool recovered;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    recovered = NoteWriteLocked(s);
+  }
+  if (recovered) Backfill();
 }
 
 std::shared_ptr<const BlockRecord> KvStore::LoadFromDisk(const BlockKey& key) {
@@ -142,42 +261,42 @@ std::shared_ptr<Prefetch> KvStore::StartPrefetch(std::vector<BlockKey> keys, siz
     p->done.store(true, std::memory_order_release);
     return p;
   }
-  Enqueue([this, p, keys = std::move(keys), tokens_of = std::move(tokens_of)] {
-    for (size_t i = p->first; i < keys.size(); ++i) {
-      std::shared_ptr<const BlockRecord> r = GetRam(keys[i]);
-      bool from_disk = false;
-      if (!r) {
-        r = LoadFromDisk(keys[i]);
-        from_disk = r != nullptr;
-      }
-      if (r && r->tokens != tokens_of(i)) {  // a hash collision or a mislabelled file
-        if (from_disk) disk_->Quarantine(keys[i], "tokens differ from the key's");
-        r = nullptr;
-      }
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!r) {
-        ++misses_;
-        break;
-      }
-      if (from_disk) {
-        ++disk_hits_;
-        RamInsertLocked(r);
-      }
-      p->records.push_back(std::move(r));
-      p->from_disk.push_back(from_disk);
-    }
-    p->done.store(true, std::memory_order_release);
-  }, /*read=*/true);
+  Enqueue(
+      [this, p, keys = std::move(keys), tokens_of = std::move(tokens_of)] {
+        for (size_t i = p->first; i < keys.size(); ++i) {
+          std::shared_ptr<const BlockRecord> r = GetRam(keys[i]);
+          bool from_disk = false;
+          if (!r) {
+            r = LoadFromDisk(keys[i]);
+            from_disk = r != nullptr;
+          }
+          if (r && r->tokens != tokens_of(i)) {  // a hash collision or a mislabelled file
+            if (from_disk) disk_->Quarantine(keys[i], "tokens differ from the key's");
+            r = nullptr;
+          }
+          std::lock_guard<std::mutex> lock(mu_);
+          if (!r) {
+            ++misses_;
+            break;
+          }
+          if (from_disk) {
+            ++disk_hits_;
+            RamInsertLocked(r);
+          }
+          p->records.push_back(std::move(r));
+          p->from_disk.push_back(from_disk);
+        }
+        p->done.store(true, std::memory_order_release);
+      },
+      /*read=*/true);
   return p;
 }
 
 void KvStore::RecordAgent(AgentRecord record) {
   auto [file, bytes] = agents_->Update(std::move(record));
   if (file.empty()) return;
-  Enqueue([file = std::move(file), bytes = std::move(bytes)] {
-    Status s = WriteFileDurably(file, bytes);
-    if (!s.ok()) spdlog::warn("kv store: could not write agent record {}: {}", file.string(), s.message());
-  }, /*read=*/false);
+  Enqueue([this, file = std::move(file), bytes = std::move(bytes)] { WriteAgentRecord(file, bytes); },
+          /*read=*/false);
 }
 
 AgentTiers KvStore::TiersOf(const std::vector<BlockKey>& chain) const {
@@ -204,7 +323,7 @@ size_t KvStore::EvictFromRam(const std::vector<BlockKey>& chain) {
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& k : chain) {
     auto it = ram_.find(k);
-    if (it == ram_.end()) continue;
+    if (it == ram_.end() || unpersisted_.count(k)) continue;  // RAM is an unwritten block's only copy
     RamEraseLocked(it);
     ++dropped;
   }
@@ -216,28 +335,34 @@ size_t KvStore::ForgetAgent(const std::string& tenant, const std::string& id) {
   auto done = std::make_shared<std::promise<size_t>>();
   auto result = done->get_future();
   // On the I/O thread, behind queued writes: a block being written is removed after it lands.
-  Enqueue([this, blocks = std::move(blocks), file = std::move(file), done] {
-    size_t removed = 0;
-    for (const auto& k : blocks) {
-      bool any = false;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (auto it = ram_.find(k); it != ram_.end()) {
-          RamEraseLocked(it);
-          any = true;
+  Enqueue(
+      [this, blocks = std::move(blocks), file = std::move(file), done] {
+        size_t removed = 0;
+        for (const auto& k : blocks) {
+          bool any = false;
+          {
+            std::lock_guard<std::mutex> lock(mu_);
+            if (auto it = ram_.find(k); it != ram_.end()) {
+              RamEraseLocked(it);
+              any = true;
+            }
+          }
+          if (disk_ && disk_->SizeOf(k)) {
+            Status s = disk_->Remove(k);
+            if (!s.ok()) spdlog::warn("kv store: {}", s.message());
+            any = true;
+          }
+          removed += any;
         }
-      }
-      if (disk_ && disk_->SizeOf(k)) {
-        Status s = disk_->Remove(k);
-        if (!s.ok()) spdlog::warn("kv store: {}", s.message());
-        any = true;
-      }
-      removed += any;
-    }
-    std::error_code ec;
-    if (!file.empty()) std::filesystem::remove(file, ec);
-    done->set_value(removed);
-  }, /*read=*/false);
+        std::error_code ec;
+        if (!file.empty()) {
+          std::filesystem::remove(file, ec);
+          std::lock_guard<std::mutex> lock(mu_);
+          unwritten_records_.erase(file);
+        }
+        done->set_value(removed);
+      },
+      /*read=*/false);
   return result.get();
 }
 
@@ -262,6 +387,15 @@ KvStoreStats KvStore::stats() const {
     st.disk_hits = disk_hits_;
     st.misses = misses_;
     st.pending_writes = pending_.size();
+    st.persistence.failing = failing_;
+    st.persistence.last_error = disk_error_;
+    if (failing_) {
+      st.persistence.failing_seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - failing_since_).count();
+    }
+    st.persistence.unpersisted_blocks = unpersisted_.size();
+    st.persistence.failures = persist_failures_;
+    st.persistence.recoveries = recoveries_;
   }
   if (disk_) st.disk = disk_->stats();
   st.persistent = disk_ != nullptr;

@@ -4,23 +4,27 @@
 // background I/O thread writes new blocks to disk (async durability: a block is on disk, fsynced,
 // within the time it takes to drain the write queue; Flush() waits for that) and reads blocks
 // that Prefetch asks for, verifying each (checksum, model fingerprint, key, tokens) before it is
-// handed out. A bad file is a miss: logged, counted, quarantined.
+// handed out. A bad file is a miss: logged, counted, quarantined. A disk that stops taking writes
+// is survived (see PersistenceHealth): nothing is lost that RAM still holds when it comes back.
 //
 // RAM holds decoded records (shared, immutable), bounded by `ram_bytes`, least recently used
 // evicted first; a block evicted from RAM stays on disk.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
-#include <deque>
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/status.h"
@@ -34,8 +38,21 @@ struct KvStoreOptions {
   std::filesystem::path dir;  // empty: RAM tier only, nothing persists
   uint64_t ram_bytes = 1ull << 30;
   uint64_t disk_bytes = 10ull << 30;
-  std::string fingerprint;    // the model and KV configuration (see kvstore/fingerprint.h)
-  uint32_t slow_write_ms = 0;  // fault injection (tests): each block write first sleeps this long
+  std::string fingerprint;            // the model and KV configuration (see kvstore/fingerprint.h)
+  uint32_t slow_write_ms = 0;         // fault injection (tests): each block write first sleeps this long
+  uint32_t probe_interval_ms = 2000;  // while writes fail: how often the I/O thread tries again
+};
+
+// Whether blocks reach the disk. When a write fails (disk full, read-only, I/O error) the store
+// keeps serving from the pool and RAM, keeps the unwritten blocks in RAM, and tries again every
+// probe interval; once a write succeeds it writes what RAM still holds.
+struct PersistenceHealth {
+  bool failing = false;
+  std::string last_error;           // of the last failed write (kept after recovery)
+  double failing_seconds = 0;       // how long it has been failing
+  uint64_t unpersisted_blocks = 0;  // in RAM, waiting for the disk to come back
+  uint64_t failures = 0;            // failed writes (blocks, agent records, probes)
+  uint64_t recoveries = 0;
 };
 
 // Where an agent's latest chain lives.
@@ -53,6 +70,7 @@ struct KvStoreStats {
   uint64_t pending_writes = 0;
   DiskTierStats disk;
   bool persistent = false;
+  PersistenceHealth persistence;
 };
 
 // Blocks fetched for one request, filled by the I/O thread; `done` is set last.
@@ -105,6 +123,15 @@ class KvStore {
   void RamInsertLocked(const std::shared_ptr<const BlockRecord>& r);
   std::shared_ptr<const BlockRecord> LoadFromDisk(const BlockKey& key);
   void IoLoop();
+  // I/O thread: writes one block; notes the result (failure, or recovery and backfill).
+  void WriteBlock(const std::shared_ptr<const BlockRecord>& record);
+  void WriteAgentRecord(const std::filesystem::path& file, const std::vector<uint8_t>& bytes);
+  // Notes a write's outcome; true when it ends a failing period (the caller then calls Backfill).
+  bool NoteWriteLocked(const Status& s);
+  // Queues writes for what RAM holds that the disk lacks (after a failing period).
+  void Backfill();
+  // I/O thread, while failing and idle: tries one unwritten block (or a probe file).
+  void ProbeDisk();
 
   KvStoreOptions options_;
   std::unique_ptr<DiskTier> disk_;
@@ -120,6 +147,15 @@ class KvStore {
   std::list<BlockKey> ram_lru_;  // front = least recently used
   uint64_t ram_bytes_ = 0;
   std::unordered_map<BlockKey, int, BlockKeyHash> pending_;  // queued for disk
+  // Persistence faults: blocks and agent records whose write failed, kept for the disk's return.
+  std::unordered_set<BlockKey, BlockKeyHash> unpersisted_;
+  std::map<std::filesystem::path, std::vector<uint8_t>> unwritten_records_;
+  bool failing_ = false;
+  std::atomic<bool> failing_flag_{false};  // failing_, read by the I/O loop without mu_
+  std::string disk_error_;
+  std::chrono::steady_clock::time_point failing_since_;
+  uint64_t persist_failures_ = 0, recoveries_ = 0;
+  uint64_t dir_lost_seen_ = 0;
   uint64_t ram_hits_ = 0, disk_hits_ = 0, misses_ = 0;
   std::condition_variable flushed_;
 

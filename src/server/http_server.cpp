@@ -161,14 +161,22 @@ void HttpServer::RegisterRoutes() {
       return;
     }
     const EngineStats st = engine->stats();
+    const KvStoreStats ks = engine->store_stats();
+    // 503 when new work cannot be taken well (draining, pool full of running requests); a disk
+    // that stopped taking writes is reported as degraded too, but answers 200: serving goes on.
     std::string status = "ok";
+    json reasons = json::array();
+    if (st.pool_active_utilization > options_.degraded_utilization) reasons.push_back("pool");
+    if (ks.persistence.failing) reasons.push_back("persistence");
     if (draining_.load()) {
       status = "draining";
-    } else if (st.pool_active_utilization > options_.degraded_utilization) {
+      res.status = 503;
+    } else if (!reasons.empty()) {
       status = "degraded";
+      if (st.pool_active_utilization > options_.degraded_utilization) res.status = 503;
     }
-    if (status != "ok") res.status = 503;
     json body = {{"status", status},
+                 {"degraded", reasons},
                  {"model", engine->info().id},
                  {"queue_depth", st.waiting},
                  {"running", st.running},
@@ -196,7 +204,6 @@ void HttpServer::RegisterRoutes() {
                    {"blocks_saved", st.blocks_saved},
                    {"save_seconds", st.save_seconds},
                    {"restore_seconds", st.restore_seconds}}}};
-    const KvStoreStats ks = engine->store_stats();
     body["kv_store"] = {{"persistent", ks.persistent},
                         {"fingerprint", engine->info().fingerprint},
                         {"ram_blocks", ks.ram_blocks},
@@ -210,7 +217,17 @@ void HttpServer::RegisterRoutes() {
                         {"bytes_read", ks.disk.read_bytes},
                         {"write_errors", ks.disk.write_errors},
                         {"quarantined", ks.disk.quarantined},
-                        {"gc_deleted", ks.disk.gc_deleted}};
+                        {"gc_deleted", ks.disk.gc_deleted},
+                        {"vanished", ks.disk.vanished},
+                        {"directory_lost", ks.disk.dir_lost}};
+    if (ks.persistent) {
+      body["kv_store"]["persistence"] = {{"state", ks.persistence.failing ? "failing" : "ok"},
+                                         {"last_error", ks.persistence.last_error},
+                                         {"failing_seconds", ks.persistence.failing_seconds},
+                                         {"unpersisted_blocks", ks.persistence.unpersisted_blocks},
+                                         {"failures", ks.persistence.failures},
+                                         {"recoveries", ks.persistence.recoveries}};
+    }
     json list = json::array();
     for (const auto& m : models->List()) {
       list.push_back({{"name", m.name}, {"state", m.state}, {"in_flight", m.in_flight}, {"loads", m.loads},

@@ -152,6 +152,16 @@ std::string Metrics::Render(const ModelManager* models, bool draining) const {
       static_cast<double>(ks.pending_writes));
   One(out, "kvault_kv_store_write_errors_total", "counter", "Failed block writes.",
       static_cast<double>(ks.disk.write_errors));
+  One(out, "kvault_kv_persistence_ok", "gauge", "0 while block writes fail (disk full, read-only, I/O errors).",
+      ks.persistent && ks.persistence.failing ? 0 : 1);
+  One(out, "kvault_kv_persistence_failures_total", "counter", "Failed writes of blocks, agent records and probes.",
+      static_cast<double>(ks.persistence.failures));
+  One(out, "kvault_kv_persistence_recoveries_total", "counter", "Times writes worked again after failing.",
+      static_cast<double>(ks.persistence.recoveries));
+  One(out, "kvault_kv_unpersisted_blocks", "gauge", "Blocks only in RAM because their write failed.",
+      static_cast<double>(ks.persistence.unpersisted_blocks));
+  One(out, "kvault_kv_store_vanished_total", "counter", "Indexed block files found deleted behind kvault's back.",
+      static_cast<double>(ks.disk.vanished + ks.disk.dir_lost));
   One(out, "kvault_kv_store_quarantined_total", "counter", "Bad block files moved aside.",
       static_cast<double>(ks.disk.quarantined));
   One(out, "kvault_kv_store_gc_deleted_total", "counter", "Block files removed by the size limit.",
