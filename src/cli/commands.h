@@ -36,6 +36,11 @@ struct ServeArgs {
   uint64_t disk_cache_gib = 10;
   int threads = 0;
   int http_threads = 8;
+  int max_connections = 256;
+  int read_timeout_s = 10;
+  int write_timeout_s = 30;
+  int idle_timeout_s = 5;
+  uint32_t max_body_mib = 32;
   int default_max_tokens = 512;
   std::string data_dir;     // empty: DefaultDataDir()
   std::string log_level = "info";

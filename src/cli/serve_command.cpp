@@ -79,6 +79,24 @@ void AddServeCommand(CLI::App& app, ServeArgs* a) {
                     "--max-queue + this)")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
+  serve->add_option("--max-connections", a->max_connections,
+                    "open connections at most (being served or waiting for an HTTP thread); more are closed at once")
+      ->check(CLI::Range(1, 65536))
+      ->capture_default_str();
+  serve->add_option("--read-timeout", a->read_timeout_s,
+                    "seconds a client may stay silent while sending its request before it is dropped")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  serve->add_option("--write-timeout", a->write_timeout_s,
+                    "seconds a client may leave its answer unread before it is dropped (its request is cancelled)")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  serve->add_option("--idle-timeout", a->idle_timeout_s, "seconds an idle keep-alive connection stays open")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  serve->add_option("--max-body", a->max_body_mib, "largest request body in MiB (larger: 413)")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
   serve->add_option("--default-max-tokens", a->default_max_tokens,
                     "completion limit for requests that set none")
       ->check(CLI::Range(1, 1 << 20))
@@ -264,6 +282,11 @@ int RunServe(const ServeArgs& a) {
   so.port = a.port;
   so.http_threads = a.http_threads;
   so.http_threads_max = static_cast<int>(a.parallel + a.max_queue) + a.http_threads;
+  so.max_connections = a.max_connections;
+  so.read_timeout_s = a.read_timeout_s;
+  so.write_timeout_s = a.write_timeout_s;
+  so.idle_timeout_s = a.idle_timeout_s;
+  so.max_body_bytes = static_cast<size_t>(a.max_body_mib) << 20;
   so.api_keys = a.api_keys;
   so.cors_origins = a.cors_origins;
   so.admin_keys = a.admin_keys;

@@ -85,9 +85,20 @@ bool HttpServer::Authorized(const httplib::Request& req, httplib::Response& res)
 
 void HttpServer::RegisterRoutes() {
   const size_t threads = static_cast<size_t>(std::max(1, options_.http_threads));
-  const size_t max_threads = std::max(threads, static_cast<size_t>(std::max(0, options_.http_threads_max)));
-  http_->new_task_queue = [threads, max_threads] { return new httplib::ThreadPool(threads, max_threads); };
+  // Connections past --max-connections are closed at once (each served one holds a thread; the rest
+  // wait in the pool's queue, which is what is bounded here).
+  const size_t cap = static_cast<size_t>(std::max(1, options_.max_connections));
+  const size_t max_threads =
+      std::min(cap, std::max(threads, static_cast<size_t>(std::max(0, options_.http_threads_max))));
+  const size_t base_threads = std::min(threads, max_threads);
+  const size_t queued = std::max<size_t>(1, cap - max_threads);  // 0 would mean unbounded
+  http_->new_task_queue = [base_threads, max_threads, queued] {
+    return new httplib::ThreadPool(base_threads, max_threads, queued);
+  };
   http_->set_payload_max_length(options_.max_body_bytes);
+  http_->set_read_timeout(options_.read_timeout_s, 0);
+  http_->set_write_timeout(options_.write_timeout_s, 0);
+  http_->set_keep_alive_timeout(options_.idle_timeout_s);
 
   // Every response carries a request id: the client's X-Request-Id (made safe) or a new one.
   // CORS: allowed origins get their headers, and preflights are answered here, before auth.

@@ -32,6 +32,10 @@ struct ServerOptions {
   int http_threads_max = 0;   // grown on demand up to this (0 = http_threads); each request
                               // waiting for the engine holds one, so it should cover
                               // --parallel + --max-queue
+  int max_connections = 256;  // served + waiting for a thread; beyond, new connections are closed
+  int read_timeout_s = 10;    // silence allowed while a request is being received
+  int write_timeout_s = 30;   // an unread answer: the client is dropped, its request cancelled
+  int idle_timeout_s = 5;     // keep-alive connections with no request
   size_t max_body_bytes = 32u << 20;      // larger bodies get 413
   std::vector<std::string> api_keys;      // empty: no authentication
   std::vector<std::string> admin_keys;    // for /admin/*; empty: admin endpoints are off

@@ -1,0 +1,168 @@
+// HTTP limits of the real server, with raw sockets where a well-behaved client library would not
+// misbehave: idle and slow clients are dropped after their timeouts, connections past
+// --max-connections are closed at once, oversized headers and bodies get 4xx in the API's format,
+// and after each the server still answers.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "server_process.h"
+#include "test_env.h"
+
+namespace kvault::testing {
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+int Connect(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+void SendAll(int fd, const std::string& s) {
+  ASSERT_EQ(::send(fd, s.data(), s.size(), MSG_NOSIGNAL), (ssize_t)s.size());
+}
+
+// Reads until the server closes the connection or `limit` passes; the seconds it took to close
+// (-1: still open at the limit). Whatever the server sent is appended to `got`.
+double SecondsUntilClosed(int fd, std::chrono::seconds limit, std::string* got = nullptr) {
+  const auto start = Clock::now();
+  char buf[4096];
+  while (Clock::now() - start < limit) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) return std::chrono::duration<double>(Clock::now() - start).count();
+    if (got) got->append(buf, static_cast<size_t>(n));
+  }
+  return -1;
+}
+
+bool Healthy(int port) {
+  httplib::Client c("127.0.0.1", port);
+  c.set_connection_timeout(std::chrono::seconds(5));
+  auto r = c.Get("/health/live");
+  return r && r->status == 200;
+}
+
+std::unique_ptr<ServerProcess> Serve(std::vector<std::string> extra) {
+  std::vector<std::string> args = {"--model", TinyModel().string(), "--no-persist", "--pool-tokens",
+                                   "2048",    "--ctx-size",         "512",          "--log-level",
+                                   "warn"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  auto s = ServerProcess::Start(args);
+  EXPECT_TRUE(s->WaitHealthy(std::chrono::seconds(60))) << s->Log();
+  return s;
+}
+
+TEST(HttpLimitsTest, IdleAndSlowClientsAreDroppedAfterTheirTimeouts) {
+  auto s = Serve({"--idle-timeout", "1", "--read-timeout", "1"});
+  // Connected, never sends a byte.
+  int idle = Connect(s->port());
+  ASSERT_GE(idle, 0);
+  const double idle_closed = SecondsUntilClosed(idle, std::chrono::seconds(10));
+  ::close(idle);
+  EXPECT_GE(idle_closed, 0.5);
+  EXPECT_LT(idle_closed, 4) << "idle connection kept open";
+
+  // Starts a request, then stalls in the middle of its body.
+  int slow = Connect(s->port());
+  ASSERT_GE(slow, 0);
+  SendAll(slow,
+          "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+          "Content-Length: 200\r\n\r\n{\"messages\":");
+  const double slow_closed = SecondsUntilClosed(slow, std::chrono::seconds(10));
+  ::close(slow);
+  EXPECT_GE(slow_closed, 0.5);
+  EXPECT_LT(slow_closed, 4) << "a client stalled mid-request kept its connection";
+  EXPECT_TRUE(Healthy(s->port()));
+}
+
+TEST(HttpLimitsTest, ConnectionsPastTheCapAreClosedAtOnceAndServiceResumes) {
+  // 1 + 1 + 1 HTTP threads at most, 4 connections in all: the fifth is closed on arrival.
+  auto s = Serve({"--http-threads", "1", "--parallel", "1", "--max-queue", "1", "--max-connections", "4",
+                  "--idle-timeout", "30", "--read-timeout", "30"});
+  std::vector<int> held;
+  for (int i = 0; i < 4; ++i) {
+    held.push_back(Connect(s->port()));
+    ASSERT_GE(held.back(), 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // let each be taken in order
+  }
+  int extra = Connect(s->port());  // the kernel accepts it; kvault closes it
+  ASSERT_GE(extra, 0);
+  const double closed = SecondsUntilClosed(extra, std::chrono::seconds(5));
+  ::close(extra);
+  EXPECT_GE(closed, 0) << "a connection past --max-connections was kept";
+  for (int fd : held) ::close(fd);
+  bool back = false;
+  for (int i = 0; i < 50 && !back; ++i) {
+    back = Healthy(s->port());
+    if (!back) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(back) << "service did not resume once the held connections closed";
+}
+
+TEST(HttpLimitsTest, OversizedHeadersAndBodiesGetClientErrorsInTheApiFormat) {
+  auto s = Serve({"--max-body", "1"});
+  httplib::Client c("127.0.0.1", s->port());
+  // A body over --max-body: 413 in the API's error envelope.
+  const std::string big(2u << 20, 'x');
+  auto r = c.Post("/v1/messages", httplib::Headers{{"anthropic-version", "2023-06-01"}}, big, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413);
+  EXPECT_EQ(json::parse(r->body)["error"]["type"], "request_too_large") << r->body;
+  r = c.Post("/v1/chat/completions", big, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413);
+  EXPECT_TRUE(json::parse(r->body)["error"].contains("message")) << r->body;
+
+  // One header line over 8 KiB, and more than 100 headers: refused, not crashed.
+  int fd = Connect(s->port());
+  ASSERT_GE(fd, 0);
+  SendAll(fd, "GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n");
+  std::string got;
+  SecondsUntilClosed(fd, std::chrono::seconds(5), &got);
+  ::close(fd);
+  EXPECT_EQ(got.rfind("HTTP/1.1 400", 0), 0u) << got.substr(0, 200);
+  EXPECT_EQ(got.find("\"object\":\"list\""), std::string::npos) << "an oversized header was served";
+
+  fd = Connect(s->port());
+  ASSERT_GE(fd, 0);
+  std::string many = "GET /v1/models HTTP/1.1\r\nHost: x\r\n";
+  for (int i = 0; i < 300; ++i) many += "X-H" + std::to_string(i) + ": v\r\n";
+  SendAll(fd, many + "\r\n");
+  got.clear();
+  SecondsUntilClosed(fd, std::chrono::seconds(5), &got);
+  ::close(fd);
+  EXPECT_EQ(got.rfind("HTTP/1.1 400", 0), 0u) << "300 headers were served: " << got.substr(0, 200);
+
+  // A request line over the URI limit: the connection is closed without an answer.
+  fd = Connect(s->port());
+  ASSERT_GE(fd, 0);
+  SendAll(fd, "GET /v1/models?" + std::string(70000, 'q') + " HTTP/1.1\r\nHost: x\r\n\r\n");
+  got.clear();
+  SecondsUntilClosed(fd, std::chrono::seconds(5), &got);
+  ::close(fd);
+  EXPECT_EQ(got.find("\"object\":\"list\""), std::string::npos);
+  EXPECT_TRUE(Healthy(s->port()));
+}
+
+}  // namespace
+}  // namespace kvault::testing
