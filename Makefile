@@ -23,6 +23,7 @@ PYTHON           ?= /usr/bin/python3
 
 FUZZ_SECONDS     ?= 60
 FUZZ_BUILD_DIR   ?= build-fuzz
+FUZZ_TARGETS     ?= openai_request anthropic_request sse_writer block_file
 
 .PHONY: all deps configure build serve test test-asan test-tsan bench bench-smoke fuzz format clean
 
@@ -79,11 +80,14 @@ fuzz: deps
 	  CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	    -DKVAULT_LLAMA_SOURCE_DIR=$(LLAMA_SRC) -DKVAULT_FUZZ=ON -DKVAULT_BUILD_TESTS=OFF; \
 	fi
-	cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) --target fuzz_openai_request fuzz_anthropic_request fuzz_block_file
-	@set -e; for t in openai_request anthropic_request block_file; do \
+	cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
+	@set -e; mkdir -p $(FUZZ_BUILD_DIR)/logs; for t in $(FUZZ_TARGETS); do \
 	  mkdir -p $(FUZZ_BUILD_DIR)/corpus/$$t; \
-	  $(FUZZ_BUILD_DIR)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	    $(FUZZ_BUILD_DIR)/corpus/$$t fuzz/corpus/$$t; \
+	  echo "fuzzing $$t for $(FUZZ_SECONDS) s (log: $(FUZZ_BUILD_DIR)/logs/$$t.log)"; \
+	  $(FUZZ_BUILD_DIR)/bin/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    $(FUZZ_BUILD_DIR)/corpus/$$t fuzz/corpus/$$t > $(FUZZ_BUILD_DIR)/logs/$$t.log 2>&1 \
+	    || { tail -40 $(FUZZ_BUILD_DIR)/logs/$$t.log; exit 1; }; \
+	  grep -E '^stat::(number_of_executed_units|peak_rss_mb)|cov:' $(FUZZ_BUILD_DIR)/logs/$$t.log | tail -3; \
 	done
 
 format:

@@ -204,8 +204,9 @@ void KvStore::Backfill() {
     records.swap(unwritten_records_);
   }
   for (auto& b : blocks) Enqueue([this, b] { WriteBlock(b); }, /*read=*/false);
-  for (auto& [file, bytes] : records) {
-    Enqueue([this, file, bytes] { WriteAgentRecord(file, bytes); }, /*read=*/false);
+  for (auto& record : records) {  // (clang 14 cannot capture structured bindings)
+    Enqueue([this, file = record.first, bytes = std::move(record.second)] { WriteAgentRecord(file, bytes); },
+            /*read=*/false);
   }
 }
 
