@@ -25,7 +25,7 @@ FUZZ_SECONDS     ?= 60
 FUZZ_BUILD_DIR   ?= build-fuzz
 FUZZ_TARGETS     ?= openai_request anthropic_request sse_writer block_file
 
-.PHONY: all deps configure build serve test test-asan test-tsan bench bench-smoke fuzz format clean
+.PHONY: all deps configure build serve test test-asan test-tsan reliability bench bench-smoke fuzz format clean
 
 all: build
 
@@ -68,6 +68,14 @@ test-tsan: deps
 
 bench: build
 	$(PYTHON) bench/bench.py
+
+# The reliability tests at full length: 50 SIGKILL/restart iterations, a SOAK_MINUTES soak, and
+# the stress, fault and HTTP-limit tests (make test runs all of them, shorter).
+SOAK_MINUTES     ?= 10
+reliability: build
+	KVAULT_CRASH_ITERATIONS=50 KVAULT_SOAK_SECONDS=$$(( $(SOAK_MINUTES) * 60 )) \
+	  $(BUILD_DIR)/bin/kvault_integration_tests \
+	  --gtest_filter='ReliabilityTest.*:FaultsTest.*:StressTest.*:HttpLimitsTest.*:PersistenceTest.Sigkill*'
 
 bench-smoke: build
 	$(PYTHON) bench/bench.py --smoke

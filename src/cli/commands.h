@@ -33,7 +33,7 @@ struct ServeArgs {
   bool no_persist = false;
   bool no_deterministic = false;
   uint64_t ram_cache_mib = 1024;
-  uint64_t disk_cache_gib = 10;
+  double disk_cache_gib = 10;
   int threads = 0;
   int http_threads = 8;
   int max_connections = 256;

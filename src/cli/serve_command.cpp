@@ -109,8 +109,9 @@ void AddServeCommand(CLI::App& app, ServeArgs* a) {
                   "depend on what else runs and on where restored KV sits (see docs/architecture.md)");
   serve->add_option("--ram-cache", a->ram_cache_mib, "RAM tier for KV blocks below the pool, MiB")
       ->capture_default_str();
-  serve->add_option("--disk-cache", a->disk_cache_gib, "disk tier limit, GiB (least recently used blocks go)")
-      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20))
+  serve->add_option("--disk-cache", a->disk_cache_gib,
+                    "disk tier limit, GiB, fractions allowed (least recently used blocks go)")
+      ->check(CLI::Range(0.001, 1048576.0))
       ->capture_default_str();
   serve->add_option("--log-level", a->log_level, "trace, debug, info, warn, error, off")->capture_default_str();
   serve->add_option("--durability", a->durability,

@@ -204,7 +204,7 @@ class Engine::Impl {
       KvStoreOptions so;
       so.dir = opt_.cache_dir;
       so.ram_bytes = opt_.ram_cache_mib << 20;
-      so.disk_bytes = opt_.disk_cache_gib << 30;
+      so.disk_bytes = static_cast<uint64_t>(opt_.disk_cache_gib * (1ull << 30));
       so.fingerprint = fingerprint_;
       so.slow_write_ms = opt_.debug_slow_write_ms;
       auto store = KvStore::Open(so);

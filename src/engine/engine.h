@@ -52,7 +52,7 @@ struct EngineOptions {
   bool sync_durability = false;
   uint32_t debug_slow_write_ms = 0;  // fault injection for tests: a slow disk
   uint64_t ram_cache_mib = 1024;
-  uint64_t disk_cache_gib = 10;
+  double disk_cache_gib = 10;
 };
 
 // Read-only facts about the loaded model and pool, safe to read from any thread after Start.
