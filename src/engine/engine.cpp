@@ -210,6 +210,7 @@ class Engine::Impl {
       auto store = KvStore::Open(so);
       if (!store.ok() && !so.dir.empty()) {
         spdlog::warn("engine: cache directory unusable ({}); serving without persistence", store.status().message());
+        info->persistence_error = store.status().message();
         so.dir.clear();
         store = KvStore::Open(so);
       }

@@ -70,6 +70,7 @@ struct ModelInfo {
   std::string cache_type;
   std::string fingerprint;   // model + KV configuration; names the cache directory
   bool persistent = false;   // blocks are written to disk
+  std::string persistence_error;  // why not, when a cache directory was asked for and is unusable
 };
 
 struct EngineStats {

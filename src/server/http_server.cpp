@@ -178,7 +178,8 @@ void HttpServer::RegisterRoutes() {
     std::string status = "ok";
     json reasons = json::array();
     if (st.pool_active_utilization > options_.degraded_utilization) reasons.push_back("pool");
-    if (ks.persistence.failing) reasons.push_back("persistence");
+    const std::string& unusable = engine->info().persistence_error;
+    if (ks.persistence.failing || !unusable.empty()) reasons.push_back("persistence");
     if (draining_.load()) {
       status = "draining";
       res.status = 503;
@@ -231,7 +232,9 @@ void HttpServer::RegisterRoutes() {
                         {"gc_deleted", ks.disk.gc_deleted},
                         {"vanished", ks.disk.vanished},
                         {"directory_lost", ks.disk.dir_lost}};
-    if (ks.persistent) {
+    if (!unusable.empty()) {
+      body["kv_store"]["persistence"] = {{"state", "unavailable"}, {"last_error", unusable}};
+    } else if (ks.persistent) {
       body["kv_store"]["persistence"] = {{"state", ks.persistence.failing ? "failing" : "ok"},
                                          {"last_error", ks.persistence.last_error},
                                          {"failing_seconds", ks.persistence.failing_seconds},

@@ -197,5 +197,20 @@ TEST(FaultsTest, CacheDirectoryDeletedWhileRunningIsStartedAgainWithWhatRamHolds
   EXPECT_GT(Chat(s->port(), Prompt(7))["cache"]["disk_tokens"].get<int>(), 90);
 }
 
+TEST(FaultsTest, UnusableCacheDirectoryAtStartServesWithoutPersistenceAndSaysSo) {
+  const auto data = ScratchDir("faults-unusable");
+  auto s = Serve(data, "/proc/kvault-cannot-create/kv");  // not creatable, even by root
+  Chat(s->port(), Prompt(8));
+  int status = 0;
+  json h = Health(s->port(), &status);
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(h["status"], "degraded");
+  EXPECT_EQ(h["degraded"], json::array({"persistence"}));
+  EXPECT_EQ(h["kv_store"]["persistent"], false);
+  EXPECT_EQ(h["kv_store"]["persistence"]["state"], "unavailable");
+  EXPECT_NE(h["kv_store"]["persistence"]["last_error"].get<std::string>().find("/proc/kvault-cannot-create"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace kvault::testing
