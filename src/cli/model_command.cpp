@@ -15,7 +15,7 @@ void AddModelCommand(CLI::App& app, MakeDemoArgs* args) {
   CLI::App* demo = model->add_subcommand(
       "make-demo", "Write a demo GGUF model: Llama architecture, Llama 3 tokenizer, seeded random weights "
                    "(its text is meaningless)");
-  demo->add_option("--size", args->size, "tiny (tests), small (default serve model) or bench (~370M, F16)")
+  demo->add_option("--size", args->size, "tiny (tests), small (default serve model), bench (~370M, F16), tiny-swa (Gemma 3 shape, sliding window), tiny-mamba (recurrent)")
       ->check(CLI::IsMember(DemoModelSizes()))
       ->capture_default_str();
   demo->add_option("--out", args->out, "output path")->required();

@@ -190,7 +190,10 @@ class Engine::Impl {
     // The KV store below the pool. Recurrent and hybrid models keep one state per sequence that
     // cannot be cut into blocks: no store for them.
     if (llama_model_is_recurrent(model_) || llama_model_is_hybrid(model_)) {
-      spdlog::warn("engine: recurrent/hybrid model: KV store off (its state cannot be split into blocks)");
+      spdlog::warn("engine: recurrent/hybrid model: KV store and prefix reuse off (its per-sequence state cannot "
+                   "be split into blocks or cut back to a prefix): every request is prefilled in full");
+      pool_->set_prefix_reuse(false);
+      info->persistence_off = "recurrent/hybrid model: no KV store, no prefix reuse";
     } else {
       KvConfig kc;
       kc.type_k = kc.type_v = opt_.cache_type;

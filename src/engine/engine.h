@@ -71,6 +71,7 @@ struct ModelInfo {
   std::string fingerprint;   // model + KV configuration; names the cache directory
   bool persistent = false;   // blocks are written to disk
   std::string persistence_error;  // why not, when a cache directory was asked for and is unusable
+  std::string persistence_off;    // why not, when the model cannot have a store (recurrent)
 };
 
 struct EngineStats {

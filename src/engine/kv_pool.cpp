@@ -62,6 +62,7 @@ uint32_t KvPool::Reclaimable(const std::vector<BlockId>& refs_added, const std::
 
 size_t KvPool::LongestPrefix(const std::vector<Token>& prompt, uint64_t tenant) const {
   size_t best = 0;
+  if (!prefix_reuse_) return 0;
   for (const Slot& s : slots_) {
     if (s.state != State::kFree && s.tenant == tenant) best = std::max(best, CommonPrefix(s.tokens, prompt));
   }
@@ -85,7 +86,7 @@ std::optional<KvPool::Lease> KvPool::Acquire(const std::vector<Token>& prompt, i
 
   int best = -1;
   size_t best_lcp = 0;
-  for (int i = 0; i < static_cast<int>(slots_.size()); ++i) {
+  for (int i = 0; i < static_cast<int>(slots_.size()) && prefix_reuse_; ++i) {
     if (slots_[i].state == State::kFree || slots_[i].tenant != tenant) continue;
     const size_t lcp = CommonPrefix(slots_[i].tokens, prompt);
     if (lcp > best_lcp) {

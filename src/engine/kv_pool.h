@@ -58,6 +58,10 @@ class KvPool {
     int32_t reused = 0;  // leading prompt tokens whose KV is already in the slot
   };
 
+  // Off for recurrent/hybrid models, whose per-sequence state cannot be cut back to a prefix:
+  // every request then starts from an empty sequence.
+  void set_prefix_reuse(bool on) { prefix_reuse_ = on; }
+
   // Blocks that a request of `max_total` tokens needs; false if more than the whole pool.
   bool CanEverFit(int32_t max_total) const;
 
@@ -99,6 +103,7 @@ class KvPool {
   std::function<void(int, const std::vector<Token>&)> on_evict;
 
  private:
+  bool prefix_reuse_ = true;
   enum class State { kFree, kActive, kIdle };
   struct Slot {
     State state = State::kFree;

@@ -40,14 +40,34 @@ struct TensorPlan {
   ggml_type type;
   int64_t ne0;
   int64_t ne1;   // 1 for vectors
-  float scale;   // uniform(-scale, scale); 0 means all ones (norm weights)
+  float scale;   // uniform(-scale, scale); 0 means all ones (norm weights), kMinusOnes all -1
 };
+constexpr float kMinusOnes = -1.0f;  // Mamba's A: negative, so the state decays and stays finite
+
+// Mamba (tiny-mamba): inner size 2 × n_embd (the only expansion llama.cpp supports).
+constexpr int64_t kMambaConv = 4, kMambaState = 16, kMambaDtRank = 4;
+
+std::vector<TensorPlan> PlanMambaLayer(const DemoModelSpec& s, const std::string& p) {
+  const int64_t d_inner = 2 * s.n_embd;
+  const float in_scale = 1.0f / std::sqrt(static_cast<float>(s.n_embd));
+  const float inner_scale = 1.0f / std::sqrt(static_cast<float>(d_inner));
+  return {{p + "attn_norm.weight", GGML_TYPE_F32, s.n_embd, 1, 0.0f},
+          {p + "ssm_in.weight", GGML_TYPE_F16, s.n_embd, 2 * d_inner, in_scale},
+          {p + "ssm_conv1d.weight", GGML_TYPE_F32, kMambaConv, d_inner, 0.5f},
+          {p + "ssm_conv1d.bias", GGML_TYPE_F32, d_inner, 1, 0.1f},
+          {p + "ssm_x.weight", GGML_TYPE_F16, d_inner, kMambaDtRank + 2 * kMambaState, inner_scale},
+          {p + "ssm_dt.weight", GGML_TYPE_F16, kMambaDtRank, d_inner, 0.5f},
+          {p + "ssm_dt.bias", GGML_TYPE_F32, d_inner, 1, 0.1f},
+          {p + "ssm_a", GGML_TYPE_F32, kMambaState, d_inner, kMinusOnes},
+          {p + "ssm_d", GGML_TYPE_F32, d_inner, 1, 0.0f},
+          {p + "ssm_out.weight", GGML_TYPE_F16, d_inner, s.n_embd, inner_scale}};
+}
 
 std::vector<TensorPlan> PlanTensors(const DemoModelSpec& s, int64_t n_vocab) {
-  const int64_t head_dim = s.n_embd / s.n_head;
+  const int64_t head_dim = s.n_head > 0 ? s.n_embd / s.n_head : 0;  // 0: no attention (mamba)
   const int64_t n_embd_kv = head_dim * s.n_head_kv;
   const float attn_scale = 1.0f / std::sqrt(static_cast<float>(s.n_embd));
-  const float down_scale = 1.0f / std::sqrt(static_cast<float>(s.n_ff));
+  const float down_scale = s.n_ff > 0 ? 1.0f / std::sqrt(static_cast<float>(s.n_ff)) : 0.0f;
   std::vector<TensorPlan> plan;
   plan.push_back({"token_embd.weight", GGML_TYPE_F16, s.n_embd, n_vocab, 1.0f});
   plan.push_back({"output_norm.weight", GGML_TYPE_F32, s.n_embd, 1, 0.0f});
@@ -58,11 +78,21 @@ std::vector<TensorPlan> PlanTensors(const DemoModelSpec& s, int64_t n_vocab) {
   if (!s.tied_output) plan.push_back({"output.weight", GGML_TYPE_F16, s.n_embd, n_vocab, attn_scale});
   for (uint32_t i = 0; i < s.n_layer; ++i) {
     const std::string p = "blk." + std::to_string(i) + ".";
+    if (s.arch == "mamba") {
+      for (auto& t : PlanMambaLayer(s, p)) plan.push_back(std::move(t));
+      continue;
+    }
     plan.push_back({p + "attn_norm.weight", GGML_TYPE_F32, s.n_embd, 1, 0.0f});
     plan.push_back({p + "attn_q.weight", GGML_TYPE_F16, s.n_embd, s.n_embd, attn_scale});
     plan.push_back({p + "attn_k.weight", GGML_TYPE_F16, s.n_embd, n_embd_kv, attn_scale});
     plan.push_back({p + "attn_v.weight", GGML_TYPE_F16, s.n_embd, n_embd_kv, attn_scale});
     plan.push_back({p + "attn_output.weight", GGML_TYPE_F16, s.n_embd, s.n_embd, attn_scale});
+    if (s.arch == "gemma3") {
+      plan.push_back({p + "attn_q_norm.weight", GGML_TYPE_F32, head_dim, 1, 0.0f});
+      plan.push_back({p + "attn_k_norm.weight", GGML_TYPE_F32, head_dim, 1, 0.0f});
+      plan.push_back({p + "post_attention_norm.weight", GGML_TYPE_F32, s.n_embd, 1, 0.0f});
+      plan.push_back({p + "post_ffw_norm.weight", GGML_TYPE_F32, s.n_embd, 1, 0.0f});
+    }
     plan.push_back({p + "ffn_norm.weight", GGML_TYPE_F32, s.n_embd, 1, 0.0f});
     plan.push_back({p + "ffn_gate.weight", GGML_TYPE_F16, s.n_embd, s.n_ff, attn_scale});
     plan.push_back({p + "ffn_up.weight", GGML_TYPE_F16, s.n_embd, s.n_ff, attn_scale});
@@ -96,7 +126,9 @@ bool WriteTensorData(FILE* f, const TensorPlan& t, SplitMix64& rng) {
   std::vector<float> row(static_cast<size_t>(t.ne0));
   std::vector<ggml_fp16_t> row16(static_cast<size_t>(t.ne0));
   for (int64_t r = 0; r < t.ne1; ++r) {
-    for (auto& v : row) v = t.scale == 0.0f ? 1.0f : rng.NextSymmetric() * t.scale;
+    for (auto& v : row) {
+      v = t.scale == 0.0f ? 1.0f : t.scale == kMinusOnes ? -1.0f : rng.NextSymmetric() * t.scale;
+    }
     if (t.type == GGML_TYPE_F16) {
       ggml_fp32_to_fp16_row(row.data(), row16.data(), t.ne0);
       if (std::fwrite(row16.data(), sizeof(ggml_fp16_t), row16.size(), f) != row16.size()) return false;
@@ -109,13 +141,15 @@ bool WriteTensorData(FILE* f, const TensorPlan& t, SplitMix64& rng) {
 
 }  // namespace
 
-std::vector<std::string> DemoModelSizes() { return {"tiny", "small", "bench"}; }
+std::vector<std::string> DemoModelSizes() { return {"tiny", "small", "bench", "tiny-swa", "tiny-mamba"}; }
 
 StatusOr<DemoModelSpec> DemoModelSpecFor(const std::string& size) {
   if (size == "tiny") return DemoModelSpec{"tiny", 64, 2, 2, 1, 256, 4096, false};
   if (size == "small") return DemoModelSpec{"small", 256, 4, 8, 4, 1024, 8192, false};
   if (size == "bench") return DemoModelSpec{"bench", 1024, 16, 16, 4, 4096, 32768};
-  return Status::InvalidArgument("unknown demo model size '" + size + "' (tiny, small, bench)");
+  if (size == "tiny-swa") return DemoModelSpec{"tiny-swa", 64, 2, 2, 1, 256, 4096, false, "gemma3", 32, 2};
+  if (size == "tiny-mamba") return DemoModelSpec{"tiny-mamba", 64, 2, 0, 0, 0, 4096, false, "mamba"};
+  return Status::InvalidArgument("unknown demo model size '" + size + "' (tiny, small, bench, tiny-swa, tiny-mamba)");
 }
 
 uint64_t DemoModelParameterCount(const DemoModelSpec& spec, uint64_t n_vocab) {
@@ -142,19 +176,30 @@ Status WriteDemoModel(const DemoModelSpec& spec, const fs::path& vocab_gguf, con
 
   std::unique_ptr<gguf_context, GgufDeleter> ctx(gguf_init_empty());
   gguf_set_kv(ctx.get(), vocab.get());  // tokenizer.* and placeholder llama.* keys, overridden below
-  gguf_set_val_str(ctx.get(), "general.architecture", "llama");
+  const std::string a = spec.arch;  // key prefix
+  gguf_set_val_str(ctx.get(), "general.architecture", a.c_str());
   gguf_set_val_str(ctx.get(), "general.name", ("kvault-demo-" + spec.size).c_str());
   gguf_set_val_u32(ctx.get(), "general.file_type", 1);  // LLAMA_FTYPE_MOSTLY_F16
-  gguf_set_val_u32(ctx.get(), "llama.context_length", spec.n_ctx_train);
-  gguf_set_val_u32(ctx.get(), "llama.embedding_length", spec.n_embd);
-  gguf_set_val_u32(ctx.get(), "llama.block_count", spec.n_layer);
-  gguf_set_val_u32(ctx.get(), "llama.feed_forward_length", spec.n_ff);
-  gguf_set_val_u32(ctx.get(), "llama.attention.head_count", spec.n_head);
-  gguf_set_val_u32(ctx.get(), "llama.attention.head_count_kv", spec.n_head_kv);
-  gguf_set_val_u32(ctx.get(), "llama.rope.dimension_count", spec.n_embd / spec.n_head);
-  gguf_set_val_u32(ctx.get(), "llama.vocab_size", static_cast<uint32_t>(n_vocab));
-  gguf_set_val_f32(ctx.get(), "llama.rope.freq_base", 500000.0f);
-  gguf_set_val_f32(ctx.get(), "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+  gguf_set_val_u32(ctx.get(), (a + ".context_length").c_str(), spec.n_ctx_train);
+  gguf_set_val_u32(ctx.get(), (a + ".embedding_length").c_str(), spec.n_embd);
+  gguf_set_val_u32(ctx.get(), (a + ".block_count").c_str(), spec.n_layer);
+  gguf_set_val_u32(ctx.get(), (a + ".feed_forward_length").c_str(), spec.n_ff);
+  gguf_set_val_u32(ctx.get(), (a + ".attention.head_count").c_str(), spec.n_head);
+  gguf_set_val_u32(ctx.get(), (a + ".attention.head_count_kv").c_str(), spec.n_head_kv);
+  if (spec.n_head > 0) gguf_set_val_u32(ctx.get(), (a + ".rope.dimension_count").c_str(), spec.n_embd / spec.n_head);
+  if (spec.arch == "mamba") {
+    gguf_set_val_u32(ctx.get(), (a + ".ssm.conv_kernel").c_str(), kMambaConv);
+    gguf_set_val_u32(ctx.get(), (a + ".ssm.inner_size").c_str(), 2 * spec.n_embd);
+    gguf_set_val_u32(ctx.get(), (a + ".ssm.state_size").c_str(), kMambaState);
+    gguf_set_val_u32(ctx.get(), (a + ".ssm.time_step_rank").c_str(), kMambaDtRank);
+  }
+  gguf_set_val_u32(ctx.get(), (a + ".vocab_size").c_str(), static_cast<uint32_t>(n_vocab));
+  gguf_set_val_f32(ctx.get(), (a + ".rope.freq_base").c_str(), 500000.0f);
+  gguf_set_val_f32(ctx.get(), (a + ".attention.layer_norm_rms_epsilon").c_str(), 1e-5f);
+  if (spec.n_swa > 0) {
+    gguf_set_val_u32(ctx.get(), (a + ".attention.sliding_window").c_str(), spec.n_swa);
+    gguf_set_val_u32(ctx.get(), (a + ".attention.sliding_window_pattern").c_str(), spec.swa_pattern);
+  }
   gguf_set_val_str(ctx.get(), "tokenizer.chat_template", DemoChatTemplate().c_str());
   gguf_set_val_str(ctx.get(), "kvault.demo.size", spec.size.c_str());
   gguf_set_val_u64(ctx.get(), "kvault.demo.seed", seed);

@@ -1,4 +1,4 @@
-// Demo models: real Llama architecture and Llama 3 tokenizer, seeded random weights.
+// Demo models: real Llama (or Gemma 3) architecture and Llama 3 tokenizer, seeded random weights.
 //
 // `kvault model make-demo` and `kvault serve` (when no --model is given) call WriteDemoModel.
 // The output is deterministic: the same size and seed give a byte-identical file. The text such
@@ -24,12 +24,19 @@ struct DemoModelSpec {
   uint32_t n_ff = 0;
   uint32_t n_ctx_train = 0;
   bool tied_output = true;  // output projection shares the token embedding
+  std::string arch = "llama";  // "llama", "gemma3" (sliding-window attention) or "mamba" (recurrent)
+  uint32_t n_swa = 0;          // gemma3: sliding window in tokens
+  uint32_t swa_pattern = 0;    // gemma3: every swa_pattern-th layer is full attention, the rest SWA
 };
 
 // The known sizes. tiny: tests (41 MB, fast; head size 32 so that quantized KV types work); small: the default `serve` model; both have a
 // separate output projection so their greedy output depends on the prompt. bench: the benchmark
 // shape (n_embd 1024, 16 layers, 16 heads, 4 KV heads, ff 4096, F16), output tied to the
-// embedding so that it has ~370M parameters; its greedy text is repetitive.
+// embedding so that it has ~370M parameters; its greedy text is repetitive. tiny-swa: the tiny
+// shape as Gemma 3 (arch gemma3, q/k norms, post-norms), a 32-token sliding window on layer 0 and
+// full attention on layer 1 — for testing the KV store with SWA models. tiny-mamba: a 2-layer
+// Mamba (recurrent: no KV cache, a state per sequence) for testing that kvault serves it with the
+// store off.
 StatusOr<DemoModelSpec> DemoModelSpecFor(const std::string& size);
 std::vector<std::string> DemoModelSizes();
 

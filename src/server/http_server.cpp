@@ -232,7 +232,9 @@ void HttpServer::RegisterRoutes() {
                         {"gc_deleted", ks.disk.gc_deleted},
                         {"vanished", ks.disk.vanished},
                         {"directory_lost", ks.disk.dir_lost}};
-    if (!unusable.empty()) {
+    if (!engine->info().persistence_off.empty()) {
+      body["kv_store"]["persistence"] = {{"state", "off"}, {"reason", engine->info().persistence_off}};
+    } else if (!unusable.empty()) {
       body["kv_store"]["persistence"] = {{"state", "unavailable"}, {"last_error", unusable}};
     } else if (ks.persistent) {
       body["kv_store"]["persistence"] = {{"state", ks.persistence.failing ? "failing" : "ok"},

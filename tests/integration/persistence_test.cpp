@@ -119,6 +119,67 @@ TEST(PersistenceTest, SigkillDuringWritesNeverLeavesAFileThatLoads) {
   }
 }
 
+// A sliding-window model (Gemma 3 shape, 32-token window on one of its two layers). kvault runs
+// it with swa_full so that every block keeps the KV of all its layers: a block written after a
+// long conversation can then serve as the prefix of another one that diverges early, where the
+// window still covers it. Checked across a restart: B, sharing only A's first ~60 tokens, answers
+// from A's blocks on disk exactly as it answers cold.
+TEST(PersistenceTest, SlidingWindowModelBlocksServeAnEarlyDivergingConversationExactly) {
+  const auto data = ScratchDir("persist-swa");
+  const fs::path model = data / "tiny-swa.gguf";
+  std::string out;
+  ASSERT_EQ(RunKvault({"model", "make-demo", "--size", "tiny-swa", "--out", model.string()}, &out), 0) << out;
+  auto serve = [&](const fs::path& dir) {
+    auto s = ServerProcess::Start({"--model", model.string(), "--data-dir", dir.string(), "--pool-tokens", "4096",
+                                   "--block-tokens", "16", "--ctx-size", "1024", "--log-level", "info"});
+    EXPECT_TRUE(s->WaitHealthy(std::chrono::seconds(60))) << s->Log();
+    return s;
+  };
+  const std::string a_prompt = LongPrompt(21);
+  std::string b_prompt = a_prompt.substr(0, a_prompt.size() / 4) + " and then something else entirely: ";
+  for (int w = 0; w < 30; ++w) b_prompt += "other" + std::to_string(w) + " ";
+  std::string b_cold;
+  {
+    auto s = serve(data / "cold");
+    b_cold = Chat(s->port(), b_prompt, 16)["choices"][0]["message"]["content"];
+    EXPECT_NE(s->Log().find("full-size SWA cache"), std::string::npos) << "swa_full is what keeps blocks whole";
+  }
+  {
+    auto s = serve(data / "warm");
+    EXPECT_GT(Chat(s->port(), a_prompt, 16)["usage"]["prompt_tokens"].get<int>(), 250);  // far past the window
+    EXPECT_EQ(s->Stop(SIGTERM), 0);
+  }
+  auto s = serve(data / "warm");
+  json b = Chat(s->port(), b_prompt, 16);
+  EXPECT_GE(b["cache"]["disk_tokens"].get<int>(), 48) << b.dump();
+  EXPECT_EQ(b["choices"][0]["message"]["content"], b_cold);
+}
+
+// A recurrent model (Mamba): its per-sequence state cannot be cut into blocks or back to a
+// prefix, so kvault serves it with the store and prefix reuse off, says so, and every turn —
+// including the same prompt again, which would reuse a prefix with attention — is answered
+// (computed in full) with the same text.
+TEST(PersistenceTest, RecurrentModelIsServedWithTheStoreOffAndSaysSo) {
+  const auto data = ScratchDir("persist-mamba");
+  const fs::path model = data / "tiny-mamba.gguf";
+  std::string out;
+  ASSERT_EQ(RunKvault({"model", "make-demo", "--size", "tiny-mamba", "--out", model.string()}, &out), 0) << out;
+  auto s = ServerProcess::Start({"--model", model.string(), "--data-dir", data.string(), "--pool-tokens", "4096",
+                                 "--block-tokens", "16", "--ctx-size", "1024", "--log-level", "info"});
+  ASSERT_TRUE(s->WaitHealthy(std::chrono::seconds(60))) << s->Log();
+  json a = Chat(s->port(), LongPrompt(5), 8);
+  json b = Chat(s->port(), LongPrompt(5), 8);
+  json c = Chat(s->port(), LongPrompt(5) + " and more", 8);
+  EXPECT_EQ(a["choices"][0]["message"]["content"], b["choices"][0]["message"]["content"]);
+  EXPECT_EQ(b["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  EXPECT_EQ(c["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  httplib::Client hc("127.0.0.1", s->port());
+  json h = json::parse(hc.Get("/health")->body);
+  EXPECT_EQ(h["status"], "ok");
+  EXPECT_EQ(h["kv_store"]["persistence"]["state"], "off") << h.dump();
+  EXPECT_NE(s->Log().find("recurrent/hybrid model: KV store and prefix reuse off"), std::string::npos);
+}
+
 TEST(PersistenceTest, CacheToolsListVerifyAndCollect) {
   const auto data = ScratchDir("persist-tools");
   {

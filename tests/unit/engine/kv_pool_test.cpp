@@ -99,6 +99,22 @@ TEST(KvPoolTest, IdenticalPromptRecomputesOnlyTheLastToken) {
   EXPECT_EQ(kv.cells[l2->slot].size(), 9u);
 }
 
+TEST(KvPoolTest, WithoutPrefixReuseEveryRequestStartsFromAnEmptySequence) {
+  FakeKv kv;
+  KvPool pool(&kv, 4, 16, 4);
+  pool.set_prefix_reuse(false);  // recurrent models
+  auto p = Range(0, 10);
+  auto l1 = pool.Acquire(p, 12);
+  Prefill(pool, kv, *l1, p);
+  pool.Release(l1->slot);
+  EXPECT_EQ(pool.LongestPrefix(p), 0u);
+  auto l2 = pool.Acquire(Cat(p, Range(100, 5)), 20);
+  ASSERT_TRUE(l2);
+  EXPECT_EQ(l2->reused, 0);
+  EXPECT_EQ(kv.copies, 0);
+  EXPECT_TRUE(kv.cells[l2->slot].empty());
+}
+
 TEST(KvPoolTest, SharedPrefixIsCopiedInWholeBlocksAndCountedOnce) {
   FakeKv kv;
   KvPool pool(&kv, 4, 16, 4);
