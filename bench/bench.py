@@ -18,8 +18,20 @@ Suites (see docs/benchmarks.md for what each measures):
            files (N = 100,000)
   blockio  saving and restoring KV blocks with libllama's sequence-state API, by block size, and
            whether restored KV reproduces the original logits bit for bit (kvault-block-bench)
+  roundrobin  many agents (8, 32; 128 with --long) with a shared system prompt and 2K-4K tokens of
+           context each take turns, one request at a time, more agents than the pool holds:
+           streamed time to first token per turn (cold first turn apart), kvault vs llama-server
+           with its prompt cache (--cache-ram, --cache-reuse)
+  memory   process RSS (VmRSS, VmHWM) and kvault's pool / RAM tier / disk tier with 1, 10, 100
+           agents stored; llama-server's RSS at the same points
+  persist  decode throughput with persistence on and with --no-persist (1 and 8 agents)
 
-Only the Python standard library is used. Numbers are medians of >= 3 repetitions after a
+  --plots-only  regenerates the PNG plots (docs/img/) and docs/benchmarks.md from an existing
+                results JSON without running anything
+
+The drivers use only the Python standard library. The PNG plots need matplotlib (Debian:
+python3-matplotlib), imported only when plots are made; a full run as root installs it with
+apt-get, otherwise plots are skipped with a note. Numbers are medians of >= 3 repetitions after a
 warm-up, with min and max; ratios kvault / llama.cpp are the headline because absolute times on
 shared machines drift.
 """
@@ -27,8 +39,10 @@ import argparse
 import concurrent.futures
 import datetime
 import json
+import importlib
 import os
 import platform
+import random
 import shutil
 import signal
 import socket
@@ -61,9 +75,16 @@ def text_of(n_words, seed):
     return " ".join(WORDS[(seed * 7 + i * 13 + i // len(WORDS)) % len(WORDS)] for i in range(n_words))
 
 
-def post_json(port, path, body, timeout=600):
+def rand_text(n_words, seed):
+    """n_words words drawn at random (seeded): unlike text_of, two seeds share no long runs, so a
+    server cannot reuse shifted chunks of one agent's KV for another's."""
+    rng = random.Random(seed)
+    return " ".join(rng.choice(WORDS) for _ in range(n_words))
+
+
+def post_json(port, path, body, timeout=600, headers=None):
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json", **(headers or {})})
     t0 = time.perf_counter()
     with urllib.request.urlopen(req, timeout=timeout) as r:
         data = json.loads(r.read())
@@ -75,12 +96,50 @@ def get_json(port, path):
         return json.loads(r.read())
 
 
-def chat(port, content, max_tokens, extra=None):
+def chat(port, content, max_tokens, extra=None, headers=None):
     """`content`: the user's message, or a whole list of messages."""
     messages = content if isinstance(content, list) else [{"role": "user", "content": content}]
     body = {"messages": messages, "max_tokens": max_tokens, "temperature": 0}
     body.update(extra or {})
-    return post_json(port, "/v1/chat/completions", body)
+    return post_json(port, "/v1/chat/completions", body, headers=headers)
+
+
+def chat_stream(port, messages, max_tokens, headers=None, timeout=600):
+    """A streamed chat completion (OpenAI server-sent events). Time to first token: until the first
+    chunk that carries generated text, a tool call or a finish reason (a role-only opening chunk does
+    not count: a server may send it before the prompt is processed). Returns a dict with ttft_s,
+    total_s, the answer's text, prompt / completion tokens and the prompt tokens reused from a cache
+    (usage.prompt_tokens_details.cached_tokens, or llama-server's timings.cache_n)."""
+    body = {"messages": messages, "max_tokens": max_tokens, "temperature": 0, "stream": True,
+            "stream_options": {"include_usage": True}}
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    t0 = time.perf_counter()
+    ttft, text, usage, timings = None, [], {}, {}
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        for raw in r:
+            line = raw.strip()
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                break
+            ev = json.loads(data)
+            for ch in ev.get("choices") or []:
+                delta = ch.get("delta") or {}
+                if ttft is None and (delta.get("content") or delta.get("tool_calls") or ch.get("finish_reason")):
+                    ttft = time.perf_counter() - t0
+                if delta.get("content"):
+                    text.append(delta["content"])
+            usage = ev.get("usage") or usage
+            timings = ev.get("timings") or timings
+    total = time.perf_counter() - t0
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+    if cached is None:
+        cached = timings.get("cache_n", 0)
+    return {"ttft_s": ttft if ttft is not None else total, "total_s": total, "text": "".join(text),
+            "prompt_tokens": usage.get("prompt_tokens", 0), "completion_tokens": usage.get("completion_tokens", 0),
+            "cached_tokens": cached or 0}
 
 
 class Server:
@@ -88,6 +147,7 @@ class Server:
 
     def __init__(self, argv, name, health="/health"):
         self.port = free_port()
+        self.cache_dir = None
         if name.startswith("kvault") and "--cache-dir" not in argv:  # its own KV cache directory, not the user's
             self.cache_dir = tempfile.mkdtemp(prefix="kvault-bench-cache-")
             argv = argv + ["--cache-dir", self.cache_dir]
@@ -113,10 +173,43 @@ class Server:
             self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait()
+        if self.cache_dir:  # the temporary cache directory this object made (GBs after the bigger suites)
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
+
+    def memory(self):
+        """The process's resident memory from /proc/<pid>/status, MiB: VmRSS (now), VmHWM (peak),
+        RssAnon (heap and anonymous maps: KV pool, RAM tier) and RssFile (mapped files: the model)."""
+        out = {}
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                    out[key] = int(value.split()[0]) / 1024  # kB
+        return out
 
 
 def stats(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def percentile(values, q):
+    """q-th percentile (0-100), linear between the closest ranks."""
+    v = sorted(values)
+    if len(v) == 1:
+        return v[0]
+    pos = (len(v) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+
+
+def dist(values):
+    """A distribution of many single measurements (one per request)."""
+    if not values:
+        return None
+    return {"p50": percentile(values, 50), "p95": percentile(values, 95), "mean": statistics.fmean(values),
+            "min": min(values), "max": max(values), "n": len(values)}
 
 
 def machine():
@@ -135,7 +228,7 @@ def machine():
             "disk_free_gib": round(disk.free / 2**30, 1), "date": datetime.datetime.now().isoformat(timespec="seconds")}
 
 
-def kvault_decode(kvault, model, threads, agents, reps, prompt_words, gen_tokens, extra=()):
+def kvault_decode(kvault, model, threads, agents, reps, prompt_words, gen_tokens, extra=(), health_out=None):
     srv = Server([kvault, "serve", "--model", model, "--threads", str(threads), "--parallel", str(max(agents)),
                   "--resident-seqs", str(max(agents) * 2), "--pool-tokens", "16384", "--ctx-size", "8192",
                   "--log-level", "warn", *extra], "kvault")
@@ -160,6 +253,8 @@ def kvault_decode(kvault, model, threads, agents, reps, prompt_words, gen_tokens
                 log(f"kvault decode agents={n} rep={rep}: {rates[-1]:.1f} tok/s decode, {e2e[-1]:.1f} tok/s "
                     f"end to end ({gen} tokens generated)")
             out[str(n)] = {**stats(rates), "end_to_end": stats(e2e)}
+        if health_out is not None:
+            health_out.update(get_json(srv.port, "/health"))
         return out
     finally:
         srv.stop()
@@ -331,6 +426,163 @@ def swap(kvault, model_a, model_b, tools, threads, words, reps):
     return out
 
 
+def rr_agents_prompts(n_agents, system_words, ctx_range):
+    """Each agent's first turn: the shared system prompt, then its own notes so that the whole is
+    ctx_range[0]..ctx_range[1] words (~tokens on the demo models), spread evenly over the agents."""
+    system = "You are one of many agents working on a shared project. " + rand_text(system_words, 1)
+    lo, hi = ctx_range
+    order = list(range(n_agents))
+    random.Random(7).shuffle(order)  # lengths spread evenly, neighbours in turn order differ
+    out = []
+    for a in range(n_agents):
+        total = lo + (hi - lo) * order[a] // max(1, n_agents - 1)
+        own = max(10, total - system_words)
+        out.append([{"role": "system", "content": system},
+                    {"role": "user", "content": f"Agent {a} here. My notes so far: " + rand_text(own, 10000 + a)}])
+    return out
+
+
+def roundrobin(argv, name, n_agents, turns, system_words, ctx_range, gen_tokens, reps, agent_ids):
+    """Agents take turns in round-robin order, one request at a time: turn 0 of every agent (cold),
+    then turn 1 of every agent, ... Each turn appends the previous answer and a short new user
+    message. Streamed TTFT of every request, and the whole run's wall time."""
+    requests, totals = [], []
+    for rep in range(reps):
+        convs = rr_agents_prompts(n_agents, system_words, ctx_range)
+        srv = Server(argv, name)
+        try:
+            chat(srv.port, "warm up " + text_of(20, 999), 4)
+            t0 = time.perf_counter()
+            for turn in range(turns):
+                for a in range(n_agents):
+                    headers = {"X-Agent-Id": f"rr-{a}"} if agent_ids else None
+                    res = chat_stream(srv.port, convs[a], gen_tokens, headers)
+                    requests.append({"rep": rep, "turn": turn, "agent": a, "ttft_s": res["ttft_s"],
+                                     "total_s": res["total_s"], "prompt_tokens": res["prompt_tokens"],
+                                     "cached_tokens": res["cached_tokens"]})
+                    convs[a] = convs[a] + [
+                        {"role": "assistant", "content": res["text"]},
+                        {"role": "user", "content": f"Turn {turn + 1}, agent {a}: " + rand_text(12, 50000 + a * 100 + turn)}]
+                warm = [q["ttft_s"] for q in requests if q["rep"] == rep and q["turn"] == turn]
+                log(f"{name} roundrobin agents={n_agents} rep={rep} turn={turn}: TTFT p50 "
+                    f"{percentile(warm, 50):.2f}s p95 {percentile(warm, 95):.2f}s")
+            totals.append(time.perf_counter() - t0)
+        finally:
+            srv.stop()
+    cold = [q for q in requests if q["turn"] == 0]
+    warm = [q for q in requests if q["turn"] > 0]
+    return {"total_s": stats(totals), "cold_ttft_s": dist([q["ttft_s"] for q in cold]),
+            "warm_ttft_s": dist([q["ttft_s"] for q in warm]),
+            "warm_cached_fraction": (sum(q["cached_tokens"] for q in warm) / max(1, sum(q["prompt_tokens"] for q in warm))),
+            "mean_prompt_tokens": statistics.fmean(q["prompt_tokens"] for q in requests),
+            "requests": requests}
+
+
+def wait_store_idle(port, timeout=60):
+    """Until kvault's KV store has no pending disk writes; returns /health."""
+    deadline = time.time() + timeout
+    while True:
+        h = get_json(port, "/health")
+        if h.get("kv_store", {}).get("pending_writes", 0) == 0 or time.time() > deadline:
+            return h
+        time.sleep(0.2)
+
+
+def memory(argv, name, steps, words, is_kvault):
+    """RSS after storing 1, 10, 100, ... agents (each one turn of `words` distinct words), and kvault's
+    pool and KV store from /health at the same points."""
+    srv = Server(argv, name)
+    rows = []
+    try:
+        chat(srv.port, "warm up " + text_of(20, 999), 4)
+        stored = 0
+        for target in [0] + list(steps):
+            while stored < target:
+                headers = {"X-Agent-Id": f"mem-{stored}"} if is_kvault else None
+                chat(srv.port, f"Agent {stored} memo: " + rand_text(words, 20000 + stored), 4, headers=headers)
+                stored += 1
+            row = {"agents": target, **srv.memory()}
+            if is_kvault:
+                h = wait_store_idle(srv.port)
+                ks, pool = h["kv_store"], h["pool"]
+                row["store"] = {k: ks[k] for k in ("ram_blocks", "ram_bytes", "disk_blocks", "disk_bytes")}
+                row["pool"] = {k: pool[k] for k in ("blocks_used", "blocks_total", "idle_sequences", "evictions")}
+                row.update(srv.memory())  # after the writes settled
+            rows.append(row)
+            log(f"{name} memory agents={target}: RSS {row['VmRSS']:.0f} MiB (peak {row['VmHWM']:.0f}, anon "
+                f"{row.get('RssAnon', 0):.0f})" + (f", RAM tier {row['store']['ram_bytes'] / 2**20:.1f} MiB, disk "
+                                                  f"{row['store']['disk_bytes'] / 2**20:.1f} MiB" if is_kvault else ""))
+        return rows
+    finally:
+        srv.stop()
+
+
+def kvault_sustained(kvault, model, threads, agents, prompt_words, gen_tokens, turns, extra, seed):
+    """Each of `agents` clients sends `turns` requests one after another, with answer lengths that
+    differ between clients, so that requests end at different times and the KV blocks of a finished
+    request are saved while the others decode. Returns decode-only tokens/s (from /health, as in the
+    decode suite), end-to-end generated tokens/s, and the final /health."""
+    srv = Server([kvault, "serve", "--model", model, "--threads", str(threads), "--parallel", str(agents),
+                  "--resident-seqs", str(agents * 2), "--pool-tokens", "16384", "--ctx-size", "4096",
+                  "--log-level", "warn", *extra], "kvault-persist")
+    try:
+        chat(srv.port, "warm up " + text_of(20, 999), 8)
+
+        def client(i):
+            gen = 0
+            for t in range(turns):
+                max_tokens = max(1, gen_tokens // 2 + (gen_tokens // 2) * ((i + t) % 3) // 2)
+                prompt = f"persist agent {seed}-{i}-{t}: " + rand_text(prompt_words, 70000 + seed * 1000 + i * 10 + t)
+                r, _ = chat(srv.port, prompt, max_tokens, headers={"X-Agent-Id": f"persist-{seed}-{i}"})
+                gen += r["usage"]["completion_tokens"]
+            return gen
+
+        before = get_json(srv.port, "/health")["engine"]
+        t0 = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(agents) as ex:
+            gen = sum(ex.map(client, range(agents)))
+        wall = time.perf_counter() - t0
+        health = wait_store_idle(srv.port)
+        after = health["engine"]
+        tokens = after["decode_only_tokens"] - before["decode_only_tokens"]
+        secs = after["decode_only_seconds"] - before["decode_only_seconds"]
+        return (tokens / secs if secs > 0 else 0.0), gen / wall, health
+    finally:
+        srv.stop()
+
+
+def persist(kvault, model, threads, agents, reps, prompt_words, gen_tokens, turns=3):
+    """kvault decode throughput with persistence (default) and with --no-persist, under a sustained
+    load (see kvault_sustained); the two alternate, in swapped order every other rep, so that drift
+    of a shared machine hits both alike."""
+    modes = (("on", []), ("off", ["--no-persist"]))
+    runs = {m: {str(n): [] for n in agents} for m, _ in modes}
+    e2e = {m: {str(n): [] for n in agents} for m, _ in modes}
+    store = {}
+    for rep in range(reps):
+        for n in agents:
+            for mode, extra in (modes if rep % 2 == 0 else modes[::-1]):  # neither always runs first
+                rate, end_to_end, health = kvault_sustained(kvault, model, threads, n, prompt_words, gen_tokens,
+                                                            turns, extra, rep)
+                runs[mode][str(n)].append(rate)
+                e2e[mode][str(n)].append(end_to_end)
+                ks = health.get("kv_store", {})
+                if mode == "on":  # what persistence did during the last "on" run
+                    store = {"agents": n, "blocks_saved": health.get("engine", {}).get("blocks_saved", 0),
+                             "disk_bytes_written": ks.get("bytes_written", 0), "disk_blocks": ks.get("disk_blocks", 0)}
+                else:
+                    assert not ks.get("persistent", True), ks
+                log(f"persist {mode} agents={n} rep={rep}: {rate:.1f} tok/s decode, {end_to_end:.1f} tok/s end to end")
+    res = {}
+    for n in map(str, agents):
+        on, off = stats(runs["on"][n]), stats(runs["off"][n])
+        res[n] = {"on": on, "off": off, "ratio": ratio(on["median"], off["median"]),
+                  "end_to_end": {"on": stats(e2e["on"][n]), "off": stats(e2e["off"][n])}}
+        log(f"persist agents={n}: on {on['median']:.1f} tok/s, off {off['median']:.1f} tok/s, ratio "
+            + (f"{res[n]['ratio']:.3f}" if res[n]["ratio"] is not None else "—"))
+    return {"turns": turns, "agents": res, "store_on": store}
+
+
 def index_scan(kvault, n_files, reps):
     """Seconds to scan a cache directory of n_files block files (what a restart does)."""
     import random
@@ -404,7 +656,185 @@ def span(v, digits=2, unit=""):
     return f"{v['median']:.{digits}f}{unit} [{v['min']:.{digits}f}–{v['max']:.{digits}f}]"
 
 
-def render_markdown(r):
+SUITES = ("decode", "ttft", "resume", "swap", "index", "blockio", "roundrobin", "memory", "persist")
+PLOTS = {"decode": "decode-throughput.png", "resume": "resume-ttft.png", "roundrobin": "roundrobin-ttft.png",
+         "memory": "memory-rss.png"}
+
+
+def load_pyplot(allow_install):
+    """matplotlib's pyplot (Agg backend), or None. Imported only here: the drivers need nothing
+    beyond the standard library. When allowed (a full run as root), installs python3-matplotlib."""
+    def attempt():
+        try:
+            importlib.invalidate_caches()
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+            return plt
+        except ImportError:
+            return None
+    plt = attempt()
+    if plt is None and allow_install and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        log("matplotlib is missing: apt-get install -y python3-matplotlib (for the plots)")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        cmd = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "python3-matplotlib"]
+        if subprocess.run(cmd, env=env, capture_output=True).returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
+            subprocess.run(cmd, env=env, capture_output=True)
+        plt = attempt()
+    if plt is None:
+        log("plots skipped: matplotlib is not importable by " + sys.executable +
+            " (Debian: apt-get install python3-matplotlib and run with /usr/bin/python3; or pip install matplotlib)")
+    return plt
+
+
+def plot_decode(plt, d):
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    def line(series, label, style):
+        xs = sorted((int(n) for n in series if n.isdigit()))
+        if not xs:
+            return
+        med = [series[str(n)]["median"] for n in xs]
+        err = [[m - series[str(n)]["min"] for n, m in zip(xs, med)], [series[str(n)]["max"] - m for n, m in zip(xs, med)]]
+        ax.errorbar(xs, med, yerr=err, fmt=style, capsize=3, label=label)
+    line(d["kvault"], "kvault (decode steps)", "o-")
+    if d.get("batched_bench"):
+        line({n: v for n, v in d["batched_bench"].items() if n != "cmd"}, "llama-batched-bench S_TG", "s--")
+    e2e = {n: v["end_to_end"] for n, v in d["kvault"].items() if v.get("end_to_end")}
+    if e2e:
+        line(e2e, "kvault end to end (incl. prefill, HTTP)", "^:")
+    if d.get("llama_bench_tg"):
+        ax.plot([1], [d["llama_bench_tg"]["median"]], "kx", markersize=9, label="llama-bench tg")
+    if d.get("kvault_fast_single", {}).get("1"):
+        ax.plot([1], [d["kvault_fast_single"]["1"]["median"]], "D", label="kvault --no-deterministic")
+    ax.set_xscale("log", base=2)
+    xs = sorted(int(n) for n in d["kvault"])
+    ax.set_xticks(xs, [str(x) for x in xs])
+    ax.set_xlabel("concurrent agents")
+    ax.set_ylabel("aggregate decode tokens/s")
+    ax.set_title("Decode throughput vs agents")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_resume(plt, rs):
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    colors = {"cold": "tab:gray", "resident": "tab:green", "ram": "tab:blue", "restart": "tab:red"}
+    names = {"kvault": {"cold": "cold", "resident": "resident", "ram": "RAM tier", "restart": "restart (disk)"},
+             "llama-server": {"cold": "cold", "resident": "resident (cache_prompt)", "restart": "restart (recomputed)"}}
+    for server, fmt in (("kvault", "o-"), ("llama-server", "s--")):
+        data = rs.get(server) or {}
+        xs = sorted(int(n) for n in data)
+        for path in ("cold", "resident", "ram", "restart"):
+            pts = [(x, data[str(x)][path]) for x in xs if data[str(x)].get(path)]
+            if not pts:
+                continue
+            med = [v["median"] for _, v in pts]
+            err = [[m - v["min"] for m, (_, v) in zip(med, pts)], [v["max"] - m for m, (_, v) in zip(med, pts)]]
+            ax.errorbar([x for x, _ in pts], med, yerr=err, fmt=fmt, color=colors[path], capsize=3,
+                        label=f"{server} {names[server][path]}", alpha=1.0 if server == "kvault" else 0.55)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ticks = sorted(int(n) for n in rs.get("kvault", {}))
+    ax.set_xticks(ticks, [str(x) for x in ticks])
+    ax.set_xlabel("context tokens")
+    ax.set_ylabel("next-turn time to first token (s)")
+    ax.set_title("Resuming an agent: TTFT by where its KV is")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def plot_roundrobin(plt, rr):
+    runs = rr.get("runs") or {}
+    ns = sorted(runs, key=int)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharey=True)
+    colors = {"kvault": "tab:blue", "llama-server": "tab:orange"}
+    for ax, (title, cold) in zip(axes, (("next turns (turn ≥ 2)", False), ("first turn (cold)", True))):
+        handles = {}
+        for i, n in enumerate(ns):
+            for j, server in enumerate(("kvault", "llama-server")):
+                res = runs[n].get(server)
+                if not res:
+                    continue
+                vals = [q["ttft_s"] for q in res["requests"] if (q["turn"] == 0) == cold]
+                if not vals:
+                    continue
+                b = ax.boxplot([vals], positions=[i * 3 + j], widths=0.8, patch_artist=True, whis=(5, 95),
+                               showfliers=True, flierprops={"markersize": 3})
+                for patch in b["boxes"]:
+                    patch.set_facecolor(colors[server])
+                    patch.set_alpha(0.6)
+                handles[server] = b["boxes"][0]
+        ax.set_xticks([i * 3 + 0.5 for i in range(len(ns))], [f"{n} agents" for n in ns])
+        ax.set_xlim(-1, 3 * len(ns) - 1)
+        ax.set_yscale("log")
+        ax.set_title(title)
+        ax.grid(True, axis="y", which="both", alpha=0.3)
+        if handles:
+            ax.legend(list(handles.values()), list(handles), fontsize=8)
+    axes[0].set_ylabel("time to first token (s); whiskers p5–p95")
+    fig.suptitle("Round robin: agents take turns, more agents than the pool holds")
+    fig.tight_layout()
+    return fig
+
+
+def plot_memory(plt, mem):
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for server, color in (("kvault", "tab:blue"), ("llama-server", "tab:orange")):
+        rows = mem.get(server) or []
+        if not rows:
+            continue
+        xs = [max(row["agents"], 0.5) for row in rows]  # 0 agents drawn at 0.5 on the log axis
+        ax.plot(xs, [row["VmRSS"] for row in rows], "o-", color=color, label=f"{server} RSS")
+        if all("RssAnon" in row for row in rows):
+            ax.plot(xs, [row["RssAnon"] for row in rows], "s--", color=color, alpha=0.7, label=f"{server} RssAnon")
+        if server == "kvault" and all("store" in row for row in rows):
+            ax.plot(xs, [row["store"]["ram_bytes"] / 2**20 for row in rows], "^:", color="tab:green",
+                    label="kvault RAM tier")
+            ax.plot(xs, [row["store"]["disk_bytes"] / 2**20 for row in rows], "v:", color="tab:gray",
+                    label="kvault disk tier (not RSS)")
+    ax.set_xscale("log")
+    xs = sorted({row["agents"] for rows in (mem.get("kvault") or [], mem.get("llama-server") or []) for row in rows})
+    ax.set_xticks([max(x, 0.5) for x in xs], [str(x) for x in xs])
+    ax.set_xlabel("agents stored")
+    ax.set_ylabel("MiB")
+    ax.set_title("Memory as stored agents grow")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def make_plots(r, img_dir, allow_install):
+    """PNGs for the suites present in r, into img_dir; returns {suite: path} of those made."""
+    wanted = {k: f for k, f in (("decode", plot_decode), ("resume", plot_resume), ("roundrobin", plot_roundrobin),
+                                 ("memory", plot_memory)) if r.get(k)}
+    if not wanted:
+        return {}
+    plt = load_pyplot(allow_install)
+    if plt is None:
+        return {}
+    os.makedirs(img_dir, exist_ok=True)
+    made = {}
+    for key, fn in wanted.items():
+        path = os.path.join(img_dir, PLOTS[key])
+        try:
+            fig = fn(plt, r[key])
+            fig.savefig(path, dpi=100, metadata={"Software": None})
+            plt.close(fig)
+            made[key] = path
+        except Exception as e:  # a plot must never cost the results
+            log(f"plot {key} failed: {e!r}")
+    log(f"plots written: {', '.join(made.values()) or 'none'}")
+    return made
+
+
+def render_markdown(r, images=None):
+    """images: {suite: path relative to the markdown file} of plots to show."""
+    images = images or {}
+    def image(key, alt):
+        return [f"![{alt}]({images[key]})", ""] if key in images else []
     m = r["machine"]
     lines = ["# Benchmarks", "",
              f"Generated by `make bench` ({'smoke run, tiny model' if r['smoke'] else 'full run'}) on "
@@ -416,6 +846,10 @@ def render_markdown(r):
              "same results; the date above is the latest run's" +
              (": " + ", ".join(f"{k} {v}" for k, v in sorted(r.get("suite_dates", {}).items())) + "."
               if r.get("suite_dates") else "."), ""]
+    missing = [k for k in SUITES if k not in r]
+    if missing and not r.get("smoke"):
+        lines += ["Not in these results yet: " + ", ".join(missing) + " (`bench.py --suites " + ",".join(missing) +
+                  "` adds them).", ""]
     d = r.get("decode")
     if d:
         lines += ["## Decode throughput with concurrent agents", "",
@@ -448,6 +882,7 @@ def render_markdown(r):
                       "speed and buys outputs that do not depend on what else runs or on where restored KV sits."]
         lines += ["", "Commands: `" + d.get("batched_bench", {}).get("cmd", "(not run)") + "`; `" +
                   (tg or {}).get("cmd", "(not run)") + "`.", ""]
+        lines += image("decode", "Decode throughput vs concurrent agents")
     t = r.get("ttft")
     if t:
         lines += ["## Time to first token while another agent's long prompt is prefilled", "",
@@ -478,6 +913,103 @@ def render_markdown(r):
             lines.append(f"| {n} | {cell(kv['cold'])} | {cell(kv['resident'])} | {cell(kv['ram'])} | "
                          f"{cell(kv['restart'])} | {speedup:.0f}× | {cell(ls.get('cold'))} | "
                          f"{cell(ls.get('resident'))} | {cell(ls.get('restart'))} |")
+        lines.append("")
+        lines += image("resume", "Next-turn TTFT vs context tokens, by path")
+    rr = r.get("roundrobin")
+    if rr and rr.get("runs"):
+        runs = rr["runs"]
+        c = runs[sorted(runs, key=int)[0]]["config"]
+        def pp(v):
+            return f"{v['p50']:.2f} / {v['p95']:.2f}" if v else "—"
+        lines += ["## Many agents taking turns (round robin)", "",
+                  f"N agents share a ~{c['system_words']}-word system prompt; each has {c['context'][0]}–"
+                  f"{c['context'][1]} tokens of context in all (system prompt included). They take turns in "
+                  f"round-robin order, one request at a time, {c['turns']} turns each: every turn appends the "
+                  f"previous answer and a short new user message; {c['gen_tokens']} tokens answered, greedy. "
+                  "The pool holds only a few agents, the same KV memory for both servers: kvault "
+                  f"`{c['kvault_flags']}` (agents named by `X-Agent-Id`), llama-server `{c['llama_server_flags']}` "
+                  "(its prompt cache: idle slots are saved to a RAM cache of the same size as kvault's RAM tier; "
+                  "nothing goes to disk). Time to first token from the streamed answer (the first chunk that "
+                  "carries text). The first turn is cold for every agent (both servers reuse the shared system "
+                  "prompt's KV where they can); the next turns find the agent's KV in the pool, RAM or disk, "
+                  "or recompute it. Seconds; p50 / p95 over all requests of the run"
+                  f"{'' if c.get('reps', 1) == 1 else ' (' + str(c['reps']) + ' runs pooled; total time: median)'}.", "",
+                  "| agents | server | mean prompt tokens | first turn (cold) p50 / p95 | next turns p50 / p95 | "
+                  "prompt tokens reused on next turns | whole run (s) |", "|---|---|---|---|---|---|---|"]
+        for n in sorted(runs, key=int):
+            for server in ("kvault", "llama-server"):
+                v = runs[n].get(server)
+                if not v:
+                    continue
+                lines.append(f"| {n} | {server} | {v['mean_prompt_tokens']:.0f} | {pp(v['cold_ttft_s'])} | "
+                             f"{pp(v['warm_ttft_s'])} | {v['warm_cached_fraction'] * 100:.0f}% | "
+                             f"{v['total_s']['median']:.1f} |")
+        faster = []
+        for n in sorted(runs, key=int):
+            k, l = runs[n].get("kvault"), runs[n].get("llama-server")
+            if k and l and k["warm_ttft_s"] and l["warm_ttft_s"]:
+                faster.append(f"{n} agents {l['warm_ttft_s']['p50'] / k['warm_ttft_s']['p50']:.1f}× "
+                              f"(p95 {l['warm_ttft_s']['p95'] / k['warm_ttft_s']['p95']:.1f}×)")
+        if faster:
+            lines += ["", "Next-turn TTFT p50, llama-server / kvault: " + "; ".join(faster) + "."]
+        note = rr_note(runs)
+        if note and not r.get("smoke"):
+            lines += ["", note]
+        lines += ["", "Every request's TTFT, turn and cached tokens are in the raw results (`roundrobin.runs.N.SERVER."
+                  "requests`).", ""]
+        lines += image("roundrobin", "Round-robin TTFT distribution per agent count, kvault vs llama-server")
+    mem = r.get("memory")
+    if mem:
+        c = mem["config"]
+        ls_rows = {row["agents"]: row for row in mem.get("llama-server") or []}
+        lines += ["## Memory with many stored agents", "",
+                  f"Agents 1, 2, … each send one turn of ~{c['words']} distinct words (a few tokens answered); "
+                  "after each step, the server's resident memory from `/proc/PID/status` (VmRSS now, VmHWM its "
+                  "peak, RssAnon its anonymous part: heap, KV pool, RAM tier; the rest is the mapped model file) "
+                  "and kvault's tiers from `/health` once its disk writes are done. kvault "
+                  f"`{c['kvault_flags']}`: the RAM tier is bounded by `--ram-cache`, older blocks live on disk "
+                  f"only. llama-server for reference: `{c['llama_server_flags']}`. Goal: kvault's memory flat "
+                  "as the number of stored agents grows. MiB.", "",
+                  "| agents stored | kvault RSS | peak | anon | RAM tier | disk tier | pool blocks used | "
+                  "llama-server RSS | peak | anon |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for row in mem["kvault"]:
+            l = ls_rows.get(row["agents"], {})
+            st, pool = row.get("store", {}), row.get("pool", {})
+            def mib(v):
+                return f"{v:.0f}" if v is not None else "—"
+            lines.append(f"| {row['agents']} | {mib(row['VmRSS'])} | {mib(row['VmHWM'])} | {mib(row.get('RssAnon'))} | "
+                         f"{st.get('ram_bytes', 0) / 2**20:.1f} | {st.get('disk_bytes', 0) / 2**20:.1f} | "
+                         f"{pool.get('blocks_used', '—')} / {pool.get('blocks_total', '—')} | {mib(l.get('VmRSS'))} | "
+                         f"{mib(l.get('VmHWM'))} | {mib(l.get('RssAnon'))} |")
+        k0, k1 = mem["kvault"][1] if len(mem["kvault"]) > 1 else mem["kvault"][0], mem["kvault"][-1]
+        def grew(key):
+            return (k1.get("store", {}).get(key, 0) - k0.get("store", {}).get(key, 0)) / 2**20
+        lines += ["", f"kvault from {k0['agents']} to {k1['agents']} agents stored: RSS {k1['VmRSS'] - k0['VmRSS']:+.1f} MiB, "
+                  f"RAM tier {grew('ram_bytes'):+.1f} MiB, disk tier {grew('disk_bytes'):+.1f} MiB" +
+                  (f"; llama-server RSS {ls_rows[k1['agents']]['VmRSS'] - ls_rows[k0['agents']]['VmRSS']:+.1f} MiB"
+                   if k0["agents"] in ls_rows and k1["agents"] in ls_rows else "") + ".", ""]
+        lines += image("memory", "RSS and KV tiers vs stored agents")
+    ps = r.get("persist")
+    if ps:
+        lines += ["## Persistence cost: decode throughput with and without the disk tier", "",
+                  f"N agents each send {ps.get('turns', 3)} requests one after another (a ~{r['prompt_tokens']}-token "
+                  f"prompt each; {r['gen_tokens'] // 2}–{r['gen_tokens']} tokens answered, the length differing "
+                  "between agents so that requests end at different times and a finished request's KV blocks "
+                  "are written while the others decode), on kvault with persistence (the default: blocks go "
+                  "to disk asynchronously) and with `--no-persist` (RAM tier only); the two alternate (which goes first swaps every rep). "
+                  "Decode tokens/s over steps with no prompt tokens, from `/health` as in the decode suite. "
+                  "Goal: on / off ≥ 0.97.", "",
+                  "| agents | persistence on tok/s | `--no-persist` tok/s | on / off | end to end on / off tok/s |",
+                  "|---|---|---|---|---|"]
+        for n, v in ps["agents"].items():
+            e = v.get("end_to_end", {})
+            et = f"{e['on']['median']:.1f} / {e['off']['median']:.1f}" if e else "—"
+            rt = f"**{v['ratio']:.3f}×**" if v.get("ratio") is not None else "—"
+            lines.append(f"| {n} | {span(v['on'], 1)} | {span(v['off'], 1)} | {rt} | {et} |")
+        so = ps.get("store_on")
+        if so:
+            lines += ["", f"The last persistent run ({so['agents']} agents): {so['blocks_saved']} blocks saved, "
+                      f"{so['disk_bytes_written'] / 2**20:.1f} MiB written to disk."]
         lines.append("")
     sw = r.get("swap")
     if sw:
@@ -532,19 +1064,86 @@ def render_markdown(r):
     return "\n".join(lines)
 
 
+def rr_note(runs):
+    if "128" in runs:
+        return None
+    return ("128 agents are opt-in (`bench.py --suites roundrobin --long`, or `--rr-agents 128`): on this "
+            "machine's 2 cores the bench model prefills ~250 tokens/s, so 128 agents' cold first turns alone "
+            "take ~17 min per server, and llama-server, whose RAM cache then holds only a fraction of the "
+            "agents, recomputes most next turns: estimated ~25 min for kvault and ~55 min for llama-server.")
+
+
+def write_outputs(r, out_json, out_md, rerun, plots, allow_install):
+    """The JSON, the plots (for suites in r; into img/ next to the markdown) and the markdown."""
+    if out_json:
+        os.makedirs(os.path.dirname(out_json), exist_ok=True)
+        with open(out_json, "w") as f:
+            json.dump(r, f, indent=2)
+    md_dir = os.path.dirname(os.path.abspath(out_md))
+    img_dir = os.path.join(md_dir, "img")
+    made = make_plots(r, img_dir, allow_install) if plots else {}
+    images = {}
+    for key, name in PLOTS.items():
+        path = made.get(key)
+        # a plot of an earlier run stays shown for a suite this run did not redo
+        if path is None and key not in rerun and os.path.exists(os.path.join(img_dir, name)):
+            path = os.path.join(img_dir, name)
+        if path and r.get(key):
+            images[key] = os.path.relpath(path, md_dir)
+    os.makedirs(md_dir, exist_ok=True)
+    with open(out_md, "w") as f:
+        f.write(render_markdown(r, images))
+    log(f"wrote {out_json or '(results unchanged)'} and {out_md}")
+
+
+def int_list(text):
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="tiny model, seconds; output to a temp dir")
-    ap.add_argument("--suites", default="decode,ttft,resume,swap,index,blockio")
+    ap.add_argument("--suites", default=",".join(SUITES))
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--kvault", default=os.path.join(ROOT, "build", "bin", "kvault"))
     ap.add_argument("--out-json", default=None)
     ap.add_argument("--out-md", default=None)
+    ap.add_argument("--plots-only", action="store_true",
+                    help="run nothing: regenerate the plots and the markdown from the results JSON (--out-json)")
+    ap.add_argument("--no-plots", action="store_true", help="no PNG plots")
+    ap.add_argument("--long", action="store_true", help="roundrobin also with 128 agents (about 80 min on 2 cores)")
+    ap.add_argument("--rr-agents", default=None, help="roundrobin agent counts (default 8,32; 8,32,128 with --long)")
+    ap.add_argument("--rr-context", default=None,
+                    help="roundrobin: each agent's context in tokens, system prompt included, MIN-MAX (default 2000-4000)")
+    ap.add_argument("--rr-system", type=int, default=None, help="roundrobin: shared system prompt, words (default 1000)")
+    ap.add_argument("--rr-turns", type=int, default=3, help="roundrobin: turns per agent (the first is cold)")
+    ap.add_argument("--rr-gen", type=int, default=None, help="roundrobin: max_tokens per turn (default 16)")
+    ap.add_argument("--rr-reps", type=int, default=1, help="roundrobin: runs per agent count (requests pooled)")
+    ap.add_argument("--rr-pool-tokens", type=int, default=None,
+                    help="roundrobin: KV pool of both servers in tokens (default 16384: ~4 agents)")
+    ap.add_argument("--rr-ram-mib", type=int, default=1024,
+                    help="roundrobin: kvault --ram-cache and llama-server --cache-ram, MiB")
+    ap.add_argument("--mem-agents", default=None, help="memory: agents stored at each step (default 1,10,100)")
+    ap.add_argument("--mem-words", type=int, default=None, help="memory: words of each agent's turn (default 300)")
+    ap.add_argument("--mem-ram-mib", type=int, default=None,
+                    help="memory: kvault --ram-cache and llama-server --cache-ram, MiB (default 64)")
+    ap.add_argument("--persist-agents", default=None, help="persist: concurrent agents (default 1,8)")
     args = ap.parse_args()
     suites = set(args.suites.split(","))
+    unknown = suites - set(SUITES)
+    if unknown:
+        ap.error(f"unknown suites {sorted(unknown)}; known: {','.join(SUITES)}")
 
     smoke = args.smoke
+    if args.plots_only:
+        out_json = args.out_json or os.path.join(ROOT, "bench", "results", "latest.json")
+        out_md = args.out_md or os.path.join(ROOT, "docs", "benchmarks.md")
+        with open(out_json) as f:
+            r = json.load(f)
+        write_outputs(r, None, out_md, set(), True, True)
+        return
+
     size = "tiny" if smoke else "bench"
     agents = [1, 2, 4] if smoke else [1, 2, 4, 8, 16]
     prompt_words, gen_tokens = (20, 16) if smoke else (100, 128)
@@ -554,7 +1153,18 @@ def main():
                                  else os.path.join(ROOT, "bench", "results", "latest.json"))
     out_md = args.out_md or (os.path.join(os.path.dirname(out_json), "benchmarks.md") if smoke
                              else os.path.join(ROOT, "docs", "benchmarks.md"))
-
+    rr_agents = int_list(args.rr_agents) if args.rr_agents else ([4] if smoke else [8, 32] + ([128] if args.long else []))
+    rr_context = tuple(int_list((args.rr_context or ("150-250" if smoke else "2000-4000")).replace("-", ",")))
+    assert len(rr_context) == 2 and rr_context[0] <= rr_context[1], "--rr-context MIN-MAX"
+    rr_system = args.rr_system if args.rr_system is not None else (60 if smoke else 1000)
+    rr_gen = args.rr_gen or (8 if smoke else 16)
+    rr_pool = args.rr_pool_tokens or (1024 if smoke else 16384)
+    rr_slots = 2 if smoke else 4
+    rr_ctx = -(-(rr_context[1] + args.rr_turns * 60 + rr_gen + 256) // 256) * 256  # an agent's longest request, rounded up
+    mem_agents = int_list(args.mem_agents) if args.mem_agents else ([1, 3, 6] if smoke else [1, 10, 100])
+    mem_words = args.mem_words or (40 if smoke else 300)
+    mem_ram = args.mem_ram_mib or (1 if smoke else 64)
+    persist_agents = int_list(args.persist_agents) if args.persist_agents else ([2] if smoke else [1, 8])
     model = ensure_model(args.kvault, size)
     tools = None
     if not smoke:
@@ -612,23 +1222,83 @@ def main():
         log("suite: block save/load")
         r["blockio"] = block_io(args.kvault, model, args.threads, 512 if smoke else 4096)
         r["blockio"]["disk"] = disk_bandwidth(CACHE, 16 if smoke else 256)
+    if "roundrobin" in suites:
+        log(f"suite: round robin, agents {rr_agents}")
+        rr = r.get("roundrobin") if not smoke else None
+        rr = rr if rr and "runs" in rr else {"runs": {}}
+        kv_flags = ["--pool-tokens", str(rr_pool), "--resident-seqs", str(rr_slots), "--parallel", str(rr_slots),
+                    "--ctx-size", str(rr_ctx), "--ram-cache", str(args.rr_ram_mib)]
+        ls_flags = ["-c", str(rr_pool), "-np", str(rr_slots), "-kvu", "--cache-ram", str(args.rr_ram_mib),
+                    "--cache-reuse", "256"]
+        for n in rr_agents:
+            config = {"system_words": rr_system, "context": list(rr_context), "turns": args.rr_turns,
+                      "gen_tokens": rr_gen, "reps": args.rr_reps, "kvault_flags": " ".join(kv_flags),
+                      "llama_server_flags": " ".join(ls_flags), "date": r["machine"]["date"]}
+            run = {"config": config}
+            kv_argv = [args.kvault, "serve", "--model", model, "--threads", str(args.threads), "--log-level", "warn",
+                       *kv_flags]
+            run["kvault"] = roundrobin(kv_argv, "kvault-rr", n, args.rr_turns, rr_system, rr_context, rr_gen,
+                                       args.rr_reps, True)
+            if tools:
+                ls_argv = [os.path.join(tools, "llama-server"), "-m", model, "-t", str(args.threads),
+                           "--host", "127.0.0.1", *ls_flags]
+                run["llama-server"] = roundrobin(ls_argv, "llama-server", n, args.rr_turns, rr_system, rr_context,
+                                                 rr_gen, args.rr_reps, False)
+            rr["runs"][str(n)] = run
+        r["roundrobin"] = rr
+    if "memory" in suites:
+        log(f"suite: memory with {mem_agents} agents stored")
+        kv_flags = ["--pool-tokens", "8192", "--resident-seqs", "8", "--ctx-size", "4096", "--ram-cache", str(mem_ram)]
+        ls_flags = ["-c", "8192", "-np", "8", "-kvu", "--cache-ram", str(mem_ram)]
+        mem = {"config": {"words": mem_words, "steps": mem_agents, "kvault_flags": " ".join(kv_flags),
+                          "llama_server_flags": " ".join(ls_flags)}}
+        mem["kvault"] = memory([args.kvault, "serve", "--model", model, "--threads", str(args.threads),
+                                "--log-level", "warn", *kv_flags], "kvault-mem", mem_agents, mem_words, True)
+        if tools:
+            mem["llama-server"] = memory([os.path.join(tools, "llama-server"), "-m", model, "-t", str(args.threads),
+                                          "--host", "127.0.0.1", *ls_flags], "llama-server", mem_agents, mem_words,
+                                         False)
+        r["memory"] = mem
+    if "persist" in suites:
+        log(f"suite: persistence on / off, agents {persist_agents}")
+        r["persist"] = persist(args.kvault, model, args.threads, persist_agents, reps, prompt_words, gen_tokens,
+                               2 if smoke else 3)
 
     r.setdefault("suite_dates", {})
     for suite in suites:
         if suite in r:
             r["suite_dates"][suite] = r["machine"]["date"]
-    os.makedirs(os.path.dirname(out_json), exist_ok=True)
-    with open(out_json, "w") as f:
-        json.dump(r, f, indent=2)
-    with open(out_md, "w") as f:
-        f.write(render_markdown(r))
-    log(f"wrote {out_json} and {out_md}")
+    # plots: a full run may install matplotlib; a smoke run draws them only if it is there already
+    write_outputs(r, out_json, out_md, suites, not args.no_plots, not smoke)
     if smoke:  # the smoke run checks that the driver produced every section it should
-        for key in ("decode", "ttft", "resume", "swap", "index", "blockio"):
+        for key in suites:
             assert key in r, key
-        assert all(row["logits_identical"] for row in r["blockio"]["sizes"]), r["blockio"]
-        assert all(v["median"] > 0 for v in r["decode"]["kvault"].values()), r["decode"]
-        assert r["ttft"]["kvault"]["during_prefill_s"]["median"] > 0
+        if "blockio" in suites:
+            assert all(row["logits_identical"] for row in r["blockio"]["sizes"]), r["blockio"]
+        if "decode" in suites:
+            assert all(v["median"] > 0 for v in r["decode"]["kvault"].values()), r["decode"]
+        if "ttft" in suites:
+            assert r["ttft"]["kvault"]["during_prefill_s"]["median"] > 0
+        if "roundrobin" in suites:
+            for n in rr_agents:
+                k = r["roundrobin"]["runs"][str(n)]["kvault"]
+                assert len(k["requests"]) == n * args.rr_turns * args.rr_reps, k["requests"]
+                assert all(q["ttft_s"] > 0 and q["prompt_tokens"] > 0 for q in k["requests"]), k["requests"]
+                assert k["warm_cached_fraction"] > 0.5, k["warm_cached_fraction"]  # next turns reuse their KV
+        if "memory" in suites:
+            rows = r["memory"]["kvault"]
+            assert [row["agents"] for row in rows] == [0] + mem_agents, rows
+            assert all(row["VmRSS"] > 0 for row in rows), rows
+            assert rows[-1]["store"]["disk_bytes"] > 0, rows[-1]  # the agents' blocks reached disk
+        if "persist" in suites:
+            p = r["persist"]
+            assert all(v["on"]["median"] > 0 and v["off"]["median"] > 0 for v in p["agents"].values()), p
+            assert p["store_on"]["disk_bytes_written"] > 0, p["store_on"]  # "on" did write to disk
+        with open(out_md) as f:
+            md = f.read()
+        for key, title in (("roundrobin", "## Many agents taking turns"), ("memory", "## Memory with many stored"),
+                           ("persist", "## Persistence cost")):
+            assert key not in suites or title in md, title
         print("bench-smoke: 1 passed, 0 failed")
 
 
