@@ -1,8 +1,12 @@
 // The agents API through the real server: per-agent records, tiers, evict and forget, admin
 // keys, and records that survive a restart.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -21,8 +25,8 @@ const char* kAdmin = "agents-admin-key";
 
 std::unique_ptr<ServerProcess> Serve(const fs::path& data) {
   auto s = ServerProcess::Start({"--model", TinyModel().string(), "--data-dir", data.string(), "--ctx-size", "1024",
-                                 "--block-tokens", "16", "--durability", "sync", "--api-key", kKeyA, "--api-key",
-                                 kKeyB, "--admin-key", kAdmin, "--log-level", "warn"});
+                                 "--block-tokens", "16", "--durability", "sync", "--api-key", kKeyA, "--api-key", kKeyB,
+                                 "--admin-key", kAdmin, "--log-level", "warn"});
   EXPECT_TRUE(s->WaitHealthy(std::chrono::seconds(60))) << s->Log();
   return s;
 }
@@ -127,11 +131,32 @@ TEST(AgentsTest, AgentIdsAreValidatedAndNeverPaths) {
   auto s = Serve(data);
   httplib::Client c("127.0.0.1", s->port());
   const std::string body = R"({"messages":[{"role":"user","content":"hi"}],"max_tokens":2})";
-  for (const std::string& bad : std::vector<std::string>{"../../etc/passwd", "a/b", "has space", std::string(300, 'x')}) {
+  for (const std::string& bad :
+       std::vector<std::string>{"../../etc/passwd", "a/b", "has space", std::string(300, 'x')}) {
     auto r = c.Post("/v1/chat/completions", {{"x-api-key", kKeyA}, {"X-Agent-Id", bad}}, body, "application/json");
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 400) << bad;
     EXPECT_NE(r->body.find("X-Agent-Id"), std::string::npos);
+  }
+  // A NUL or a CR inside the header value (sent raw: client libraries refuse to): never a
+  // record, never a 2xx.
+  for (const std::string& bad : {std::string("a\0b", 3), std::string("a\rb")}) {
+    const std::string head = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nx-api-key: " + std::string(kKeyA) +
+                             "\r\nContent-Type: application/json\r\nX-Agent-Id: " + bad +
+                             "\r\nConnection: close\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(s->port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    const std::string req = head + body;
+    ASSERT_EQ(::send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+    std::string got;
+    char buf[4096];
+    for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;) got.append(buf, static_cast<size_t>(n));
+    ::close(fd);
+    EXPECT_EQ(got.rfind("HTTP/1.1 2", 0), std::string::npos) << got.substr(0, 300);
   }
   // Agent records are files named by a hash, inside the cache directory.
   Turn(*s, kKeyA, "user@example.com");
