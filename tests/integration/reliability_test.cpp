@@ -32,6 +32,12 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitized = true;  // built by make test-asan / test-tsan (the server binary too)
+#else
+constexpr bool kSanitized = false;
+#endif
+
 int EnvInt(const char* name, int fallback) {
   const std::string v = Env(name);
   return v.empty() ? fallback : std::stoi(v);
@@ -212,7 +218,11 @@ TEST(ReliabilityTest, SoakKeepsMemoryDescriptorsThreadsAndDiskBounded) {
               static_cast<unsigned long long>(DirBytes(data / "kv-cache")));
   EXPECT_EQ(failed.load(), 0);
   EXPECT_GT(ok.load(), 20);
-  EXPECT_LT(end.rss_kib, warm.rss_kib * 1.02) << "RSS grew more than 2 % after warm-up";
+  if (kSanitized) {
+    std::printf("RSS bound not checked: the sanitizer's quarantine keeps freed memory (leaks are its job)\n");
+  } else {
+    EXPECT_LT(end.rss_kib, warm.rss_kib * 1.02) << "RSS grew more than 2 % after warm-up";
+  }
   EXPECT_LE(end.fds, warm.fds) << "descriptor leak";
   EXPECT_LE(end.threads, warm.threads) << "thread leak";
   EXPECT_LE(DirBytes(data / "kv-cache"), static_cast<uint64_t>(disk_gib * (1ull << 30)) + (256u << 10))
