@@ -81,8 +81,10 @@ StatusOr<BlockRecord> DecodeBlockFile(const std::vector<uint8_t>& bytes, const s
     r.first_pos = static_cast<uint32_t>(std::stoul(m.at("first_pos").get<std::string>()));
     const auto& t = h.at("tokens");
     const auto& kv = h.at("kv");
-    const size_t t0 = t.at("data_offsets")[0], t1 = t.at("data_offsets")[1];
-    const size_t k0 = kv.at("data_offsets")[0], k1 = kv.at("data_offsets")[1];
+    // at(): a const json's operator[] does not check bounds (a one-element array read past its end).
+    const size_t t0 = t.at("data_offsets").at(0), t1 = t.at("data_offsets").at(1);
+    const size_t k0 = kv.at("data_offsets").at(0), k1 = kv.at("data_offsets").at(1);
+    if (n_tokens > data_size / 4) return Bad("more tokens than data");  // before n_tokens * 4 can wrap
     if (t.at("dtype") != "I32" || kv.at("dtype") != "U8" || t0 != 0 || t1 != n_tokens * 4 || k0 != t1 || k1 < k0 ||
         k1 != data_size) {
       return Bad("inconsistent tensor layout or truncated data");

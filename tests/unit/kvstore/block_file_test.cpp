@@ -65,5 +65,29 @@ TEST(BlockFileTest, EveryCorruptionIsAnErrorNotACrash) {
   EXPECT_FALSE(DecodeBlockFile(std::vector<uint8_t>(100, 0xFF), "fp").ok());
 }
 
+// Found by libFuzzer (make fuzz): a header whose data_offsets has one element was read past the
+// array's end, and a huge token_count could wrap n_tokens * 4. Both must be clean errors.
+TEST(BlockFileTest, MalformedOffsetsAndTokenCountsAreErrors) {
+  const auto good = EncodeBlockFile(Sample());
+  uint64_t n = 0;
+  for (int b = 0; b < 8; ++b) n |= static_cast<uint64_t>(good[b]) << (8 * b);
+  const std::string header(good.begin() + 8, good.begin() + 8 + static_cast<long>(n));
+  const std::vector<uint8_t> data(good.begin() + 8 + static_cast<long>(n), good.end());
+  auto with_header = [&](std::string h) {
+    std::string out;
+    for (int b = 0; b < 8; ++b) out.push_back(static_cast<char>(h.size() >> (8 * b)));
+    out += h;
+    out.append(data.begin(), data.end());
+    return std::vector<uint8_t>(out.begin(), out.end());
+  };
+  auto j = nlohmann::json::parse(header);
+  auto one = j;
+  one["tokens"]["data_offsets"] = {0};
+  EXPECT_EQ(DecodeBlockFile(with_header(one.dump()), "fp").status().code(), Status::Code::kCorruption);
+  auto huge = j;
+  huge["__metadata__"]["token_count"] = "4611686018427387905";  // × 4 wraps to 4
+  EXPECT_EQ(DecodeBlockFile(with_header(huge.dump()), "fp").status().code(), Status::Code::kCorruption);
+}
+
 }  // namespace
 }  // namespace kvault
