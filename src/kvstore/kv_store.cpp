@@ -32,6 +32,14 @@ StatusOr<std::unique_ptr<KvStore>> KvStore::Open(const KvStoreOptions& options) 
 KvStore::~KvStore() {
   Flush();
   {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (failing_ && !unpersisted_.empty()) {
+      spdlog::error("kv store: shutting down while the cache directory takes no writes ({}): {} block(s) were never "
+                    "written",
+                    disk_error_, unpersisted_.size());
+    }
+  }
+  {
     std::lock_guard<std::mutex> lock(jobs_mu_);
     closing_ = true;
   }

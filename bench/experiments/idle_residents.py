@@ -1,0 +1,32 @@
+#!/usr/bin/env python3
+"""Experiment (issue 3): decode throughput at 8 agents when finished conversations stay resident in the pool.
+
+Runs kvault on the bench model with --resident-seqs 8 (= --parallel: no idle sequences accumulate) and 32
+(each rep leaves 8 more idle conversations in the pool), 4 reps of 8 agents x 128 tokens each, and prints decode
+tok/s per rep with the pool blocks in use. Usage: bench/experiments/idle_residents.py [RESIDENT ...]
+"""
+import concurrent.futures
+import os
+import sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import bench
+model = os.path.expanduser("~/.cache/kvault/models/demo-bench-42.gguf")
+kv = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "bin", "kvault")
+for resident in [int(a) for a in sys.argv[1:]] or (8, 32):
+    srv = bench.Server([kv, "serve", "--model", model, "--threads", "2", "--parallel", "8", "--resident-seqs", str(resident),
+                        "--pool-tokens", "16384", "--ctx-size", "8192", "--log-level", "warn", "--no-persist"], "kvault")
+    try:
+        bench.chat(srv.port, "warm up " + bench.text_of(20, 999), 8)
+        rates = []
+        for rep in range(4):
+            before = bench.get_json(srv.port, "/health")["engine"]
+            with concurrent.futures.ThreadPoolExecutor(8) as ex:
+                futs = [ex.submit(bench.chat, srv.port, f"agent {rep}-{i}: " + bench.text_of(100, rep * 100 + i), 128) for i in range(8)]
+                [f.result() for f in futs]
+            after = bench.get_json(srv.port, "/health")
+            e = after["engine"]
+            r = (e["decode_only_tokens"] - before["decode_only_tokens"]) / (e["decode_only_seconds"] - before["decode_only_seconds"]); avg = (e["decode_only_tokens"] - before["decode_only_tokens"]) / max(1, e["decode_only_steps"] - before["decode_only_steps"])
+            rates.append(r)
+            print(f"resident-seqs {resident} rep {rep}: {r:.1f} tok/s, avg decode batch {avg:.2f}, evictions {after['pool']['evictions']}, pool blocks used {after['pool']['blocks_used']}, idle {after['pool']['idle_sequences']}", flush=True)
+    finally:
+        srv.stop()
