@@ -48,14 +48,15 @@ test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
 
 # The test suite with sanitizers on kvault's code, in their own build trees. ASAN_TESTS=REGEX
-# runs only the matching tests (CI: the unit tests, which drive the real engine, and the fuzz
-# seeds; the whole suite under ASan takes too long for every push).
+# runs only the matching tests and ASAN_TARGETS builds only those targets (CI: the unit tests,
+# which drive the real engine, and the fuzz seeds; the whole suite under ASan is too long for
+# every push).
 test-asan: deps
 	@if [ ! -f build-asan/build.ninja ]; then \
 	  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Release \
 	    -DKVAULT_LLAMA_SOURCE_DIR=$(LLAMA_SRC) -DKVAULT_SANITIZE=address $(CMAKE_FLAGS); \
 	fi
-	cmake --build build-asan -j $(JOBS)
+	cmake --build build-asan -j $(JOBS) $(if $(ASAN_TARGETS),--target $(ASAN_TARGETS))
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir build-asan --output-on-failure -j $(JOBS) -E 'bench_smoke|e2e' $(if $(ASAN_TESTS),-R '$(ASAN_TESTS)')
 
