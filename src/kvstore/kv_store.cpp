@@ -33,7 +33,7 @@ KvStore::~KvStore() {
   Flush();
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (failing_ && !unpersisted_.empty()) {
+    if (failing_.load(std::memory_order_relaxed) && !unpersisted_.empty()) {
       spdlog::error("kv store: shutting down while the cache directory takes no writes ({}): {} block(s) were never "
                     "written",
                     disk_error_, unpersisted_.size());
@@ -65,7 +65,7 @@ void KvStore::IoLoop() {
     {
       std::unique_lock<std::mutex> lock(jobs_mu_);
       const auto ready = [&] { return closing_ || !reads_.empty() || !writes_.empty(); };
-      if (failing_flag_.load(std::memory_order_relaxed)) {
+      if (failing_.load(std::memory_order_relaxed)) {
         if (!jobs_cv_.wait_for(lock, probe_every, ready)) {
           lock.unlock();
           ProbeDisk();
@@ -175,9 +175,8 @@ bool KvStore::NoteWriteLocked(const Status& s) {
   if (!s.ok()) {
     ++persist_failures_;
     disk_error_ = s.message();
-    if (!failing_) {
-      failing_ = true;
-      failing_flag_.store(true, std::memory_order_relaxed);
+    if (!failing_.load(std::memory_order_relaxed)) {
+      failing_.store(true, std::memory_order_relaxed);
       failing_since_ = now;
       spdlog::error(
           "kv store: cannot write to the cache directory ({}); serving on without persistence, "
@@ -186,9 +185,8 @@ bool KvStore::NoteWriteLocked(const Status& s) {
     }
     return false;
   }
-  if (!failing_) return false;
-  failing_ = false;
-  failing_flag_.store(false, std::memory_order_relaxed);
+  if (!failing_.load(std::memory_order_relaxed)) return false;
+  failing_.store(false, std::memory_order_relaxed);
   ++recoveries_;
   spdlog::warn(
       "kv store: the cache directory takes writes again after {:.1f} s; writing the {} block(s) "
@@ -222,7 +220,7 @@ void KvStore::ProbeDisk() {
   std::shared_ptr<const BlockRecord> candidate;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!failing_) return;
+    if (!failing_.load(std::memory_order_relaxed)) return;
     for (auto it = unpersisted_.begin(); it != unpersisted_.end();) {
       auto r = ram_.find(*it);
       if (r == ram_.end()) {
@@ -396,9 +394,9 @@ KvStoreStats KvStore::stats() const {
     st.disk_hits = disk_hits_;
     st.misses = misses_;
     st.pending_writes = pending_.size();
-    st.persistence.failing = failing_;
+    st.persistence.failing = failing_.load(std::memory_order_relaxed);
     st.persistence.last_error = disk_error_;
-    if (failing_) {
+    if (st.persistence.failing) {
       st.persistence.failing_seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - failing_since_).count();
     }

@@ -150,8 +150,8 @@ class KvStore {
   // Persistence faults: blocks and agent records whose write failed, kept for the disk's return.
   std::unordered_set<BlockKey, BlockKeyHash> unpersisted_;
   std::map<std::filesystem::path, std::vector<uint8_t>> unwritten_records_;
-  bool failing_ = false;
-  std::atomic<bool> failing_flag_{false};  // failing_, read by the I/O loop without mu_
+  // Written under mu_; atomic so the I/O loop can read it without mu_.
+  std::atomic<bool> failing_{false};
   std::string disk_error_;
   std::chrono::steady_clock::time_point failing_since_;
   uint64_t persist_failures_ = 0, recoveries_ = 0;
