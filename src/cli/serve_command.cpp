@@ -62,6 +62,11 @@ void AddServeCommand(CLI::App& app, ServeArgs* a) {
   serve->add_option("--resident-seqs", a->resident_seqs, "sequences kept in the pool, running + idle")
       ->check(CLI::Range(1u, 254u))
       ->capture_default_str();
+  serve->add_option("--idle-tokens", a->idle_tokens,
+                    "tokens finished conversations may keep in the pool while others run; beyond, the least "
+                    "recently used move to the KV store (-1 = until their cells are needed)")
+      ->check(CLI::Range(int64_t{-1}, int64_t{1} << 40))
+      ->capture_default_str();
   serve->add_option("--step-tokens", a->step_tokens, "tokens per engine step (decode tokens + prefill chunks)")
       ->check(CLI::Range(1u, 65536u))
       ->capture_default_str();
@@ -264,6 +269,7 @@ int RunServe(const ServeArgs& a) {
   eo.cache_type = a.cache_type;
   eo.parallel = a.parallel;
   eo.resident_seqs = std::max(a.resident_seqs, a.parallel);
+  eo.idle_tokens = a.idle_tokens;
   eo.step_tokens = a.step_tokens;
   eo.max_queue = a.max_queue;
   eo.queue_timeout_ms = a.queue_timeout_s * 1000;

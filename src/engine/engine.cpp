@@ -193,6 +193,7 @@ class Engine::Impl {
       spdlog::warn("engine: recurrent/hybrid model: KV store and prefix reuse off (its per-sequence state cannot "
                    "be split into blocks or cut back to a prefix): every request is prefilled in full");
       pool_->set_prefix_reuse(false);
+      if (opt_.idle_tokens >= 0) spdlog::info("engine: --idle-tokens has no effect without a KV store");
       info->persistence_off = "recurrent/hybrid model: no KV store, no prefix reuse";
     } else {
       KvConfig kc;
@@ -220,6 +221,10 @@ class Engine::Impl {
       if (!store.ok()) return store.status();
       store_ = std::move(store.value());
       owner_->store_.store(store_.get());
+      if (opt_.idle_tokens >= 0) {
+        const uint64_t limit = (static_cast<uint64_t>(opt_.idle_tokens) + opt_.block_tokens - 1) / opt_.block_tokens;
+        pool_->set_idle_limit(static_cast<uint32_t>(std::min<uint64_t>(limit, KvPool::kNoIdleLimit - 1)));
+      }
       info->fingerprint = fingerprint_;
       info->persistent = store_->persistent();
       if (store_->persistent()) {
@@ -815,6 +820,8 @@ class Engine::Impl {
     st.running = static_cast<uint32_t>(running_.size());
     owner_->running_.store(st.running);
     st.idle_resident = ps.idle_slots;
+    st.idle_blocks = ps.idle_blocks;
+    st.idle_trims = ps.idle_trims;
     st.evictions = ps.evictions;
   }
 

@@ -37,6 +37,10 @@ struct EngineOptions {
   std::string cache_type = "f16";   // f16, q8_0, q4_0 (K and V)
   uint32_t parallel = 8;            // requests decoded together at most
   uint32_t resident_seqs = 32;      // sequences kept in the pool (running + idle)
+  // Tokens that finished conversations may keep in the pool once another request is admitted;
+  // beyond, the least recently used go (their blocks are in the KV store). -1: no limit (idle
+  // sequences leave only when their cells are needed). Applies only with a KV store.
+  int64_t idle_tokens = -1;
   uint32_t step_tokens = 256;       // tokens per step: decode tokens + prefill chunks
   uint32_t max_queue = 64;          // requests waiting for capacity before 429
   uint32_t queue_timeout_ms = 60000;
@@ -83,6 +87,8 @@ struct EngineStats {
   uint32_t running = 0;
   uint32_t waiting = 0;         // admitted to the queue, not yet running
   uint32_t idle_resident = 0;
+  uint32_t idle_blocks = 0;  // pool blocks held only by idle sequences
+  uint64_t idle_trims = 0;   // idle sequences evicted because idle ones held more than --idle-tokens
   uint64_t evictions = 0;
   uint64_t steps = 0;
   // Throughput counters. "Decode-only" steps carry no prompt tokens, so their rate is the pure

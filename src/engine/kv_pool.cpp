@@ -171,6 +171,7 @@ std::optional<KvPool::Lease> KvPool::Acquire(const std::vector<Token>& prompt, i
     if (!id) throw std::logic_error("KvPool: block accounting out of step");  // checked above
     s.blocks.push_back(*id);
   }
+  TrimIdle();
   return Lease{target, static_cast<int32_t>(s.tokens.size())};
 }
 
@@ -220,6 +221,30 @@ void KvPool::Evict(int slot) {
   ++evictions_;
 }
 
+uint32_t KvPool::IdleOnlyBlocks() const {
+  std::vector<bool> active(blocks_.total_blocks(), false);
+  uint32_t n_active = 0;
+  for (const Slot& s : slots_) {
+    if (s.state != State::kActive) continue;
+    for (BlockId b : s.blocks) {
+      if (static_cast<size_t>(b) < active.size() && !active[b]) {
+        active[b] = true;
+        ++n_active;
+      }
+    }
+  }
+  return blocks_.used_blocks() - n_active;
+}
+
+void KvPool::TrimIdle() {
+  if (idle_limit_ == kNoIdleLimit) return;
+  for (int victim : IdleByAge()) {
+    if (IdleOnlyBlocks() <= idle_limit_) break;
+    Evict(victim);
+    ++idle_trims_;
+  }
+}
+
 KvPoolStats KvPool::stats() const {
   KvPoolStats st;
   st.total_blocks = blocks_.total_blocks();
@@ -244,6 +269,8 @@ KvPoolStats KvPool::stats() const {
   st.reserved_blocks = reserved;
   st.used_blocks = blocks_.used_blocks() - reserved;
   st.evictions = evictions_;
+  st.idle_trims = idle_trims_;
+  st.idle_blocks = blocks_.used_blocks() - st.active_blocks;
   return st;
 }
 

@@ -41,7 +41,9 @@ struct KvPoolStats {
   uint32_t active_slots = 0;
   uint32_t idle_slots = 0;
   uint32_t free_slots = 0;
-  uint64_t evictions = 0;
+  uint64_t evictions = 0;       // idle sequences evicted, for any reason
+  uint64_t idle_trims = 0;       // ... of which because idle sequences held more than the idle limit
+  uint32_t idle_blocks = 0;      // blocks held only by idle sequences
   double utilization() const {
     return total_blocks ? static_cast<double>(used_blocks + reserved_blocks) / total_blocks : 0.0;
   }
@@ -61,6 +63,15 @@ class KvPool {
   // Off for recurrent/hybrid models, whose per-sequence state cannot be cut back to a prefix:
   // every request then starts from an empty sequence.
   void set_prefix_reuse(bool on) { prefix_reuse_ = on; }
+
+  // The most blocks that idle sequences alone may hold once another request is admitted; beyond
+  // it, Acquire evicts the least recently used idle sequences (kNoIdleLimit: only when their
+  // cells are needed). Why: llama.cpp's unified cache attends over every cell up to the highest
+  // one in use, so each idle cell slows every running sequence's decode and prefill, while the
+  // KV store can bring an evicted conversation back cheaply. Set it only when the store holds
+  // what Release leaves resident; without a store eviction means recomputation.
+  static constexpr uint32_t kNoIdleLimit = UINT32_MAX;
+  void set_idle_limit(uint32_t blocks) { idle_limit_ = blocks; }
 
   // Blocks that a request of `max_total` tokens needs; false if more than the whole pool.
   bool CanEverFit(int32_t max_total) const;
@@ -104,6 +115,7 @@ class KvPool {
 
  private:
   bool prefix_reuse_ = true;
+  uint32_t idle_limit_ = kNoIdleLimit;
   enum class State { kFree, kActive, kIdle };
   struct Slot {
     State state = State::kFree;
@@ -124,12 +136,17 @@ class KvPool {
                        uint32_t want) const;
   // Idle slots, least recently used first.
   std::vector<int> IdleByAge() const;
+  // Blocks referenced by no active slot: what evicting every idle slot would free.
+  uint32_t IdleOnlyBlocks() const;
+  // Evicts idle slots, least recently used first, until idle ones hold at most idle_limit_ blocks.
+  void TrimIdle();
 
   KvOps* ops_;
   std::vector<Slot> slots_;
   BlockPool blocks_;
   uint64_t clock_ = 0;
   uint64_t evictions_ = 0;
+  uint64_t idle_trims_ = 0;
 };
 
 }  // namespace kvault

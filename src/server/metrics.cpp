@@ -126,11 +126,14 @@ std::string Metrics::Render(const ModelManager* models, bool draining) const {
   Sample(out, "kvault_pool_blocks", "state=\"total\"", st.pool_blocks_total);
   Sample(out, "kvault_pool_blocks", "state=\"used\"", st.pool_blocks_used);
   Sample(out, "kvault_pool_blocks", "state=\"reserved\"", st.pool_blocks_reserved);
+  Sample(out, "kvault_pool_blocks", "state=\"idle\"", st.idle_blocks);
   One(out, "kvault_queue_depth", "gauge", "Requests waiting for capacity.", st.waiting);
   One(out, "kvault_running_requests", "gauge", "Requests being decoded.", st.running);
   One(out, "kvault_idle_sequences", "gauge", "Finished conversations still resident in the pool.", st.idle_resident);
   One(out, "kvault_pool_evictions_total", "counter", "Idle sequences evicted from the pool.",
       static_cast<double>(st.evictions));
+  One(out, "kvault_pool_idle_trims_total", "counter", "Idle sequences evicted because idle ones held more than --idle-tokens.",
+      static_cast<double>(st.idle_trims));
   One(out, "kvault_engine_steps_total", "counter", "Engine steps (llama_decode calls).", static_cast<double>(st.steps));
   One(out, "kvault_engine_busy_seconds_total", "counter", "Time in llama_decode.", st.busy_seconds);
   One(out, "kvault_prompt_tokens_computed_total", "counter", "Prompt tokens prefilled.",

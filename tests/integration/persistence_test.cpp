@@ -33,10 +33,12 @@ json Chat(int port, const std::string& content, int max_tokens = 12) {
 }
 
 std::unique_ptr<ServerProcess> Serve(const fs::path& data, const std::string& durability = "async",
-                                     int slow_disk_ms = 0) {
-  auto s = ServerProcess::Start({"--model", TinyModel().string(), "--data-dir", data.string(), "--pool-tokens", "4096",
-                                 "--block-tokens", "16", "--ctx-size", "1024", "--log-level", "warn", "--durability",
-                                 durability, "--debug-slow-disk-ms", std::to_string(slow_disk_ms)});
+                                     int slow_disk_ms = 0, std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"--model", TinyModel().string(), "--data-dir", data.string(), "--pool-tokens", "4096",
+                                   "--block-tokens", "16", "--ctx-size", "1024", "--log-level", "warn", "--durability",
+                                   durability, "--debug-slow-disk-ms", std::to_string(slow_disk_ms)};
+  args.insert(args.end(), extra.begin(), extra.end());
+  auto s = ServerProcess::Start(args);
   EXPECT_TRUE(s->WaitHealthy(std::chrono::seconds(60))) << s->Log();
   return s;
 }
@@ -60,6 +62,40 @@ TEST(PersistenceTest, RestartedServerAnswersFromDiskWithTheSameText) {
   json h = json::parse(c.Get("/health")->body);
   EXPECT_TRUE(h["kv_store"]["persistent"].get<bool>());
   EXPECT_GT(h["kv_store"]["disk_blocks"].get<int>(), 5);
+}
+
+json Health(int port) {
+  httplib::Client c("127.0.0.1", port);
+  auto r = c.Get("/health");
+  EXPECT_TRUE(r);
+  return r ? json::parse(r->body) : json();
+}
+
+// --idle-tokens: finished conversations leave the pool once another agent's request is
+// admitted (so they do not slow it down), and come back from the RAM tier with the same text.
+TEST(PersistenceTest, IdleLimitMovesFinishedConversationsToRamAndTheyComeBackExactly) {
+  for (const std::string limit : {"-1", "0"}) {
+    SCOPED_TRACE("--idle-tokens " + limit);
+    auto s = Serve(ScratchDir("persist-idle" + limit), "async", 0, {"--idle-tokens", limit});
+    json a1 = Chat(s->port(), LongPrompt(1));
+    EXPECT_GT(Health(s->port())["pool"]["idle_blocks"].get<int>(), 5);  // a1 stays while nothing else runs
+    Chat(s->port(), LongPrompt(2));
+    json h = Health(s->port());
+    json a2 = Chat(s->port(), LongPrompt(1));
+    EXPECT_EQ(a2["choices"][0]["message"]["content"], a1["choices"][0]["message"]["content"]);
+    if (limit == "0") {
+      EXPECT_EQ(h["pool"]["idle_trims"], 1);
+      EXPECT_EQ(h["pool"]["idle_sequences"], 1);  // the second conversation, until the next admission
+      // Only the prefix both conversations share (chat template, "Conversation ") is resident.
+      EXPECT_LT(a2["cache"]["resident_tokens"].get<int>(), 48);
+      EXPECT_GT(a2["cache"]["ram_tokens"].get<int>(), 100);
+    } else {
+      EXPECT_EQ(h["pool"]["idle_trims"], 0);
+      EXPECT_EQ(h["pool"]["idle_sequences"], 2);
+      EXPECT_GT(a2["cache"]["resident_tokens"].get<int>(), 100);
+      EXPECT_EQ(a2["cache"]["ram_tokens"], 0);
+    }
+  }
 }
 
 // Answers a few conversations on a slow disk (20 ms per block write), SIGKILLs the server the

@@ -265,15 +265,78 @@ TEST(KvPoolTest, CutInsideASharedBlockBacksOffToTheBlockStart) {
 
 // Random workloads: the fake cache always matches the pool's idea of every slot, and block
 // accounting never exceeds the pool.
-TEST(KvPoolTest, RandomWorkloadKeepsCellsAndBlocksConsistent) {
+TEST(KvPoolTest, IdleLimitEvictsLeastRecentlyUsedIdleSequencesWhenAnotherIsAdmitted) {
+  FakeKv kv;
+  KvPool pool(&kv, 4, 16, 4);
+  pool.set_idle_limit(2);
+  auto la = pool.Acquire(Range(0, 8), 8);
+  Prefill(pool, kv, *la, Range(0, 8));
+  pool.Release(la->slot);
+  auto lb = pool.Acquire(Range(100, 8), 8);
+  Prefill(pool, kv, *lb, Range(100, 8));
+  pool.Release(lb->slot);
+  // Released sequences stay while nothing else runs: they slow nobody down.
+  EXPECT_EQ(pool.stats().idle_blocks, 4u);
+  EXPECT_EQ(pool.stats().idle_trims, 0u);
+
+  auto lc = pool.Acquire(Range(200, 4), 8);
+  ASSERT_TRUE(lc);
+  const KvPoolStats st = pool.stats();
+  EXPECT_EQ(st.idle_trims, 1u);
+  EXPECT_EQ(st.evictions, 1u);
+  EXPECT_EQ(st.idle_blocks, 2u);   // b, the more recent, stays
+  EXPECT_TRUE(kv.cells[la->slot].empty());
+  EXPECT_TRUE(pool.tokens(la->slot).empty());
+  EXPECT_EQ(pool.tokens(lb->slot), Range(100, 8));
+  EXPECT_EQ(kv.cells[lb->slot].size(), 8u);
+}
+
+TEST(KvPoolTest, IdleLimitZeroStillContinuesTheSameConversation) {
+  FakeKv kv;
+  KvPool pool(&kv, 4, 16, 4);
+  pool.set_idle_limit(0);
+  auto p1 = Range(0, 10);
+  auto l1 = pool.Acquire(p1, 12);
+  Prefill(pool, kv, *l1, p1);
+  pool.Release(l1->slot);
+  auto l2 = pool.Acquire(Cat(p1, Range(50, 3)), 16);
+  ASSERT_TRUE(l2);
+  EXPECT_EQ(l2->slot, l1->slot);
+  EXPECT_EQ(l2->reused, 10);
+  EXPECT_EQ(pool.stats().idle_trims, 0u);
+  EXPECT_EQ(pool.stats().idle_blocks, 0u);
+}
+
+TEST(KvPoolTest, IdleLimitKeepsBlocksSharedWithTheNewRequest) {
+  FakeKv kv;
+  KvPool pool(&kv, 4, 16, 4);
+  pool.set_idle_limit(0);
+  auto system = Range(0, 9);
+  auto a = Cat(system, Range(100, 3));
+  auto la = pool.Acquire(a, 12);
+  Prefill(pool, kv, *la, a);
+  pool.Release(la->slot);
+  auto b = Cat(system, Range(200, 3));  // another agent, same system prompt
+  auto lb = pool.Acquire(b, 12);
+  ASSERT_TRUE(lb);
+  EXPECT_EQ(lb->reused, 8);  // shared from a before a was evicted
+  EXPECT_EQ(pool.stats().idle_trims, 1u);
+  EXPECT_TRUE(kv.cells[la->slot].empty());
+  EXPECT_EQ(kv.cells[lb->slot], (std::set<int32_t>{0, 1, 2, 3, 4, 5, 6, 7}));
+  EXPECT_EQ(pool.stats().used_blocks + pool.stats().reserved_blocks, 3u);
+}
+
+void RunRandomWorkload(uint32_t idle_limit) {
   FakeKv kv;
   const uint32_t n_slots = 6, n_blocks = 40, bt = 4;
   KvPool pool(&kv, n_slots, n_blocks, bt);
+  pool.set_idle_limit(idle_limit);
   std::mt19937 rng(1234);
   std::vector<std::vector<Token>> prefixes = {Range(0, 13), Range(0, 7), Range(1000, 9)};
   std::map<int, std::vector<Token>> running;
   for (int iter = 0; iter < 3000; ++iter) {
     const int op = static_cast<int>(rng() % 3);
+    bool admitted = false;
     if (op == 0) {
       auto prompt = prefixes[rng() % prefixes.size()];
       const int extra = 1 + static_cast<int>(rng() % 10);
@@ -281,6 +344,7 @@ TEST(KvPoolTest, RandomWorkloadKeepsCellsAndBlocksConsistent) {
       const int32_t total = static_cast<int32_t>(prompt.size()) + static_cast<int32_t>(rng() % 8);
       auto l = pool.Acquire(prompt, total);
       if (l) {
+        admitted = true;
         ASSERT_EQ(running.count(l->slot), 0u);
         for (int32_t i = 0; i < l->reused; ++i) ASSERT_EQ(pool.tokens(l->slot)[i], prompt[i]);
         Prefill(pool, kv, *l, prompt);
@@ -305,7 +369,16 @@ TEST(KvPoolTest, RandomWorkloadKeepsCellsAndBlocksConsistent) {
       for (size_t p = 0; p < toks.size(); ++p) expect.insert(static_cast<int32_t>(p));
       ASSERT_EQ(kv.cells[static_cast<int>(s)], expect) << "slot " << s << " at iteration " << iter;
     }
+    if (idle_limit != KvPool::kNoIdleLimit && admitted) {
+      ASSERT_LE(st.idle_blocks, idle_limit);
+    }
   }
+}
+
+TEST(KvPoolTest, RandomWorkloadKeepsCellsAndBlocksConsistent) { RunRandomWorkload(KvPool::kNoIdleLimit); }
+TEST(KvPoolTest, RandomWorkloadWithAnIdleLimitKeepsCellsAndBlocksConsistent) {
+  RunRandomWorkload(0);
+  RunRandomWorkload(5);
 }
 
 }  // namespace
