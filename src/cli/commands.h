@@ -26,7 +26,7 @@ struct ServeArgs {
   std::string cache_type = "f16";
   uint32_t parallel = 8;
   uint32_t resident_seqs = 32;
-  int64_t idle_tokens = -1;
+  int64_t idle_tokens = 0;
   uint32_t step_tokens = 256;
   uint32_t max_queue = 64;
   uint32_t queue_timeout_s = 60;

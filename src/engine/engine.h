@@ -39,8 +39,11 @@ struct EngineOptions {
   uint32_t resident_seqs = 32;      // sequences kept in the pool (running + idle)
   // Tokens that finished conversations may keep in the pool once another request is admitted;
   // beyond, the least recently used go (their blocks are in the KV store). -1: no limit (idle
-  // sequences leave only when their cells are needed). Applies only with a KV store.
-  int64_t idle_tokens = -1;
+  // sequences leave only when their cells are needed). Applies only with a KV store. Default 0:
+  // idle cells slow every running sequence (llama.cpp attends over all cells up to the highest
+  // in use) by more than restoring them from RAM costs — see docs/architecture.md, "Idle
+  // sequences".
+  int64_t idle_tokens = 0;
   uint32_t step_tokens = 256;       // tokens per step: decode tokens + prefill chunks
   uint32_t max_queue = 64;          // requests waiting for capacity before 429
   uint32_t queue_timeout_ms = 60000;

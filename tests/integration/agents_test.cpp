@@ -26,7 +26,9 @@ const char* kAdmin = "agents-admin-key";
 std::unique_ptr<ServerProcess> Serve(const fs::path& data) {
   auto s = ServerProcess::Start({"--model", TinyModel().string(), "--data-dir", data.string(), "--ctx-size", "1024",
                                  "--block-tokens", "16", "--durability", "sync", "--api-key", kKeyA, "--api-key", kKeyB,
-                                 "--admin-key", kAdmin, "--log-level", "warn"});
+                                 "--admin-key", kAdmin, "--log-level", "warn",
+                                 // finished conversations stay in the pool (admin evict moves them out)
+                                 "--idle-tokens", "-1"});
   EXPECT_TRUE(s->WaitHealthy(std::chrono::seconds(60))) << s->Log();
   return s;
 }

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <thread>
 
 #include "test_env.h"
@@ -183,11 +184,13 @@ TEST_F(EngineTest, AgentsWithTheSameSystemPromptShareItsBlocks) {
   EXPECT_EQ(a.done.cached_tokens, 0);
   EXPECT_GE(b.done.cached_tokens, 112);  // the system prompt's whole 16-token blocks
   EXPECT_EQ(b.done.cached_tokens % 16, 0);
-  // Both agents stay resident (stats are published after the step that finished b).
-  for (int i = 0; i < 100 && engine_->stats().idle_resident != 2u; ++i) {
+  // A's conversation left the pool when B was admitted (idle_tokens 0), after B took the shared
+  // blocks: B alone is resident (stats are published after the step that finished b).
+  for (int i = 0; i < 100 && (engine_->stats().idle_trims != 1u || engine_->stats().idle_resident != 1u); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  EXPECT_EQ(engine_->stats().idle_resident, 2u);
+  EXPECT_EQ(engine_->stats().idle_trims, 1u);
+  EXPECT_EQ(engine_->stats().idle_resident, 1u);
 }
 
 // Exactness. llama.cpp's CPU backend computes each token's row independently of the others in
@@ -312,6 +315,7 @@ TEST(EngineEvictionTest, LeastRecentlyUsedIdleConversationIsEvicted) {
   EngineOptions o = TinyOptions();
   o.parallel = 2;
   o.resident_seqs = 2;
+  o.idle_tokens = -1;  // idle conversations stay until their slot is needed
   auto e = StartEngine(o);
   auto ask = [&](const std::string& who) { return Collect(e->Submit(UserSays(who + " " + Words(30, who), 4))); };
   // Every prompt starts with the same ~30 template tokens (system header with dates, user turn
@@ -325,6 +329,29 @@ TEST(EngineEvictionTest, LeastRecentlyUsedIdleConversationIsEvicted) {
   Output alpha = ask("alpha");
   EXPECT_LE(alpha.done.cached_resident, header_only);  // no longer in the pool...
   EXPECT_GT(alpha.done.cached_ram, 40);                 // ...but restored from the RAM tier
+}
+
+TEST(EngineEvictionTest, ByDefaultIdleConversationsLeaveThePoolWhenAnotherRequestIsAdmitted) {
+  auto e = StartEngine(TinyOptions());  // idle_tokens 0
+  auto ask = [&](const std::string& who) { return Collect(e->Submit(UserSays(who + " " + Words(30, who), 4))); };
+  // The engine publishes its stats after each step: they may lag an answer by a moment.
+  auto stats_when = [&](const std::function<bool(const EngineStats&)>& done) {
+    EngineStats st = e->stats();
+    for (int i = 0; i < 100 && !done(st); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      st = e->stats();
+    }
+    return st;
+  };
+  const Output alpha1 = ask("alpha");
+  // stays while nothing else runs
+  EXPECT_GT(stats_when([](const EngineStats& st) { return st.idle_blocks > 2; }).idle_blocks, 2u);
+  EXPECT_GT(ask("alpha").done.cached_resident, 60);  // and the same conversation continues in place
+  ask("beta");
+  EXPECT_EQ(stats_when([](const EngineStats& st) { return st.idle_trims > 0; }).idle_trims, 1u);
+  const Output alpha2 = ask("alpha");
+  EXPECT_GT(alpha2.done.cached_ram, 40);  // from the RAM tier
+  EXPECT_EQ(alpha2.text, alpha1.text);
 }
 
 }  // namespace
