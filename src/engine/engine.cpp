@@ -171,6 +171,7 @@ class Engine::Impl {
     pad_seq_ = static_cast<int>(opt_.resident_seqs);
     io_seq_ = pad_seq_ + 1;
     batch_ = llama_batch_init(static_cast<int32_t>(cp.n_batch), 0, 1);
+    WarmUp();
     n_train_ = llama_model_n_ctx_train(model_);
     ctx_limit_ = opt_.ctx_size > 0 ? opt_.ctx_size : static_cast<uint32_t>(std::max(1, n_train_));
     ctx_limit_ = std::min(ctx_limit_, (n_blocks - kScratchBlocks) * opt_.block_tokens);
@@ -654,6 +655,24 @@ class Engine::Impl {
                           .count();
       store_->RecordAgent(std::move(r));
     }
+  }
+
+  // One throw-away decode while /health still says "loading", as llama-server does: the first
+  // request would otherwise pay for paging the model's weights in and for llama.cpp's first
+  // graph and buffers. Two tokens, so that the batched kernels are touched too.
+  void WarmUp() {
+    const auto t0 = Clock::now();
+    llama_token tok = llama_vocab_bos(vocab_);
+    if (tok == LLAMA_TOKEN_NULL) tok = 0;
+    batch_.n_tokens = 0;
+    AddToBatch(tok, 0, pad_seq_, false);
+    AddToBatch(tok, 1, pad_seq_, true);
+    const int rc = llama_decode(ctx_, batch_);
+    llama_synchronize(ctx_);
+    llama_memory_seq_rm(llama_get_memory(ctx_), pad_seq_, -1, -1);
+    batch_.n_tokens = 0;
+    if (rc != 0) spdlog::warn("engine: warm-up decode failed (code {}); the first request will pay for it", rc);
+    spdlog::info("engine: warm-up decode took {:.0f} ms", MsBetween(t0, Clock::now()));
   }
 
   void AddToBatch(llama_token tok, llama_pos pos, int seq, bool logits) {
