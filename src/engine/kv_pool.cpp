@@ -221,7 +221,7 @@ void KvPool::Evict(int slot) {
   ++evictions_;
 }
 
-uint32_t KvPool::IdleOnlyBlocks() const {
+uint32_t KvPool::ActiveBlocks() const {
   std::vector<bool> active(blocks_.total_blocks(), false);
   uint32_t n_active = 0;
   for (const Slot& s : slots_) {
@@ -233,13 +233,16 @@ uint32_t KvPool::IdleOnlyBlocks() const {
       }
     }
   }
-  return blocks_.used_blocks() - n_active;
+  return n_active;
 }
 
 void KvPool::TrimIdle() {
   if (idle_limit_ == kNoIdleLimit) return;
+  // Evicting idle slots never frees an active slot's block, so the active count stays put and
+  // the blocks held only by idle slots are the used ones beyond it.
+  const uint32_t active = ActiveBlocks();
   for (int victim : IdleByAge()) {
-    if (IdleOnlyBlocks() <= idle_limit_) break;
+    if (blocks_.used_blocks() - active <= idle_limit_) break;
     Evict(victim);
     ++idle_trims_;
   }
@@ -249,7 +252,6 @@ KvPoolStats KvPool::stats() const {
   KvPoolStats st;
   st.total_blocks = blocks_.total_blocks();
   uint32_t reserved = 0;
-  std::vector<bool> active(st.total_blocks, false);
   for (const Slot& s : slots_) {
     switch (s.state) {
       case State::kFree: ++st.free_slots; break;
@@ -257,15 +259,10 @@ KvPoolStats KvPool::stats() const {
       case State::kActive:
         ++st.active_slots;
         reserved += static_cast<uint32_t>(s.blocks.size()) - BlocksFor(s.tokens.size());
-        for (auto b : s.blocks) {
-          if (static_cast<size_t>(b) < active.size() && !active[b]) {
-            active[b] = true;
-            ++st.active_blocks;
-          }
-        }
         break;
     }
   }
+  st.active_blocks = ActiveBlocks();
   st.reserved_blocks = reserved;
   st.used_blocks = blocks_.used_blocks() - reserved;
   st.evictions = evictions_;

@@ -136,8 +136,8 @@ class KvPool {
                        uint32_t want) const;
   // Idle slots, least recently used first.
   std::vector<int> IdleByAge() const;
-  // Blocks referenced by no active slot: what evicting every idle slot would free.
-  uint32_t IdleOnlyBlocks() const;
+  // Distinct blocks referenced by active slots (prompt, answer and reserved).
+  uint32_t ActiveBlocks() const;
   // Evicts idle slots, least recently used first, until idle ones hold at most idle_limit_ blocks.
   void TrimIdle();
 
