@@ -54,12 +54,12 @@ std::vector<uint8_t> EncodeBlockFile(const BlockRecord& r) {
   return out;
 }
 
-StatusOr<BlockRecord> DecodeBlockFile(const std::vector<uint8_t>& bytes, const std::string& expect_fingerprint) {
+StatusOr<BlockRecord> DecodeBlockFile(std::span<const uint8_t> bytes, const std::string& expect_fingerprint) {
   if (bytes.size() < 8) return Bad("truncated (no header length)");
   uint64_t n = 0;
   for (int b = 0; b < 8; ++b) n |= static_cast<uint64_t>(bytes[b]) << (8 * b);
   if (n == 0 || n > kMaxHeader || n > bytes.size() - 8) return Bad("truncated or implausible header length");
-  json h = json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<long>(n), nullptr, false);
+  json h = json::parse(bytes.data() + 8, bytes.data() + 8 + n, nullptr, false);
   if (h.is_discarded() || !h.is_object()) return Bad("header is not JSON");
   const size_t data_start = 8 + n;
   const size_t data_size = bytes.size() - data_start;
@@ -99,7 +99,7 @@ StatusOr<BlockRecord> DecodeBlockFile(const std::vector<uint8_t>& bytes, const s
       for (int b = 0; b < 4; ++b) v |= static_cast<uint32_t>(bytes[data_start + i * 4 + b]) << (8 * b);
       r.tokens[i] = static_cast<int32_t>(v);
     }
-    r.kv.assign(bytes.begin() + static_cast<long>(data_start + k0), bytes.end());
+    r.kv.assign(bytes.data() + data_start + k0, bytes.data() + bytes.size());
     return r;
   } catch (const std::exception& e) {
     return Bad(std::string("malformed header: ") + e.what());

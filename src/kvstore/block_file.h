@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,6 @@ struct BlockRecord {
 std::vector<uint8_t> EncodeBlockFile(const BlockRecord& record);
 
 // `expect_fingerprint`: the running model's; a file of another model is Corruption.
-StatusOr<BlockRecord> DecodeBlockFile(const std::vector<uint8_t>& bytes, const std::string& expect_fingerprint);
+StatusOr<BlockRecord> DecodeBlockFile(std::span<const uint8_t> bytes, const std::string& expect_fingerprint);
 
 }  // namespace kvault

@@ -134,6 +134,14 @@ void DiskTier::TouchLocked(const BlockKey& key) {
 }
 
 StatusOr<std::vector<uint8_t>> DiskTier::Read(const BlockKey& key) {
+  std::vector<uint8_t> bytes;
+  auto n = ReadInto(key, &bytes);
+  if (!n.ok()) return n.status();
+  bytes.resize(*n);
+  return bytes;
+}
+
+StatusOr<size_t> DiskTier::ReadInto(const BlockKey& key, std::vector<uint8_t>* buf) {
   const fs::path path = PathFor(key);
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -142,22 +150,22 @@ StatusOr<std::vector<uint8_t>> DiskTier::Read(const BlockKey& key) {
     return Status::NotFound("cannot open block file " + path.string() + ": " + std::strerror(err));
   }
   struct stat st {};
-  std::vector<uint8_t> bytes;
-  if (::fstat(fd, &st) == 0) bytes.resize(static_cast<size_t>(st.st_size));
+  size_t size = 0;
+  if (::fstat(fd, &st) == 0) size = static_cast<size_t>(st.st_size);
+  if (buf->size() < size) buf->resize(size);
   size_t off = 0;
-  while (off < bytes.size()) {
-    const ssize_t n = ::read(fd, bytes.data() + off, bytes.size() - off);
+  while (off < size) {
+    const ssize_t n = ::read(fd, buf->data() + off, size - off);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     off += static_cast<size_t>(n);
   }
   ::close(fd);
-  bytes.resize(off);
   std::lock_guard<std::mutex> lock(mu_);
   ++stats_.reads;
   stats_.read_bytes += off;
   TouchLocked(key);
-  return bytes;
+  return off;
 }
 
 Status DiskTier::Write(const BlockKey& key, const std::vector<uint8_t>& bytes) {

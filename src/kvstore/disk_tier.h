@@ -50,6 +50,10 @@ class DiskTier {
 
   bool Contains(const BlockKey& key) const;
   StatusOr<std::vector<uint8_t>> Read(const BlockKey& key);
+  // Read into a caller's buffer that is reused from call to call: it only grows, so a steady
+  // stream of reads allocates, zero-fills and page-faults nothing. Returns the file's length
+  // (the bytes at the front of *buf).
+  StatusOr<size_t> ReadInto(const BlockKey& key, std::vector<uint8_t>* buf);
   Status Write(const BlockKey& key, const std::vector<uint8_t>& bytes);
   // Moves a bad file aside (kept for inspection, no longer indexed).
   void Quarantine(const BlockKey& key, const std::string& why);

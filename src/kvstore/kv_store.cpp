@@ -246,9 +246,9 @@ void KvStore::ProbeDisk() {
 
 std::shared_ptr<const BlockRecord> KvStore::LoadFromDisk(const BlockKey& key) {
   if (!disk_ || !disk_->Contains(key)) return nullptr;
-  auto bytes = disk_->Read(key);
-  if (!bytes.ok()) return nullptr;
-  auto rec = DecodeBlockFile(*bytes, options_.fingerprint);
+  auto n = disk_->ReadInto(key, &read_buf_);
+  if (!n.ok()) return nullptr;
+  auto rec = DecodeBlockFile(std::span<const uint8_t>(read_buf_.data(), *n), options_.fingerprint);
   if (!rec.ok()) {
     disk_->Quarantine(key, rec.status().message());
     return nullptr;

@@ -121,7 +121,9 @@ class KvStore {
  private:
   explicit KvStore(const KvStoreOptions& options);
   void RamInsertLocked(const std::shared_ptr<const BlockRecord>& r);
+  // I/O thread only (it reuses read_buf_).
   std::shared_ptr<const BlockRecord> LoadFromDisk(const BlockKey& key);
+  std::vector<uint8_t> read_buf_;  // the I/O thread's file buffer, reused across reads
   void IoLoop();
   // I/O thread: writes one block; notes the result (failure, or recovery and backfill).
   void WriteBlock(const std::shared_ptr<const BlockRecord>& record);
