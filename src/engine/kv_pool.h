@@ -41,9 +41,9 @@ struct KvPoolStats {
   uint32_t active_slots = 0;
   uint32_t idle_slots = 0;
   uint32_t free_slots = 0;
-  uint64_t evictions = 0;       // idle sequences evicted, for any reason
-  uint64_t idle_trims = 0;       // ... of which because idle sequences held more than the idle limit
-  uint32_t idle_blocks = 0;      // blocks held only by idle sequences
+  uint64_t evictions = 0;    // idle sequences evicted, for any reason
+  uint64_t idle_trims = 0;   // ... of which because idle sequences held more than the idle limit
+  uint32_t idle_blocks = 0;  // blocks held only by idle sequences
   double utilization() const {
     return total_blocks ? static_cast<double>(used_blocks + reserved_blocks) / total_blocks : 0.0;
   }

@@ -5,8 +5,8 @@
 
 #include <fstream>
 #include <functional>
-#include <thread>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "server_process.h"
 #include "test_env.h"
@@ -36,9 +36,22 @@ json Chat(int port, const std::string& content, int max_tokens = 12) {
 
 std::unique_ptr<ServerProcess> Serve(const fs::path& data, const std::string& durability = "async",
                                      int slow_disk_ms = 0, std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = {"--model", TinyModel().string(), "--data-dir", data.string(), "--pool-tokens", "4096",
-                                   "--block-tokens", "16", "--ctx-size", "1024", "--log-level", "warn", "--durability",
-                                   durability, "--debug-slow-disk-ms", std::to_string(slow_disk_ms)};
+  std::vector<std::string> args = {"--model",
+                                   TinyModel().string(),
+                                   "--data-dir",
+                                   data.string(),
+                                   "--pool-tokens",
+                                   "4096",
+                                   "--block-tokens",
+                                   "16",
+                                   "--ctx-size",
+                                   "1024",
+                                   "--log-level",
+                                   "warn",
+                                   "--durability",
+                                   durability,
+                                   "--debug-slow-disk-ms",
+                                   std::to_string(slow_disk_ms)};
   args.insert(args.end(), extra.begin(), extra.end());
   auto s = ServerProcess::Start(args);
   EXPECT_TRUE(s->WaitHealthy(std::chrono::seconds(60))) << s->Log();
@@ -93,7 +106,9 @@ TEST(PersistenceTest, IdleLimitMovesFinishedConversationsToRamAndTheyComeBackExa
     auto s = Serve(ScratchDir("persist-idle" + limit), "async", 0, {"--idle-tokens", limit});
     json a1 = Chat(s->port(), LongPrompt(1));
     // a1 stays while nothing else runs
-    EXPECT_GT(HealthWhen(s->port(), [](const json& h) { return h["pool"]["idle_blocks"] > 5; })["pool"]["idle_blocks"].get<int>(), 5);
+    EXPECT_GT(HealthWhen(s->port(), [](const json& h) { return h["pool"]["idle_blocks"] > 5; })["pool"]["idle_blocks"]
+                  .get<int>(),
+              5);
     Chat(s->port(), LongPrompt(2));
     const int want_idle = limit == "0" ? 1 : 2;
     json h = HealthWhen(s->port(), [&](const json& h) { return h["pool"]["idle_sequences"] == want_idle; });

@@ -74,9 +74,9 @@ TEST(ReliabilityTest, CrashLoopNeverLoadsATornFileAndLosesNoAcknowledgedTurn) {
   std::map<std::string, int> acknowledged;
   int checked = 0, kills_mid_write = 0;
   auto start = [&] {
-    return ServerProcess::Start({"--model", TinyModel().string(), "--data-dir", data.string(), "--pool-tokens",
-                                 "4096", "--block-tokens", "16", "--ctx-size", "1024", "--log-level", "warn",
-                                 "--durability", "sync", "--debug-slow-disk-ms", "3"});
+    return ServerProcess::Start({"--model", TinyModel().string(), "--data-dir", data.string(), "--pool-tokens", "4096",
+                                 "--block-tokens", "16", "--ctx-size", "1024", "--log-level", "warn", "--durability",
+                                 "sync", "--debug-slow-disk-ms", "3"});
   };
   // Every turn acknowledged before the last kill must come back from cache in full.
   auto check = [&](ServerProcess& s, int it) {
