@@ -94,6 +94,7 @@ TEST(OperationsTest, HealthIsDegradedWhileRunningRequestsHoldMostOfThePool) {
   // One request reserving prompt + 950 tokens of a 1024-token pool.
   auto big = std::async(std::launch::async, [&] {
     auto c = ClientFor(*server);
+    c.set_read_timeout(std::chrono::seconds(600));  // 950 tokens take over a minute under TSan
     return c.Post("/v1/chat/completions", R"({"messages":[{"role":"user","content":"hold"}],"max_tokens":950})",
                   "application/json");
   });
