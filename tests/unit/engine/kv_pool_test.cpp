@@ -47,6 +47,16 @@ void Prefill(KvPool& pool, FakeKv& kv, const KvPool::Lease& l, const std::vector
   for (size_t p = from; p < prompt.size(); ++p) kv.cells[l.slot].insert(static_cast<int32_t>(p));
 }
 
+// A whole request: admitted, prompt computed, finished (its sequence stays resident, idle).
+KvPool::Lease Served(KvPool& pool, FakeKv& kv, const std::vector<Token>& prompt, int32_t max_total) {
+  auto l = pool.Acquire(prompt, max_total);
+  EXPECT_TRUE(l);
+  if (!l) return {};
+  Prefill(pool, kv, *l, prompt);
+  pool.Release(l->slot);
+  return *l;
+}
+
 // Generation: tokens appended after the prompt.
 void Generate(KvPool& pool, FakeKv& kv, int slot, const std::vector<Token>& toks) {
   const size_t from = pool.tokens(slot).size();
@@ -75,13 +85,11 @@ TEST(KvPoolTest, NextTurnContinuesTheIdleSequence) {
   FakeKv kv;
   KvPool pool(&kv, 4, 16, 4);
   auto p1 = Range(0, 10);
-  auto l1 = pool.Acquire(p1, 12);
-  Prefill(pool, kv, *l1, p1);
-  pool.Release(l1->slot);
+  const KvPool::Lease l1 = Served(pool, kv, p1, 12);
   auto p2 = Cat(p1, Range(100, 5));
   auto l2 = pool.Acquire(p2, 20);
   ASSERT_TRUE(l2);
-  EXPECT_EQ(l2->slot, l1->slot);
+  EXPECT_EQ(l2->slot, l1.slot);
   EXPECT_EQ(l2->reused, 10);
   EXPECT_EQ(kv.copies, 0);
 }
@@ -90,9 +98,7 @@ TEST(KvPoolTest, IdenticalPromptRecomputesOnlyTheLastToken) {
   FakeKv kv;
   KvPool pool(&kv, 4, 16, 4);
   auto p = Range(0, 10);
-  auto l1 = pool.Acquire(p, 12);
-  Prefill(pool, kv, *l1, p);
-  pool.Release(l1->slot);
+  Served(pool, kv, p, 12);
   auto l2 = pool.Acquire(p, 12);
   ASSERT_TRUE(l2);
   EXPECT_EQ(l2->reused, 9);
@@ -104,9 +110,7 @@ TEST(KvPoolTest, WithoutPrefixReuseEveryRequestStartsFromAnEmptySequence) {
   KvPool pool(&kv, 4, 16, 4);
   pool.set_prefix_reuse(false);  // recurrent models
   auto p = Range(0, 10);
-  auto l1 = pool.Acquire(p, 12);
-  Prefill(pool, kv, *l1, p);
-  pool.Release(l1->slot);
+  Served(pool, kv, p, 12);
   EXPECT_EQ(pool.LongestPrefix(p), 0u);
   auto l2 = pool.Acquire(Cat(p, Range(100, 5)), 20);
   ASSERT_TRUE(l2);
@@ -120,19 +124,17 @@ TEST(KvPoolTest, SharedPrefixIsCopiedInWholeBlocksAndCountedOnce) {
   KvPool pool(&kv, 4, 16, 4);
   auto system = Range(0, 9);
   auto a = Cat(system, Range(100, 3));
-  auto la = pool.Acquire(a, 12);
-  Prefill(pool, kv, *la, a);
-  pool.Release(la->slot);
+  const KvPool::Lease la = Served(pool, kv, a, 12);
   const uint32_t used_before = pool.stats().used_blocks;  // 3 blocks
 
   auto b = Cat(system, Range(200, 3));  // another agent, same 9-token system prompt
   auto lb = pool.Acquire(b, 12);
   ASSERT_TRUE(lb);
-  EXPECT_NE(lb->slot, la->slot);  // the other agent's sequence stays intact
-  EXPECT_EQ(lb->reused, 8);       // two whole blocks of 4
+  EXPECT_NE(lb->slot, la.slot);  // the other agent's sequence stays intact
+  EXPECT_EQ(lb->reused, 8);      // two whole blocks of 4
   EXPECT_EQ(kv.copies, 1);
   EXPECT_EQ(kv.cells[lb->slot], (std::set<int32_t>{0, 1, 2, 3, 4, 5, 6, 7}));
-  EXPECT_EQ(pool.tokens(la->slot), a);
+  EXPECT_EQ(pool.tokens(la.slot), a);
   // b needs 3 blocks in all, 2 of them shared: 1 new block.
   EXPECT_EQ(pool.stats().used_blocks + pool.stats().reserved_blocks, used_before + 1);
 }
@@ -153,30 +155,24 @@ TEST(KvPoolTest, LeastRecentlyUsedIdleSequenceIsEvictedForASlot) {
   KvPool pool(&kv, 2, 16, 4);
   std::vector<int> evicted;
   pool.on_evict = [&](int slot, const std::vector<Token>&) { evicted.push_back(slot); };
-  auto la = pool.Acquire(Range(0, 4), 4);
-  Prefill(pool, kv, *la, Range(0, 4));
-  pool.Release(la->slot);
-  auto lb = pool.Acquire(Range(100, 4), 4);
-  Prefill(pool, kv, *lb, Range(100, 4));
-  pool.Release(lb->slot);
+  const KvPool::Lease la = Served(pool, kv, Range(0, 4), 4);
+  Served(pool, kv, Range(100, 4), 4);
   auto lc = pool.Acquire(Range(200, 4), 4);
   ASSERT_TRUE(lc);
-  EXPECT_EQ(evicted, std::vector<int>{la->slot});
-  EXPECT_EQ(lc->slot, la->slot);
-  EXPECT_TRUE(kv.cells[la->slot].empty());
+  EXPECT_EQ(evicted, std::vector<int>{la.slot});
+  EXPECT_EQ(lc->slot, la.slot);
+  EXPECT_TRUE(kv.cells[la.slot].empty());
   EXPECT_EQ(pool.stats().evictions, 1u);
 }
 
 TEST(KvPoolTest, IdleSequencesAreEvictedForBlocks) {
   FakeKv kv;
   KvPool pool(&kv, 4, 4, 4);  // 16 tokens in all
-  auto la = pool.Acquire(Range(0, 8), 8);
-  Prefill(pool, kv, *la, Range(0, 8));
-  pool.Release(la->slot);
+  const KvPool::Lease la = Served(pool, kv, Range(0, 8), 8);
   auto lb = pool.Acquire(Range(100, 12), 12);  // needs 3 blocks, 2 free
   ASSERT_TRUE(lb);
   EXPECT_EQ(pool.stats().evictions, 1u);
-  EXPECT_TRUE(pool.tokens(la->slot).empty());
+  EXPECT_TRUE(pool.tokens(la.slot).empty());
 }
 
 TEST(KvPoolTest, WhenRunningRequestsHoldTheBlocksNothingChanges) {
@@ -208,14 +204,12 @@ TEST(KvPoolTest, AnotherAgentsConversationIsNotTakenOver) {
   FakeKv kv;
   KvPool pool(&kv, 4, 32, 4);
   auto a = Cat(Range(0, 8), Range(100, 6));  // system prompt + agent A's question
-  auto la = pool.Acquire(a, 16);
-  Prefill(pool, kv, *la, a);
-  pool.Release(la->slot);
+  const KvPool::Lease la = Served(pool, kv, a, 16);
   auto b = Cat(Range(0, 8), Range(200, 6));  // same system prompt, agent B
   auto lb = pool.Acquire(b, 16);
   ASSERT_TRUE(lb);
-  EXPECT_NE(lb->slot, la->slot);
-  EXPECT_EQ(pool.tokens(la->slot), a);
+  EXPECT_NE(lb->slot, la.slot);
+  EXPECT_EQ(pool.tokens(la.slot), a);
 }
 
 TEST(KvPoolTest, RegeneratedAnswerTakesOverTheSameConversation) {
@@ -263,18 +257,12 @@ TEST(KvPoolTest, CutInsideASharedBlockBacksOffToTheBlockStart) {
   EXPECT_EQ(kv.cells[ly->slot].size(), y.size());
 }
 
-// Random workloads: the fake cache always matches the pool's idea of every slot, and block
-// accounting never exceeds the pool.
 TEST(KvPoolTest, IdleLimitEvictsLeastRecentlyUsedIdleSequencesWhenAnotherIsAdmitted) {
   FakeKv kv;
   KvPool pool(&kv, 4, 16, 4);
   pool.set_idle_limit(2);
-  auto la = pool.Acquire(Range(0, 8), 8);
-  Prefill(pool, kv, *la, Range(0, 8));
-  pool.Release(la->slot);
-  auto lb = pool.Acquire(Range(100, 8), 8);
-  Prefill(pool, kv, *lb, Range(100, 8));
-  pool.Release(lb->slot);
+  const KvPool::Lease la = Served(pool, kv, Range(0, 8), 8);
+  const KvPool::Lease lb = Served(pool, kv, Range(100, 8), 8);
   // Released sequences stay while nothing else runs: they slow nobody down.
   EXPECT_EQ(pool.stats().idle_blocks, 4u);
   EXPECT_EQ(pool.stats().idle_trims, 0u);
@@ -284,11 +272,11 @@ TEST(KvPoolTest, IdleLimitEvictsLeastRecentlyUsedIdleSequencesWhenAnotherIsAdmit
   const KvPoolStats st = pool.stats();
   EXPECT_EQ(st.idle_trims, 1u);
   EXPECT_EQ(st.evictions, 1u);
-  EXPECT_EQ(st.idle_blocks, 2u);   // b, the more recent, stays
-  EXPECT_TRUE(kv.cells[la->slot].empty());
-  EXPECT_TRUE(pool.tokens(la->slot).empty());
-  EXPECT_EQ(pool.tokens(lb->slot), Range(100, 8));
-  EXPECT_EQ(kv.cells[lb->slot].size(), 8u);
+  EXPECT_EQ(st.idle_blocks, 2u);  // b, the more recent, stays
+  EXPECT_TRUE(kv.cells[la.slot].empty());
+  EXPECT_TRUE(pool.tokens(la.slot).empty());
+  EXPECT_EQ(pool.tokens(lb.slot), Range(100, 8));
+  EXPECT_EQ(kv.cells[lb.slot].size(), 8u);
 }
 
 TEST(KvPoolTest, IdleLimitZeroStillContinuesTheSameConversation) {
@@ -296,12 +284,10 @@ TEST(KvPoolTest, IdleLimitZeroStillContinuesTheSameConversation) {
   KvPool pool(&kv, 4, 16, 4);
   pool.set_idle_limit(0);
   auto p1 = Range(0, 10);
-  auto l1 = pool.Acquire(p1, 12);
-  Prefill(pool, kv, *l1, p1);
-  pool.Release(l1->slot);
+  const KvPool::Lease l1 = Served(pool, kv, p1, 12);
   auto l2 = pool.Acquire(Cat(p1, Range(50, 3)), 16);
   ASSERT_TRUE(l2);
-  EXPECT_EQ(l2->slot, l1->slot);
+  EXPECT_EQ(l2->slot, l1.slot);
   EXPECT_EQ(l2->reused, 10);
   EXPECT_EQ(pool.stats().idle_trims, 0u);
   EXPECT_EQ(pool.stats().idle_blocks, 0u);
@@ -313,19 +299,19 @@ TEST(KvPoolTest, IdleLimitKeepsBlocksSharedWithTheNewRequest) {
   pool.set_idle_limit(0);
   auto system = Range(0, 9);
   auto a = Cat(system, Range(100, 3));
-  auto la = pool.Acquire(a, 12);
-  Prefill(pool, kv, *la, a);
-  pool.Release(la->slot);
+  const KvPool::Lease la = Served(pool, kv, a, 12);
   auto b = Cat(system, Range(200, 3));  // another agent, same system prompt
   auto lb = pool.Acquire(b, 12);
   ASSERT_TRUE(lb);
   EXPECT_EQ(lb->reused, 8);  // shared from a before a was evicted
   EXPECT_EQ(pool.stats().idle_trims, 1u);
-  EXPECT_TRUE(kv.cells[la->slot].empty());
+  EXPECT_TRUE(kv.cells[la.slot].empty());
   EXPECT_EQ(kv.cells[lb->slot], (std::set<int32_t>{0, 1, 2, 3, 4, 5, 6, 7}));
   EXPECT_EQ(pool.stats().used_blocks + pool.stats().reserved_blocks, 3u);
 }
 
+// Random workloads: the fake cache always matches the pool's idea of every slot, and block
+// accounting never exceeds the pool.
 void RunRandomWorkload(uint32_t idle_limit) {
   FakeKv kv;
   const uint32_t n_slots = 6, n_blocks = 40, bt = 4;
@@ -348,7 +334,8 @@ void RunRandomWorkload(uint32_t idle_limit) {
         ASSERT_EQ(running.count(l->slot), 0u);
         for (int32_t i = 0; i < l->reused; ++i) ASSERT_EQ(pool.tokens(l->slot)[i], prompt[i]);
         Prefill(pool, kv, *l, prompt);
-        const int n_gen = static_cast<int>(rng() % static_cast<unsigned>(total - static_cast<int32_t>(prompt.size()) + 1));
+        const int n_gen =
+            static_cast<int>(rng() % static_cast<unsigned>(total - static_cast<int32_t>(prompt.size()) + 1));
         Generate(pool, kv, l->slot, Range(5000 + static_cast<Token>(rng() % 3), n_gen));
         running[l->slot] = prompt;
       }
@@ -375,7 +362,9 @@ void RunRandomWorkload(uint32_t idle_limit) {
   }
 }
 
-TEST(KvPoolTest, RandomWorkloadKeepsCellsAndBlocksConsistent) { RunRandomWorkload(KvPool::kNoIdleLimit); }
+TEST(KvPoolTest, RandomWorkloadKeepsCellsAndBlocksConsistent) {
+  RunRandomWorkload(KvPool::kNoIdleLimit);
+}
 TEST(KvPoolTest, RandomWorkloadWithAnIdleLimitKeepsCellsAndBlocksConsistent) {
   RunRandomWorkload(0);
   RunRandomWorkload(5);
