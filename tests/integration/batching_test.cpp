@@ -26,21 +26,10 @@ httplib::Result Post(int port, const std::string& body, int timeout_s = 60) {
   return c.Post("/v1/chat/completions", body, "application/json");
 }
 
-json Health(int port) {
-  httplib::Client c("127.0.0.1", port);
-  auto r = c.Get("/health");
-  return r ? json::parse(r->body) : json();
-}
-
 // /health once no request runs any more (or after 2 s).
 json HealthWhenIdle(int port) {
-  json h;
-  for (int i = 0; i < 100; ++i) {
-    h = Health(port);
-    if (h["running"] == 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return h;
+  return HealthWhen(
+      port, [](const json& h) { return h["running"] == 0; }, std::chrono::seconds(2), std::chrono::milliseconds(20));
 }
 
 std::unique_ptr<ServerProcess> StartServer(std::vector<std::string> extra) {
@@ -108,12 +97,12 @@ TEST(BatchingTest, StopSequencesAndSamplingFields) {
 TEST(BatchingTest, FullQueueAnswers429WithRetryAfter) {
   auto server = StartServer({"--parallel", "1", "--resident-seqs", "1", "--max-queue", "1"});
   auto running = std::async(std::launch::async, [&] { return Post(server->port(), Body("long answer", 440)); });
-  for (int i = 0; i < 200 && Health(server->port())["running"] != 1; ++i) {
+  for (int i = 0; i < 200 && GetHealth(server->port())["running"] != 1; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  ASSERT_EQ(Health(server->port())["running"], 1);
+  ASSERT_EQ(GetHealth(server->port())["running"], 1);
   auto queued = std::async(std::launch::async, [&] { return Post(server->port(), Body("queued", 2)); });
-  for (int i = 0; i < 200 && Health(server->port())["queue_depth"] != 1; ++i) {
+  for (int i = 0; i < 200 && GetHealth(server->port())["queue_depth"] != 1; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   auto rejected = Post(server->port(), Body("one too many", 2));

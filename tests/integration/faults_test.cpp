@@ -42,12 +42,9 @@ json Chat(int port, const std::string& content) {
 }
 
 json Health(int port, int* status = nullptr) {
-  httplib::Client c("127.0.0.1", port);
-  auto r = c.Get("/health");
-  EXPECT_TRUE(r);
-  if (!r) return json();
-  if (status) *status = r->status;
-  return json::parse(r->body);
+  json h = GetHealth(port, status);
+  EXPECT_FALSE(h.is_null());
+  return h;
 }
 
 std::string Metrics(int port) {

@@ -79,25 +79,6 @@ TEST(PersistenceTest, RestartedServerAnswersFromDiskWithTheSameText) {
   EXPECT_GT(h["kv_store"]["disk_blocks"].get<int>(), 5);
 }
 
-json Health(int port) {
-  httplib::Client c("127.0.0.1", port);
-  auto r = c.Get("/health");
-  EXPECT_TRUE(r);
-  return r ? json::parse(r->body) : json();
-}
-
-// /health once `done` holds for it (the engine publishes its counters after each step, so
-// they can lag the answer by a moment), or after 5 s whatever it says.
-json HealthWhen(int port, const std::function<bool(const json&)>& done) {
-  json h;
-  for (int i = 0; i < 100; ++i) {
-    h = Health(port);
-    if (done(h)) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return h;
-}
-
 // --idle-tokens: finished conversations leave the pool once another agent's request is
 // admitted (so they do not slow it down), and come back from the RAM tier with the same text.
 TEST(PersistenceTest, IdleLimitMovesFinishedConversationsToRamAndTheyComeBackExactly) {

@@ -21,6 +21,25 @@ extern char** environ;
 
 namespace kvault::testing {
 
+nlohmann::json GetHealth(int port, int* status) {
+  httplib::Client c("127.0.0.1", port);
+  auto r = c.Get("/health");
+  if (!r) return nlohmann::json();
+  if (status) *status = r->status;
+  return nlohmann::json::parse(r->body);
+}
+
+nlohmann::json HealthWhen(int port, const std::function<bool(const nlohmann::json&)>& done,
+                          std::chrono::milliseconds timeout, std::chrono::milliseconds every) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  nlohmann::json h = GetHealth(port);
+  while (!done(h) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(every);
+    h = GetHealth(port);
+  }
+  return h;
+}
+
 namespace fs = std::filesystem;
 
 int FreePort() {

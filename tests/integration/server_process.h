@@ -6,7 +6,9 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -19,6 +21,17 @@ int FreePort();
 // `output` with stdout+stderr.
 int RunKvault(const std::vector<std::string>& args, std::string* output,
               std::chrono::seconds timeout = std::chrono::seconds(60));
+
+// GET /health on loopback as JSON; null when the server gave no answer. `status`, if given,
+// gets the HTTP status.
+nlohmann::json GetHealth(int port, int* status = nullptr);
+
+// Polls GET /health every `every` until `done` holds for its answer or `timeout` passes, and
+// returns the last answer. (The engine publishes its counters after each step, so they can lag
+// the response that a test just received.)
+nlohmann::json HealthWhen(int port, const std::function<bool(const nlohmann::json&)>& done,
+                          std::chrono::milliseconds timeout = std::chrono::seconds(5),
+                          std::chrono::milliseconds every = std::chrono::milliseconds(50));
 
 class ServerProcess {
  public:
