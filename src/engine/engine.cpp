@@ -287,7 +287,8 @@ class Engine::Impl {
     uint64_t tenant = 0;
     BlockKey salt;                       // cache salt: model fingerprint + tenant
     std::vector<BlockKey> keys;          // full blocks of the prompt, its last token excluded
-    std::shared_ptr<Prefetch> prefetch;  // blocks being fetched from RAM/disk
+    std::shared_ptr<const PrefetchRequest> fetch;  // what the store was asked for
+    std::shared_ptr<Prefetch> prefetch;            // blocks being fetched from RAM/disk
   };
 
   struct Seq {
@@ -501,14 +502,22 @@ class Engine::Impl {
     w.tenant = tenant.empty() ? 0 : Checksum64(tenant.data(), tenant.size()) | 1;
     if (store_) {
       w.salt = CacheSalt(fingerprint_, tenant);
+      // The last prompt token is always computed (its logits are sampled from): the rest may be
+      // restored. Blocks already resident need no fetching.
       auto head = std::make_shared<std::vector<int32_t>>(w.prompt.begin(), w.prompt.end() - 1);
       w.keys = ComputeBlockKeys(w.salt, *head, opt_.block_tokens);
-      // Blocks already resident need no fetching.
-      const size_t first = pool_->LongestPrefix(w.prompt, w.tenant) / opt_.block_tokens;
-      const uint32_t bt = opt_.block_tokens;
-      w.prefetch = store_->StartPrefetch(w.keys, first, [head, bt](size_t i) {
-        return std::vector<int32_t>(head->begin() + static_cast<long>(i * bt), head->begin() + static_cast<long>((i + 1) * bt));
-      });
+      auto fetch = std::make_shared<PrefetchRequest>();
+      fetch->salt = w.salt;
+      fetch->keys = w.keys;
+      fetch->tokens = std::move(head);
+      fetch->block_tokens = opt_.block_tokens;
+      fetch->resident = pool_->LongestPrefix(w.prompt, w.tenant);
+      fetch->first = fetch->resident / opt_.block_tokens;
+      if (const std::string& id = w.job.request.agent_id; !id.empty() && AgentRegistry::ValidId(id)) {
+        for (auto& r : store_->agents().Find(id, tenant)) fetch->hint = std::move(r.chain);
+      }
+      w.fetch = fetch;
+      w.prefetch = store_->StartPrefetch(std::move(fetch));
     }
     waiting_.push_back(std::move(w));
   }
@@ -583,38 +592,69 @@ class Engine::Impl {
       if (r && !std::equal(r->tokens.begin(), r->tokens.end(), s.prompt.begin() + static_cast<long>(i * bt))) r = nullptr;
       return {r, false};
     };
-    size_t b = static_cast<size_t>(s.n_past) / bt;
-    auto next = record_for(b);
-    if (!next.first) return;
-    if (static_cast<size_t>(s.n_past) % bt != 0) {  // a partial resident block: the stored one replaces it
-      pool_->Truncate(s.slot, b * bt);
-      s.n_past = static_cast<int32_t>(b * bt);
-      s.cached = s.n_past;
-    }
-    llama_memory_t mem = llama_get_memory(ctx_);
     const auto t0 = Clock::now();
-    for (; next.first && next.first->tokens.size() == bt; next = record_for(++b)) {
-      const auto& [rec, from_disk] = next;
-      const size_t read = llama_state_seq_set_data(ctx_, rec->kv.data(), rec->kv.size(), io_seq_);
-      const bool placed = read == rec->kv.size() && llama_memory_seq_pos_min(mem, io_seq_) == static_cast<llama_pos>(b * bt) &&
-                          llama_memory_seq_pos_max(mem, io_seq_) == static_cast<llama_pos>((b + 1) * bt - 1);
-      if (placed) llama_memory_seq_cp(mem, io_seq_, s.slot, -1, -1);
-      llama_memory_seq_rm(mem, io_seq_, -1, -1);
-      if (!placed) {
-        spdlog::warn("kv store: block {} could not be restored; computing from there", rec->key.Hex());
-        break;
-      }
-      pool_->Append(s.slot, rec->tokens.data(), bt);
-      s.n_past += static_cast<int32_t>(bt);
-      (from_disk ? s.cached_disk : s.cached_ram) += static_cast<int32_t>(bt);
+    size_t b = static_cast<size_t>(s.n_past) / bt;
+    for (auto next = record_for(b); next.first && next.first->tokens.size() == bt; next = record_for(++b)) {
+      if (static_cast<size_t>(s.n_past) > b * bt) TruncateTo(s, b * bt);  // a partial resident block: the stored one replaces it
+      if (!Place(s, *next.first, next.second, bt)) break;
+    }
+    // Then the conversation's last, partial block, when the store has it and it reaches further
+    // than what is resident.
+    const size_t pos = b * bt;
+    const size_t min_len = static_cast<size_t>(s.n_past) > pos ? static_cast<size_t>(s.n_past) - pos + 1 : 1;
+    PartialBlock partial;
+    if (const Prefetch* p = w.prefetch.get(); p && p->partial.record && p->partial.record->first_pos == pos) {
+      partial = p->partial;  // found after the same blocks
+    } else if (w.fetch) {
+      partial = store_->FindPartialInRam(*w.fetch, b, min_len);
+    }
+    if (partial.record && partial.tokens >= min_len && pos + partial.tokens < s.prompt.size() &&
+        std::equal(partial.record->tokens.begin(), partial.record->tokens.begin() + static_cast<long>(partial.tokens),
+                   s.prompt.begin() + static_cast<long>(pos))) {
+      if (static_cast<size_t>(s.n_past) > pos) TruncateTo(s, pos);
+      Place(s, *partial.record, partial.from_disk, partial.tokens);
     }
     counters_.restore_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
     counters_.restored_tokens_ram += static_cast<uint64_t>(s.cached_ram);
     counters_.restored_tokens_disk += static_cast<uint64_t>(s.cached_disk);
   }
 
-  // Hands every full block of a finished sequence that the store lacks to the store (RAM now,
-  // disk in the background). Serialising is a copy of the block's cells: share them into the I/O
+  // Drops a newly admitted sequence's resident tokens from `n` on (a stored block replaces them).
+  void TruncateTo(Seq& s, size_t n) {
+    pool_->Truncate(s.slot, n);
+    s.n_past = static_cast<int32_t>(n);
+    s.cached = s.n_past;
+  }
+
+  // Places the first `n` tokens of a stored block at the end of the sequence: deserialised into
+  // the I/O scratch sequence, cut to `n` tokens (their KV does not depend on the later ones),
+  // checked to sit at the right positions, shared into the request's sequence. False (nothing
+  // changed) when it does not fit.
+  bool Place(Seq& s, const BlockRecord& rec, bool from_disk, size_t n_tokens) {
+    llama_memory_t mem = llama_get_memory(ctx_);
+    const auto n = static_cast<llama_pos>(n_tokens);
+    const size_t read = llama_state_seq_set_data(ctx_, rec.kv.data(), rec.kv.size(), io_seq_);
+    bool placed = n > 0 && n_tokens <= rec.tokens.size() && rec.first_pos == static_cast<uint32_t>(s.n_past) &&
+                  read == rec.kv.size() && llama_memory_seq_pos_min(mem, io_seq_) == s.n_past &&
+                  llama_memory_seq_pos_max(mem, io_seq_) == s.n_past + static_cast<llama_pos>(rec.tokens.size()) - 1;
+    if (placed && n_tokens < rec.tokens.size()) {
+      placed = llama_memory_seq_rm(mem, io_seq_, s.n_past + n, -1) &&
+               llama_memory_seq_pos_max(mem, io_seq_) == s.n_past + n - 1;
+    }
+    if (placed) llama_memory_seq_cp(mem, io_seq_, s.slot, -1, -1);
+    llama_memory_seq_rm(mem, io_seq_, -1, -1);
+    if (!placed) {
+      spdlog::warn("kv store: block {} could not be restored; computing from there", rec.key.Hex());
+      return false;
+    }
+    pool_->Append(s.slot, rec.tokens.data(), n_tokens);
+    s.n_past += n;
+    (from_disk ? s.cached_disk : s.cached_ram) += n;
+    return true;
+  }
+
+  // Hands every block of a finished sequence that the store lacks (its full blocks and the partial
+  // last one) to the store (RAM now, disk in the background). Serialising is a copy of the block's cells: share them into the I/O
   // scratch sequence, read its state, drop the scratch.
   void Save(const Seq& s) {
     const uint32_t bt = opt_.block_tokens;
@@ -624,10 +664,17 @@ class Engine::Impl {
     ExtendBlockKeys(s.salt, toks, bt, &keys);
     llama_memory_t mem = llama_get_memory(ctx_);
     const auto t0 = Clock::now();
+    const size_t n_full = keys.size();
+    // The partial last block too (the next turn would otherwise recompute up to bt - 1 tokens):
+    // a tail block, keyed by its parent and its tokens (see TailBlockKeys).
+    if (const size_t tail = toks.size() - n_full * bt; tail > 0) {
+      keys.push_back(TailBlockKeys(n_full == 0 ? s.salt : keys[n_full - 1], toks.data() + n_full * bt, tail).back());
+    }
     for (size_t i = 0; i < keys.size(); ++i) {
       if (store_->Has(keys[i])) continue;
       const auto p0 = static_cast<llama_pos>(i * bt);
-      llama_memory_seq_cp(mem, s.slot, io_seq_, p0, p0 + static_cast<llama_pos>(bt));
+      const auto p1 = static_cast<llama_pos>(std::min(toks.size(), (i + 1) * bt));
+      llama_memory_seq_cp(mem, s.slot, io_seq_, p0, p1);
       auto rec = std::make_shared<BlockRecord>();
       rec->kv.resize(llama_state_seq_get_size(ctx_, io_seq_));
       rec->kv.resize(llama_state_seq_get_data(ctx_, rec->kv.data(), rec->kv.size(), io_seq_));
@@ -637,7 +684,7 @@ class Engine::Impl {
       rec->fingerprint = fingerprint_;
       rec->kv_type = opt_.cache_type;
       rec->first_pos = static_cast<uint32_t>(p0);
-      rec->tokens.assign(toks.begin() + p0, toks.begin() + p0 + static_cast<long>(bt));
+      rec->tokens.assign(toks.begin() + p0, toks.begin() + p1);
       store_->Put(std::move(rec));
       ++counters_.blocks_saved;
     }

@@ -80,6 +80,25 @@ std::vector<BlockKey> ComputeBlockKeys(const BlockKey& salt, const std::vector<i
   return keys;
 }
 
+std::vector<BlockKey> TailBlockKeys(const BlockKey& parent, const int32_t* tokens, size_t n) {
+  // One streaming hash, digested after each token: the same value as hashing each prefix at once.
+  std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> st(XXH3_createState(), XXH3_freeState);
+  XXH3_128bits_reset(st.get());
+  XXH3_128bits_update(st.get(), parent.bytes.data(), 16);
+  const uint8_t marker[4] = {0xff, 0xff, 0xff, 0xff};  // int32 -1, little-endian
+  XXH3_128bits_update(st.get(), marker, 4);
+  std::vector<BlockKey> keys;
+  keys.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    const auto v = static_cast<uint32_t>(tokens[i]);
+    const uint8_t le[4] = {static_cast<uint8_t>(v), static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v >> 16),
+                           static_cast<uint8_t>(v >> 24)};
+    XXH3_128bits_update(st.get(), le, 4);
+    keys.push_back(FromHash(XXH3_128bits_digest(st.get())));
+  }
+  return keys;
+}
+
 std::string HashFileHex(const std::string& path, std::string* error) {
   std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), std::fclose);
   if (!f) {

@@ -40,6 +40,12 @@ std::vector<BlockKey> ComputeBlockKeys(const BlockKey& salt, const std::vector<i
 void ExtendBlockKeys(const BlockKey& salt, const std::vector<int32_t>& tokens, uint32_t block_tokens,
                      std::vector<BlockKey>* keys);
 
+// Keys of the tail blocks that continue `parent` (a full block's key, or the salt) with the first
+// 1, 2, …, n of `tokens`: out[k-1] = XXH3-128(parent ‖ -1 ‖ tokens[0..k)). A tail block holds the
+// KV of the partial last block of a conversation (fewer than block_tokens tokens); the -1, never a
+// token id, keeps every tail key apart from every full block's key.
+std::vector<BlockKey> TailBlockKeys(const BlockKey& parent, const int32_t* tokens, size_t n);
+
 // XXH3-128 of a file's contents, as hex (model fingerprints).
 std::string HashFileHex(const std::string& path, std::string* error);
 

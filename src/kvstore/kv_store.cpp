@@ -34,9 +34,10 @@ KvStore::~KvStore() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (failing_.load(std::memory_order_relaxed) && !unpersisted_.empty()) {
-      spdlog::error("kv store: shutting down while the cache directory takes no writes ({}): {} block(s) were never "
-                    "written",
-                    disk_error_, unpersisted_.size());
+      spdlog::error(
+          "kv store: shutting down while the cache directory takes no writes ({}): {} block(s) were never "
+          "written",
+          disk_error_, unpersisted_.size());
     }
   }
   {
@@ -260,25 +261,92 @@ std::shared_ptr<const BlockRecord> KvStore::LoadFromDisk(const BlockKey& key) {
   return std::make_shared<const BlockRecord>(std::move(rec.value()));
 }
 
-std::shared_ptr<Prefetch> KvStore::StartPrefetch(std::vector<BlockKey> keys, size_t first,
-                                                 std::function<std::vector<int32_t>(size_t)> tokens_of) {
+std::shared_ptr<const BlockRecord> KvStore::Fetch(const BlockKey& key, bool disk, bool* from_disk) {
+  *from_disk = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = ram_.find(key); it != ram_.end()) {
+      ram_lru_.splice(ram_lru_.end(), ram_lru_, it->second.lru);
+      return it->second.record;
+    }
+  }
+  if (!disk) return nullptr;
+  auto r = LoadFromDisk(key);
+  if (!r) return nullptr;
+  std::lock_guard<std::mutex> lock(mu_);
+  RamInsertLocked(r);
+  *from_disk = true;
+  return r;
+}
+
+PartialBlock KvStore::FindPartial(const PrefetchRequest& req, size_t blocks, size_t min_len, bool disk) {
+  const std::vector<int32_t>& toks = *req.tokens;
+  const size_t pos = blocks * req.block_tokens;
+  if (req.block_tokens < 2 || pos >= toks.size()) return {};
+  const std::span<const int32_t> rest(toks.data() + pos, std::min<size_t>(req.block_tokens - 1, toks.size() - pos));
+  min_len = std::max<size_t>(min_len, 1);
+  if (min_len > rest.size()) return {};
+  const BlockKey& parent = blocks == 0 ? req.salt : req.keys[blocks - 1];
+  auto count_hit = [&](PartialBlock found) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++(found.from_disk ? disk_hits_ : ram_hits_);
+    return found;
+  };
+  // A tail block that the request continues: the longest.
+  const std::vector<BlockKey> tails = TailBlockKeys(parent, rest.data(), rest.size());
+  for (size_t k = rest.size(); k >= min_len; --k) {
+    if (!Has(tails[k - 1])) continue;
+    bool from_disk = false;
+    auto r = Fetch(tails[k - 1], disk, &from_disk);
+    if (!r) continue;
+    if (r->tokens.size() != k || !std::equal(r->tokens.begin(), r->tokens.end(), rest.begin())) {
+      // A hash collision or a mislabelled file: not this tail.
+      if (from_disk) disk_->Quarantine(tails[k - 1], "tokens differ from the key's");
+      continue;
+    }
+    return count_hit({r, k, from_disk});
+  }
+  // The agent's own block at this position, as far as the request shares its tokens.
+  if (req.hint.size() > blocks && (blocks == 0 || req.hint[blocks - 1] == parent)) {
+    bool from_disk = false;
+    auto r = Fetch(req.hint[blocks], disk, &from_disk);
+    if (r && r->parent == parent && r->first_pos == pos) {
+      const size_t n = std::min(r->tokens.size(), toks.size() - pos);
+      const auto mine = toks.begin() + static_cast<long>(pos);
+      const auto end = std::mismatch(r->tokens.begin(), r->tokens.begin() + static_cast<long>(n), mine).first;
+      const auto shared = static_cast<size_t>(end - r->tokens.begin());
+      if (shared >= min_len) return count_hit({r, shared, from_disk});
+    }
+  }
+  return {};
+}
+
+PartialBlock KvStore::FindPartialInRam(const PrefetchRequest& req, size_t blocks, size_t min_len) {
+  return FindPartial(req, blocks, min_len, /*disk=*/false);
+}
+
+std::shared_ptr<Prefetch> KvStore::StartPrefetch(std::shared_ptr<const PrefetchRequest> req) {
   auto p = std::make_shared<Prefetch>();
-  p->first = first;
-  if (first >= keys.size()) {
-    p->done.store(true, std::memory_order_release);
+  p->first = req->first;
+  const size_t bt = req->block_tokens;
+  const size_t pos = req->keys.size() * bt;
+  const size_t reach = std::min(pos + bt - 1, req->tokens->size());  // the furthest a partial block reaches
+  if (req->first >= req->keys.size() && req->resident >= reach) {
+    p->done.store(true, std::memory_order_release);  // nothing beyond the resident tokens to fetch
     return p;
   }
   Enqueue(
-      [this, p, keys = std::move(keys), tokens_of = std::move(tokens_of)] {
-        for (size_t i = p->first; i < keys.size(); ++i) {
-          std::shared_ptr<const BlockRecord> r = GetRam(keys[i]);
+      [this, p, req = std::move(req)] {
+        const size_t bt = req->block_tokens;
+        const std::vector<int32_t>& toks = *req->tokens;
+        size_t i = p->first;
+        for (; i < req->keys.size(); ++i) {
           bool from_disk = false;
-          if (!r) {
-            r = LoadFromDisk(keys[i]);
-            from_disk = r != nullptr;
-          }
-          if (r && r->tokens != tokens_of(i)) {  // a hash collision or a mislabelled file
-            if (from_disk) disk_->Quarantine(keys[i], "tokens differ from the key's");
+          std::shared_ptr<const BlockRecord> r = Fetch(req->keys[i], /*disk=*/true, &from_disk);
+          const auto begin = toks.begin() + static_cast<long>(i * bt);
+          if (r && (r->tokens.size() != bt || !std::equal(r->tokens.begin(), r->tokens.end(), begin))) {
+            // A hash collision or a mislabelled file.
+            if (from_disk) disk_->Quarantine(req->keys[i], "tokens differ from the key's");
             r = nullptr;
           }
           std::lock_guard<std::mutex> lock(mu_);
@@ -286,13 +354,12 @@ std::shared_ptr<Prefetch> KvStore::StartPrefetch(std::vector<BlockKey> keys, siz
             ++misses_;
             break;
           }
-          if (from_disk) {
-            ++disk_hits_;
-            RamInsertLocked(r);
-          }
+          ++(from_disk ? disk_hits_ : ram_hits_);
           p->records.push_back(std::move(r));
           p->from_disk.push_back(from_disk);
         }
+        const size_t at = i * bt;
+        p->partial = FindPartial(*req, i, req->resident > at ? req->resident - at + 1 : 1, /*disk=*/true);
         p->done.store(true, std::memory_order_release);
       },
       /*read=*/true);

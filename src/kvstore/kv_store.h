@@ -22,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -73,12 +74,32 @@ struct KvStoreStats {
   PersistenceHealth persistence;
 };
 
+// What one request asks the store for: the full blocks keys[first], keys[first+1], … of `tokens`
+// up to the first miss, then the partial block that continues the last block found (FindPartial).
+struct PrefetchRequest {
+  BlockKey salt;
+  std::vector<BlockKey> keys;                          // the full blocks of `tokens`
+  std::shared_ptr<const std::vector<int32_t>> tokens;  // what may be restored
+  uint32_t block_tokens = 0;
+  size_t first = 0;            // blocks before it are resident in the pool
+  size_t resident = 0;         // leading tokens resident in the pool
+  std::vector<BlockKey> hint;  // the named agent's latest chain (AgentRecord::chain), if any
+};
+
+// A stored block of which the leading `tokens` continue a request's restored blocks.
+struct PartialBlock {
+  std::shared_ptr<const BlockRecord> record;
+  size_t tokens = 0;
+  bool from_disk = false;
+};
+
 // Blocks fetched for one request, filled by the I/O thread; `done` is set last.
 struct Prefetch {
   std::atomic<bool> done{false};
   std::vector<std::shared_ptr<const BlockRecord>> records;  // consecutive blocks from `first`
   std::vector<bool> from_disk;                              // per record: read from disk (else RAM)
   size_t first = 0;
+  PartialBlock partial;  // after the last record (or at block `first`); its record may be null
 };
 
 class KvStore {
@@ -92,10 +113,16 @@ class KvStore {
   std::shared_ptr<const BlockRecord> GetRam(const BlockKey& key);
   // Adds a new block: into RAM now, onto disk in the background.
   void Put(std::shared_ptr<const BlockRecord> record);
-  // Fetches keys[first], keys[first+1], … from RAM or disk until the first miss; `tokens_of(i)`
-  // gives the tokens block i must hold (a stored block with other tokens is a miss).
-  std::shared_ptr<Prefetch> StartPrefetch(std::vector<BlockKey> keys, size_t first,
-                                          std::function<std::vector<int32_t>(size_t)> tokens_of);
+  // Fetches what `request` names from RAM or disk on the I/O thread (a stored block whose tokens
+  // differ from the request's is a miss). Done at once when there is nothing to fetch.
+  std::shared_ptr<Prefetch> StartPrefetch(std::shared_ptr<const PrefetchRequest> request);
+  // The stored block that carries the request past its first `blocks` full blocks, by at least
+  // `min_len` tokens but by less than a full block: a tail block (TailBlockKeys) whose tokens the
+  // request continues, the longest first; else the named agent's own block at that position
+  // (request.hint), of which the leading tokens the request shares are used — a conversation
+  // whose last turn re-renders a little differently still gets back all it shares. RAM only;
+  // the I/O thread's prefetch also looks on disk.
+  PartialBlock FindPartialInRam(const PrefetchRequest& request, size_t blocks, size_t min_len);
   // Waits until every block Put so far is durable on disk.
   void Flush();
   // Runs `fn` on the I/O thread once every block Put so far has been written (or its write
@@ -123,6 +150,10 @@ class KvStore {
   void RamInsertLocked(const std::shared_ptr<const BlockRecord>& r);
   // I/O thread only (it reuses read_buf_).
   std::shared_ptr<const BlockRecord> LoadFromDisk(const BlockKey& key);
+  // FindPartialInRam, and with `disk` also from disk (I/O thread only); counts the hit.
+  PartialBlock FindPartial(const PrefetchRequest& request, size_t blocks, size_t min_len, bool disk);
+  // From RAM, else (with `disk`, I/O thread only) from disk into RAM; nullptr when neither has it.
+  std::shared_ptr<const BlockRecord> Fetch(const BlockKey& key, bool disk, bool* from_disk);
   std::vector<uint8_t> read_buf_;  // the I/O thread's file buffer, reused across reads
   void IoLoop();
   // I/O thread: writes one block; notes the result (failure, or recovery and backfill).

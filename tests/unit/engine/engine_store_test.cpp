@@ -65,30 +65,79 @@ size_t CountBlockFiles(const fs::path& dir) {
 
 TEST(EngineStoreTest, RestartResumesFromDiskWithTheSameOutput) {
   const auto dir = testing::ScratchDir("engine-store-restart");
-  std::vector<common_chat_msg> turn2;
+  const auto reference_dir = testing::ScratchDir("engine-store-restart-reference");
+  std::vector<common_chat_msg> m = {Msg("system", Words(80, "rule")), Msg("user", "first question")};
   Output resident;
   {
-    auto a = Start(Options(dir));
-    std::vector<common_chat_msg> m = {Msg("system", Words(80, "rule")), Msg("user", "first question")};
+    // The reference: the next turn served while the conversation is resident.
+    auto a = Start(Options(reference_dir));
     Output t1 = Ask(*a, Chat(m, 24));
     ASSERT_TRUE(t1.error.ok()) << t1.error.ToString();
     m.push_back(Msg("assistant", t1.text));
     m.push_back(Msg("user", "second question"));
-    turn2 = m;
-    resident = Ask(*a, Chat(turn2, 24));  // served from the resident sequence
+    resident = Ask(*a, Chat(m, 24));
     EXPECT_GT(resident.done.cached_resident, 100);
+    EXPECT_NE(resident.done.cached_resident % 16, 0) << "the test wants a partial last block";
     EXPECT_GT(a->stats().blocks_saved, 5u);
-  }  // engine gone: the process "restarted"; pending blocks were flushed
+  }
+  auto as_agent = [](GenerateRequest r) {
+    r.agent_id = "restart-agent";
+    return r;
+  };
+  const auto anonymous_dir = testing::ScratchDir("engine-store-restart-anonymous");
+  {
+    auto a = Start(Options(dir));
+    ASSERT_TRUE(Ask(*a, as_agent(Chat({m[0], m[1]}, 24))).error.ok());
+    auto anon = Start(Options(anonymous_dir));
+    ASSERT_TRUE(Ask(*anon, Chat({m[0], m[1]}, 24)).error.ok());
+  }  // engines gone: the process "restarted"; pending blocks were flushed
   auto b = Start(Options(dir));
-  Output restored = Ask(*b, Chat(turn2, 24));
+  Output restored = Ask(*b, as_agent(Chat(m, 24)));
   ASSERT_TRUE(restored.error.ok());
   EXPECT_EQ(restored.done.cached_resident, 0);
-  EXPECT_GT(restored.done.cached_disk, 100);
+  // Everything the resident sequence reused came back from disk, its partial last block included.
+  EXPECT_EQ(restored.done.cached_disk, resident.done.cached_resident);
   EXPECT_EQ(restored.text, resident.text);
+  // Anonymous: the conversation's stored last block is found by its content only; this turn
+  // re-renders the previous answer's last tokens differently, so up to the last full block.
+  auto c = Start(Options(anonymous_dir));
+  Output anonymous = Ask(*c, Chat(m, 24));
+  EXPECT_EQ(anonymous.done.cached_disk, resident.done.cached_resident / 16 * 16);
+  EXPECT_EQ(anonymous.text, resident.text);
   auto cold = Start(Options(""));  // no disk tier: computed from scratch
-  Output computed = Ask(*cold, Chat(turn2, 24));
+  Output computed = Ask(*cold, Chat(m, 24));
   EXPECT_EQ(computed.done.cached_tokens, 0);
   EXPECT_EQ(computed.text, resident.text);
+}
+
+// An anonymous conversation's last, partial block is found by its content: a next prompt that
+// continues it gets every token back, not only its full blocks.
+TEST(EngineStoreTest, ThePartialLastBlockComesBackAfterARestart) {
+  const auto dir = testing::ScratchDir("engine-store-tail");
+  auto raw = [](const std::string& text, int32_t max_tokens) {
+    GenerateRequest r;
+    r.raw_prompt = text;
+    r.max_tokens = max_tokens;
+    return r;
+  };
+  const std::string first = Words(45, "note");
+  const std::string next = first + " and then the next question";
+  int32_t first_tokens = 0;
+  {
+    auto a = Start(Options(dir));
+    Output o = Ask(*a, raw(first, 1));
+    ASSERT_TRUE(o.error.ok()) << o.error.ToString();
+    first_tokens = o.done.prompt_tokens;  // all of them have KV (the one answered token has none)
+  }
+  ASSERT_NE(first_tokens % 16, 0) << "the test wants a partial last block";
+  auto b = Start(Options(dir));
+  Output restored = Ask(*b, raw(next, 12));
+  ASSERT_TRUE(restored.error.ok());
+  EXPECT_EQ(restored.done.cached_disk, first_tokens);
+  auto cold = Start(Options(""));
+  Output computed = Ask(*cold, raw(next, 12));
+  EXPECT_EQ(computed.done.cached_tokens, 0);
+  EXPECT_EQ(restored.text, computed.text);
 }
 
 TEST(EngineStoreTest, AgentsSharingASystemPromptStoreItOnce) {

@@ -47,6 +47,26 @@ TEST(BlockKeyTest, ExtendContinuesTheChain) {
   EXPECT_EQ(part, all);
 }
 
+TEST(BlockKeyTest, TailKeysNameEachPrefixOfTheTailAndDifferFromFullBlockKeys) {
+  const BlockKey salt = CacheSalt("fp", "");
+  const auto toks = Range(20);
+  const auto full = ComputeBlockKeys(salt, toks, 16);
+  const auto tails = TailBlockKeys(full[0], toks.data() + 16, 4);
+  ASSERT_EQ(tails.size(), 4u);
+  // Digesting the stream after each token equals hashing that prefix alone.
+  for (size_t k = 1; k <= 4; ++k) EXPECT_EQ(TailBlockKeys(full[0], toks.data() + 16, k).back(), tails[k - 1]) << k;
+  EXPECT_NE(tails[0], tails[1]);
+  // A tail of 15 tokens and a full block of 16 hash the same number of bytes; they never collide.
+  const auto tail15 = TailBlockKeys(salt, toks.data(), 15).back();
+  EXPECT_NE(tail15, full[0]);
+  // The parent is part of the key: the same tail after another prefix is another block.
+  EXPECT_NE(TailBlockKeys(salt, toks.data() + 16, 4).back(), tails[3]);
+  auto other = toks;
+  other[17] = 999;
+  EXPECT_EQ(TailBlockKeys(full[0], other.data() + 16, 1)[0], tails[0]);
+  EXPECT_NE(TailBlockKeys(full[0], other.data() + 16, 2)[1], tails[1]);
+}
+
 TEST(BlockKeyTest, HexRoundTrip) {
   const BlockKey k = CacheSalt("x", "y");
   BlockKey back;

@@ -34,8 +34,29 @@ struct Chain {
     r->kv.assign(64, static_cast<uint8_t>(i));
     return r;
   }
-  std::function<std::vector<int32_t>(size_t)> TokensOf() const {
-    return [t = tokens](size_t i) { return std::vector<int32_t>(t.begin() + static_cast<long>(i * 4), t.begin() + static_cast<long>(i * 4 + 4)); };
+  // The tail block of `n` tokens after block `after` (-1: after the salt) of `more`.
+  std::shared_ptr<const BlockRecord> Tail(int after, const std::vector<int32_t>& more, size_t n) const {
+    auto r = std::make_shared<BlockRecord>();
+    r->parent = after < 0 ? salt : keys[static_cast<size_t>(after)];
+    r->key = TailBlockKeys(r->parent, more.data(), n).back();
+    r->fingerprint = "fp";
+    r->kv_type = "f16";
+    r->first_pos = static_cast<uint32_t>((after + 1) * 4);
+    r->tokens.assign(more.begin(), more.begin() + static_cast<long>(n));
+    r->kv.assign(48, static_cast<uint8_t>(200 + n));
+    return r;
+  }
+  // Asks for the blocks of `toks` (default: the 12 tokens) from block `first` on.
+  std::shared_ptr<PrefetchRequest> Request(size_t first = 0, std::vector<int32_t> toks = {}, size_t resident = 0) const {
+    auto r = std::make_shared<PrefetchRequest>();
+    r->salt = salt;
+    if (toks.empty()) toks = tokens;
+    r->keys = ComputeBlockKeys(salt, toks, 4);
+    r->tokens = std::make_shared<const std::vector<int32_t>>(std::move(toks));
+    r->block_tokens = 4;
+    r->first = first;
+    r->resident = resident;
+    return r;
   }
 };
 
@@ -67,7 +88,7 @@ TEST(KvStoreTest, BlocksSurviveARestart) {
   auto store = OpenStore(dir);
   EXPECT_EQ(store->GetRam(c.keys[0]), nullptr);  // RAM is empty after a restart
   EXPECT_TRUE(store->Has(c.keys[0]));
-  auto p = Wait(store->StartPrefetch(c.keys, 0, c.TokensOf()));
+  auto p = Wait(store->StartPrefetch(c.Request()));
   ASSERT_EQ(p->records.size(), 3u);
   EXPECT_EQ(p->from_disk, std::vector<bool>(3, true));
   EXPECT_EQ(p->records[1]->kv, c.Record(1)->kv);
@@ -80,7 +101,7 @@ TEST(KvStoreTest, PrefetchStopsAtTheFirstMissingBlock) {
   auto store = OpenStore(dir);
   store->Put(c.Record(0));
   store->Put(c.Record(2));
-  auto p = Wait(store->StartPrefetch(c.keys, 0, c.TokensOf()));
+  auto p = Wait(store->StartPrefetch(c.Request()));
   EXPECT_EQ(p->records.size(), 1u);
 }
 
@@ -103,7 +124,7 @@ TEST(KvStoreTest, CorruptFileIsAMissAndQuarantined) {
     f.put('\x7f');
   }
   auto store = OpenStore(dir);
-  auto p = Wait(store->StartPrefetch(c.keys, 0, c.TokensOf()));
+  auto p = Wait(store->StartPrefetch(c.Request()));
   EXPECT_EQ(p->records.size(), 1u);  // block 0 fine, block 1 rejected
   EXPECT_EQ(store->stats().disk.quarantined, 1u);
   EXPECT_FALSE(store->Has(c.keys[1]));
@@ -118,8 +139,139 @@ TEST(KvStoreTest, RamIsBoundedButDiskKeepsEverything) {
   EXPECT_LE(store->stats().ram_bytes, 700u);
   EXPECT_EQ(store->GetRam(c.keys[0]), nullptr);  // least recently used left RAM
   EXPECT_TRUE(store->Has(c.keys[0]));              // but is on disk
-  auto p = Wait(store->StartPrefetch(c.keys, 0, c.TokensOf()));
+  auto p = Wait(store->StartPrefetch(c.Request()));
   EXPECT_EQ(p->records.size(), 3u);
+}
+
+// A conversation of 11 tokens: blocks 0 and 1 full, then a partial last block of 3 tokens.
+TEST(KvStorePartialTest, TheLongestStoredTailAfterTheLastFullBlockIsFetched) {
+  const auto dir = testing::ScratchDir("kv-store-tail");
+  Chain c;
+  const std::vector<int32_t> toks(c.tokens.begin(), c.tokens.begin() + 11);
+  const std::vector<int32_t> rest(toks.begin() + 8, toks.end());
+  auto store = OpenStore(dir);
+  store->Put(c.Record(0));
+  store->Put(c.Record(1));
+  store->Put(c.Tail(1, rest, 2));
+  store->Put(c.Tail(1, rest, 3));
+  store->Put(c.Tail(0, rest, 3));  // the same tokens after another parent: not this conversation's
+  auto p = Wait(store->StartPrefetch(c.Request(0, toks)));
+  ASSERT_EQ(p->records.size(), 2u);
+  ASSERT_NE(p->partial.record, nullptr);
+  EXPECT_EQ(p->partial.tokens, 3u);
+  EXPECT_EQ(p->partial.record->tokens, rest);
+  EXPECT_EQ(p->partial.record->kv, c.Tail(1, rest, 3)->kv);
+  EXPECT_FALSE(p->partial.from_disk);
+  // A partial block must reach beyond what is resident: 10 resident tokens leave only the
+  // 3-token tail; with 11 there is nothing to fetch.
+  p = Wait(store->StartPrefetch(c.Request(2, toks, /*resident=*/10)));
+  ASSERT_NE(p->partial.record, nullptr);
+  EXPECT_EQ(p->partial.tokens, 3u);
+  p = Wait(store->StartPrefetch(c.Request(2, toks, /*resident=*/11)));
+  EXPECT_EQ(p->partial.record, nullptr);
+  // A prompt that differs inside the tail finds the shorter tail that still matches.
+  auto diverging = toks;
+  diverging[10] = 999;
+  p = Wait(store->StartPrefetch(c.Request(0, diverging)));
+  ASSERT_NE(p->partial.record, nullptr);
+  EXPECT_EQ(p->partial.tokens, 2u);
+  // The engine thread's RAM-only lookup finds the same.
+  const auto req = c.Request(0, toks);
+  EXPECT_EQ(store->FindPartialInRam(*req, 2, 1).tokens, 3u);
+  EXPECT_EQ(store->FindPartialInRam(*req, 2, 4).record, nullptr);
+  EXPECT_EQ(store->FindPartialInRam(*req, 1, 1).record, nullptr);  // after block 0: tails of other tokens only
+}
+
+TEST(KvStorePartialTest, ATailWithoutFullBlocksFollowsTheSalt) {
+  const auto dir = testing::ScratchDir("kv-store-tail-salt");
+  Chain c;
+  const std::vector<int32_t> toks = {7, 8, 9};
+  auto store = OpenStore(dir);
+  auto p = Wait(store->StartPrefetch(c.Request(0, toks)));
+  EXPECT_EQ(p->partial.record, nullptr);
+  store->Put(c.Tail(-1, toks, 3));
+  p = Wait(store->StartPrefetch(c.Request(0, toks)));
+  ASSERT_NE(p->partial.record, nullptr);
+  EXPECT_EQ(p->partial.record->tokens, toks);
+  EXPECT_EQ(p->partial.record->first_pos, 0u);
+}
+
+// A conversation whose last turn re-renders differently from the stored one: its tail matches no
+// key, but the named agent's chain points at it, and its shared leading tokens are used.
+TEST(KvStorePartialTest, TheAgentsOwnBlockGivesBackTheTokensTheRequestShares) {
+  const auto dir = testing::ScratchDir("kv-store-partial-hint");
+  Chain c;
+  const std::vector<int32_t> stored(c.tokens.begin(), c.tokens.begin() + 11);  // 8 + a 3-token tail
+  std::vector<int32_t> asked = c.tokens;  // 12 tokens: the 3rd block full but differs at its 3rd token
+  asked[10] = 999;
+  const std::vector<int32_t> rest(stored.begin() + 8, stored.end());
+  auto store = OpenStore(dir);
+  for (size_t i = 0; i < 2; ++i) store->Put(c.Record(i));
+  store->Put(c.Tail(1, rest, 3));
+  auto req = c.Request(0, asked);
+  auto p = Wait(store->StartPrefetch(req));
+  ASSERT_EQ(p->records.size(), 2u);
+  EXPECT_EQ(p->partial.record, nullptr);  // no tail key matches: [108, 109] was never stored alone
+  req->hint = {c.keys[0], c.keys[1], c.Tail(1, rest, 3)->key};
+  p = Wait(store->StartPrefetch(req));
+  ASSERT_NE(p->partial.record, nullptr);
+  EXPECT_EQ(p->partial.tokens, 2u);
+  EXPECT_EQ(store->FindPartialInRam(*req, 2, 1).tokens, 2u);
+  EXPECT_EQ(store->FindPartialInRam(*req, 2, 3).record, nullptr);  // must reach beyond the resident ones
+  // A chain that went elsewhere before this position is no hint.
+  req->hint = {c.keys[0], c.keys[0], c.Tail(1, rest, 3)->key};
+  EXPECT_EQ(store->FindPartialInRam(*req, 2, 1).record, nullptr);
+  // Nor is a full block of the chain: the agent's block 1 for a request that differs inside it.
+  auto early = c.tokens;
+  early[5] = 999;
+  auto req2 = c.Request(0, early);
+  req2->hint = {c.keys[0], c.keys[1], c.keys[2]};
+  const PartialBlock part = store->FindPartialInRam(*req2, 1, 1);
+  ASSERT_NE(part.record, nullptr);
+  EXPECT_EQ(part.record->key, c.keys[1]);
+  EXPECT_EQ(part.tokens, 1u);  // token 4 is shared, token 5 is not
+}
+
+TEST(KvStorePartialTest, TailsSurviveARestartAndABadTailFileIsAMiss) {
+  const auto dir = testing::ScratchDir("kv-store-tail-restart");
+  Chain c;
+  const std::vector<int32_t> toks(c.tokens.begin(), c.tokens.begin() + 11);
+  const std::vector<int32_t> rest(toks.begin() + 8, toks.end());
+  {
+    auto store = OpenStore(dir);
+    for (size_t i = 0; i < 2; ++i) store->Put(c.Record(i));
+    store->Put(c.Tail(1, rest, 2));
+    store->Put(c.Tail(1, rest, 3));
+    store->Flush();
+  }
+  {
+    auto store = OpenStore(dir);
+    auto p = Wait(store->StartPrefetch(c.Request(0, toks)));
+    EXPECT_EQ(p->records.size(), 2u);
+    ASSERT_NE(p->partial.record, nullptr);
+    EXPECT_TRUE(p->partial.from_disk);
+    EXPECT_EQ(p->partial.record->kv, c.Tail(1, rest, 3)->kv);
+  }
+  {
+    // Resident up to the end of block 1 (the pool holds its blocks): only the tail is fetched.
+    auto store = OpenStore(dir);
+    auto p = Wait(store->StartPrefetch(c.Request(2, toks, 8)));
+    EXPECT_TRUE(p->records.empty());
+    ASSERT_NE(p->partial.record, nullptr);
+    EXPECT_TRUE(p->partial.from_disk);
+  }
+  // Corrupt the 3-token tail: it is quarantined, and the 2-token one is used instead.
+  DiskTier probe(dir / "fp", 1 << 20);
+  {
+    std::fstream f(probe.PathFor(c.Tail(1, rest, 3)->key), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-3, std::ios::end);
+    f.put('\x7f');
+  }
+  auto store = OpenStore(dir);
+  auto p = Wait(store->StartPrefetch(c.Request(0, toks)));
+  ASSERT_NE(p->partial.record, nullptr);
+  EXPECT_EQ(p->partial.tokens, 2u);
+  EXPECT_EQ(store->stats().disk.quarantined, 1u);
 }
 
 TEST(KvStoreTest, OtherModelsFilesAreNotLoaded) {
@@ -143,7 +295,7 @@ TEST(KvStoreTest, OtherModelsFilesAreNotLoaded) {
   fs::copy_file(mine.PathFor(c.keys[0]), theirs.PathFor(c.keys[0]));
   auto reopened = KvStore::Open(o);
   ASSERT_TRUE(reopened.ok());
-  auto p = Wait((*reopened)->StartPrefetch(c.keys, 0, c.TokensOf()));
+  auto p = Wait((*reopened)->StartPrefetch(c.Request()));
   EXPECT_TRUE(p->records.empty());
   EXPECT_EQ((*reopened)->stats().disk.quarantined, 1u);
 }
