@@ -70,6 +70,8 @@ class Engine::Impl {
   Impl(Engine* owner) : owner_(owner), opt_(owner->options_) {}
 
   ~Impl() {
+    stop_prefault_.store(true);
+    if (prefault_.joinable()) prefault_.join();
     running_.clear();
     owner_->store_.store(nullptr);
     store_.reset();  // flushes pending writes
@@ -124,6 +126,27 @@ class Engine::Impl {
     }
     pool_tokens = std::max<uint64_t>(256, pool_tokens / 256 * 256);  // llama.cpp pads to 256
 
+    if (!llama_model_is_recurrent(model_) && !llama_model_is_hybrid(model_)) {
+      // Block buffers for the KV store, one context's worth (at most the RAM tier) faulted in on a
+      // helper thread while the context is created (which takes a while: llama.cpp clears the
+      // pool's memory) — so that the first restore after a restart does not pay for fresh pages
+      // (buffer_pool.h). A full block's serialised state: its cells' K and V rows, plus a little
+      // metadata per cell and layer (an upper bound: a buffer must hold it).
+      const uint64_t block_bytes = bytes_per_token * opt_.block_tokens + 64ull * opt_.block_tokens +
+                                   64ull * static_cast<uint64_t>(std::max(0, llama_model_n_layer(model_))) + 4096;
+      const uint64_t ctx = std::min<uint64_t>(
+          pool_tokens, opt_.ctx_size > 0 ? opt_.ctx_size : std::max(1, llama_model_n_ctx_train(model_)));
+      const uint64_t prefault =
+          std::min<uint64_t>(opt_.ram_cache_mib << 20, (ctx / opt_.block_tokens + 1) * block_bytes);
+      buffers_ = std::make_shared<BufferPool>(std::max<uint64_t>(prefault, 64ull << 20));
+      prefault_ = std::thread([pool = buffers_, block_bytes, prefault, stop = &stop_prefault_] {
+        const auto t0 = Clock::now();
+        const size_t n = pool->Prefault(block_bytes, prefault, stop);
+        spdlog::info("kv store: {} block buffers ({:.0f} MiB) ready in {:.0f} ms", n,
+                     static_cast<double>(n * block_bytes) / (1 << 20),
+                     std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+      });
+    }
     llama_context_params cp = llama_context_default_params();
     cp.n_ctx = static_cast<uint32_t>(pool_tokens);
     cp.n_batch = opt_.step_tokens + opt_.parallel;
@@ -212,6 +235,7 @@ class Engine::Impl {
       so.disk_bytes = static_cast<uint64_t>(opt_.disk_cache_gib * (1ull << 30));
       so.fingerprint = fingerprint_;
       so.slow_write_ms = opt_.debug_slow_write_ms;
+      so.buffers = buffers_;
       auto store = KvStore::Open(so);
       if (!store.ok() && !so.dir.empty()) {
         spdlog::warn("engine: cache directory unusable ({}); serving without persistence", store.status().message());
@@ -675,8 +699,7 @@ class Engine::Impl {
       const auto p0 = static_cast<llama_pos>(i * bt);
       const auto p1 = static_cast<llama_pos>(std::min(toks.size(), (i + 1) * bt));
       llama_memory_seq_cp(mem, s.slot, io_seq_, p0, p1);
-      auto rec = std::make_shared<BlockRecord>();
-      rec->kv.resize(llama_state_seq_get_size(ctx_, io_seq_));
+      auto rec = store_->NewRecord(llama_state_seq_get_size(ctx_, io_seq_));
       rec->kv.resize(llama_state_seq_get_data(ctx_, rec->kv.data(), rec->kv.size(), io_seq_));
       llama_memory_seq_rm(mem, io_seq_, -1, -1);
       rec->key = keys[i];
@@ -925,6 +948,9 @@ class Engine::Impl {
   int pad_seq_ = 0;  // scratch sequence for padding single-token batches
   int io_seq_ = 0;   // scratch sequence for saving and restoring blocks
   std::string fingerprint_;
+  std::shared_ptr<BufferPool> buffers_;  // the KV store's block buffers
+  std::thread prefault_;                 // fills buffers_ at load
+  std::atomic<bool> stop_prefault_{false};
   std::unique_ptr<KvStore> store_;
 };
 

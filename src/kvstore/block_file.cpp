@@ -19,42 +19,56 @@ std::string Hex64(uint64_t v) {
   return buf;
 }
 
-Status Bad(const std::string& why) { return Status::Corruption("bad KV block file: " + why); }
+Status Bad(const std::string& why) {
+  return Status::Corruption("bad KV block file: " + why);
+}
 
 }  // namespace
 
-std::vector<uint8_t> EncodeBlockFile(const BlockRecord& r) {
+void EncodeBlockFile(const BlockRecord& r, std::vector<uint8_t>* out) {
   const size_t tok_bytes = r.tokens.size() * sizeof(int32_t);
-  std::vector<uint8_t> data(tok_bytes + r.kv.size());
+  const size_t data_size = tok_bytes + r.kv.size();
+  // The header holds the data's checksum, whose hex form has a fixed width: the header is laid
+  // out with a placeholder first, the data written after it, then the real checksum put in.
+  auto header = [&](uint64_t checksum) {
+    json h = {{"tokens", {{"dtype", "I32"}, {"shape", {r.tokens.size()}}, {"data_offsets", {0, tok_bytes}}}},
+              {"kv", {{"dtype", "U8"}, {"shape", {r.kv.size()}}, {"data_offsets", {tok_bytes, data_size}}}},
+              {"__metadata__",
+               {{"format", kFormat},
+                {"format_version", kFormatVersion},
+                {"key", r.key.Hex()},
+                {"parent", r.parent.Hex()},
+                {"fingerprint", r.fingerprint},
+                {"kv_type", r.kv_type},
+                {"token_count", std::to_string(r.tokens.size())},
+                {"first_pos", std::to_string(r.first_pos)},
+                {"checksum", Hex64(checksum)}}}};
+    std::string text = h.dump();
+    text.append((8 - text.size() % 8) % 8, ' ');
+    return text;
+  };
+  const size_t h_size = header(0).size();
+  out->resize(8 + h_size + data_size);  // a reused buffer: no allocation once it has grown
+  uint8_t* data = out->data() + 8 + h_size;
   for (size_t i = 0; i < r.tokens.size(); ++i) {
     const auto v = static_cast<uint32_t>(r.tokens[i]);
     for (int b = 0; b < 4; ++b) data[i * 4 + b] = static_cast<uint8_t>(v >> (8 * b));
   }
-  if (!r.kv.empty()) std::memcpy(data.data() + tok_bytes, r.kv.data(), r.kv.size());
-  json header = {
-      {"tokens", {{"dtype", "I32"}, {"shape", {r.tokens.size()}}, {"data_offsets", {0, tok_bytes}}}},
-      {"kv", {{"dtype", "U8"}, {"shape", {r.kv.size()}}, {"data_offsets", {tok_bytes, tok_bytes + r.kv.size()}}}},
-      {"__metadata__",
-       {{"format", kFormat},
-        {"format_version", kFormatVersion},
-        {"key", r.key.Hex()},
-        {"parent", r.parent.Hex()},
-        {"fingerprint", r.fingerprint},
-        {"kv_type", r.kv_type},
-        {"token_count", std::to_string(r.tokens.size())},
-        {"first_pos", std::to_string(r.first_pos)},
-        {"checksum", Hex64(Checksum64(data.data(), data.size()))}}}};
-  std::string h = header.dump();
-  h.append((8 - h.size() % 8) % 8, ' ');
-  std::vector<uint8_t> out(8 + h.size() + data.size());
+  if (!r.kv.empty()) std::memcpy(data + tok_bytes, r.kv.data(), r.kv.size());
+  const std::string h = header(Checksum64(data, data_size));
   const uint64_t n = h.size();
-  for (int b = 0; b < 8; ++b) out[b] = static_cast<uint8_t>(n >> (8 * b));
-  std::memcpy(out.data() + 8, h.data(), h.size());
-  std::memcpy(out.data() + 8 + h.size(), data.data(), data.size());
+  for (int b = 0; b < 8; ++b) (*out)[b] = static_cast<uint8_t>(n >> (8 * b));
+  std::memcpy(out->data() + 8, h.data(), h.size());
+}
+
+std::vector<uint8_t> EncodeBlockFile(const BlockRecord& r) {
+  std::vector<uint8_t> out;
+  EncodeBlockFile(r, &out);
   return out;
 }
 
-StatusOr<BlockRecord> DecodeBlockFile(std::span<const uint8_t> bytes, const std::string& expect_fingerprint) {
+StatusOr<BlockRecord> DecodeBlockFile(std::span<const uint8_t> bytes, const std::string& expect_fingerprint,
+                                      BufferPool* buffers) {
   if (bytes.size() < 8) return Bad("truncated (no header length)");
   uint64_t n = 0;
   for (int b = 0; b < 8; ++b) n |= static_cast<uint64_t>(bytes[b]) << (8 * b);
@@ -99,7 +113,13 @@ StatusOr<BlockRecord> DecodeBlockFile(std::span<const uint8_t> bytes, const std:
       for (int b = 0; b < 4; ++b) v |= static_cast<uint32_t>(bytes[data_start + i * 4 + b]) << (8 * b);
       r.tokens[i] = static_cast<int32_t>(v);
     }
-    r.kv.assign(bytes.data() + data_start + k0, bytes.data() + bytes.size());
+    const uint8_t* kv_bytes = bytes.data() + data_start + k0;
+    if (buffers) {
+      r.kv = buffers->Take(k1 - k0);
+      if (k1 > k0) std::memcpy(r.kv.data(), kv_bytes, k1 - k0);
+    } else {
+      r.kv.assign(kv_bytes, kv_bytes + (k1 - k0));
+    }
     return r;
   } catch (const std::exception& e) {
     return Bad(std::string("malformed header: ") + e.what());

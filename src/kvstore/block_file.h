@@ -23,6 +23,7 @@
 
 #include "core/status.h"
 #include "kvstore/block_key.h"
+#include "kvstore/buffer_pool.h"
 
 namespace kvault {
 
@@ -38,8 +39,12 @@ struct BlockRecord {
 };
 
 std::vector<uint8_t> EncodeBlockFile(const BlockRecord& record);
+// The same into `out`, reusing its memory (the I/O thread's write buffer).
+void EncodeBlockFile(const BlockRecord& record, std::vector<uint8_t>* out);
 
 // `expect_fingerprint`: the running model's; a file of another model is Corruption.
-StatusOr<BlockRecord> DecodeBlockFile(std::span<const uint8_t> bytes, const std::string& expect_fingerprint);
+// `buffers`: where the record's KV buffer comes from (else new memory).
+StatusOr<BlockRecord> DecodeBlockFile(std::span<const uint8_t> bytes, const std::string& expect_fingerprint,
+                                      BufferPool* buffers = nullptr);
 
 }  // namespace kvault

@@ -11,7 +11,27 @@
 
 namespace kvault {
 
-KvStore::KvStore(const KvStoreOptions& options) : options_(options) {}
+KvStore::KvStore(const KvStoreOptions& options)
+    : options_(options), buffers_(options.buffers ? options.buffers : std::make_shared<BufferPool>(64ull << 20)) {}
+
+namespace {
+
+// Gives a record's buffer back to the pool when its last reference goes.
+struct Recycle {
+  std::shared_ptr<BufferPool> pool;
+  void operator()(BlockRecord* r) const {
+    pool->Give(std::move(r->kv));
+    delete r;
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<BlockRecord> KvStore::NewRecord(size_t kv_bytes) {
+  std::shared_ptr<BlockRecord> r(new BlockRecord, Recycle{buffers_});
+  r->kv = buffers_->Take(kv_bytes);
+  return r;
+}
 
 StatusOr<std::unique_ptr<KvStore>> KvStore::Open(const KvStoreOptions& options) {
   std::unique_ptr<KvStore> store(new KvStore(options));
@@ -136,7 +156,8 @@ void KvStore::Put(std::shared_ptr<const BlockRecord> record) {
 
 void KvStore::WriteBlock(const std::shared_ptr<const BlockRecord>& record) {
   if (options_.slow_write_ms) std::this_thread::sleep_for(std::chrono::milliseconds(options_.slow_write_ms));
-  Status s = disk_->Write(record->key, EncodeBlockFile(*record));
+  EncodeBlockFile(*record, &write_buf_);
+  Status s = disk_->Write(record->key, write_buf_);
   bool recovered;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -249,7 +270,7 @@ std::shared_ptr<const BlockRecord> KvStore::LoadFromDisk(const BlockKey& key) {
   if (!disk_ || !disk_->Contains(key)) return nullptr;
   auto n = disk_->ReadInto(key, &read_buf_);
   if (!n.ok()) return nullptr;
-  auto rec = DecodeBlockFile(std::span<const uint8_t>(read_buf_.data(), *n), options_.fingerprint);
+  auto rec = DecodeBlockFile(std::span<const uint8_t>(read_buf_.data(), *n), options_.fingerprint, buffers_.get());
   if (!rec.ok()) {
     disk_->Quarantine(key, rec.status().message());
     return nullptr;
@@ -258,7 +279,7 @@ std::shared_ptr<const BlockRecord> KvStore::LoadFromDisk(const BlockKey& key) {
     disk_->Quarantine(key, "file name and key differ");
     return nullptr;
   }
-  return std::make_shared<const BlockRecord>(std::move(rec.value()));
+  return std::shared_ptr<const BlockRecord>(new BlockRecord(std::move(rec.value())), Recycle{buffers_});
 }
 
 std::shared_ptr<const BlockRecord> KvStore::Fetch(const BlockKey& key, bool disk, bool* from_disk) {
@@ -461,6 +482,7 @@ KvStoreStats KvStore::stats() const {
     st.disk_hits = disk_hits_;
     st.misses = misses_;
     st.pending_writes = pending_.size();
+    st.spare_buffer_bytes = buffers_->spare_bytes();
     st.persistence.failing = failing_.load(std::memory_order_relaxed);
     st.persistence.last_error = disk_error_;
     if (st.persistence.failing) {

@@ -31,6 +31,7 @@
 #include "core/status.h"
 #include "kvstore/agent_registry.h"
 #include "kvstore/block_file.h"
+#include "kvstore/buffer_pool.h"
 #include "kvstore/disk_tier.h"
 
 namespace kvault {
@@ -42,6 +43,9 @@ struct KvStoreOptions {
   std::string fingerprint;            // the model and KV configuration (see kvstore/fingerprint.h)
   uint32_t slow_write_ms = 0;         // fault injection (tests): each block write first sleeps this long
   uint32_t probe_interval_ms = 2000;  // while writes fail: how often the I/O thread tries again
+  // Where block buffers come from and go back to (see buffer_pool.h); null: a pool of its own
+  // that keeps up to 64 MiB of spare buffers.
+  std::shared_ptr<BufferPool> buffers;
 };
 
 // Whether blocks reach the disk. When a write fails (disk full, read-only, I/O error) the store
@@ -69,6 +73,7 @@ struct KvStoreStats {
   uint64_t disk_hits = 0;
   uint64_t misses = 0;
   uint64_t pending_writes = 0;
+  uint64_t spare_buffer_bytes = 0;  // block buffers ready for reuse (buffer_pool.h)
   DiskTierStats disk;
   bool persistent = false;
   PersistenceHealth persistence;
@@ -111,6 +116,9 @@ class KvStore {
   bool Has(const BlockKey& key) const;
   // From RAM only; nullptr when not there.
   std::shared_ptr<const BlockRecord> GetRam(const BlockKey& key);
+  // A record whose `kv` has `kv_bytes` bytes of recycled memory; the buffer goes back to the
+  // store's pool when the record's last reference is dropped. For blocks to Put.
+  std::shared_ptr<BlockRecord> NewRecord(size_t kv_bytes);
   // Adds a new block: into RAM now, onto disk in the background.
   void Put(std::shared_ptr<const BlockRecord> record);
   // Fetches what `request` names from RAM or disk on the I/O thread (a stored block whose tokens
@@ -154,7 +162,8 @@ class KvStore {
   PartialBlock FindPartial(const PrefetchRequest& request, size_t blocks, size_t min_len, bool disk);
   // From RAM, else (with `disk`, I/O thread only) from disk into RAM; nullptr when neither has it.
   std::shared_ptr<const BlockRecord> Fetch(const BlockKey& key, bool disk, bool* from_disk);
-  std::vector<uint8_t> read_buf_;  // the I/O thread's file buffer, reused across reads
+  std::vector<uint8_t> read_buf_;   // the I/O thread's file buffers, reused across reads
+  std::vector<uint8_t> write_buf_;  // and writes (fresh memory costs page faults: buffer_pool.h)
   void IoLoop();
   // I/O thread: writes one block; notes the result (failure, or recovery and backfill).
   void WriteBlock(const std::shared_ptr<const BlockRecord>& record);
@@ -167,6 +176,7 @@ class KvStore {
   void ProbeDisk();
 
   KvStoreOptions options_;
+  std::shared_ptr<BufferPool> buffers_;  // shared with the records' deleters, which may outlive the store
   std::unique_ptr<DiskTier> disk_;
   std::unique_ptr<AgentRegistry> agents_;
 

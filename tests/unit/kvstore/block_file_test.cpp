@@ -31,6 +31,21 @@ TEST(BlockFileTest, RoundTrip) {
   EXPECT_EQ(back->kv_type, "f16");
 }
 
+TEST(BlockFileTest, ReusedBuffersGiveTheSameBytes) {
+  const BlockRecord r = Sample();
+  std::vector<uint8_t> out(50000, 0xAB);  // a larger, dirty buffer from an earlier write
+  EncodeBlockFile(r, &out);
+  EXPECT_EQ(out, EncodeBlockFile(r));
+  BufferPool pool(1 << 20);
+  std::vector<uint8_t> kv(r.kv.size(), 0xCD);
+  const uint8_t* memory = kv.data();
+  pool.Give(std::move(kv));
+  auto back = DecodeBlockFile(out, "fp", &pool);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->kv, r.kv);
+  EXPECT_EQ(back->kv.data(), memory);  // decoded into the pool's buffer
+}
+
 TEST(BlockFileTest, IsAValidSafetensorsFile) {
   auto bytes = EncodeBlockFile(Sample());
   uint64_t n = 0;

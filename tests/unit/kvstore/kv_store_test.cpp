@@ -274,6 +274,31 @@ TEST(KvStorePartialTest, TailsSurviveARestartAndABadTailFileIsAMiss) {
   EXPECT_EQ(store->stats().disk.quarantined, 1u);
 }
 
+TEST(KvStoreTest, BuffersOfBlocksThatLeaveRamAreReused) {
+  const auto dir = testing::ScratchDir("kv-store-buffers");
+  Chain c;
+  auto store = OpenStore(dir);
+  auto r = store->NewRecord(4096);
+  EXPECT_EQ(r->kv.size(), 4096u);
+  const auto model = c.Record(0);
+  r->key = model->key;
+  r->parent = model->parent;
+  r->tokens = model->tokens;
+  r->fingerprint = "fp";
+  store->Put(r);
+  r.reset();
+  EXPECT_EQ(store->stats().spare_buffer_bytes, 0u);
+  EXPECT_EQ(store->EvictFromRam({c.keys[0]}), 1u);  // written, then dropped from RAM: given back
+  const uint64_t spare = store->stats().spare_buffer_bytes;
+  EXPECT_GE(spare, 4096u);
+  auto p = Wait(store->StartPrefetch(c.Request()));  // read back from disk into a spare buffer
+  ASSERT_EQ(p->records.size(), 1u);
+  EXPECT_LT(store->stats().spare_buffer_bytes, spare);
+  p.reset();
+  EXPECT_EQ(store->EvictFromRam({c.keys[0]}), 1u);
+  EXPECT_EQ(store->stats().spare_buffer_bytes, spare);  // and back again
+}
+
 TEST(KvStoreTest, OtherModelsFilesAreNotLoaded) {
   const auto dir = testing::ScratchDir("kv-store-foreign");
   Chain c;

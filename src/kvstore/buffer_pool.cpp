@@ -1,0 +1,63 @@
+#include "kvstore/buffer_pool.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace kvault {
+
+std::vector<uint8_t> BufferPool::Take(size_t size) {
+  std::vector<uint8_t> out;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t best = spare_.size();
+    for (size_t i = 0; i < spare_.size(); ++i) {
+      const size_t cap = spare_[i].capacity();
+      if (cap >= size && (best == spare_.size() || cap < spare_[best].capacity())) best = i;
+    }
+    if (best < spare_.size()) {
+      out = std::move(spare_[best]);
+      spare_[best] = std::move(spare_.back());
+      spare_.pop_back();
+      spare_bytes_ -= out.capacity();
+      ++reused_;
+    }
+  }
+  out.resize(size);  // within the capacity: no allocation; a new buffer is zero-filled
+  return out;
+}
+
+void BufferPool::Give(std::vector<uint8_t> buffer) {
+  if (buffer.capacity() == 0) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (spare_bytes_ + buffer.capacity() > max_spare_) return;  // freed as it goes out of scope
+  spare_bytes_ += buffer.capacity();
+  spare_.push_back(std::move(buffer));
+}
+
+size_t BufferPool::Prefault(size_t size, uint64_t bytes, const std::atomic<bool>* stop) {
+  size_t added = 0;
+  while (size > 0 && !(stop && stop->load(std::memory_order_relaxed))) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (spare_bytes_ + size > std::min(bytes, max_spare_)) break;
+    }
+    std::vector<uint8_t> buffer(size);  // value-initialised: every page written, so faulted in
+    std::lock_guard<std::mutex> lock(mu_);
+    spare_bytes_ += buffer.capacity();
+    spare_.push_back(std::move(buffer));
+    ++added;
+  }
+  return added;
+}
+
+uint64_t BufferPool::spare_bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return spare_bytes_;
+}
+
+uint64_t BufferPool::reused() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return reused_;
+}
+
+}  // namespace kvault
