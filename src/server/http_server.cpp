@@ -222,6 +222,7 @@ void HttpServer::RegisterRoutes() {
                         {"fingerprint", engine->info().fingerprint},
                         {"ram_blocks", ks.ram_blocks},
                         {"ram_bytes", ks.ram_bytes},
+                        {"spare_buffer_bytes", ks.spare_buffer_bytes},
                         {"disk_blocks", ks.disk.blocks},
                         {"disk_bytes", ks.disk.bytes},
                         {"pending_writes", ks.pending_writes},
