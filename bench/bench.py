@@ -348,7 +348,7 @@ def resume(kvault_argv, server_argv, contexts, reps):
     """Next-turn latency (1 token answered) by where the agent's KV is."""
     out = {"kvault": {}, "llama-server": {}}
     for words in contexts:
-        k = {"cold": [], "resident": [], "ram": [], "restart": []}
+        k = {"cold": [], "resident": [], "ram": [], "restart": [], "disk": [], "load_mb_s": []}
         l = {"cold": [], "resident": [], "restart": []}
         tokens = 0
         for rep in range(reps):
@@ -380,9 +380,22 @@ def resume(kvault_argv, server_argv, contexts, reps):
                 k["restart"].append(t)
             finally:
                 srv.stop()
+            # Once more, with the block files out of the OS page cache: read from the disk itself.
+            # Load throughput: what the I/O thread read over its time fetching (read, check, copy).
+            drop_from_page_cache(cache_dir)
+            srv = Server(argv, "kvault-resume")
+            try:
+                r, t = chat(srv.port, turns[3], 1)
+                assert r["cache"]["disk_tokens"] > 0, r["cache"]
+                k["disk"].append(t)
+                ks = get_json(srv.port, "/health")["kv_store"]
+                k["load_mb_s"].append(ks["bytes_read"] / 1e6 / max(ks["fetch_seconds"], 1e-9))
+            finally:
+                srv.stop()
                 shutil.rmtree(cache_dir, ignore_errors=True)
             log(f"kvault resume {tokens} tokens rep={rep}: cold {k['cold'][-1]:.2f}s resident {k['resident'][-1]:.2f}s "
-                f"ram {k['ram'][-1]:.2f}s restart {k['restart'][-1]:.2f}s")
+                f"ram {k['ram'][-1]:.2f}s restart {k['restart'][-1]:.2f}s from disk {k['disk'][-1]:.2f}s "
+                f"({k['load_mb_s'][-1]:.0f} MB/s)")
             if server_argv:
                 srv = Server(server_argv, "llama-server")
                 try:
@@ -641,6 +654,15 @@ def index_scan(kvault, n_files, reps):
     shutil.rmtree(root, ignore_errors=True)
     log(f"index scan of {n_files} files: {statistics.median(times):.2f}s")
     return {"files": n_files, "seconds": stats(times)}
+
+
+def drop_from_page_cache(directory):
+    """Evicts every file below `directory` from the OS page cache (no root needed)."""
+    for root, _, files in os.walk(directory):
+        for name in files:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.close(fd)
 
 
 def disk_bandwidth(directory, size_mb=256):
@@ -946,18 +968,30 @@ def render_markdown(r, images=None):
                   "An agent with a long conversation sends its next turn (a few new tokens; 1 token answered). "
                   "kvault: cold (nothing cached), while its sequence is resident, after other agents pushed it "
                   "out of the pool (restored from the RAM tier), and after a server restart (restored from "
-                  "disk; the file pages may still be in the OS page cache). llama-server: cold, resident "
-                  "(`cache_prompt`), after a restart (it keeps nothing). Seconds, median [min–max].", "",
-                  "| context tokens | kvault cold | resident | RAM | restart (disk) | cold / restart | "
-                  "llama-server cold | resident | restart |", "|---|---|---|---|---|---|---|---|---|"]
+                  "disk; the file pages may still be in the OS page cache), and after a restart with its block "
+                  "files evicted from the page cache (`posix_fadvise(DONTNEED)`: read from the disk itself). "
+                  "llama-server: cold, resident (`cache_prompt`), after a restart (it keeps nothing). Seconds, "
+                  "median [min–max].", "",
+                  "| context tokens | kvault cold | resident | RAM | restart | restart, from the disk itself | "
+                  "cold / restart | llama-server cold | resident | restart |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for n, kv in rs["kvault"].items():
             ls = rs.get("llama-server", {}).get(n, {})
             def cell(v):
                 return span(v) if v else "—"
             speedup = kv["cold"]["median"] / kv["restart"]["median"]
             lines.append(f"| {n} | {cell(kv['cold'])} | {cell(kv['resident'])} | {cell(kv['ram'])} | "
-                         f"{cell(kv['restart'])} | {speedup:.0f}× | {cell(ls.get('cold'))} | "
+                         f"{cell(kv['restart'])} | {cell(kv.get('disk'))} | {speedup:.0f}× | {cell(ls.get('cold'))} | "
                          f"{cell(ls.get('resident'))} | {cell(ls.get('restart'))} |")
+        loads = [(n, kv["load_mb_s"]) for n, kv in rs["kvault"].items() if kv.get("load_mb_s")]
+        if loads:
+            d = rs.get("disk") or {}
+            lines += ["", "Load throughput from the disk itself (block bytes read / the I/O thread's time fetching "
+                      "them, which includes verifying the checksum and copying into RAM-tier memory; `/health` "
+                      "`kv_store.bytes_read` and `fetch_seconds`): " +
+                      "; ".join(f"{n} tokens {span(v, 0, ' MB/s')}" for n, v in loads) +
+                      (f". The disk's own sequential read, same run: {d['read_mb_s']:.0f} MB/s "
+                       f"({d['size_mb']} MB file, page cache dropped first)." if d else ".")]
         lines.append("")
         lines += image("resume", "Next-turn TTFT vs context tokens, by path")
     rr = r.get("roundrobin")
@@ -997,6 +1031,10 @@ def render_markdown(r, images=None):
                               f"(p95 {l['warm_ttft_s']['p95'] / k['warm_ttft_s']['p95']:.1f}×)")
         if faster:
             lines += ["", "Next-turn TTFT p50, llama-server / kvault: " + "; ".join(faster) + "."]
+        dates = {n: runs[n].get("config", {}).get("date") for n in runs}
+        if len(set(dates.values())) > 1:  # rows measured in different runs (each pair in one run)
+            lines += ["", "Measured in separate runs, each kvault row next to its llama-server row: " +
+                      "; ".join(f"{n} agents {dates[n]}" for n in sorted(runs, key=int)) + "."]
         note = rr_note(runs)
         if note and not r.get("smoke"):
             lines += ["", note]
@@ -1251,6 +1289,7 @@ def main():
             ls_argv = [os.path.join(tools, "llama-server"), "-m", model, "-t", str(args.threads), "-c", "16384",
                        "-np", "1", "--host", "127.0.0.1"]
         r["resume"] = resume(kv_argv, ls_argv, [200] if smoke else [2000, 4000, 8000], reps)
+        r["resume"]["disk"] = disk_bandwidth(CACHE, 16 if smoke else 256)
     if "swap" in suites:
         log("suite: model swap")
         r["swap"] = swap(args.kvault, model, ensure_model(args.kvault, size, 43), tools, args.threads,

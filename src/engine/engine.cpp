@@ -9,6 +9,9 @@
 #include <optional>
 #include <thread>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include "common.h"
 #include "engine/kv_pool.h"
 #include "engine/step_planner.h"
@@ -140,8 +143,14 @@ class Engine::Impl {
           std::min<uint64_t>(opt_.ram_cache_mib << 20, (ctx / opt_.block_tokens + 1) * block_bytes);
       buffers_ = std::make_shared<BufferPool>(std::max<uint64_t>(prefault, 64ull << 20));
       prefault_ = std::thread([pool = buffers_, block_bytes, prefault, stop = &stop_prefault_] {
+        setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);  // like the I/O thread: below decoding
         const auto t0 = Clock::now();
-        const size_t n = pool->Prefault(block_bytes, prefault, stop);
+        size_t n = 0;
+        try {
+          n = pool->Prefault(block_bytes, prefault, stop);
+        } catch (const std::bad_alloc&) {
+          spdlog::warn("kv store: could not allocate block buffers ahead of time; they will be allocated as needed");
+        }
         spdlog::info("kv store: {} block buffers ({:.0f} MiB) ready in {:.0f} ms", n,
                      static_cast<double>(n * block_bytes) / (1 << 20),
                      std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
@@ -627,7 +636,8 @@ class Engine::Impl {
     const size_t pos = b * bt;
     const size_t min_len = static_cast<size_t>(s.n_past) > pos ? static_cast<size_t>(s.n_past) - pos + 1 : 1;
     PartialBlock partial;
-    if (const Prefetch* p = w.prefetch.get(); p && p->partial.record && p->partial.record->first_pos == pos) {
+    if (const Prefetch* p = w.prefetch.get();
+        p && p->partial.record && p->partial.record->first_pos == pos && p->partial.tokens >= min_len) {
       partial = p->partial;  // found after the same blocks
     } else if (w.fetch) {
       partial = store_->FindPartialInRam(*w.fetch, b, min_len);

@@ -1,6 +1,6 @@
 // AgentRegistry: what the KV store knows about named agents (X-Agent-Id, or the API's user
-// field): each agent's latest block chain (its last conversation, prompt and answer, in full
-// blocks), token count, turns and last use. Agents are scoped by tenant: two tenants' "planner"
+// field): each agent's latest block chain (its last conversation, prompt and answer: full
+// blocks and the partial last one), token count, turns and last use. Agents are scoped by tenant: two tenants' "planner"
 // are two agents.
 //
 // The records are small JSON files under <cache>/<fingerprint>/agents/, named by a hash of
@@ -25,8 +25,8 @@ namespace kvault {
 struct AgentRecord {
   std::string tenant;  // "" without API keys
   std::string id;
-  std::vector<BlockKey> chain;  // the latest conversation's full blocks, in order
-  uint32_t tokens = 0;          // tokens of that conversation (the chain covers the full blocks)
+  std::vector<BlockKey> chain;  // the latest conversation's blocks, in order (the last may be a tail block)
+  uint32_t tokens = 0;          // tokens of that conversation (the chain covers them all)
   uint64_t turns = 0;
   int64_t last_use_ms = 0;      // unix time, milliseconds
 };

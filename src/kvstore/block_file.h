@@ -35,7 +35,8 @@ struct BlockRecord {
   uint32_t first_pos = 0;   // position of the first token
   std::vector<int32_t> tokens;
   std::vector<uint8_t> kv;
-  size_t ByteSize() const { return kv.size() + tokens.size() * sizeof(int32_t) + 256; }
+  // Memory it holds (its KV buffer may be a recycled one larger than its bytes).
+  size_t ByteSize() const { return kv.capacity() + tokens.size() * sizeof(int32_t) + 256; }
 };
 
 std::vector<uint8_t> EncodeBlockFile(const BlockRecord& record);

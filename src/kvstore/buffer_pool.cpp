@@ -11,12 +11,14 @@ std::vector<uint8_t> BufferPool::Take(size_t size) {
     std::lock_guard<std::mutex> lock(mu_);
     size_t best = spare_.size();
     for (size_t i = 0; i < spare_.size(); ++i) {
+      // Big enough, and not wasting more than half of itself (a small tail block takes new memory
+      // rather than pinning a whole block's buffer).
       const size_t cap = spare_[i].capacity();
-      if (cap >= size && (best == spare_.size() || cap < spare_[best].capacity())) best = i;
+      if (cap >= size && cap / 2 <= size && (best == spare_.size() || cap < spare_[best].capacity())) best = i;
     }
     if (best < spare_.size()) {
-      out = std::move(spare_[best]);
-      spare_[best] = std::move(spare_.back());
+      std::swap(spare_[best], spare_.back());
+      out = std::move(spare_.back());
       spare_.pop_back();
       spare_bytes_ -= out.capacity();
       ++reused_;
@@ -26,12 +28,15 @@ std::vector<uint8_t> BufferPool::Take(size_t size) {
   return out;
 }
 
-void BufferPool::Give(std::vector<uint8_t> buffer) {
+void BufferPool::Give(std::vector<uint8_t> buffer) noexcept {
   if (buffer.capacity() == 0) return;
   std::lock_guard<std::mutex> lock(mu_);
   if (spare_bytes_ + buffer.capacity() > max_spare_) return;  // freed as it goes out of scope
-  spare_bytes_ += buffer.capacity();
-  spare_.push_back(std::move(buffer));
+  try {
+    spare_.push_back(std::move(buffer));
+    spare_bytes_ += spare_.back().capacity();
+  } catch (const std::bad_alloc&) {  // called from deleters: never throws; the buffer is freed
+  }
 }
 
 size_t BufferPool::Prefault(size_t size, uint64_t bytes, const std::atomic<bool>* stop) {

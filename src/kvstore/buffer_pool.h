@@ -24,11 +24,11 @@ class BufferPool {
   // Keeps at most `max_spare_bytes` of capacity in spare buffers; more is freed.
   explicit BufferPool(uint64_t max_spare_bytes) : max_spare_(max_spare_bytes) {}
 
-  // A buffer of `size` bytes (contents unspecified): a spare one whose capacity is enough, the
-  // smallest such, or a new one.
+  // A buffer of `size` bytes (contents unspecified): the smallest spare one whose capacity is
+  // enough but not more than twice that, or a new one.
   std::vector<uint8_t> Take(size_t size);
-  // Takes back a buffer no one uses any more.
-  void Give(std::vector<uint8_t> buffer);
+  // Takes back a buffer no one uses any more. Never throws (record deleters call it).
+  void Give(std::vector<uint8_t> buffer) noexcept;
   // Adds spare buffers of `size` bytes, every page touched, while the spare capacity stays within
   // `bytes` and the limit, or until `*stop`. Returns how many were added.
   size_t Prefault(size_t size, uint64_t bytes, const std::atomic<bool>* stop = nullptr);

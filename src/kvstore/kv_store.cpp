@@ -282,11 +282,13 @@ std::shared_ptr<const BlockRecord> KvStore::LoadFromDisk(const BlockKey& key) {
   return std::shared_ptr<const BlockRecord>(new BlockRecord(std::move(rec.value())), Recycle{buffers_});
 }
 
-std::shared_ptr<const BlockRecord> KvStore::Fetch(const BlockKey& key, bool disk, bool* from_disk) {
+std::shared_ptr<const BlockRecord> KvStore::Fetch(const BlockKey& key, bool disk, const Fits& fits,
+                                                  bool* from_disk) {
   *from_disk = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (auto it = ram_.find(key); it != ram_.end()) {
+      if (!fits(*it->second.record)) return nullptr;  // a hash collision: not this block
       ram_lru_.splice(ram_lru_.end(), ram_lru_, it->second.lru);
       return it->second.record;
     }
@@ -294,44 +296,71 @@ std::shared_ptr<const BlockRecord> KvStore::Fetch(const BlockKey& key, bool disk
   if (!disk) return nullptr;
   auto r = LoadFromDisk(key);
   if (!r) return nullptr;
+  if (!fits(*r)) {  // a hash collision or a mislabelled file: never kept, never used
+    disk_->Quarantine(key, "tokens or position differ from the key's");
+    return nullptr;
+  }
   std::lock_guard<std::mutex> lock(mu_);
   RamInsertLocked(r);
   *from_disk = true;
   return r;
 }
 
-PartialBlock KvStore::FindPartial(const PrefetchRequest& req, size_t blocks, size_t min_len, bool disk) {
+namespace {
+
+// How many tokens a partial block after `blocks` full blocks must hold to reach beyond the
+// resident ones.
+size_t MinPartial(const PrefetchRequest& req, size_t blocks) {
+  const size_t at = blocks * req.block_tokens;
+  return req.resident > at ? req.resident - at + 1 : 1;
+}
+
+}  // namespace
+
+PartialBlock KvStore::FindPartial(const PrefetchRequest& req, size_t blocks, size_t min_len, bool disk,
+                                  bool on_disk_only) {
   const std::vector<int32_t>& toks = *req.tokens;
   const size_t pos = blocks * req.block_tokens;
-  if (req.block_tokens < 2 || pos >= toks.size()) return {};
+  if (req.block_tokens < 2 || pos >= toks.size() || blocks > req.keys.size()) return {};
   const std::span<const int32_t> rest(toks.data() + pos, std::min<size_t>(req.block_tokens - 1, toks.size() - pos));
   min_len = std::max<size_t>(min_len, 1);
   if (min_len > rest.size()) return {};
   const BlockKey& parent = blocks == 0 ? req.salt : req.keys[blocks - 1];
+  const bool has_hint = req.hint.size() > blocks && (blocks == 0 || req.hint[blocks - 1] == parent);
+  const std::vector<BlockKey> tails = TailBlockKeys(parent, rest.data(), rest.size());
+  if (on_disk_only) {  // only asks whether a candidate is on disk (nothing fetched)
+    PartialBlock probe;
+    for (size_t k = rest.size(); k >= min_len && !probe.from_disk; --k) probe.from_disk = disk_ && disk_->Contains(tails[k - 1]);
+    if (has_hint && disk_ && disk_->Contains(req.hint[blocks])) probe.from_disk = true;
+    return probe;
+  }
   auto count_hit = [&](PartialBlock found) {
     std::lock_guard<std::mutex> lock(mu_);
     ++(found.from_disk ? disk_hits_ : ram_hits_);
     return found;
   };
   // A tail block that the request continues: the longest.
-  const std::vector<BlockKey> tails = TailBlockKeys(parent, rest.data(), rest.size());
   for (size_t k = rest.size(); k >= min_len; --k) {
     if (!Has(tails[k - 1])) continue;
     bool from_disk = false;
-    auto r = Fetch(tails[k - 1], disk, &from_disk);
-    if (!r) continue;
-    if (r->tokens.size() != k || !std::equal(r->tokens.begin(), r->tokens.end(), rest.begin())) {
-      // A hash collision or a mislabelled file: not this tail.
-      if (from_disk) disk_->Quarantine(tails[k - 1], "tokens differ from the key's");
-      continue;
-    }
-    return count_hit({r, k, from_disk});
+    auto r = Fetch(tails[k - 1], disk,
+                   [&](const BlockRecord& b) {
+                     return b.tokens.size() == k && b.first_pos == pos &&
+                            std::equal(b.tokens.begin(), b.tokens.end(), rest.begin());
+                   },
+                   &from_disk);
+    if (r) return count_hit({r, k, from_disk});
   }
   // The agent's own block at this position, as far as the request shares its tokens.
-  if (req.hint.size() > blocks && (blocks == 0 || req.hint[blocks - 1] == parent)) {
+  if (has_hint) {
     bool from_disk = false;
-    auto r = Fetch(req.hint[blocks], disk, &from_disk);
-    if (r && r->parent == parent && r->first_pos == pos) {
+    auto r = Fetch(req.hint[blocks], disk,
+                   [&](const BlockRecord& b) {
+                     return b.parent == parent && b.first_pos == pos && !b.tokens.empty() &&
+                            b.tokens.size() <= req.block_tokens;
+                   },
+                   &from_disk);
+    if (r) {
       const size_t n = std::min(r->tokens.size(), toks.size() - pos);
       const auto mine = toks.begin() + static_cast<long>(pos);
       const auto end = std::mismatch(r->tokens.begin(), r->tokens.begin() + static_cast<long>(n), mine).first;
@@ -349,27 +378,31 @@ PartialBlock KvStore::FindPartialInRam(const PrefetchRequest& req, size_t blocks
 std::shared_ptr<Prefetch> KvStore::StartPrefetch(std::shared_ptr<const PrefetchRequest> req) {
   auto p = std::make_shared<Prefetch>();
   p->first = req->first;
-  const size_t bt = req->block_tokens;
-  const size_t pos = req->keys.size() * bt;
-  const size_t reach = std::min(pos + bt - 1, req->tokens->size());  // the furthest a partial block reaches
-  if (req->first >= req->keys.size() && req->resident >= reach) {
-    p->done.store(true, std::memory_order_release);  // nothing beyond the resident tokens to fetch
-    return p;
+  if (req->first >= req->keys.size()) {
+    // Every full block is resident: at most a partial block to fetch. From RAM here, at once; the
+    // I/O thread only when the disk alone has a candidate.
+    const size_t n = req->keys.size();
+    p->partial = FindPartial(*req, n, MinPartial(*req, n), /*disk=*/false);
+    if (p->partial.record || !FindPartial(*req, n, MinPartial(*req, n), false, /*on_disk_only=*/true).from_disk) {
+      p->done.store(true, std::memory_order_release);
+      return p;
+    }
   }
   Enqueue(
       [this, p, req = std::move(req)] {
+        const auto t0 = std::chrono::steady_clock::now();
         const size_t bt = req->block_tokens;
         const std::vector<int32_t>& toks = *req->tokens;
         size_t i = p->first;
         for (; i < req->keys.size(); ++i) {
           bool from_disk = false;
-          std::shared_ptr<const BlockRecord> r = Fetch(req->keys[i], /*disk=*/true, &from_disk);
           const auto begin = toks.begin() + static_cast<long>(i * bt);
-          if (r && (r->tokens.size() != bt || !std::equal(r->tokens.begin(), r->tokens.end(), begin))) {
-            // A hash collision or a mislabelled file.
-            if (from_disk) disk_->Quarantine(req->keys[i], "tokens differ from the key's");
-            r = nullptr;
-          }
+          std::shared_ptr<const BlockRecord> r = Fetch(
+              req->keys[i], /*disk=*/true,
+              [&](const BlockRecord& b) {
+                return b.tokens.size() == bt && b.first_pos == i * bt && std::equal(b.tokens.begin(), b.tokens.end(), begin);
+              },
+              &from_disk);
           std::lock_guard<std::mutex> lock(mu_);
           if (!r) {
             ++misses_;
@@ -379,8 +412,11 @@ std::shared_ptr<Prefetch> KvStore::StartPrefetch(std::shared_ptr<const PrefetchR
           p->records.push_back(std::move(r));
           p->from_disk.push_back(from_disk);
         }
-        const size_t at = i * bt;
-        p->partial = FindPartial(*req, i, req->resident > at ? req->resident - at + 1 : 1, /*disk=*/true);
+        p->partial = FindPartial(*req, i, MinPartial(*req, i), /*disk=*/true);
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          fetch_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        }
         p->done.store(true, std::memory_order_release);
       },
       /*read=*/true);
@@ -483,6 +519,7 @@ KvStoreStats KvStore::stats() const {
     st.misses = misses_;
     st.pending_writes = pending_.size();
     st.spare_buffer_bytes = buffers_->spare_bytes();
+    st.fetch_seconds = fetch_seconds_;
     st.persistence.failing = failing_.load(std::memory_order_relaxed);
     st.persistence.last_error = disk_error_;
     if (st.persistence.failing) {

@@ -74,6 +74,7 @@ struct KvStoreStats {
   uint64_t misses = 0;
   uint64_t pending_writes = 0;
   uint64_t spare_buffer_bytes = 0;  // block buffers ready for reuse (buffer_pool.h)
+  double fetch_seconds = 0;         // I/O thread time fetching blocks for requests (read, check, copy)
   DiskTierStats disk;
   bool persistent = false;
   PersistenceHealth persistence;
@@ -158,10 +159,14 @@ class KvStore {
   void RamInsertLocked(const std::shared_ptr<const BlockRecord>& r);
   // I/O thread only (it reuses read_buf_).
   std::shared_ptr<const BlockRecord> LoadFromDisk(const BlockKey& key);
-  // FindPartialInRam, and with `disk` also from disk (I/O thread only); counts the hit.
-  PartialBlock FindPartial(const PrefetchRequest& request, size_t blocks, size_t min_len, bool disk);
-  // From RAM, else (with `disk`, I/O thread only) from disk into RAM; nullptr when neither has it.
-  std::shared_ptr<const BlockRecord> Fetch(const BlockKey& key, bool disk, bool* from_disk);
+  // FindPartialInRam, and with `disk` also from disk (I/O thread only); counts the hit. With
+  // `on_disk_only`, fetches nothing and answers in `from_disk` whether the disk has a candidate.
+  PartialBlock FindPartial(const PrefetchRequest& request, size_t blocks, size_t min_len, bool disk,
+                           bool on_disk_only = false);
+  // From RAM, else (with `disk`, I/O thread only) from disk into RAM, if `fits` accepts it (a disk
+  // file it rejects is quarantined); nullptr otherwise.
+  using Fits = std::function<bool(const BlockRecord&)>;
+  std::shared_ptr<const BlockRecord> Fetch(const BlockKey& key, bool disk, const Fits& fits, bool* from_disk);
   std::vector<uint8_t> read_buf_;   // the I/O thread's file buffers, reused across reads
   std::vector<uint8_t> write_buf_;  // and writes (fresh memory costs page faults: buffer_pool.h)
   void IoLoop();
@@ -200,6 +205,7 @@ class KvStore {
   uint64_t persist_failures_ = 0, recoveries_ = 0;
   uint64_t dir_lost_seen_ = 0;
   uint64_t ram_hits_ = 0, disk_hits_ = 0, misses_ = 0;
+  double fetch_seconds_ = 0;
   std::condition_variable flushed_;
 
   // The I/O thread's work: reads (a waiting request's blocks) always before writes, so a request

@@ -230,6 +230,7 @@ void HttpServer::RegisterRoutes() {
                         {"misses", ks.misses},
                         {"bytes_written", ks.disk.write_bytes},
                         {"bytes_read", ks.disk.read_bytes},
+                        {"fetch_seconds", ks.fetch_seconds},
                         {"write_errors", ks.disk.write_errors},
                         {"quarantined", ks.disk.quarantined},
                         {"gc_deleted", ks.disk.gc_deleted},

@@ -27,6 +27,17 @@ TEST(BufferPoolTest, GivenBuffersAreReusedSmallestFirst) {
   EXPECT_EQ(pool.reused(), 2u);
 }
 
+TEST(BufferPoolTest, ASmallRequestDoesNotPinABigBuffer) {
+  BufferPool pool(1 << 20);
+  pool.Give(std::vector<uint8_t>(10000));
+  auto small = pool.Take(3000);  // would waste more than half of it: new memory
+  EXPECT_EQ(pool.reused(), 0u);
+  EXPECT_EQ(pool.spare_bytes(), 10000u);
+  auto half = pool.Take(5000);
+  EXPECT_EQ(pool.reused(), 1u);
+  EXPECT_EQ(half.capacity(), 10000u);
+}
+
 TEST(BufferPoolTest, SpareMemoryStaysWithinTheLimit) {
   BufferPool pool(3000);
   pool.Give(std::vector<uint8_t>(2000));

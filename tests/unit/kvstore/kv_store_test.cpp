@@ -130,6 +130,27 @@ TEST(KvStoreTest, CorruptFileIsAMissAndQuarantined) {
   EXPECT_FALSE(store->Has(c.keys[1]));
 }
 
+TEST(KvStoreTest, AMislabelledFileIsQuarantinedAndNeverKept) {
+  const auto dir = testing::ScratchDir("kv-store-mislabelled");
+  Chain c;
+  {
+    auto store = OpenStore(dir);
+    store->Put(c.Record(0));
+    auto wrong = std::make_shared<BlockRecord>(*c.Record(1));
+    wrong->tokens[2] = 7;  // the key of block 1, other tokens: a collision or a tampered file
+    store->Put(wrong);
+    store->Flush();
+  }
+  auto store = OpenStore(dir);
+  auto p = Wait(store->StartPrefetch(c.Request()));
+  EXPECT_EQ(p->records.size(), 1u);
+  EXPECT_EQ(store->stats().disk.quarantined, 1u);
+  EXPECT_FALSE(store->Has(c.keys[1]));  // not in RAM either: the right block can be stored again
+  store->Put(c.Record(1));
+  p = Wait(store->StartPrefetch(c.Request()));
+  EXPECT_EQ(p->records.size(), 2u);  // blocks 0 (disk) and 1 (RAM); 2 was never stored
+}
+
 TEST(KvStoreTest, RamIsBoundedButDiskKeepsEverything) {
   const auto dir = testing::ScratchDir("kv-store-ram-bound");
   Chain c;
