@@ -1195,7 +1195,9 @@ def main():
     ap.add_argument("--plots-only", action="store_true",
                     help="run nothing: regenerate the plots and the markdown from the results JSON (--out-json)")
     ap.add_argument("--no-plots", action="store_true", help="no PNG plots")
-    ap.add_argument("--long", action="store_true", help="roundrobin also with 128 agents (about 80 min on 2 cores)")
+    ap.add_argument("--long", action="store_true",
+                    help="roundrobin also with 128 agents (about 80 min on 2 cores); resume also at 16K and 32K "
+                         "tokens of context (hours: cold prefill is quadratic)")
     ap.add_argument("--rr-agents", default=None, help="roundrobin agent counts (default 8,32; 8,32,128 with --long)")
     ap.add_argument("--rr-context", default=None,
                     help="roundrobin: each agent's context in tokens, system prompt included, MIN-MAX (default 2000-4000)")
@@ -1282,13 +1284,16 @@ def main():
 
     if "resume" in suites:
         log("suite: resume")
+        # --long adds 16K and 32K contexts (cold prefill of 32K tokens alone takes tens of minutes here).
+        contexts = [200] if smoke else [2000, 4000, 8000] + ([16000, 32000] if args.long else [])
+        pool, ctx = ("40960", "36864") if args.long else ("16384", "12288")
         kv_argv = [args.kvault, "serve", "--model", model, "--threads", str(args.threads), "--parallel", "1",
-                   "--resident-seqs", "1", "--pool-tokens", "16384", "--ctx-size", "12288", "--log-level", "warn"]
+                   "--resident-seqs", "1", "--pool-tokens", pool, "--ctx-size", ctx, "--log-level", "warn"]
         ls_argv = None
         if tools:
-            ls_argv = [os.path.join(tools, "llama-server"), "-m", model, "-t", str(args.threads), "-c", "16384",
+            ls_argv = [os.path.join(tools, "llama-server"), "-m", model, "-t", str(args.threads), "-c", pool,
                        "-np", "1", "--host", "127.0.0.1"]
-        r["resume"] = resume(kv_argv, ls_argv, [200] if smoke else [2000, 4000, 8000], reps)
+        r["resume"] = resume(kv_argv, ls_argv, contexts, reps)
         r["resume"]["disk"] = disk_bandwidth(CACHE, 16 if smoke else 256)
     if "swap" in suites:
         log("suite: model swap")
