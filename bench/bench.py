@@ -7,7 +7,7 @@
                     writes to a temporary directory and checks the output's shape
 
 Suites (see docs/benchmarks.md for what each measures):
-  decode   aggregate decode throughput with 1, 2, 4, 8, 16 concurrent agents, next to
+  decode   aggregate decode throughput with 1, 2, 3, 4, 5, 8, 16 concurrent agents, next to
            llama-batched-bench (S_TG) and llama-bench (tg) on the same model and threads
   ttft     time to first token of a short request while another agent's 4K-token prompt is being
            prefilled, kvault vs llama-server
@@ -521,8 +521,13 @@ def roundrobin(argv, name, n_agents, turns, system_words, ctx_range, gen_tokens,
             srv.stop()
     cold = [q for q in requests if q["turn"] == 0]
     warm = [q for q in requests if q["turn"] > 0]
+    def p50_per_run(qs):  # each run's own p50: their spread says how repeatable the run is
+        per = [percentile([q["ttft_s"] for q in qs if q["rep"] == rep], 50) for rep in range(reps)
+               if any(q["rep"] == rep for q in qs)]
+        return stats(per) if per else None
     return {"total_s": stats(totals), "cold_ttft_s": dist([q["ttft_s"] for q in cold]),
             "warm_ttft_s": dist([q["ttft_s"] for q in warm]),
+            "cold_p50_runs": p50_per_run(cold), "warm_p50_runs": p50_per_run(warm),
             "warm_cached_fraction": (sum(q["cached_tokens"] for q in warm) / max(1, sum(q["prompt_tokens"] for q in warm))),
             "mean_prompt_tokens": statistics.fmean(q["prompt_tokens"] for q in requests),
             "requests": requests}
@@ -998,8 +1003,14 @@ def render_markdown(r, images=None):
     if rr and rr.get("runs"):
         runs = rr["runs"]
         c = runs[sorted(runs, key=int)[0]]["config"]
-        def pp(v):
-            return f"{v['p50']:.2f} / {v['p95']:.2f}" if v else "—"
+        def pp(v, runs_p50=None):
+            if not v:
+                return "—"
+            spread = (f" (each run's p50: {runs_p50['min']:.2f}–{runs_p50['max']:.2f})"
+                      if runs_p50 and runs_p50["n"] > 1 else "")
+            return f"{v['p50']:.2f} / {v['p95']:.2f}{spread}"
+        def total(t):
+            return f"{t['median']:.1f}" + (f" [{t['min']:.1f}–{t['max']:.1f}]" if t.get("n", 1) > 1 else "")
         lines += ["## Many agents taking turns (round robin)", "",
                   f"N agents share a ~{c['system_words']}-word system prompt; each has {c['context'][0]}–"
                   f"{c['context'][1]} tokens of context in all (system prompt included). They take turns in "
@@ -1011,8 +1022,10 @@ def render_markdown(r, images=None):
                   "nothing goes to disk). Time to first token from the streamed answer (the first chunk that "
                   "carries text). The first turn is cold for every agent (both servers reuse the shared system "
                   "prompt's KV where they can); the next turns find the agent's KV in the pool, RAM or disk, "
-                  "or recompute it. Seconds; p50 / p95 over all requests of the run"
-                  f"{'' if c.get('reps', 1) == 1 else ' (' + str(c['reps']) + ' runs pooled; total time: median)'}.", "",
+                  "or recompute it. Seconds; p50 / p95 over all requests of the run. Runs per agent count: "
+                  + ", ".join(f"{n}: {runs[n].get('config', {}).get('reps', 1)}" for n in sorted(runs, key=int))
+                  + "; where more than one, the requests of all runs are pooled, each run's own p50 follows in "
+                  "brackets, and the whole run is the median [min–max].", "",
                   "| agents | server | mean prompt tokens | first turn (cold) p50 / p95 | next turns p50 / p95 | "
                   "prompt tokens reused on next turns | whole run (s) |", "|---|---|---|---|---|---|---|"]
         for n in sorted(runs, key=int):
@@ -1020,9 +1033,10 @@ def render_markdown(r, images=None):
                 v = runs[n].get(server)
                 if not v:
                     continue
-                lines.append(f"| {n} | {server} | {v['mean_prompt_tokens']:.0f} | {pp(v['cold_ttft_s'])} | "
-                             f"{pp(v['warm_ttft_s'])} | {v['warm_cached_fraction'] * 100:.0f}% | "
-                             f"{v['total_s']['median']:.1f} |")
+                lines.append(f"| {n} | {server} | {v['mean_prompt_tokens']:.0f} | "
+                             f"{pp(v['cold_ttft_s'], v.get('cold_p50_runs'))} | "
+                             f"{pp(v['warm_ttft_s'], v.get('warm_p50_runs'))} | {v['warm_cached_fraction'] * 100:.0f}% | "
+                             f"{total(v['total_s'])} |")
         faster = []
         for n in sorted(runs, key=int):
             k, l = runs[n].get("kvault"), runs[n].get("llama-server")
@@ -1198,6 +1212,7 @@ def main():
     ap.add_argument("--long", action="store_true",
                     help="roundrobin also with 128 agents (about 80 min on 2 cores); resume also at 16K and 32K "
                          "tokens of context (hours: cold prefill is quadratic)")
+    ap.add_argument("--decode-agents", default=None, help="decode: concurrent agent counts (default 1,2,3,4,5,8,16)")
     ap.add_argument("--rr-agents", default=None, help="roundrobin agent counts (default 8,32; 8,32,128 with --long)")
     ap.add_argument("--rr-context", default=None,
                     help="roundrobin: each agent's context in tokens, system prompt included, MIN-MAX (default 2000-4000)")
@@ -1230,7 +1245,7 @@ def main():
         return
 
     size = "tiny" if smoke else "bench"
-    agents = [1, 2, 4] if smoke else [1, 2, 4, 8, 16]
+    agents = int_list(args.decode_agents) if args.decode_agents else ([1, 2, 4] if smoke else [1, 2, 3, 4, 5, 8, 16])
     prompt_words, gen_tokens = (20, 16) if smoke else (100, 128)
     long_words, short_words = (300, 10) if smoke else (4000, 20)
     reps = 1 if smoke else max(3, args.reps)

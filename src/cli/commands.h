@@ -39,6 +39,7 @@ struct ServeArgs {
   int http_threads = 8;
   int max_connections = 256;
   int read_timeout_s = 10;
+  int request_read_timeout_s = 60;
   int write_timeout_s = 30;
   int idle_timeout_s = 5;
   uint32_t max_body_mib = 32;

@@ -92,6 +92,11 @@ void AddServeCommand(CLI::App& app, ServeArgs* a) {
                     "seconds a client may stay silent while sending its request before it is dropped")
       ->check(CLI::Range(1, 3600))
       ->capture_default_str();
+  serve->add_option("--request-read-timeout", a->request_read_timeout_s,
+                    "seconds a request's head and body may take to arrive, from its first byte, before the "
+                    "client is dropped (slow senders; 0: only --read-timeout applies)")
+      ->check(CLI::Range(0, 86400))
+      ->capture_default_str();
   serve->add_option("--write-timeout", a->write_timeout_s,
                     "seconds a client may leave its answer unread before it is dropped (its request is cancelled)")
       ->check(CLI::Range(1, 3600))
@@ -291,6 +296,7 @@ int RunServe(const ServeArgs& a) {
   so.http_threads_max = static_cast<int>(a.parallel + a.max_queue) + a.http_threads;
   so.max_connections = a.max_connections;
   so.read_timeout_s = a.read_timeout_s;
+  so.request_read_timeout_s = a.request_read_timeout_s;
   so.write_timeout_s = a.write_timeout_s;
   so.idle_timeout_s = a.idle_timeout_s;
   so.max_body_bytes = static_cast<size_t>(a.max_body_mib) << 20;

@@ -9,6 +9,7 @@
 
 #include "api/errors.h"
 #include "api/ids.h"
+#include "server/deadline_server.h"
 #include "server/routes.h"
 
 namespace kvault {
@@ -35,7 +36,7 @@ HttpServer::HttpServer(ServerOptions options, ModelManager* models)
       keys_(options_.api_keys),
       admin_keys_(options_.admin_keys),
       limiter_(options_.key_concurrency),
-      http_(std::make_unique<httplib::Server>()) {
+      http_(std::make_unique<DeadlineServer>()) {
   RegisterRoutes();
 }
 
@@ -99,6 +100,8 @@ void HttpServer::RegisterRoutes() {
   http_->set_read_timeout(options_.read_timeout_s, 0);
   http_->set_write_timeout(options_.write_timeout_s, 0);
   http_->set_keep_alive_timeout(options_.idle_timeout_s);
+  http_->set_request_deadline(std::chrono::seconds(std::max(0, options_.request_read_timeout_s)));
+  http_->set_deadline_miss_handler([this] { metrics_.ObserveSlowRequest(); });
 
   // Every response carries a request id: the client's X-Request-Id (made safe) or a new one.
   // CORS: allowed origins get their headers, and preflights are answered here, before auth.

@@ -18,12 +18,13 @@
 #include "server/routes.h"
 
 namespace httplib {
-class Server;
 struct Request;
 struct Response;
 }
 
 namespace kvault {
+
+class DeadlineServer;
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
@@ -34,6 +35,8 @@ struct ServerOptions {
                               // --parallel + --max-queue
   int max_connections = 256;  // served + waiting for a thread; beyond, new connections are closed
   int read_timeout_s = 10;    // silence allowed while a request is being received
+  int request_read_timeout_s = 60;  // a request's head and body must be in this long after its
+                                    // first byte (0: no limit beyond read_timeout_s per read)
   int write_timeout_s = 30;   // an unread answer: the client is dropped, its request cancelled
   int idle_timeout_s = 5;     // keep-alive connections with no request
   size_t max_body_bytes = 32u << 20;      // larger bodies get 413
@@ -82,7 +85,7 @@ class HttpServer {
   std::atomic<bool> draining_{false};
   std::atomic<int> in_flight_{0};
   TenantLimiter limiter_;
-  std::unique_ptr<httplib::Server> http_;
+  std::unique_ptr<DeadlineServer> http_;
   int bound_port_ = 0;
 };
 

@@ -60,6 +60,11 @@ void Metrics::ObserveHttp(const std::string& endpoint, int status) {
   ++http_[{endpoint, status}];
 }
 
+void Metrics::ObserveSlowRequest() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++slow_requests_;
+}
+
 void Metrics::ObserveGeneration(const std::string& api, const GenerationEvent& done) {
   std::lock_guard<std::mutex> lock(mu_);
   ++requests_by_api_[api];
@@ -90,6 +95,9 @@ std::string Metrics::Render(const ModelManager* models, bool draining) const {
     uint64_t limited = 0;
     for (const auto& [k, n] : http_) limited += k.second == 429 ? n : 0;
     Sample(out, "kvault_rate_limited_total", "", static_cast<double>(limited));
+    One(out, "kvault_http_slow_requests_total", "counter",
+        "Connections closed because a request did not arrive in full within --request-read-timeout.",
+        static_cast<double>(slow_requests_));
     Head(out, "kvault_generations_total", "counter", "Finished generations by API.");
     for (const auto& [api, n] : requests_by_api_) {
       Sample(out, "kvault_generations_total", fmt::format("api=\"{}\"", api), static_cast<double>(n));

@@ -34,6 +34,8 @@ class Metrics {
  public:
   // Every HTTP response: `endpoint` is the route (unknown paths count as "other").
   void ObserveHttp(const std::string& endpoint, int status);
+  // A connection closed because its request had not arrived in full by --request-read-timeout.
+  void ObserveSlowRequest();
   // A generation that finished (kDone): tokens by tier, time to first token, latency.
   void ObserveGeneration(const std::string& api, const GenerationEvent& done);
 
@@ -51,6 +53,7 @@ class Metrics {
   uint64_t cached_pool_ = 0, cached_ram_ = 0, cached_disk_ = 0;
   uint64_t hits_pool_ = 0, hits_ram_ = 0, hits_disk_ = 0;
   uint64_t generated_tokens_ = 0;
+  uint64_t slow_requests_ = 0;
 };
 
 // The route label for a request path: the known API routes as they are, anything else "other"

@@ -1,5 +1,6 @@
 // HTTP limits of the real server, with raw sockets where a well-behaved client library would not
-// misbehave: idle and slow clients are dropped after their timeouts, connections past
+// misbehave: idle and slow clients are dropped after their timeouts, a request dripped in byte by
+// byte at its deadline, connections past
 // --max-connections are closed at once, oversized headers and bodies get 4xx in the API's format,
 // and after each the server still answers.
 #include <arpa/inet.h>
@@ -55,6 +56,24 @@ double SecondsUntilClosed(int fd, std::chrono::seconds limit, std::string* got =
   return -1;
 }
 
+// Sends `text` one byte every `gap` until all of it is sent or the server closes the connection;
+// the seconds from the first byte to the close (-1: all sent and still open a second later).
+// Whatever the server sent is appended to `got`.
+double DripUntilClosed(int fd, const std::string& text, std::chrono::milliseconds gap, std::string* got) {
+  const auto start = Clock::now();
+  const auto since = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
+  char buf[4096];
+  for (size_t i = 0; i <= text.size(); ++i) {
+    if (i < text.size() && ::send(fd, &text[i], 1, MSG_NOSIGNAL) != 1) return since();
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, i < text.size() ? static_cast<int>(gap.count()) : 1000) <= 0) continue;
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) return since();
+    got->append(buf, static_cast<size_t>(n));
+  }
+  return -1;
+}
+
 bool Healthy(int port) {
   httplib::Client c("127.0.0.1", port);
   c.set_connection_timeout(std::chrono::seconds(5));
@@ -92,6 +111,58 @@ TEST(HttpLimitsTest, IdleAndSlowClientsAreDroppedAfterTheirTimeouts) {
   ::close(slow);
   EXPECT_GE(slow_closed, 0.5);
   EXPECT_LT(slow_closed, 4) << "a client stalled mid-request kept its connection";
+  EXPECT_TRUE(Healthy(s->port()));
+}
+
+TEST(HttpLimitsTest, ARequestDrippedInPastItsDeadlineIsDropped) {
+  // Every byte comes well within --read-timeout; the request as a whole does not come within
+  // --request-read-timeout. Without the deadline each of these would hold its connection for ~12 s
+  // and then be served.
+  auto s = Serve({"--read-timeout", "30", "--request-read-timeout", "2"});
+  const auto gap = std::chrono::milliseconds(50);
+  int fd = Connect(s->port());
+  ASSERT_GE(fd, 0);
+  std::string got;
+  const double head_closed =
+      DripUntilClosed(fd, "GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Pad: " + std::string(200, 'a') + "\r\n\r\n", gap, &got);
+  ::close(fd);
+  EXPECT_GE(head_closed, 1.5);
+  EXPECT_LT(head_closed, 6) << "a head dripped in kept its connection past the deadline";
+  EXPECT_EQ(got.find("\"object\":\"list\""), std::string::npos) << "a request past its deadline was served";
+
+  // The head at once, the body dripped.
+  fd = Connect(s->port());
+  ASSERT_GE(fd, 0);
+  SendAll(fd, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              "Content-Length: 240\r\n\r\n");
+  got.clear();
+  const double body_closed = DripUntilClosed(fd, std::string(240, ' '), gap, &got);
+  ::close(fd);
+  EXPECT_GE(body_closed, 1.5);
+  EXPECT_LT(body_closed, 6) << "a body dripped in kept its connection past the deadline";
+
+  // Slow but within the deadline: served, on a connection kept alive for a second request.
+  fd = Connect(s->port());
+  ASSERT_GE(fd, 0);
+  got.clear();
+  const std::string live = "GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n";
+  EXPECT_EQ(DripUntilClosed(fd, live, std::chrono::milliseconds(10), &got), -1) << got;
+  EXPECT_EQ(got.rfind("HTTP/1.1 200", 0), 0u) << got.substr(0, 200);
+  got.clear();
+  EXPECT_EQ(DripUntilClosed(fd, live, std::chrono::milliseconds(10), &got), -1) << got;
+  EXPECT_EQ(got.rfind("HTTP/1.1 200", 0), 0u) << "second request on the connection: " << got.substr(0, 200);
+  // Two requests in one packet (pipelined): both answered, in order.
+  SendAll(fd, live + live);
+  got.clear();
+  EXPECT_EQ(SecondsUntilClosed(fd, std::chrono::seconds(1), &got), -1);
+  EXPECT_EQ(got.rfind("HTTP/1.1 200", 0), 0u) << got.substr(0, 200);
+  EXPECT_NE(got.find("HTTP/1.1 200", 10), std::string::npos) << "pipelined second request not answered: " << got;
+  ::close(fd);
+
+  httplib::Client c("127.0.0.1", s->port());
+  auto m = c.Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("kvault_http_slow_requests_total 2\n"), std::string::npos) << m->body.substr(0, 2000);
   EXPECT_TRUE(Healthy(s->port()));
 }
 

@@ -203,7 +203,14 @@ TEST(ReliabilityTest, SoakKeepsMemoryDescriptorsThreadsAndDiskBounded) {
       int chunks = 0;
       auto r = c.Post(anthropic ? "/v1/messages" : "/v1/chat/completions", h, body.dump(), "application/json",
                       [&](const char*, size_t) { return !(hang_up && ++chunks >= 2); });
-      if (!hang_up) (r && r->status == 200 ? ok : failed)++;
+      if (!hang_up) {
+        if (r && r->status == 200) {
+          ++ok;
+        } else if (failed++ == 0) {
+          std::printf("soak: first failure: %s\n", r ? (std::to_string(r->status) + " " + r->body).c_str()
+                                                     : httplib::to_string(r.error()).c_str());
+        }
+      }
       ++n;
     }
   };
