@@ -73,8 +73,9 @@ void LocalAddress(int fd, std::string& ip, int& port) {
 
 // One connection's socket as cpp-httplib's Stream: buffered reads, each waiting at most the read
 // timeout and never past the current request's deadline; writes wait at most the write timeout.
-// Kept for the whole connection, so bytes of a pipelined next request read along with this one
-// stay in the buffer for it.
+// The deadline covers receiving the request: it ends when the answer starts. A request that missed
+// it gets no answer (the connection is just closed). Kept for the whole connection, so bytes of a
+// pipelined next request read along with this one stay in the buffer for it.
 class ConnectionStream final : public httplib::Stream {
  public:
   ConnectionStream(int sock, microseconds read_timeout, microseconds write_timeout)
@@ -84,14 +85,21 @@ class ConnectionStream final : public httplib::Stream {
   void StartRequest(Clock::time_point deadline) {
     deadline_ = deadline;
     missed_deadline_ = false;
+    error_ = httplib::Error::Success;
   }
   bool missed_deadline() const { return missed_deadline_; }
+
+  // Drops empty lines before a request (RFC 9112 2.2: a server SHOULD ignore at least one; some
+  // clients send CRLF after a body). False when none is left in the buffer.
+  bool SkipBlankLines() {
+    while (off_ < size_ && (buf_[off_] == '\r' || buf_[off_] == '\n')) ++off_;
+    return off_ < size_;
+  }
 
   bool is_readable() const override { return off_ < size_; }
   bool wait_readable() const override { return is_readable() || PollFor(sock_, POLLIN, ReadWait()) > 0; }
   bool wait_writable() const override { return PollFor(sock_, POLLOUT, write_timeout_) > 0; }
   bool is_peer_alive() const override {
-    if (is_readable()) return true;
     const int r = PollFor(sock_, POLLIN, microseconds(0));
     if (r == 0) return true;
     if (r < 0) return false;
@@ -107,7 +115,12 @@ class ConnectionStream final : public httplib::Stream {
       return static_cast<ssize_t>(n);
     }
     const microseconds wait = ReadWait();
-    if (wait <= microseconds(0) || PollFor(sock_, POLLIN, wait) <= 0) {
+    const int ready = wait > microseconds(0) ? PollFor(sock_, POLLIN, wait) : 0;
+    if (ready < 0) {
+      error_ = httplib::Error::Read;
+      return -1;
+    }
+    if (ready == 0) {
       if (Clock::now() >= deadline_) missed_deadline_ = true;
       error_ = httplib::Error::Timeout;
       return -1;
@@ -126,6 +139,8 @@ class ConnectionStream final : public httplib::Stream {
   }
 
   ssize_t write(const char* ptr, size_t size) override {
+    if (missed_deadline_) return -1;       // no answer to a request that did not arrive in time
+    deadline_ = Clock::time_point::max();  // answering: the request is in
     if (!wait_writable()) return -1;
     ssize_t n;
     do {
@@ -207,23 +222,29 @@ bool DeadlineServer::process_and_close_socket(socket_t sock) {
   PeerAddress(sock, remote_addr, remote_port);
   LocalAddress(sock, local_addr, local_port);
 
-  ConnectionStream strm(sock, std::chrono::seconds(read_timeout_sec_) + microseconds(read_timeout_usec_),
-                        std::chrono::seconds(write_timeout_sec_) + microseconds(write_timeout_usec_));
   bool ret = false;
-  for (size_t left = std::max<size_t>(1, keep_alive_max_count_); left > 0; --left) {
-    if (!strm.is_readable() && !WaitForRequest(sock)) break;
-    strm.StartRequest(request_deadline_.count() > 0 ? Clock::now() + request_deadline_ : Clock::time_point::max());
-    const bool close_connection = left == 1;
-    bool connection_closed = false;
-    ret = serve_guarded([&] {
-      return process_request(strm, remote_addr, remote_port, local_addr, local_port, close_connection,
-                             connection_closed, nullptr);
-    });
-    if (strm.missed_deadline()) {
-      if (on_deadline_miss_) on_deadline_miss_();
-      break;
+  // Like cpp-httplib's serve_guarded, nothing thrown here (bad_alloc) may end the worker thread.
+  try {
+    ConnectionStream strm(sock, std::chrono::seconds(read_timeout_sec_) + microseconds(read_timeout_usec_),
+                          std::chrono::seconds(write_timeout_sec_) + microseconds(write_timeout_usec_));
+    for (size_t left = std::max<size_t>(1, keep_alive_max_count_); left > 0; --left) {
+      if (!strm.SkipBlankLines() && !WaitForRequest(sock)) break;
+      strm.StartRequest(request_deadline_.count() > 0 ? Clock::now() + request_deadline_ : Clock::time_point::max());
+      const bool close_connection = left == 1;
+      bool connection_closed = false;
+      ret = serve_guarded([&] {
+        return process_request(strm, remote_addr, remote_port, local_addr, local_port, close_connection,
+                               connection_closed, nullptr);
+      });
+      if (strm.missed_deadline()) {
+        if (on_deadline_miss_) on_deadline_miss_();
+        ret = false;
+        break;
+      }
+      if (!ret || connection_closed) break;
     }
-    if (!ret || connection_closed) break;
+  } catch (...) {
+    ret = false;
   }
   DrainAndClose(sock);
   return ret;

@@ -123,8 +123,8 @@ TEST(HttpLimitsTest, ARequestDrippedInPastItsDeadlineIsDropped) {
   int fd = Connect(s->port());
   ASSERT_GE(fd, 0);
   std::string got;
-  const double head_closed =
-      DripUntilClosed(fd, "GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Pad: " + std::string(200, 'a') + "\r\n\r\n", gap, &got);
+  const double head_closed = DripUntilClosed(
+      fd, "GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Pad: " + std::string(200, 'a') + "\r\n\r\n", gap, &got);
   ::close(fd);
   EXPECT_GE(head_closed, 1.5);
   EXPECT_LT(head_closed, 6) << "a head dripped in kept its connection past the deadline";
@@ -133,8 +133,9 @@ TEST(HttpLimitsTest, ARequestDrippedInPastItsDeadlineIsDropped) {
   // The head at once, the body dripped.
   fd = Connect(s->port());
   ASSERT_GE(fd, 0);
-  SendAll(fd, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-              "Content-Length: 240\r\n\r\n");
+  SendAll(fd,
+          "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+          "Content-Length: 240\r\n\r\n");
   got.clear();
   const double body_closed = DripUntilClosed(fd, std::string(240, ' '), gap, &got);
   ::close(fd);
@@ -157,6 +158,19 @@ TEST(HttpLimitsTest, ARequestDrippedInPastItsDeadlineIsDropped) {
   EXPECT_EQ(SecondsUntilClosed(fd, std::chrono::seconds(1), &got), -1);
   EXPECT_EQ(got.rfind("HTTP/1.1 200", 0), 0u) << got.substr(0, 200);
   EXPECT_NE(got.find("HTTP/1.1 200", 10), std::string::npos) << "pipelined second request not answered: " << got;
+  // A 20 KB body (read past the connection's buffer), a stray CRLF after it (RFC 9112 2.2: to be
+  // ignored) and a pipelined request, all in one go: both answered.
+  const std::string body =
+      R"({"max_tokens":1,"messages":[{"role":"user","content":"hello"}]})" + std::string(20000, ' ');
+  SendAll(fd,
+          "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+          "Content-Length: " +
+              std::to_string(body.size()) + "\r\n\r\n" + body + "\r\n" + live);
+  got.clear();
+  SecondsUntilClosed(fd, std::chrono::seconds(30), &got);  // both answers, then closed when idle
+  EXPECT_EQ(got.rfind("HTTP/1.1 200", 0), 0u) << got.substr(0, 300);
+  EXPECT_NE(got.find("chat.completion"), std::string::npos) << got.substr(0, 300);
+  EXPECT_NE(got.find("HTTP/1.1 200", 10), std::string::npos) << "request after a large body not answered: " << got;
   ::close(fd);
 
   httplib::Client c("127.0.0.1", s->port());

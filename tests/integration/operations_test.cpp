@@ -88,14 +88,15 @@ TEST(OperationsTest, LivenessMetricsAndCors) {
 }
 
 TEST(OperationsTest, HealthIsDegradedWhileRunningRequestsHoldMostOfThePool) {
-  auto server = ServerProcess::Start({"--model", TinyModel().string(), "--pool-tokens", "1024", "--ctx-size", "1024",
+  auto server = ServerProcess::Start({"--model", TinyModel().string(), "--pool-tokens", "256", "--ctx-size", "256",
                                       "--block-tokens", "16", "--degraded-utilization", "0.8"});
   ASSERT_TRUE(server->WaitHealthy(std::chrono::seconds(60))) << server->Log();
-  // One request reserving prompt + 950 tokens of a 1024-token pool.
+  // One request reserving prompt (36) + 180 tokens of a 256-token pool (small: under TSan one decode
+  // step takes over a second).
   auto big = std::async(std::launch::async, [&] {
     auto c = ClientFor(*server);
-    c.set_read_timeout(std::chrono::seconds(600));  // 950 tokens take over a minute under TSan
-    return c.Post("/v1/chat/completions", R"({"messages":[{"role":"user","content":"hold"}],"max_tokens":950})",
+    c.set_read_timeout(std::chrono::seconds(1500));
+    return c.Post("/v1/chat/completions", R"({"messages":[{"role":"user","content":"hold"}],"max_tokens":180})",
                   "application/json");
   });
   auto c = ClientFor(*server);
