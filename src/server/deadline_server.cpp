@@ -73,9 +73,10 @@ void LocalAddress(int fd, std::string& ip, int& port) {
 
 // One connection's socket as cpp-httplib's Stream: buffered reads, each waiting at most the read
 // timeout and never past the current request's deadline; writes wait at most the write timeout.
-// The deadline covers receiving the request: it ends when the answer starts. A request that missed
-// it gets no answer (the connection is just closed). Kept for the whole connection, so bytes of a
-// pipelined next request read along with this one stay in the buffer for it.
+// The deadline covers reading the request (an interim "100 Continue" does not stop it: the body
+// must still come in time). A request that missed it gets no answer (the connection is closed).
+// Kept for the whole connection, so bytes of a pipelined next request read along with this one
+// stay in the buffer for it.
 class ConnectionStream final : public httplib::Stream {
  public:
   ConnectionStream(int sock, microseconds read_timeout, microseconds write_timeout)
@@ -139,8 +140,7 @@ class ConnectionStream final : public httplib::Stream {
   }
 
   ssize_t write(const char* ptr, size_t size) override {
-    if (missed_deadline_) return -1;       // no answer to a request that did not arrive in time
-    deadline_ = Clock::time_point::max();  // answering: the request is in
+    if (missed_deadline_) return -1;  // no answer to a request that did not arrive in time
     if (!wait_writable()) return -1;
     ssize_t n;
     do {
