@@ -61,6 +61,13 @@ class Channel {
     return closed_;
   }
 
+  // Closed and empty, read under one lock: nothing will ever be popped again. Use this, not
+  // closed(), to decide that a stream has ended (items pushed just before Close are still queued).
+  bool drained() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return closed_ && items_.empty();
+  }
+
   size_t size() const {
     std::lock_guard<std::mutex> lock(mu_);
     return items_.size();

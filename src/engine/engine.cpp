@@ -281,7 +281,7 @@ class Engine::Impl {
         Intake(std::move(*job));
       }
       while (auto job = queue.TryPop()) Intake(std::move(*job));
-      if (queue.closed()) break;
+      if (queue.drained()) break;  // jobs pushed just before Close are taken in first
       Reap();
       Admit();
       if (running_.empty()) {

@@ -140,11 +140,10 @@ std::optional<GenerationEvent> NextEvent(RequestHandle& h, const httplib::Reques
       return std::nullopt;
     }
     if (ev) return ev;
-    if (h.events().closed()) {
-      // The engine may have pushed its last events and closed the channel after the wait above
-      // gave up: they are still there (nothing is pushed after Close).
-      if (auto last = h.events().TryPop()) return last;
-      // Cannot happen: the engine always ends with kDone or kError.
+    if (h.events().drained()) {
+      // Cannot happen: the engine always ends with kDone or kError. (Events pushed just before
+      // the channel closed are not lost: drained() is false while they wait, and the next PopFor
+      // returns them.)
       GenerationEvent err;
       err.kind = GenerationEvent::Kind::kError;
       err.status = Status::Internal("the engine ended the request without an answer");

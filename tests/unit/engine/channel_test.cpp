@@ -24,6 +24,39 @@ TEST(ChannelTest, CloseDrainsThenEnds) {
   EXPECT_FALSE(ch.Pop().has_value());
 }
 
+TEST(ChannelTest, DrainedOnlyWhenClosedAndEmpty) {
+  Channel<int> ch;
+  EXPECT_FALSE(ch.drained());
+  ch.Push(1);
+  ch.Close();
+  EXPECT_TRUE(ch.closed());
+  EXPECT_FALSE(ch.drained());  // closed, but an item pushed before Close still waits
+  EXPECT_EQ(ch.TryPop().value(), 1);
+  EXPECT_TRUE(ch.drained());
+}
+
+// A consumer that polls with PopFor and stops on drained() never loses an item pushed just
+// before Close, however the two threads interleave.
+TEST(ChannelTest, PollingConsumerStoppingOnDrainedGetsEveryItem) {
+  for (int round = 0; round < 200; ++round) {
+    Channel<int> ch;
+    std::thread producer([&] {
+      for (int i = 0; i < 5; ++i) ch.Push(i);
+      ch.Close();
+    });
+    int got = 0;
+    while (true) {
+      if (auto v = ch.PopFor(std::chrono::microseconds(1))) {
+        EXPECT_EQ(*v, got++);
+        continue;
+      }
+      if (ch.drained()) break;
+    }
+    producer.join();
+    EXPECT_EQ(got, 5);
+  }
+}
+
 TEST(ChannelTest, PopForTimesOut) {
   Channel<int> ch;
   EXPECT_FALSE(ch.PopFor(std::chrono::milliseconds(10)).has_value());
