@@ -290,7 +290,7 @@ def decode_suite(kvault, tools, model, threads, agents, reps, prompt_words, gen_
     """kvault and llama.cpp's tools take turns, one repetition each, so that the machine's drift (these
     are shared machines: speeds wander by 30 % within an hour) hits both alike; the ratios are also
     taken per repetition (paired) and their median reported."""
-    kv, fast, bb, tg = {str(n): [] for n in agents}, [], {str(n): [] for n in agents}, []
+    kv, det, bb, tg = {str(n): [] for n in agents}, [], {str(n): [] for n in agents}, []
     e2e = {str(n): [] for n in agents}
     bb_cmd = tg_cmd = None
     for rep in range(reps):
@@ -299,8 +299,8 @@ def decode_suite(kvault, tools, model, threads, agents, reps, prompt_words, gen_
         for n in kv:
             kv[n].append(k[n]["median"])
             e2e[n].append(k[n]["end_to_end"]["median"])
-        fast.append(kvault_decode(kvault, model, threads, [1], 1, prompt_words, gen_tokens, ["--no-deterministic"],
-                                  seed_base=rep)["1"]["median"])
+        det.append(kvault_decode(kvault, model, threads, [1], 1, prompt_words, gen_tokens, ["--deterministic"],
+                                 seed_base=rep)["1"]["median"])
         if tools:
             b = batched_bench(tools, model, threads, agents, 1, prompt_words + 30, gen_tokens)
             bb_cmd = b["cmd"]
@@ -311,13 +311,13 @@ def decode_suite(kvault, tools, model, threads, agents, reps, prompt_words, gen_
             tg_cmd = t["cmd"]
             tg.append(t["median"])
     d = {"kvault": {n: {**stats(v), "end_to_end": stats(e2e[n])} for n, v in kv.items()},
-         "kvault_fast_single": {"1": stats(fast)}, "interleaved": True}
+         "kvault_deterministic_single": {"1": stats(det)}, "interleaved": True}
     if tools:
         d["batched_bench"] = {"cmd": bb_cmd, **{n: stats(v) for n, v in bb.items() if v}}
         d["llama_bench_tg"] = {"cmd": tg_cmd, **stats(tg)}
         d["paired_ratio"] = {n: stats([a / b for a, b in zip(kv[n], bb[n])]) for n in kv if bb[n]}
-        d["paired_ratio_single"] = {"deterministic": stats([a / b for a, b in zip(kv["1"], tg)]) if "1" in kv else None,
-                                    "no_deterministic": stats([a / b for a, b in zip(fast, tg)])}
+        d["paired_ratio_single"] = {"default": stats([a / b for a, b in zip(kv["1"], tg)]) if "1" in kv else None,
+                                    "deterministic": stats([a / b for a, b in zip(det, tg)])}
     return d
 
 
@@ -769,7 +769,9 @@ def plot_decode(plt, d):
         line(e2e, "kvault end to end (incl. prefill, HTTP)", "^:")
     if d.get("llama_bench_tg"):
         ax.plot([1], [d["llama_bench_tg"]["median"]], "kx", markersize=9, label="llama-bench tg")
-    if d.get("kvault_fast_single", {}).get("1"):
+    if d.get("kvault_deterministic_single", {}).get("1"):
+        ax.plot([1], [d["kvault_deterministic_single"]["1"]["median"]], "D", label="kvault --deterministic")
+    elif d.get("kvault_fast_single", {}).get("1"):  # results from before 2026-11-28 (deterministic default)
         ax.plot([1], [d["kvault_fast_single"]["1"]["median"]], "D", label="kvault --no-deterministic")
     ax.set_xscale("log", base=2)
     xs = sorted(int(n) for n in d["kvault"])
@@ -944,14 +946,19 @@ def render_markdown(r, images=None):
             def single(key, value):
                 p = ps.get(key)
                 return f"**{p['median']:.2f}×** [{p['min']:.2f}–{p['max']:.2f}]" if p else f"**{ratio(value, tg['median']):.2f}×**"
-            lines += ["", f"Single stream: llama-bench tg{r['gen_tokens']} {span(tg, 1, ' tok/s')}; kvault (default, deterministic) "
-                      f"{k1['median']:.1f} tok/s: {single('deterministic', k1['median'])}" +
-                      (f"; kvault `--no-deterministic` {fast['median']:.1f} tok/s: "
-                       f"{single('no_deterministic', fast['median'])}." if fast else ".") +
-                      " Deterministic mode never submits a one-token batch: a lone decode token gets a scratch "
-                      "companion so that llama.cpp uses the same matmul kernel as for batches (llama-batched-bench: "
-                      "a step of 2 tokens costs ~1.5× a step of 1 here). That costs single-stream speed and buys "
-                      "outputs that do not depend on what else runs (docs/architecture.md, \"Exactness\")."]
+            det = d.get("kvault_deterministic_single", {}).get("1")
+            if det:
+                lines += ["", f"Single stream: llama-bench tg{r['gen_tokens']} {span(tg, 1, ' tok/s')}; kvault (default) "
+                          f"{k1['median']:.1f} tok/s: {single('default', k1['median'])}; kvault `--deterministic` "
+                          f"{det['median']:.1f} tok/s: {single('deterministic', det['median'])}. Deterministic mode "
+                          "(opt-in) never submits a one-token batch or a step with one output row, so that llama.cpp "
+                          "uses the same matmul kernels as for batches (a step of 2 tokens costs ~1.5× a step of 1 "
+                          "here); that is its cost in single-stream speed (docs/architecture.md, \"Exactness\")."]
+            else:  # results from before 2026-11-28, when deterministic mode was the default
+                lines += ["", f"Single stream: llama-bench tg{r['gen_tokens']} {span(tg, 1, ' tok/s')}; kvault (deterministic) "
+                          f"{k1['median']:.1f} tok/s: {single('deterministic', k1['median'])}" +
+                          (f"; kvault `--no-deterministic` {fast['median']:.1f} tok/s: "
+                           f"{single('no_deterministic', fast['median'])}." if fast else ".")]
         lines += ["", "Commands: `" + d.get("batched_bench", {}).get("cmd", "(not run)") + "`; `" +
                   (tg or {}).get("cmd", "(not run)") + "`.", ""]
         lines += image("decode", "Decode throughput vs concurrent agents")

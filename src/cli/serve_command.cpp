@@ -114,9 +114,12 @@ void AddServeCommand(CLI::App& app, ServeArgs* a) {
   serve->add_option("--data-dir", a->data_dir, "where demo models and (by default) the KV cache live");
   serve->add_option("--cache-dir", a->cache_dir, "KV cache directory (default: <data-dir>/kv-cache)");
   serve->add_flag("--no-persist", a->no_persist, "keep KV blocks in RAM only: nothing survives a restart");
-  serve->add_flag("--no-deterministic", a->no_deterministic,
-                  "allow one-token batches: ~25% faster single-stream decode on CPU, but output may then "
-                  "depend on what else runs and on where restored KV sits (see docs/architecture.md)");
+  auto* det = serve->add_flag("--deterministic", a->deterministic,
+                              "never submit a one-token batch, so that greedy output does not depend on what "
+                              "else runs or where restored KV sits; costs ~25% of single-stream decode speed on "
+                              "CPU (see docs/architecture.md, \"Exactness\")");
+  serve->add_flag("--no-deterministic", a->no_deterministic, "the default (kept for existing scripts)")
+      ->excludes(det);
   serve->add_option("--ram-cache", a->ram_cache_mib, "RAM tier for KV blocks below the pool, MiB")
       ->capture_default_str();
   serve->add_option("--disk-cache", a->disk_cache_gib,
@@ -282,7 +285,7 @@ int RunServe(const ServeArgs& a) {
   eo.debug_slow_write_ms = a.debug_slow_disk_ms;
   if (!a.no_persist) eo.cache_dir = a.cache_dir.empty() ? data_dir / "kv-cache" : fs::path(a.cache_dir);
   eo.ram_cache_mib = a.ram_cache_mib;
-  eo.deterministic = !a.no_deterministic;
+  eo.deterministic = a.deterministic;
   eo.disk_cache_gib = a.disk_cache_gib;
   eo.n_threads = a.threads;
   eo.default_max_tokens = a.default_max_tokens;

@@ -28,7 +28,8 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr int kScratchSeqs = 2;        // llama sequences beyond the resident ones: padding, KV store I/O
+constexpr int kScratchSeqs = 2;         // llama sequences beyond the resident ones: padding, KV store I/O
+constexpr uint32_t kFaTileRows = 64;    // GGML_FA_TILE_Q of the pinned llama.cpp (see Load)
 constexpr uint32_t kScratchBlocks = 2;  // pool blocks kept for them
 
 std::optional<ggml_type> ParseCacheType(const std::string& name) {
@@ -97,6 +98,22 @@ class Engine::Impl {
     }
     if (opt_.block_tokens == 0 || opt_.step_tokens == 0) {
       return Status::InvalidArgument("block tokens and step tokens must be at least 1");
+    }
+    step_budget_ = opt_.step_tokens;
+    if (opt_.deterministic) {
+      // ggml's CPU flash attention takes a tiled kernel, with another summation order, for every
+      // row of a batch of kFaTileRows or more query rows (GGML_FA_TILE_Q in ggml-cpu/common.h):
+      // deterministic steps stay below it.
+      if (opt_.parallel >= kFaTileRows) {
+        return Status::InvalidArgument("deterministic mode allows at most " + std::to_string(kFaTileRows - 1) +
+                                       " parallel sequences (llama.cpp's CPU attention changes kernels at " +
+                                       std::to_string(kFaTileRows) + " rows per step)");
+      }
+      if (step_budget_ >= kFaTileRows) {
+        step_budget_ = kFaTileRows - 1;
+        spdlog::info("engine: deterministic mode: steps of at most {} tokens (--step-tokens {} lowered)", step_budget_,
+                     opt_.step_tokens);
+      }
     }
 
     llama_backend_init();
@@ -219,6 +236,8 @@ class Engine::Impl {
     info->pool_bytes = bytes_per_token * n_ctx;
     info->block_tokens = opt_.block_tokens;
     info->cache_type = opt_.cache_type;
+    info->deterministic = opt_.deterministic;
+    info->step_tokens = step_budget_;
 
     // The KV store below the pool. Recurrent and hybrid models keep one state per sequence that
     // cannot be cut into blocks: no store for them.
@@ -343,6 +362,7 @@ class Engine::Impl {
     std::string unsent;  // non-streaming requests: text kept until Finish
     Clock::time_point admitted;
     double ttft_ms = -1;
+    std::vector<uint64_t> digests;  // EngineOptions::digest_logits
     bool done = false;
     int32_t prefill_left() const { return static_cast<int32_t>(prompt.size()) - n_past; }
   };
@@ -771,7 +791,7 @@ class Engine::Impl {
     for (size_t i = 0; i < running_.size(); ++i) {
       view.push_back({static_cast<int>(i), running_[i]->prefill_left()});
     }
-    const std::vector<StepEntry> plan = PlanStep(view, static_cast<int32_t>(opt_.step_tokens), &cursor_);
+    const std::vector<StepEntry> plan = PlanStep(view, static_cast<int32_t>(step_budget_), &cursor_);
     batch_.n_tokens = 0;
     std::vector<std::pair<Seq*, int32_t>> to_sample;  // sequence, batch index of its logits
     for (const StepEntry& e : plan) {
@@ -793,8 +813,15 @@ class Engine::Impl {
     // vec_dot) than for two or more (llamafile sgemm), with a different summation order. A lone
     // decode token therefore gets a throw-away companion in a scratch sequence, so that every
     // step uses the same kernels and a request's output does not depend on what else is running.
+    // The same holds for the output projection, which runs over the step's output rows only: a
+    // step with one output row takes vec_dot there too, so deterministic mode asks for a second,
+    // unused row (the companion's, or any prompt token's).
     const bool padded = batch_.n_tokens == 1 && opt_.deterministic;
-    if (padded) AddToBatch(batch_.token[0], 0, pad_seq_, false);
+    if (padded) AddToBatch(batch_.token[0], 0, pad_seq_, true);
+    if (opt_.deterministic && to_sample.size() == 1 && !padded) {
+      const int32_t other = to_sample[0].second == 0 ? 1 : 0;
+      batch_.logits[other] = true;
+    }
     const auto t0 = Clock::now();
     const int rc = llama_decode(ctx_, batch_);
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -845,6 +872,7 @@ class Engine::Impl {
   }
 
   void Sample(Seq& s, int32_t idx) {
+    if (opt_.digest_logits) s.digests.push_back(LogitsDigest(idx));
     const llama_token tok = llama_sampler_sample(s.sampler.get(), ctx_, idx);
     if (s.ttft_ms < 0) s.ttft_ms = MsBetween(s.job.submitted, Clock::now());
     if (llama_vocab_is_eog(vocab_, tok)) return Finish(s, FinishReason::kStop);
@@ -855,6 +883,16 @@ class Engine::Impl {
     if (s.text.stopped()) return Finish(s, FinishReason::kStopSequence);
     if (s.n_gen >= s.max_tokens) return Finish(s, FinishReason::kLength);
     s.next = tok;
+  }
+
+  // FNV-1a over the raw bytes of one output row's logits.
+  uint64_t LogitsDigest(int32_t idx) const {
+    const float* logits = llama_get_logits_ith(ctx_, idx);
+    const auto* bytes = reinterpret_cast<const unsigned char*>(logits);
+    const size_t n = sizeof(float) * static_cast<size_t>(llama_vocab_n_tokens(vocab_));
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; ++i) h = (h ^ bytes[i]) * 1099511628211ull;
+    return h;
   }
 
   void Finish(Seq& s, FinishReason reason) {
@@ -874,6 +912,7 @@ class Engine::Impl {
     done.queue_ms = MsBetween(s.job.submitted, s.admitted);
     done.ttft_ms = s.ttft_ms;
     done.total_ms = MsBetween(s.job.submitted, Clock::now());
+    done.logits_digests = std::move(s.digests);
     // A cancelled request's cells are freed; a finished one stays resident for its next turn
     // and its blocks go to the store.
     if (reason == FinishReason::kCancelled) {
@@ -956,6 +995,7 @@ class Engine::Impl {
   size_t cursor_ = 0;
   EngineStats counters_;  // throughput counters; PublishStats copies them with the rest
   int pad_seq_ = 0;  // scratch sequence for padding single-token batches
+  uint32_t step_budget_ = 0;  // tokens per step: --step-tokens, capped in deterministic mode
   int io_seq_ = 0;   // scratch sequence for saving and restoring blocks
   std::string fingerprint_;
   std::shared_ptr<BufferPool> buffers_;  // the KV store's block buffers

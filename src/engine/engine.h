@@ -50,8 +50,11 @@ struct EngineOptions {
   int32_t n_threads = 0;            // 0 = all cores
   int32_t default_max_tokens = 512; // when a request sets none (capped by the context)
   // Bit-exact results whatever else runs: never submit a one-token batch (see docs/architecture.md,
-  // "Exactness"). Costs about a fifth of single-stream decode speed on CPU.
-  bool deterministic = true;
+  // "Exactness"). Off by default: it costs about a fifth of single-stream decode speed on CPU.
+  bool deterministic = false;
+  // Tests: hash the logits of every sampled position into kDone's logits_digests, so that runs
+  // can be compared bit for bit (costs a pass over the vocabulary per token).
+  bool digest_logits = false;
   // KV store (RAM and disk tiers below the pool).
   std::filesystem::path cache_dir;  // empty: no disk tier (nothing survives a restart)
   // false (async): a response ends at once, its blocks reach disk right after; true (sync): its
@@ -75,6 +78,8 @@ struct ModelInfo {
   uint64_t pool_bytes = 0;
   uint32_t block_tokens = 0;
   std::string cache_type;
+  bool deterministic = false;  // --deterministic in force
+  uint32_t step_tokens = 0;    // tokens per step in force (capped in deterministic mode)
   std::string fingerprint;   // model + KV configuration; names the cache directory
   bool persistent = false;   // blocks are written to disk
   std::string persistence_error;  // why not, when a cache directory was asked for and is unusable

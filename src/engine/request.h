@@ -77,6 +77,7 @@ struct GenerationEvent {
   double queue_ms = 0;  // submitted → admitted
   double ttft_ms = 0;   // submitted → first token sampled
   double total_ms = 0;  // submitted → finished
+  std::vector<uint64_t> logits_digests;  // EngineOptions::digest_logits: one per sampled position
   // kError:
   Status status;
 };

@@ -48,14 +48,19 @@ std::string Content(const httplib::Result& r) {
   return json::parse(r->body)["choices"][0]["message"]["content"].get<std::string>();
 }
 
+// Deterministic mode through the CLI (the default mode does not promise this; EngineExactnessTest
+// has the details).
 TEST(BatchingTest, ConcurrentRequestsMatchSequentialOnes) {
-  auto server = StartServer({"--parallel", "4"});
+  auto server = StartServer({"--parallel", "4", "--deterministic"});
+  const json health = GetHealth(server->port());
+  EXPECT_EQ(health["engine"]["deterministic"], true);
+  EXPECT_EQ(health["engine"]["step_tokens"], 63);  // below flash attention's tiled kernel
   std::vector<std::string> prompts;
   for (int i = 0; i < 6; ++i) prompts.push_back("agent " + std::to_string(i) + " asks about item " + std::to_string(i * 17));
   std::vector<std::string> sequential;
   for (const auto& p : prompts) sequential.push_back(Content(Post(server->port(), Body(p, 20))));
   // Restart so that nothing is resident, then all at once.
-  server = StartServer({"--parallel", "4"});
+  server = StartServer({"--parallel", "4", "--deterministic"});
   std::vector<std::future<std::string>> futures;
   for (const auto& p : prompts) {
     futures.push_back(std::async(std::launch::async, [&, p] { return Content(Post(server->port(), Body(p, 20))); }));
@@ -148,6 +153,7 @@ TEST(BatchingTest, ClientLeavingAStreamCancelsIt) {
   EXPECT_EQ(h["running"], 0) << h.dump();
   EXPECT_EQ(h["pool"]["blocks_used"], 0) << h.dump();  // cancelled: its cells were freed
   EXPECT_LT(h["engine"]["tokens_generated"].get<int>(), 400) << h.dump();
+  EXPECT_EQ(h["engine"]["deterministic"], false);  // the default
 }
 
 }  // namespace

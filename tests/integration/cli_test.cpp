@@ -74,6 +74,17 @@ TEST(CliTest, PortInUseExits2) {
   close(fd);
 }
 
+TEST(CliTest, DeterministicModeExcludesItsOppositeAndLimitsParallel) {
+  std::string out;
+  EXPECT_EQ(RunKvault({"serve", "--deterministic", "--no-deterministic"}, &out), 2);
+  EXPECT_NE(out.find("excludes"), std::string::npos) << out;
+  EXPECT_EQ(RunKvault({"serve", "--model", TinyModel().string(), "--port", "0", "--deterministic", "--parallel", "64",
+                       "--resident-seqs", "64", "--pool-tokens", "4096"},
+                      &out),
+            2);
+  EXPECT_NE(out.find("deterministic mode allows at most 63 parallel sequences"), std::string::npos) << out;
+}
+
 TEST(CliTest, MakeDemoWritesALoadableModel) {
   const auto dir = ScratchDir("cli-make-demo");
   std::string out;
