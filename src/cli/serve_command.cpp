@@ -115,8 +115,9 @@ void AddServeCommand(CLI::App& app, ServeArgs* a) {
   serve->add_option("--cache-dir", a->cache_dir, "KV cache directory (default: <data-dir>/kv-cache)");
   serve->add_flag("--no-persist", a->no_persist, "keep KV blocks in RAM only: nothing survives a restart");
   auto* det = serve->add_flag("--deterministic", a->deterministic,
-                              "never submit a one-token batch, so that greedy output does not depend on what "
-                              "else runs or where restored KV sits; costs ~25% of single-stream decode speed on "
+                              "pin llama.cpp's shape-dependent CPU kernels (no one-token batches or one-output "
+                              "steps, steps under 64 tokens) so that greedy output does not depend on what else runs; "
+                              "costs about a third of single-stream decode speed on "
                               "CPU (see docs/architecture.md, \"Exactness\")");
   serve->add_flag("--no-deterministic", a->no_deterministic, "the default (kept for existing scripts)")
       ->excludes(det);

@@ -50,7 +50,7 @@ struct EngineOptions {
   int32_t n_threads = 0;            // 0 = all cores
   int32_t default_max_tokens = 512; // when a request sets none (capped by the context)
   // Bit-exact results whatever else runs: never submit a one-token batch (see docs/architecture.md,
-  // "Exactness"). Off by default: it costs about a fifth of single-stream decode speed on CPU.
+  // "Exactness"). Off by default: it costs about a third of single-stream decode speed on CPU.
   bool deterministic = false;
   // Tests: hash the logits of every sampled position into kDone's logits_digests, so that runs
   // can be compared bit for bit (costs a pass over the vocabulary per token).
