@@ -32,8 +32,8 @@ struct ServeArgs {
   uint32_t queue_timeout_s = 60;
   std::string cache_dir;    // empty: <data-dir>/kv-cache
   bool no_persist = false;
-  bool deterministic = false;     // --deterministic: pad lone decode tokens (exact, slower)
-  bool no_deterministic = false;  // the default; the flag is kept for existing scripts
+  bool deterministic = false;     // --deterministic: pin llama.cpp's shape-dependent kernels (slower)
+  bool no_deterministic = false;  // the default; the flag is kept for existing scripts (not read)
   uint64_t ram_cache_mib = 1024;
   double disk_cache_gib = 10;
   int threads = 0;

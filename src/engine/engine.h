@@ -49,7 +49,9 @@ struct EngineOptions {
   uint32_t queue_timeout_ms = 60000;
   int32_t n_threads = 0;            // 0 = all cores
   int32_t default_max_tokens = 512; // when a request sets none (capped by the context)
-  // Bit-exact results whatever else runs: never submit a one-token batch (see docs/architecture.md,
+  // Pin llama.cpp's shape-dependent CPU kernels (no one-token batch, no step with one output row,
+  // steps below flash attention's tiled size) so that a request's logits do not depend on what
+  // else runs, as long as no cells are freed and refilled meanwhile (docs/architecture.md,
   // "Exactness"). Off by default: it costs about a third of single-stream decode speed on CPU.
   bool deterministic = false;
   // Tests: hash the logits of every sampled position into kDone's logits_digests, so that runs

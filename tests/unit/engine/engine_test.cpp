@@ -194,6 +194,25 @@ TEST_F(EngineTest, AgentsWithTheSameSystemPromptShareItsBlocks) {
   EXPECT_EQ(engine_->stats().idle_resident, 1u);
 }
 
+// Each prompt alone (one after another, in a fresh engine), then all at once in another fresh
+// engine: the two runs' outputs, in prompt order.
+std::pair<std::vector<Output>, std::vector<Output>> AloneThenTogether(const EngineOptions& o,
+                                                                      const std::vector<std::string>& prompts,
+                                                                      int32_t max_tokens) {
+  std::vector<Output> alone, together;
+  {
+    auto solo = StartEngine(o);
+    if (!solo) return {};
+    for (const auto& p : prompts) alone.push_back(Collect(solo->Submit(UserSays(p, max_tokens))));
+  }
+  auto engine = StartEngine(o);
+  if (!engine) return {};
+  std::vector<std::shared_ptr<RequestHandle>> handles;
+  for (const auto& p : prompts) handles.push_back(engine->Submit(UserSays(p, max_tokens)));
+  for (auto& h : handles) together.push_back(Collect(h));
+  return {std::move(alone), std::move(together)};
+}
+
 // Exactness (deterministic mode, --deterministic). llama.cpp's CPU backend computes each token's
 // row independently of the others in the batch as long as every step uses the same kernels: the
 // engine pads one-token batches and one-output steps and keeps steps below flash attention's
@@ -217,19 +236,13 @@ TEST(EngineExactnessTest, BatchedOutputEqualsAloneOutput) {
   // sequences joining and leaving mid-way.
   std::vector<std::string> prompts;
   for (int i = 0; i < 16; ++i) prompts.push_back("Agent number " + std::to_string(i) + " " + Words(i * 7, "task"));
-  std::vector<std::string> alone;
-  {
-    auto solo = StartEngine(NoCellReuse());
-    for (const auto& p : prompts) alone.push_back(Collect(solo->Submit(UserSays(p, 200))).text);
-  }
-  auto engine = StartEngine(NoCellReuse());
-  ASSERT_NE(engine, nullptr);
-  std::vector<std::shared_ptr<RequestHandle>> handles;
-  for (const auto& p : prompts) handles.push_back(engine->Submit(UserSays(p, 200)));
+  const auto [alone, together] = AloneThenTogether(NoCellReuse(), prompts, 200);
+  ASSERT_EQ(alone.size(), prompts.size());
+  ASSERT_EQ(together.size(), prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) {
-    Output o = Collect(handles[i]);
-    ASSERT_TRUE(o.error.ok()) << o.error.ToString();
-    EXPECT_EQ(o.text, alone[i]) << "prompt " << i;
+    ASSERT_TRUE(alone[i].error.ok()) << alone[i].error.ToString();
+    ASSERT_TRUE(together[i].error.ok()) << together[i].error.ToString();
+    EXPECT_EQ(together[i].text, alone[i].text) << "prompt " << i;
   }
 }
 
@@ -243,28 +256,17 @@ TEST(EngineExactnessTest, PaddedStepsGiveBitIdenticalLogitsAloneAndBatched) {
   o.digest_logits = true;
   std::vector<std::string> prompts;
   for (int i = 0; i < 9; ++i) prompts.push_back(std::to_string(i * 37) + " " + Words(3 + i * 5, "item"));
-  std::vector<std::vector<uint64_t>> alone;
-  {
-    auto solo = StartEngine(o);
-    ASSERT_NE(solo, nullptr);
-    for (const auto& p : prompts) {
-      Output out = Collect(solo->Submit(UserSays(p, 12)));
-      ASSERT_TRUE(out.error.ok()) << out.error.ToString();
-      alone.push_back(out.done.logits_digests);
-    }
-  }
-  auto engine = StartEngine(o);
-  ASSERT_NE(engine, nullptr);
-  std::vector<std::shared_ptr<RequestHandle>> handles;
-  for (const auto& p : prompts) handles.push_back(engine->Submit(UserSays(p, 12)));
+  const auto [alone, together] = AloneThenTogether(o, prompts, 12);
+  ASSERT_EQ(alone.size(), prompts.size());
+  ASSERT_EQ(together.size(), prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) {
-    Output out = Collect(handles[i]);
-    ASSERT_TRUE(out.error.ok()) << out.error.ToString();
-    ASSERT_EQ(out.done.logits_digests.size(), alone[i].size()) << "prompt " << i;
-    ASSERT_FALSE(alone[i].empty());
-    for (size_t k = 0; k < alone[i].size(); ++k) {
-      EXPECT_EQ(out.done.logits_digests[k], alone[i][k]) << "prompt " << i << ", sampled position " << k;
-    }
+    ASSERT_TRUE(alone[i].error.ok()) << alone[i].error.ToString();
+    ASSERT_TRUE(together[i].error.ok()) << together[i].error.ToString();
+    const std::vector<uint64_t>& a = alone[i].done.logits_digests;
+    const std::vector<uint64_t>& b = together[i].done.logits_digests;
+    ASSERT_EQ(b.size(), a.size()) << "prompt " << i;
+    ASSERT_FALSE(a.empty());
+    for (size_t k = 0; k < a.size(); ++k) EXPECT_EQ(b[k], a[k]) << "prompt " << i << ", sampled position " << k;
   }
 }
 
