@@ -151,18 +151,22 @@ void KvStore::Put(std::shared_ptr<const BlockRecord> record) {
     }
     ++pending_[record->key];
   }
-  Enqueue([this, record] { WriteBlock(record); }, /*read=*/false);
+  // The job hands its reference over: when Flush() returns, no queued job still holds the record,
+  // so a block dropped from RAM gives its buffer back at once.
+  Enqueue([this, record]() mutable { WriteBlock(std::move(record)); }, /*read=*/false);
 }
 
-void KvStore::WriteBlock(const std::shared_ptr<const BlockRecord>& record) {
+void KvStore::WriteBlock(std::shared_ptr<const BlockRecord> record) {
   if (options_.slow_write_ms) std::this_thread::sleep_for(std::chrono::milliseconds(options_.slow_write_ms));
   EncodeBlockFile(*record, &write_buf_);
-  Status s = disk_->Write(record->key, write_buf_);
+  const BlockKey key = record->key;
+  Status s = disk_->Write(key, write_buf_);
+  record.reset();  // before pending_ empties (Flush): RAM, if it still holds the block, is its owner
   bool recovered;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    pending_.erase(record->key);
-    if (!s.ok() && ram_.count(record->key)) unpersisted_.insert(record->key);
+    pending_.erase(key);
+    if (!s.ok() && ram_.count(key)) unpersisted_.insert(key);
     recovered = NoteWriteLocked(s);
     if (const uint64_t lost = disk_->stats().dir_lost; lost != dir_lost_seen_) {
       // The directory was deleted: what RAM still holds is written again.
@@ -231,7 +235,7 @@ void KvStore::Backfill() {
     unpersisted_.clear();
     records.swap(unwritten_records_);
   }
-  for (auto& b : blocks) Enqueue([this, b] { WriteBlock(b); }, /*read=*/false);
+  for (auto& b : blocks) Enqueue([this, b]() mutable { WriteBlock(std::move(b)); }, /*read=*/false);
   for (auto& record : records) {  // (clang 14 cannot capture structured bindings)
     Enqueue([this, file = record.first, bytes = std::move(record.second)] { WriteAgentRecord(file, bytes); },
             /*read=*/false);
@@ -256,7 +260,7 @@ void KvStore::ProbeDisk() {
     }
   }
   // A real block when there is one: a nearly full disk may take a small probe file but not a block.
-  if (candidate) return WriteBlock(candidate);
+  if (candidate) return WriteBlock(std::move(candidate));
   Status s = disk_->Probe();
   bool recovered;
   {

@@ -171,7 +171,7 @@ class KvStore {
   std::vector<uint8_t> write_buf_;  // and writes (fresh memory costs page faults: buffer_pool.h)
   void IoLoop();
   // I/O thread: writes one block; notes the result (failure, or recovery and backfill).
-  void WriteBlock(const std::shared_ptr<const BlockRecord>& record);
+  void WriteBlock(std::shared_ptr<const BlockRecord> record);
   void WriteAgentRecord(const std::filesystem::path& file, const std::vector<uint8_t>& bytes);
   // Notes a write's outcome; true when it ends a failing period (the caller then calls Backfill).
   bool NoteWriteLocked(const Status& s);
