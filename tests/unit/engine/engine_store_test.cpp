@@ -98,11 +98,14 @@ TEST(EngineStoreTest, RestartResumesFromDiskWithTheSameOutput) {
   // Everything the resident sequence reused came back from disk, its partial last block included.
   EXPECT_EQ(restored.done.cached_disk, resident.done.cached_resident);
   EXPECT_EQ(restored.text, resident.text);
-  // Anonymous: the conversation's stored last block is found by its content only; this turn
-  // re-renders the previous answer's last tokens differently, so up to the last full block.
+  // Anonymous: the conversation's stored last block is found by its content only: every full
+  // block, then the stored tail as far as this turn's rendering of the previous answer matches
+  // it (how far depends on the answer the random model gave, which depends on the CPU's kernels).
   auto c = Start(Options(anonymous_dir));
   Output anonymous = Ask(*c, Chat(m, 24));
-  EXPECT_EQ(anonymous.done.cached_disk, resident.done.cached_resident / 16 * 16);
+  EXPECT_GE(anonymous.done.cached_disk, resident.done.cached_resident / 16 * 16);
+  EXPECT_LE(anonymous.done.cached_disk, resident.done.cached_resident);
+  EXPECT_EQ(anonymous.done.cached_tokens, anonymous.done.cached_disk);
   EXPECT_EQ(anonymous.text, resident.text);
   auto cold = Start(Options(""));  // no disk tier: computed from scratch
   Output computed = Ask(*cold, Chat(m, 24));
