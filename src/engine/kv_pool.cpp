@@ -137,7 +137,12 @@ std::optional<KvPool::Lease> KvPool::Acquire(const std::vector<Token>& prompt, i
     for (size_t i = kept; i < s.blocks.size(); ++i) blocks_.Unref(s.blocks[i]);
     s.blocks.resize(kept);
   } else {
-    const uint32_t shared = best >= 0 ? static_cast<uint32_t>(std::min(best_lcp, limit) / bt) : 0;
+    // The whole common prefix is copied (llama_memory_seq_cp shares the cells); its whole blocks
+    // are shared in the accounting, and a partial last one is counted as the new sequence's own
+    // block: those cells plus the ones it computes after them fill one block, so the accounting
+    // holds whichever of the two sequences is evicted first.
+    const size_t n_copy = best >= 0 ? std::min(best_lcp, limit) : 0;
+    const uint32_t shared = static_cast<uint32_t>(n_copy / bt);
     const uint32_t needed = need_total - shared;
     std::vector<BlockId> shared_ids;
     if (shared > 0) shared_ids.assign(slots_[best].blocks.begin(), slots_[best].blocks.begin() + shared);
@@ -146,12 +151,11 @@ std::optional<KvPool::Lease> KvPool::Acquire(const std::vector<Token>& prompt, i
 
     if (slots_[target].state == State::kIdle) Evict(target);
     Slot& s = slots_[target];
-    if (shared > 0) {
-      const int32_t n_shared = static_cast<int32_t>(shared * bt);
-      ops_->Copy(best, target, 0, n_shared);
+    if (n_copy > 0) {
+      ops_->Copy(best, target, 0, static_cast<int32_t>(n_copy));
       for (BlockId id : shared_ids) blocks_.Ref(id);
       s.blocks = shared_ids;
-      s.tokens.assign(prompt.begin(), prompt.begin() + n_shared);
+      s.tokens.assign(prompt.begin(), prompt.begin() + static_cast<long>(n_copy));
     }
   }
 

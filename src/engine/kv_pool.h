@@ -5,8 +5,9 @@
 // got KV cells (Append), and gives the slot back when the request ends (Release keeps the cells
 // resident as an idle sequence for the next turn; Free drops them). Acquire reuses the longest
 // resident prefix: it takes over an idle sequence whose last prompt the new prompt contains (the
-// same conversation), or shares whole blocks of another sequence's prefix (KvOps::Copy =
-// llama_memory_seq_cp) and leaves that sequence intact. It evicts least recently used
+// same conversation), or shares another sequence's prefix (KvOps::Copy = llama_memory_seq_cp;
+// whole blocks are shared in the accounting, a partial last one counts as the new sequence's own
+// block) and leaves that sequence intact. It evicts least recently used
 // idle sequences only when their slots or blocks are needed, and reserves every block the request
 // can need (prompt + max tokens) up front, so a running request never runs out of cells.
 //

@@ -183,8 +183,11 @@ TEST_F(EngineTest, AgentsWithTheSameSystemPromptShareItsBlocks) {
   Output b = Run(Chat({Msg("system", system), Msg("user", "I am agent B")}, 4));
   ASSERT_TRUE(a.error.ok() && b.error.ok());
   EXPECT_EQ(a.done.cached_tokens, 0);
-  EXPECT_GE(b.done.cached_tokens, 112);  // the system prompt's whole 16-token blocks
-  EXPECT_EQ(b.done.cached_tokens % 16, 0);
+  // Everything before "B": the template, the system prompt, "I am agent" (not only whole 16-token
+  // blocks). After it: " B", <|eot_id|>, <|start_header_id|>, "assistant", <|end_header_id|>, "\n\n".
+  EXPECT_EQ(b.done.prompt_tokens, a.done.prompt_tokens);
+  EXPECT_EQ(b.done.cached_tokens, b.done.prompt_tokens - 6);
+  EXPECT_NE(b.done.cached_tokens % 16, 0);  // so that this test tells the two apart
   // A's conversation left the pool when B was admitted (idle_tokens 0), after B took the shared
   // blocks: B alone is resident (stats are published after the step that finished b).
   for (int i = 0; i < 100 && (engine_->stats().idle_trims != 1u || engine_->stats().idle_resident != 1u); ++i) {

@@ -10,23 +10,43 @@ namespace kvault {
 namespace {
 
 // Simulates llama.cpp's unified KV cache at the level KvPool uses it: which positions each
-// sequence has cells for.
+// sequence has cells for, and which physical cell each is (Copy shares cells, as seq_cp does in a
+// unified cache; a cell lives while any sequence holds it).
 class FakeKv : public KvOps {
  public:
   void Copy(int src, int dst, int32_t p0, int32_t p1) override {
     ++copies;
     for (int32_t p : cells[src]) {
-      if (p >= p0 && (p1 < 0 || p < p1)) cells[dst].insert(p);
+      if (p >= p0 && (p1 < 0 || p < p1)) {
+        cells[dst].insert(p);
+        ids[dst][p] = ids[src][p];
+      }
     }
   }
   void Remove(int seq, int32_t p0, int32_t p1) override {
     auto& c = cells[seq];
     for (auto it = c.begin(); it != c.end();) {
       const bool in = (p0 < 0 || *it >= p0) && (p1 < 0 || *it < p1);
+      if (in) ids[seq].erase(*it);
       it = in ? c.erase(it) : std::next(it);
     }
   }
+  // A computed token: a new cell.
+  void Add(int seq, int32_t pos) {
+    cells[seq].insert(pos);
+    ids[seq][pos] = next_id++;
+  }
+  // Cells in use: what llama.cpp needs room for.
+  size_t PhysicalCells() const {
+    std::set<int64_t> live;
+    for (const auto& [seq, m] : ids) {
+      for (const auto& [pos, id] : m) live.insert(id);
+    }
+    return live.size();
+  }
   std::map<int, std::set<int32_t>> cells;
+  std::map<int, std::map<int32_t, int64_t>> ids;
+  int64_t next_id = 0;
   int copies = 0;
 };
 
@@ -44,7 +64,7 @@ std::vector<Token> Cat(std::vector<Token> a, const std::vector<Token>& b) {
 void Prefill(KvPool& pool, FakeKv& kv, const KvPool::Lease& l, const std::vector<Token>& prompt) {
   const size_t from = static_cast<size_t>(l.reused);
   pool.Append(l.slot, prompt.data() + from, prompt.size() - from);
-  for (size_t p = from; p < prompt.size(); ++p) kv.cells[l.slot].insert(static_cast<int32_t>(p));
+  for (size_t p = from; p < prompt.size(); ++p) kv.Add(l.slot, static_cast<int32_t>(p));
 }
 
 // A whole request: admitted, prompt computed, finished (its sequence stays resident, idle).
@@ -61,7 +81,7 @@ KvPool::Lease Served(KvPool& pool, FakeKv& kv, const std::vector<Token>& prompt,
 void Generate(KvPool& pool, FakeKv& kv, int slot, const std::vector<Token>& toks) {
   const size_t from = pool.tokens(slot).size();
   pool.Append(slot, toks.data(), toks.size());
-  for (size_t p = from; p < from + toks.size(); ++p) kv.cells[slot].insert(static_cast<int32_t>(p));
+  for (size_t p = from; p < from + toks.size(); ++p) kv.Add(slot, static_cast<int32_t>(p));
 }
 
 TEST(KvPoolTest, ReservesPromptPlusCompletionUpFront) {
@@ -119,7 +139,7 @@ TEST(KvPoolTest, WithoutPrefixReuseEveryRequestStartsFromAnEmptySequence) {
   EXPECT_TRUE(kv.cells[l2->slot].empty());
 }
 
-TEST(KvPoolTest, SharedPrefixIsCopiedInWholeBlocksAndCountedOnce) {
+TEST(KvPoolTest, SharedPrefixIsCopiedWholeAndItsWholeBlocksCountedOnce) {
   FakeKv kv;
   KvPool pool(&kv, 4, 16, 4);
   auto system = Range(0, 9);
@@ -131,12 +151,20 @@ TEST(KvPoolTest, SharedPrefixIsCopiedInWholeBlocksAndCountedOnce) {
   auto lb = pool.Acquire(b, 12);
   ASSERT_TRUE(lb);
   EXPECT_NE(lb->slot, la.slot);  // the other agent's sequence stays intact
-  EXPECT_EQ(lb->reused, 8);      // two whole blocks of 4
+  EXPECT_EQ(lb->reused, 9);      // the whole system prompt: two whole blocks of 4 and one token
   EXPECT_EQ(kv.copies, 1);
-  EXPECT_EQ(kv.cells[lb->slot], (std::set<int32_t>{0, 1, 2, 3, 4, 5, 6, 7}));
+  EXPECT_EQ(kv.cells[lb->slot], (std::set<int32_t>{0, 1, 2, 3, 4, 5, 6, 7, 8}));
   EXPECT_EQ(pool.tokens(la.slot), a);
-  // b needs 3 blocks in all, 2 of them shared: 1 new block.
+  // b needs 3 blocks in all, 2 of them shared: 1 new block (the shared token's cell and b's 3).
   EXPECT_EQ(pool.stats().used_blocks + pool.stats().reserved_blocks, used_before + 1);
+  Prefill(pool, kv, *lb, b);
+  EXPECT_EQ(kv.PhysicalCells(), 12u + 3u);
+  pool.Release(lb->slot);
+
+  // a leaves; b's share of a's third block (the system prompt's last token) stays in b's block.
+  pool.Free(la.slot);
+  EXPECT_EQ(pool.stats().used_blocks, 3u);
+  EXPECT_EQ(kv.PhysicalCells(), 12u);
 }
 
 TEST(KvPoolTest, ActiveSequencesShareTheirPrefixToo) {
@@ -238,11 +266,12 @@ TEST(KvPoolTest, CutInsideASharedBlockBacksOffToTheBlockStart) {
   auto gen = Range(900, 8);
   Generate(pool, kv, lx->slot, gen);
   auto x_tokens = Cat(x_prompt, gen);
-  // Y forks from X while X is still running: shares X's first 3 blocks (12 tokens).
+  // Y forks from X while X is still running: shares X's first 3 blocks (12 tokens) and copies
+  // 2 more tokens into a block of its own.
   auto y = Cat(std::vector<Token>(x_tokens.begin(), x_tokens.begin() + 14), Range(300, 2));
   auto ly = pool.Acquire(y, 20);
   ASSERT_TRUE(ly);
-  EXPECT_EQ(ly->reused, 12);
+  EXPECT_EQ(ly->reused, 14);
   Prefill(pool, kv, *ly, y);
   pool.Release(ly->slot);
   pool.Release(lx->slot);
@@ -303,10 +332,11 @@ TEST(KvPoolTest, IdleLimitKeepsBlocksSharedWithTheNewRequest) {
   auto b = Cat(system, Range(200, 3));  // another agent, same system prompt
   auto lb = pool.Acquire(b, 12);
   ASSERT_TRUE(lb);
-  EXPECT_EQ(lb->reused, 8);  // shared from a before a was evicted
+  EXPECT_EQ(lb->reused, 9);  // copied from a before a was evicted
   EXPECT_EQ(pool.stats().idle_trims, 1u);
   EXPECT_TRUE(kv.cells[la.slot].empty());
-  EXPECT_EQ(kv.cells[lb->slot], (std::set<int32_t>{0, 1, 2, 3, 4, 5, 6, 7}));
+  EXPECT_EQ(kv.cells[lb->slot], (std::set<int32_t>{0, 1, 2, 3, 4, 5, 6, 7, 8}));
+  EXPECT_EQ(kv.PhysicalCells(), 9u);  // a's cells are gone but those b shares
   EXPECT_EQ(pool.stats().used_blocks + pool.stats().reserved_blocks, 3u);
 }
 
@@ -350,6 +380,9 @@ void RunRandomWorkload(uint32_t idle_limit) {
     }
     const KvPoolStats st = pool.stats();
     ASSERT_LE(st.used_blocks + st.reserved_blocks, n_blocks);
+    // What llama.cpp must find room for never exceeds what the accounting holds.
+    ASSERT_LE(kv.PhysicalCells(), static_cast<size_t>(st.used_blocks + st.reserved_blocks) * bt)
+        << "at iteration " << iter;
     for (uint32_t s = 0; s < n_slots; ++s) {
       const auto& toks = pool.tokens(static_cast<int>(s));
       std::set<int32_t> expect;
