@@ -16,36 +16,34 @@ class FakeKv : public KvOps {
  public:
   void Copy(int src, int dst, int32_t p0, int32_t p1) override {
     ++copies;
-    for (int32_t p : cells[src]) {
-      if (p >= p0 && (p1 < 0 || p < p1)) {
-        cells[dst].insert(p);
-        ids[dst][p] = ids[src][p];
-      }
+    for (const auto& [p, id] : cells[src]) {
+      if (p >= p0 && (p1 < 0 || p < p1)) cells[dst][p] = id;
     }
   }
   void Remove(int seq, int32_t p0, int32_t p1) override {
     auto& c = cells[seq];
     for (auto it = c.begin(); it != c.end();) {
-      const bool in = (p0 < 0 || *it >= p0) && (p1 < 0 || *it < p1);
-      if (in) ids[seq].erase(*it);
+      const bool in = (p0 < 0 || it->first >= p0) && (p1 < 0 || it->first < p1);
       it = in ? c.erase(it) : std::next(it);
     }
   }
   // A computed token: a new cell.
-  void Add(int seq, int32_t pos) {
-    cells[seq].insert(pos);
-    ids[seq][pos] = next_id++;
+  void Add(int seq, int32_t pos) { cells[seq][pos] = next_id++; }
+  // The positions `seq` has cells for.
+  std::set<int32_t> Positions(int seq) {
+    std::set<int32_t> out;
+    for (const auto& [p, id] : cells[seq]) out.insert(p);
+    return out;
   }
   // Cells in use: what llama.cpp needs room for.
   size_t PhysicalCells() const {
     std::set<int64_t> live;
-    for (const auto& [seq, m] : ids) {
+    for (const auto& [seq, m] : cells) {
       for (const auto& [pos, id] : m) live.insert(id);
     }
     return live.size();
   }
-  std::map<int, std::set<int32_t>> cells;
-  std::map<int, std::map<int32_t, int64_t>> ids;
+  std::map<int, std::map<int32_t, int64_t>> cells;  // sequence -> position -> physical cell
   int64_t next_id = 0;
   int copies = 0;
 };
@@ -153,7 +151,7 @@ TEST(KvPoolTest, SharedPrefixIsCopiedWholeAndItsWholeBlocksCountedOnce) {
   EXPECT_NE(lb->slot, la.slot);  // the other agent's sequence stays intact
   EXPECT_EQ(lb->reused, 9);      // the whole system prompt: two whole blocks of 4 and one token
   EXPECT_EQ(kv.copies, 1);
-  EXPECT_EQ(kv.cells[lb->slot], (std::set<int32_t>{0, 1, 2, 3, 4, 5, 6, 7, 8}));
+  EXPECT_EQ(kv.Positions(lb->slot), (std::set<int32_t>{0, 1, 2, 3, 4, 5, 6, 7, 8}));
   EXPECT_EQ(pool.tokens(la.slot), a);
   // b needs 3 blocks in all, 2 of them shared: 1 new block (the shared token's cell and b's 3).
   EXPECT_EQ(pool.stats().used_blocks + pool.stats().reserved_blocks, used_before + 1);
@@ -335,7 +333,7 @@ TEST(KvPoolTest, IdleLimitKeepsBlocksSharedWithTheNewRequest) {
   EXPECT_EQ(lb->reused, 9);  // copied from a before a was evicted
   EXPECT_EQ(pool.stats().idle_trims, 1u);
   EXPECT_TRUE(kv.cells[la.slot].empty());
-  EXPECT_EQ(kv.cells[lb->slot], (std::set<int32_t>{0, 1, 2, 3, 4, 5, 6, 7, 8}));
+  EXPECT_EQ(kv.Positions(lb->slot), (std::set<int32_t>{0, 1, 2, 3, 4, 5, 6, 7, 8}));
   EXPECT_EQ(kv.PhysicalCells(), 9u);  // a's cells are gone but those b shares
   EXPECT_EQ(pool.stats().used_blocks + pool.stats().reserved_blocks, 3u);
 }
@@ -387,7 +385,7 @@ void RunRandomWorkload(uint32_t idle_limit) {
       const auto& toks = pool.tokens(static_cast<int>(s));
       std::set<int32_t> expect;
       for (size_t p = 0; p < toks.size(); ++p) expect.insert(static_cast<int32_t>(p));
-      ASSERT_EQ(kv.cells[static_cast<int>(s)], expect) << "slot " << s << " at iteration " << iter;
+      ASSERT_EQ(kv.Positions(static_cast<int>(s)), expect) << "slot " << s << " at iteration " << iter;
     }
     if (idle_limit != KvPool::kNoIdleLimit && admitted) {
       ASSERT_LE(st.idle_blocks, idle_limit);
