@@ -122,11 +122,13 @@ std::optional<KvPool::Lease> KvPool::Acquire(const std::vector<Token>& prompt, i
 
   if (take_over) {
     Slot& s = slots_[target];
-    size_t reuse = std::min(best_lcp, limit);
-    // A cut inside a block shared with another sequence would leave that block half shared;
-    // cut at its start instead (the few tokens are recomputed).
-    if (reuse % bt != 0 && blocks_.refcount(s.blocks[reuse / bt]) > 1) reuse = reuse / bt * bt;
-    const uint32_t kept = BlocksFor(reuse);
+    const size_t reuse = std::min(best_lcp, limit);
+    // A cut inside a block shared with another sequence keeps the cells before the cut, still
+    // shared with it, but the block itself is left to the other sequence: the slot counts a block
+    // of its own there (as a copied partial block is counted), which those cells and the ones
+    // computed after them fill, whichever sequence is evicted first.
+    const bool cut_in_shared = reuse % bt != 0 && blocks_.refcount(s.blocks[reuse / bt]) > 1;
+    const uint32_t kept = BlocksFor(reuse) - (cut_in_shared ? 1 : 0);
     const uint32_t needed = need_total - kept;
     // Dropping the slot's tail frees its private blocks; other idle slots may be evicted.
     const std::vector<BlockId> tail(s.blocks.begin() + kept, s.blocks.end());

@@ -7,7 +7,8 @@
 // resident prefix: it takes over an idle sequence whose last prompt the new prompt contains (the
 // same conversation), or shares another sequence's prefix (KvOps::Copy = llama_memory_seq_cp;
 // whole blocks are shared in the accounting, a partial last one counts as the new sequence's own
-// block) and leaves that sequence intact. It evicts least recently used
+// block; the same holds when a taken-over sequence is cut inside a block it shares) and leaves
+// that sequence intact. It evicts least recently used
 // idle sequences only when their slots or blocks are needed, and reserves every block the request
 // can need (prompt + max tokens) up front, so a running request never runs out of cells.
 //

@@ -254,7 +254,7 @@ TEST(KvPoolTest, RegeneratedAnswerTakesOverTheSameConversation) {
   EXPECT_EQ(kv.copies, 0);
 }
 
-TEST(KvPoolTest, CutInsideASharedBlockBacksOffToTheBlockStart) {
+TEST(KvPoolTest, CutInsideASharedBlockKeepsItsCellsInABlockOfItsOwn) {
   FakeKv kv;
   KvPool pool(&kv, 4, 32, 4);
   // X: prompt of 8 tokens, then 8 generated tokens.
@@ -273,15 +273,27 @@ TEST(KvPoolTest, CutInsideASharedBlockBacksOffToTheBlockStart) {
   Prefill(pool, kv, *ly, y);
   pool.Release(ly->slot);
   pool.Release(lx->slot);
-  // X's conversation continues but diverges at position 10, inside block 2 which Y shares:
-  // X keeps only blocks 0-1.
+  EXPECT_EQ(pool.stats().used_blocks, 5u);  // X: 4 blocks; Y: 3 of them + 1 of its own
+  // X's conversation continues but diverges at position 10, inside block 2 which Y shares: X
+  // keeps its 10 tokens (cells shared with Y) and blocks 0-1; block 2 stays Y's, and X counts a
+  // new block of its own for positions 8-11.
   auto r = Cat(std::vector<Token>(x_tokens.begin(), x_tokens.begin() + 10), Range(555, 3));
   auto lr = pool.Acquire(r, 20);
   ASSERT_TRUE(lr);
   EXPECT_EQ(lr->slot, lx->slot);
-  EXPECT_EQ(lr->reused, 8);
+  EXPECT_EQ(lr->reused, 10);
+  EXPECT_EQ(kv.copies, 1);  // nothing copied: the cells were already X's
   EXPECT_EQ(pool.tokens(ly->slot), y);  // Y untouched
   EXPECT_EQ(kv.cells[ly->slot].size(), y.size());
+  Prefill(pool, kv, *lr, r);
+  // Y's 4 blocks + X's 5 (2 shared with Y, 3 new for positions 8-19).
+  EXPECT_EQ(pool.stats().used_blocks + pool.stats().reserved_blocks, 7u);
+  EXPECT_EQ(kv.PhysicalCells(), 16u + 3u);
+  pool.Release(lr->slot);
+  // Y goes: X's cells at positions 8-9, shared until now, fit X's own block 2.
+  pool.Free(ly->slot);
+  EXPECT_EQ(pool.stats().used_blocks, 4u);  // X's 13 tokens
+  EXPECT_EQ(kv.PhysicalCells(), 13u);
 }
 
 TEST(KvPoolTest, IdleLimitEvictsLeastRecentlyUsedIdleSequencesWhenAnotherIsAdmitted) {
