@@ -42,6 +42,10 @@ EngineOptions TinyOptions(bool deterministic = false) {
   o.step_tokens = 48;  // several chunks for longer prompts
   o.parallel = 9;
   o.resident_seqs = 16;
+  // One thread: the tiny model gains nothing from two, and ctest runs two tests at once on a
+  // 2-core machine, where llama.cpp's spinning worker threads of two processes slow each other
+  // down many times over (this suite's longest test went from 22 s to over 120 s).
+  o.n_threads = 1;
   return o;
 }
 
