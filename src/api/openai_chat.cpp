@@ -114,13 +114,34 @@ json ToolCallsJson(const std::vector<ToolCall>& calls) {
 }
 
 json UsageJson(const ChatCompletionResult& r) {
-  return {{"prompt_tokens", r.prompt_tokens},
-          {"completion_tokens", r.completion_tokens},
-          {"total_tokens", r.prompt_tokens + r.completion_tokens},
-          {"prompt_tokens_details", {{"cached_tokens", r.cached_tokens}}}};
+  return OpenAiUsageJson(r.prompt_tokens, r.completion_tokens, r.cached_tokens);
 }
 
 }  // namespace
+
+json OpenAiUsageJson(int32_t prompt_tokens, int32_t completion_tokens, int32_t cached_tokens) {
+  return {{"prompt_tokens", prompt_tokens},
+          {"completion_tokens", completion_tokens},
+          {"total_tokens", prompt_tokens + completion_tokens},
+          {"prompt_tokens_details", {{"cached_tokens", cached_tokens}}}};
+}
+
+Status ParseOpenAiStreamFields(const json& body, GenerateRequest& g, bool& include_usage) {
+  if (body.contains("stream") && !body["stream"].is_null()) {
+    if (!body["stream"].is_boolean()) return Invalid("'stream' must be a boolean");
+    g.stream = body["stream"].get<bool>();
+  }
+  if (body.contains("stream_options") && !body["stream_options"].is_null()) {
+    const json& so = body["stream_options"];
+    if (!so.is_object()) return Invalid("'stream_options' must be an object");
+    if (!g.stream) return Invalid("'stream_options' is only allowed when 'stream' is true");
+    if (so.contains("include_usage")) {
+      if (!so["include_usage"].is_boolean()) return Invalid("'stream_options.include_usage' must be a boolean");
+      include_usage = so["include_usage"].get<bool>();
+    }
+  }
+  return Status::Ok();
+}
 
 Status ParseOpenAiSamplingFields(const json& body, GenerateRequest& g) {
   for (const char* key : {"max_tokens", "max_completion_tokens"}) {
@@ -276,19 +297,8 @@ StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(std::string_view body
 
   Status common = ParseOpenAiSamplingFields(body, out.generate);
   if (!common.ok()) return common;
-  if (body.contains("stream") && !body["stream"].is_null()) {
-    if (!body["stream"].is_boolean()) return Invalid("'stream' must be a boolean");
-    out.generate.stream = body["stream"].get<bool>();
-  }
-  if (body.contains("stream_options") && !body["stream_options"].is_null()) {
-    const json& so = body["stream_options"];
-    if (!so.is_object()) return Invalid("'stream_options' must be an object");
-    if (!out.generate.stream) return Invalid("'stream_options' is only allowed when 'stream' is true");
-    if (so.contains("include_usage")) {
-      if (!so["include_usage"].is_boolean()) return Invalid("'stream_options.include_usage' must be a boolean");
-      out.include_usage = so["include_usage"].get<bool>();
-    }
-  }
+  Status stream = ParseOpenAiStreamFields(body, out.generate, out.include_usage);
+  if (!stream.ok()) return stream;
   return out;
 }
 

@@ -30,9 +30,8 @@ StatusOr<CompletionRequest> ParseCompletionRequest(std::string_view body_text) {
   out.generate.max_tokens = 16;  // OpenAI's default for completions
   Status st = ParseOpenAiSamplingFields(body, out.generate);
   if (!st.ok()) return st;
-  if (body.contains("stream") && body["stream"].is_boolean() && body["stream"].get<bool>()) {
-    return Status::InvalidArgument("'stream' is not supported on /v1/completions; use /v1/chat/completions to stream");
-  }
+  st = ParseOpenAiStreamFields(body, out.generate, out.include_usage);
+  if (!st.ok()) return st;
   if (body.contains("echo") && body["echo"].is_boolean() && body["echo"].get<bool>()) {
     return Status::InvalidArgument("'echo' is not supported");
   }
@@ -41,22 +40,40 @@ StatusOr<CompletionRequest> ParseCompletionRequest(std::string_view body_text) {
   return out;
 }
 
+namespace {
+
+const char* FinishName(const CompletionResult& r) { return r.finish == FinishReason::kLength ? "length" : "stop"; }
+
+json Choice(const std::string& text, json finish_reason) {
+  return {{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", std::move(finish_reason)}};
+}
+
+json Envelope(const CompletionResult& r) {
+  return {{"id", r.id}, {"object", "text_completion"}, {"created", r.created}, {"model", r.model}};
+}
+
+}  // namespace
+
 std::string RenderCompletion(const CompletionResult& r) {
-  json body = {
-      {"id", r.id},
-      {"object", "text_completion"},
-      {"created", r.created},
-      {"model", r.model},
-      {"choices", json::array({{{"index", 0},
-                                {"text", r.text},
-                                {"logprobs", nullptr},
-                                {"finish_reason", r.finish == FinishReason::kLength ? "length" : "stop"}}})},
-      {"usage",
-       {{"prompt_tokens", r.prompt_tokens},
-        {"completion_tokens", r.completion_tokens},
-        {"total_tokens", r.prompt_tokens + r.completion_tokens},
-        {"prompt_tokens_details", {{"cached_tokens", r.cached_tokens}}}}}};
+  json body = Envelope(r);
+  body["choices"] = json::array({Choice(r.text, FinishName(r))});
+  body["usage"] = OpenAiUsageJson(r.prompt_tokens, r.completion_tokens, r.cached_tokens);
+  // Random-weight models can emit byte tokens that are not valid UTF-8; replace, never throw.
   return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string RenderCompletionChunk(const CompletionResult& r, CompletionChunkKind kind, const std::string& text,
+                                  bool include_usage) {
+  json chunk = Envelope(r);
+  if (kind == CompletionChunkKind::kUsage) {
+    chunk["choices"] = json::array();
+    chunk["usage"] = OpenAiUsageJson(r.prompt_tokens, r.completion_tokens, r.cached_tokens);
+  } else {
+    chunk["choices"] = json::array(
+        {kind == CompletionChunkKind::kText ? Choice(text, nullptr) : Choice("", FinishName(r))});
+    if (include_usage) chunk["usage"] = nullptr;
+  }
+  return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
 }
 
 }  // namespace kvault

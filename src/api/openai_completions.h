@@ -1,5 +1,5 @@
 // OpenAI text completions (POST /v1/completions): a raw prompt, no chat template. Pure
-// translation, any thread. Non-streaming only (a stream request gets a clear 400).
+// translation, any thread. Streamed or not; one prompt per request.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +13,8 @@ namespace kvault {
 
 struct CompletionRequest {
   std::string model;
-  GenerateRequest generate;  // generate.raw_prompt is set
+  GenerateRequest generate;  // generate.raw_prompt is set; generate.stream: server-sent events
+  bool include_usage = false;  // stream_options.include_usage
   std::string user;
 };
 
@@ -31,5 +32,12 @@ struct CompletionResult {
 };
 
 std::string RenderCompletion(const CompletionResult& result);
+
+// One server-sent event of a streamed completion ("data: {text_completion}\n\n"), as OpenAI
+// sends them: text pieces with finish_reason null, then an empty text with the finish_reason;
+// with include_usage every chunk has "usage": null and a last chunk with no choices carries it.
+enum class CompletionChunkKind { kText, kFinish, kUsage };
+std::string RenderCompletionChunk(const CompletionResult& result, CompletionChunkKind kind, const std::string& text,
+                                  bool include_usage);
 
 }  // namespace kvault

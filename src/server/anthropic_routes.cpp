@@ -15,15 +15,13 @@ namespace {
 constexpr const char* kJson = "application/json";
 constexpr auto kPingEvery = std::chrono::seconds(5);
 
+// What a Messages call keeps while it is answered (a stream: between events).
 struct MessagesState {
-  std::shared_ptr<RequestHandle> handle;
   CallContext call;
   MessagesResult result;
   std::unique_ptr<ChatOutput> output;
   std::unique_ptr<AnthropicStream> stream;
-  std::optional<GenerationEvent> pending;
   int32_t block_tokens = 0;
-  std::chrono::steady_clock::time_point last_write;
 };
 
 void ApplyCounts(MessagesState& st, const GenerationEvent& ev) {
@@ -51,72 +49,48 @@ void HandleMessages(const RouteContext& ctx, const httplib::Request& req, httpli
   auto st = std::make_shared<MessagesState>();
   st->call = *call;
   st->block_tokens = static_cast<int32_t>(call->engine->info().block_tokens);
-  st->handle = call->engine->Submit(std::move(g));
+  std::shared_ptr<RequestHandle> handle = call->engine->Submit(std::move(g));
   st->result.id = NewRandomId("msg_");
   st->result.model = parsed->model.empty() ? call->engine->info().id : parsed->model;
 
-  std::optional<GenerationEvent> first = NextEvent(*st->handle, req);
+  std::optional<GenerationEvent> first = NextEvent(*handle, req);
   if (!first) return;
   if (first->kind == GenerationEvent::Kind::kError) {
     const ApiError e = ApiErrorFromStatus(first->status);
     LogRequest(*call, "anthropic.messages", *first, AnthropicHttpStatus(e));
     return SendApiError(res, ApiFlavor::kAnthropic, e);
   }
-  st->output = std::make_unique<ChatOutput>(st->handle->syntax(), [] { return NewRandomId("toolu_"); });
+  st->output = std::make_unique<ChatOutput>(handle->syntax(), [] { return NewRandomId("toolu_"); });
   ApplyCounts(*st, *first);
   res.set_header("X-Cache-Tokens", std::to_string(first->cached_tokens));
 
   if (stream) {
-    res.set_header("Cache-Control", "no-cache");
     st->stream = std::make_unique<AnthropicStream>(&st->result);
-    st->pending = std::move(first);
-    res.set_chunked_content_provider(
-        "text/event-stream",
-        [st](size_t, httplib::DataSink& sink) {
-          auto send = [&](const std::string& s) {
-            if (s.empty()) return true;
-            if (!sink.write(s.data(), s.size())) {
-              st->handle->Cancel();
-              return false;
-            }
-            st->last_write = std::chrono::steady_clock::now();
-            return true;
-          };
-          auto send_deltas = [&](const std::vector<OutputDelta>& deltas) {
-            for (const auto& d : deltas) {
-              if (!send(st->stream->Delta(d))) return false;
-            }
-            return true;
-          };
-          std::optional<GenerationEvent> ev = std::move(st->pending);
-          const bool first_call = ev.has_value();
-          st->pending.reset();
-          if (first_call && !send(st->stream->Start())) return false;
-          if (!ev) ev = st->handle->events().PopFor(std::chrono::milliseconds(100));
-          if (!ev) {
-            if (!sink.is_writable()) return st->handle->Cancel(), false;
-            // Keep the connection visibly alive while nothing is generated (long prefills).
-            if (std::chrono::steady_clock::now() - st->last_write > kPingEvery) return send(AnthropicStream::Ping());
-            return true;
-          }
-          if (ev->kind == GenerationEvent::Kind::kText) return send_deltas(st->output->Append(ev->text));
-          if (ev->kind == GenerationEvent::Kind::kError) {
-            send(AnthropicStream::Error(AnthropicErrorBody(ApiErrorFromStatus(ev->status))));
-            sink.done();
-            return true;
-          }
-          if (!send_deltas(st->output->Finish())) return false;
-          ApplyDone(*st, *ev);
-          LogRequest(st->call, "anthropic.messages", *ev, 200);
-          if (!send(st->stream->Finish())) return false;
-          sink.done();
-          return true;
-        },
-        [st](bool) { st->handle->Cancel(); });
-    return;
+    auto deltas = [](MessagesState& st, const std::vector<OutputDelta>& ds) {
+      std::string out;
+      for (const auto& d : ds) out += st.stream->Delta(d);
+      return out;
+    };
+    SseRenderer render;
+    render.start = [st] { return st->stream->Start(); };
+    render.event = [st, deltas](const GenerationEvent& ev) -> std::string {
+      if (ev.kind == GenerationEvent::Kind::kText) return deltas(*st, st->output->Append(ev.text));
+      if (ev.kind == GenerationEvent::Kind::kError) {
+        return AnthropicStream::Error(AnthropicErrorBody(ApiErrorFromStatus(ev.status)));
+      }
+      std::string out = deltas(*st, st->output->Finish());
+      ApplyDone(*st, ev);
+      LogRequest(st->call, "anthropic.messages", ev, 200);
+      return out + st->stream->Finish();
+    };
+    // Keep the connection visibly alive while nothing is generated (long prefills).
+    render.idle = [](std::chrono::steady_clock::duration quiet) {
+      return quiet > kPingEvery ? AnthropicStream::Ping() : std::string();
+    };
+    return StreamEvents(res, std::move(handle), std::move(*first), std::move(render));
   }
 
-  auto done = CollectNonStreamed(*call, "anthropic.messages", ApiFlavor::kAnthropic, *st->handle, req, res,
+  auto done = CollectNonStreamed(*call, "anthropic.messages", ApiFlavor::kAnthropic, *handle, req, res,
                                  std::move(first), [&](const std::string& text) { st->output->Append(text); });
   if (!done) return;
   st->output->Finish();

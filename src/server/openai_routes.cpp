@@ -28,16 +28,24 @@ void ApplyDone(ChatCompletionResult& r, const GenerationEvent& ev) {
   r.total_ms = ev.total_ms;
 }
 
-// What a streamed chat completion keeps between calls of the content provider.
-struct ChatStreamState {
-  std::shared_ptr<RequestHandle> handle;
+// What a chat completion keeps while it is answered (a stream: between events).
+struct ChatState {
   CallContext call;
   ChatCompletionResult result;
   std::unique_ptr<ChatOutput> output;
-  std::optional<GenerationEvent> pending;  // the first event, already popped
   bool include_usage = false;
-  bool started = false;
 };
+
+// The chat completion chunks of parsed output pieces.
+std::string ChatDeltaChunks(const ChatState& st, const std::vector<OutputDelta>& deltas) {
+  std::string out;
+  for (const auto& d : deltas) {
+    out += d.kind == OutputDelta::Kind::kText
+               ? RenderChatCompletionChunk(st.result, ChunkKind::kText, d.text, st.include_usage)
+               : RenderToolCallChunk(st.result, d, st.include_usage);
+  }
+  return out;
+}
 
 void HandleChatCompletions(const RouteContext& ctx, const httplib::Request& req, httplib::Response& res) {
   auto call = BeginCall(ctx, req, res, ApiFlavor::kOpenAi);
@@ -49,79 +57,45 @@ void HandleChatCompletions(const RouteContext& ctx, const httplib::Request& req,
   StampRequest(*call, parsed->user, g);
   const bool stream = g.stream;
 
-  auto st = std::make_shared<ChatStreamState>();
+  auto st = std::make_shared<ChatState>();
   st->include_usage = parsed->include_usage;
   st->call = *call;
-  st->handle = call->engine->Submit(std::move(g));
+  std::shared_ptr<RequestHandle> handle = call->engine->Submit(std::move(g));
   st->result.id = NewChatCompletionId();
   st->result.model = call->engine->info().id;
   st->result.created = UnixNow();
 
   // The first event: an error (bad prompt, queue full) is still a plain HTTP error.
-  std::optional<GenerationEvent> first = NextEvent(*st->handle, req);
+  std::optional<GenerationEvent> first = NextEvent(*handle, req);
   if (!first) return;
   if (first->kind == GenerationEvent::Kind::kError) {
     const ApiError e = ApiErrorFromStatus(first->status);
     LogRequest(*call, "openai.chat", *first, e.http_status);
     return SendApiError(res, ApiFlavor::kOpenAi, e);
   }
-  st->output = std::make_unique<ChatOutput>(st->handle->syntax(), [] { return NewRandomId("call_"); });
+  st->output = std::make_unique<ChatOutput>(handle->syntax(), [] { return NewRandomId("call_"); });
   res.set_header("X-Cache-Tokens", std::to_string(first->cached_tokens));
 
   if (stream) {
-    res.set_header("Cache-Control", "no-cache");
-    st->pending = std::move(first);
-    res.set_chunked_content_provider(
-        "text/event-stream",
-        [st](size_t, httplib::DataSink& sink) {
-          auto send = [&](const std::string& s) {
-            if (!sink.write(s.data(), s.size())) {
-              st->handle->Cancel();  // the client went away
-              return false;
-            }
-            return true;
-          };
-          auto send_deltas = [&](const std::vector<OutputDelta>& deltas) {
-            for (const auto& d : deltas) {
-              const std::string chunk =
-                  d.kind == OutputDelta::Kind::kText
-                      ? RenderChatCompletionChunk(st->result, ChunkKind::kText, d.text, st->include_usage)
-                      : RenderToolCallChunk(st->result, d, st->include_usage);
-              if (!send(chunk)) return false;
-            }
-            return true;
-          };
-          if (!st->started) {
-            st->started = true;
-            if (!send(RenderChatCompletionChunk(st->result, ChunkKind::kRole, "", st->include_usage))) return false;
-          }
-          std::optional<GenerationEvent> ev = std::move(st->pending);
-          st->pending.reset();
-          if (!ev) ev = st->handle->events().PopFor(std::chrono::milliseconds(100));
-          if (!ev) return sink.is_writable() ? true : (st->handle->Cancel(), false);
-          if (ev->kind == GenerationEvent::Kind::kText) return send_deltas(st->output->Append(ev->text));
-          if (ev->kind == GenerationEvent::Kind::kError) {  // after the stream started: an error event
-            send("data: " + OpenAiErrorBody(ApiErrorFromStatus(ev->status)) + "\n\n");
-            sink.done();
-            return true;
-          }
-          if (!send_deltas(st->output->Finish())) return false;
-          ApplyDone(st->result, *ev);
-          st->result.tool_calls = st->output->tool_calls();
-          LogRequest(st->call, "openai.chat", *ev, 200);
-          if (!send(RenderChatCompletionChunk(st->result, ChunkKind::kFinish, "", st->include_usage))) return false;
-          if (st->include_usage && !send(RenderChatCompletionChunk(st->result, ChunkKind::kUsage, "", true))) return false;
-          if (!send(kSseDone)) return false;
-          sink.done();
-          return true;
-        },
-        // Called when the response ends; httplib stops calling the provider once the client is
-        // gone, so this is where a vanished client's request gets cancelled (a no-op if done).
-        [st](bool) { st->handle->Cancel(); });
-    return;
+    SseRenderer render;
+    render.start = [st] { return RenderChatCompletionChunk(st->result, ChunkKind::kRole, "", st->include_usage); };
+    render.event = [st](const GenerationEvent& ev) -> std::string {
+      if (ev.kind == GenerationEvent::Kind::kText) return ChatDeltaChunks(*st, st->output->Append(ev.text));
+      if (ev.kind == GenerationEvent::Kind::kError) {  // after the stream started: an error event
+        return "data: " + OpenAiErrorBody(ApiErrorFromStatus(ev.status)) + "\n\n";
+      }
+      std::string out = ChatDeltaChunks(*st, st->output->Finish());
+      ApplyDone(st->result, ev);
+      st->result.tool_calls = st->output->tool_calls();
+      LogRequest(st->call, "openai.chat", ev, 200);
+      out += RenderChatCompletionChunk(st->result, ChunkKind::kFinish, "", st->include_usage);
+      if (st->include_usage) out += RenderChatCompletionChunk(st->result, ChunkKind::kUsage, "", true);
+      return out + kSseDone;
+    };
+    return StreamEvents(res, std::move(handle), std::move(*first), std::move(render));
   }
 
-  auto done = CollectNonStreamed(*call, "openai.chat", ApiFlavor::kOpenAi, *st->handle, req, res, std::move(first),
+  auto done = CollectNonStreamed(*call, "openai.chat", ApiFlavor::kOpenAi, *handle, req, res, std::move(first),
                                  [&](const std::string& text) { st->output->Append(text); });
   if (!done) return;
   st->output->Finish();
@@ -131,6 +105,20 @@ void HandleChatCompletions(const RouteContext& ctx, const httplib::Request& req,
   res.set_content(RenderChatCompletion(st->result), kJson);
 }
 
+void ApplyDone(CompletionResult& r, const GenerationEvent& ev) {
+  r.finish = ev.finish;
+  r.prompt_tokens = ev.prompt_tokens;
+  r.completion_tokens = ev.completion_tokens;
+  r.cached_tokens = ev.cached_tokens;
+}
+
+// What a text completion keeps while it is answered (a stream: between events).
+struct CompletionState {
+  CallContext call;
+  CompletionResult result;
+  bool include_usage = false;
+};
+
 void HandleCompletions(const RouteContext& ctx, const httplib::Request& req, httplib::Response& res) {
   auto call = BeginCall(ctx, req, res, ApiFlavor::kOpenAi);
   if (!call) return;
@@ -139,21 +127,48 @@ void HandleCompletions(const RouteContext& ctx, const httplib::Request& req, htt
   if (!AttachModel(ctx, *call, parsed->model, res, ApiFlavor::kOpenAi)) return;
   GenerateRequest& g = parsed->generate;
   StampRequest(*call, parsed->user, g);
-  g.stream = false;  // streamed completions: see docs/api.md (not supported yet)
-  auto handle = call->engine->Submit(std::move(g));
-  CompletionResult result;
-  result.id = NewRandomId("cmpl-");
-  result.model = call->engine->info().id;
-  result.created = UnixNow();
-  auto done = CollectNonStreamed(*call, "openai.completions", ApiFlavor::kOpenAi, *handle, req, res, std::nullopt,
-                                 [&](const std::string& text) { result.text += text; });
+  const bool stream = g.stream;
+
+  auto st = std::make_shared<CompletionState>();
+  st->include_usage = parsed->include_usage;
+  st->call = *call;
+  std::shared_ptr<RequestHandle> handle = call->engine->Submit(std::move(g));
+  st->result.id = NewRandomId("cmpl-");
+  st->result.model = call->engine->info().id;
+  st->result.created = UnixNow();
+
+  std::optional<GenerationEvent> first = NextEvent(*handle, req);
+  if (!first) return;
+  if (first->kind == GenerationEvent::Kind::kError) {
+    const ApiError e = ApiErrorFromStatus(first->status);
+    LogRequest(*call, "openai.completions", *first, e.http_status);
+    return SendApiError(res, ApiFlavor::kOpenAi, e);
+  }
+  res.set_header("X-Cache-Tokens", std::to_string(first->cached_tokens));
+
+  if (stream) {
+    SseRenderer render;
+    render.event = [st](const GenerationEvent& ev) -> std::string {
+      if (ev.kind == GenerationEvent::Kind::kText) {
+        return RenderCompletionChunk(st->result, CompletionChunkKind::kText, ev.text, st->include_usage);
+      }
+      if (ev.kind == GenerationEvent::Kind::kError) {  // after the stream started: an error event
+        return "data: " + OpenAiErrorBody(ApiErrorFromStatus(ev.status)) + "\n\n";
+      }
+      ApplyDone(st->result, ev);
+      LogRequest(st->call, "openai.completions", ev, 200);
+      std::string out = RenderCompletionChunk(st->result, CompletionChunkKind::kFinish, "", st->include_usage);
+      if (st->include_usage) out += RenderCompletionChunk(st->result, CompletionChunkKind::kUsage, "", true);
+      return out + kSseDone;
+    };
+    return StreamEvents(res, std::move(handle), std::move(*first), std::move(render));
+  }
+
+  auto done = CollectNonStreamed(*call, "openai.completions", ApiFlavor::kOpenAi, *handle, req, res,
+                                 std::move(first), [&](const std::string& text) { st->result.text += text; });
   if (!done) return;
-  result.finish = done->finish;
-  result.prompt_tokens = done->prompt_tokens;
-  result.completion_tokens = done->completion_tokens;
-  result.cached_tokens = done->cached_tokens;
-  res.set_header("X-Cache-Tokens", std::to_string(result.cached_tokens));
-  res.set_content(RenderCompletion(result), kJson);
+  ApplyDone(st->result, *done);
+  res.set_content(RenderCompletion(st->result), kJson);
 }
 
 }  // namespace

@@ -132,6 +132,52 @@ std::optional<GenerationEvent> CollectNonStreamed(const CallContext& call, const
   }
 }
 
+void StreamEvents(httplib::Response& res, std::shared_ptr<RequestHandle> handle, GenerationEvent first,
+                  SseRenderer render) {
+  struct State {
+    std::shared_ptr<RequestHandle> handle;
+    SseRenderer render;
+    std::optional<GenerationEvent> pending;  // the first event, sent on the first call
+    std::chrono::steady_clock::time_point last_write;
+  };
+  auto st = std::make_shared<State>();
+  st->handle = std::move(handle);
+  st->render = std::move(render);
+  st->pending = std::move(first);
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [st](size_t, httplib::DataSink& sink) {
+        auto send = [&](const std::string& s) {
+          if (s.empty()) return true;
+          if (!sink.write(s.data(), s.size())) {
+            st->handle->Cancel();  // the client went away
+            return false;
+          }
+          st->last_write = std::chrono::steady_clock::now();
+          return true;
+        };
+        std::optional<GenerationEvent> ev = std::move(st->pending);
+        if (ev) {
+          st->pending.reset();
+          st->last_write = std::chrono::steady_clock::now();
+          if (st->render.start && !send(st->render.start())) return false;
+        } else {
+          ev = st->handle->events().PopFor(std::chrono::milliseconds(100));
+        }
+        if (!ev) {
+          if (!sink.is_writable()) return st->handle->Cancel(), false;
+          return st->render.idle ? send(st->render.idle(std::chrono::steady_clock::now() - st->last_write)) : true;
+        }
+        if (!send(st->render.event(*ev))) return false;
+        if (ev->kind != GenerationEvent::Kind::kText) sink.done();
+        return true;
+      },
+      // Called when the response ends; httplib stops calling the provider once the client is
+      // gone, so this is where a vanished client's request gets cancelled (a no-op if done).
+      [st](bool) { st->handle->Cancel(); });
+}
+
 std::optional<GenerationEvent> NextEvent(RequestHandle& h, const httplib::Request& req) {
   while (true) {
     auto ev = h.events().PopFor(std::chrono::milliseconds(100));

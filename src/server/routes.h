@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -101,6 +102,25 @@ std::optional<GenerationEvent> CollectNonStreamed(const CallContext& call, const
                                                   RequestHandle& h, const httplib::Request& req,
                                                   httplib::Response& res, std::optional<GenerationEvent> first,
                                                   const std::function<void(const std::string&)>& on_text);
+
+// How a route turns its generation into server-sent events, for StreamEvents. Each returns the
+// text to send (empty: nothing).
+struct SseRenderer {
+  // Before the first event; optional.
+  std::function<std::string()> start;
+  // Every event; a kDone or kError event ends the stream.
+  std::function<std::string(const GenerationEvent&)> event;
+  // About every 100 ms without an event, given the time since the last write (keep-alives);
+  // optional.
+  std::function<std::string(std::chrono::steady_clock::duration)> idle;
+};
+
+// Answers with a stream of server-sent events: `first` (the request's first event, already
+// checked not to be an error, which the caller answers as a plain HTTP error) and every event
+// after it, rendered by `render`. A client that goes away cancels the request, at the latest
+// when the response ends.
+void StreamEvents(httplib::Response& res, std::shared_ptr<RequestHandle> handle, GenerationEvent first,
+                  SseRenderer render);
 
 // The request's next event. nullopt once the client has gone away (checked at least every
 // 100 ms), after cancelling the request so the engine frees its cells at its next step.

@@ -261,6 +261,29 @@ describe('OpenAI SDK against kvault', () => {
     assert.ok(res.usage.completion_tokens > 0 && res.usage.completion_tokens <= 8);
   });
 
+  it('completions.create stream: the same text as the whole answer, then usage', T, async () => {
+    const c = client(server);
+    const req = { model: MODEL_ID, prompt: 'Once upon a time', max_tokens: 10, temperature: 0 };
+    const plain = await c.completions.create(req);
+    const chunks = await collect(await c.completions.create({ ...req, stream: true, stream_options: { include_usage: true } }));
+    assert.ok(chunks.length >= 3, `chunks: ${chunks.length}`);
+    let text = '';
+    const finishReasons = [];
+    for (const chunk of chunks) {
+      assert.equal(chunk.object, 'text_completion');
+      for (const choice of chunk.choices) {
+        text += choice.text;
+        if (choice.finish_reason) finishReasons.push(choice.finish_reason);
+      }
+    }
+    assert.equal(text, plain.choices[0].text);
+    assert.deepEqual(finishReasons, [plain.choices[0].finish_reason]);
+    const last = chunks.at(-1);
+    assert.equal(last.choices.length, 0, 'the usage chunk has no choices');
+    assert.equal(last.usage.completion_tokens, plain.usage.completion_tokens);
+    assert.ok(chunks.slice(0, -1).every((ch) => ch.usage === null), 'the other chunks carry usage: null');
+  });
+
   it('x-request-id: present on responses, and the client\'s X-Request-Id is echoed', T, async () => {
     const c = client(server);
     const { response } = await c.chat.completions.create(chatRequest('Hi', { max_tokens: 8 })).withResponse();

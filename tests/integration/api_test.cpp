@@ -178,9 +178,56 @@ TEST_F(ApiTest, RawCompletions) {
   EXPECT_EQ(j["object"], "text_completion");
   EXPECT_TRUE(j["choices"][0]["text"].is_string());
   EXPECT_EQ(j["usage"]["completion_tokens"], 5);
-  auto stream = Post("/v1/completions", {{"prompt", "x"}, {"stream", true}}, {{"x-api-key", kKeyA}});
-  ASSERT_TRUE(stream);
-  EXPECT_EQ(stream->status, 400);
+  auto bad = Post("/v1/completions", {{"prompt", "x"}, {"stream_options", {{"include_usage", true}}}},
+                  {{"x-api-key", kKeyA}});
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_EQ(json::parse(bad->body)["error"]["type"], "invalid_request_error");
+}
+
+TEST_F(ApiTest, RawCompletionsStreamTheSameTextAsTheWholeAnswer) {
+  json body = {{"prompt", "Once upon a time"}, {"max_tokens", 12}, {"temperature", 0}};
+  auto whole = Post("/v1/completions", body, {{"x-api-key", kKeyA}});
+  ASSERT_TRUE(whole);
+  ASSERT_EQ(whole->status, 200) << whole->body;
+  const json w = json::parse(whole->body);
+  body["stream"] = true;
+  body["stream_options"] = {{"include_usage", true}};
+  auto res = Post("/v1/completions", body, {{"x-api-key", kKeyA}});
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(res->get_header_value("Content-Type"), "text/event-stream");
+  std::vector<json> chunks;
+  bool done = false;
+  size_t pos = 0;
+  while ((pos = res->body.find("data: ", pos)) != std::string::npos) {
+    const size_t end = res->body.find('\n', pos);
+    const std::string data = res->body.substr(pos + 6, end - pos - 6);
+    pos = end;
+    if (data == "[DONE]") {
+      done = true;
+      break;
+    }
+    chunks.push_back(json::parse(data));
+  }
+  EXPECT_TRUE(done);
+  ASSERT_GE(chunks.size(), 3u);  // text, finish, usage
+  std::string text;
+  for (size_t i = 0; i + 2 < chunks.size(); ++i) {
+    EXPECT_EQ(chunks[i]["object"], "text_completion");
+    EXPECT_EQ(chunks[i]["id"], chunks.back()["id"]);
+    EXPECT_TRUE(chunks[i]["usage"].is_null());
+    EXPECT_TRUE(chunks[i]["choices"][0]["finish_reason"].is_null());
+    text += chunks[i]["choices"][0]["text"].get<std::string>();
+  }
+  const json& finish = chunks[chunks.size() - 2];
+  EXPECT_EQ(finish["choices"][0]["text"], "");
+  EXPECT_EQ(finish["choices"][0]["finish_reason"], w["choices"][0]["finish_reason"]);
+  const json& usage = chunks.back();
+  EXPECT_TRUE(usage["choices"].empty());
+  EXPECT_EQ(usage["usage"]["completion_tokens"], w["usage"]["completion_tokens"]);
+  EXPECT_EQ(usage["usage"]["prompt_tokens"], w["usage"]["prompt_tokens"]);
+  EXPECT_EQ(text, w["choices"][0]["text"]);
 }
 
 }  // namespace
