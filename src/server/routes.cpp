@@ -132,6 +132,18 @@ std::optional<GenerationEvent> CollectNonStreamed(const CallContext& call, const
   }
 }
 
+namespace {
+
+// What a request's channel that closed without kDone or kError (a bug) answers.
+GenerationEvent EndedWithoutAnswer() {
+  GenerationEvent err;
+  err.kind = GenerationEvent::Kind::kError;
+  err.status = Status::Internal("the engine ended the request without an answer");
+  return err;
+}
+
+}  // namespace
+
 void StreamEvents(httplib::Response& res, std::shared_ptr<RequestHandle> handle, GenerationEvent first,
                   SseRenderer render) {
   struct State {
@@ -165,6 +177,7 @@ void StreamEvents(httplib::Response& res, std::shared_ptr<RequestHandle> handle,
         } else {
           ev = st->handle->events().PopFor(std::chrono::milliseconds(100));
         }
+        if (!ev && st->handle->events().drained()) ev = EndedWithoutAnswer();  // see NextEvent
         if (!ev) {
           if (!sink.is_writable()) return st->handle->Cancel(), false;
           return st->render.idle ? send(st->render.idle(std::chrono::steady_clock::now() - st->last_write)) : true;
@@ -190,10 +203,7 @@ std::optional<GenerationEvent> NextEvent(RequestHandle& h, const httplib::Reques
       // Cannot happen: the engine always ends with kDone or kError. (Events pushed just before
       // the channel closed are not lost: drained() is false while they wait, and the next PopFor
       // returns them.)
-      GenerationEvent err;
-      err.kind = GenerationEvent::Kind::kError;
-      err.status = Status::Internal("the engine ended the request without an answer");
-      return err;
+      return EndedWithoutAnswer();
     }
   }
 }

@@ -296,6 +296,36 @@ TEST(KvPoolTest, CutInsideASharedBlockKeepsItsCellsInABlockOfItsOwn) {
   EXPECT_EQ(kv.PhysicalCells(), 13u);
 }
 
+TEST(KvPoolTest, CutInsideASharedBlockWhoseOtherHolderMustBeEvicted) {
+  FakeKv kv;
+  KvPool pool(&kv, 4, 8, 4);
+  auto x_prompt = Range(0, 8);
+  auto lx = pool.Acquire(x_prompt, 20);
+  ASSERT_TRUE(lx);
+  Prefill(pool, kv, *lx, x_prompt);
+  auto gen = Range(900, 8);
+  Generate(pool, kv, lx->slot, gen);
+  auto x_tokens = Cat(x_prompt, gen);
+  auto y = Cat(std::vector<Token>(x_tokens.begin(), x_tokens.begin() + 14), Range(300, 2));
+  auto ly = pool.Acquire(y, 20);  // shares X's blocks 0-2
+  ASSERT_TRUE(ly);
+  Prefill(pool, kv, *ly, y);
+  pool.Release(ly->slot);  // Y is the least recently used
+  pool.Release(lx->slot);
+  // X's next turn diverges at 10, inside block 2, and needs the whole pool: Y must go.
+  auto r = Cat(std::vector<Token>(x_tokens.begin(), x_tokens.begin() + 10), Range(555, 3));
+  auto lr = pool.Acquire(r, 32);
+  ASSERT_TRUE(lr);
+  EXPECT_EQ(lr->slot, lx->slot);
+  EXPECT_EQ(lr->reused, 10);
+  EXPECT_EQ(pool.stats().evictions, 1u);
+  EXPECT_TRUE(pool.tokens(ly->slot).empty());
+  EXPECT_TRUE(kv.cells[ly->slot].empty());
+  EXPECT_EQ(pool.stats().used_blocks + pool.stats().reserved_blocks, 8u);
+  Prefill(pool, kv, *lr, r);
+  EXPECT_EQ(kv.PhysicalCells(), 13u);
+}
+
 TEST(KvPoolTest, IdleLimitEvictsLeastRecentlyUsedIdleSequencesWhenAnotherIsAdmitted) {
   FakeKv kv;
   KvPool pool(&kv, 4, 16, 4);
