@@ -36,6 +36,7 @@ warm-up, with min and max; ratios kvault / llama.cpp are the headline because ab
 shared machines drift.
 """
 import argparse
+import atexit
 import concurrent.futures
 import datetime
 import json
@@ -1320,6 +1321,19 @@ def main():
     mem_words = args.mem_words or (40 if smoke else 300)
     mem_ram = args.mem_ram_mib or (1 if smoke else 64)
     persist_agents = int_list(args.persist_agents) if args.persist_agents else ([2] if smoke else [1, 8])
+    # A private copy of the binary: rebuilding build/ while a run goes on (hours) neither breaks it
+    # (the file is briefly not executable while it is linked) nor mixes two versions in one run.
+    bin_dir = tempfile.mkdtemp(prefix="kvault-bench-bin-")
+    atexit.register(shutil.rmtree, bin_dir, True)
+    os.makedirs(os.path.join(bin_dir, "bin"))
+    shutil.copy2(args.kvault, os.path.join(bin_dir, "bin", "kvault"))
+    block_bench = os.path.join(os.path.dirname(os.path.abspath(args.kvault)), "kvault-block-bench")
+    if os.path.exists(block_bench):  # the block I/O suite's program
+        shutil.copy2(block_bench, os.path.join(bin_dir, "bin", "kvault-block-bench"))
+    share = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(args.kvault))), "share")
+    if os.path.isdir(share):  # the vocabulary `model make-demo` reads
+        os.symlink(share, os.path.join(bin_dir, "share"))
+    args.kvault = os.path.join(bin_dir, "bin", "kvault")
     model = ensure_model(args.kvault, size)
     tools = None
     if not smoke:
@@ -1337,10 +1351,23 @@ def main():
     r.update({"smoke": smoke, "machine": machine(), "model": os.path.basename(model), "model_desc": desc,
          "threads": args.threads, "llama_tag": "v0.4.0", "prompt_tokens": prompt_words + 30,
          "gen_tokens": gen_tokens, "short_words": short_words})
+    def checkpoint(suite):
+        """Stamps `suite` (when this run measured it) and saves the JSON: a run that fails or is
+        stopped later keeps the suites it finished (`bench.py --plots-only` redraws the markdown)."""
+        if suite not in suites or suite not in r:
+            return
+        r.setdefault("suite_dates", {})[suite] = r["machine"]["date"]
+        r.setdefault("suite_machines", {})[suite] = machine_desc(r["machine"])
+        os.makedirs(os.path.dirname(out_json), exist_ok=True)
+        with open(out_json + ".tmp", "w") as f:
+            json.dump(r, f, indent=2)
+        os.replace(out_json + ".tmp", out_json)
+
     if "decode" in suites:
         log("suite: decode throughput")
         d = decode_suite(args.kvault, tools, model, args.threads, agents, reps, prompt_words, gen_tokens)
         r["decode"] = d
+    checkpoint("decode")
     if "ttft" in suites:
         log("suite: ttft under prefill")
         kv_argv = [args.kvault, "serve", "--model", model, "--threads", str(args.threads), "--parallel", "4",
@@ -1352,6 +1379,7 @@ def main():
             t["llama-server"] = ttft_under_prefill(ls_argv, "llama-server", long_words, short_words, reps)
         r["ttft"] = t
 
+    checkpoint("ttft")
     if "resume" in suites:
         log("suite: resume")
         # --long adds 16K and 32K contexts (cold prefill of 32K tokens alone takes tens of minutes here).
@@ -1365,17 +1393,21 @@ def main():
                        "-np", "1", "--host", "127.0.0.1"]
         r["resume"] = resume(kv_argv, ls_argv, contexts, reps)
         r["resume"]["disk"] = disk_bandwidth(CACHE, 16 if smoke else 256)
+    checkpoint("resume")
     if "swap" in suites:
         log("suite: model swap")
         r["swap"] = swap(args.kvault, model, ensure_model(args.kvault, size, 43), tools, args.threads,
                          200 if smoke else 4000, reps)
+    checkpoint("swap")
     if "index" in suites:
         log("suite: index rebuild")
         r["index"] = index_scan(args.kvault, 1000 if smoke else 100000, reps)
+    checkpoint("index")
     if "blockio" in suites:
         log("suite: block save/load")
         r["blockio"] = block_io(args.kvault, model, args.threads, 512 if smoke else 4096)
         r["blockio"]["disk"] = disk_bandwidth(CACHE, 16 if smoke else 256)
+    checkpoint("blockio")
     if "roundrobin" in suites:
         log(f"suite: round robin, agents {rr_agents}")
         rr = r.get("roundrobin") if not smoke else None
@@ -1401,6 +1433,7 @@ def main():
                                                  rr_gen, args.rr_reps, False)
             rr["runs"][str(n)] = run
         r["roundrobin"] = rr
+    checkpoint("roundrobin")
     if "memory" in suites:
         log(f"suite: memory with {mem_agents} agents stored")
         kv_flags = ["--pool-tokens", "8192", "--resident-seqs", "8", "--ctx-size", "4096", "--ram-cache", str(mem_ram)]
@@ -1414,17 +1447,13 @@ def main():
                                           "--host", "127.0.0.1", *ls_flags], "llama-server", mem_agents, mem_words,
                                          False)
         r["memory"] = mem
+    checkpoint("memory")
     if "persist" in suites:
         log(f"suite: persistence on / off, agents {persist_agents}")
         r["persist"] = persist(args.kvault, model, args.threads, persist_agents, reps, prompt_words, gen_tokens,
                                2 if smoke else 3)
 
-    r.setdefault("suite_dates", {})
-    r.setdefault("suite_machines", {})
-    for suite in suites:
-        if suite in r:
-            r["suite_dates"][suite] = r["machine"]["date"]
-            r["suite_machines"][suite] = machine_desc(r["machine"])
+    checkpoint("persist")
     # plots: a full run may install matplotlib; a smoke run draws them only if it is there already
     write_outputs(r, out_json, out_md, suites, not args.no_plots, not smoke)
     if smoke:  # the smoke run checks that the driver produced every section it should
