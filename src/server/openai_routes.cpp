@@ -15,11 +15,19 @@ namespace {
 
 constexpr const char* kJson = "application/json";
 
-void ApplyDone(ChatCompletionResult& r, const GenerationEvent& ev) {
+// The outcome and token counts both OpenAI results carry.
+template <class Result>
+void ApplyCounts(Result& r, const GenerationEvent& ev) {
   r.finish = ev.finish;
   r.prompt_tokens = ev.prompt_tokens;
   r.completion_tokens = ev.completion_tokens;
   r.cached_tokens = ev.cached_tokens;
+}
+
+void ApplyDone(CompletionResult& r, const GenerationEvent& ev) { ApplyCounts(r, ev); }
+
+void ApplyDone(ChatCompletionResult& r, const GenerationEvent& ev) {
+  ApplyCounts(r, ev);
   r.cached_resident = ev.cached_resident;
   r.cached_ram = ev.cached_ram;
   r.cached_disk = ev.cached_disk;
@@ -103,13 +111,6 @@ void HandleChatCompletions(const RouteContext& ctx, const httplib::Request& req,
   st->result.text = st->output->content();
   st->result.tool_calls = st->output->tool_calls();
   res.set_content(RenderChatCompletion(st->result), kJson);
-}
-
-void ApplyDone(CompletionResult& r, const GenerationEvent& ev) {
-  r.finish = ev.finish;
-  r.prompt_tokens = ev.prompt_tokens;
-  r.completion_tokens = ev.completion_tokens;
-  r.cached_tokens = ev.cached_tokens;
 }
 
 // What a text completion keeps while it is answered (a stream: between events).
