@@ -53,13 +53,8 @@ void HandleMessages(const RouteContext& ctx, const httplib::Request& req, httpli
   st->result.id = NewRandomId("msg_");
   st->result.model = parsed->model.empty() ? call->engine->info().id : parsed->model;
 
-  std::optional<GenerationEvent> first = NextEvent(*handle, req);
+  std::optional<GenerationEvent> first = FirstEvent(*call, "anthropic.messages", ApiFlavor::kAnthropic, *handle, req, res);
   if (!first) return;
-  if (first->kind == GenerationEvent::Kind::kError) {
-    const ApiError e = ApiErrorFromStatus(first->status);
-    LogRequest(*call, "anthropic.messages", *first, AnthropicHttpStatus(e));
-    return SendApiError(res, ApiFlavor::kAnthropic, e);
-  }
   st->output = std::make_unique<ChatOutput>(handle->syntax(), [] { return NewRandomId("toolu_"); });
   ApplyCounts(*st, *first);
   res.set_header("X-Cache-Tokens", std::to_string(first->cached_tokens));

@@ -73,14 +73,8 @@ void HandleChatCompletions(const RouteContext& ctx, const httplib::Request& req,
   st->result.model = call->engine->info().id;
   st->result.created = UnixNow();
 
-  // The first event: an error (bad prompt, queue full) is still a plain HTTP error.
-  std::optional<GenerationEvent> first = NextEvent(*handle, req);
+  std::optional<GenerationEvent> first = FirstEvent(*call, "openai.chat", ApiFlavor::kOpenAi, *handle, req, res);
   if (!first) return;
-  if (first->kind == GenerationEvent::Kind::kError) {
-    const ApiError e = ApiErrorFromStatus(first->status);
-    LogRequest(*call, "openai.chat", *first, e.http_status);
-    return SendApiError(res, ApiFlavor::kOpenAi, e);
-  }
   st->output = std::make_unique<ChatOutput>(handle->syntax(), [] { return NewRandomId("call_"); });
   res.set_header("X-Cache-Tokens", std::to_string(first->cached_tokens));
 
@@ -138,13 +132,8 @@ void HandleCompletions(const RouteContext& ctx, const httplib::Request& req, htt
   st->result.model = call->engine->info().id;
   st->result.created = UnixNow();
 
-  std::optional<GenerationEvent> first = NextEvent(*handle, req);
+  std::optional<GenerationEvent> first = FirstEvent(*call, "openai.completions", ApiFlavor::kOpenAi, *handle, req, res);
   if (!first) return;
-  if (first->kind == GenerationEvent::Kind::kError) {
-    const ApiError e = ApiErrorFromStatus(first->status);
-    LogRequest(*call, "openai.completions", *first, e.http_status);
-    return SendApiError(res, ApiFlavor::kOpenAi, e);
-  }
   res.set_header("X-Cache-Tokens", std::to_string(first->cached_tokens));
 
   if (stream) {

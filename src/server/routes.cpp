@@ -191,6 +191,18 @@ void StreamEvents(httplib::Response& res, std::shared_ptr<RequestHandle> handle,
       [st](bool) { st->handle->Cancel(); });
 }
 
+std::optional<GenerationEvent> FirstEvent(const CallContext& call, const char* api, ApiFlavor flavor,
+                                          RequestHandle& h, const httplib::Request& req, httplib::Response& res) {
+  std::optional<GenerationEvent> first = NextEvent(h, req);
+  if (first && first->kind == GenerationEvent::Kind::kError) {
+    const ApiError e = ApiErrorFromStatus(first->status);
+    LogRequest(call, api, *first, flavor == ApiFlavor::kAnthropic ? AnthropicHttpStatus(e) : e.http_status);
+    SendApiError(res, flavor, e);
+    return std::nullopt;
+  }
+  return first;
+}
+
 std::optional<GenerationEvent> NextEvent(RequestHandle& h, const httplib::Request& req) {
   while (true) {
     auto ev = h.events().PopFor(std::chrono::milliseconds(100));

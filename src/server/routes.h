@@ -103,6 +103,11 @@ std::optional<GenerationEvent> CollectNonStreamed(const CallContext& call, const
                                                   httplib::Response& res, std::optional<GenerationEvent> first,
                                                   const std::function<void(const std::string&)>& on_text);
 
+// The request's first event. An error there (bad prompt, queue full) is answered as a plain HTTP
+// error in the flavor's envelope and logged; that, or a client that went away, gives nullopt.
+std::optional<GenerationEvent> FirstEvent(const CallContext& call, const char* api, ApiFlavor flavor,
+                                          RequestHandle& h, const httplib::Request& req, httplib::Response& res);
+
 // How a route turns its generation into server-sent events, for StreamEvents. Each returns the
 // text to send (empty: nothing).
 struct SseRenderer {
