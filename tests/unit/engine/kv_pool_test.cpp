@@ -254,25 +254,44 @@ TEST(KvPoolTest, RegeneratedAnswerTakesOverTheSameConversation) {
   EXPECT_EQ(kv.copies, 0);
 }
 
-TEST(KvPoolTest, CutInsideASharedBlockKeepsItsCellsInABlockOfItsOwn) {
-  FakeKv kv;
-  KvPool pool(&kv, 4, 32, 4);
-  // X: prompt of 8 tokens, then 8 generated tokens.
+// Two idle conversations with block_tokens 4: X (a prompt of 8 tokens, then 8 generated), and Y,
+// which forked from X while X was running: it shares X's first 3 blocks (12 tokens) and copied 2
+// more tokens into a block of its own, then added 2. Y was released first.
+struct Forked {
+  KvPool::Lease x, y;
+  std::vector<Token> x_tokens, y_tokens;
+};
+Forked ForkAndRelease(KvPool& pool, FakeKv& kv) {
+  Forked f;
   auto x_prompt = Range(0, 8);
   auto lx = pool.Acquire(x_prompt, 20);
+  EXPECT_TRUE(lx);
+  if (!lx) return f;
   Prefill(pool, kv, *lx, x_prompt);
   auto gen = Range(900, 8);
   Generate(pool, kv, lx->slot, gen);
-  auto x_tokens = Cat(x_prompt, gen);
-  // Y forks from X while X is still running: shares X's first 3 blocks (12 tokens) and copies
-  // 2 more tokens into a block of its own.
-  auto y = Cat(std::vector<Token>(x_tokens.begin(), x_tokens.begin() + 14), Range(300, 2));
-  auto ly = pool.Acquire(y, 20);
-  ASSERT_TRUE(ly);
+  f.x_tokens = Cat(x_prompt, gen);
+  f.y_tokens = Cat(std::vector<Token>(f.x_tokens.begin(), f.x_tokens.begin() + 14), Range(300, 2));
+  auto ly = pool.Acquire(f.y_tokens, 20);
+  EXPECT_TRUE(ly);
+  if (!ly) return f;
   EXPECT_EQ(ly->reused, 14);
-  Prefill(pool, kv, *ly, y);
+  Prefill(pool, kv, *ly, f.y_tokens);
   pool.Release(ly->slot);
   pool.Release(lx->slot);
+  f.x = *lx;
+  f.y = *ly;
+  return f;
+}
+
+TEST(KvPoolTest, CutInsideASharedBlockKeepsItsCellsInABlockOfItsOwn) {
+  FakeKv kv;
+  KvPool pool(&kv, 4, 32, 4);
+  const Forked f = ForkAndRelease(pool, kv);
+  const KvPool::Lease* lx = &f.x;
+  const KvPool::Lease* ly = &f.y;
+  const auto& x_tokens = f.x_tokens;
+  const auto& y = f.y_tokens;
   EXPECT_EQ(pool.stats().used_blocks, 5u);  // X: 4 blocks; Y: 3 of them + 1 of its own
   // X's conversation continues but diverges at position 10, inside block 2 which Y shares: X
   // keeps its 10 tokens (cells shared with Y) and blocks 0-1; block 2 stays Y's, and X counts a
@@ -299,19 +318,10 @@ TEST(KvPoolTest, CutInsideASharedBlockKeepsItsCellsInABlockOfItsOwn) {
 TEST(KvPoolTest, CutInsideASharedBlockWhoseOtherHolderMustBeEvicted) {
   FakeKv kv;
   KvPool pool(&kv, 4, 8, 4);
-  auto x_prompt = Range(0, 8);
-  auto lx = pool.Acquire(x_prompt, 20);
-  ASSERT_TRUE(lx);
-  Prefill(pool, kv, *lx, x_prompt);
-  auto gen = Range(900, 8);
-  Generate(pool, kv, lx->slot, gen);
-  auto x_tokens = Cat(x_prompt, gen);
-  auto y = Cat(std::vector<Token>(x_tokens.begin(), x_tokens.begin() + 14), Range(300, 2));
-  auto ly = pool.Acquire(y, 20);  // shares X's blocks 0-2
-  ASSERT_TRUE(ly);
-  Prefill(pool, kv, *ly, y);
-  pool.Release(ly->slot);  // Y is the least recently used
-  pool.Release(lx->slot);
+  const Forked f = ForkAndRelease(pool, kv);  // Y is the least recently used
+  const KvPool::Lease* lx = &f.x;
+  const KvPool::Lease* ly = &f.y;
+  const auto& x_tokens = f.x_tokens;
   // X's next turn diverges at 10, inside block 2, and needs the whole pool: Y must go.
   auto r = Cat(std::vector<Token>(x_tokens.begin(), x_tokens.begin() + 10), Range(555, 3));
   auto lr = pool.Acquire(r, 32);
