@@ -1211,7 +1211,7 @@ def render_markdown(r, images=None):
         v = ix["seconds"]
         lines += ["## Restart: rebuilding the disk index", "",
                   f"`kvault cache stats` over a cache directory of {ix['files']:,} block files (the same scan a "
-                  f"server does at start-up: directory walk, temp-file clean-up, index by key and age): "
+                  f"server does at start-up: directory walk and index by key and age; a server also removes temp files, of which there are none here): "
                   f"{span(v, 2, ' s')}.", ""]
     lines += ["Raw results: `bench/results/latest.json`.", ""]
     return "\n".join(lines)
