@@ -56,7 +56,7 @@ int RunCache(const CacheArgs& a) {
     uint64_t blocks = 0, bytes = 0, quarantined = 0;
     for (const auto& d : dirs) {
       DiskTier t(d, UINT64_MAX);
-      if (!t.Open().ok()) continue;
+      if (!t.Open(DiskTier::Mode::kReadOnly).ok()) continue;
       const auto st = t.stats();
       size_t q = 0;
       for (auto& f : fs::directory_iterator(d / "quarantine", ec)) q += f.is_regular_file() ? 1 : 0;
@@ -115,7 +115,7 @@ int RunCache(const CacheArgs& a) {
     std::vector<std::pair<fs::path, uint64_t>> sizes;
     for (const auto& d : dirs) {
       DiskTier t(d, UINT64_MAX);
-      if (!t.Open().ok()) continue;
+      if (!t.Open(DiskTier::Mode::kReadOnly).ok()) continue;
       sizes.emplace_back(d, t.stats().bytes);
       total += t.stats().bytes;
     }
@@ -124,7 +124,11 @@ int RunCache(const CacheArgs& a) {
     for (const auto& [d, size] : sizes) {
       const uint64_t share = total <= budget ? size : static_cast<uint64_t>(static_cast<double>(size) * budget / total);
       DiskTier t(d, share);
-      if (t.Open().ok()) deleted += t.stats().gc_deleted;
+      if (Status s = t.Open(); s.ok()) {
+        deleted += t.stats().gc_deleted;
+      } else {
+        std::cerr << "kvault: skipped " << d.string() << ": " << s.message() << "\n";
+      }
     }
     std::cout << "deleted " << deleted << " blocks\n";
     return kExitOk;

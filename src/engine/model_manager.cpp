@@ -9,6 +9,10 @@ namespace kvault {
 using Clock = std::chrono::steady_clock;
 
 ModelManager::Lease::~Lease() {
+  // The reference goes first: once the manager hears the model has no requests left, it may
+  // unload it and load it again, and the new engine needs the old one's cache directory (a
+  // directory has one owner at a time: disk_tier.h).
+  engine_.reset();
   if (owner_) owner_->Release(name_);
 }
 

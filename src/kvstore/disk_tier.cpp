@@ -2,7 +2,9 @@
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -40,20 +42,26 @@ Status WriteAllAndSync(const fs::path& path, const std::vector<uint8_t>& bytes) 
   return Status::Ok();
 }
 
-void SyncDir(const fs::path& dir) {
+Status SyncDir(const fs::path& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
+  if (fd < 0) return Status::IOError("cannot open directory " + dir.string() + ": " + std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) return Status::IOError("fsync directory " + dir.string() + ": " + std::strerror(err));
+  return Status::Ok();
 }
 
 }  // namespace
 
 Status WriteFileDurably(const fs::path& path, const std::vector<uint8_t>& bytes) {
   std::error_code ec;
-  fs::create_directories(path.parent_path(), ec);
+  const bool created = fs::create_directories(path.parent_path(), ec);
   if (ec) return Status::IOError("cannot create directory " + path.parent_path().string() + ": " + ec.message());
+  // A new directory's own entry must be durable too, or the file can vanish with it.
+  if (created) {
+    if (Status s = SyncDir(path.parent_path().parent_path()); !s.ok()) return s;
+  }
   const fs::path tmp = path.string() + ".tmp";
   Status s = WriteAllAndSync(tmp, bytes);
   if (s.ok()) {
@@ -64,21 +72,67 @@ Status WriteFileDurably(const fs::path& path, const std::vector<uint8_t>& bytes)
     fs::remove(tmp, ec);
     return s;
   }
-  SyncDir(path.parent_path());
-  return Status::Ok();
+  return SyncDir(path.parent_path());  // an error: the rename may not survive a power loss
 }
 
 DiskTier::DiskTier(fs::path root, uint64_t limit_bytes) : root_(std::move(root)), limit_(limit_bytes) {}
+
+DiskTier::~DiskTier() {
+  if (lock_fd_ < 0) return;
+  StampUseOrder();
+  ::close(lock_fd_);  // releases the flock
+}
+
+void DiskTier::StampUseOrder() {
+  // From the least recently used touched key on, every file gets a modification time one
+  // microsecond after the previous one, so that the next Open's scan sees the same order.
+  std::lock_guard<std::mutex> lock(mu_);
+  if (touched_.empty()) return;
+  auto it = lru_.begin();
+  while (it != lru_.end() && !touched_.count(*it)) ++it;
+  struct timespec now {};
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  int64_t us = static_cast<int64_t>(now.tv_sec) * 1000000 + now.tv_nsec / 1000;
+  for (; it != lru_.end(); ++it, ++us) {
+    struct timespec times[2];
+    times[0].tv_sec = 0;
+    times[0].tv_nsec = UTIME_OMIT;  // access time unchanged
+    times[1].tv_sec = static_cast<time_t>(us / 1000000);
+    times[1].tv_nsec = static_cast<long>(us % 1000000) * 1000;
+    ::utimensat(AT_FDCWD, PathFor(*it).c_str(), times, 0);  // best effort: only the order is at stake
+  }
+  touched_.clear();
+}
 
 fs::path DiskTier::PathFor(const BlockKey& key) const {
   const std::string hex = key.Hex();
   return root_ / hex.substr(0, 2) / (hex + kExt);
 }
 
-Status DiskTier::Open() {
+Status DiskTier::Open(Mode mode) {
+  mode_ = mode;
   std::error_code ec;
-  fs::create_directories(root_, ec);
-  if (ec) return Status::IOError("cannot create cache directory " + root_.string() + ": " + ec.message());
+  if (mode == Mode::kOwner) {
+    fs::create_directories(root_, ec);
+    if (ec) return Status::IOError("cannot create cache directory " + root_.string() + ": " + ec.message());
+    if (lock_fd_ < 0) {
+      const fs::path lock_path = root_ / ".lock";
+      // Read-only: a file open for writing would keep the filesystem from being remounted read-only.
+      const int fd = ::open(lock_path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+      if (fd < 0) return Status::IOError("cannot create " + lock_path.string() + ": " + std::strerror(errno));
+      if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        const int err = errno;
+        ::close(fd);
+        if (err == EWOULDBLOCK) {
+          return Status::Unavailable("cache directory " + root_.string() +
+                                     " is in use by another kvault process (or another model entry with the same "
+                                     "model file and KV settings)");
+        }
+        return Status::IOError("cannot lock " + lock_path.string() + ": " + std::strerror(err));
+      }
+      lock_fd_ = fd;
+    }
+  }
   struct Found {
     BlockKey key;
     uint64_t size;
@@ -94,9 +148,11 @@ Status DiskTier::Open() {
     }
     if (!it->is_regular_file(ec)) continue;
     const std::string name = it->path().filename().string();
-    if (name.find(".tmp") != std::string::npos) {  // an interrupted write
-      fs::remove(it->path(), ec);
-      ++temps;
+    if (name.find(".tmp") != std::string::npos) {  // an interrupted write (or, read-only, one in flight)
+      if (mode == Mode::kOwner) {
+        fs::remove(it->path(), ec);
+        ++temps;
+      }
       continue;
     }
     BlockKey key;
@@ -118,7 +174,8 @@ Status DiskTier::Open() {
   }
   stats_.blocks = index_.size();
   stats_.temp_files_removed += temps;
-  EnforceLimitLocked();
+  touched_.clear();
+  if (mode == Mode::kOwner) EnforceLimitLocked();
   return Status::Ok();
 }
 
@@ -127,10 +184,16 @@ bool DiskTier::Contains(const BlockKey& key) const {
   return index_.count(key) > 0;
 }
 
+void DiskTier::Touch(const BlockKey& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  TouchLocked(key);
+}
+
 void DiskTier::TouchLocked(const BlockKey& key) {
   auto it = index_.find(key);
   if (it == index_.end()) return;
   lru_.splice(lru_.end(), lru_, it->second.lru);
+  if (mode_ == Mode::kOwner) touched_.insert(key);
 }
 
 StatusOr<std::vector<uint8_t>> DiskTier::Read(const BlockKey& key) {
@@ -184,6 +247,7 @@ Status DiskTier::Write(const BlockKey& key, const std::vector<uint8_t>& bytes) {
                  index_.size());
     index_.clear();
     lru_.clear();
+    touched_.clear();
     stats_.bytes = 0;
     stats_.blocks = 0;
     ++stats_.dir_lost;
@@ -210,14 +274,21 @@ void DiskTier::EnforceLimitLocked() {
   std::error_code ec;
   while (stats_.bytes > limit_ && !lru_.empty()) {
     const BlockKey victim = lru_.front();
-    lru_.pop_front();
-    auto it = index_.find(victim);
-    stats_.bytes -= it->second.size;
-    index_.erase(it);
+    EraseLocked(victim);
     fs::remove(PathFor(victim), ec);
     ++stats_.gc_deleted;
   }
+}
+
+bool DiskTier::EraseLocked(const BlockKey& key) {
+  auto it = index_.find(key);
+  if (it == index_.end()) return false;
+  stats_.bytes -= it->second.size;
+  lru_.erase(it->second.lru);
+  index_.erase(it);
+  touched_.erase(key);
   stats_.blocks = index_.size();
+  return true;
 }
 
 void DiskTier::Quarantine(const BlockKey& key, const std::string& why) {
@@ -227,25 +298,13 @@ void DiskTier::Quarantine(const BlockKey& key, const std::string& why) {
   fs::rename(PathFor(key), q / (key.Hex() + kExt), ec);
   spdlog::warn("kv store: block {} moved to quarantine: {}", key.Hex(), why);
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = index_.find(key);
-  if (it != index_.end()) {
-    stats_.bytes -= it->second.size;
-    lru_.erase(it->second.lru);
-    index_.erase(it);
-  }
-  stats_.blocks = index_.size();
+  EraseLocked(key);
   ++stats_.quarantined;
 }
 
 void DiskTier::Forget(const BlockKey& key) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = index_.find(key);
-  if (it == index_.end()) return;
-  stats_.bytes -= it->second.size;
-  lru_.erase(it->second.lru);
-  index_.erase(it);
-  stats_.blocks = index_.size();
-  ++stats_.vanished;
+  if (EraseLocked(key)) ++stats_.vanished;
 }
 
 Status DiskTier::Probe() {
@@ -259,12 +318,7 @@ Status DiskTier::Probe() {
 Status DiskTier::Remove(const BlockKey& key) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = index_.find(key);
-    if (it == index_.end()) return Status::Ok();
-    stats_.bytes -= it->second.size;
-    lru_.erase(it->second.lru);
-    index_.erase(it);
-    stats_.blocks = index_.size();
+    if (!EraseLocked(key)) return Status::Ok();
   }
   std::error_code ec;
   fs::remove(PathFor(key), ec);

@@ -2,11 +2,15 @@
 //   <cache-dir>/<model fingerprint>/<first two hex digits of the key>/<key>.safetensors
 //
 // Writes are atomic and durable: temp file → fsync → rename → fsync directory, so a crash leaves
-// either the whole file or none (temp files are removed at Open). The index (key → size, in
-// least-recently-used order) is rebuilt by scanning at Open. Over the size limit, least recently
-// used files are deleted. Unreadable or corrupt files are moved to <root>/quarantine and
-// counted. A cache directory deleted while the server runs is noticed at the next write and
-// started again empty; files deleted one by one are dropped from the index when read. Internally
+// either the whole file or none (temp files are removed at Open). One process owns a directory at
+// a time (an flock on <dir>/.lock, held while the tier lives): a second server, or a second
+// model entry with the same fingerprint, is refused instead of deleting the first one's temp
+// files and racing its index. The index (key → size, in least-recently-used order: writes,
+// reads and Touch — the store's RAM hits — count as uses) is rebuilt by scanning at Open, in
+// file modification time order; the owner stamps the files' times in use order when it closes,
+// so the order survives a restart. Over the size limit, least recently used files are deleted. Unreadable or corrupt
+// files are moved to <root>/quarantine and counted. A cache directory deleted while the server runs is noticed at the
+// next write and started again empty; files deleted one by one are dropped from the index when read. Internally
 // synchronised: lookups from the engine thread, I/O from the store's thread.
 #pragma once
 
@@ -15,6 +19,7 @@
 #include <list>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/status.h"
@@ -44,11 +49,21 @@ Status WriteFileDurably(const std::filesystem::path& path, const std::vector<uin
 class DiskTier {
  public:
   DiskTier(std::filesystem::path root, uint64_t limit_bytes);
+  ~DiskTier();  // the owner stamps modification times in use order, then unlocks
+  DiskTier(const DiskTier&) = delete;
+  DiskTier& operator=(const DiskTier&) = delete;
 
-  // Creates the directory, removes temp files of interrupted writes, scans the index.
-  Status Open();
+  enum class Mode {
+    kOwner,     // a server or `kvault cache gc`: locks the directory, removes temp files, enforces the limit
+    kReadOnly,  // `kvault cache ls/stats`: scans only (a running server may own the directory)
+  };
+  // kOwner: creates the directory, takes its lock (Unavailable when another process holds it),
+  // removes temp files of interrupted writes, scans the index. kReadOnly: scans the index.
+  Status Open(Mode mode = Mode::kOwner);
 
   bool Contains(const BlockKey& key) const;
+  // The block was used (from the store's RAM copy): it moves to the most recently used end.
+  void Touch(const BlockKey& key);
   StatusOr<std::vector<uint8_t>> Read(const BlockKey& key);
   // Read into a caller's buffer that is reused from call to call: it only grows, so a steady
   // stream of reads allocates, zero-fills and page-faults nothing. Returns the file's length
@@ -77,9 +92,17 @@ class DiskTier {
   };
   void TouchLocked(const BlockKey& key);
   void EnforceLimitLocked();
+  // Drops a key from the index (not its file); false when it was not there.
+  bool EraseLocked(const BlockKey& key);
+  void StampUseOrder();
 
   std::filesystem::path root_;
   uint64_t limit_;
+  Mode mode_ = Mode::kReadOnly;
+  int lock_fd_ = -1;
+  // Keys used since Open other than by being written: from the oldest of them on, the files'
+  // modification times no longer follow the index's order.
+  std::unordered_set<BlockKey, BlockKeyHash> touched_;
   mutable std::mutex mu_;
   std::unordered_map<BlockKey, Entry, BlockKeyHash> index_;
   std::list<BlockKey> lru_;

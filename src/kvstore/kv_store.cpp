@@ -112,13 +112,35 @@ bool KvStore::Has(const BlockKey& key) const {
   return disk_ && disk_->Contains(key);
 }
 
+bool KvStore::Keep(const BlockKey& key) {
+  std::shared_ptr<const BlockRecord> in_ram;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (pending_.count(key)) return true;
+    if (auto it = ram_.find(key); it != ram_.end()) in_ram = it->second.record;
+  }
+  if (!disk_) return in_ram != nullptr;
+  if (disk_->Contains(key)) {
+    disk_->Touch(key);
+    return true;
+  }
+  if (!in_ram) return false;
+  Put(std::move(in_ram));  // RAM keeps it; its file was collected: written again
+  return true;
+}
+
 std::shared_ptr<const BlockRecord> KvStore::GetRam(const BlockKey& key) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = ram_.find(key);
-  if (it == ram_.end()) return nullptr;
-  ram_lru_.splice(ram_lru_.end(), ram_lru_, it->second.lru);
-  ++ram_hits_;
-  return it->second.record;
+  std::shared_ptr<const BlockRecord> r;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = ram_.find(key);
+    if (it == ram_.end()) return nullptr;
+    ram_lru_.splice(ram_lru_.end(), ram_lru_, it->second.lru);
+    ++ram_hits_;
+    r = it->second.record;
+  }
+  if (disk_) disk_->Touch(key);  // a use of the block, for the disk tier's LRU too
+  return r;
 }
 
 void KvStore::RamEraseLocked(std::unordered_map<BlockKey, RamEntry, BlockKeyHash>::iterator it) {
@@ -286,22 +308,30 @@ std::shared_ptr<const BlockRecord> KvStore::LoadFromDisk(const BlockKey& key) {
   return std::shared_ptr<const BlockRecord>(new BlockRecord(std::move(rec.value())), Recycle{buffers_});
 }
 
-std::shared_ptr<const BlockRecord> KvStore::Fetch(const BlockKey& key, bool disk, const Fits& fits,
-                                                  bool* from_disk) {
+std::shared_ptr<const BlockRecord> KvStore::Fetch(const BlockKey& key, bool disk, const Fits& fits, bool* from_disk,
+                                                  bool misfit_is_corrupt) {
   *from_disk = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (auto it = ram_.find(key); it != ram_.end()) {
-      if (!fits(*it->second.record)) return nullptr;  // a hash collision: not this block
-      ram_lru_.splice(ram_lru_.end(), ram_lru_, it->second.lru);
-      return it->second.record;
+    std::shared_ptr<const BlockRecord> r;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (auto it = ram_.find(key); it != ram_.end()) {
+        if (!fits(*it->second.record)) return nullptr;  // a hash collision: not this block
+        ram_lru_.splice(ram_lru_.end(), ram_lru_, it->second.lru);
+        r = it->second.record;
+      }
+    }
+    if (r) {
+      if (disk_) disk_->Touch(key);
+      return r;
     }
   }
   if (!disk) return nullptr;
   auto r = LoadFromDisk(key);
   if (!r) return nullptr;
-  if (!fits(*r)) {  // a hash collision or a mislabelled file: never kept, never used
-    disk_->Quarantine(key, "tokens or position differ from the key's");
+  if (!fits(*r)) {
+    // A hash collision or a mislabelled file: never kept, never used.
+    if (misfit_is_corrupt) disk_->Quarantine(key, "tokens or position differ from the key's");
     return nullptr;
   }
   std::lock_guard<std::mutex> lock(mu_);
@@ -334,7 +364,8 @@ PartialBlock KvStore::FindPartial(const PrefetchRequest& req, size_t blocks, siz
   const std::vector<BlockKey> tails = TailBlockKeys(parent, rest.data(), rest.size());
   if (on_disk_only) {  // only asks whether a candidate is on disk (nothing fetched)
     PartialBlock probe;
-    for (size_t k = rest.size(); k >= min_len && !probe.from_disk; --k) probe.from_disk = disk_ && disk_->Contains(tails[k - 1]);
+    for (size_t k = rest.size(); k >= min_len && !probe.from_disk; --k)
+      probe.from_disk = disk_ && disk_->Contains(tails[k - 1]);
     if (has_hint && disk_ && disk_->Contains(req.hint[blocks])) probe.from_disk = true;
     return probe;
   }
@@ -347,23 +378,24 @@ PartialBlock KvStore::FindPartial(const PrefetchRequest& req, size_t blocks, siz
   for (size_t k = rest.size(); k >= min_len; --k) {
     if (!Has(tails[k - 1])) continue;
     bool from_disk = false;
-    auto r = Fetch(tails[k - 1], disk,
-                   [&](const BlockRecord& b) {
-                     return b.tokens.size() == k && b.first_pos == pos &&
-                            std::equal(b.tokens.begin(), b.tokens.end(), rest.begin());
-                   },
-                   &from_disk);
+    auto r = Fetch(
+        tails[k - 1], disk,
+        [&](const BlockRecord& b) {
+          return b.tokens.size() == k && b.first_pos == pos &&
+                 std::equal(b.tokens.begin(), b.tokens.end(), rest.begin());
+        },
+        &from_disk);
     if (r) return count_hit({r, k, from_disk});
   }
   // The agent's own block at this position, as far as the request shares its tokens.
   if (has_hint) {
     bool from_disk = false;
-    auto r = Fetch(req.hint[blocks], disk,
-                   [&](const BlockRecord& b) {
-                     return b.parent == parent && b.first_pos == pos && !b.tokens.empty() &&
-                            b.tokens.size() <= req.block_tokens;
-                   },
-                   &from_disk);
+    auto r = Fetch(
+        req.hint[blocks], disk,
+        [&](const BlockRecord& b) {
+          return b.parent == parent && b.first_pos == pos && !b.tokens.empty() && b.tokens.size() <= req.block_tokens;
+        },
+        &from_disk, /*misfit_is_corrupt=*/false);
     if (r) {
       const size_t n = std::min(r->tokens.size(), toks.size() - pos);
       const auto mine = toks.begin() + static_cast<long>(pos);
@@ -404,7 +436,8 @@ std::shared_ptr<Prefetch> KvStore::StartPrefetch(std::shared_ptr<const PrefetchR
           std::shared_ptr<const BlockRecord> r = Fetch(
               req->keys[i], /*disk=*/true,
               [&](const BlockRecord& b) {
-                return b.tokens.size() == bt && b.first_pos == i * bt && std::equal(b.tokens.begin(), b.tokens.end(), begin);
+                return b.tokens.size() == bt && b.first_pos == i * bt &&
+                       std::equal(b.tokens.begin(), b.tokens.end(), begin);
               },
               &from_disk);
           std::lock_guard<std::mutex> lock(mu_);
@@ -458,7 +491,8 @@ size_t KvStore::EvictFromRam(const std::vector<BlockKey>& chain) {
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& k : chain) {
     auto it = ram_.find(k);
-    if (it == ram_.end() || unpersisted_.count(k)) continue;  // RAM is an unwritten block's only copy
+    // RAM is the only copy of a block never written, or whose file the disk tier collected.
+    if (it == ram_.end() || unpersisted_.count(k) || (disk_ && !disk_->Contains(k))) continue;
     RamEraseLocked(it);
     ++dropped;
   }

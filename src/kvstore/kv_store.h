@@ -115,6 +115,10 @@ class KvStore {
 
   // In RAM or on disk (or being written).
   bool Has(const BlockKey& key) const;
+  // Has(), for a block that was just used again (the engine saving a finished turn): counts as a
+  // use in the disk tier's LRU, and a block whose file the disk tier collected while RAM kept it
+  // is written again. False: the caller must Put it.
+  bool Keep(const BlockKey& key);
   // From RAM only; nullptr when not there.
   std::shared_ptr<const BlockRecord> GetRam(const BlockKey& key);
   // A record whose `kv` has `kv_bytes` bytes of recycled memory; the buffer goes back to the
@@ -146,8 +150,8 @@ class KvStore {
   void RecordAgent(AgentRecord record);
   const AgentRegistry& agents() const { return *agents_; }
   AgentTiers TiersOf(const std::vector<BlockKey>& chain) const;
-  // Drops the chain's blocks from RAM once they are on disk (waits for queued writes); without a
-  // disk tier they are dropped. Returns the blocks dropped.
+  // Drops the chain's blocks from RAM once they are on disk (waits for queued writes; a block RAM
+  // alone holds stays); without a disk tier they are dropped. Returns the blocks dropped.
   size_t EvictFromRam(const std::vector<BlockKey>& chain);
   // Forgets an agent: its record, and the blocks of its chain no other agent's chain holds, from
   // RAM and disk (on the I/O thread, after queued writes). Returns the blocks removed.
@@ -163,10 +167,13 @@ class KvStore {
   // `on_disk_only`, fetches nothing and answers in `from_disk` whether the disk has a candidate.
   PartialBlock FindPartial(const PrefetchRequest& request, size_t blocks, size_t min_len, bool disk,
                            bool on_disk_only = false);
-  // From RAM, else (with `disk`, I/O thread only) from disk into RAM, if `fits` accepts it (a disk
-  // file it rejects is quarantined); nullptr otherwise.
+  // From RAM, else (with `disk`, I/O thread only) from disk into RAM, if `fits` accepts it;
+  // nullptr otherwise. A disk file it rejects is quarantined when `misfit_is_corrupt` (the key
+  // was derived from the tokens `fits` checks, so a mismatch means a bad file), else only skipped
+  // (a key taken from an agent's record, checked against what this request can use).
   using Fits = std::function<bool(const BlockRecord&)>;
-  std::shared_ptr<const BlockRecord> Fetch(const BlockKey& key, bool disk, const Fits& fits, bool* from_disk);
+  std::shared_ptr<const BlockRecord> Fetch(const BlockKey& key, bool disk, const Fits& fits, bool* from_disk,
+                                           bool misfit_is_corrupt = true);
   std::vector<uint8_t> read_buf_;   // the I/O thread's file buffers, reused across reads
   std::vector<uint8_t> write_buf_;  // and writes (fresh memory costs page faults: buffer_pool.h)
   void IoLoop();

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <fstream>
+#include <memory>
 
 #include "test_env.h"
 
@@ -11,8 +13,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-BlockKey Key(int i) { return CacheSalt("k", std::to_string(i)); }
-std::vector<uint8_t> Bytes(size_t n, uint8_t v) { return std::vector<uint8_t>(n, v); }
+BlockKey Key(int i) {
+  return CacheSalt("k", std::to_string(i));
+}
+std::vector<uint8_t> Bytes(size_t n, uint8_t v) {
+  return std::vector<uint8_t>(n, v);
+}
 
 TEST(DiskTierTest, WriteReadAndRescanAfterRestart) {
   const auto dir = testing::ScratchDir("disk-tier-rescan");
@@ -58,15 +64,69 @@ TEST(DiskTierTest, LeastRecentlyUsedFilesGoOverTheLimit) {
   EXPECT_EQ(d.stats().gc_deleted, 1u);
 }
 
+// The store's RAM hits are uses too (Touch), and the order is kept across a restart: the owner
+// stamps modification times in use order when it closes, and Open sorts by them.
+TEST(DiskTierTest, TouchedBlocksStayAndTheUseOrderSurvivesARestart) {
+  const auto dir = testing::ScratchDir("disk-tier-touch");
+  {
+    DiskTier d(dir, 1 << 20);
+    ASSERT_TRUE(d.Open().ok());
+    ASSERT_TRUE(d.Write(Key(1), Bytes(100, 1)).ok());
+    ASSERT_TRUE(d.Write(Key(2), Bytes(100, 2)).ok());
+  }
+  // Written long ago, 1 before 2 (file times are coarse: set them apart).
+  const auto now = fs::file_time_type::clock::now();
+  fs::last_write_time(DiskTier(dir, 0).PathFor(Key(1)), now - std::chrono::seconds(20));
+  fs::last_write_time(DiskTier(dir, 0).PathFor(Key(2)), now - std::chrono::seconds(10));
+  {
+    DiskTier d(dir, 250);
+    ASSERT_TRUE(d.Open().ok());
+    d.Touch(Key(1));  // 1 was used (from RAM): now more recent than 2
+  }
+  DiskTier d(dir, 250);
+  ASSERT_TRUE(d.Open().ok());
+  ASSERT_TRUE(d.Write(Key(3), Bytes(100, 3)).ok());
+  EXPECT_TRUE(d.Contains(Key(1)));
+  EXPECT_FALSE(d.Contains(Key(2)));
+  EXPECT_TRUE(d.Contains(Key(3)));
+}
+
+// One owner per directory: a second server (or a second model entry with the same fingerprint)
+// would delete the first one's temp files at Open and race its index.
+TEST(DiskTierTest, OneOwnerAtATimeAndReadersLeaveItsFilesAlone) {
+  const auto dir = testing::ScratchDir("disk-tier-lock");
+  auto owner = std::make_unique<DiskTier>(dir, 1 << 20);
+  ASSERT_TRUE(owner->Open().ok());
+  ASSERT_TRUE(owner->Write(Key(1), Bytes(100, 1)).ok());
+  fs::create_directories(dir / "ab");
+  std::ofstream(dir / "ab" / "inflight.safetensors.tmp") << "being written";
+  DiskTier second(dir, 1 << 20);
+  const Status s = second.Open();
+  EXPECT_EQ(s.code(), Status::Code::kUnavailable) << s.ToString();
+  EXPECT_NE(s.message().find("in use"), std::string::npos) << s.message();
+  DiskTier reader(dir, 1 << 20);  // kvault cache ls/stats
+  ASSERT_TRUE(reader.Open(DiskTier::Mode::kReadOnly).ok());
+  EXPECT_TRUE(reader.Contains(Key(1)));
+  EXPECT_TRUE(fs::exists(dir / "ab" / "inflight.safetensors.tmp"));
+  EXPECT_EQ(reader.stats().temp_files_removed, 0u);
+  owner.reset();  // the lock goes with the owner
+  DiskTier next(dir, 1 << 20);
+  ASSERT_TRUE(next.Open().ok());
+  EXPECT_FALSE(fs::exists(dir / "ab" / "inflight.safetensors.tmp"));
+  EXPECT_TRUE(next.Contains(Key(1)));
+}
+
 TEST(DiskTierTest, QuarantineMovesTheFileAside) {
   const auto dir = testing::ScratchDir("disk-tier-quarantine");
-  DiskTier d(dir, 1 << 20);
-  ASSERT_TRUE(d.Open().ok());
-  ASSERT_TRUE(d.Write(Key(1), Bytes(10, 1)).ok());
-  d.Quarantine(Key(1), "test");
-  EXPECT_FALSE(d.Contains(Key(1)));
-  EXPECT_TRUE(fs::exists(dir / "quarantine" / (Key(1).Hex() + ".safetensors")));
-  EXPECT_EQ(d.stats().quarantined, 1u);
+  {
+    DiskTier d(dir, 1 << 20);
+    ASSERT_TRUE(d.Open().ok());
+    ASSERT_TRUE(d.Write(Key(1), Bytes(10, 1)).ok());
+    d.Quarantine(Key(1), "test");
+    EXPECT_FALSE(d.Contains(Key(1)));
+    EXPECT_TRUE(fs::exists(dir / "quarantine" / (Key(1).Hex() + ".safetensors")));
+    EXPECT_EQ(d.stats().quarantined, 1u);
+  }
   DiskTier again(dir, 1 << 20);  // and a rescan does not bring it back
   ASSERT_TRUE(again.Open().ok());
   EXPECT_FALSE(again.Contains(Key(1)));

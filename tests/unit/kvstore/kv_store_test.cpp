@@ -47,7 +47,8 @@ struct Chain {
     return r;
   }
   // Asks for the blocks of `toks` (default: the 12 tokens) from block `first` on.
-  std::shared_ptr<PrefetchRequest> Request(size_t first = 0, std::vector<int32_t> toks = {}, size_t resident = 0) const {
+  std::shared_ptr<PrefetchRequest> Request(size_t first = 0, std::vector<int32_t> toks = {},
+                                           size_t resident = 0) const {
     auto r = std::make_shared<PrefetchRequest>();
     r->salt = salt;
     if (toks.empty()) toks = tokens;
@@ -65,10 +66,11 @@ std::shared_ptr<Prefetch> Wait(std::shared_ptr<Prefetch> p) {
   return p;
 }
 
-std::unique_ptr<KvStore> OpenStore(const fs::path& dir, uint64_t ram = 1 << 20) {
+std::unique_ptr<KvStore> OpenStore(const fs::path& dir, uint64_t ram = 1 << 20, uint64_t disk = 10ull << 30) {
   KvStoreOptions o;
   o.dir = dir;
   o.ram_bytes = ram;
+  o.disk_bytes = disk;
   o.fingerprint = "fp";
   auto s = KvStore::Open(o);
   EXPECT_TRUE(s.ok()) << s.status().ToString();
@@ -159,9 +161,45 @@ TEST(KvStoreTest, RamIsBoundedButDiskKeepsEverything) {
   store->Flush();
   EXPECT_LE(store->stats().ram_bytes, 700u);
   EXPECT_EQ(store->GetRam(c.keys[0]), nullptr);  // least recently used left RAM
-  EXPECT_TRUE(store->Has(c.keys[0]));              // but is on disk
+  EXPECT_TRUE(store->Has(c.keys[0]));            // but is on disk
   auto p = Wait(store->StartPrefetch(c.Request()));
   EXPECT_EQ(p->records.size(), 3u);
+}
+
+// Blocks served from RAM are uses for the disk tier's limit too; one whose file was collected
+// anyway is written again when it is used again (Keep), and stays in RAM on an evict.
+TEST(KvStoreTest, BlocksUsedFromRamStayOnDiskAndCollectedOnesAreWrittenAgain) {
+  Chain c;
+  uint64_t file = 0;
+  {
+    auto probe = OpenStore(testing::ScratchDir("kv-store-keep-probe"));
+    probe->Put(c.Record(0));
+    probe->Flush();
+    file = probe->stats().disk.bytes;  // one block file (all three are the same size)
+  }
+  ASSERT_GT(file, 0u);
+  auto store = OpenStore(testing::ScratchDir("kv-store-keep"), 1 << 20, file * 5 / 2);  // room for two files
+  auto on_disk = [&](size_t i) { return store->TiersOf({c.keys[i]}).disk_blocks == 1; };
+  store->Put(c.Record(0));
+  store->Flush();
+  store->Put(c.Record(1));
+  store->Flush();
+  ASSERT_NE(store->GetRam(c.keys[0]), nullptr);  // block 0 is used: now more recent than 1
+  store->Put(c.Record(2));
+  store->Flush();
+  EXPECT_TRUE(on_disk(0));
+  EXPECT_FALSE(on_disk(1));
+  EXPECT_TRUE(on_disk(2));
+  // Block 1 is in RAM only now: an evict keeps it there (RAM is its only copy) ...
+  EXPECT_EQ(store->EvictFromRam({c.keys[1]}), 0u);
+  ASSERT_NE(store->GetRam(c.keys[1]), nullptr);
+  // ... and a turn that uses it again writes it again (the least recently used file goes).
+  EXPECT_TRUE(store->Keep(c.keys[1]));
+  store->Flush();
+  EXPECT_TRUE(on_disk(1));
+  EXPECT_FALSE(on_disk(0));
+  EXPECT_TRUE(on_disk(2));
+  EXPECT_FALSE(store->Keep(BlockKey{}));  // not stored: the caller puts it
 }
 
 // A conversation of 11 tokens: blocks 0 and 1 full, then a partial last block of 3 tokens.
@@ -253,6 +291,28 @@ TEST(KvStorePartialTest, TheAgentsOwnBlockGivesBackTheTokensTheRequestShares) {
   EXPECT_EQ(part.tokens, 1u);  // token 4 is shared, token 5 is not
 }
 
+// An agent's record names its blocks; one that this request cannot use (here: the server was
+// restarted with a smaller --block-tokens) is skipped, not quarantined as if it were corrupt.
+TEST(KvStorePartialTest, AnAgentsBlockThatDoesNotFitThisRequestIsSkippedNotQuarantined) {
+  const auto dir = testing::ScratchDir("kv-store-hint-misfit");
+  Chain c;
+  {
+    auto store = OpenStore(dir);
+    store->Put(c.Record(0));
+    store->Flush();
+  }
+  auto store = OpenStore(dir);
+  auto req = c.Request();
+  req->block_tokens = 2;
+  req->keys = ComputeBlockKeys(c.salt, *req->tokens, 2);
+  req->hint = {c.keys[0]};  // a 4-token block: more than a partial 2-token block can hold
+  auto p = Wait(store->StartPrefetch(req));
+  EXPECT_TRUE(p->records.empty());
+  EXPECT_EQ(p->partial.record, nullptr);
+  EXPECT_EQ(store->stats().disk.quarantined, 0u);
+  EXPECT_TRUE(store->Has(c.keys[0]));
+}
+
 TEST(KvStorePartialTest, TailsSurviveARestartAndABadTailFileIsAMiss) {
   const auto dir = testing::ScratchDir("kv-store-tail-restart");
   Chain c;
@@ -341,6 +401,7 @@ TEST(KvStoreTest, OtherModelsFilesAreNotLoaded) {
   auto other = KvStore::Open(o);
   ASSERT_TRUE(other.ok());
   EXPECT_FALSE((*other)->Has(c.keys[0]));
+  other.value().reset();  // a directory has one owner at a time
   DiskTier mine(dir / "fp", 1 << 20), theirs(dir / "other", 1 << 20);
   fs::create_directories(theirs.PathFor(c.keys[0]).parent_path());
   fs::copy_file(mine.PathFor(c.keys[0]), theirs.PathFor(c.keys[0]));
@@ -427,7 +488,7 @@ TEST(AgentRegistryTest, ValidIds) {
     EXPECT_TRUE(AgentRegistry::ValidId(ok)) << ok;
   }
   for (const std::string& bad : std::vector<std::string>{"", ".", "..", "../x", "a/b", "a b", "a\nb",
-                                                          std::string("a\0b", 3), std::string(257, 'x')}) {
+                                                         std::string("a\0b", 3), std::string(257, 'x')}) {
     EXPECT_FALSE(AgentRegistry::ValidId(bad)) << bad;
   }
 }
