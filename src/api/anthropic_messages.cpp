@@ -1,7 +1,10 @@
 #include "api/anthropic_messages.h"
 
 #include <algorithm>
+#include <cctype>
 #include <nlohmann/json.hpp>
+
+#include "api/json_body.h"
 
 namespace kvault {
 
@@ -9,9 +12,13 @@ using json = nlohmann::json;
 
 namespace {
 
-Status Invalid(const std::string& m) { return Status::InvalidArgument(m); }
+Status Invalid(const std::string& m) {
+  return Status::InvalidArgument(m);
+}
 
-std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string Dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 std::string Event(const char* name, const json& data) {
   return std::string("event: ") + name + "\ndata: " + Dump(data) + "\n\n";
@@ -124,7 +131,8 @@ StatusOr<std::vector<common_chat_tool>> ParseTools(const json& tools) {
     }
     common_chat_tool tool;
     tool.name = t["name"].get<std::string>();
-    if (t.contains("description") && t["description"].is_string()) tool.description = t["description"].get<std::string>();
+    if (t.contains("description") && t["description"].is_string())
+      tool.description = t["description"].get<std::string>();
     tool.parameters = Dump(t["input_schema"]);
     for (const auto& other : out) {
       if (other.name == tool.name) return Invalid("'tools' has two tools named '" + tool.name + "'");
@@ -150,7 +158,8 @@ Status ApplyToolChoice(const json& choice, GenerateRequest& g) {
     if (g.tools.empty()) return Invalid("'tool_choice' is '" + type + "' but no 'tools' were given");
     g.tool_choice = COMMON_CHAT_TOOL_CHOICE_REQUIRED;
     if (type == "tool") {
-      if (!choice.contains("name") || !choice["name"].is_string()) return Invalid("'tool_choice.name' must be a string");
+      if (!choice.contains("name") || !choice["name"].is_string())
+        return Invalid("'tool_choice.name' must be a string");
       const std::string name = choice["name"].get<std::string>();
       auto it = std::find_if(g.tools.begin(), g.tools.end(), [&](const common_chat_tool& t) { return t.name == name; });
       if (it == g.tools.end()) return Invalid("'tool_choice' names tool '" + name + "', which is not in 'tools'");
@@ -189,8 +198,9 @@ std::string StripBillingHeader(const std::string& text) {
 }
 
 StatusOr<MessagesRequest> ParseMessagesRequest(std::string_view body_text, bool count_only) {
-  json body = json::parse(body_text, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) return Invalid("the request body is not valid JSON");
+  StatusOr<json> parsed = ParseJsonBody(body_text);
+  if (!parsed.ok()) return parsed.status();
+  json body = std::move(parsed).value();
   if (!body.is_object()) return Invalid("the request body must be a JSON object");
   MessagesRequest out;
   GenerateRequest& g = out.generate;
@@ -224,6 +234,14 @@ StatusOr<MessagesRequest> ParseMessagesRequest(std::string_view body_text, bool 
   for (size_t i = 0; i < messages.size(); ++i) {
     Status st = AppendMessage(messages[i], i, g.messages);
     if (!st.ok()) return st;
+  }
+  // A last assistant message is a prefill: the answer continues it and holds only what follows.
+  if (!g.messages.empty() && g.messages.back().role == "assistant" && g.messages.back().tool_calls.empty()) {
+    const common_chat_msg& last = g.messages.back();
+    if (!last.content.empty() && std::isspace(static_cast<unsigned char>(last.content.back()))) {
+      return Invalid("messages: final assistant content cannot end with trailing whitespace");
+    }
+    g.continue_final = true;
   }
   if (body.contains("tools") && !body["tools"].is_null()) {
     auto tools = ParseTools(body["tools"]);
@@ -294,12 +312,10 @@ json UsageJson(const MessagesUsage& u) {
 }
 
 json ToolInput(const std::string& arguments) {
+  // Generated text: nested past the limit it is not taken apart (see json_body.h).
+  if (JsonNestingDepth(arguments, /*count_in_strings=*/true) > kMaxJsonDepth) return json::object();
   json input = json::parse(arguments, nullptr, false);
   return input.is_object() ? input : json::object();  // cut short by max_tokens: no input
-}
-
-json StopSequenceJson(const MessagesResult& r) {
-  return r.finish == FinishReason::kStopSequence ? json(r.stop_sequence) : json(nullptr);
 }
 
 }  // namespace
@@ -312,6 +328,16 @@ const char* AnthropicStopReason(const MessagesResult& r) {
     default: return "end_turn";
   }
 }
+
+namespace {
+
+// The stop sequence that ended the answer: only with stop_reason "stop_sequence" (a tool call
+// that ended on one reports tool_use and null, as Anthropic does).
+json StopSequenceJson(const MessagesResult& r) {
+  return std::string_view(AnthropicStopReason(r)) == "stop_sequence" ? json(r.stop_sequence) : json(nullptr);
+}
+
+}  // namespace
 
 std::string RenderMessage(const MessagesResult& r) {
   json content = json::array();
@@ -330,7 +356,9 @@ std::string RenderMessage(const MessagesResult& r) {
   return Dump(body);
 }
 
-std::string RenderCountTokens(int32_t input_tokens) { return Dump(json{{"input_tokens", input_tokens}}); }
+std::string RenderCountTokens(int32_t input_tokens) {
+  return Dump(json{{"input_tokens", input_tokens}});
+}
 
 std::string AnthropicStream::Start() {
   MessagesUsage u = r_->usage;
@@ -374,10 +402,11 @@ std::string AnthropicStream::Delta(const OutputDelta& d) {
       out += CloseBlock();
       open_index_ = next_index_++;
       open_is_text_ = false;
-      out += Event("content_block_start",
-                   {{"type", "content_block_start"},
-                    {"index", open_index_},
-                    {"content_block", {{"type", "tool_use"}, {"id", d.id}, {"name", d.name}, {"input", json::object()}}}});
+      out +=
+          Event("content_block_start",
+                {{"type", "content_block_start"},
+                 {"index", open_index_},
+                 {"content_block", {{"type", "tool_use"}, {"id", d.id}, {"name", d.name}, {"input", json::object()}}}});
       return out;
     case OutputDelta::Kind::kToolArgs:
       if (open_index_ < 0 || open_is_text_ || d.text.empty()) return out;
@@ -391,14 +420,17 @@ std::string AnthropicStream::Delta(const OutputDelta& d) {
 
 std::string AnthropicStream::Finish() {
   std::string out = CloseBlock();
-  out += Event("message_delta", {{"type", "message_delta"},
-                                 {"delta", {{"stop_reason", AnthropicStopReason(*r_)}, {"stop_sequence", StopSequenceJson(*r_)}}},
-                                 {"usage", UsageJson(r_->usage)}});
+  out += Event("message_delta",
+               {{"type", "message_delta"},
+                {"delta", {{"stop_reason", AnthropicStopReason(*r_)}, {"stop_sequence", StopSequenceJson(*r_)}}},
+                {"usage", UsageJson(r_->usage)}});
   out += Event("message_stop", {{"type", "message_stop"}});
   return out;
 }
 
-std::string AnthropicStream::Ping() { return Event("ping", {{"type", "ping"}}); }
+std::string AnthropicStream::Ping() {
+  return Event("ping", {{"type", "ping"}});
+}
 
 std::string AnthropicStream::Error(const std::string& error_body) {
   return "event: error\ndata: " + error_body + "\n\n";

@@ -2,6 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <stdexcept>
+
+#include "api/json_body.h"
+
 #include "chat.h"
 
 namespace kvault {
@@ -39,6 +43,11 @@ std::vector<OutputDelta> ChatOutput::Finish() {
 std::vector<OutputDelta> ChatOutput::Update(bool final) {
   common_chat_msg msg;
   try {
+    // llama.cpp's parsers recurse into nested JSON: output nested past the limit (a model
+    // repeating brackets) is not parsed, so that it cannot exhaust the stack (json_body.h).
+    if (JsonNestingDepth(raw_, /*count_in_strings=*/true) > kMaxJsonDepth) {
+      throw std::runtime_error("the output nests brackets too deeply to parse");
+    }
     msg = common_chat_parse(raw_, /*is_partial=*/!final, parser_->params);
   } catch (const std::exception& e) {
     if (!final) return {};  // not parseable yet: wait for more text
@@ -66,7 +75,8 @@ std::vector<OutputDelta> ChatOutput::Update(bool final) {
       out.push_back({OutputDelta::Kind::kToolStart, i, "", ids_[i], c.name});
     }
     ToolCall& sent = calls_[i];
-    if (c.arguments.size() > sent.arguments.size() && c.arguments.compare(0, sent.arguments.size(), sent.arguments) == 0) {
+    if (c.arguments.size() > sent.arguments.size() &&
+        c.arguments.compare(0, sent.arguments.size(), sent.arguments) == 0) {
       out.push_back({OutputDelta::Kind::kToolArgs, i, c.arguments.substr(sent.arguments.size()), "", ""});
       sent.arguments = c.arguments;
     }

@@ -1,9 +1,10 @@
 #include "api/openai_chat.h"
 
+#include "api/json_body.h"
 #include "api/openai_common.h"
 
-#include <nlohmann/json.hpp>
 #include <algorithm>
+#include <nlohmann/json.hpp>
 
 namespace kvault {
 
@@ -11,7 +12,9 @@ using json = nlohmann::json;
 
 namespace {
 
-Status Invalid(const std::string& m) { return Status::InvalidArgument(m); }
+Status Invalid(const std::string& m) {
+  return Status::InvalidArgument(m);
+}
 
 // Content is a string, or an array of {"type":"text","text":…} parts (joined).
 StatusOr<std::string> ParseContent(const json& content, size_t index) {
@@ -54,7 +57,8 @@ StatusOr<std::vector<common_chat_tool>> ParseTools(const json& tools) {
     const std::string where = "tools[" + std::to_string(i) + "]";
     if (!t.is_object()) return Invalid("'" + where + "' must be an object");
     if (!t.contains("type") || t["type"] != "function") return Invalid("'" + where + ".type' must be 'function'");
-    if (!t.contains("function") || !t["function"].is_object()) return Invalid("'" + where + ".function' must be an object");
+    if (!t.contains("function") || !t["function"].is_object())
+      return Invalid("'" + where + ".function' must be an object");
     const json& f = t["function"];
     if (!f.contains("name") || !f["name"].is_string() || f["name"].get<std::string>().empty()) {
       return Invalid("'" + where + ".function.name' must be a non-empty string");
@@ -67,7 +71,8 @@ StatusOr<std::vector<common_chat_tool>> ParseTools(const json& tools) {
     }
     json params = json{{"type", "object"}, {"properties", json::object()}};
     if (f.contains("parameters") && !f["parameters"].is_null()) {
-      if (!f["parameters"].is_object()) return Invalid("'" + where + ".function.parameters' must be a JSON schema object");
+      if (!f["parameters"].is_object())
+        return Invalid("'" + where + ".function.parameters' must be a JSON schema object");
       params = f["parameters"];
     }
     tool.parameters = params.dump();
@@ -83,10 +88,14 @@ StatusOr<std::vector<common_chat_tool>> ParseTools(const json& tools) {
 Status ApplyToolChoice(const json& choice, GenerateRequest& g) {
   if (choice.is_string()) {
     const std::string c = choice.get<std::string>();
-    if (c == "auto") g.tool_choice = COMMON_CHAT_TOOL_CHOICE_AUTO;
-    else if (c == "none") g.tool_choice = COMMON_CHAT_TOOL_CHOICE_NONE;
-    else if (c == "required") g.tool_choice = COMMON_CHAT_TOOL_CHOICE_REQUIRED;
-    else return Invalid("'tool_choice' must be 'none', 'auto', 'required' or a function; got '" + c + "'");
+    if (c == "auto")
+      g.tool_choice = COMMON_CHAT_TOOL_CHOICE_AUTO;
+    else if (c == "none")
+      g.tool_choice = COMMON_CHAT_TOOL_CHOICE_NONE;
+    else if (c == "required")
+      g.tool_choice = COMMON_CHAT_TOOL_CHOICE_REQUIRED;
+    else
+      return Invalid("'tool_choice' must be 'none', 'auto', 'required' or a function; got '" + c + "'");
     if (g.tool_choice == COMMON_CHAT_TOOL_CHOICE_REQUIRED && g.tools.empty()) {
       return Invalid("'tool_choice' is 'required' but no 'tools' were given");
     }
@@ -190,8 +199,9 @@ Status ParseOpenAiSamplingFields(const json& body, GenerateRequest& g) {
 }
 
 StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(std::string_view body_text) {
-  json body = json::parse(body_text, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) return Invalid("the request body is not valid JSON");
+  StatusOr<json> parsed = ParseJsonBody(body_text);
+  if (!parsed.ok()) return parsed.status();
+  json body = std::move(parsed).value();
   if (!body.is_object()) return Invalid("the request body must be a JSON object");
 
   ChatCompletionRequest out;
@@ -210,7 +220,8 @@ StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(std::string_view body
     if (!m.contains("role") || !m["role"].is_string()) return Invalid("'" + where + ".role' must be a string");
     std::string role = m["role"].get<std::string>();
     if (role != "system" && role != "developer" && role != "user" && role != "assistant" && role != "tool") {
-      return Invalid("'" + where + ".role' must be one of system, developer, user, assistant, tool; got '" + role + "'");
+      return Invalid("'" + where + ".role' must be one of system, developer, user, assistant, tool; got '" + role +
+                     "'");
     }
     if (role == "developer") role = "system";  // OpenAI's newer name for system instructions
     auto content = ParseContent(m.contains("content") ? m["content"] : json(), i);
@@ -228,7 +239,8 @@ StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(std::string_view body
           return Invalid("'" + cw + "' must be an object with a 'function'");
         }
         const json& f = c["function"];
-        if (!f.contains("name") || !f["name"].is_string()) return Invalid("'" + cw + ".function.name' must be a string");
+        if (!f.contains("name") || !f["name"].is_string())
+          return Invalid("'" + cw + ".function.name' must be a string");
         common_chat_tool_call call;
         call.name = f["name"].get<std::string>();
         if (f.contains("arguments") && f["arguments"].is_string()) {
@@ -251,6 +263,12 @@ StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(std::string_view body
       msg.tool_call_id = m["tool_call_id"].get<std::string>();
     }
     out.generate.messages.push_back(std::move(msg));
+  }
+  // A last assistant message is continued, as llama-server does (OpenAI itself would start a new
+  // message after it; a client that sends one means a prefill).
+  if (const auto& m = out.generate.messages;
+      !m.empty() && m.back().role == "assistant" && m.back().tool_calls.empty()) {
+    out.generate.continue_final = true;
   }
 
   if (body.contains("tools") && !body["tools"].is_null()) {
@@ -320,10 +338,8 @@ std::string RenderChatCompletion(const ChatCompletionResult& r) {
       {"object", "chat.completion"},
       {"created", r.created},
       {"model", r.model},
-      {"choices", json::array({{{"index", 0},
-                                {"message", message},
-                                {"logprobs", nullptr},
-                                {"finish_reason", finish}}})},
+      {"choices",
+       json::array({{{"index", 0}, {"message", message}, {"logprobs", nullptr}, {"finish_reason", finish}}})},
       {"usage", UsageJson(r)},
       // Not in OpenAI's schema (clients ignore unknown fields); llama-server has a similar one.
       {"timings", {{"queue_ms", r.queue_ms}, {"ttft_ms", r.ttft_ms}, {"total_ms", r.total_ms}}},

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api/json_body.h"
 #include "api/openai_common.h"
 
 namespace kvault {
@@ -9,8 +10,9 @@ namespace kvault {
 using json = nlohmann::json;
 
 StatusOr<CompletionRequest> ParseCompletionRequest(std::string_view body_text) {
-  json body = json::parse(body_text, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) return Status::InvalidArgument("the request body is not valid JSON");
+  StatusOr<json> parsed = ParseJsonBody(body_text);
+  if (!parsed.ok()) return parsed.status();
+  json body = std::move(parsed).value();
   if (!body.is_object()) return Status::InvalidArgument("the request body must be a JSON object");
   CompletionRequest out;
   if (body.contains("model")) {
@@ -24,7 +26,8 @@ StatusOr<CompletionRequest> ParseCompletionRequest(std::string_view body_text) {
   } else if (prompt.is_array() && prompt.size() == 1 && prompt[0].is_string()) {
     out.generate.raw_prompt = prompt[0].get<std::string>();
   } else {
-    return Status::InvalidArgument("'prompt' must be a string (one prompt per request; token arrays are not supported)");
+    return Status::InvalidArgument(
+        "'prompt' must be a string (one prompt per request; token arrays are not supported)");
   }
   if (out.generate.raw_prompt->empty()) return Status::InvalidArgument("'prompt' must not be empty");
   out.generate.max_tokens = 16;  // OpenAI's default for completions
@@ -42,7 +45,9 @@ StatusOr<CompletionRequest> ParseCompletionRequest(std::string_view body_text) {
 
 namespace {
 
-const char* FinishName(const CompletionResult& r) { return r.finish == FinishReason::kLength ? "length" : "stop"; }
+const char* FinishName(const CompletionResult& r) {
+  return r.finish == FinishReason::kLength ? "length" : "stop";
+}
 
 json Choice(const std::string& text, json finish_reason) {
   return {{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", std::move(finish_reason)}};
@@ -69,8 +74,8 @@ std::string RenderCompletionChunk(const CompletionResult& r, CompletionChunkKind
     chunk["choices"] = json::array();
     chunk["usage"] = OpenAiUsageJson(r.prompt_tokens, r.completion_tokens, r.cached_tokens);
   } else {
-    chunk["choices"] = json::array(
-        {kind == CompletionChunkKind::kText ? Choice(text, nullptr) : Choice("", FinishName(r))});
+    chunk["choices"] =
+        json::array({kind == CompletionChunkKind::kText ? Choice(text, nullptr) : Choice("", FinishName(r))});
     if (include_usage) chunk["usage"] = nullptr;
   }
   return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";

@@ -57,9 +57,7 @@ class LlamaKvOps : public KvOps {
   void Copy(int src, int dst, int32_t p0, int32_t p1) override {
     llama_memory_seq_cp(llama_get_memory(ctx_), src, dst, p0, p1);
   }
-  void Remove(int seq, int32_t p0, int32_t p1) override {
-    llama_memory_seq_rm(llama_get_memory(ctx_), seq, p0, p1);
-  }
+  void Remove(int seq, int32_t p0, int32_t p1) override { llama_memory_seq_rm(llama_get_memory(ctx_), seq, p0, p1); }
 
  private:
   llama_context* ctx_;
@@ -89,7 +87,8 @@ class Engine::Impl {
     Status s = CheckModelFile(opt_.model_path);
     if (!s.ok()) return s;
     const auto cache_type = ParseCacheType(opt_.cache_type);
-    if (!cache_type) return Status::InvalidArgument("unknown KV cache type '" + opt_.cache_type + "' (f16, q8_0, q4_0)");
+    if (!cache_type)
+      return Status::InvalidArgument("unknown KV cache type '" + opt_.cache_type + "' (f16, q8_0, q4_0)");
     if (opt_.parallel == 0 || opt_.resident_seqs < opt_.parallel) {
       return Status::InvalidArgument("resident sequences must be at least the parallel limit (>= 1)");
     }
@@ -178,13 +177,13 @@ class Engine::Impl {
     cp.n_batch = opt_.step_tokens + opt_.parallel;
     cp.n_ubatch = cp.n_batch;  // one ubatch per step
     cp.n_seq_max = opt_.resident_seqs + kScratchSeqs;
-    cp.kv_unified = true;      // one pool; seq_cp shares cells between sequences
+    cp.kv_unified = true;  // one pool; seq_cp shares cells between sequences
     cp.type_k = *cache_type;
     cp.type_v = *cache_type;
     // Sliding-window layers would drop cells outside the window; keep them so blocks are whole.
     cp.swa_full = llama_model_n_swa(model_) > 0;
-    const int32_t threads = opt_.n_threads > 0 ? opt_.n_threads
-                                               : static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
+    const int32_t threads =
+        opt_.n_threads > 0 ? opt_.n_threads : static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
     cp.n_threads = threads;
     cp.n_threads_batch = threads;
     cp.no_perf = true;
@@ -242,8 +241,9 @@ class Engine::Impl {
     // The KV store below the pool. Recurrent and hybrid models keep one state per sequence that
     // cannot be cut into blocks: no store for them.
     if (llama_model_is_recurrent(model_) || llama_model_is_hybrid(model_)) {
-      spdlog::warn("engine: recurrent/hybrid model: KV store and prefix reuse off (its per-sequence state cannot "
-                   "be split into blocks or cut back to a prefix): every request is prefilled in full");
+      spdlog::warn(
+          "engine: recurrent/hybrid model: KV store and prefix reuse off (its per-sequence state cannot "
+          "be split into blocks or cut back to a prefix): every request is prefilled in full");
       pool_->set_prefix_reuse(false);
       if (opt_.idle_tokens >= 0) spdlog::info("engine: --idle-tokens has no effect without a KV store");
       info->persistence_off = "recurrent/hybrid model: no KV store, no prefix reuse";
@@ -315,7 +315,6 @@ class Engine::Impl {
     Shutdown();
   }
 
-
   // Frees the idle pool slots holding this agent's conversation; returns their tokens.
   size_t FreeAgentSlots(const std::string& tenant, const std::string& id) {
     return pool_->FreeIdleOwnedBy(OwnerTag(tenant, id));
@@ -337,8 +336,8 @@ class Engine::Impl {
     std::vector<llama_token> preserved;
     int32_t max_tokens = 0;
     uint64_t tenant = 0;
-    BlockKey salt;                       // cache salt: model fingerprint + tenant
-    std::vector<BlockKey> keys;          // full blocks of the prompt, its last token excluded
+    BlockKey salt;                                 // cache salt: model fingerprint + tenant
+    std::vector<BlockKey> keys;                    // full blocks of the prompt, its last token excluded
     std::shared_ptr<const PrefetchRequest> fetch;  // what the store was asked for
     std::shared_ptr<Prefetch> prefetch;            // blocks being fetched from RAM/disk
   };
@@ -376,10 +375,12 @@ class Engine::Impl {
     char arch[64] = {};
     if (llama_model_meta_val_str(model_, "general.architecture", arch, sizeof(arch)) > 0) {
       char buf[32] = {};
-      if (llama_model_meta_val_str(model_, (std::string(arch) + ".attention.key_length").c_str(), buf, sizeof(buf)) > 0) {
+      if (llama_model_meta_val_str(model_, (std::string(arch) + ".attention.key_length").c_str(), buf, sizeof(buf)) >
+          0) {
         head_k = std::atoll(buf);
       }
-      if (llama_model_meta_val_str(model_, (std::string(arch) + ".attention.value_length").c_str(), buf, sizeof(buf)) > 0) {
+      if (llama_model_meta_val_str(model_, (std::string(arch) + ".attention.value_length").c_str(), buf, sizeof(buf)) >
+          0) {
         head_v = std::atoll(buf);
       }
     }
@@ -440,7 +441,8 @@ class Engine::Impl {
     }
     common_chat_templates_inputs in;
     in.messages = req.messages;
-    in.add_generation_prompt = true;
+    in.add_generation_prompt = !req.continue_final;
+    if (req.continue_final) in.continue_final_message = COMMON_CHAT_CONTINUATION_AUTO;
     in.use_jinja = true;
     in.tools = req.tools;
     in.tool_choice = req.tools.empty() ? COMMON_CHAT_TOOL_CHOICE_NONE : req.tool_choice;
@@ -525,8 +527,9 @@ class Engine::Impl {
     const int64_t limit = ctx_limit_;
     if (n == 0) return Reject(job, Status::InvalidArgument("the prompt is empty"));
     if (n >= limit) {
-      return Reject(job, Status::TooLarge("the prompt is " + std::to_string(n) + " tokens; this server's context holds " +
-                                          std::to_string(limit) + " tokens (prompt and completion together)"));
+      return Reject(job,
+                    Status::TooLarge("the prompt is " + std::to_string(n) + " tokens; this server's context holds " +
+                                     std::to_string(limit) + " tokens (prompt and completion together)"));
     }
     int64_t max_tokens = req.max_tokens;
     if (max_tokens > 0) {
@@ -627,8 +630,17 @@ class Engine::Impl {
       s->admitted = Clock::now();
       counters_.prompt_tokens_cached += static_cast<uint64_t>(s->n_past);
       waiting_.pop_front();
+      Seq& admitted = *running_.emplace_back(std::move(s));
+      // Submit's room check reads these two: running first, so that no moment shows the
+      // request in neither count (it would let one request too many in).
+      owner_->running_.store(static_cast<uint32_t>(running_.size()));
       owner_->pending_.fetch_sub(1);
-      running_.push_back(std::move(s));
+      if (admitted.job.request.stream) {  // the stream starts now, not after the prompt is computed
+        GenerationEvent started;
+        started.kind = GenerationEvent::Kind::kStarted;
+        FillPromptCounts(admitted, started);
+        admitted.job.handle->events().Push(std::move(started));
+      }
     }
   }
 
@@ -640,15 +652,18 @@ class Engine::Impl {
     auto record_for = [&](size_t i) -> std::pair<std::shared_ptr<const BlockRecord>, bool> {
       if (i >= w.keys.size()) return {nullptr, false};
       const Prefetch* p = w.prefetch.get();
-      if (p && i >= p->first && i - p->first < p->records.size()) return {p->records[i - p->first], p->from_disk[i - p->first]};
+      if (p && i >= p->first && i - p->first < p->records.size())
+        return {p->records[i - p->first], p->from_disk[i - p->first]};
       auto r = store_->GetRam(w.keys[i]);
-      if (r && !std::equal(r->tokens.begin(), r->tokens.end(), s.prompt.begin() + static_cast<long>(i * bt))) r = nullptr;
+      if (r && !std::equal(r->tokens.begin(), r->tokens.end(), s.prompt.begin() + static_cast<long>(i * bt)))
+        r = nullptr;
       return {r, false};
     };
     const auto t0 = Clock::now();
     size_t b = static_cast<size_t>(s.n_past) / bt;
     for (auto next = record_for(b); next.first && next.first->tokens.size() == bt; next = record_for(++b)) {
-      if (static_cast<size_t>(s.n_past) > b * bt) TruncateTo(s, b * bt);  // a partial resident block: the stored one replaces it
+      if (static_cast<size_t>(s.n_past) > b * bt)
+        TruncateTo(s, b * bt);  // a partial resident block: the stored one replaces it
       if (!Place(s, *next.first, next.second, bt)) break;
     }
     // Then the conversation's last, partial block, when the store has it and it reaches further
@@ -708,8 +723,8 @@ class Engine::Impl {
   }
 
   // Hands every block of a finished sequence that the store lacks (its full blocks and the partial
-  // last one) to the store (RAM now, disk in the background). Serialising is a copy of the block's cells: share them into the I/O
-  // scratch sequence, read its state, drop the scratch.
+  // last one) to the store (RAM now, disk in the background). Serialising is a copy of the block's cells: share them
+  // into the I/O scratch sequence, read its state, drop the scratch.
   void Save(const Seq& s) {
     const uint32_t bt = opt_.block_tokens;
     const std::vector<Token>& toks = pool_->tokens(s.slot);
@@ -725,7 +740,7 @@ class Engine::Impl {
       keys.push_back(TailBlockKeys(n_full == 0 ? s.salt : keys[n_full - 1], toks.data() + n_full * bt, tail).back());
     }
     for (size_t i = 0; i < keys.size(); ++i) {
-      if (store_->Has(keys[i])) continue;
+      if (store_->Keep(keys[i])) continue;
       const auto p0 = static_cast<llama_pos>(i * bt);
       const auto p1 = static_cast<llama_pos>(std::min(toks.size(), (i + 1) * bt));
       llama_memory_seq_cp(mem, s.slot, io_seq_, p0, p1);
@@ -750,9 +765,9 @@ class Engine::Impl {
       r.chain = std::move(keys);
       r.tokens = static_cast<uint32_t>(toks.size());
       r.turns = 1;
-      r.last_use_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
+      r.last_use_ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+              .count();
       store_->RecordAgent(std::move(r));
     }
   }
@@ -880,7 +895,12 @@ class Engine::Impl {
     ++counters_.tokens_generated;
     const bool special = std::find(s.preserved.begin(), s.preserved.end(), tok) != s.preserved.end();
     Emit(s, s.text.Push(common_token_to_piece(ctx_, tok, special)));
-    if (s.text.stopped()) return Finish(s, FinishReason::kStopSequence);
+    if (s.text.stopped()) {
+      // One of the client's stop sequences, or one the chat template adds (an end of turn).
+      const auto& asked = s.job.request.stop;
+      const bool client_stop = std::find(asked.begin(), asked.end(), *s.text.matched()) != asked.end();
+      return Finish(s, client_stop ? FinishReason::kStopSequence : FinishReason::kStop);
+    }
     if (s.n_gen >= s.max_tokens) return Finish(s, FinishReason::kLength);
     s.next = tok;
   }
@@ -906,7 +926,7 @@ class Engine::Impl {
     GenerationEvent done;
     done.kind = GenerationEvent::Kind::kDone;
     done.finish = reason;
-    if (s.text.matched()) done.stop_sequence = *s.text.matched();
+    if (reason == FinishReason::kStopSequence) done.stop_sequence = *s.text.matched();
     FillPromptCounts(s, done);
     done.completion_tokens = s.n_gen;
     done.queue_ms = MsBetween(s.job.submitted, s.admitted);
@@ -920,7 +940,8 @@ class Engine::Impl {
     } else {
       if (store_) Save(s);
       pool_->Release(s.slot);
-      if (!s.job.request.agent_id.empty()) pool_->SetOwner(s.slot, OwnerTag(s.job.request.tenant, s.job.request.agent_id));
+      if (!s.job.request.agent_id.empty())
+        pool_->SetOwner(s.slot, OwnerTag(s.job.request.tenant, s.job.request.agent_id));
     }
     auto deliver = [handle = s.job.handle, done = std::move(done)]() mutable {
       handle->events().Push(std::move(done));
@@ -993,10 +1014,10 @@ class Engine::Impl {
   std::deque<Waiting> waiting_;
   std::vector<std::unique_ptr<Seq>> running_;
   size_t cursor_ = 0;
-  EngineStats counters_;  // throughput counters; PublishStats copies them with the rest
-  int pad_seq_ = 0;  // scratch sequence for padding single-token batches
+  EngineStats counters_;      // throughput counters; PublishStats copies them with the rest
+  int pad_seq_ = 0;           // scratch sequence for padding single-token batches
   uint32_t step_budget_ = 0;  // tokens per step: --step-tokens, capped in deterministic mode
-  int io_seq_ = 0;   // scratch sequence for saving and restoring blocks
+  int io_seq_ = 0;            // scratch sequence for saving and restoring blocks
   std::string fingerprint_;
   std::shared_ptr<BufferPool> buffers_;  // the KV store's block buffers
   std::thread prefault_;                 // fills buffers_ at load
@@ -1041,14 +1062,19 @@ size_t Engine::EvictAgentFromPool(const std::string& tenant, const std::string& 
   return result.get();
 }
 
-KvStore* Engine::store() const { return store_.load(); }
+KvStore* Engine::store() const {
+  return store_.load();
+}
 
 std::shared_ptr<RequestHandle> Engine::Submit(GenerateRequest request) {
   auto handle = std::make_shared<RequestHandle>();
   // Room: the free decoding slots (a request there starts at the next step) plus the queue.
+  // `pending_` before `running_`: Admit raises running before it lowers pending, so a request
+  // being admitted is counted in one of the two.
+  const uint32_t pending = pending_.fetch_add(1);
   const uint32_t running = running_.load();
   const uint32_t room = options_.max_queue + (options_.parallel > running ? options_.parallel - running : 0);
-  if (pending_.fetch_add(1) >= room) {
+  if (pending >= room) {
     pending_.fetch_sub(1);
     SendError(handle, Status::Overloaded("the server is at capacity (" + std::to_string(options_.max_queue) +
                                          " requests waiting); retry later"));
@@ -1079,11 +1105,11 @@ void Engine::Run(std::promise<Status>* ready) {
   if (!s.ok()) impl_.reset();  // free llama state on this thread
   ready->set_value(s);
   if (!s.ok()) return;
-  spdlog::info("engine: model {} loaded ({}, {} params); pool {} tokens ({:.1f} MiB {} KV, blocks of {}), "
-               "request context {} tokens, {} parallel, {} resident",
-               info_.id, info_.description, info_.n_params, info_.pool_tokens,
-               static_cast<double>(info_.pool_bytes) / (1 << 20), info_.cache_type, info_.block_tokens,
-               info_.ctx_size, options_.parallel, options_.resident_seqs);
+  spdlog::info(
+      "engine: model {} loaded ({}, {} params); pool {} tokens ({:.1f} MiB {} KV, blocks of {}), "
+      "request context {} tokens, {} parallel, {} resident",
+      info_.id, info_.description, info_.n_params, info_.pool_tokens, static_cast<double>(info_.pool_bytes) / (1 << 20),
+      info_.cache_type, info_.block_tokens, info_.ctx_size, options_.parallel, options_.resident_seqs);
   impl_->Loop();
   impl_.reset();
 }

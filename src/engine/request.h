@@ -44,6 +44,9 @@ struct GenerateRequest {
   common_chat_tool_choice tool_choice = COMMON_CHAT_TOOL_CHOICE_AUTO;
   bool parallel_tool_calls = false;
   std::string json_schema;  // constrain the answer to this JSON schema (response_format)
+  // The chat ends with an assistant message that the answer continues (a prefill: Anthropic's
+  // rule, and llama-server's for OpenAI chats) instead of a new assistant turn after it.
+  bool continue_final = false;
   // … or a raw prompt (/v1/completions), tokenized as is.
   std::optional<std::string> raw_prompt;
   // Only template and tokenize; answer kDone with prompt_tokens (count_tokens endpoints).
@@ -60,23 +63,25 @@ struct GenerateRequest {
 };
 
 struct GenerationEvent {
-  enum class Kind { kText, kDone, kError };
+  // kStarted: streamed requests only, first: admitted, the prompt counts are known; sent before
+  // the prompt is computed so that the HTTP layer starts its stream (and keep-alives) at once.
+  enum class Kind { kText, kDone, kError, kStarted };
   Kind kind = Kind::kText;
   std::string text;  // kText: complete UTF-8 characters, never part of a stop sequence
   // kDone:
   FinishReason finish = FinishReason::kStop;
   std::string stop_sequence;  // kStopSequence: which one
-  // kDone and kText (known from admission on):
+  // kDone, kText and kStarted (known from admission on):
   int32_t prompt_tokens = 0;
-  int32_t cached_tokens = 0;  // prompt tokens whose KV was reused, not computed (all tiers)
+  int32_t cached_tokens = 0;    // prompt tokens whose KV was reused, not computed (all tiers)
   int32_t cached_resident = 0;  // … of them still in the pool
   int32_t cached_ram = 0;       // … restored from host RAM
   int32_t cached_disk = 0;      // … restored from disk
   // kDone:
   int32_t completion_tokens = 0;
-  double queue_ms = 0;  // submitted → admitted
-  double ttft_ms = 0;   // submitted → first token sampled
-  double total_ms = 0;  // submitted → finished
+  double queue_ms = 0;                   // submitted → admitted
+  double ttft_ms = 0;                    // submitted → first token sampled
+  double total_ms = 0;                   // submitted → finished
   std::vector<uint64_t> logits_digests;  // EngineOptions::digest_logits: one per sampled position
   // kError:
   Status status;

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api/json_body.h"
 #include "kvstore/agent_registry.h"
 #include "kvstore/kv_store.h"
 #include "server/routes.h"
@@ -40,8 +41,9 @@ bool AdminAuthorized(const RouteContext& ctx, const httplib::Request& req, httpl
   const std::string x = req.get_header_value("x-api-key");
   const std::string auth = req.get_header_value("Authorization");
   if (!ctx.admin_keys->enabled()) {
-    SendApiError(res, ApiFlavor::kOpenAi,
-                 ApiErrorFromStatus(Status::PermissionDenied("admin endpoints are off: start the server with --admin-key")));
+    SendApiError(
+        res, ApiFlavor::kOpenAi,
+        ApiErrorFromStatus(Status::PermissionDenied("admin endpoints are off: start the server with --admin-key")));
     return false;
   }
   if (!ctx.admin_keys->Authenticate(x, auth).ok()) {
@@ -104,10 +106,11 @@ void RegisterAdminRoutes(httplib::Server& http, const RouteContext& ctx) {
   // unloaded wait (bounded) meanwhile; a failed load leaves the previous models serving.
   for (const char* action : {"swap", "load", "unload"}) {
     http.Post(std::string("/admin/models/") + action, [ctx, action = std::string(action)](const httplib::Request& req,
-                                                                                           httplib::Response& res) {
+                                                                                          httplib::Response& res) {
       if (!AdminAuthorized(ctx, req, res)) return;
       ModelManager* models = ctx.models->load();
-      json body = json::parse(req.body, nullptr, false);
+      StatusOr<json> parsed = ParseJsonBody(req.body);
+      const json body = parsed.ok() ? std::move(parsed).value() : json();
       if (!body.is_object() || !body.contains("model") || !body["model"].is_string()) {
         return SendApiError(res, ApiFlavor::kOpenAi,
                             ApiErrorFromStatus(Status::InvalidArgument("the body must be {\"model\": NAME}")));
@@ -152,7 +155,8 @@ void RegisterAdminRoutes(httplib::Server& http, const RouteContext& ctx) {
     Engine* engine = lease->engine();
     auto agent = OneAgent(*engine->store(), req, res);
     if (!agent) return;
-    res.set_content(AgentJson(*agent, engine->store()->TiersOf(agent->chain), engine->info().block_tokens).dump(), kJson);
+    res.set_content(AgentJson(*agent, engine->store()->TiersOf(agent->chain), engine->info().block_tokens).dump(),
+                    kJson);
   });
 
   http.Post("/admin/agents/:id/evict", [ctx](const httplib::Request& req, httplib::Response& res) {

@@ -13,7 +13,6 @@ namespace kvault {
 namespace {
 
 constexpr const char* kJson = "application/json";
-constexpr auto kPingEvery = std::chrono::seconds(5);
 
 // What a Messages call keeps while it is answered (a stream: between events).
 struct MessagesState {
@@ -53,7 +52,8 @@ void HandleMessages(const RouteContext& ctx, const httplib::Request& req, httpli
   st->result.id = NewRandomId("msg_");
   st->result.model = parsed->model.empty() ? call->engine->info().id : parsed->model;
 
-  std::optional<GenerationEvent> first = FirstEvent(*call, "anthropic.messages", ApiFlavor::kAnthropic, *handle, req, res);
+  std::optional<GenerationEvent> first =
+      FirstEvent(*call, "anthropic.messages", ApiFlavor::kAnthropic, *handle, req, res);
   if (!first) return;
   st->output = std::make_unique<ChatOutput>(handle->syntax(), [] { return NewRandomId("toolu_"); });
   ApplyCounts(*st, *first);
@@ -79,9 +79,7 @@ void HandleMessages(const RouteContext& ctx, const httplib::Request& req, httpli
       return out + st->stream->Finish();
     };
     // Keep the connection visibly alive while nothing is generated (long prefills).
-    render.idle = [](std::chrono::steady_clock::duration quiet) {
-      return quiet > kPingEvery ? AnthropicStream::Ping() : std::string();
-    };
+    render.idle = KeepAlive(AnthropicStream::Ping());
     return StreamEvents(res, std::move(handle), std::move(*first), std::move(render));
   }
 

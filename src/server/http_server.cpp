@@ -4,8 +4,8 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "api/errors.h"
 #include "api/ids.h"
@@ -62,13 +62,21 @@ Status HttpServer::Bind() {
   return Status::Ok();
 }
 
-void HttpServer::Run() { http_->listen_after_bind(); }
+void HttpServer::Run() {
+  http_->listen_after_bind();
+}
 
-void HttpServer::WaitUntilReady() { http_->wait_until_ready(); }
+void HttpServer::WaitUntilReady() {
+  http_->wait_until_ready();
+}
 
-void HttpServer::Stop() { http_->stop(); }
+void HttpServer::Stop() {
+  http_->stop();
+}
 
-RouteContext HttpServer::Context() { return RouteContext{&models_, &keys_, &admin_keys_, &metrics_, &draining_, &in_flight_, &limiter_}; }
+RouteContext HttpServer::Context() {
+  return RouteContext{&models_, &keys_, &admin_keys_, &metrics_, &draining_, &in_flight_, &limiter_};
+}
 
 bool HttpServer::CorsAllows(const std::string& origin) const {
   for (const auto& o : options_.cors_origins) {
@@ -121,8 +129,9 @@ void HttpServer::RegisterRoutes() {
         res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
         const std::string asked = req.get_header_value("Access-Control-Request-Headers");
         res.set_header("Access-Control-Allow-Headers",
-                       asked.empty() ? "Content-Type, Authorization, x-api-key, anthropic-version, X-Agent-Id, X-Request-Id"
-                                     : asked);
+                       asked.empty()
+                           ? "Content-Type, Authorization, x-api-key, anthropic-version, X-Agent-Id, X-Request-Id"
+                           : asked);
         res.set_header("Access-Control-Max-Age", "600");
       }
       return httplib::Server::HandlerResponse::Handled;
@@ -132,14 +141,18 @@ void HttpServer::RegisterRoutes() {
   http_->set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     metrics_.ObserveHttp(EndpointLabel(req.path), res.status);
   });
+  // cpp-httplib calls this for every status >= 400, also after a handler wrote its own error:
+  // only an empty body is filled in (no route, a body over the limit, …).
   http_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
     if (res.status == 404) {
       SendError(req, res, {404, "not_found_error", "no route for " + req.method + " " + req.path});
     } else if (res.status == 413) {
       SendError(req, res, {413, "request_too_large", "the request body is too large"});
-    } else if (res.body.empty()) {
-      SendError(req, res, {res.status, res.status >= 500 ? "api_error" : "invalid_request_error",
-                           httplib::status_message(res.status)});
+    } else {
+      SendError(
+          req, res,
+          {res.status, res.status >= 500 ? "api_error" : "invalid_request_error", httplib::status_message(res.status)});
     }
   });
   http_->set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
@@ -154,9 +167,8 @@ void HttpServer::RegisterRoutes() {
     SendError(req, res, {500, "api_error", "internal server error"});
   });
 
-  http_->Get("/health/live", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(R"({"status":"alive"})", kJson);
-  });
+  http_->Get("/health/live",
+             [](const httplib::Request&, httplib::Response& res) { res.set_content(R"({"status":"alive"})", kJson); });
 
   http_->Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
     if (!options_.public_metrics && !Authorized(req, res)) return;
@@ -255,7 +267,10 @@ void HttpServer::RegisterRoutes() {
     }
     json list = json::array();
     for (const auto& m : models->List()) {
-      list.push_back({{"name", m.name}, {"state", m.state}, {"in_flight", m.in_flight}, {"loads", m.loads},
+      list.push_back({{"name", m.name},
+                      {"state", m.state},
+                      {"in_flight", m.in_flight},
+                      {"loads", m.loads},
                       {"last_load_seconds", m.last_load_seconds}});
     }
     body["models"] = list;

@@ -24,7 +24,9 @@ void ApplyCounts(Result& r, const GenerationEvent& ev) {
   r.cached_tokens = ev.cached_tokens;
 }
 
-void ApplyDone(CompletionResult& r, const GenerationEvent& ev) { ApplyCounts(r, ev); }
+void ApplyDone(CompletionResult& r, const GenerationEvent& ev) {
+  ApplyCounts(r, ev);
+}
 
 void ApplyDone(ChatCompletionResult& r, const GenerationEvent& ev) {
   ApplyCounts(r, ev);
@@ -94,6 +96,7 @@ void HandleChatCompletions(const RouteContext& ctx, const httplib::Request& req,
       if (st->include_usage) out += RenderChatCompletionChunk(st->result, ChunkKind::kUsage, "", true);
       return out + kSseDone;
     };
+    render.idle = KeepAlive(": keep-alive\n\n");  // an SSE comment: clients skip it
     return StreamEvents(res, std::move(handle), std::move(*first), std::move(render));
   }
 
@@ -151,11 +154,12 @@ void HandleCompletions(const RouteContext& ctx, const httplib::Request& req, htt
       if (st->include_usage) out += RenderCompletionChunk(st->result, CompletionChunkKind::kUsage, "", true);
       return out + kSseDone;
     };
+    render.idle = KeepAlive(": keep-alive\n\n");  // an SSE comment: clients skip it
     return StreamEvents(res, std::move(handle), std::move(*first), std::move(render));
   }
 
-  auto done = CollectNonStreamed(*call, "openai.completions", ApiFlavor::kOpenAi, *handle, req, res,
-                                 std::move(first), [&](const std::string& text) { st->result.text += text; });
+  auto done = CollectNonStreamed(*call, "openai.completions", ApiFlavor::kOpenAi, *handle, req, res, std::move(first),
+                                 [&](const std::string& text) { st->result.text += text; });
   if (!done) return;
   ApplyDone(st->result, *done);
   res.set_content(RenderCompletion(st->result), kJson);

@@ -78,8 +78,9 @@ std::optional<CallContext> BeginCall(const RouteContext& ctx, const httplib::Req
   if (ctx.limiter) {
     call.tenant_slot = ctx.limiter->Enter(call.tenant);
     if (!call.tenant_slot) {
-      SendApiError(res, flavor,
-                   ApiErrorFromStatus(Status::Overloaded("too many concurrent requests for this API key; retry later")));
+      SendApiError(
+          res, flavor,
+          ApiErrorFromStatus(Status::Overloaded("too many concurrent requests for this API key; retry later")));
       return std::nullopt;
     }
   }
@@ -112,12 +113,13 @@ void StampRequest(CallContext& call, const std::string& user_field, GenerateRequ
 }
 
 std::optional<GenerationEvent> CollectNonStreamed(const CallContext& call, const char* api, ApiFlavor flavor,
-                                                  RequestHandle& h, const httplib::Request& req,
-                                                  httplib::Response& res, std::optional<GenerationEvent> first,
+                                                  RequestHandle& h, const httplib::Request& req, httplib::Response& res,
+                                                  std::optional<GenerationEvent> first,
                                                   const std::function<void(const std::string&)>& on_text) {
   std::optional<GenerationEvent> ev = first ? std::move(first) : NextEvent(h, req);
   for (;; ev = NextEvent(h, req)) {
-    if (!ev) return std::nullopt;  // the client went away
+    if (!ev) return std::nullopt;                               // the client went away
+    if (ev->kind == GenerationEvent::Kind::kStarted) continue;  // (streamed requests only)
     if (ev->kind == GenerationEvent::Kind::kText) {
       on_text(ev->text);
     } else if (ev->kind == GenerationEvent::Kind::kError) {
@@ -182,6 +184,7 @@ void StreamEvents(httplib::Response& res, std::shared_ptr<RequestHandle> handle,
           if (!sink.is_writable()) return st->handle->Cancel(), false;
           return st->render.idle ? send(st->render.idle(std::chrono::steady_clock::now() - st->last_write)) : true;
         }
+        if (ev->kind == GenerationEvent::Kind::kStarted) return true;  // the start went out above
         if (!send(st->render.event(*ev))) return false;
         if (ev->kind != GenerationEvent::Kind::kText) sink.done();
         return true;
@@ -191,8 +194,8 @@ void StreamEvents(httplib::Response& res, std::shared_ptr<RequestHandle> handle,
       [st](bool) { st->handle->Cancel(); });
 }
 
-std::optional<GenerationEvent> FirstEvent(const CallContext& call, const char* api, ApiFlavor flavor,
-                                          RequestHandle& h, const httplib::Request& req, httplib::Response& res) {
+std::optional<GenerationEvent> FirstEvent(const CallContext& call, const char* api, ApiFlavor flavor, RequestHandle& h,
+                                          const httplib::Request& req, httplib::Response& res) {
   std::optional<GenerationEvent> first = NextEvent(h, req);
   if (first && first->kind == GenerationEvent::Kind::kError) {
     const ApiError e = ApiErrorFromStatus(first->status);
@@ -220,9 +223,14 @@ std::optional<GenerationEvent> NextEvent(RequestHandle& h, const httplib::Reques
   }
 }
 
+std::function<std::string(std::chrono::steady_clock::duration)> KeepAlive(std::string text) {
+  return [text = std::move(text)](std::chrono::steady_clock::duration quiet) {
+    return quiet > kKeepAliveEvery ? text : std::string();
+  };
+}
+
 int64_t UnixNow() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 void LogRequest(const CallContext& call, const char* api, const GenerationEvent& done, int http_status) {

@@ -70,7 +70,7 @@ class InFlight {
 
 // One API call's identity, after the checks every generation route makes.
 struct CallContext {
-  Engine* engine = nullptr;  // set by AttachModel
+  Engine* engine = nullptr;                    // set by AttachModel
   std::shared_ptr<ModelManager::Lease> lease;  // keeps the engine loaded while the request lives
   std::string tenant;
   std::string request_id;
@@ -99,14 +99,14 @@ void StampRequest(CallContext& call, const std::string& user_field, GenerateRequ
 // piece to `on_text`. Returns the kDone event, logged. An engine error is answered in the
 // flavor's envelope and logged, and gives nullopt; so does a client that went away.
 std::optional<GenerationEvent> CollectNonStreamed(const CallContext& call, const char* api, ApiFlavor flavor,
-                                                  RequestHandle& h, const httplib::Request& req,
-                                                  httplib::Response& res, std::optional<GenerationEvent> first,
+                                                  RequestHandle& h, const httplib::Request& req, httplib::Response& res,
+                                                  std::optional<GenerationEvent> first,
                                                   const std::function<void(const std::string&)>& on_text);
 
 // The request's first event. An error there (bad prompt, queue full) is answered as a plain HTTP
 // error in the flavor's envelope and logged; that, or a client that went away, gives nullopt.
-std::optional<GenerationEvent> FirstEvent(const CallContext& call, const char* api, ApiFlavor flavor,
-                                          RequestHandle& h, const httplib::Request& req, httplib::Response& res);
+std::optional<GenerationEvent> FirstEvent(const CallContext& call, const char* api, ApiFlavor flavor, RequestHandle& h,
+                                          const httplib::Request& req, httplib::Response& res);
 
 // How a route turns its generation into server-sent events, for StreamEvents. Each returns the
 // text to send (empty: nothing).
@@ -120,10 +120,16 @@ struct SseRenderer {
   std::function<std::string(std::chrono::steady_clock::duration)> idle;
 };
 
-// Answers with a stream of server-sent events: `first` (the request's first event, already
-// checked not to be an error, which the caller answers as a plain HTTP error) and every event
-// after it, rendered by `render`. A client that goes away cancels the request, at the latest
-// when the response ends.
+// How long a stream may stay quiet (a long prompt being computed) before a keep-alive goes out,
+// so that proxies and clients with idle timeouts do not drop it.
+inline constexpr auto kKeepAliveEvery = std::chrono::seconds(5);
+// `text` after kKeepAliveEvery of quiet: an SseRenderer::idle.
+std::function<std::string(std::chrono::steady_clock::duration)> KeepAlive(std::string text);
+
+// Answers with a stream of server-sent events: `first` (the request's first event — kStarted at
+// admission, before the prompt is computed — already checked not to be an error, which the
+// caller answers as a plain HTTP error) and every event after it, rendered by `render`. A client that goes away cancels
+// the request, at the latest when the response ends.
 void StreamEvents(httplib::Response& res, std::shared_ptr<RequestHandle> handle, GenerationEvent first,
                   SseRenderer render);
 

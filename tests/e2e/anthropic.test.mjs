@@ -212,6 +212,29 @@ describe('Anthropic SDK against kvault', () => {
     assert.equal((await c.messages.countTokens(params)).input_tokens, counted.input_tokens);
   });
 
+  it('prefill: a last assistant message is continued, not closed; trailing whitespace is a 400', T, async () => {
+    const c = client(server);
+    const question = { role: 'user', content: 'Name one colour.' };
+    const asked = await c.messages.create({ model: MODEL_ID, max_tokens: 4, messages: [question] });
+    const prefilled = await c.messages.create({
+      model: MODEL_ID, max_tokens: 4, messages: [question, { role: 'assistant', content: 'Sure' }],
+    });
+    assertUsage(prefilled.usage, 4);
+    // The prompt is the question's prompt plus the prefill's own token(s); a closed assistant turn
+    // would add an end of turn and a new assistant header as well.
+    const added = promptTokens(prefilled.usage) - promptTokens(asked.usage);
+    assert.ok(added >= 1 && added <= 2, `prefill added ${added} prompt tokens`);
+    const counted = await c.messages.countTokens({ model: MODEL_ID, messages: [question, { role: 'assistant', content: 'Sure' }] });
+    assert.equal(counted.input_tokens, promptTokens(prefilled.usage));
+    await assert.rejects(
+      c.messages.create({ model: MODEL_ID, max_tokens: 4, messages: [question, { role: 'assistant', content: 'Sure ' }] }),
+      (err) => {
+        assertAnthropicError(err, Anthropic.BadRequestError, 400, 'invalid_request_error');
+        assert.match(err.error.error.message, /trailing whitespace/);
+        return true;
+      });
+  });
+
   it('stop_sequences taken from the greedy output: stop_reason stop_sequence, text cut before it', T, async (t) => {
     const c = client(server);
     const req = request('List the aisle codes.', { max_tokens: 40 });

@@ -95,7 +95,8 @@ TEST(AgentsTest, RecordsTiersEvictForgetAndRestart) {
     // "planner" is used by two tenants.
     AdminJson(*s, "GET", "/admin/agents/planner", 409);
     EXPECT_EQ(AdminJson(*s, "GET", "/admin/agents/planner?tenant=" + tenant_a)["tenant"], tenant_a);
-    AdminJson(*s, "GET", "/admin/agents/nobody", 404);
+    // The handler's own message, not the server's generic "no route".
+    EXPECT_EQ(AdminJson(*s, "GET", "/admin/agents/nobody", 404)["error"]["message"], "no agent 'nobody'");
 
     // Evict: out of the pool and RAM, still on disk; the next turn comes from disk.
     const json ev = AdminJson(*s, "POST", "/admin/agents/coder/evict");

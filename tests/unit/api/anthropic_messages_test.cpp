@@ -29,16 +29,39 @@ TEST(AnthropicParseTest, SystemStringOrBlocksAndTextMessages) {
   EXPECT_EQ(a->generate.messages[2].content, "yo");
   EXPECT_EQ(a->generate.messages[3].content, "a\n\nb");
   EXPECT_EQ(a->generate.max_tokens, 5);
-  auto b = ParseMessagesRequest(R"({"max_tokens":5,"system":[{"type":"text","text":"be brief","cache_control":{"type":"ephemeral"}}],
+  auto b = ParseMessagesRequest(
+      R"({"max_tokens":5,"system":[{"type":"text","text":"be brief","cache_control":{"type":"ephemeral"}}],
     "messages":[{"role":"user","content":"hi"}]})");
   ASSERT_TRUE(b.ok());
   EXPECT_EQ(b->generate.messages[0].content, "be brief");
 }
 
+TEST(AnthropicParseTest, AFinalAssistantMessageIsAPrefillToContinue) {
+  auto a = ParseMessagesRequest(R"({"max_tokens":5,"messages":[{"role":"user","content":"hi"}]})");
+  ASSERT_TRUE(a.ok());
+  EXPECT_FALSE(a->generate.continue_final);
+  auto p = ParseMessagesRequest(R"({"max_tokens":5,"messages":[{"role":"user","content":"JSON please"},
+    {"role":"assistant","content":"{\"name\": \""}]})");
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_TRUE(p->generate.continue_final);
+  EXPECT_EQ(p->generate.messages.back().content, "{\"name\": \"");
+  // As Anthropic: a prefill may not end with whitespace.
+  auto ws = ParseMessagesRequest(R"({"max_tokens":5,"messages":[{"role":"user","content":"hi"},
+    {"role":"assistant","content":[{"type":"text","text":"Sure "}]}]})");
+  ASSERT_FALSE(ws.ok());
+  EXPECT_NE(ws.status().message().find("trailing whitespace"), std::string::npos) << ws.status().message();
+  // An assistant turn that ends with a tool call is not continued (its result is missing).
+  auto t = ParseMessagesRequest(R"({"max_tokens":5,"messages":[{"role":"user","content":"hi"},
+    {"role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"f","input":{}}]}]})");
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_FALSE(t->generate.continue_final);
+}
+
 TEST(AnthropicParseTest, ClaudeCodeBillingLineIsRemovedFromTheSystemPrompt) {
   auto with = [](const std::string& cch) {
     auto r = ParseMessagesRequest(R"({"max_tokens":5,"system":[
-      {"type":"text","text":"x-anthropic-billing-header: cc_version=2.0.14.abc; cc_entrypoint=cli; cch=)" + cch + R"(;"},
+      {"type":"text","text":"x-anthropic-billing-header: cc_version=2.0.14.abc; cc_entrypoint=cli; cch=)" +
+                                  cch + R"(;"},
       {"type":"text","text":"You are Claude Code."}],"messages":[{"role":"user","content":"hi"}]})");
     EXPECT_TRUE(r.ok());
     return r->generate.messages[0].content;
@@ -77,7 +100,8 @@ TEST(AnthropicParseTest, ToolUseAndToolResultBecomeToolCallsAndToolMessages) {
 }
 
 TEST(AnthropicParseTest, ToolChoiceToolKeepsOnlyThatToolAndRequiresACall) {
-  const std::string tools = R"("tools":[{"name":"a","input_schema":{"type":"object"}},{"name":"b","input_schema":{"type":"object"}}])";
+  const std::string tools =
+      R"("tools":[{"name":"a","input_schema":{"type":"object"}},{"name":"b","input_schema":{"type":"object"}}])";
   auto r = ParseMessagesRequest(R"({"max_tokens":5,)" + tools +
                                 R"(,"tool_choice":{"type":"tool","name":"b","disable_parallel_tool_use":true},
     "messages":[{"role":"user","content":"x"}]})");
@@ -156,6 +180,12 @@ TEST(AnthropicRenderTest, MessageShape) {
   EXPECT_EQ(b2["stop_sequence"], "STOP");
   s.finish = FinishReason::kLength;
   EXPECT_EQ(json::parse(RenderMessage(s))["stop_reason"], "max_tokens");
+  // A tool call that ended on a stop sequence: tool_use, and no stop sequence (as Anthropic).
+  s.finish = FinishReason::kStopSequence;
+  s.tool_calls = {{"toolu_1", "get_weather", R"({"city":"Paris"})"}};
+  const json b3 = json::parse(RenderMessage(s));
+  EXPECT_EQ(b3["stop_reason"], "tool_use");
+  EXPECT_TRUE(b3["stop_sequence"].is_null()) << b3.dump();
 }
 
 // Splits an SSE text into (event name, data JSON) pairs, checking each event's framing.

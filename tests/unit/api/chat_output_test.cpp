@@ -123,7 +123,8 @@ TEST_F(ChatOutputTest, ToolChoiceNoneNeverParsesToolCalls) {
 TEST_F(ChatOutputTest, JsonSchemaResponseFormatConstrainsTheAnswer) {
   GenerateRequest r;
   r.messages = {Msg("user", "Is it sunny?")};
-  r.json_schema = R"({"type":"object","properties":{"sunny":{"type":"boolean"}},"required":["sunny"],"additionalProperties":false})";
+  r.json_schema =
+      R"({"type":"object","properties":{"sunny":{"type":"boolean"}},"required":["sunny"],"additionalProperties":false})";
   r.max_tokens = 100;
   Streamed s = Run(std::move(r));
   const json answer = json::parse(s.out->raw_text(), nullptr, false);
@@ -143,6 +144,29 @@ TEST_F(ChatOutputTest, CountOnlyGivesThePromptTokensOfTheSameRequest) {
   EXPECT_GT(counted.done.prompt_tokens, 5);
   EXPECT_EQ(counted.done.prompt_tokens, ran.done.prompt_tokens);
   EXPECT_EQ(counted.done.completion_tokens, 0);
+}
+
+// A model that repeats brackets: its output is not handed to llama.cpp's parser (which recurses
+// per level) past the nesting limit; it comes back as text instead of overflowing the stack.
+TEST_F(ChatOutputTest, OutputNestedTooDeeplyIsTextNotAStackOverflow) {
+  GenerateRequest r;
+  r.messages = {Msg("user", "What is the weather in Paris?")};
+  r.tools = {{"get_weather", "Get the weather for a city", kWeatherSchema}};
+  r.max_tokens = 1;
+  auto h = engine_->Submit(std::move(r));
+  testing::Collect(h);
+  ASSERT_TRUE(h->syntax().parse_tool_calls);
+  const std::string deep =
+      R"({"name": "get_weather", "parameters": {"city": )" + std::string(200000, '[') + std::string(200000, ']') + "}}";
+  ChatOutput out(h->syntax(), [] { return std::string("call_x"); });
+  std::string text;
+  for (size_t at = 0; at < deep.size(); at += 100000) {
+    for (const auto& d : out.Append(deep.substr(at, 100000))) text += d.text;
+  }
+  for (const auto& d : out.Finish()) text += d.text;
+  EXPECT_TRUE(out.tool_calls().empty());
+  EXPECT_EQ(out.content(), deep);
+  EXPECT_EQ(text, deep);
 }
 
 TEST_F(ChatOutputTest, AnUnparseableGrammarIsA400NotACrash) {

@@ -17,6 +17,17 @@ Status ParseError(const std::string& body) {
   return r.status();
 }
 
+TEST(OpenAiChatParseTest, AFinalAssistantMessageIsContinuedAsInLlamaServer) {
+  auto a = ParseChatCompletionRequest(
+      R"({"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"Sure,"}]})");
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_TRUE(a->generate.continue_final);
+  auto b = ParseChatCompletionRequest(
+      R"({"messages":[{"role":"assistant","content":"Hello"},{"role":"user","content":"hi"}]})");
+  ASSERT_TRUE(b.ok());
+  EXPECT_FALSE(b->generate.continue_final);
+}
+
 TEST(OpenAiChatParseTest, MinimalRequest) {
   auto r = ParseChatCompletionRequest(R"({"messages":[{"role":"user","content":"hi"}]})");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
@@ -50,21 +61,21 @@ TEST(OpenAiChatParseTest, RejectsBadInputNamingTheField) {
   EXPECT_NE(ParseError(R"({"messages":[{"content":"x"}]})").message().find("messages[0].role"), std::string::npos);
   EXPECT_NE(ParseError(R"({"messages":[{"role":"user","content":5}]})").message().find("messages[0].content"),
             std::string::npos);
-  EXPECT_NE(ParseError(R"({"messages":[{"role":"user","content":[{"type":"image_url"}]}]})").message().find(
-                "image_url"),
-            std::string::npos);
+  EXPECT_NE(
+      ParseError(R"({"messages":[{"role":"user","content":[{"type":"image_url"}]}]})").message().find("image_url"),
+      std::string::npos);
   const std::string ok_msgs = R"("messages":[{"role":"user","content":"x"}])";
   EXPECT_NE(ParseError("{" + ok_msgs + R"(,"max_tokens":0})").message().find("max_tokens"), std::string::npos);
   EXPECT_NE(ParseError("{" + ok_msgs + R"(,"max_tokens":-3})").message().find("max_tokens"), std::string::npos);
   EXPECT_NE(ParseError("{" + ok_msgs + R"(,"max_tokens":"5"})").message().find("max_tokens"), std::string::npos);
-  EXPECT_NE(ParseError("{" + ok_msgs + R"(,"temperature":"hot"})").message().find("temperature"),
-            std::string::npos);
+  EXPECT_NE(ParseError("{" + ok_msgs + R"(,"temperature":"hot"})").message().find("temperature"), std::string::npos);
   EXPECT_NE(ParseError("{" + ok_msgs + R"(,"n":2})").message().find("'n'"), std::string::npos);
   EXPECT_NE(ParseError("{" + ok_msgs + R"(,"stream":"yes"})").message().find("stream"), std::string::npos);
   EXPECT_NE(ParseError("{" + ok_msgs + R"(,"stream_options":{"include_usage":true}})").message().find("stream_options"),
             std::string::npos);
-  EXPECT_NE(ParseError("{" + ok_msgs + R"(,"stream":true,"stream_options":{"include_usage":1}})").message().find(
-                "include_usage"),
+  EXPECT_NE(ParseError("{" + ok_msgs + R"(,"stream":true,"stream_options":{"include_usage":1}})")
+                .message()
+                .find("include_usage"),
             std::string::npos);
   EXPECT_NE(ParseError("{" + ok_msgs + R"(,"model":3})").message().find("model"), std::string::npos);
   EXPECT_EQ(ParseError("{}").code(), Status::Code::kInvalidArgument);
@@ -180,9 +191,11 @@ TEST(OpenAiToolsParseTest, BadToolInputIsNamed) {
   const std::string msgs = R"("messages":[{"role":"user","content":"x"}])";
   EXPECT_NE(err("{" + msgs + R"(,"tools":[{"type":"function","function":{}}]})").find("name"), std::string::npos);
   EXPECT_NE(err("{" + msgs + R"(,"tool_choice":"required"})").find("tools"), std::string::npos);
-  EXPECT_NE(err("{" + msgs + R"(,"tools":[{"type":"function","function":{"name":"a"}}],"tool_choice":{"type":"function","function":{"name":"b"}}})")
-                .find("'b'"),
-            std::string::npos);
+  EXPECT_NE(
+      err("{" + msgs +
+          R"(,"tools":[{"type":"function","function":{"name":"a"}}],"tool_choice":{"type":"function","function":{"name":"b"}}})")
+          .find("'b'"),
+      std::string::npos);
   EXPECT_NE(err(R"({"messages":[{"role":"assistant","tool_calls":[{"function":{"name":"a","arguments":"{oops"}}]}]})")
                 .find("arguments"),
             std::string::npos);
@@ -195,7 +208,8 @@ TEST(OpenAiToolsParseTest, ResponseFormatBecomesASchema) {
     "response_format":{"type":"json_schema","json_schema":{"name":"s","schema":{"type":"object","properties":{"a":{"type":"integer"}}}}}})");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(json::parse(r->generate.json_schema)["properties"]["a"]["type"], "integer");
-  auto o = ParseChatCompletionRequest(R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}})");
+  auto o = ParseChatCompletionRequest(
+      R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}})");
   ASSERT_TRUE(o.ok());
   EXPECT_EQ(json::parse(o->generate.json_schema)["type"], "object");
 }
@@ -211,7 +225,8 @@ TEST(OpenAiToolsRenderTest, ToolCallsInTheMessageAndInChunks) {
   EXPECT_EQ(body["choices"][0]["message"]["tool_calls"][0]["function"]["name"], "get_weather");
   EXPECT_EQ(body["choices"][0]["message"]["tool_calls"][0]["type"], "function");
 
-  const std::string start = RenderToolCallChunk(r, {OutputDelta::Kind::kToolStart, 0, "", "call_1", "get_weather"}, false);
+  const std::string start =
+      RenderToolCallChunk(r, {OutputDelta::Kind::kToolStart, 0, "", "call_1", "get_weather"}, false);
   const json c1 = json::parse(start.substr(6));
   const json& call = c1["choices"][0]["delta"]["tool_calls"][0];
   EXPECT_EQ(call["index"], 0);

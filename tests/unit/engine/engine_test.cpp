@@ -167,6 +167,53 @@ TEST_F(EngineTest, CancelledRequestStopsAndFreesItsCells) {
   EXPECT_EQ(st.pool_blocks_used + st.pool_blocks_reserved, 0u);
 }
 
+// A streamed request hears first that it was admitted, with its prompt counts, before any token
+// (the HTTP layer starts its stream on it); a non-streamed one does not.
+TEST_F(EngineTest, AStreamedRequestStartsAtAdmissionWithItsPromptCounts) {
+  GenerateRequest r = UserSays("Tell me about the sea.", 4);
+  r.stream = true;
+  Output o = Run(r);
+  ASSERT_TRUE(o.error.ok()) << o.error.ToString();
+  ASSERT_TRUE(o.started.has_value());
+  EXPECT_EQ(o.started->prompt_tokens, o.done.prompt_tokens);
+  EXPECT_EQ(o.started->cached_tokens, o.done.cached_tokens);
+  EXPECT_GT(o.done.completion_tokens, 0);
+  // The same turn again: its prompt is resident, and the start says so.
+  Output again = Run(r);
+  ASSERT_TRUE(again.started.has_value());
+  EXPECT_GT(again.started->cached_tokens, 0);
+  EXPECT_EQ(again.started->cached_tokens, again.done.cached_tokens);
+  r.stream = false;
+  EXPECT_FALSE(Run(r).started.has_value());
+}
+
+// A prefill (a chat that ends with an assistant message, continue_final): the prompt ends with
+// the prefill's text, not with an end of turn and a new assistant header.
+TEST_F(EngineTest, AFinalAssistantMessageIsContinuedNotClosed) {
+  auto count = [&](std::vector<common_chat_msg> msgs, bool continue_final) {
+    GenerateRequest r;
+    r.messages = std::move(msgs);
+    r.continue_final = continue_final;
+    r.count_only = true;
+    Output o = Run(std::move(r));
+    EXPECT_TRUE(o.error.ok()) << o.error.ToString();
+    return o.done.prompt_tokens;
+  };
+  const int32_t asked = count({Msg("user", "Tell me about the sea.")}, false);
+  const int32_t continued = count({Msg("user", "Tell me about the sea."), Msg("assistant", "Sure")}, true);
+  const int32_t closed = count({Msg("user", "Tell me about the sea."), Msg("assistant", "Sure")}, false);
+  EXPECT_EQ(continued - asked, 1) << "only the prefill's own token (\"Sure\") follows the assistant header";
+  EXPECT_GT(closed, continued + 2) << "a closed message adds an end of turn and a new header";
+  GenerateRequest r;
+  r.messages = {Msg("user", "Tell me about the sea."), Msg("assistant", "Sure")};
+  r.continue_final = true;
+  r.max_tokens = 4;
+  Output o = Run(std::move(r));
+  ASSERT_TRUE(o.error.ok()) << o.error.ToString();
+  EXPECT_EQ(o.done.prompt_tokens, continued);
+  EXPECT_GT(o.done.completion_tokens, 0);
+}
+
 TEST_F(EngineTest, NextTurnReusesTheResidentConversation) {
   auto turn1 = Chat({Msg("system", "You are a pirate."), Msg("user", Words(40, "ahoy"))}, 16);
   Output a = Run(turn1);
@@ -387,11 +434,11 @@ TEST(EngineEvictionTest, LeastRecentlyUsedIdleConversationIsEvicted) {
   ask("alpha");
   ask("beta");
   EXPECT_GT(ask("beta").done.cached_tokens, 60);  // resident
-  ask("gamma");  // needs a slot: alpha's conversation (least recently used) goes
+  ask("gamma");                                   // needs a slot: alpha's conversation (least recently used) goes
   EXPECT_GT(ask("beta").done.cached_resident, 60);
   Output alpha = ask("alpha");
   EXPECT_LE(alpha.done.cached_resident, header_only);  // no longer in the pool...
-  EXPECT_GT(alpha.done.cached_ram, 40);                 // ...but restored from the RAM tier
+  EXPECT_GT(alpha.done.cached_ram, 40);                // ...but restored from the RAM tier
 }
 
 TEST(EngineEvictionTest, ByDefaultIdleConversationsLeaveThePoolWhenAnotherRequestIsAdmitted) {

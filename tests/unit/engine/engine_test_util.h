@@ -1,7 +1,10 @@
 // Helpers shared by the engine tests: run a request to the end and keep what came back.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +16,7 @@ struct Output {
   std::string text;
   std::vector<std::string> pieces;  // the text events, as they came
   GenerationEvent done;
+  std::optional<GenerationEvent> started;  // streamed requests
   Status error;
 };
 
@@ -24,6 +28,9 @@ inline Output Collect(const std::shared_ptr<RequestHandle>& h) {
       out.pieces.push_back(ev->text);
     } else if (ev->kind == GenerationEvent::Kind::kDone) {
       out.done = *ev;
+    } else if (ev->kind == GenerationEvent::Kind::kStarted) {
+      EXPECT_TRUE(out.pieces.empty() && !out.started) << "kStarted comes once, first";
+      out.started = *ev;
     } else {
       out.error = ev->status;
     }
