@@ -77,6 +77,13 @@ std::unique_ptr<KvStore> OpenStore(const fs::path& dir, uint64_t ram = 1 << 20, 
   return std::move(s.value());
 }
 
+// A store in `dir` that wrote `c`'s block 0 to disk, then closed.
+void StoreBlock0(const fs::path& dir, const Chain& c) {
+  auto store = OpenStore(dir);
+  store->Put(c.Record(0));
+  store->Flush();
+}
+
 TEST(KvStoreTest, BlocksSurviveARestart) {
   const auto dir = testing::ScratchDir("kv-store-restart");
   Chain c;
@@ -296,11 +303,7 @@ TEST(KvStorePartialTest, TheAgentsOwnBlockGivesBackTheTokensTheRequestShares) {
 TEST(KvStorePartialTest, AnAgentsBlockThatDoesNotFitThisRequestIsSkippedNotQuarantined) {
   const auto dir = testing::ScratchDir("kv-store-hint-misfit");
   Chain c;
-  {
-    auto store = OpenStore(dir);
-    store->Put(c.Record(0));
-    store->Flush();
-  }
+  StoreBlock0(dir, c);
   auto store = OpenStore(dir);
   auto req = c.Request();
   req->block_tokens = 2;
@@ -388,11 +391,7 @@ TEST(KvStoreTest, BuffersOfBlocksThatLeaveRamAreReused) {
 TEST(KvStoreTest, OtherModelsFilesAreNotLoaded) {
   const auto dir = testing::ScratchDir("kv-store-foreign");
   Chain c;
-  {
-    auto store = OpenStore(dir);
-    store->Put(c.Record(0));
-    store->Flush();
-  }
+  StoreBlock0(dir, c);
   // Same key, but the directory of another fingerprint: invisible; and a file copied into ours
   // whose metadata names another model is rejected.
   KvStoreOptions o;
