@@ -375,8 +375,9 @@ def ttft_under_prefill(argv, name, long_words, short_words, reps):
         srv.stop()
 
 
-def resume(kvault_argv, server_argv, contexts, reps):
-    """Next-turn latency (1 token answered) by where the agent's KV is."""
+def resume(kvault_argv, server_argv, contexts, reps, on_context=None):
+    """Next-turn latency (1 token answered) by where the agent's KV is. on_context(tokens, kvault,
+    llama_server) is called as each context size is done (a long run checkpoints there)."""
     out = {"kvault": {}, "llama-server": {}}
     for words in contexts:
         k = {"cold": [], "resident": [], "ram": [], "restart": [], "disk": [], "load_mb_s": []}
@@ -444,6 +445,8 @@ def resume(kvault_argv, server_argv, contexts, reps):
         out["kvault"][str(tokens)] = {p: stats(v) for p, v in k.items()}
         if server_argv:
             out["llama-server"][str(tokens)] = {p: stats(v) for p, v in l.items()}
+        if on_context:
+            on_context(str(tokens), out["kvault"][str(tokens)], out["llama-server"].get(str(tokens)))
     return out
 
 
@@ -1032,7 +1035,7 @@ def render_markdown(r, images=None):
                   "| context tokens | kvault cold | resident | RAM | restart | restart, from the disk itself | "
                   "cold / restart | llama-server cold | resident | restart |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
-        for n, kv in rs["kvault"].items():
+        for n, kv in sorted(rs["kvault"].items(), key=lambda e: int(e[0])):
             ls = rs.get("llama-server", {}).get(n, {})
             def cell(v):
                 return span(v) if v else "—"
@@ -1040,7 +1043,15 @@ def render_markdown(r, images=None):
             lines.append(f"| {n} | {cell(kv['cold'])} | {cell(kv['resident'])} | {cell(kv['ram'])} | "
                          f"{cell(kv['restart'])} | {cell(kv.get('disk'))} | {speedup:.0f}× | {cell(ls.get('cold'))} | "
                          f"{cell(ls.get('resident'))} | {cell(ls.get('restart'))} |")
-        loads = [(n, kv["load_mb_s"]) for n, kv in rs["kvault"].items() if kv.get("load_mb_s")]
+        runs = {}  # (date, machine) -> context sizes measured in that run
+        for n in sorted(rs["kvault"], key=int):
+            runs.setdefault((rs.get("dates", {}).get(n), rs.get("machines", {}).get(n)), []).append(n)
+        if len(runs) > 1:
+            lines += ["", "Rows from different runs: " + "; ".join(
+                f"{', '.join(ns)} tokens on {d or 'date not recorded'} ({mach or 'machine not recorded'})"
+                for (d, mach), ns in runs.items()) + "."]
+        loads = [(n, kv["load_mb_s"]) for n, kv in sorted(rs["kvault"].items(), key=lambda e: int(e[0]))
+                 if kv.get("load_mb_s")]
         if loads:
             d = rs.get("disk") or {}
             lines += ["", "Load throughput from the disk itself (block bytes read / the I/O thread's time fetching "
@@ -1269,6 +1280,9 @@ def main():
                     help="roundrobin also with 128 agents (about 80 min on 2 cores); resume also at 16K and 32K "
                          "tokens of context (hours: cold prefill is quadratic)")
     ap.add_argument("--decode-agents", default=None, help="decode: concurrent agent counts (default 1,2,3,4,5,8,16)")
+    ap.add_argument("--resume-words", default=None,
+                    help="resume: the conversations' sizes in words, about one token each (default 2000,4000,8000; "
+                         "also 16000,32000 with --long); rows for other sizes are kept from earlier runs")
     ap.add_argument("--rr-agents", default=None, help="roundrobin agent counts (default 8,32; 8,32,128 with --long)")
     ap.add_argument("--rr-context", default=None,
                     help="roundrobin: each agent's context in tokens, system prompt included, MIN-MAX (default 2000-4000)")
@@ -1383,16 +1397,31 @@ def main():
     if "resume" in suites:
         log("suite: resume")
         # --long adds 16K and 32K contexts (cold prefill of 32K tokens alone takes tens of minutes here).
-        contexts = [200] if smoke else [2000, 4000, 8000] + ([16000, 32000] if args.long else [])
-        pool, ctx = ("40960", "36864") if args.long else ("16384", "12288")
+        contexts = int_list(args.resume_words) if args.resume_words else (
+            [200] if smoke else [2000, 4000, 8000] + ([16000, 32000] if args.long else []))
+        pool, ctx = ("40960", "36864") if max(contexts) > 8000 else ("16384", "12288")
         kv_argv = [args.kvault, "serve", "--model", model, "--threads", str(args.threads), "--parallel", "1",
                    "--resident-seqs", "1", "--pool-tokens", pool, "--ctx-size", ctx, "--log-level", "warn"]
         ls_argv = None
         if tools:
             ls_argv = [os.path.join(tools, "llama-server"), "-m", model, "-t", str(args.threads), "-c", pool,
                        "-np", "1", "--host", "127.0.0.1"]
-        r["resume"] = resume(kv_argv, ls_argv, contexts, reps)
-        r["resume"]["disk"] = disk_bandwidth(CACHE, 16 if smoke else 256)
+        # Context sizes this run does not measure keep their earlier rows (each row is dated).
+        rs = r.get("resume") if not smoke else None
+        rs = rs if rs and "kvault" in rs else {"kvault": {}, "llama-server": {}}
+        for tokens in rs["kvault"]:  # rows from before rows were dated: the suite's date and machine
+            rs.setdefault("dates", {}).setdefault(tokens, r.get("suite_dates", {}).get("resume"))
+            rs.setdefault("machines", {}).setdefault(tokens, r.get("suite_machines", {}).get("resume"))
+        r["resume"] = rs
+        def context_done(tokens, kv, ls):
+            rs["kvault"][tokens] = kv
+            if ls:
+                rs.setdefault("llama-server", {})[tokens] = ls
+            rs.setdefault("dates", {})[tokens] = r["machine"]["date"]
+            rs.setdefault("machines", {})[tokens] = machine_desc(r["machine"])
+            checkpoint("resume")
+        resume(kv_argv, ls_argv, contexts, reps, context_done)
+        rs["disk"] = disk_bandwidth(CACHE, 16 if smoke else 256)
     checkpoint("resume")
     if "swap" in suites:
         log("suite: model swap")
