@@ -175,7 +175,10 @@ Status DiskTier::Open(Mode mode) {
   stats_.blocks = index_.size();
   stats_.temp_files_removed += temps;
   touched_.clear();
-  if (mode == Mode::kOwner) EnforceLimitLocked();
+  if (mode == Mode::kOwner) {
+    std::error_code ec;
+    for (const BlockKey& victim : EnforceLimitLocked()) fs::remove(PathFor(victim), ec);  // nobody else runs yet
+  }
   return Status::Ok();
 }
 
@@ -259,25 +262,31 @@ Status DiskTier::Write(const BlockKey& key, const std::vector<uint8_t>& bytes) {
     ++stats_.write_errors;
     return s;
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  lru_.push_back(key);
-  index_[key] = Entry{bytes.size(), std::prev(lru_.end())};
-  stats_.bytes += bytes.size();
-  stats_.blocks = index_.size();
-  ++stats_.writes;
-  stats_.write_bytes += bytes.size();
-  EnforceLimitLocked();
+  std::vector<BlockKey> victims;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    lru_.push_back(key);
+    index_[key] = Entry{bytes.size(), std::prev(lru_.end())};
+    stats_.bytes += bytes.size();
+    stats_.blocks = index_.size();
+    ++stats_.writes;
+    stats_.write_bytes += bytes.size();
+    victims = EnforceLimitLocked();
+  }
+  // Out of the lock: the engine thread's Contains/Touch need not wait for unlinks. Only this
+  // (the I/O) thread writes, so no victim's key can be written again before its file is gone.
+  for (const BlockKey& victim : victims) fs::remove(PathFor(victim), ec);
   return Status::Ok();
 }
 
-void DiskTier::EnforceLimitLocked() {
-  std::error_code ec;
+std::vector<BlockKey> DiskTier::EnforceLimitLocked() {
+  std::vector<BlockKey> victims;
   while (stats_.bytes > limit_ && !lru_.empty()) {
-    const BlockKey victim = lru_.front();
-    EraseLocked(victim);
-    fs::remove(PathFor(victim), ec);
+    victims.push_back(lru_.front());
+    EraseLocked(victims.back());
     ++stats_.gc_deleted;
   }
+  return victims;
 }
 
 bool DiskTier::EraseLocked(const BlockKey& key) {

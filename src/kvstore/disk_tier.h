@@ -69,6 +69,8 @@ class DiskTier {
   // stream of reads allocates, zero-fills and page-faults nothing. Returns the file's length
   // (the bytes at the front of *buf).
   StatusOr<size_t> ReadInto(const BlockKey& key, std::vector<uint8_t>* buf);
+  // One thread writes (the store's I/O thread): the files of keys the size limit drops are
+  // deleted after the lock is released, which is safe only while no other thread can write them.
   Status Write(const BlockKey& key, const std::vector<uint8_t>& bytes);
   // Moves a bad file aside (kept for inspection, no longer indexed).
   void Quarantine(const BlockKey& key, const std::string& why);
@@ -91,7 +93,9 @@ class DiskTier {
     std::list<BlockKey>::iterator lru;  // front = least recently used
   };
   void TouchLocked(const BlockKey& key);
-  void EnforceLimitLocked();
+  // Drops least recently used keys from the index until the size limit holds; returns them (the
+  // caller deletes their files once the lock is released).
+  std::vector<BlockKey> EnforceLimitLocked();
   // Drops a key from the index (not its file); false when it was not there.
   bool EraseLocked(const BlockKey& key);
   void StampUseOrder();
