@@ -83,9 +83,8 @@ Status AgentRegistry::Load() {
   return Status::Ok();
 }
 
-std::pair<fs::path, std::vector<uint8_t>> AgentRegistry::Update(AgentRecord record) {
-  if (!ValidId(record.id)) return {};
-  const fs::path file = FileFor(record.tenant, record.id);
+bool AgentRegistry::Update(AgentRecord record) {
+  if (!ValidId(record.id)) return false;
   std::lock_guard<std::mutex> lock(mu_);
   const Key key{record.tenant, record.id};
   auto it = agents_.find(key);
@@ -94,19 +93,22 @@ std::pair<fs::path, std::vector<uint8_t>> AgentRegistry::Update(AgentRecord reco
     record.turns += it->second.turns;
   }
   RefLocked(record.chain, +1);
-  json chain = json::array();
-  for (const auto& k : record.chain) chain.push_back(k.Hex());
-  const std::string text = json{{"format", "kvault-agent"},
-                                {"format_version", 1},
-                                {"tenant", record.tenant},
-                                {"id", record.id},
-                                {"tokens", record.tokens},
-                                {"turns", record.turns},
-                                {"last_use_ms", record.last_use_ms},
-                                {"chain", chain}}
-                               .dump();
   agents_[key] = std::move(record);
-  return {file, std::vector<uint8_t>(text.begin(), text.end())};
+  return !dir_.empty();
+}
+
+std::optional<std::vector<uint8_t>> AgentRegistry::Serialize(const std::string& tenant, const std::string& id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = agents_.find({tenant, id});
+  if (it == agents_.end()) return std::nullopt;
+  const AgentRecord& r = it->second;
+  json chain = json::array();
+  for (const auto& k : r.chain) chain.push_back(k.Hex());
+  const std::string text =
+      json{{"format", "kvault-agent"}, {"format_version", 1}, {"tenant", r.tenant},           {"id", r.id},
+           {"tokens", r.tokens},       {"turns", r.turns},    {"last_use_ms", r.last_use_ms}, {"chain", chain}}
+          .dump();
+  return std::vector<uint8_t>(text.begin(), text.end());
 }
 
 std::vector<AgentRecord> AgentRegistry::List() const {

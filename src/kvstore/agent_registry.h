@@ -1,7 +1,7 @@
 // AgentRegistry: what the KV store knows about named agents (X-Agent-Id, or the API's user
 // field): each agent's latest block chain (its last conversation, prompt and answer: full
-// blocks and the partial last one), token count, turns and last use. Agents are scoped by tenant: two tenants' "planner"
-// are two agents.
+// blocks and the partial last one), token count, turns and last use. Agents are scoped by tenant: two tenants'
+// "planner" are two agents.
 //
 // The records are small JSON files under <cache>/<fingerprint>/agents/, named by a hash of
 // (tenant, id) — an agent id never becomes a path — written durably by the KV store's I/O thread
@@ -28,7 +28,7 @@ struct AgentRecord {
   std::vector<BlockKey> chain;  // the latest conversation's blocks, in order (the last may be a tail block)
   uint32_t tokens = 0;          // tokens of that conversation (the chain covers them all)
   uint64_t turns = 0;
-  int64_t last_use_ms = 0;      // unix time, milliseconds
+  int64_t last_use_ms = 0;  // unix time, milliseconds
 };
 
 class AgentRegistry {
@@ -42,9 +42,13 @@ class AgentRegistry {
   // Reads the records in `dir`; unreadable or malformed files are skipped (and counted).
   Status Load();
 
-  // Records a finished turn (replaces the agent's chain). Returns the file to write and its
-  // bytes (empty path when in memory only); the caller writes it off the engine thread.
-  std::pair<std::filesystem::path, std::vector<uint8_t>> Update(AgentRecord record);
+  // Records a finished turn (replaces the agent's chain). True when the record has a file to
+  // write (not in memory only); the caller writes Serialize's bytes off the engine thread.
+  bool Update(AgentRecord record);
+  // The agent's record file as it should be now; nullopt when there is no such agent (forgotten).
+  // A writer that serialises when it runs, not when it was queued, cannot put an older record (or
+  // a forgotten agent) over a newer state.
+  std::optional<std::vector<uint8_t>> Serialize(const std::string& tenant, const std::string& id) const;
 
   std::vector<AgentRecord> List() const;
   // Agents with this id (one per tenant that used it); `tenant` narrows to one.

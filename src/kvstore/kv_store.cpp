@@ -129,17 +129,24 @@ bool KvStore::Keep(const BlockKey& key) {
   return true;
 }
 
-std::shared_ptr<const BlockRecord> KvStore::GetRam(const BlockKey& key) {
-  std::shared_ptr<const BlockRecord> r;
+KvStore::RamLookup KvStore::RamHit(const BlockKey& key, const Fits& fits, bool count_hit,
+                                   std::shared_ptr<const BlockRecord>* out) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = ram_.find(key);
-    if (it == ram_.end()) return nullptr;
+    if (it == ram_.end()) return RamLookup::kAbsent;
+    if (fits && !fits(*it->second.record)) return RamLookup::kMisfit;
     ram_lru_.splice(ram_lru_.end(), ram_lru_, it->second.lru);
-    ++ram_hits_;
-    r = it->second.record;
+    if (count_hit) ++ram_hits_;
+    *out = it->second.record;
   }
   if (disk_) disk_->Touch(key);  // a use of the block, for the disk tier's LRU too
+  return RamLookup::kHit;
+}
+
+std::shared_ptr<const BlockRecord> KvStore::GetRam(const BlockKey& key) {
+  std::shared_ptr<const BlockRecord> r;
+  RamHit(key, nullptr, /*count_hit=*/true, &r);
   return r;
 }
 
@@ -203,15 +210,24 @@ void KvStore::WriteBlock(std::shared_ptr<const BlockRecord> record) {
   if (recovered) Backfill();
 }
 
-void KvStore::WriteAgentRecord(const std::filesystem::path& file, const std::vector<uint8_t>& bytes) {
-  Status s = WriteFileDurably(file, bytes);
+void KvStore::SyncAgentRecord(const std::string& tenant, const std::string& id) {
+  const std::filesystem::path file = agents_->FileFor(tenant, id);
+  const auto bytes = agents_->Serialize(tenant, id);
+  if (!bytes) {  // forgotten since the write was queued: ForgetAgent's job removes the file too
+    std::error_code ec;
+    std::filesystem::remove(file, ec);
+    std::lock_guard<std::mutex> lock(mu_);
+    unwritten_records_.erase({tenant, id});
+    return;
+  }
+  Status s = WriteFileDurably(file, *bytes);
   bool recovered;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (s.ok()) {
-      unwritten_records_.erase(file);
+      unwritten_records_.erase({tenant, id});
     } else {
-      unwritten_records_[file] = bytes;
+      unwritten_records_.insert({tenant, id});
     }
     recovered = NoteWriteLocked(s);
   }
@@ -245,7 +261,7 @@ bool KvStore::NoteWriteLocked(const Status& s) {
 
 void KvStore::Backfill() {
   std::vector<std::shared_ptr<const BlockRecord>> blocks;
-  std::map<std::filesystem::path, std::vector<uint8_t>> records;
+  std::set<std::pair<std::string, std::string>> records;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const BlockKey& k : unpersisted_) {
@@ -258,9 +274,8 @@ void KvStore::Backfill() {
     records.swap(unwritten_records_);
   }
   for (auto& b : blocks) Enqueue([this, b]() mutable { WriteBlock(std::move(b)); }, /*read=*/false);
-  for (auto& record : records) {  // (clang 14 cannot capture structured bindings)
-    Enqueue([this, file = record.first, bytes = std::move(record.second)] { WriteAgentRecord(file, bytes); },
-            /*read=*/false);
+  for (const auto& agent : records) {  // (clang 14 cannot capture structured bindings)
+    Enqueue([this, agent] { SyncAgentRecord(agent.first, agent.second); }, /*read=*/false);
   }
 }
 
@@ -311,23 +326,14 @@ std::shared_ptr<const BlockRecord> KvStore::LoadFromDisk(const BlockKey& key) {
 std::shared_ptr<const BlockRecord> KvStore::Fetch(const BlockKey& key, bool disk, const Fits& fits, bool* from_disk,
                                                   bool misfit_is_corrupt) {
   *from_disk = false;
-  {
-    std::shared_ptr<const BlockRecord> r;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (auto it = ram_.find(key); it != ram_.end()) {
-        if (!fits(*it->second.record)) return nullptr;  // a hash collision: not this block
-        ram_lru_.splice(ram_lru_.end(), ram_lru_, it->second.lru);
-        r = it->second.record;
-      }
-    }
-    if (r) {
-      if (disk_) disk_->Touch(key);
-      return r;
-    }
+  std::shared_ptr<const BlockRecord> r;
+  switch (RamHit(key, fits, /*count_hit=*/false, &r)) {
+    case RamLookup::kHit: return r;
+    case RamLookup::kMisfit: return nullptr;  // a hash collision: not this block (nor is the disk's file)
+    case RamLookup::kAbsent: break;
   }
   if (!disk) return nullptr;
-  auto r = LoadFromDisk(key);
+  r = LoadFromDisk(key);
   if (!r) return nullptr;
   if (!fits(*r)) {
     // A hash collision or a mislabelled file: never kept, never used.
@@ -461,9 +467,11 @@ std::shared_ptr<Prefetch> KvStore::StartPrefetch(std::shared_ptr<const PrefetchR
 }
 
 void KvStore::RecordAgent(AgentRecord record) {
-  auto [file, bytes] = agents_->Update(std::move(record));
-  if (file.empty()) return;
-  Enqueue([this, file = std::move(file), bytes = std::move(bytes)] { WriteAgentRecord(file, bytes); },
+  std::string tenant = record.tenant, id = record.id;
+  if (!agents_->Update(std::move(record))) return;
+  // The job writes the record as it is when the job runs: a later turn's job or a ForgetAgent
+  // queued meanwhile is never overtaken by this one (nor by a Backfill of an older failure).
+  Enqueue([this, tenant = std::move(tenant), id = std::move(id)] { SyncAgentRecord(tenant, id); },
           /*read=*/false);
 }
 
@@ -505,7 +513,7 @@ size_t KvStore::ForgetAgent(const std::string& tenant, const std::string& id) {
   auto result = done->get_future();
   // On the I/O thread, behind queued writes: a block being written is removed after it lands.
   Enqueue(
-      [this, blocks = std::move(blocks), file = std::move(file), done] {
+      [this, blocks = std::move(blocks), file = std::move(file), tenant, id, done] {
         size_t removed = 0;
         for (const auto& k : blocks) {
           bool any = false;
@@ -527,7 +535,7 @@ size_t KvStore::ForgetAgent(const std::string& tenant, const std::string& id) {
         if (!file.empty()) {
           std::filesystem::remove(file, ec);
           std::lock_guard<std::mutex> lock(mu_);
-          unwritten_records_.erase(file);
+          unwritten_records_.erase({tenant, id});
         }
         done->set_value(removed);
       },

@@ -22,7 +22,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <span>
+#include <string>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -174,12 +176,18 @@ class KvStore {
   using Fits = std::function<bool(const BlockRecord&)>;
   std::shared_ptr<const BlockRecord> Fetch(const BlockKey& key, bool disk, const Fits& fits, bool* from_disk,
                                            bool misfit_is_corrupt = true);
+  // A RAM hit is a use in both tiers: it moves the block up the RAM LRU and touches its file in
+  // the disk tier's. kMisfit: RAM holds the key but `fits` (when given) rejects the block.
+  enum class RamLookup { kAbsent, kMisfit, kHit };
+  RamLookup RamHit(const BlockKey& key, const Fits& fits, bool count_hit, std::shared_ptr<const BlockRecord>* out);
   std::vector<uint8_t> read_buf_;   // the I/O thread's file buffers, reused across reads
   std::vector<uint8_t> write_buf_;  // and writes (fresh memory costs page faults: buffer_pool.h)
   void IoLoop();
   // I/O thread: writes one block; notes the result (failure, or recovery and backfill).
   void WriteBlock(std::shared_ptr<const BlockRecord> record);
-  void WriteAgentRecord(const std::filesystem::path& file, const std::vector<uint8_t>& bytes);
+  // I/O thread: makes the agent's record file what the registry holds now (no file once the agent
+  // is forgotten). Queued per turn, and again by Backfill after a failing period.
+  void SyncAgentRecord(const std::string& tenant, const std::string& id);
   // Notes a write's outcome; true when it ends a failing period (the caller then calls Backfill).
   bool NoteWriteLocked(const Status& s);
   // Queues writes for what RAM holds that the disk lacks (after a failing period).
@@ -204,7 +212,7 @@ class KvStore {
   std::unordered_map<BlockKey, int, BlockKeyHash> pending_;  // queued for disk
   // Persistence faults: blocks and agent records whose write failed, kept for the disk's return.
   std::unordered_set<BlockKey, BlockKeyHash> unpersisted_;
-  std::map<std::filesystem::path, std::vector<uint8_t>> unwritten_records_;
+  std::set<std::pair<std::string, std::string>> unwritten_records_;  // agents (tenant, id) whose last write failed
   // Written under mu_; atomic so the I/O loop can read it without mu_.
   std::atomic<bool> failing_{false};
   std::string disk_error_;

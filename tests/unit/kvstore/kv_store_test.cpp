@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <future>
 #include <thread>
 
 #include "test_env.h"
@@ -66,12 +67,14 @@ std::shared_ptr<Prefetch> Wait(std::shared_ptr<Prefetch> p) {
   return p;
 }
 
-std::unique_ptr<KvStore> OpenStore(const fs::path& dir, uint64_t ram = 1 << 20, uint64_t disk = 10ull << 30) {
+std::unique_ptr<KvStore> OpenStore(const fs::path& dir, uint64_t ram = 1 << 20, uint64_t disk = 10ull << 30,
+                                   uint32_t probe_interval_ms = 2000) {
   KvStoreOptions o;
   o.dir = dir;
   o.ram_bytes = ram;
   o.disk_bytes = disk;
   o.fingerprint = "fp";
+  o.probe_interval_ms = probe_interval_ms;
   auto s = KvStore::Open(o);
   EXPECT_TRUE(s.ok()) << s.status().ToString();
   return std::move(s.value());
@@ -480,6 +483,97 @@ TEST(KvStoreAgentsTest, RecordsSurviveARestartAndBadFilesAreSkipped) {
   EXPECT_EQ(found[0].tokens, 12u);
   EXPECT_EQ(store->agents().bad_files(), 1u);
   EXPECT_TRUE(store->agents().Find("planner", std::string("key-2")).empty());
+}
+
+// Holds the store's I/O thread until released (or destroyed): jobs queued meanwhile run after.
+class IoGate {
+ public:
+  explicit IoGate(KvStore& store) {
+    store.AfterWrites([f = open_.get_future().share()] { f.wait(); });
+  }
+  ~IoGate() { Release(); }
+  void Release() {
+    if (!released_) open_.set_value();
+    released_ = true;
+  }
+
+ private:
+  std::promise<void> open_;
+  bool released_ = false;
+};
+
+// A store whose first write of agent "x" (chain: block 0) failed: its agents directory was a file
+// then. The directory is back; no probe runs for an hour, so the next good write ends the failing
+// period (and queues again what failed).
+std::unique_ptr<KvStore> StoreThatFailedToWriteX(const fs::path& dir, const Chain& c) {
+  auto store = OpenStore(dir, 1 << 20, 10ull << 30, /*probe_interval_ms=*/3'600'000);
+  const fs::path agents = dir / "fp" / "agents";
+  fs::remove_all(agents);
+  std::ofstream(agents) << "not a directory";
+  AgentRecord x;
+  x.id = "x";
+  x.chain = {c.keys[0]};
+  x.tokens = 4;
+  x.turns = 1;
+  store->RecordAgent(x);
+  std::promise<void> written;
+  store->AfterWrites([&written] { written.set_value(); });
+  written.get_future().wait();
+  EXPECT_TRUE(store->stats().persistence.failing);
+  fs::remove(agents);
+  fs::create_directories(agents);
+  return store;
+}
+
+AgentRecord AgentY(const Chain& c) {
+  AgentRecord y;
+  y.id = "y";
+  y.chain = {c.keys[0]};
+  y.tokens = 4;
+  y.turns = 1;
+  return y;
+}
+
+TEST(KvStoreAgentsTest, AfterAFailedWriteTheLatestRecordIsKeptNotTheOneThatFailed) {
+  const auto dir = testing::ScratchDir("kv-store-agent-backfill");
+  Chain c;
+  {
+    auto store = StoreThatFailedToWriteX(dir, c);
+    IoGate gate(*store);            // queued in this order: y's record (the write that ends the failing
+    store->RecordAgent(AgentY(c));  // period and queues x's failed record again), x's second turn
+    AgentRecord x;
+    x.id = "x";
+    x.chain = {c.keys[0], c.keys[1]};
+    x.tokens = 8;
+    x.turns = 1;
+    store->RecordAgent(x);
+  }
+  auto store = OpenStore(dir);
+  auto x = store->agents().Find("x", std::nullopt);
+  ASSERT_EQ(x.size(), 1u);
+  EXPECT_EQ(x[0].tokens, 8u);
+  EXPECT_EQ(x[0].turns, 2u);
+  EXPECT_EQ(x[0].chain, (std::vector<BlockKey>{c.keys[0], c.keys[1]}));
+  EXPECT_EQ(store->agents().Find("y", std::nullopt).size(), 1u);
+}
+
+TEST(KvStoreAgentsTest, AnAgentForgottenWhileItsRecordWaitsToBeWrittenStaysForgotten) {
+  const auto dir = testing::ScratchDir("kv-store-agent-forget-unwritten");
+  Chain c;
+  {
+    auto store = StoreThatFailedToWriteX(dir, c);
+    IoGate gate(*store);
+    store->RecordAgent(AgentY(c));  // ends the failing period when it runs: x's record is queued again
+    std::thread forget([&] { EXPECT_EQ(store->ForgetAgent("", "x"), 0u); });  // block 0 is y's too
+    while (!store->agents().Find("x", std::nullopt).empty()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // its removal job is queued behind y's write
+    gate.Release();
+    forget.join();
+  }
+  auto store = OpenStore(dir);
+  EXPECT_TRUE(store->agents().Find("x", std::nullopt).empty());
+  EXPECT_EQ(store->agents().Find("y", std::nullopt).size(), 1u);
+  EXPECT_EQ(store->agents().bad_files(), 0u);
 }
 
 TEST(AgentRegistryTest, ValidIds) {
