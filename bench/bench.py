@@ -13,7 +13,9 @@ Suites (see docs/benchmarks.md for what each measures):
            prefilled, kvault vs llama-server
   resume   time to first token of an agent's next turn at 2K/4K/8K tokens of context: cold, while
            resident, after eviction (RAM tier), after a server restart (disk tier); llama-server
-           cold, resident and after a restart, same prompts
+           cold, resident and after a restart, same prompts. --long adds 16K and 32K (a 32K
+           repetition is ~50 min on 2 cores: `--resume-words 32000 --resume-reps 1
+           --resume-accumulate` adds one repetition per run to the stored ones)
   index    rebuilding the disk index at start-up: `kvault cache stats` over a directory of N block
            files (N = 100,000)
   blockio  saving and restoring KV blocks with libllama's sequence-state API, by block size, and
@@ -375,10 +377,10 @@ def ttft_under_prefill(argv, name, long_words, short_words, reps):
         srv.stop()
 
 
-def resume(kvault_argv, server_argv, contexts, reps, on_context=None):
-    """Next-turn latency (1 token answered) by where the agent's KV is. on_context(tokens, kvault,
-    llama_server) is called as each context size is done (a long run checkpoints there)."""
-    out = {"kvault": {}, "llama-server": {}}
+def resume(kvault_argv, server_argv, contexts, reps, on_rep):
+    """Next-turn latency (1 token answered) by where the agent's KV is. After each repetition,
+    on_rep(tokens, kvault, llama_server) gets this run's samples so far (lists by path) for that
+    context size: a long run checkpoints there."""
     for words in contexts:
         k = {"cold": [], "resident": [], "ram": [], "restart": [], "disk": [], "load_mb_s": []}
         l = {"cold": [], "resident": [], "restart": []}
@@ -442,12 +444,7 @@ def resume(kvault_argv, server_argv, contexts, reps, on_context=None):
                     srv.stop()
                 log(f"llama-server resume rep={rep}: cold {l['cold'][-1]:.2f}s resident {l['resident'][-1]:.2f}s "
                     f"restart {l['restart'][-1]:.2f}s")
-        out["kvault"][str(tokens)] = {p: stats(v) for p, v in k.items()}
-        if server_argv:
-            out["llama-server"][str(tokens)] = {p: stats(v) for p, v in l.items()}
-        if on_context:
-            on_context(str(tokens), out["kvault"][str(tokens)], out["llama-server"].get(str(tokens)))
-    return out
+            on_rep(str(tokens), k, l if server_argv else None)
 
 
 def swap(kvault, model_a, model_b, tools, threads, words, reps):
@@ -1040,7 +1037,8 @@ def render_markdown(r, images=None):
             def cell(v):
                 return span(v) if v else "—"
             speedup = kv["cold"]["median"] / kv["restart"]["median"]
-            lines.append(f"| {n} | {cell(kv['cold'])} | {cell(kv['resident'])} | {cell(kv['ram'])} | "
+            reps_note = f" ({kv['cold']['n']} of 3 repetitions so far)" if kv["cold"]["n"] < 3 else ""
+            lines.append(f"| {n}{reps_note} | {cell(kv['cold'])} | {cell(kv['resident'])} | {cell(kv['ram'])} | "
                          f"{cell(kv['restart'])} | {cell(kv.get('disk'))} | {speedup:.0f}× | {cell(ls.get('cold'))} | "
                          f"{cell(ls.get('resident'))} | {cell(ls.get('restart'))} |")
         runs = {}  # (date, machine) -> context sizes measured in that run
@@ -1283,6 +1281,12 @@ def main():
     ap.add_argument("--resume-words", default=None,
                     help="resume: the conversations' sizes in words, about one token each (default 2000,4000,8000; "
                          "also 16000,32000 with --long); rows for other sizes are kept from earlier runs")
+    ap.add_argument("--resume-reps", type=int, default=None,
+                    help="resume: repetitions in this run (default: --reps); fewer than 3 only with "
+                         "--resume-accumulate, which adds them to the samples of earlier runs")
+    ap.add_argument("--resume-accumulate", action="store_true",
+                    help="resume: add this run's samples of each size to those stored for it from earlier runs "
+                         "on the same machine (every repetition is checkpointed; a row says how many it has)")
     ap.add_argument("--rr-agents", default=None, help="roundrobin agent counts (default 8,32; 8,32,128 with --long)")
     ap.add_argument("--rr-context", default=None,
                     help="roundrobin: each agent's context in tokens, system prompt included, MIN-MAX (default 2000-4000)")
@@ -1300,6 +1304,8 @@ def main():
                     help="memory: kvault --ram-cache and llama-server --cache-ram, MiB (default 64)")
     ap.add_argument("--persist-agents", default=None, help="persist: concurrent agents (default 1,8)")
     args = ap.parse_args()
+    if args.resume_reps is not None and args.resume_reps < 3 and not args.resume_accumulate:
+        ap.error("--resume-reps below 3 needs --resume-accumulate (a row is the median of >= 3 repetitions)")
     suites = set(args.suites.split(","))
     unknown = suites - set(SUITES)
     if unknown:
@@ -1406,21 +1412,34 @@ def main():
         if tools:
             ls_argv = [os.path.join(tools, "llama-server"), "-m", model, "-t", str(args.threads), "-c", pool,
                        "-np", "1", "--host", "127.0.0.1"]
-        # Context sizes this run does not measure keep their earlier rows (each row is dated).
+        # Context sizes this run does not measure keep their earlier rows (each row is dated). With
+        # --resume-accumulate a size's samples are added to those stored from earlier runs on the
+        # same machine (a 32K repetition takes ~50 min here: three runs can make up one row).
         rs = r.get("resume") if not smoke else None
         rs = rs if rs and "kvault" in rs else {"kvault": {}, "llama-server": {}}
         for tokens in rs["kvault"]:  # rows from before rows were dated: the suite's date and machine
             rs.setdefault("dates", {}).setdefault(tokens, r.get("suite_dates", {}).get("resume"))
             rs.setdefault("machines", {}).setdefault(tokens, r.get("suite_machines", {}).get("resume"))
         r["resume"] = rs
-        def context_done(tokens, kv, ls):
-            rs["kvault"][tokens] = kv
-            if ls:
-                rs.setdefault("llama-server", {})[tokens] = ls
-            rs.setdefault("dates", {})[tokens] = r["machine"]["date"]
-            rs.setdefault("machines", {})[tokens] = machine_desc(r["machine"])
+        raw, earlier = rs.setdefault("raw", {}), {}
+        this_machine = machine_desc(r["machine"])
+        def rep_done(tokens, k, l):
+            if tokens not in earlier:  # the samples this run adds to (none unless accumulating)
+                old = raw.get(tokens)
+                earlier[tokens] = old if (args.resume_accumulate and old and rs["machines"].get(tokens) == this_machine
+                                          and old.get("kvault")) else {"kvault": {}, "llama-server": {}, "dates": []}
+            e = earlier[tokens]
+            both = {"kvault": {p: e["kvault"].get(p, []) + v for p, v in k.items()},
+                    "llama-server": {p: e["llama-server"].get(p, []) + v for p, v in (l or {}).items()},
+                    "dates": e["dates"] + [r["machine"]["date"]]}
+            raw[tokens] = both
+            rs["kvault"][tokens] = {p: stats(v) for p, v in both["kvault"].items() if v}
+            if l:
+                rs.setdefault("llama-server", {})[tokens] = {p: stats(v) for p, v in both["llama-server"].items() if v}
+            rs.setdefault("dates", {})[tokens] = ", ".join(dict.fromkeys(both["dates"]))
+            rs.setdefault("machines", {})[tokens] = this_machine
             checkpoint("resume")
-        resume(kv_argv, ls_argv, contexts, reps, context_done)
+        resume(kv_argv, ls_argv, contexts, reps if args.resume_reps is None else args.resume_reps, rep_done)
         rs["disk"] = disk_bandwidth(CACHE, 16 if smoke else 256)
     checkpoint("resume")
     if "swap" in suites:
