@@ -1044,6 +1044,9 @@ def render_markdown(r, images=None):
         runs = {}  # (date, machine) -> context sizes measured in that run
         for n in sorted(rs["kvault"], key=int):
             runs.setdefault((rs.get("dates", {}).get(n), rs.get("machines", {}).get(n)), []).append(n)
+        if any(int(n) > 9000 for n in rs["kvault"]):
+            lines += ["", "Up to 8K tokens both servers have a 16,384-token KV pool (kvault `--ctx-size 12288`); "
+                      "a run with larger sizes gives both 40,960 (kvault `--ctx-size 36864`) for all its sizes."]
         if len(runs) > 1:
             lines += ["", "Rows from different runs: " + "; ".join(
                 f"{', '.join(ns)} tokens on {d or 'date not recorded'} ({mach or 'machine not recorded'})"
