@@ -78,13 +78,14 @@ Status AgentRegistry::Load() {
       continue;
     }
     RefLocked(r.chain, +1);
+    generations_[{r.tenant, r.id}] = ++next_generation_;
     agents_[{r.tenant, r.id}] = std::move(r);
   }
   return Status::Ok();
 }
 
-bool AgentRegistry::Update(AgentRecord record) {
-  if (!ValidId(record.id)) return false;
+uint64_t AgentRegistry::Update(AgentRecord record) {
+  if (!ValidId(record.id)) return 0;
   std::lock_guard<std::mutex> lock(mu_);
   const Key key{record.tenant, record.id};
   auto it = agents_.find(key);
@@ -94,21 +95,34 @@ bool AgentRegistry::Update(AgentRecord record) {
   }
   RefLocked(record.chain, +1);
   agents_[key] = std::move(record);
-  return !dir_.empty();
+  const uint64_t generation = generations_[key] = ++next_generation_;
+  return dir_.empty() ? 0 : generation;
 }
 
-std::optional<std::vector<uint8_t>> AgentRegistry::Serialize(const std::string& tenant, const std::string& id) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = agents_.find({tenant, id});
-  if (it == agents_.end()) return std::nullopt;
-  const AgentRecord& r = it->second;
+std::optional<AgentRegistry::Serialized> AgentRegistry::Serialize(const std::string& tenant,
+                                                                  const std::string& id) const {
+  AgentRecord r;
+  uint64_t generation;
+  {
+    std::lock_guard<std::mutex> lock(mu_);  // copied under the lock, encoded outside it
+    auto it = agents_.find({tenant, id});
+    if (it == agents_.end()) return std::nullopt;
+    r = it->second;
+    generation = generations_.at({tenant, id});
+  }
   json chain = json::array();
   for (const auto& k : r.chain) chain.push_back(k.Hex());
   const std::string text =
       json{{"format", "kvault-agent"}, {"format_version", 1}, {"tenant", r.tenant},           {"id", r.id},
            {"tokens", r.tokens},       {"turns", r.turns},    {"last_use_ms", r.last_use_ms}, {"chain", chain}}
           .dump();
-  return std::vector<uint8_t>(text.begin(), text.end());
+  return Serialized{std::vector<uint8_t>(text.begin(), text.end()), generation};
+}
+
+uint64_t AgentRegistry::Generation(const std::string& tenant, const std::string& id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = generations_.find({tenant, id});
+  return it == generations_.end() ? 0 : it->second;
 }
 
 std::vector<AgentRecord> AgentRegistry::List() const {
@@ -137,6 +151,7 @@ std::pair<std::vector<BlockKey>, fs::path> AgentRegistry::Remove(const std::stri
     if (!refs_.count(k)) only_its.push_back(k);
   }
   agents_.erase(it);
+  generations_.erase({tenant, id});
   return {only_its, FileFor(tenant, id)};
 }
 

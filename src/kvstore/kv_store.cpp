@@ -210,24 +210,27 @@ void KvStore::WriteBlock(std::shared_ptr<const BlockRecord> record) {
   if (recovered) Backfill();
 }
 
-void KvStore::SyncAgentRecord(const std::string& tenant, const std::string& id) {
+void KvStore::SyncAgentRecord(const std::string& tenant, const std::string& id, uint64_t generation) {
   const std::filesystem::path file = agents_->FileFor(tenant, id);
-  const auto bytes = agents_->Serialize(tenant, id);
-  if (!bytes) {  // forgotten since the write was queued: ForgetAgent's job removes the file too
+  const auto now = agents_->Serialize(tenant, id);
+  // A newer turn's job is queued behind that turn's block writes: writing its chain here could
+  // name blocks not on disk yet, so that job writes it.
+  if (now && now->generation != generation) return;
+  Status s;
+  if (now) {
+    s = WriteFileDurably(file, now->bytes);
+  } else {  // forgotten: no file (ForgetAgent's job ends here too)
     std::error_code ec;
     std::filesystem::remove(file, ec);
-    std::lock_guard<std::mutex> lock(mu_);
-    unwritten_records_.erase({tenant, id});
-    return;
+    if (ec) s = Status::IOError("cannot remove agent record " + file.string() + ": " + ec.message());
   }
-  Status s = WriteFileDurably(file, *bytes);
   bool recovered;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (s.ok()) {
       unwritten_records_.erase({tenant, id});
     } else {
-      unwritten_records_.insert({tenant, id});
+      unwritten_records_.insert({tenant, id});  // Backfill queues it again once writes work
     }
     recovered = NoteWriteLocked(s);
   }
@@ -275,7 +278,10 @@ void KvStore::Backfill() {
   }
   for (auto& b : blocks) Enqueue([this, b]() mutable { WriteBlock(std::move(b)); }, /*read=*/false);
   for (const auto& agent : records) {  // (clang 14 cannot capture structured bindings)
-    Enqueue([this, agent] { SyncAgentRecord(agent.first, agent.second); }, /*read=*/false);
+    // Behind the blocks above; a turn after this one queues its own job behind its blocks.
+    const uint64_t generation = agents_->Generation(agent.first, agent.second);
+    Enqueue([this, agent, generation] { SyncAgentRecord(agent.first, agent.second, generation); },
+            /*read=*/false);
   }
 }
 
@@ -468,11 +474,14 @@ std::shared_ptr<Prefetch> KvStore::StartPrefetch(std::shared_ptr<const PrefetchR
 
 void KvStore::RecordAgent(AgentRecord record) {
   std::string tenant = record.tenant, id = record.id;
-  if (!agents_->Update(std::move(record))) return;
-  // The job writes the record as it is when the job runs: a later turn's job or a ForgetAgent
-  // queued meanwhile is never overtaken by this one (nor by a Backfill of an older failure).
-  Enqueue([this, tenant = std::move(tenant), id = std::move(id)] { SyncAgentRecord(tenant, id); },
-          /*read=*/false);
+  const uint64_t generation = agents_->Update(std::move(record));
+  if (!generation) return;
+  // Queued behind this turn's block writes. The job writes the record as the registry holds it
+  // when the job runs (nothing if a later turn's job will, no file if the agent was forgotten):
+  // neither a later turn nor a ForgetAgent is overtaken by it, nor by a Backfill of an old failure.
+  Enqueue(
+      [this, tenant = std::move(tenant), id = std::move(id), generation] { SyncAgentRecord(tenant, id, generation); },
+      /*read=*/false);
 }
 
 AgentTiers KvStore::TiersOf(const std::vector<BlockKey>& chain) const {
@@ -516,6 +525,7 @@ size_t KvStore::ForgetAgent(const std::string& tenant, const std::string& id) {
       [this, blocks = std::move(blocks), file = std::move(file), tenant, id, done] {
         size_t removed = 0;
         for (const auto& k : blocks) {
+          if (agents_->InLatestChain(k)) continue;  // a turn since (the agent again, or another) holds it
           bool any = false;
           {
             std::lock_guard<std::mutex> lock(mu_);
@@ -531,12 +541,9 @@ size_t KvStore::ForgetAgent(const std::string& tenant, const std::string& id) {
           }
           removed += any;
         }
-        std::error_code ec;
-        if (!file.empty()) {
-          std::filesystem::remove(file, ec);
-          std::lock_guard<std::mutex> lock(mu_);
-          unwritten_records_.erase({tenant, id});
-        }
+        // No file unless the agent came back meanwhile (then its current record); a failed
+        // removal is retried like a failed write.
+        if (!file.empty()) SyncAgentRecord(tenant, id, agents_->Generation(tenant, id));
         done->set_value(removed);
       },
       /*read=*/false);

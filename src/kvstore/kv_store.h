@@ -186,8 +186,9 @@ class KvStore {
   // I/O thread: writes one block; notes the result (failure, or recovery and backfill).
   void WriteBlock(std::shared_ptr<const BlockRecord> record);
   // I/O thread: makes the agent's record file what the registry holds now (no file once the agent
-  // is forgotten). Queued per turn, and again by Backfill after a failing period.
-  void SyncAgentRecord(const std::string& tenant, const std::string& id);
+  // is forgotten), unless the record is newer than `generation` (its own job, queued behind its
+  // blocks, writes it). Queued per turn, by ForgetAgent, and by Backfill after a failing period.
+  void SyncAgentRecord(const std::string& tenant, const std::string& id, uint64_t generation);
   // Notes a write's outcome; true when it ends a failing period (the caller then calls Backfill).
   bool NoteWriteLocked(const Status& s);
   // Queues writes for what RAM holds that the disk lacks (after a failing period).

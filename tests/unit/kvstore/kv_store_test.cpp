@@ -485,22 +485,98 @@ TEST(KvStoreAgentsTest, RecordsSurviveARestartAndBadFilesAreSkipped) {
   EXPECT_TRUE(store->agents().Find("planner", std::string("key-2")).empty());
 }
 
+// Returns once the store's I/O thread has run every job queued so far.
+void Drain(KvStore& store) {
+  auto done = std::make_shared<std::promise<void>>();
+  auto drained = done->get_future();
+  store.AfterWrites([done] { done->set_value(); });
+  drained.wait();
+}
+
 // Holds the store's I/O thread until released (or destroyed): jobs queued meanwhile run after.
 class IoGate {
  public:
   explicit IoGate(KvStore& store) {
-    store.AfterWrites([f = open_.get_future().share()] { f.wait(); });
+    store.AfterWrites([f = open_.get_future().share(), entered = entered_] {
+      entered->set_value();
+      f.wait();
+    });
   }
   ~IoGate() { Release(); }
   void Release() {
     if (!released_) open_.set_value();
     released_ = true;
   }
+  // Returns once the I/O thread reached the gate: every job queued before it has run.
+  void WaitReached() { reached_.wait(); }
 
  private:
   std::promise<void> open_;
+  std::shared_ptr<std::promise<void>> entered_ = std::make_shared<std::promise<void>>();
+  std::future<void> reached_ = entered_->get_future();
   bool released_ = false;
 };
+
+TEST(KvStoreAgentsTest, AQueuedRecordWriteLeavesANewerTurnToItsOwnJob) {
+  // A turn's record job is queued behind that turn's block writes. When an older turn's job runs
+  // after a newer turn was recorded, it must not write the newer chain: its blocks may not be on
+  // disk yet (a crash then would leave a record naming missing blocks).
+  const auto dir = testing::ScratchDir("kv-store-agent-generation");
+  Chain c;
+  auto store = OpenStore(dir);
+  const fs::path file = store->agents().FileFor("", "x");
+  AgentRecord x;
+  x.id = "x";
+  x.chain = {c.keys[0]};
+  x.tokens = 4;
+  x.turns = 1;
+  IoGate first(*store);
+  store->RecordAgent(x);  // turn 1's job
+  IoGate second(*store);  // (turn 2's blocks would be queued here)
+  x.chain = {c.keys[0], c.keys[1]};
+  x.tokens = 8;
+  store->RecordAgent(x);  // turn 2's job
+  first.Release();
+  second.WaitReached();  // turn 1's job has run
+  EXPECT_FALSE(fs::exists(file)) << "turn 1's job wrote turn 2's record";
+  second.Release();
+  Drain(*store);
+  EXPECT_TRUE(fs::exists(file));
+}
+
+TEST(KvStoreAgentsTest, ForgetKeepsBlocksAndRecordOfATurnThatCameAfterIt) {
+  // DELETE, then the agent's next turn before the removal job ran: the job keeps what the new
+  // turn's chain holds, and the agent's new record.
+  const auto dir = testing::ScratchDir("kv-store-agent-forget-then-turn");
+  Chain c;
+  {
+    auto store = OpenStore(dir);
+    for (size_t i = 0; i < 2; ++i) store->Put(c.Record(i));
+    AgentRecord x;
+    x.id = "x";
+    x.chain = {c.keys[0], c.keys[1]};
+    x.tokens = 8;
+    x.turns = 1;
+    store->RecordAgent(x);
+    store->Flush();
+    IoGate gate(*store);
+    std::thread forget([&] { EXPECT_EQ(store->ForgetAgent("", "x"), 1u); });  // block 0 only
+    while (!store->agents().Find("x", std::nullopt).empty()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // its removal job is queued
+    x.chain = {c.keys[1]};                                       // the next turn holds block 1 (after the removal job)
+    x.turns = 1;
+    store->RecordAgent(x);
+    gate.Release();
+    forget.join();
+    EXPECT_FALSE(store->Has(c.keys[0]));
+    EXPECT_TRUE(store->Has(c.keys[1]));
+  }
+  auto store = OpenStore(dir);
+  auto x = store->agents().Find("x", std::nullopt);
+  ASSERT_EQ(x.size(), 1u);
+  EXPECT_EQ(x[0].chain, std::vector<BlockKey>{c.keys[1]});
+  EXPECT_TRUE(store->Has(c.keys[1]));
+}
 
 // A store whose first write of agent "x" (chain: block 0) failed: its agents directory was a file
 // then. The directory is back; no probe runs for an hour, so the next good write ends the failing
@@ -516,9 +592,7 @@ std::unique_ptr<KvStore> StoreThatFailedToWriteX(const fs::path& dir, const Chai
   x.tokens = 4;
   x.turns = 1;
   store->RecordAgent(x);
-  std::promise<void> written;
-  store->AfterWrites([&written] { written.set_value(); });
-  written.get_future().wait();
+  Drain(*store);
   EXPECT_TRUE(store->stats().persistence.failing);
   fs::remove(agents);
   fs::create_directories(agents);
@@ -574,6 +648,34 @@ TEST(KvStoreAgentsTest, AnAgentForgottenWhileItsRecordWaitsToBeWrittenStaysForgo
   EXPECT_TRUE(store->agents().Find("x", std::nullopt).empty());
   EXPECT_EQ(store->agents().Find("y", std::nullopt).size(), 1u);
   EXPECT_EQ(store->agents().bad_files(), 0u);
+}
+
+TEST(KvStoreAgentsTest, AFailedRecordRemovalIsRetriedOnceWritesWorkAgain) {
+  const auto dir = testing::ScratchDir("kv-store-agent-forget-fails");
+  Chain c;
+  const fs::path agents = dir / "fp" / "agents";
+  {
+    auto store = OpenStore(dir, 1 << 20, 10ull << 30, /*probe_interval_ms=*/3'600'000);
+    AgentRecord x;
+    x.id = "x";
+    x.chain = {c.keys[0]};
+    x.tokens = 4;
+    x.turns = 1;
+    store->RecordAgent(x);
+    Drain(*store);
+    // The removal fails (the directory is a file now) while the record file stays where it was.
+    fs::rename(agents, dir / "agents-away");
+    std::ofstream(agents) << "not a directory";
+    EXPECT_EQ(store->ForgetAgent("", "x"), 0u);  // (block 0 was never stored)
+    EXPECT_TRUE(store->stats().persistence.failing);
+    fs::remove(agents);
+    fs::rename(dir / "agents-away", agents);
+    ASSERT_TRUE(fs::exists(store->agents().FileFor("", "x")));
+    store->RecordAgent(AgentY(c));  // a good write: the failed removal is queued again
+  }
+  auto store = OpenStore(dir);
+  EXPECT_TRUE(store->agents().Find("x", std::nullopt).empty()) << "a forgotten agent came back";
+  EXPECT_EQ(store->agents().Find("y", std::nullopt).size(), 1u);
 }
 
 TEST(AgentRegistryTest, ValidIds) {
