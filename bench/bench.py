@@ -99,12 +99,15 @@ def get_json(port, path):
         return json.loads(r.read())
 
 
-def chat(port, content, max_tokens, extra=None, headers=None):
+LONG = 3 * 3600  # seconds: a cold 32K-token prefill takes ~17 min on 2 cores
+
+
+def chat(port, content, max_tokens, extra=None, headers=None, timeout=600):
     """`content`: the user's message, or a whole list of messages."""
     messages = content if isinstance(content, list) else [{"role": "user", "content": content}]
     body = {"messages": messages, "max_tokens": max_tokens, "temperature": 0}
     body.update(extra or {})
-    return post_json(port, "/v1/chat/completions", body, headers=headers)
+    return post_json(port, "/v1/chat/completions", body, headers=headers, timeout=timeout)
 
 
 def chat_stream(port, messages, max_tokens, headers=None, timeout=600):
@@ -396,7 +399,7 @@ def resume(kvault_argv, server_argv, contexts, reps, on_rep):
             argv = kvault_argv + ["--cache-dir", cache_dir]
             srv = Server(argv, "kvault-resume")
             try:
-                r, t = chat(srv.port, turns[0], 1)
+                r, t = chat(srv.port, turns[0], 1, timeout=LONG)
                 tokens = r["usage"]["prompt_tokens"]
                 k["cold"].append(t)
                 r, t = chat(srv.port, turns[1], 1)
@@ -409,7 +412,7 @@ def resume(kvault_argv, server_argv, contexts, reps, on_rep):
                 srv.stop()
             srv = Server(argv, "kvault-resume")
             try:
-                r, t = chat(srv.port, turns[3], 1)
+                r, t = chat(srv.port, turns[3], 1, timeout=LONG)
                 assert r["cache"]["disk_tokens"] > 0, r["cache"]
                 k["restart"].append(t)
             finally:
@@ -419,7 +422,7 @@ def resume(kvault_argv, server_argv, contexts, reps, on_rep):
             drop_from_page_cache(cache_dir)
             srv = Server(argv, "kvault-resume")
             try:
-                r, t = chat(srv.port, turns[3], 1)
+                r, t = chat(srv.port, turns[3], 1, timeout=LONG)
                 assert r["cache"]["disk_tokens"] > 0, r["cache"]
                 k["disk"].append(t)
                 ks = get_json(srv.port, "/health")["kv_store"]
@@ -433,13 +436,13 @@ def resume(kvault_argv, server_argv, contexts, reps, on_rep):
             if server_argv:
                 srv = Server(server_argv, "llama-server")
                 try:
-                    l["cold"].append(chat(srv.port, turns[0], 1)[1])
+                    l["cold"].append(chat(srv.port, turns[0], 1, timeout=LONG)[1])
                     l["resident"].append(chat(srv.port, turns[1], 1)[1])
                 finally:
                     srv.stop()
                 srv = Server(server_argv, "llama-server")
                 try:
-                    l["restart"].append(chat(srv.port, turns[3], 1)[1])
+                    l["restart"].append(chat(srv.port, turns[3], 1, timeout=LONG)[1])
                 finally:
                     srv.stop()
                 log(f"llama-server resume rep={rep}: cold {l['cold'][-1]:.2f}s resident {l['resident'][-1]:.2f}s "
