@@ -485,6 +485,16 @@ TEST(KvStoreAgentsTest, RecordsSurviveARestartAndBadFilesAreSkipped) {
   EXPECT_TRUE(store->agents().Find("planner", std::string("key-2")).empty());
 }
 
+// One turn of agent `id` whose conversation is `chain` (4 tokens a block).
+AgentRecord Turn(const std::string& id, std::vector<BlockKey> chain) {
+  AgentRecord r;
+  r.id = id;
+  r.tokens = static_cast<uint32_t>(chain.size() * 4);
+  r.chain = std::move(chain);
+  r.turns = 1;
+  return r;
+}
+
 // Returns once the store's I/O thread has run every job queued so far.
 void Drain(KvStore& store) {
   auto done = std::make_shared<std::promise<void>>();
@@ -525,11 +535,7 @@ TEST(KvStoreAgentsTest, AQueuedRecordWriteLeavesANewerTurnToItsOwnJob) {
   Chain c;
   auto store = OpenStore(dir);
   const fs::path file = store->agents().FileFor("", "x");
-  AgentRecord x;
-  x.id = "x";
-  x.chain = {c.keys[0]};
-  x.tokens = 4;
-  x.turns = 1;
+  AgentRecord x = Turn("x", {c.keys[0]});
   IoGate first(*store);
   store->RecordAgent(x);  // turn 1's job
   IoGate second(*store);  // (turn 2's blocks would be queued here)
@@ -552,11 +558,7 @@ TEST(KvStoreAgentsTest, ForgetKeepsBlocksAndRecordOfATurnThatCameAfterIt) {
   {
     auto store = OpenStore(dir);
     for (size_t i = 0; i < 2; ++i) store->Put(c.Record(i));
-    AgentRecord x;
-    x.id = "x";
-    x.chain = {c.keys[0], c.keys[1]};
-    x.tokens = 8;
-    x.turns = 1;
+    AgentRecord x = Turn("x", {c.keys[0], c.keys[1]});
     store->RecordAgent(x);
     store->Flush();
     IoGate gate(*store);
@@ -586,11 +588,7 @@ std::unique_ptr<KvStore> StoreThatFailedToWriteX(const fs::path& dir, const Chai
   const fs::path agents = dir / "fp" / "agents";
   fs::remove_all(agents);
   std::ofstream(agents) << "not a directory";
-  AgentRecord x;
-  x.id = "x";
-  x.chain = {c.keys[0]};
-  x.tokens = 4;
-  x.turns = 1;
+  AgentRecord x = Turn("x", {c.keys[0]});
   store->RecordAgent(x);
   Drain(*store);
   EXPECT_TRUE(store->stats().persistence.failing);
@@ -599,27 +597,14 @@ std::unique_ptr<KvStore> StoreThatFailedToWriteX(const fs::path& dir, const Chai
   return store;
 }
 
-AgentRecord AgentY(const Chain& c) {
-  AgentRecord y;
-  y.id = "y";
-  y.chain = {c.keys[0]};
-  y.tokens = 4;
-  y.turns = 1;
-  return y;
-}
-
 TEST(KvStoreAgentsTest, AfterAFailedWriteTheLatestRecordIsKeptNotTheOneThatFailed) {
   const auto dir = testing::ScratchDir("kv-store-agent-backfill");
   Chain c;
   {
     auto store = StoreThatFailedToWriteX(dir, c);
-    IoGate gate(*store);            // queued in this order: y's record (the write that ends the failing
-    store->RecordAgent(AgentY(c));  // period and queues x's failed record again), x's second turn
-    AgentRecord x;
-    x.id = "x";
-    x.chain = {c.keys[0], c.keys[1]};
-    x.tokens = 8;
-    x.turns = 1;
+    IoGate gate(*store);                         // queued in this order: y's record (the write that ends the failing
+    store->RecordAgent(Turn("y", {c.keys[0]}));  // period and queues x's failed record again), x's second turn
+    AgentRecord x = Turn("x", {c.keys[0], c.keys[1]});
     store->RecordAgent(x);
   }
   auto store = OpenStore(dir);
@@ -637,7 +622,7 @@ TEST(KvStoreAgentsTest, AnAgentForgottenWhileItsRecordWaitsToBeWrittenStaysForgo
   {
     auto store = StoreThatFailedToWriteX(dir, c);
     IoGate gate(*store);
-    store->RecordAgent(AgentY(c));  // ends the failing period when it runs: x's record is queued again
+    store->RecordAgent(Turn("y", {c.keys[0]}));  // ends the failing period when it runs: x's record is queued again
     std::thread forget([&] { EXPECT_EQ(store->ForgetAgent("", "x"), 0u); });  // block 0 is y's too
     while (!store->agents().Find("x", std::nullopt).empty()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     std::this_thread::sleep_for(std::chrono::milliseconds(50));  // its removal job is queued behind y's write
@@ -656,11 +641,7 @@ TEST(KvStoreAgentsTest, AFailedRecordRemovalIsRetriedOnceWritesWorkAgain) {
   const fs::path agents = dir / "fp" / "agents";
   {
     auto store = OpenStore(dir, 1 << 20, 10ull << 30, /*probe_interval_ms=*/3'600'000);
-    AgentRecord x;
-    x.id = "x";
-    x.chain = {c.keys[0]};
-    x.tokens = 4;
-    x.turns = 1;
+    AgentRecord x = Turn("x", {c.keys[0]});
     store->RecordAgent(x);
     Drain(*store);
     // The removal fails (the directory is a file now) while the record file stays where it was.
@@ -671,7 +652,7 @@ TEST(KvStoreAgentsTest, AFailedRecordRemovalIsRetriedOnceWritesWorkAgain) {
     fs::remove(agents);
     fs::rename(dir / "agents-away", agents);
     ASSERT_TRUE(fs::exists(store->agents().FileFor("", "x")));
-    store->RecordAgent(AgentY(c));  // a good write: the failed removal is queued again
+    store->RecordAgent(Turn("y", {c.keys[0]}));  // a good write: the failed removal is queued again
   }
   auto store = OpenStore(dir);
   EXPECT_TRUE(store->agents().Find("x", std::nullopt).empty()) << "a forgotten agent came back";
