@@ -8,8 +8,10 @@ KVAULT_DEPS_DIR  ?= $(HOME)/.cache/kvault
 LLAMA_TAG        := v0.4.0
 LLAMA_SRC        ?= $(KVAULT_DEPS_DIR)/llama.cpp-$(LLAMA_TAG)
 JOBS             ?= $(shell nproc)
-HOST             ?= 127.0.0.1
-PORT             ?= 8080
+# make serve passes --host/--port only when HOST/PORT are set, so that KVAULT_HOST/KVAULT_PORT
+# and a --config file in SERVE_ARGS work too (the server's defaults: 127.0.0.1:8080).
+HOST             ?=
+PORT             ?=
 SERVE_ARGS       ?=
 CMAKE_FLAGS      ?=
 # CI treats warnings in kvault's own code as errors.
@@ -42,7 +44,7 @@ build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
 serve: build
-	$(BUILD_DIR)/bin/kvault serve --host $(HOST) --port $(PORT) $(SERVE_ARGS)
+	$(BUILD_DIR)/bin/kvault serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT)) $(SERVE_ARGS)
 
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)

@@ -35,7 +35,13 @@ for p in "${PACKAGES[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   SUDO=""
-  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null 2>&1 || {
+      echo "deps: need root to install ${missing[*]}: run as root, or install sudo, or: apt-get install -y ${missing[*]}" >&2
+      exit 1
+    }
+    SUDO="sudo"
+  fi
   say "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
