@@ -78,8 +78,8 @@ Status AgentRegistry::Load() {
       continue;
     }
     RefLocked(r.chain, +1);
-    generations_[{r.tenant, r.id}] = ++next_generation_;
-    agents_[{r.tenant, r.id}] = std::move(r);
+    Key key{r.tenant, r.id};
+    agents_[std::move(key)] = Versioned{std::move(r), ++next_generation_};
   }
   return Status::Ok();
 }
@@ -90,53 +90,51 @@ uint64_t AgentRegistry::Update(AgentRecord record) {
   const Key key{record.tenant, record.id};
   auto it = agents_.find(key);
   if (it != agents_.end()) {
-    RefLocked(it->second.chain, -1);
-    record.turns += it->second.turns;
+    RefLocked(it->second.record.chain, -1);
+    record.turns += it->second.record.turns;
   }
   RefLocked(record.chain, +1);
-  agents_[key] = std::move(record);
-  const uint64_t generation = generations_[key] = ++next_generation_;
+  const uint64_t generation = ++next_generation_;
+  agents_[key] = Versioned{std::move(record), generation};
   return dir_.empty() ? 0 : generation;
 }
 
-std::optional<AgentRegistry::Serialized> AgentRegistry::Serialize(const std::string& tenant,
-                                                                  const std::string& id) const {
-  AgentRecord r;
-  uint64_t generation;
-  {
-    std::lock_guard<std::mutex> lock(mu_);  // copied under the lock, encoded outside it
-    auto it = agents_.find({tenant, id});
-    if (it == agents_.end()) return std::nullopt;
-    r = it->second;
-    generation = generations_.at({tenant, id});
-  }
+std::optional<AgentRegistry::Versioned> AgentRegistry::Snapshot(const std::string& tenant,
+                                                                const std::string& id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = agents_.find({tenant, id});
+  if (it == agents_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<uint8_t> AgentRegistry::Encode(const AgentRecord& r) {
   json chain = json::array();
   for (const auto& k : r.chain) chain.push_back(k.Hex());
   const std::string text =
       json{{"format", "kvault-agent"}, {"format_version", 1}, {"tenant", r.tenant},           {"id", r.id},
            {"tokens", r.tokens},       {"turns", r.turns},    {"last_use_ms", r.last_use_ms}, {"chain", chain}}
           .dump();
-  return Serialized{std::vector<uint8_t>(text.begin(), text.end()), generation};
+  return std::vector<uint8_t>(text.begin(), text.end());
 }
 
 uint64_t AgentRegistry::Generation(const std::string& tenant, const std::string& id) const {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = generations_.find({tenant, id});
-  return it == generations_.end() ? 0 : it->second;
+  auto it = agents_.find({tenant, id});
+  return it == agents_.end() ? 0 : it->second.generation;
 }
 
 std::vector<AgentRecord> AgentRegistry::List() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<AgentRecord> out;
-  for (const auto& [k, r] : agents_) out.push_back(r);
+  for (const auto& [k, v] : agents_) out.push_back(v.record);
   return out;
 }
 
 std::vector<AgentRecord> AgentRegistry::Find(const std::string& id, const std::optional<std::string>& tenant) const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<AgentRecord> out;
-  for (const auto& [k, r] : agents_) {
-    if (k.second == id && (!tenant || k.first == *tenant)) out.push_back(r);
+  for (const auto& [k, v] : agents_) {
+    if (k.second == id && (!tenant || k.first == *tenant)) out.push_back(v.record);
   }
   return out;
 }
@@ -145,13 +143,12 @@ std::pair<std::vector<BlockKey>, fs::path> AgentRegistry::Remove(const std::stri
   std::lock_guard<std::mutex> lock(mu_);
   auto it = agents_.find({tenant, id});
   if (it == agents_.end()) return {};
-  RefLocked(it->second.chain, -1);
+  RefLocked(it->second.record.chain, -1);
   std::vector<BlockKey> only_its;
-  for (const auto& k : it->second.chain) {
+  for (const auto& k : it->second.record.chain) {
     if (!refs_.count(k)) only_its.push_back(k);
   }
   agents_.erase(it);
-  generations_.erase({tenant, id});
   return {only_its, FileFor(tenant, id)};
 }
 

@@ -44,18 +44,20 @@ class AgentRegistry {
 
   // Records a finished turn (replaces the agent's chain). Returns the record's generation (> 0,
   // from a registry-wide counter) when it has a file to write, 0 when in memory only (or the id is
-  // invalid); the caller writes Serialize's bytes off the engine thread.
+  // invalid); the caller writes the record's file off the engine thread (Snapshot, then Encode).
   uint64_t Update(AgentRecord record);
-  // The agent's record file as it should be now, and its generation; nullopt when there is no such
-  // agent (forgotten). A writer that serialises when it runs, not when it was queued, cannot put an
-  // older record (or a forgotten agent) over a newer state.
-  struct Serialized {
-    std::vector<uint8_t> bytes;
+  // The agent's record as it is now, and its generation; nullopt when there is no such agent
+  // (forgotten). A writer that takes the snapshot when it runs, not when it was queued, cannot put
+  // an older record (or a forgotten agent) over a newer state.
+  struct Versioned {
+    AgentRecord record;
     uint64_t generation = 0;
   };
-  std::optional<Serialized> Serialize(const std::string& tenant, const std::string& id) const;
+  std::optional<Versioned> Snapshot(const std::string& tenant, const std::string& id) const;
   // The agent's current generation; 0 when there is no such agent.
   uint64_t Generation(const std::string& tenant, const std::string& id) const;
+  // A record's file contents (what Load reads back).
+  static std::vector<uint8_t> Encode(const AgentRecord& record);
 
   std::vector<AgentRecord> List() const;
   // Agents with this id (one per tenant that used it); `tenant` narrows to one.
@@ -77,8 +79,7 @@ class AgentRegistry {
 
   std::filesystem::path dir_;
   mutable std::mutex mu_;
-  std::map<Key, AgentRecord> agents_;
-  std::map<Key, uint64_t> generations_;  // per agent: bumped by every Update
+  std::map<Key, Versioned> agents_;  // generation: bumped by every Update
   uint64_t next_generation_ = 0;
   std::unordered_map<BlockKey, int, BlockKeyHash> refs_;  // block → agents whose chain holds it
   uint64_t bad_files_ = 0;

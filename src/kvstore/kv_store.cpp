@@ -212,13 +212,13 @@ void KvStore::WriteBlock(std::shared_ptr<const BlockRecord> record) {
 
 void KvStore::SyncAgentRecord(const std::string& tenant, const std::string& id, uint64_t generation) {
   const std::filesystem::path file = agents_->FileFor(tenant, id);
-  const auto now = agents_->Serialize(tenant, id);
+  const auto now = agents_->Snapshot(tenant, id);
   // A newer turn's job is queued behind that turn's block writes: writing its chain here could
   // name blocks not on disk yet, so that job writes it.
   if (now && now->generation != generation) return;
   Status s;
   if (now) {
-    s = WriteFileDurably(file, now->bytes);
+    s = WriteFileDurably(file, AgentRegistry::Encode(now->record));
   } else {  // forgotten: no file (ForgetAgent's job ends here too)
     std::error_code ec;
     std::filesystem::remove(file, ec);
