@@ -117,7 +117,7 @@ void AddServeCommand(CLI::App& app, ServeArgs* a) {
   auto* det = serve->add_flag("--deterministic", a->deterministic,
                               "pin llama.cpp's shape-dependent CPU kernels (no one-token batches or one-output "
                               "steps, steps under 64 tokens) so that greedy output does not depend on what else runs; "
-                              "costs about a third of single-stream decode speed on "
+                              "costs about a quarter of single-stream decode speed on "
                               "CPU (see docs/architecture.md, \"Exactness\")");
   serve->add_flag("--no-deterministic", a->no_deterministic, "the default (kept for existing scripts)")
       ->excludes(det);

@@ -52,7 +52,7 @@ struct EngineOptions {
   // Pin llama.cpp's shape-dependent CPU kernels (no one-token batch, no step with one output row,
   // steps below flash attention's tiled size) so that a request's logits do not depend on what
   // else runs, as long as no cells are freed and refilled meanwhile (docs/architecture.md,
-  // "Exactness"). Off by default: it costs about a third of single-stream decode speed on CPU.
+  // "Exactness"). Off by default: it costs about a quarter of single-stream decode speed on CPU.
   bool deterministic = false;
   // Tests: hash the logits of every sampled position into kDone's logits_digests, so that runs
   // can be compared bit for bit (costs a pass over the vocabulary per token).
