@@ -78,7 +78,7 @@ Status AgentRegistry::Load() {
       continue;
     }
     RefLocked(r.chain, +1);
-    Key key{r.tenant, r.id};
+    Key key{r.tenant, r.id};  // before the assignment: its right side (moving r) is evaluated first
     agents_[std::move(key)] = Versioned{std::move(r), ++next_generation_};
   }
   return Status::Ok();
