@@ -527,6 +527,13 @@ class IoGate {
   bool released_ = false;
 };
 
+// For a ForgetAgent running on another thread: returns once the agent left the registry and,
+// give or take the 50 ms allowed, its removal job is queued.
+void WaitUntilForgetIsQueued(const KvStore& store, const std::string& id) {
+  while (!store.agents().Find(id, std::nullopt).empty()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+}
+
 TEST(KvStoreAgentsTest, AQueuedRecordWriteLeavesANewerTurnToItsOwnJob) {
   // A turn's record job is queued behind that turn's block writes. When an older turn's job runs
   // after a newer turn was recorded, it must not write the newer chain: its blocks may not be on
@@ -563,9 +570,8 @@ TEST(KvStoreAgentsTest, ForgetKeepsBlocksAndRecordOfATurnThatCameAfterIt) {
     store->Flush();
     IoGate gate(*store);
     std::thread forget([&] { EXPECT_EQ(store->ForgetAgent("", "x"), 1u); });  // block 0 only
-    while (!store->agents().Find("x", std::nullopt).empty()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // its removal job is queued
-    x.chain = {c.keys[1]};                                       // the next turn holds block 1 (after the removal job)
+    WaitUntilForgetIsQueued(*store, "x");
+    x.chain = {c.keys[1]};  // the next turn holds block 1 (after the removal job)
     x.turns = 1;
     store->RecordAgent(x);
     gate.Release();
@@ -624,8 +630,7 @@ TEST(KvStoreAgentsTest, AnAgentForgottenWhileItsRecordWaitsToBeWrittenStaysForgo
     IoGate gate(*store);
     store->RecordAgent(Turn("y", {c.keys[0]}));  // ends the failing period when it runs: x's record is queued again
     std::thread forget([&] { EXPECT_EQ(store->ForgetAgent("", "x"), 0u); });  // block 0 is y's too
-    while (!store->agents().Find("x", std::nullopt).empty()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // its removal job is queued behind y's write
+    WaitUntilForgetIsQueued(*store, "x");                                     // (behind y's write)
     gate.Release();
     forget.join();
   }
