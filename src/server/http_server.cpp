@@ -281,10 +281,14 @@ void HttpServer::RegisterRoutes() {
     auto call = BeginCall(Context(), req, res, ApiFlavor::kOpenAi);
     if (!call) return;
     ModelManager* models = models_.load();
+    // The model file's path on the server is the operator's business: with API keys, the callers
+    // are tenants and do not see it.
+    const bool show_path = !keys_.enabled();
     json data = json::array();
     for (const auto& status : models->List()) {
       json model = {{"id", status.name}, {"object", "model"}, {"created", 0}, {"owned_by", "kvault"}};
-      json meta = {{"state", status.state}, {"path", status.path}};
+      json meta = {{"state", status.state}};
+      if (show_path) meta["path"] = status.path;
       for (const auto& engine : models->Loaded()) {
         const ModelInfo& m = engine->info();
         if (m.id != status.name) continue;

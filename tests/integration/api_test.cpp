@@ -78,6 +78,12 @@ TEST_F(ApiTest, MissingOrWrongKeysGet401InEachApisEnvelope) {
   auto ok = c.Get("/v1/models", httplib::Headers{{"Authorization", std::string("Bearer ") + kKeyA}});
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, 200);
+  // Tenants see the model, not where its file lives on the server.
+  const json list = json::parse(ok->body);
+  ASSERT_EQ(list["data"].size(), 1u);
+  EXPECT_EQ(list["data"][0]["meta"]["state"], "loaded");
+  EXPECT_FALSE(list["data"][0]["meta"].contains("path"));
+  EXPECT_EQ(ok->body.find(TinyModel().filename().string()), std::string::npos);
   // The key never reaches the log.
   EXPECT_EQ(server_->Log().find(kKeyA), std::string::npos);
 }

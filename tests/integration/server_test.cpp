@@ -64,6 +64,8 @@ TEST_F(ServerTest, ModelsListsTheLoadedModel) {
   EXPECT_EQ(j["data"][0]["id"], "tiny");
   EXPECT_EQ(j["data"][0]["object"], "model");
   EXPECT_EQ(j["data"][0]["meta"]["n_ctx"], 512);
+  // An open server (no API keys) shows the operator where the file is.
+  EXPECT_EQ(j["data"][0]["meta"]["path"], TinyModel().string());
 }
 
 TEST_F(ServerTest, ChatCompletionEndToEnd) {
