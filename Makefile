@@ -5,7 +5,8 @@ SHELL := /bin/bash
 
 BUILD_DIR        ?= build
 KVAULT_DEPS_DIR  ?= $(HOME)/.cache/kvault
-LLAMA_TAG        := v0.4.0
+# The llama.cpp pin lives in scripts/deps.sh (next to the npm tarball that carries it).
+LLAMA_TAG        := $(shell sed -n 's/^LLAMA_TAG=//p' scripts/deps.sh)
 LLAMA_SRC        ?= $(KVAULT_DEPS_DIR)/llama.cpp-$(LLAMA_TAG)
 JOBS             ?= $(shell nproc)
 # make serve passes --host/--port only when HOST/PORT are set, so that KVAULT_HOST/KVAULT_PORT

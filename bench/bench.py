@@ -46,6 +46,7 @@ import importlib
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import socket
@@ -62,6 +63,13 @@ CACHE = os.environ.get("KVAULT_DEPS_DIR", os.path.expanduser("~/.cache/kvault"))
 WORDS = ("time person year way day thing man world life hand part child eye woman place work week case "
          "point government company number group problem fact river mountain garden window music letter "
          "market doctor station summer winter island forest engine signal bridge castle planet ocean").split()
+
+
+def llama_tag():
+    """The pinned llama.cpp release, read from scripts/deps.sh (the one place that pins it)."""
+    with open(os.path.join(ROOT, "scripts", "deps.sh")) as f:
+        m = re.search(r"^LLAMA_TAG=(\S+)$", f.read(), re.M)
+    return m.group(1) if m else "unknown"
 
 
 def log(msg):
@@ -1385,9 +1393,9 @@ def main():
         with open(out_json) as f:
             r = json.load(f)
     r.update({"smoke": smoke, "machine": machine(), "model": os.path.basename(model), "model_desc": desc,
-              "model_params": n_params,
-         "threads": args.threads, "llama_tag": "v0.4.0", "prompt_tokens": prompt_words + 30,
-         "gen_tokens": gen_tokens, "short_words": short_words})
+              "model_params": n_params, "threads": args.threads, "llama_tag": llama_tag(),
+              "prompt_tokens": prompt_words + 30, "gen_tokens": gen_tokens, "short_words": short_words})
+
     def checkpoint(suite):
         """Stamps `suite` (when this run measured it) and saves the JSON: a run that fails or is
         stopped later keeps the suites it finished (`bench.py --plots-only` redraws the markdown)."""

@@ -5,7 +5,7 @@
 # Prints the directory holding the binaries. Rebuilds are ccache hits.
 set -euo pipefail
 CACHE_DIR="${KVAULT_DEPS_DIR:-$HOME/.cache/kvault}"
-LLAMA_TAG=v0.4.0
+LLAMA_TAG=$(sed -n 's/^LLAMA_TAG=//p' "$(dirname "$0")/../scripts/deps.sh")  # the one pin
 SRC="$CACHE_DIR/llama.cpp-$LLAMA_TAG"
 BUILD="$CACHE_DIR/llama-tools-$LLAMA_TAG"
 [ -f "$SRC/.kvault-ok" ] || bash "$(dirname "$0")/../scripts/deps.sh" >&2

@@ -11,8 +11,15 @@
 # Defines the targets kvault links against: kvault::llama (libllama + ggml) and
 # kvault::llama_common (common + the nlohmann-json and cpp-httplib copies it uses).
 
-set(KVAULT_LLAMA_TAG "v0.4.0" CACHE STRING "pinned llama.cpp release")
-set(KVAULT_LLAMA_VERSION "0.4.0")
+# The pin lives in scripts/deps.sh (LLAMA_TAG=..., next to the npm tarball that carries the source).
+file(STRINGS "${CMAKE_CURRENT_LIST_DIR}/../scripts/deps.sh" _kvault_pin REGEX "^LLAMA_TAG=")
+string(REGEX REPLACE "^LLAMA_TAG=" "" _kvault_pin "${_kvault_pin}")
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${CMAKE_CURRENT_LIST_DIR}/../scripts/deps.sh")
+if(NOT _kvault_pin MATCHES "^v[0-9]+\\.[0-9]+\\.[0-9]+$")
+  message(FATAL_ERROR "kvault: cannot read LLAMA_TAG from scripts/deps.sh (got '${_kvault_pin}')")
+endif()
+set(KVAULT_LLAMA_TAG "${_kvault_pin}" CACHE STRING "pinned llama.cpp release")
+string(REGEX REPLACE "^v" "" KVAULT_LLAMA_VERSION "${_kvault_pin}")
 set(KVAULT_LLAMA_SOURCE_DIR "" CACHE PATH "llama.cpp source tree to build (see make deps)")
 option(KVAULT_USE_SYSTEM_LLAMA "use an installed llama.cpp when one with `common` is found" ON)
 
