@@ -388,6 +388,14 @@ def ttft_under_prefill(argv, name, long_words, short_words, reps):
         srv.stop()
 
 
+def resume_kvault_argv(kvault, model, threads, max_words):
+    """The resume suite's kvault server (one agent at a time, one resident sequence) and its pool
+    size: room for the longest context measured."""
+    pool, ctx = ("40960", "36864") if max_words > 8000 else ("16384", "12288")
+    return [kvault, "serve", "--model", model, "--threads", str(threads), "--parallel", "1", "--resident-seqs", "1",
+            "--pool-tokens", pool, "--ctx-size", ctx, "--log-level", "warn"], pool
+
+
 def resume(kvault_argv, server_argv, contexts, reps, on_rep):
     """Next-turn latency (1 token answered) by where the agent's KV is. After each repetition,
     on_rep(tokens, kvault, llama_server) gets this run's samples so far (lists by path) for that
@@ -1430,9 +1438,7 @@ def main():
         # --long adds 16K and 32K contexts (cold prefill of 32K tokens alone takes tens of minutes here).
         contexts = int_list(args.resume_words) if args.resume_words else (
             [200] if smoke else [2000, 4000, 8000] + ([16000, 32000] if args.long else []))
-        pool, ctx = ("40960", "36864") if max(contexts) > 8000 else ("16384", "12288")
-        kv_argv = [args.kvault, "serve", "--model", model, "--threads", str(args.threads), "--parallel", "1",
-                   "--resident-seqs", "1", "--pool-tokens", pool, "--ctx-size", ctx, "--log-level", "warn"]
+        kv_argv, pool = resume_kvault_argv(args.kvault, model, args.threads, max(contexts))
         ls_argv = None
         if tools:
             ls_argv = [os.path.join(tools, "llama-server"), "-m", model, "-t", str(args.threads), "-c", pool,

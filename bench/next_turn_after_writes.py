@@ -22,7 +22,6 @@ words = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
 reps = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 kvault = os.environ.get("KV", os.path.join(bench.ROOT, "build", "bin", "kvault"))
 model = bench.ensure_model(kvault, "bench")
-pool, ctx = ("40960", "36864") if words > 8000 else ("16384", "12288")
 
 
 def turns(seed):
@@ -34,8 +33,8 @@ for rep in range(reps):
     res = {}
     for i, mode in enumerate(("now", "idle")):
         d = tempfile.mkdtemp(prefix="kvault-next-turn-")
-        argv = [kvault, "serve", "--model", model, "--threads", "2", "--parallel", "1", "--resident-seqs", "1",
-                "--pool-tokens", pool, "--ctx-size", ctx, "--log-level", "warn", "--cache-dir", d]
+        argv, _ = bench.resume_kvault_argv(kvault, model, 2, words)
+        argv += ["--cache-dir", d]
         srv = bench.Server(argv + os.environ.get("KV_ARGS", "").split(), "kvault-next-turn")
         try:
             first, second = turns(7000 + 2 * rep + i)
