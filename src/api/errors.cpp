@@ -9,6 +9,7 @@ ApiError ApiErrorFromStatus(const Status& status) {
   switch (status.code()) {
     case C::kInvalidArgument: return {400, "invalid_request_error", status.message()};
     case C::kTooLarge: return {400, "invalid_request_error", status.message()};
+    case C::kContextLength: return {400, "invalid_request_error", status.message(), "context_length_exceeded"};
     case C::kUnauthenticated: return {401, "authentication_error", status.message()};
     case C::kPermissionDenied: return {403, "permission_error", status.message()};
     case C::kNotFound: return {404, "not_found_error", status.message()};
@@ -21,13 +22,15 @@ ApiError ApiErrorFromStatus(const Status& status) {
 
 std::string OpenAiErrorBody(const ApiError& error) {
   nlohmann::json code = nullptr;
+  if (!error.code.empty()) code = error.code;
   if (error.http_status == 401) code = "invalid_api_key";
   nlohmann::json body = {{"error", {{"message", error.message}, {"type", error.type}, {"param", nullptr}, {"code", code}}}};
   return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-std::string AnthropicErrorBody(const ApiError& error) {
+std::string AnthropicErrorBody(const ApiError& error, const std::string& request_id) {
   nlohmann::json body = {{"type", "error"}, {"error", {{"type", error.type}, {"message", error.message}}}};
+  if (!request_id.empty()) body["request_id"] = request_id;
   return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 

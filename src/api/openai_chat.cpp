@@ -41,13 +41,6 @@ StatusOr<std::string> ParseContent(const json& content, size_t index) {
   return text;
 }
 
-Status CheckNumber(const json& body, const char* key) {
-  if (body.contains(key) && !body[key].is_null() && !body[key].is_number()) {
-    return Invalid(std::string("'") + key + "' must be a number");
-  }
-  return Status::Ok();
-}
-
 // OpenAI "tools": [{"type":"function","function":{"name","description","parameters"}}].
 StatusOr<std::vector<common_chat_tool>> ParseTools(const json& tools) {
   if (!tools.is_array()) return Invalid("'tools' must be an array");
@@ -84,7 +77,38 @@ StatusOr<std::vector<common_chat_tool>> ParseTools(const json& tools) {
   return out;
 }
 
-// "none" | "auto" | "required" | {"type":"function","function":{"name":…}} (that tool only).
+// {"type":"allowed_tools","allowed_tools":{"mode":"auto"|"required","tools":[{"type":"function",
+// "function":{"name":…}}, …]}}: only those tools, called as the mode says.
+Status ApplyAllowedTools(const json& choice, GenerateRequest& g) {
+  const json* at = choice.contains("allowed_tools") ? &choice["allowed_tools"] : nullptr;
+  if (!at || !at->is_object() || !at->contains("mode") || !(*at)["mode"].is_string() || !at->contains("tools") ||
+      !(*at)["tools"].is_array()) {
+    return Invalid("'tool_choice.allowed_tools' must be an object with 'mode' ('auto' or 'required') and 'tools'");
+  }
+  const std::string mode = (*at)["mode"].get<std::string>();
+  if (mode != "auto" && mode != "required") {
+    return Invalid("'tool_choice.allowed_tools.mode' must be 'auto' or 'required'; got '" + mode + "'");
+  }
+  std::vector<common_chat_tool> allowed;
+  for (const json& t : (*at)["tools"]) {
+    if (!t.is_object() || !t.contains("function") || !t["function"].is_object() || !t["function"].contains("name") ||
+        !t["function"]["name"].is_string()) {
+      return Invalid("'tool_choice.allowed_tools.tools' must hold {\"type\":\"function\",\"function\":{\"name\":…}}");
+    }
+    const std::string name = t["function"]["name"].get<std::string>();
+    auto it = std::find_if(g.tools.begin(), g.tools.end(), [&](const common_chat_tool& x) { return x.name == name; });
+    if (it == g.tools.end())
+      return Invalid("'tool_choice.allowed_tools' names function '" + name + "', which is not in 'tools'");
+    allowed.push_back(*it);
+  }
+  if (allowed.empty()) return Invalid("'tool_choice.allowed_tools.tools' must name at least one tool");
+  g.tools = std::move(allowed);
+  g.tool_choice = mode == "required" ? COMMON_CHAT_TOOL_CHOICE_REQUIRED : COMMON_CHAT_TOOL_CHOICE_AUTO;
+  return Status::Ok();
+}
+
+// "none" | "auto" | "required" | {"type":"function","function":{"name":…}} (that tool only) |
+// allowed_tools (above).
 Status ApplyToolChoice(const json& choice, GenerateRequest& g) {
   if (choice.is_string()) {
     const std::string c = choice.get<std::string>();
@@ -101,6 +125,8 @@ Status ApplyToolChoice(const json& choice, GenerateRequest& g) {
     }
     return Status::Ok();
   }
+  if (choice.is_object() && choice.contains("type") && choice["type"] == "allowed_tools")
+    return ApplyAllowedTools(choice, g);
   if (!choice.is_object() || !choice.contains("function") || !choice["function"].is_object() ||
       !choice["function"].contains("name") || !choice["function"]["name"].is_string()) {
     return Invalid("'tool_choice' must be a string or {\"type\":\"function\",\"function\":{\"name\":…}}");
@@ -112,6 +138,11 @@ Status ApplyToolChoice(const json& choice, GenerateRequest& g) {
   g.tools = {std::move(only)};
   g.tool_choice = COMMON_CHAT_TOOL_CHOICE_REQUIRED;
   return Status::Ok();
+}
+
+// A choice's "logprobs": the tokens' when there are any, else null.
+json LogprobsOrNull(const std::vector<TokenLogprob>* logprobs) {
+  return logprobs && !logprobs->empty() ? ChatLogprobsJson(*logprobs) : json(nullptr);
 }
 
 json ToolCallsJson(const std::vector<ToolCall>& calls) {
@@ -126,77 +157,72 @@ json UsageJson(const ChatCompletionResult& r) {
   return OpenAiUsageJson(r.prompt_tokens, r.completion_tokens, r.cached_tokens);
 }
 
-}  // namespace
+// Every top-level field of OpenAI's Chat Completions reference is read, accepted or refused here;
+// anything else (a typo, another server's extension) is refused as OpenAI refuses it.
+const std::vector<std::string_view> kChatFields = {
+    // read
+    "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stop", "n",
+    "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "stream", "stream_options",
+    "tools", "tool_choice", "parallel_tool_calls", "response_format", "user", "modalities",
+    // read, not in OpenAI's reference (llama-server's)
+    "top_k", "min_p",
+    // accepted: about OpenAI's own storage, billing and caching, nothing a local answer depends on
+    "store", "metadata", "service_tier", "safety_identifier", "prompt_cache_key", "prompt_cache_retention",
+    // refused unless null (kRefusedChatFields)
+    "audio", "prediction", "web_search_options", "functions", "function_call", "verbosity", "reasoning_effort"};
 
-json OpenAiUsageJson(int32_t prompt_tokens, int32_t completion_tokens, int32_t cached_tokens) {
-  return {{"prompt_tokens", prompt_tokens},
-          {"completion_tokens", completion_tokens},
-          {"total_tokens", prompt_tokens + completion_tokens},
-          {"prompt_tokens_details", {{"cached_tokens", cached_tokens}}}};
-}
+// Fields of the reference kvault does not implement: a 400 naming the field, unless null.
+const std::pair<const char*, const char*> kRefusedChatFields[] = {
+    {"audio", "kvault generates text only"},
+    {"prediction", "predicted outputs are not implemented"},
+    {"web_search_options", "kvault has no web search"},
+    {"functions", "the deprecated functions API is not implemented; use 'tools'"},
+    {"function_call", "the deprecated functions API is not implemented; use 'tool_choice'"},
+    {"verbosity", "kvault cannot steer the length of the model's answers"},
+    {"reasoning_effort", "kvault does not control the model's reasoning (the chat template's default applies)"},
+};
 
-Status ParseOpenAiStreamFields(const json& body, GenerateRequest& g, bool& include_usage) {
-  if (body.contains("stream") && !body["stream"].is_null()) {
-    if (!body["stream"].is_boolean()) return Invalid("'stream' must be a boolean");
-    g.stream = body["stream"].get<bool>();
-  }
-  if (body.contains("stream_options") && !body["stream_options"].is_null()) {
-    const json& so = body["stream_options"];
-    if (!so.is_object()) return Invalid("'stream_options' must be an object");
-    if (!g.stream) return Invalid("'stream_options' is only allowed when 'stream' is true");
-    if (so.contains("include_usage")) {
-      if (!so["include_usage"].is_boolean()) return Invalid("'stream_options.include_usage' must be a boolean");
-      include_usage = so["include_usage"].get<bool>();
-    }
-  }
-  return Status::Ok();
-}
-
-Status ParseOpenAiSamplingFields(const json& body, GenerateRequest& g) {
-  for (const char* key : {"max_tokens", "max_completion_tokens"}) {
-    if (!body.contains(key) || body[key].is_null()) continue;
-    if (!body[key].is_number_integer()) return Invalid(std::string("'") + key + "' must be an integer");
-    const int64_t v = body[key].get<int64_t>();
-    if (v <= 0) return Invalid(std::string("'") + key + "' must be at least 1");
-    g.max_tokens = static_cast<int32_t>(std::min<int64_t>(v, INT32_MAX));
-  }
-  for (const char* key : {"temperature", "top_p", "min_p", "presence_penalty", "frequency_penalty"}) {
-    Status st = CheckNumber(body, key);
+Status CheckChatFields(const json& body) {
+  for (const auto& [key, why] : kRefusedChatFields) {
+    Status st = RefuseField(body, key, why);
     if (!st.ok()) return st;
   }
-  SamplingParams& sp = g.sampling;
-  if (body.contains("temperature") && !body["temperature"].is_null()) sp.temperature = body["temperature"].get<float>();
-  if (body.contains("top_p") && !body["top_p"].is_null()) sp.top_p = body["top_p"].get<float>();
-  if (body.contains("min_p") && !body["min_p"].is_null()) sp.min_p = body["min_p"].get<float>();
-  if (body.contains("top_k") && !body["top_k"].is_null()) {
-    if (!body["top_k"].is_number_integer()) return Invalid("'top_k' must be an integer");
-    sp.top_k = static_cast<int32_t>(std::clamp<int64_t>(body["top_k"].get<int64_t>(), -1, INT32_MAX));
+  if (body.contains("modalities") && !body["modalities"].is_null() && body["modalities"] != json::array({"text"})) {
+    return Invalid("'modalities' is not supported beyond [\"text\"]: kvault generates text only");
   }
-  if (body.contains("seed") && !body["seed"].is_null()) {
-    if (!body["seed"].is_number_integer()) return Invalid("'seed' must be an integer");
-    sp.seed = static_cast<uint32_t>(body["seed"].get<int64_t>());
-  }
-  Status sampling_ok = sp.Validate();
-  if (!sampling_ok.ok()) return sampling_ok;
-  if (body.contains("stop") && !body["stop"].is_null()) {
-    const json& stop = body["stop"];
-    if (stop.is_string()) {
-      g.stop.push_back(stop.get<std::string>());
-    } else if (stop.is_array()) {
-      if (stop.size() > 4) return Invalid("'stop' takes at most 4 sequences");
-      for (const auto& s : stop) {
-        if (!s.is_string()) return Invalid("'stop' must be a string or an array of strings");
-        g.stop.push_back(s.get<std::string>());
-      }
-    } else {
-      return Invalid("'stop' must be a string or an array of strings");
+  for (const char* key : {"safety_identifier", "prompt_cache_key", "prompt_cache_retention", "service_tier"}) {
+    if (body.contains(key) && !body[key].is_null() && !body[key].is_string()) {
+      return Invalid(std::string("'") + key + "' must be a string");
     }
   }
-  if (body.contains("n") && !body["n"].is_null() && !(body["n"].is_number_integer() && body["n"].get<int64_t>() == 1)) {
-    return Invalid("'n' must be 1: kvault returns one choice per request");
+  if (body.contains("store") && !body["store"].is_null() && !body["store"].is_boolean()) {
+    return Invalid("'store' must be a boolean");
   }
+  if (body.contains("metadata") && !body["metadata"].is_null() && !body["metadata"].is_object()) {
+    return Invalid("'metadata' must be an object");
+  }
+  return CheckKnownFields(body, kChatFields);
+}
+
+// "logprobs": true (each token's log-probability) and "top_logprobs" (0-20 alternatives each).
+Status ParseLogprobs(const json& body, GenerateRequest& g) {
+  bool want = false;
+  if (body.contains("logprobs") && !body["logprobs"].is_null()) {
+    if (!body["logprobs"].is_boolean()) return Invalid("'logprobs' must be a boolean");
+    want = body["logprobs"].get<bool>();
+  }
+  int64_t top = 0;
+  if (body.contains("top_logprobs") && !body["top_logprobs"].is_null()) {
+    if (!body["top_logprobs"].is_number_integer()) return Invalid("'top_logprobs' must be an integer");
+    top = body["top_logprobs"].get<int64_t>();
+    if (top < 0 || top > 20) return Invalid("'top_logprobs' must be between 0 and 20");
+    if (!want) return Invalid("'top_logprobs' requires 'logprobs' to be true");
+  }
+  g.top_logprobs = want ? static_cast<int32_t>(top) : -1;
   return Status::Ok();
 }
+
+}  // namespace
 
 StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(std::string_view body_text) {
   StatusOr<json> parsed = ParseJsonBody(body_text);
@@ -205,6 +231,9 @@ StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(std::string_view body
   if (!body.is_object()) return Invalid("the request body must be a JSON object");
 
   ChatCompletionRequest out;
+  Status fields = CheckChatFields(body);
+  if (!fields.ok()) return fields;
+  out.generate.parallel_tool_calls = true;  // OpenAI's default
   if (body.contains("model")) {
     if (!body["model"].is_string()) return Invalid("'model' must be a string");
     out.model = body["model"].get<std::string>();
@@ -304,8 +333,13 @@ StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(std::string_view body
     } else if (type != "text") {
       return Invalid("'response_format.type' must be 'text', 'json_object' or 'json_schema'; got '" + type + "'");
     }
-    if (!out.generate.json_schema.empty() && !out.generate.tools.empty()) {
-      return Invalid("'response_format' cannot be combined with 'tools'");
+    // With tools, as llama-server: llama.cpp's chat layer lists the tools in the prompt and
+    // constrains the answer to the schema, so a tool call cannot be demanded at the same time.
+    if (!out.generate.json_schema.empty() && !out.generate.tools.empty() &&
+        out.generate.tool_choice == COMMON_CHAT_TOOL_CHOICE_REQUIRED) {
+      return Invalid(
+          "'response_format' cannot be combined with a required tool call ('tool_choice'): llama.cpp's chat layer "
+          "constrains the whole answer to the response format's JSON schema, so no tool could be called");
     }
   }
   if (body.contains("user") && !body["user"].is_null()) {
@@ -315,6 +349,8 @@ StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(std::string_view body
 
   Status common = ParseOpenAiSamplingFields(body, out.generate);
   if (!common.ok()) return common;
+  Status logprobs = ParseLogprobs(body, out.generate);
+  if (!logprobs.ok()) return logprobs;
   Status stream = ParseOpenAiStreamFields(body, out.generate, out.include_usage);
   if (!stream.ok()) return stream;
   return out;
@@ -322,7 +358,8 @@ StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(std::string_view body
 
 const char* OpenAiFinishReason(const ChatCompletionResult& r) {
   // OpenAI reports both the model's end of turn and a matched stop sequence as "stop".
-  if (r.finish == FinishReason::kLength) return "length";  // even when a call was cut short
+  if (r.finish == FinishReason::kLength || r.finish == FinishReason::kContextLength)
+    return "length";  // even when a call was cut short
   return r.tool_calls.empty() ? "stop" : "tool_calls";
 }
 
@@ -338,8 +375,11 @@ std::string RenderChatCompletion(const ChatCompletionResult& r) {
       {"object", "chat.completion"},
       {"created", r.created},
       {"model", r.model},
-      {"choices",
-       json::array({{{"index", 0}, {"message", message}, {"logprobs", nullptr}, {"finish_reason", finish}}})},
+      {"system_fingerprint", r.system_fingerprint},
+      {"choices", json::array({{{"index", 0},
+                                {"message", message},
+                                {"logprobs", r.logprobs ? ChatLogprobsJson(r.token_logprobs) : json(nullptr)},
+                                {"finish_reason", finish}}})},
       {"usage", UsageJson(r)},
       // Not in OpenAI's schema (clients ignore unknown fields); llama-server has a similar one.
       {"timings", {{"queue_ms", r.queue_ms}, {"ttft_ms", r.ttft_ms}, {"total_ms", r.total_ms}}},
@@ -354,9 +394,13 @@ std::string RenderChatCompletion(const ChatCompletionResult& r) {
 }
 
 std::string RenderChatCompletionChunk(const ChatCompletionResult& r, ChunkKind kind, const std::string& text,
-                                      bool include_usage) {
-  json chunk = {{"id", r.id}, {"object", "chat.completion.chunk"}, {"created", r.created}, {"model", r.model}};
-  json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
+                                      bool include_usage, const std::vector<TokenLogprob>* logprobs) {
+  json chunk = {{"id", r.id},
+                {"object", "chat.completion.chunk"},
+                {"created", r.created},
+                {"model", r.model},
+                {"system_fingerprint", r.system_fingerprint}};
+  json choice = {{"index", 0}, {"logprobs", LogprobsOrNull(logprobs)}, {"finish_reason", nullptr}};
   switch (kind) {
     case ChunkKind::kRole: choice["delta"] = {{"role", "assistant"}, {"content", ""}}; break;
     case ChunkKind::kText: choice["delta"] = {{"content", text}}; break;
@@ -376,7 +420,8 @@ std::string RenderChatCompletionChunk(const ChatCompletionResult& r, ChunkKind k
   return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
 }
 
-std::string RenderToolCallChunk(const ChatCompletionResult& r, const OutputDelta& d, bool include_usage) {
+std::string RenderToolCallChunk(const ChatCompletionResult& r, const OutputDelta& d, bool include_usage,
+                                const std::vector<TokenLogprob>* logprobs) {
   json call = {{"index", d.tool_index}};
   if (d.kind == OutputDelta::Kind::kToolStart) {
     call["id"] = d.id;
@@ -389,9 +434,10 @@ std::string RenderToolCallChunk(const ChatCompletionResult& r, const OutputDelta
                 {"object", "chat.completion.chunk"},
                 {"created", r.created},
                 {"model", r.model},
+                {"system_fingerprint", r.system_fingerprint},
                 {"choices", json::array({{{"index", 0},
                                           {"delta", {{"tool_calls", json::array({call})}}},
-                                          {"logprobs", nullptr},
+                                          {"logprobs", LogprobsOrNull(logprobs)},
                                           {"finish_reason", nullptr}}})}};
   if (include_usage) chunk["usage"] = nullptr;
   return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";

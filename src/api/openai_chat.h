@@ -1,7 +1,8 @@
 // OpenAI Chat Completions adapter: JSON request → GenerateRequest, engine output → JSON response.
 // Pure translation; no I/O, no llama objects. Called by the HTTP server on its threads.
 //
-// Text content, tools and tool calls, response_format, streaming and not (see docs/api.md).
+// Text content, tools and tool calls, response_format, sampling and penalties, logprobs,
+// streaming and not; every other field of OpenAI's reference is refused by name (docs/api.md).
 #pragma once
 
 #include <cstdint>
@@ -30,7 +31,10 @@ struct ChatCompletionResult {
   std::string id;       // "chatcmpl-…"
   std::string model;
   int64_t created = 0;  // unix seconds
+  std::string system_fingerprint;  // OpenAiSystemFingerprint
   std::string text;              // content
+  bool logprobs = false;         // the request asked for them
+  std::vector<TokenLogprob> token_logprobs;  // non-streamed: every generated token's
   std::vector<ToolCall> tool_calls;
   FinishReason finish = FinishReason::kStop;
   int32_t prompt_tokens = 0;
@@ -51,10 +55,13 @@ std::string RenderChatCompletion(const ChatCompletionResult& result);
 // delta and finish_reason; with include_usage every chunk has "usage": null and a final chunk
 // with no choices carries the usage. `finish` and `usage` are only read when `last`/`usage_only`.
 enum class ChunkKind { kRole, kText, kFinish, kUsage };
+// `logprobs` (kText, kFinish; when the request asked for them): the tokens this chunk carries, as
+// choices[0].logprobs.content.
 std::string RenderChatCompletionChunk(const ChatCompletionResult& result, ChunkKind kind, const std::string& text,
-                                      bool include_usage);
+                                      bool include_usage, const std::vector<TokenLogprob>* logprobs = nullptr);
 // A chunk with a tool call's start (id, name) or a piece of its arguments.
-std::string RenderToolCallChunk(const ChatCompletionResult& result, const OutputDelta& delta, bool include_usage);
+std::string RenderToolCallChunk(const ChatCompletionResult& result, const OutputDelta& delta, bool include_usage,
+                                const std::vector<TokenLogprob>* logprobs = nullptr);
 
 // "finish_reason" of a result: "tool_calls" when it has any, else "length" or "stop".
 const char* OpenAiFinishReason(const ChatCompletionResult& result);

@@ -44,7 +44,8 @@ struct ServeArgs {
   int write_timeout_s = 30;
   int idle_timeout_s = 5;
   uint32_t max_body_mib = 32;
-  int default_max_tokens = 512;
+  int default_max_tokens = 0;  // 0: until the context ends
+  double temperature = 1.0;    // for requests that set none
   std::string data_dir;     // empty: DefaultDataDir()
   std::string log_level = "info";
   std::string log_format = "text";
@@ -71,6 +72,8 @@ struct MakeDemoArgs {
   std::string size = "small";
   std::string out;
   uint64_t seed = 42;
+  std::string chat_template;  // empty: the size's own (DemoModelSpec::chat_template)
+  float end_ramp = -1.0f;     // < 0: the size's own (DemoModelSpec::end_ramp)
 };
 void AddModelCommand(CLI::App& app, MakeDemoArgs* args);
 int RunMakeDemo(const MakeDemoArgs& args);

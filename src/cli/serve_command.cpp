@@ -13,6 +13,7 @@
 #include "core/paths.h"
 #include "engine/engine.h"
 #include "engine/model_manager.h"
+#include "gguf.h"
 #include "model/demo_model.h"
 #include "model/model_file.h"
 #include "server/http_server.h"
@@ -108,8 +109,11 @@ void AddServeCommand(CLI::App& app, ServeArgs* a) {
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
   serve->add_option("--default-max-tokens", a->default_max_tokens,
-                    "completion limit for requests that set none")
-      ->check(CLI::Range(1, 1 << 20))
+                    "completion limit for requests that set none (0 = until the context ends, as OpenAI)")
+      ->check(CLI::Range(0, 1 << 20))
+      ->capture_default_str();
+  serve->add_option("--temperature", a->temperature, "temperature for requests that set none (both APIs; 0 = greedy)")
+      ->check(CLI::Range(0.0, 2.0))
       ->capture_default_str();
   serve->add_option("--data-dir", a->data_dir, "where demo models and (by default) the KV cache live");
   serve->add_option("--cache-dir", a->cache_dir, "KV cache directory (default: <data-dir>/kv-cache)");
@@ -222,13 +226,26 @@ std::string EffectiveConfig(const CLI::App& serve) {
 
 namespace {
 
-// The demo `small` model, made on first use.
+// The demo `small` model, made on first use, and made again when kvault's demo format changed
+// (a file from an older kvault: another context length or chat template).
 StatusOr<fs::path> EnsureDefaultModel(const fs::path& data_dir) {
   const fs::path path = data_dir / "models" / "demo-small.gguf";
   std::error_code ec;
-  if (fs::exists(path, ec)) return path;
+  if (fs::exists(path, ec)) {
+    gguf_init_params params{/*no_alloc=*/true, /*ctx=*/nullptr};
+    gguf_context* meta = gguf_init_from_file(path.c_str(), params);
+    uint32_t format = 0;
+    if (meta) {
+      const int64_t key = gguf_find_key(meta, "kvault.demo.format");
+      if (key >= 0 && gguf_get_kv_type(meta, key) == GGUF_TYPE_UINT32) format = gguf_get_val_u32(meta, key);
+      gguf_free(meta);
+    }
+    if (format == kDemoFormat) return path;
+    spdlog::info("{} is from an older kvault (demo format {}, now {}): making it again", path.string(), format,
+                 kDemoFormat);
+  }
   auto spec = DemoModelSpecFor("small");
-  auto vocab = FindSharedFile("ggml-vocab-llama-bpe.gguf");
+  auto vocab = FindSharedFile(DemoVocabFile(spec->chat_template));
   if (!vocab.ok()) return vocab.status();
   spdlog::info("no --model given: generating the demo 'small' model at {} (random weights, meaningless text)",
                path.string());
@@ -290,6 +307,7 @@ int RunServe(const ServeArgs& a) {
   eo.disk_cache_gib = a.disk_cache_gib;
   eo.n_threads = a.threads;
   eo.default_max_tokens = a.default_max_tokens;
+  eo.default_temperature = static_cast<float>(a.temperature);
 
   // Bind before loading so that a port in use fails fast, and serve /health ("loading") while
   // the model loads.

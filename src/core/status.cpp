@@ -14,6 +14,7 @@ const char* StatusCodeName(Status::Code code) {
     case Status::Code::kUnavailable: return "Unavailable";
     case Status::Code::kOverloaded: return "Overloaded";
     case Status::Code::kTooLarge: return "TooLarge";
+    case Status::Code::kContextLength: return "ContextLength";
     case Status::Code::kInternal: return "Internal";
   }
   return "Unknown";

@@ -23,7 +23,8 @@ class Status {
     kCorruption,       // data exists but is malformed (not GGUF, bad checksum)
     kUnavailable,      // temporarily cannot serve (loading, draining) (HTTP 503)
     kOverloaded,       // queue full; retry later (HTTP 429)
-    kTooLarge,         // request exceeds a limit (HTTP 413 / context overflow)
+    kTooLarge,         // request exceeds a limit (HTTP 413 / 400)
+    kContextLength,    // the prompt does not fit the model's context (HTTP 400, OpenAI context_length_exceeded)
     kInternal,         // a bug or an engine failure (HTTP 500)
   };
 
@@ -38,6 +39,7 @@ class Status {
   static Status Unavailable(std::string m) { return Status(Code::kUnavailable, std::move(m)); }
   static Status Overloaded(std::string m) { return Status(Code::kOverloaded, std::move(m)); }
   static Status TooLarge(std::string m) { return Status(Code::kTooLarge, std::move(m)); }
+  static Status ContextLength(std::string m) { return Status(Code::kContextLength, std::move(m)); }
   static Status Internal(std::string m) { return Status(Code::kInternal, std::move(m)); }
 
   bool ok() const { return code_ == Code::kOk; }

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <deque>
 #include <future>
+#include <iterator>
 #include <optional>
 #include <thread>
 
@@ -13,13 +14,16 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "engine/chat_render.h"
 #include "engine/kv_pool.h"
+#include "engine/logprobs.h"
 #include "engine/step_planner.h"
 #include "engine/text_stream.h"
 #include "kvstore/block_key.h"
 #include "kvstore/fingerprint.h"
 #include "kvstore/kv_store.h"
 #include "llama.h"
+#include "model/demo_model.h"
 #include "model/model_file.h"
 
 namespace kvault {
@@ -135,6 +139,12 @@ class Engine::Impl {
     model_ = llama_model_load_from_file(opt_.model_path.c_str(), mp);
     if (!model_) return Status::Corruption("llama.cpp could not load model " + opt_.model_path.string());
     vocab_ = llama_model_get_vocab(model_);
+    char ramp[32] = {};
+    if (llama_model_meta_val_str(model_, kDemoEndRampKey, ramp, sizeof(ramp)) > 0) {
+      end_ramp_ = std::strtof(ramp, nullptr);
+      end_token_ = llama_vocab_eot(vocab_) != LLAMA_TOKEN_NULL ? llama_vocab_eot(vocab_) : llama_vocab_eos(vocab_);
+      spdlog::info("engine: demo chat model: end-of-turn logit + {} per generated token", end_ramp_);
+    }
 
     // Pool size: from --pool-tokens, else from the memory budget and the model's KV row sizes.
     const uint64_t bytes_per_token = KvBytesPerToken(*cache_type);
@@ -202,6 +212,7 @@ class Engine::Impl {
     }
     try {
       templates_ = common_chat_templates_init(model_, "");
+      renderer_ = std::make_unique<ChatRenderer>(templates_.get(), vocab_);
     } catch (const std::exception& e) {
       return Status::Corruption(std::string("model chat template is invalid: ") + e.what());
     }
@@ -335,6 +346,7 @@ class Engine::Impl {
     std::vector<std::string> stops;  // the request's and the chat format's
     std::vector<llama_token> preserved;
     int32_t max_tokens = 0;
+    bool to_context_end = false;  // max_tokens is what the context had left
     uint64_t tenant = 0;
     BlockKey salt;                                 // cache salt: model fingerprint + tenant
     std::vector<BlockKey> keys;                    // full blocks of the prompt, its last token excluded
@@ -353,12 +365,17 @@ class Engine::Impl {
     BlockKey salt;
     std::vector<BlockKey> keys;  // the prompt's full blocks (its last token excluded)
     int32_t max_tokens = 0;
+    bool to_context_end = false;
     int32_t n_gen = 0;
     llama_token next = -1;  // sampled, decoded in the next step
     SamplerPtr sampler;
     std::vector<llama_token> preserved;  // output with special=true (tool-call markers)
     TextStream text;
     std::string unsent;  // non-streaming requests: text kept until Finish
+    // GenerateRequest::top_logprobs >= 0 only: entries waiting for their text, and a non-streamed
+    // request's entries kept until Finish.
+    std::unique_ptr<LogprobQueue> logprobs;
+    std::vector<TokenLogprob> unsent_logprobs;
     Clock::time_point admitted;
     double ttft_ms = -1;
     std::vector<uint64_t> digests;  // EngineOptions::digest_logits
@@ -393,112 +410,7 @@ class Engine::Impl {
     owner_->pending_.fetch_sub(1);
   }
 
-  // The grammar with the optional free text before tool calls ("until-N?" in the root rule)
-  // removed; unchanged when the root rule has no such element.
-  static std::string WithoutLeadingText(const std::string& grammar) {
-    std::string out;
-    size_t pos = 0;
-    while (pos < grammar.size()) {
-      size_t end = grammar.find('\n', pos);
-      if (end == std::string::npos) end = grammar.size();
-      std::string line = grammar.substr(pos, end - pos);
-      if (line.rfind("root ::=", 0) == 0) {
-        // Drop every " until-<digits>?" element.
-        for (size_t at = line.find(" until-"); at != std::string::npos; at = line.find(" until-", at)) {
-          size_t d = at + 7;
-          while (d < line.size() && std::isdigit(static_cast<unsigned char>(line[d]))) ++d;
-          if (d > at + 7 && d < line.size() && line[d] == '?') {
-            line.erase(at, d + 1 - at);
-          } else {
-            at = d;
-          }
-        }
-      }
-      out += line;
-      if (end < grammar.size()) out += '\n';
-      pos = end + 1;
-    }
-    return out;
-  }
-
   static std::string OwnerTag(const std::string& tenant, const std::string& id) { return tenant + '\n' + id; }
-
-  // The request's prompt as text: its chat rendered by the model's chat template (with its
-  // tools and output grammar), or its raw prompt.
-  struct Rendered {
-    std::string prompt;
-    ChatSyntax syntax;
-    GrammarSpec grammar;
-    std::vector<std::string> extra_stops;
-    std::vector<llama_token> preserved;  // special tokens of the tool-call syntax, output as text
-  };
-
-  StatusOr<Rendered> Render(const GenerateRequest& req) {
-    Rendered r;
-    if (req.raw_prompt) {
-      r.prompt = *req.raw_prompt;
-      return r;
-    }
-    common_chat_templates_inputs in;
-    in.messages = req.messages;
-    in.add_generation_prompt = !req.continue_final;
-    if (req.continue_final) in.continue_final_message = COMMON_CHAT_CONTINUATION_AUTO;
-    in.use_jinja = true;
-    in.tools = req.tools;
-    in.tool_choice = req.tools.empty() ? COMMON_CHAT_TOOL_CHOICE_NONE : req.tool_choice;
-    in.parallel_tool_calls = req.parallel_tool_calls;
-    in.json_schema = req.json_schema;
-    common_chat_params params;
-    try {
-      params = common_chat_templates_apply(templates_.get(), in);
-    } catch (const std::exception& e) {
-      return Status::InvalidArgument(std::string("cannot apply the chat template: ") + e.what());
-    }
-    r.prompt = std::move(params.prompt);
-    r.syntax.format = params.format;
-    r.syntax.parser = std::move(params.parser);
-    r.syntax.generation_prompt = params.generation_prompt;
-    r.syntax.parse_tool_calls = !req.tools.empty() && in.tool_choice != COMMON_CHAT_TOOL_CHOICE_NONE;
-    r.extra_stops = std::move(params.additional_stops);
-    for (const auto& t : params.preserved_tokens) {
-      auto ids = common_tokenize(vocab_, t, false, true);
-      if (ids.size() == 1) r.preserved.push_back(ids[0]);
-    }
-    if (!params.grammar.empty()) {
-      // A required tool call (OpenAI "required" or a named function, Anthropic "any"/"tool")
-      // is the whole answer in those APIs. llama.cpp's grammar lets text precede the call;
-      // drop that optional text from the root rule so the model starts with the call.
-      if (in.tool_choice == COMMON_CHAT_TOOL_CHOICE_REQUIRED) params.grammar = WithoutLeadingText(params.grammar);
-      r.grammar.grammar = std::move(params.grammar);
-      r.grammar.lazy = params.grammar_lazy;
-      for (const auto& t : params.grammar_triggers) {
-        switch (t.type) {
-          case COMMON_GRAMMAR_TRIGGER_TYPE_WORD: r.grammar.trigger_patterns.push_back(regex_escape(t.value)); break;
-          case COMMON_GRAMMAR_TRIGGER_TYPE_PATTERN: r.grammar.trigger_patterns.push_back(t.value); break;
-          case COMMON_GRAMMAR_TRIGGER_TYPE_PATTERN_FULL: {
-            std::string p = t.value;
-            if (p.empty() || p.front() != '^') p.insert(0, "^");
-            if (p.back() != '$') p += "$";
-            r.grammar.trigger_patterns.push_back(std::move(p));
-            break;
-          }
-          case COMMON_GRAMMAR_TRIGGER_TYPE_TOKEN: r.grammar.trigger_tokens.push_back(t.token); break;
-        }
-      }
-      // The template's grammars start at the generation prompt, which is already in the
-      // prompt: advance the grammar past it (as llama.cpp's common_sampler does).
-      if (!r.grammar.lazy && !params.generation_prompt.empty()) {
-        auto toks = common_tokenize(vocab_, params.generation_prompt, false, true);
-        for (size_t i = 0; i < toks.size(); ++i) {
-          const std::string piece = common_token_to_piece(vocab_, toks[i], true);
-          const bool spurious_space = i == 0 && !piece.empty() && std::isspace(static_cast<unsigned char>(piece[0])) &&
-                                      !std::isspace(static_cast<unsigned char>(params.generation_prompt[0]));
-          if (!spurious_space) r.grammar.prefill.push_back(toks[i]);
-        }
-      }
-    }
-    return r;
-  }
 
   // Templates and tokenizes a new request; rejects at once what can never run.
   void Intake(Job job) {
@@ -510,7 +422,7 @@ class Engine::Impl {
     const GenerateRequest& req = job.request;
     Status valid = req.sampling.Validate();
     if (!valid.ok()) return Reject(job, valid);
-    auto rendered = Render(req);
+    auto rendered = renderer_->Render(req);
     if (!rendered.ok()) return Reject(job, rendered.status());
     std::vector<llama_token> tokens =
         common_tokenize(vocab_, rendered->prompt, /*add_special=*/true, /*parse_special=*/!req.raw_prompt);
@@ -527,21 +439,16 @@ class Engine::Impl {
     const int64_t limit = ctx_limit_;
     if (n == 0) return Reject(job, Status::InvalidArgument("the prompt is empty"));
     if (n >= limit) {
-      return Reject(job,
-                    Status::TooLarge("the prompt is " + std::to_string(n) + " tokens; this server's context holds " +
-                                     std::to_string(limit) + " tokens (prompt and completion together)"));
+      // The wording Anthropic's API uses, which clients parse to compact the conversation.
+      return Reject(job, Status::ContextLength("prompt is too long: " + std::to_string(n) + " tokens > " +
+                                               std::to_string(limit - 1) + " maximum"));
     }
-    int64_t max_tokens = req.max_tokens;
-    if (max_tokens > 0) {
-      if (n + max_tokens > limit) {
-        return Reject(job, Status::TooLarge("the prompt (" + std::to_string(n) + " tokens) plus max_tokens (" +
-                                            std::to_string(max_tokens) + ") exceeds this server's context of " +
-                                            std::to_string(limit) + " tokens"));
-      }
-    } else {
-      max_tokens = std::min<int64_t>(opt_.default_max_tokens, limit - n);
-    }
-    auto sampler = MakeSampler(req.sampling, vocab_, &rendered->grammar);
+    // A max_tokens beyond what the context has left (or none, with no server default) ends at the
+    // end of the context: FinishReason::kContextLength, not an error.
+    int64_t max_tokens = req.max_tokens > 0 ? req.max_tokens : opt_.default_max_tokens;
+    const bool to_context_end = max_tokens <= 0 || n + max_tokens > limit;
+    if (to_context_end) max_tokens = limit - n;
+    auto sampler = MakeSampler(req.sampling, vocab_, &rendered->grammar, &rendered->reasoning);
     if (!sampler.ok()) return Reject(job, sampler.status());
     job.handle->set_syntax(std::move(rendered->syntax));
     Waiting w;
@@ -554,6 +461,7 @@ class Engine::Impl {
     w.job = std::move(job);
     w.prompt = std::move(tokens);
     w.max_tokens = static_cast<int32_t>(max_tokens);
+    w.to_context_end = to_context_end;
     const std::string& tenant = w.job.request.tenant;
     w.tenant = tenant.empty() ? 0 : Checksum64(tenant.data(), tenant.size()) | 1;
     if (store_) {
@@ -618,6 +526,7 @@ class Engine::Impl {
       s->job = std::move(w.job);
       s->prompt = std::move(w.prompt);
       s->max_tokens = w.max_tokens;
+      s->to_context_end = w.to_context_end;
       s->slot = lease->slot;
       s->n_past = lease->reused;
       s->cached = lease->reused;  // resident; Restore may replace a partial block
@@ -868,14 +777,29 @@ class Engine::Impl {
 
   void Emit(Seq& s, std::string text) {
     if (text.empty()) return;
+    std::vector<TokenLogprob> logprobs;
+    if (s.logprobs) logprobs = s.logprobs->Sent(text.size());
     if (!s.job.request.stream) {  // delivered whole by Finish
       s.unsent += text;
+      std::move(logprobs.begin(), logprobs.end(), std::back_inserter(s.unsent_logprobs));
       return;
     }
     GenerationEvent ev;
     ev.text = std::move(text);
+    ev.logprobs = std::move(logprobs);
     FillPromptCounts(s, ev);
     s.job.handle->events().Push(std::move(ev));
+  }
+
+  // A sampled token's log-probability and the request's top alternatives, from the raw logits of
+  // output row `idx` (the sampler chain works on a copy), queued until its text goes out.
+  void AddLogprob(Seq& s, int32_t idx, llama_token tok, const std::string& piece) {
+    if (!s.logprobs) s.logprobs = std::make_unique<LogprobQueue>();
+    const int32_t n_top = std::min(s.job.request.top_logprobs, kMaxTopLogprobs);
+    const TokenDistribution d = LogSoftmaxAt(llama_get_logits_ith(ctx_, idx), llama_vocab_n_tokens(vocab_), tok, n_top);
+    TokenLogprob entry{piece, d.logprob, {}};
+    for (const auto& [id, logprob] : d.top) entry.top.push_back({common_token_to_piece(ctx_, id, true), logprob});
+    s.logprobs->Add(std::move(entry), piece.size());
   }
 
   void FillPromptCounts(const Seq& s, GenerationEvent& ev) const {
@@ -888,20 +812,26 @@ class Engine::Impl {
 
   void Sample(Seq& s, int32_t idx) {
     if (opt_.digest_logits) s.digests.push_back(LogitsDigest(idx));
+    if (end_ramp_ > 0.0f && end_token_ != LLAMA_TOKEN_NULL) {
+      // A demo chat model's end-of-turn ramp (demo_model.h): its answers end as a trained model's would.
+      llama_get_logits_ith(ctx_, idx)[end_token_] += end_ramp_ * static_cast<float>(s.n_gen);
+    }
     const llama_token tok = llama_sampler_sample(s.sampler.get(), ctx_, idx);
     if (s.ttft_ms < 0) s.ttft_ms = MsBetween(s.job.submitted, Clock::now());
     if (llama_vocab_is_eog(vocab_, tok)) return Finish(s, FinishReason::kStop);
     ++s.n_gen;
     ++counters_.tokens_generated;
     const bool special = std::find(s.preserved.begin(), s.preserved.end(), tok) != s.preserved.end();
-    Emit(s, s.text.Push(common_token_to_piece(ctx_, tok, special)));
+    const std::string piece = common_token_to_piece(ctx_, tok, special);
+    if (s.job.request.top_logprobs >= 0) AddLogprob(s, idx, tok, piece);
+    Emit(s, s.text.Push(piece));
     if (s.text.stopped()) {
       // One of the client's stop sequences, or one the chat template adds (an end of turn).
       const auto& asked = s.job.request.stop;
       const bool client_stop = std::find(asked.begin(), asked.end(), *s.text.matched()) != asked.end();
       return Finish(s, client_stop ? FinishReason::kStopSequence : FinishReason::kStop);
     }
-    if (s.n_gen >= s.max_tokens) return Finish(s, FinishReason::kLength);
+    if (s.n_gen >= s.max_tokens) return Finish(s, s.to_context_end ? FinishReason::kContextLength : FinishReason::kLength);
     s.next = tok;
   }
 
@@ -917,9 +847,15 @@ class Engine::Impl {
 
   void Finish(Seq& s, FinishReason reason) {
     if (reason != FinishReason::kCancelled) Emit(s, s.text.Flush());
-    if (!s.unsent.empty()) {
+    if (s.logprobs && reason != FinishReason::kCancelled) {
+      // The tokens whose text was held back to the end (all, or up to a stop sequence's cut).
+      std::vector<TokenLogprob> rest = s.logprobs->Rest(s.text.stopped());
+      std::move(rest.begin(), rest.end(), std::back_inserter(s.unsent_logprobs));
+    }
+    if (!s.unsent.empty() || !s.unsent_logprobs.empty()) {
       GenerationEvent ev;
       ev.text = std::move(s.unsent);
+      ev.logprobs = std::move(s.unsent_logprobs);
       FillPromptCounts(s, ev);
       s.job.handle->events().Push(std::move(ev));
     }
@@ -1006,6 +942,9 @@ class Engine::Impl {
   llama_context* ctx_ = nullptr;
   const llama_vocab* vocab_ = nullptr;
   common_chat_templates_ptr templates_;
+  std::unique_ptr<ChatRenderer> renderer_;
+  float end_ramp_ = 0.0f;  // kDemoEndRampKey of a demo chat model; 0 = none
+  llama_token end_token_ = LLAMA_TOKEN_NULL;
   std::unique_ptr<LlamaKvOps> kv_ops_;
   std::unique_ptr<KvPool> pool_;
   llama_batch batch_{};
@@ -1068,6 +1007,8 @@ KvStore* Engine::store() const {
 
 std::shared_ptr<RequestHandle> Engine::Submit(GenerateRequest request) {
   auto handle = std::make_shared<RequestHandle>();
+  // A request that sets no temperature gets the server's (--temperature; 1 as in both APIs).
+  if (!request.sampling.temperature) request.sampling.temperature = options_.default_temperature;
   // Room: the free decoding slots (a request there starts at the next step) plus the queue.
   // `pending_` before `running_`: Admit raises running before it lowers pending, so a request
   // being admitted is counted in one of the two.

@@ -48,7 +48,11 @@ struct EngineOptions {
   uint32_t max_queue = 64;          // requests waiting for capacity before 429
   uint32_t queue_timeout_ms = 60000;
   int32_t n_threads = 0;            // 0 = all cores
-  int32_t default_max_tokens = 512; // when a request sets none (capped by the context)
+  // When a request sets no max_tokens: at most this many (capped by the context); 0 = until the
+  // context ends (the API references' rule).
+  int32_t default_max_tokens = 0;
+  // When a request sets no temperature (OpenAI and Anthropic both default to 1; 0 = greedy).
+  float default_temperature = 1.0f;
   // Pin llama.cpp's shape-dependent CPU kernels (no one-token batch, no step with one output row,
   // steps below flash attention's tiled size) so that a request's logits do not depend on what
   // else runs, as long as no cells are freed and refilled meanwhile (docs/architecture.md,

@@ -24,6 +24,7 @@ enum class FinishReason {
   kStop,          // the model ended its turn (end-of-generation token)
   kStopSequence,  // a stop sequence matched (not included in the text)
   kLength,        // max_tokens reached
+  kContextLength, // the context ended before max_tokens (max_tokens was larger than what was left)
   kCancelled,     // the client went away
 };
 
@@ -35,6 +36,7 @@ struct ChatSyntax {
   std::string parser;             // serialized PEG parser (common_chat_params::parser)
   std::string generation_prompt;  // what the template put after the last message
   bool parse_tool_calls = false;  // the request offered tools
+  bool parse_reasoning = false;   // thinking is on: reasoning is read out of the text (<think>…</think>)
 };
 
 struct GenerateRequest {
@@ -44,6 +46,11 @@ struct GenerateRequest {
   common_chat_tool_choice tool_choice = COMMON_CHAT_TOOL_CHOICE_AUTO;
   bool parallel_tool_calls = false;
   std::string json_schema;  // constrain the answer to this JSON schema (response_format)
+  // The chat template's thinking switch (Qwen3, DeepSeek R1, …): unset = the template's default and
+  // the text as written; true = thinking on and reasoning parsed out (ChatSyntax::parse_reasoning);
+  // false = the template's no-thinking form.
+  std::optional<bool> enable_thinking;
+  int32_t thinking_budget = -1;  // most tokens inside the reasoning block (-1 = no limit)
   // The chat ends with an assistant message that the answer continues (a prefill: Anthropic's
   // rule, and llama-server's for OpenAI chats) instead of a new assistant turn after it.
   bool continue_final = false;
@@ -51,9 +58,14 @@ struct GenerateRequest {
   std::optional<std::string> raw_prompt;
   // Only template and tokenize; answer kDone with prompt_tokens (count_tokens endpoints).
   bool count_only = false;
-  int32_t max_tokens = -1;  // -1: the engine's default (capped by the context)
+  // -1: the engine's default. Larger than what the context has left: generation stops at the end
+  // of the context (FinishReason::kContextLength).
+  int32_t max_tokens = -1;
   SamplingParams sampling;
-  std::vector<std::string> stop;  // text-level stop sequences
+  // >= 0: each generated token's log-probability, with this many of the most likely alternatives
+  // (at most 20), in GenerationEvent::logprobs; -1 (default): none, at no cost.
+  int32_t top_logprobs = -1;
+  std::vector<std::string> stop;  // text-level stop sequences (any number)
   std::string tenant;             // cache namespace: blocks are never shared across tenants
   // false: the text arrives in one event just before kDone (no per-token wake-ups of the
   // waiting thread, which would steal CPU from the decode threads); true: piece by piece.
@@ -62,12 +74,28 @@ struct GenerateRequest {
   std::string request_id;  // for logs
 };
 
+// A generated token's log-probability and the most likely tokens at its position, from the
+// model's distribution (the softmax of the raw logits, before the sampler chain: no grammar,
+// penalties, logit_bias or temperature; llama-server's default, post_sampling_probs = false).
+struct TokenLogprob {
+  struct Alternative {
+    std::string token;
+    float logprob = 0.0f;
+  };
+  std::string token;  // its text as generated (may be part of a UTF-8 character)
+  float logprob = 0.0f;
+  std::vector<Alternative> top;  // most likely first (GenerateRequest::top_logprobs of them)
+};
+
 struct GenerationEvent {
   // kStarted: streamed requests only, first: admitted, the prompt counts are known; sent before
   // the prompt is computed so that the HTTP layer starts its stream (and keep-alives) at once.
   enum class Kind { kText, kDone, kError, kStarted };
   Kind kind = Kind::kText;
   std::string text;  // kText: complete UTF-8 characters, never part of a stop sequence
+  // kText, when the request asked for them (top_logprobs >= 0): the tokens whose text this event
+  // completes, in order (the last event also carries any left); its text may then be empty.
+  std::vector<TokenLogprob> logprobs;
   // kDone:
   FinishReason finish = FinishReason::kStop;
   std::string stop_sequence;  // kStopSequence: which one

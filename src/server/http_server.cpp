@@ -21,7 +21,7 @@ namespace {
 constexpr const char* kJson = "application/json";
 
 ApiFlavor FlavorOf(const httplib::Request& req) {
-  return req.path.rfind("/v1/messages", 0) == 0 ? ApiFlavor::kAnthropic : ApiFlavor::kOpenAi;
+  return IsAnthropicRequest(req) ? ApiFlavor::kAnthropic : ApiFlavor::kOpenAi;
 }
 
 void SendError(const httplib::Request& req, httplib::Response& res, const ApiError& e) {
@@ -111,17 +111,20 @@ void HttpServer::RegisterRoutes() {
   http_->set_request_deadline(std::chrono::seconds(std::max(0, options_.request_read_timeout_s)));
   http_->set_deadline_miss_handler([this] { metrics_.ObserveSlowRequest(); });
 
-  // Every response carries a request id: the client's X-Request-Id (made safe) or a new one.
+  // Every response carries a request id: the client's X-Request-Id (made safe) or a new one;
+  // Anthropic-flavoured ones (IsAnthropicRequest) also as `request-id`, Anthropic's header.
   // CORS: allowed origins get their headers, and preflights are answered here, before auth.
   http_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     std::string id = SanitizeId(req.get_header_value("X-Request-Id"));
-    res.set_header("X-Request-Id", id.empty() ? NewRandomId("req_") : id);
+    if (id.empty()) id = NewRandomId("req_");
+    res.set_header("X-Request-Id", id);
+    if (IsAnthropicRequest(req)) res.set_header("request-id", id);
     const std::string origin = req.get_header_value("Origin");
     const bool allowed = !origin.empty() && CorsAllows(origin);
     if (allowed) {
       res.set_header("Access-Control-Allow-Origin", origin);
       res.set_header("Vary", "Origin");
-      res.set_header("Access-Control-Expose-Headers", "X-Request-Id, X-Cache-Tokens, Retry-After");
+      res.set_header("Access-Control-Expose-Headers", "X-Request-Id, request-id, X-Cache-Tokens, Retry-After");
     }
     if (req.method == "OPTIONS") {
       res.status = allowed ? 204 : 403;
@@ -140,6 +143,11 @@ void HttpServer::RegisterRoutes() {
   });
   http_->set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     metrics_.ObserveHttp(EndpointLabel(req.path), res.status);
+    // Refusals are logged with their reason, so that an operator sees why a client's request failed.
+    if (res.status >= 400 && res.status != 429 && req.path != "/health") {
+      spdlog::info("http: {} {} answered {}: {}", req.method, req.path, res.status,
+                   res.body.substr(0, 400));
+    }
   });
   // cpp-httplib calls this for every status >= 400, also after a handler wrote its own error:
   // only an empty body is filled in (no route, a body over the limit, …).
@@ -277,39 +285,9 @@ void HttpServer::RegisterRoutes() {
     res.set_content(body.dump(), kJson);
   });
 
-  http_->Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
-    auto call = BeginCall(Context(), req, res, ApiFlavor::kOpenAi);
-    if (!call) return;
-    ModelManager* models = models_.load();
-    // The model file's path on the server is the operator's business: with API keys, the callers
-    // are tenants and do not see it.
-    const bool show_path = !keys_.enabled();
-    json data = json::array();
-    for (const auto& status : models->List()) {
-      json model = {{"id", status.name}, {"object", "model"}, {"created", 0}, {"owned_by", "kvault"}};
-      json meta = {{"state", status.state}};
-      if (show_path) meta["path"] = status.path;
-      for (const auto& engine : models->Loaded()) {
-        const ModelInfo& m = engine->info();
-        if (m.id != status.name) continue;
-        meta.update({{"description", m.description},
-                     {"n_ctx", m.ctx_size},
-                     {"pool_tokens", m.pool_tokens},
-                     {"pool_bytes", m.pool_bytes},
-                     {"cache_type", m.cache_type},
-                     {"n_ctx_train", m.n_ctx_train},
-                     {"n_params", m.n_params},
-                     {"size_bytes", m.size_bytes}});
-      }
-      model["meta"] = meta;
-      data.push_back(model);
-    }
-    json body = {{"object", "list"}, {"data", data}};
-    res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), kJson);
-  });
-
   const RouteContext ctx = Context();
   RegisterOpenAiRoutes(*http_, ctx);
+  RegisterModelRoutes(*http_, ctx);
   RegisterAnthropicRoutes(*http_, ctx);
   RegisterAdminRoutes(*http_, ctx);
 }

@@ -1,4 +1,5 @@
-// OpenAI-compatible routes: POST /v1/chat/completions and POST /v1/completions.
+// OpenAI-compatible routes: POST /v1/chat/completions and POST /v1/completions (the model routes
+// are in model_routes.cpp).
 #include <httplib.h>
 
 #include <memory>
@@ -6,6 +7,7 @@
 
 #include "api/chat_output.h"
 #include "api/openai_chat.h"
+#include "api/openai_common.h"
 #include "api/openai_completions.h"
 #include "server/routes.h"
 
@@ -44,15 +46,22 @@ struct ChatState {
   ChatCompletionResult result;
   std::unique_ptr<ChatOutput> output;
   bool include_usage = false;
+  // Streams: token logprobs not yet sent; they go with the next chunk (the parser may hold text
+  // back, e.g. a possible tool-call marker), else with the finish chunk.
+  std::vector<TokenLogprob> logprobs;
 };
 
-// The chat completion chunks of parsed output pieces.
-std::string ChatDeltaChunks(const ChatState& st, const std::vector<OutputDelta>& deltas) {
+// The chat completion chunks of parsed output pieces; the first carries the pending logprobs.
+std::string ChatDeltaChunks(ChatState& st, const std::vector<OutputDelta>& deltas) {
   std::string out;
   for (const auto& d : deltas) {
+    // (Reasoning is parsed out only for requests that turn thinking on, which the OpenAI routes
+    // never do: the model's text, thinking tags included, is the content.)
+    if (d.kind == OutputDelta::Kind::kThinking) continue;
     out += d.kind == OutputDelta::Kind::kText
-               ? RenderChatCompletionChunk(st.result, ChunkKind::kText, d.text, st.include_usage)
-               : RenderToolCallChunk(st.result, d, st.include_usage);
+               ? RenderChatCompletionChunk(st.result, ChunkKind::kText, d.text, st.include_usage, &st.logprobs)
+               : RenderToolCallChunk(st.result, d, st.include_usage, &st.logprobs);
+    st.logprobs.clear();
   }
   return out;
 }
@@ -74,6 +83,8 @@ void HandleChatCompletions(const RouteContext& ctx, const httplib::Request& req,
   st->result.id = NewChatCompletionId();
   st->result.model = call->engine->info().id;
   st->result.created = UnixNow();
+  st->result.system_fingerprint = OpenAiSystemFingerprint(call->engine->info().fingerprint);
+  st->result.logprobs = parsed->generate.top_logprobs >= 0;
 
   std::optional<GenerationEvent> first = FirstEvent(*call, "openai.chat", ApiFlavor::kOpenAi, *handle, req, res);
   if (!first) return;
@@ -84,7 +95,10 @@ void HandleChatCompletions(const RouteContext& ctx, const httplib::Request& req,
     SseRenderer render;
     render.start = [st] { return RenderChatCompletionChunk(st->result, ChunkKind::kRole, "", st->include_usage); };
     render.event = [st](const GenerationEvent& ev) -> std::string {
-      if (ev.kind == GenerationEvent::Kind::kText) return ChatDeltaChunks(*st, st->output->Append(ev.text));
+      if (ev.kind == GenerationEvent::Kind::kText) {
+        st->logprobs.insert(st->logprobs.end(), ev.logprobs.begin(), ev.logprobs.end());
+        return ChatDeltaChunks(*st, st->output->Append(ev.text));
+      }
       if (ev.kind == GenerationEvent::Kind::kError) {  // after the stream started: an error event
         return "data: " + OpenAiErrorBody(ApiErrorFromStatus(ev.status)) + "\n\n";
       }
@@ -92,7 +106,7 @@ void HandleChatCompletions(const RouteContext& ctx, const httplib::Request& req,
       ApplyDone(st->result, ev);
       st->result.tool_calls = st->output->tool_calls();
       LogRequest(st->call, "openai.chat", ev, 200);
-      out += RenderChatCompletionChunk(st->result, ChunkKind::kFinish, "", st->include_usage);
+      out += RenderChatCompletionChunk(st->result, ChunkKind::kFinish, "", st->include_usage, &st->logprobs);
       if (st->include_usage) out += RenderChatCompletionChunk(st->result, ChunkKind::kUsage, "", true);
       return out + kSseDone;
     };
@@ -100,8 +114,9 @@ void HandleChatCompletions(const RouteContext& ctx, const httplib::Request& req,
     return StreamEvents(res, std::move(handle), std::move(*first), std::move(render));
   }
 
-  auto done = CollectNonStreamed(*call, "openai.chat", ApiFlavor::kOpenAi, *handle, req, res, std::move(first),
-                                 [&](const std::string& text) { st->output->Append(text); });
+  auto done = CollectNonStreamed(
+      *call, "openai.chat", ApiFlavor::kOpenAi, *handle, req, res, std::move(first),
+      [&](const std::string& text) { st->output->Append(text); }, &st->result.token_logprobs);
   if (!done) return;
   st->output->Finish();
   ApplyDone(st->result, *done);
@@ -115,6 +130,7 @@ struct CompletionState {
   CallContext call;
   CompletionResult result;
   bool include_usage = false;
+  size_t text_offset = 0;  // streams: logprobs' text_offset so far
 };
 
 void HandleCompletions(const RouteContext& ctx, const httplib::Request& req, httplib::Response& res) {
@@ -134,6 +150,8 @@ void HandleCompletions(const RouteContext& ctx, const httplib::Request& req, htt
   st->result.id = NewRandomId("cmpl-");
   st->result.model = call->engine->info().id;
   st->result.created = UnixNow();
+  st->result.system_fingerprint = OpenAiSystemFingerprint(call->engine->info().fingerprint);
+  st->result.logprobs = parsed->generate.top_logprobs >= 0;
 
   std::optional<GenerationEvent> first = FirstEvent(*call, "openai.completions", ApiFlavor::kOpenAi, *handle, req, res);
   if (!first) return;
@@ -143,7 +161,8 @@ void HandleCompletions(const RouteContext& ctx, const httplib::Request& req, htt
     SseRenderer render;
     render.event = [st](const GenerationEvent& ev) -> std::string {
       if (ev.kind == GenerationEvent::Kind::kText) {
-        return RenderCompletionChunk(st->result, CompletionChunkKind::kText, ev.text, st->include_usage);
+        return RenderCompletionChunk(st->result, CompletionChunkKind::kText, ev.text, st->include_usage, &ev.logprobs,
+                                     &st->text_offset);
       }
       if (ev.kind == GenerationEvent::Kind::kError) {  // after the stream started: an error event
         return "data: " + OpenAiErrorBody(ApiErrorFromStatus(ev.status)) + "\n\n";
@@ -158,8 +177,9 @@ void HandleCompletions(const RouteContext& ctx, const httplib::Request& req, htt
     return StreamEvents(res, std::move(handle), std::move(*first), std::move(render));
   }
 
-  auto done = CollectNonStreamed(*call, "openai.completions", ApiFlavor::kOpenAi, *handle, req, res, std::move(first),
-                                 [&](const std::string& text) { st->result.text += text; });
+  auto done = CollectNonStreamed(
+      *call, "openai.completions", ApiFlavor::kOpenAi, *handle, req, res, std::move(first),
+      [&](const std::string& text) { st->result.text += text; }, &st->result.token_logprobs);
   if (!done) return;
   ApplyDone(st->result, *done);
   res.set_content(RenderCompletion(st->result), kJson);

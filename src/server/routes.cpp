@@ -37,10 +37,21 @@ std::string SanitizeId(const std::string& id) {
   return out;
 }
 
+bool IsAnthropicRequest(const httplib::Request& req) {
+  return req.path.rfind("/v1/messages", 0) == 0 || req.has_header("anthropic-version");
+}
+
 void SendApiError(httplib::Response& res, ApiFlavor flavor, const ApiError& e) {
   if (flavor == ApiFlavor::kAnthropic) {
+    // Normally set before routing; not for what cpp-httplib refuses before it (a body too large).
+    std::string id = res.get_header_value("X-Request-Id");
+    if (id.empty()) {
+      id = NewRandomId("req_");
+      res.set_header("X-Request-Id", id);
+    }
+    if (!res.has_header("request-id")) res.set_header("request-id", id);
     res.status = AnthropicHttpStatus(e);
-    res.set_content(AnthropicErrorBody(e), "application/json");
+    res.set_content(AnthropicErrorBody(e, id), "application/json");
   } else {
     res.status = e.http_status;
     res.set_content(OpenAiErrorBody(e), "application/json");
@@ -69,6 +80,10 @@ std::optional<CallContext> BeginCall(const RouteContext& ctx, const httplib::Req
     return std::nullopt;
   }
   call.agent_id = req.get_header_value("X-Agent-Id");
+  // Without X-Agent-Id, the session Claude Code names in its own header (a UUID).
+  if (call.agent_id.empty() && AgentRegistry::ValidId(req.get_header_value("X-Claude-Code-Session-Id"))) {
+    call.agent_id = req.get_header_value("X-Claude-Code-Session-Id");
+  }
   if (!call.agent_id.empty() && !AgentRegistry::ValidId(call.agent_id)) {
     SendApiError(res, flavor,
                  ApiErrorFromStatus(Status::InvalidArgument(
@@ -115,13 +130,15 @@ void StampRequest(CallContext& call, const std::string& user_field, GenerateRequ
 std::optional<GenerationEvent> CollectNonStreamed(const CallContext& call, const char* api, ApiFlavor flavor,
                                                   RequestHandle& h, const httplib::Request& req, httplib::Response& res,
                                                   std::optional<GenerationEvent> first,
-                                                  const std::function<void(const std::string&)>& on_text) {
+                                                  const std::function<void(const std::string&)>& on_text,
+                                                  std::vector<TokenLogprob>* logprobs) {
   std::optional<GenerationEvent> ev = first ? std::move(first) : NextEvent(h, req);
   for (;; ev = NextEvent(h, req)) {
     if (!ev) return std::nullopt;                               // the client went away
     if (ev->kind == GenerationEvent::Kind::kStarted) continue;  // (streamed requests only)
     if (ev->kind == GenerationEvent::Kind::kText) {
       on_text(ev->text);
+      if (logprobs) logprobs->insert(logprobs->end(), ev->logprobs.begin(), ev->logprobs.end());
     } else if (ev->kind == GenerationEvent::Kind::kError) {
       const ApiError e = ApiErrorFromStatus(ev->status);
       LogRequest(call, api, *ev, flavor == ApiFlavor::kAnthropic ? AnthropicHttpStatus(e) : e.http_status);

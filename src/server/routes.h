@@ -74,13 +74,19 @@ struct CallContext {
   std::shared_ptr<ModelManager::Lease> lease;  // keeps the engine loaded while the request lives
   std::string tenant;
   std::string request_id;
-  std::string agent_id;  // X-Agent-Id; the API's user field is the fallback (set by the route)
+  std::string agent_id;  // X-Agent-Id, else X-Claude-Code-Session-Id; the API's user field is the fallback (set by the route)
   Metrics* metrics = nullptr;
   std::shared_ptr<InFlight> in_flight;  // copied into stream state so a stream counts until it ends
   std::shared_ptr<void> tenant_slot;    // --key-concurrency, released with the last copy
 };
 
-// Writes `e` in the flavor's envelope (status, Retry-After on 429/503/529).
+// Whether a request speaks the Anthropic API: a /v1/messages route, or any request with an
+// `anthropic-version` header (the Anthropic SDKs send it; GET /v1/models then answers in
+// Anthropic's shape, and errors come in its envelope).
+bool IsAnthropicRequest(const httplib::Request& req);
+
+// Writes `e` in the flavor's envelope (status, Retry-After on 429/503/529). Anthropic's envelope
+// carries the response's request id ("request_id", from its X-Request-Id header).
 void SendApiError(httplib::Response& res, ApiFlavor flavor, const ApiError& e);
 
 // Checks the server is up and the key is valid; on failure answers and returns nullopt.
@@ -96,12 +102,14 @@ bool AttachModel(const RouteContext& ctx, CallContext& call, const std::string& 
 void StampRequest(CallContext& call, const std::string& user_field, GenerateRequest& g);
 
 // Reads a non-streamed request to its end: `first` (when set) and the events after it, each text
-// piece to `on_text`. Returns the kDone event, logged. An engine error is answered in the
-// flavor's envelope and logged, and gives nullopt; so does a client that went away.
+// piece to `on_text` (and, when `logprobs` is given, the events' token logprobs appended to it).
+// Returns the kDone event, logged. An engine error is answered in the flavor's envelope and
+// logged, and gives nullopt; so does a client that went away.
 std::optional<GenerationEvent> CollectNonStreamed(const CallContext& call, const char* api, ApiFlavor flavor,
                                                   RequestHandle& h, const httplib::Request& req, httplib::Response& res,
                                                   std::optional<GenerationEvent> first,
-                                                  const std::function<void(const std::string&)>& on_text);
+                                                  const std::function<void(const std::string&)>& on_text,
+                                                  std::vector<TokenLogprob>* logprobs = nullptr);
 
 // The request's first event. An error there (bad prompt, queue full) is answered as a plain HTTP
 // error in the flavor's envelope and logged; that, or a client that went away, gives nullopt.
@@ -147,6 +155,8 @@ std::string SanitizeId(const std::string& id);
 void LogRequest(const CallContext& call, const char* api, const GenerationEvent& done, int http_status);
 
 void RegisterOpenAiRoutes(httplib::Server& http, const RouteContext& ctx);
+// GET /v1/models and /v1/models/{id}, in OpenAI's shape or (IsAnthropicRequest) Anthropic's.
+void RegisterModelRoutes(httplib::Server& http, const RouteContext& ctx);
 void RegisterAnthropicRoutes(httplib::Server& http, const RouteContext& ctx);
 void RegisterAdminRoutes(httplib::Server& http, const RouteContext& ctx);
 

@@ -29,6 +29,7 @@ function client(server, apiKey = KEY_A, opts = {}) {
   return new OpenAI({ apiKey, baseURL: server.openaiBaseURL, maxRetries: 0, timeout: 60_000, ...opts });
 }
 
+// Greedy (temperature 0, as the tests compare outputs; the server's default is 1, as OpenAI's).
 function chatRequest(userText, extra = {}) {
   return {
     model: MODEL_ID,
@@ -37,6 +38,7 @@ function chatRequest(userText, extra = {}) {
       { role: 'user', content: userText },
     ],
     max_tokens: 24,
+    temperature: 0,
     ...extra,
   };
 }
@@ -142,11 +144,11 @@ describe('OpenAI SDK against kvault', () => {
       { role: 'system', content: LONG_SYSTEM },
       { role: 'user', content: 'Where are the bicycle parts kept?' },
     ];
-    const turn1 = await c.chat.completions.create({ model: MODEL_ID, messages, max_tokens: 24 });
+    const turn1 = await c.chat.completions.create({ model: MODEL_ID, messages, max_tokens: 24, temperature: 0 });
     assertUsage(turn1.usage, 24);
     messages.push({ role: 'assistant', content: turn1.choices[0].message.content });
     messages.push({ role: 'user', content: 'And the winter coats?' });
-    const turn2 = await c.chat.completions.create({ model: MODEL_ID, messages, max_tokens: 24 });
+    const turn2 = await c.chat.completions.create({ model: MODEL_ID, messages, max_tokens: 24, temperature: 0 });
     assertUsage(turn2.usage, 24);
     const cached = turn2.usage.prompt_tokens_details.cached_tokens;
     assert.ok(turn2.usage.prompt_tokens > turn1.usage.prompt_tokens);
@@ -213,7 +215,7 @@ describe('OpenAI SDK against kvault', () => {
     messages.push(assistant);  // sent back as the SDK returned it, as agent loops do
     messages.push({ role: 'tool', tool_call_id: call.id, content: '{"temp_c": 21}' });
     const { data: second, response } = await c.chat.completions
-      .create({ model: MODEL_ID, messages, tools: [WEATHER_TOOL], max_tokens: 24 })
+      .create({ model: MODEL_ID, messages, tools: [WEATHER_TOOL], max_tokens: 24, temperature: 0 })
       .withResponse();
     assert.equal(response.status, 200);
     assert.equal(second.object, 'chat.completion');
@@ -251,7 +253,7 @@ describe('OpenAI SDK against kvault', () => {
   });
 
   it('completions.create (legacy /v1/completions)', T, async () => {
-    const res = await client(server).completions.create({ model: MODEL_ID, prompt: 'Hello', max_tokens: 8 });
+    const res = await client(server).completions.create({ model: MODEL_ID, prompt: 'Hello', max_tokens: 8, temperature: 0 });
     assert.equal(res.object, 'text_completion');
     assert.equal(res.choices.length, 1);
     assert.equal(typeof res.choices[0].text, 'string');
@@ -363,6 +365,7 @@ describe('OpenAI SDK against kvault', () => {
         { role: 'user', content: 'Where is the copper wire?' },
       ],
       max_tokens: 8,
+      temperature: 0,
     };
     const a1 = await client(server, KEY_A).chat.completions.create(req);
     const a2 = await client(server, KEY_A).chat.completions.create(req);

@@ -42,7 +42,8 @@ std::string Conversation(const std::string& agent) {
 json Turn(const ServerProcess& s, const char* key, const std::string& agent) {
   httplib::Client c("127.0.0.1", s.port());
   c.set_read_timeout(std::chrono::seconds(60));
-  json body = {{"messages", {{{"role", "user"}, {"content", Conversation(agent)}}}}, {"max_tokens", 8}};
+  json body = {
+      {"messages", {{{"role", "user"}, {"content", Conversation(agent)}}}}, {"max_tokens", 8}, {"temperature", 0}};
   auto r = c.Post("/v1/chat/completions", {{"x-api-key", key}, {"X-Agent-Id", agent}}, body.dump(), "application/json");
   EXPECT_TRUE(r);
   if (!r) return json();
@@ -135,7 +136,7 @@ TEST(AgentsTest, AgentIdsAreValidatedAndNeverPaths) {
   const auto data = ScratchDir("agents-ids");
   auto s = Serve(data);
   httplib::Client c("127.0.0.1", s->port());
-  const std::string body = R"({"messages":[{"role":"user","content":"hi"}],"max_tokens":2})";
+  const std::string body = R"({"messages":[{"role":"user","content":"hi"}],"max_tokens":2,"temperature":0})";
   for (const std::string& bad :
        std::vector<std::string>{"../../etc/passwd", "a/b", "has space", std::string(300, 'x')}) {
     auto r = c.Post("/v1/chat/completions", {{"x-api-key", kKeyA}, {"X-Agent-Id", bad}}, body, "application/json");

@@ -54,8 +54,8 @@ class ApiTest : public ::testing::Test {
 ServerProcess* ApiTest::server_ = nullptr;
 
 TEST_F(ApiTest, MissingOrWrongKeysGet401InEachApisEnvelope) {
-  const json chat = {{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"max_tokens", 2}};
-  const json msg = {{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"max_tokens", 2}};
+  const json chat = {{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"max_tokens", 2}, {"temperature", 0}};
+  const json msg = {{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"max_tokens", 2}, {"temperature", 0}};
   for (const httplib::Headers& h : {httplib::Headers{}, httplib::Headers{{"x-api-key", "nope"}},
                                      httplib::Headers{{"Authorization", "Bearer nope"}}}) {
     auto o = Post("/v1/chat/completions", chat, h);
@@ -89,7 +89,7 @@ TEST_F(ApiTest, MissingOrWrongKeysGet401InEachApisEnvelope) {
 }
 
 TEST_F(ApiTest, RequestIdIsEchoedOrGenerated) {
-  const json chat = {{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"max_tokens", 2}};
+  const json chat = {{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"max_tokens", 2}, {"temperature", 0}};
   auto echoed = Post("/v1/chat/completions", chat, {{"x-api-key", kKeyA}, {"X-Request-Id", "abc-123"}});
   ASSERT_TRUE(echoed);
   EXPECT_EQ(echoed->get_header_value("X-Request-Id"), "abc-123");
@@ -103,6 +103,7 @@ TEST_F(ApiTest, RequestIdIsEchoedOrGenerated) {
 TEST_F(ApiTest, AnthropicUsageAddsUpToCountTokensAndTheNextTurnReadsTheCache) {
   const json turn1 = {{"model", "kvault-tiny"},
                       {"max_tokens", 8},
+                      {"temperature", 0},
                       {"system", LongSystem()},
                       {"messages", {{{"role", "user"}, {"content", "First question, please."}}}}};
   json counted_body = turn1;
@@ -150,7 +151,8 @@ TEST_F(ApiTest, AnthropicErrorsUseItsEnvelope) {
 }
 
 TEST_F(ApiTest, AnthropicStreamEndsWithMessageStopAndMatchesTheNonStreamedText) {
-  json body = {{"max_tokens", 12}, {"messages", {{{"role", "user"}, {"content", "Stream this, please."}}}}};
+  json body = {
+      {"max_tokens", 12}, {"temperature", 0}, {"messages", {{{"role", "user"}, {"content", "Stream this, please."}}}}};
   const json whole = Messages(body, kKeyA);
   std::string expected;
   for (const auto& b : whole["content"]) expected += b.value("text", "");
@@ -177,7 +179,8 @@ TEST_F(ApiTest, AnthropicStreamEndsWithMessageStopAndMatchesTheNonStreamedText) 
 }
 
 TEST_F(ApiTest, RawCompletions) {
-  auto res = Post("/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 5}}, {{"x-api-key", kKeyA}});
+  auto res = Post("/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 5}, {"temperature", 0}},
+                  {{"x-api-key", kKeyA}});
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200) << res->body;
   const json j = json::parse(res->body);
@@ -251,8 +254,8 @@ TEST(KeyConcurrencyTest, AKeyAtItsLimitGets429OtherKeysDoNot) {
     httplib::Client c("127.0.0.1", s->port());
     c.set_read_timeout(std::chrono::seconds(60));
     c.Post("/v1/chat/completions", {{"x-api-key", kKeyA}},
-           R"({"messages":[{"role":"user","content":"long"}],"max_tokens":600,"stream":true})", "application/json",
-           [&](const char*, size_t) {
+           R"({"messages":[{"role":"user","content":"long"}],"max_tokens":600,"temperature":0,"stream":true})",
+           "application/json", [&](const char*, size_t) {
              streaming = true;
              return true;
            });
@@ -260,7 +263,7 @@ TEST(KeyConcurrencyTest, AKeyAtItsLimitGets429OtherKeysDoNot) {
   while (!streaming) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   httplib::Client c("127.0.0.1", s->port());
   c.set_read_timeout(std::chrono::seconds(60));
-  const std::string body = R"({"messages":[{"role":"user","content":"short"}],"max_tokens":2})";
+  const std::string body = R"({"messages":[{"role":"user","content":"short"}],"max_tokens":2,"temperature":0})";
   auto same = c.Post("/v1/chat/completions", {{"x-api-key", kKeyA}}, body, "application/json");
   ASSERT_TRUE(same);
   EXPECT_EQ(same->status, 429) << same->body;

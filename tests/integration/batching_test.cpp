@@ -15,7 +15,9 @@ namespace {
 using json = nlohmann::json;
 
 std::string Body(const std::string& user, int max_tokens, const json& extra = json::object()) {
-  json b = {{"messages", json::array({{{"role", "user"}, {"content", user}}})}, {"max_tokens", max_tokens}};
+  json b = {{"messages", json::array({{{"role", "user"}, {"content", user}}})},
+            {"max_tokens", max_tokens},
+            {"temperature", 0}};
   b.update(extra);
   return b.dump();
 }

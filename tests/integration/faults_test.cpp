@@ -33,7 +33,8 @@ std::string Prompt(int i) {
 json Chat(int port, const std::string& content) {
   httplib::Client c("127.0.0.1", port);
   c.set_read_timeout(std::chrono::seconds(60));
-  json body = {{"messages", json::array({{{"role", "user"}, {"content", content}}})}, {"max_tokens", 8}};
+  json body = {
+      {"messages", json::array({{{"role", "user"}, {"content", content}}})}, {"max_tokens", 8}, {"temperature", 0}};
   auto r = c.Post("/v1/chat/completions", body.dump(), "application/json");
   EXPECT_TRUE(r);
   if (!r) return json();

@@ -161,7 +161,7 @@ TEST(HttpLimitsTest, ARequestDrippedInPastItsDeadlineIsDropped) {
   // A 20 KB body (read past the connection's buffer), a stray CRLF after it (RFC 9112 2.2: to be
   // ignored) and a pipelined request, all in one go: both answered.
   const std::string body =
-      R"({"max_tokens":1,"messages":[{"role":"user","content":"hello"}]})" + std::string(20000, ' ');
+      R"({"max_tokens":1,"temperature":0,"messages":[{"role":"user","content":"hello"}]})" + std::string(20000, ' ');
   SendAll(fd,
           "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
           "Content-Length: " +

@@ -25,7 +25,10 @@ std::string Prompt() {
 json Chat(const ServerProcess& s, const std::string& model, int want = 200) {
   httplib::Client c("127.0.0.1", s.port());
   c.set_read_timeout(std::chrono::seconds(60));
-  json body = {{"model", model}, {"messages", {{{"role", "user"}, {"content", Prompt()}}}}, {"max_tokens", 8}};
+  json body = {{"model", model},
+               {"messages", {{{"role", "user"}, {"content", Prompt()}}}},
+               {"max_tokens", 8},
+               {"temperature", 0}};
   auto r = c.Post("/v1/chat/completions", body.dump(), "application/json");
   EXPECT_TRUE(r);
   if (!r) return json();
@@ -100,6 +103,120 @@ TEST(ModelsTest, OnDemandSwapAdminSwapAndResumeFromDiskAfterSwappingBack) {
   const json failed = Chat(*s, "beta", 503);
   EXPECT_NE(failed["error"]["message"].get<std::string>().find("beta"), std::string::npos);
   EXPECT_EQ(Chat(*s, "alpha")["model"], "alpha");
+  EXPECT_EQ(s->Stop(SIGTERM), 0) << s->Log();
+}
+
+// GET /v1/models and /v1/models/{id} in OpenAI's shape, and in Anthropic's for a request with an
+// anthropic-version header; errors in each API's envelope, Anthropic's with its request id.
+TEST(ModelsTest, ModelRoutesInBothApisShapes) {
+  const auto dir = ScratchDir("models-routes");
+  auto s = ServerProcess::Start({"--model", TinyModel().string(), "--model-id", "alpha", "--models",
+                                 "beta=" + TinyModel().string(), "--api-key", "k1", "--data-dir",
+                                 (dir / "data").string(), "--ctx-size", "512"});
+  ASSERT_TRUE(s->WaitHealthy(std::chrono::seconds(60))) << s->Log();
+  httplib::Client c("127.0.0.1", s->port());
+  const httplib::Headers openai = {{"Authorization", "Bearer k1"}};
+  const httplib::Headers anthropic = {{"x-api-key", "k1"}, {"anthropic-version", "2023-06-01"}};
+  auto get = [&](const std::string& path, const httplib::Headers& h, int want) {
+    auto r = c.Get(path, h);
+    EXPECT_TRUE(r) << path;
+    if (!r) return std::make_pair(json(), std::string());
+    EXPECT_EQ(r->status, want) << path << ": " << r->body;
+    EXPECT_EQ(r->get_header_value("Content-Type"), "application/json") << path;
+    return std::make_pair(json::parse(r->body), r->get_header_value("request-id"));
+  };
+
+  // OpenAI: the list and one model, with kvault's meta; no file path with API keys.
+  const json list = get("/v1/models", openai, 200).first;
+  EXPECT_EQ(list["object"], "list");
+  ASSERT_EQ(list["data"].size(), 2u);
+  EXPECT_EQ(list["data"][0]["id"], "alpha");
+  EXPECT_EQ(list["data"][0]["object"], "model");
+  EXPECT_EQ(list["data"][0]["meta"]["state"], "loaded");
+  EXPECT_FALSE(list["data"][0]["meta"].contains("path"));
+  EXPECT_GT(list["data"][0]["created"].get<int64_t>(), 0);  // the model file's time
+  const auto [one, openai_rid] = get("/v1/models/beta", openai, 200);
+  EXPECT_EQ(one["id"], "beta");
+  EXPECT_EQ(one["meta"]["state"], "unloaded");
+  EXPECT_TRUE(openai_rid.empty()) << "request-id is Anthropic's header";
+  const json missing = get("/v1/models/gamma", openai, 404).first;
+  EXPECT_EQ(missing["error"]["type"], "invalid_request_error");
+  EXPECT_EQ(missing["error"]["code"], "model_not_found");
+  EXPECT_NE(missing["error"]["message"].get<std::string>().find("gamma"), std::string::npos);
+
+  // Anthropic: {data:[{type,id,display_name,created_at}],has_more,first_id,last_id}, paged.
+  const json alist = get("/v1/models", anthropic, 200).first;
+  ASSERT_EQ(alist["data"].size(), 2u);
+  EXPECT_EQ(alist["data"][0], (json{{"type", "model"},
+                                    {"id", "alpha"},
+                                    {"display_name", "alpha"},
+                                    {"created_at", alist["data"][0]["created_at"]}}));
+  const std::string created = alist["data"][0]["created_at"];
+  EXPECT_EQ(created.size(), 20u) << created;  // RFC 3339, UTC: 2025-02-19T00:00:00Z
+  EXPECT_EQ(created[10], 'T');
+  EXPECT_EQ(created.back(), 'Z');
+  EXPECT_EQ(alist["has_more"], false);
+  EXPECT_EQ(alist["first_id"], "alpha");
+  EXPECT_EQ(alist["last_id"], "beta");
+  const json page = get("/v1/models?limit=1", anthropic, 200).first;
+  EXPECT_EQ(page["data"].size(), 1u);
+  EXPECT_EQ(page["has_more"], true);
+  const json next = get("/v1/models?limit=1&after_id=alpha", anthropic, 200).first;
+  EXPECT_EQ(next["first_id"], "beta");
+  EXPECT_EQ(next["has_more"], false);
+  EXPECT_EQ(get("/v1/models?before_id=beta", anthropic, 200).first["last_id"], "alpha");
+  const auto [amodel, amodel_rid] = get("/v1/models/alpha", anthropic, 200);
+  EXPECT_EQ(amodel["type"], "model");
+  EXPECT_EQ(amodel["id"], "alpha");
+  EXPECT_EQ(amodel_rid.rfind("req_", 0), 0u);
+  const auto [amissing, amissing_rid] = get("/v1/models/gamma", anthropic, 404);
+  EXPECT_EQ(amissing["type"], "error");
+  EXPECT_EQ(amissing["error"]["type"], "not_found_error");
+  EXPECT_EQ(amissing["request_id"], amissing_rid);
+  const auto [bad, bad_rid] = get("/v1/models?limit=0", anthropic, 400);
+  EXPECT_EQ(bad["error"]["type"], "invalid_request_error");
+  EXPECT_EQ(bad["request_id"], bad_rid);
+
+  // Without the key: 401 in each API's envelope.
+  EXPECT_EQ(get("/v1/models", {}, 401).first["error"]["code"], "invalid_api_key");
+  const auto [denied, denied_rid] = get("/v1/models/alpha", {{"anthropic-version", "2023-06-01"}}, 401);
+  EXPECT_EQ(denied["error"]["type"], "authentication_error");
+  EXPECT_FALSE(denied_rid.empty());
+  EXPECT_EQ(denied["request_id"], denied_rid);
+  EXPECT_EQ(s->Stop(SIGTERM), 0) << s->Log();
+}
+
+// Anthropic's request-id header on every /v1/messages response, the same id as X-Request-Id (the
+// client's when it sent one) and as the error body's request_id.
+TEST(ModelsTest, AnthropicResponsesCarryRequestId) {
+  const auto dir = ScratchDir("models-request-id");
+  auto s = ServerProcess::Start(
+      {"--model", TinyModel().string(), "--data-dir", (dir / "data").string(), "--ctx-size", "512"});
+  ASSERT_TRUE(s->WaitHealthy(std::chrono::seconds(60))) << s->Log();
+  httplib::Client c("127.0.0.1", s->port());
+  c.set_read_timeout(std::chrono::seconds(60));
+  const json msg = {{"max_tokens", 2}, {"temperature", 0}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}};
+  auto ok = c.Post("/v1/messages", msg.dump(), "application/json");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200) << ok->body;
+  EXPECT_EQ(ok->get_header_value("request-id").rfind("req_", 0), 0u);
+  EXPECT_EQ(ok->get_header_value("request-id"), ok->get_header_value("X-Request-Id"));
+  auto echoed = c.Post("/v1/messages", {{"X-Request-Id", "req_mine"}}, msg.dump(), "application/json");
+  ASSERT_TRUE(echoed);
+  EXPECT_EQ(echoed->get_header_value("request-id"), "req_mine");
+  auto err = c.Post("/v1/messages", R"({"messages":[]})", "application/json");
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->status, 400);
+  const json body = json::parse(err->body);
+  EXPECT_EQ(body["type"], "error");
+  EXPECT_EQ(body["request_id"], err->get_header_value("request-id"));
+  auto no_route = c.Get("/v1/messages/nothing-here");
+  ASSERT_TRUE(no_route);
+  EXPECT_EQ(no_route->status, 404);
+  EXPECT_EQ(json::parse(no_route->body)["request_id"], no_route->get_header_value("request-id"));
+  auto chat = c.Post("/v1/chat/completions", R"({"messages":[]})", "application/json");
+  ASSERT_TRUE(chat);
+  EXPECT_FALSE(json::parse(chat->body).contains("request_id"));  // OpenAI's envelope has none
   EXPECT_EQ(s->Stop(SIGTERM), 0) << s->Log();
 }
 

@@ -43,7 +43,8 @@ TEST(OperationsTest, LivenessMetricsAndCors) {
   ASSERT_TRUE(live);
   EXPECT_EQ(live->status, 200);
 
-  const std::string body = R"({"messages":[{"role":"user","content":"metrics please"}],"max_tokens":3})";
+  const std::string body =
+      R"({"messages":[{"role":"user","content":"metrics please"}],"max_tokens":3,"temperature":0})";
   for (int i = 0; i < 2; ++i) {
     auto r = c.Post("/v1/chat/completions", body, "application/json");
     ASSERT_TRUE(r);
@@ -96,7 +97,8 @@ TEST(OperationsTest, HealthIsDegradedWhileRunningRequestsHoldMostOfThePool) {
   auto big = std::async(std::launch::async, [&] {
     auto c = ClientFor(*server);
     c.set_read_timeout(std::chrono::seconds(1500));
-    return c.Post("/v1/chat/completions", R"({"messages":[{"role":"user","content":"hold"}],"max_tokens":180})",
+    return c.Post("/v1/chat/completions",
+                  R"({"messages":[{"role":"user","content":"hold"}],"max_tokens":180,"temperature":0})",
                   "application/json");
   });
   auto c = ClientFor(*server);
@@ -133,7 +135,8 @@ TEST(OperationsTest, JsonLogsAreOneObjectPerLine) {
   ASSERT_TRUE(server->WaitHealthy(std::chrono::seconds(60))) << server->Log();
   auto c = ClientFor(*server);
   auto r = c.Post("/v1/chat/completions", httplib::Headers{{"X-Agent-Id", "json-agent"}},
-                  R"({"messages":[{"role":"user","content":"log \"this\""}],"max_tokens":2})", "application/json");
+                  R"({"messages":[{"role":"user","content":"log \"this\""}],"max_tokens":2,"temperature":0})",
+                  "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(server->Stop(SIGTERM), 0);
   const std::string log = server->Log();
@@ -188,8 +191,8 @@ TEST(OperationsTest, SigtermDrainsRunningStreamsRefusesNewOnesAndExitsZero) {
     std::string got;
     auto r = c.Post(
         "/v1/chat/completions", httplib::Headers{},
-        R"({"messages":[{"role":"user","content":"a long answer"}],"max_tokens":400,"stream":true})", "application/json",
-        [&](const char* d, size_t n) {
+        R"({"messages":[{"role":"user","content":"a long answer"}],"max_tokens":400,"temperature":0,"stream":true})",
+        "application/json", [&](const char* d, size_t n) {
           got.append(d, n);
           return true;
         });
@@ -204,8 +207,9 @@ TEST(OperationsTest, SigtermDrainsRunningStreamsRefusesNewOnesAndExitsZero) {
   }
   ASSERT_EQ(kill(server->pid(), SIGTERM), 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  auto refused = c.Post("/v1/chat/completions", R"({"messages":[{"role":"user","content":"late"}],"max_tokens":2})",
-                        "application/json");
+  auto refused =
+      c.Post("/v1/chat/completions",
+             R"({"messages":[{"role":"user","content":"late"}],"max_tokens":2,"temperature":0})", "application/json");
   // The stream (400 tokens) is still running: the listener is open and refuses new work.
   ASSERT_TRUE(refused) << server->Log();
   EXPECT_EQ(refused->status, 503) << refused->body;

@@ -26,7 +26,9 @@ std::string LongPrompt(int i) {
 json Chat(int port, const std::string& content, int max_tokens = 12) {
   httplib::Client c("127.0.0.1", port);
   c.set_read_timeout(std::chrono::seconds(60));
-  json body = {{"messages", json::array({{{"role", "user"}, {"content", content}}})}, {"max_tokens", max_tokens}};
+  json body = {{"messages", json::array({{{"role", "user"}, {"content", content}}})},
+               {"max_tokens", max_tokens},
+               {"temperature", 0}};
   auto r = c.Post("/v1/chat/completions", body.dump(), "application/json");
   EXPECT_TRUE(r);
   if (!r) return json();

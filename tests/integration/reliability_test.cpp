@@ -55,7 +55,8 @@ std::string Conversation(int id, int words) {
 json Turn(int port, const std::string& agent, const std::string& content) {
   httplib::Client c("127.0.0.1", port);
   c.set_read_timeout(std::chrono::seconds(60));
-  json body = {{"messages", json::array({{{"role", "user"}, {"content", content}}})}, {"max_tokens", 6}};
+  json body = {
+      {"messages", json::array({{{"role", "user"}, {"content", content}}})}, {"max_tokens", 6}, {"temperature", 0}};
   auto r = c.Post("/v1/chat/completions", httplib::Headers{{"X-Agent-Id", agent}}, body.dump(), "application/json");
   if (!r || r->status != 200) return json();
   json j = json::parse(r->body, nullptr, false);
@@ -194,7 +195,7 @@ TEST(ReliabilityTest, SoakKeepsMemoryDescriptorsThreadsAndDiskBounded) {
       const std::string agent = "soak-" + std::to_string((id * 5 + n) % 24);
       // Agents come back (cache hits) and new text keeps arriving (new blocks, disk churn).
       const std::string content = Conversation((id * 1000 + n) % 300, 40 + (n % 5) * 20);
-      json body = {{"max_tokens", 8}, {"messages", {{{"role", "user"}, {"content", content}}}}};
+      json body = {{"max_tokens", 8}, {"temperature", 0}, {"messages", {{{"role", "user"}, {"content", content}}}}};
       httplib::Client c("127.0.0.1", s->port());
       c.set_read_timeout(std::chrono::seconds(60));
       httplib::Headers h{{"X-Agent-Id", agent}, {"anthropic-version", "2023-06-01"}};

@@ -70,7 +70,7 @@ TEST_F(ServerTest, ModelsListsTheLoadedModel) {
 
 TEST_F(ServerTest, ChatCompletionEndToEnd) {
   // The exact request from the README.
-  auto res = Chat(R"({"messages":[{"role":"user","content":"hi"}],"max_tokens":16})");
+  auto res = Chat(R"({"messages":[{"role":"user","content":"hi"}],"max_tokens":16,"temperature":0})");
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200) << res->body;
   json j = json::parse(res->body);
@@ -93,7 +93,7 @@ TEST_F(ServerTest, ChatCompletionEndToEnd) {
 
 TEST_F(ServerTest, GreedyOutputIsReproducibleOverHttp) {
   const std::string body = R"({"messages":[{"role":"system","content":"You are terse."},
-    {"role":"user","content":"Name three colours."}],"max_tokens":10})";
+    {"role":"user","content":"Name three colours."}],"max_tokens":10,"temperature":0})";
   auto a = Chat(body);
   auto b = Chat(body);
   ASSERT_TRUE(a && b);
@@ -112,7 +112,7 @@ TEST_F(ServerTest, BadRequestsGetOpenAiErrors) {
                     "invalid_request_error", "stream");
   ExpectOpenAiError(Client().Get("/v1/nothing-here"), 404, "not_found_error", "/v1/nothing-here");
   // And the server is still fine.
-  auto res = Chat(R"({"messages":[{"role":"user","content":"still there?"}],"max_tokens":2})");
+  auto res = Chat(R"({"messages":[{"role":"user","content":"still there?"}],"max_tokens":2,"temperature":0})");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200);
 }
@@ -120,8 +120,10 @@ TEST_F(ServerTest, BadRequestsGetOpenAiErrors) {
 TEST_F(ServerTest, PromptBeyondTheContextIs400NotACrash) {
   std::string words;
   for (int i = 0; i < 700; ++i) words += "word ";
-  ExpectOpenAiError(Chat(R"({"messages":[{"role":"user","content":")" + words + R"("}]})"), 400,
-                    "invalid_request_error", "context");
+  auto res = Chat(R"({"messages":[{"role":"user","content":")" + words + R"("}]})");
+  ExpectOpenAiError(res, 400, "invalid_request_error", "prompt is too long: ");
+  // The code OpenAI's clients look for to trim the conversation.
+  EXPECT_EQ(json::parse(res->body)["error"]["code"], "context_length_exceeded") << res->body;
   auto health = Client().Get("/health");
   ASSERT_TRUE(health);
   EXPECT_EQ(health->status, 200);
@@ -149,7 +151,8 @@ std::vector<json> ParseSse(const std::string& body, bool* done) {
 }
 
 TEST_F(ServerTest, StreamingMatchesTheNonStreamingAnswer) {
-  const std::string msgs = R"("messages":[{"role":"user","content":"Stream me a story."}],"max_tokens":24)";
+  const std::string msgs =
+      R"("messages":[{"role":"user","content":"Stream me a story."}],"max_tokens":24,"temperature":0)";
   auto plain = Chat("{" + msgs + "}");
   ASSERT_TRUE(plain);
   const std::string expected = json::parse(plain->body)["choices"][0]["message"]["content"];
@@ -186,7 +189,7 @@ TEST_F(ServerTest, StreamingErrorsBeforeTheFirstTokenArePlainHttpErrors) {
   std::string words;
   for (int i = 0; i < 700; ++i) words += "word ";
   ExpectOpenAiError(Chat(R"({"stream":true,"messages":[{"role":"user","content":")" + words + R"("}]})"), 400,
-                    "invalid_request_error", "context");
+                    "invalid_request_error", "prompt is too long: ");
 }
 
 TEST(ServerLifecycleTest, SigtermStopsCleanlyWithExitZero) {
@@ -205,8 +208,9 @@ TEST(ServerLifecycleTest, DefaultModelIsGeneratedIntoTheDataDirectory) {
   EXPECT_TRUE(std::filesystem::exists(data / "models" / "demo-small.gguf"));
   httplib::Client c("127.0.0.1", server->port());
   c.set_read_timeout(std::chrono::seconds(60));
-  auto res = c.Post("/v1/chat/completions", R"({"messages":[{"role":"user","content":"hi"}],"max_tokens":4})",
-                    "application/json");
+  auto res =
+      c.Post("/v1/chat/completions", R"({"messages":[{"role":"user","content":"hi"}],"max_tokens":4,"temperature":0})",
+             "application/json");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200) << res->body;
   EXPECT_EQ(json::parse(res->body)["model"], "demo-small");

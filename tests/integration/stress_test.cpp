@@ -53,6 +53,7 @@ void Client(int port, int id, int requests, Tally& t) {
     const bool hang_up = (id * 7 + r) % 4 == 0;
     const std::string agent = "agent-" + std::to_string(id % 8);
     json body = {{"max_tokens", 24 + (id % 5) * 8},
+                 {"temperature", 0},
                  {"stream", true},
                  {"messages", {{{"role", "user"}, {"content", "Client " + std::to_string(id) + " asks " + agent}}}}};
     if (anthropic) body["system"] = "You are " + agent + ".";

@@ -24,6 +24,7 @@ class ChatOutputTest : public ::testing::Test {
   static void SetUpTestSuite() {
     EngineOptions o;
     o.model_path = testing::TinyModel();
+    o.default_temperature = 0.0f;  // greedy: these tests compare outputs
     o.ctx_size = 1024;
     o.pool_tokens = 4096;
     o.block_tokens = 16;

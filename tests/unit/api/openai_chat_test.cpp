@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/errors.h"
+#include "api/openai_common.h"
 
 namespace kvault {
 namespace {
@@ -15,6 +16,15 @@ Status ParseError(const std::string& body) {
   auto r = ParseChatCompletionRequest(body);
   EXPECT_FALSE(r.ok()) << body;
   return r.status();
+}
+
+// A result to render. (Built here, not field by field in each test: g++ 12 at -O3 warns falsely,
+// -Wrestrict, on assigning short literals to its strings one after the other.)
+ChatCompletionResult Result(std::string id, std::string model) {
+  ChatCompletionResult r;
+  r.id = std::move(id);
+  r.model = std::move(model);
+  return r;
 }
 
 TEST(OpenAiChatParseTest, AFinalAssistantMessageIsContinuedAsInLlamaServer) {
@@ -82,9 +92,7 @@ TEST(OpenAiChatParseTest, RejectsBadInputNamingTheField) {
 }
 
 TEST(OpenAiChatRenderTest, ShapeMatchesOpenAi) {
-  ChatCompletionResult r;
-  r.id = "chatcmpl-x";
-  r.model = "m";
+  ChatCompletionResult r = Result("chatcmpl-x", "m");
   r.created = 123;
   r.text = "hello \xFF";  // invalid UTF-8 from a random model must not break the response
   r.finish = FinishReason::kLength;
@@ -107,9 +115,7 @@ TEST(OpenAiChatParseTest, Streaming) {
 }
 
 TEST(OpenAiChatRenderTest, StreamChunksMatchOpenAisShapes) {
-  ChatCompletionResult r;
-  r.id = "chatcmpl-1";
-  r.model = "m";
+  ChatCompletionResult r = Result("chatcmpl-1", "m");
   r.created = 5;
   r.finish = FinishReason::kStopSequence;
   r.prompt_tokens = 4;
@@ -215,9 +221,7 @@ TEST(OpenAiToolsParseTest, ResponseFormatBecomesASchema) {
 }
 
 TEST(OpenAiToolsRenderTest, ToolCallsInTheMessageAndInChunks) {
-  ChatCompletionResult r;
-  r.id = "chatcmpl-x";
-  r.model = "m";
+  ChatCompletionResult r = Result("chatcmpl-x", "m");
   r.tool_calls = {{"call_1", "get_weather", R"({"city":"Paris"})"}};
   const json body = json::parse(RenderChatCompletion(r));
   EXPECT_EQ(body["choices"][0]["finish_reason"], "tool_calls");
@@ -237,6 +241,136 @@ TEST(OpenAiToolsRenderTest, ToolCallsInTheMessageAndInChunks) {
   EXPECT_EQ(c2["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"], "{\"ci");
   EXPECT_FALSE(c2["choices"][0]["delta"]["tool_calls"][0].contains("id"));
   EXPECT_TRUE(c2["usage"].is_null());
+}
+
+}  // namespace
+}  // namespace kvault
+
+namespace kvault {
+namespace {
+
+// Issue #22: every field of OpenAI's Chat Completions reference is read, accepted or refused by
+// name; nothing is silently dropped.
+const std::string kMsgs = R"("messages":[{"role":"user","content":"x"}])";
+
+StatusOr<ChatCompletionRequest> ParseWith(const std::string& fields) {
+  return ParseChatCompletionRequest("{" + kMsgs + "," + fields + "}");
+}
+
+TEST(OpenAiChatFieldsTest, SamplingFieldsReachTheEngineRequest) {
+  auto r = ParseWith(R"("presence_penalty":0.5,"frequency_penalty":-1.5,"logit_bias":{"15":100,"7":-100},
+    "logprobs":true,"top_logprobs":5,"stop":["a","b","c","d","e","f"],"seed":3)");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const SamplingParams& sp = r->generate.sampling;
+  EXPECT_FLOAT_EQ(sp.presence_penalty, 0.5f);
+  EXPECT_FLOAT_EQ(sp.frequency_penalty, -1.5f);
+  ASSERT_EQ(sp.logit_bias.size(), 2u);
+  EXPECT_EQ(sp.logit_bias[0], (std::pair<int32_t, float>{15, 100.0f}));
+  EXPECT_EQ(sp.logit_bias[1], (std::pair<int32_t, float>{7, -100.0f}));
+  EXPECT_EQ(r->generate.top_logprobs, 5);
+  EXPECT_EQ(r->generate.stop.size(), 6u);  // any number of stop sequences
+  auto plain = ParseWith(R"("logprobs":true)");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->generate.top_logprobs, 0);  // the sampled tokens' logprobs, no alternatives
+}
+
+TEST(OpenAiChatFieldsTest, DefaultsAreOpenAis) {
+  auto r = ParseChatCompletionRequest("{" + kMsgs + "}");
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->generate.sampling.temperature.has_value());  // the server's --temperature (1)
+  EXPECT_FLOAT_EQ(r->generate.sampling.top_p, 1.0f);
+  EXPECT_TRUE(r->generate.parallel_tool_calls);
+  EXPECT_EQ(r->generate.max_tokens, -1);  // the server's default: until the context ends
+  EXPECT_EQ(r->generate.top_logprobs, -1);
+  auto t = ParseWith(R"("temperature":0,"parallel_tool_calls":false)");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->generate.sampling.temperature, 0.0f);
+  EXPECT_FALSE(t->generate.parallel_tool_calls);
+}
+
+TEST(OpenAiChatFieldsTest, HarmlessFieldsAreAccepted) {
+  auto r = ParseWith(R"("store":true,"metadata":{"k":"v"},"service_tier":"auto","user":"u",
+    "safety_identifier":"s","prompt_cache_key":"p","prompt_cache_retention":"24h","modalities":["text"],
+    "audio":null,"stream":true,"stream_options":{"include_usage":true,"include_obfuscation":false},"top_k":4,"min_p":0.1)");
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+}
+
+TEST(OpenAiChatFieldsTest, FieldsKvaultCannotHonourAreRefusedByName) {
+  const std::pair<std::string, std::string> cases[] = {
+      {R"("audio":{"voice":"alloy","format":"wav"})", "'audio'"},
+      {R"("modalities":["text","audio"])", "'modalities'"},
+      {R"("prediction":{"type":"content","content":"x"})", "'prediction'"},
+      {R"("web_search_options":{})", "'web_search_options'"},
+      {R"("functions":[{"name":"f"}])", "'functions'"},
+      {R"("function_call":"auto")", "'function_call'"},
+      {R"("verbosity":"low")", "'verbosity'"},
+      {R"("reasoning_effort":"high")", "'reasoning_effort'"},
+      {R"("n":2)", "'n'"},
+      {R"("frobnicate":1)", "frobnicate"},
+      {R"("logit_bias":{"abc":1})", "logit_bias"},
+      {R"("logit_bias":{"5":101})", "logit_bias"},
+      {R"("logit_bias":[1])", "logit_bias"},
+      {R"("top_logprobs":3)", "'logprobs'"},
+      {R"("logprobs":true,"top_logprobs":21)", "top_logprobs"},
+      {R"("logprobs":1)", "logprobs"},
+      {R"("presence_penalty":2.5)", "presence_penalty"},
+      {R"("frequency_penalty":"x")", "frequency_penalty"},
+      {R"("store":"yes")", "store"},
+      {R"("stream":true,"stream_options":{"chunk_size":1})", "stream_options.chunk_size"},
+  };
+  for (const auto& [fields, named] : cases) {
+    auto r = ParseWith(fields);
+    ASSERT_FALSE(r.ok()) << fields;
+    EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument);
+    EXPECT_NE(r.status().message().find(named), std::string::npos) << fields << " → " << r.status().message();
+  }
+}
+
+TEST(OpenAiChatFieldsTest, ResponseFormatWithToolsAsLlamaServerUnlessACallIsRequired) {
+  const std::string tools = R"("tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}])";
+  const std::string rf = R"("response_format":{"type":"json_object"})";
+  auto r = ParseWith(tools + "," + rf);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->generate.tools.size(), 1u);
+  EXPECT_FALSE(r->generate.json_schema.empty());
+  auto required = ParseWith(tools + "," + rf + R"(,"tool_choice":"required")");
+  ASSERT_FALSE(required.ok());
+  EXPECT_NE(required.status().message().find("tool_choice"), std::string::npos);
+}
+
+TEST(OpenAiChatFieldsTest, AllowedToolsNarrowTheTools) {
+  auto r =
+      ParseWith(R"("tools":[{"type":"function","function":{"name":"a"}},{"type":"function","function":{"name":"b"}}],
+    "tool_choice":{"type":"allowed_tools","allowed_tools":{"mode":"required","tools":[{"type":"function","function":{"name":"b"}}]}})");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->generate.tools.size(), 1u);
+  EXPECT_EQ(r->generate.tools[0].name, "b");
+  EXPECT_EQ(r->generate.tool_choice, COMMON_CHAT_TOOL_CHOICE_REQUIRED);
+}
+
+TEST(OpenAiChatRenderTest, SystemFingerprintAndLogprobs) {
+  ChatCompletionResult r = Result("chatcmpl-1", "m");
+  r.system_fingerprint = OpenAiSystemFingerprint("0123456789abcdef");
+  EXPECT_EQ(r.system_fingerprint.rfind("kvault-", 0), 0u);
+  EXPECT_NE(r.system_fingerprint.find("-01234567"), std::string::npos);
+  r.logprobs = true;
+  r.token_logprobs = {{"Hi", -0.5f, {{"Hi", -0.5f}, {"Yo", -1.5f}}}};
+  const json body = json::parse(RenderChatCompletion(r));
+  EXPECT_EQ(body["system_fingerprint"], r.system_fingerprint);
+  const json& tok = body["choices"][0]["logprobs"]["content"][0];
+  EXPECT_EQ(tok["token"], "Hi");
+  EXPECT_FLOAT_EQ(tok["logprob"].get<float>(), -0.5f);
+  EXPECT_EQ(tok["bytes"], json::array({72, 105}));
+  EXPECT_EQ(tok["top_logprobs"][1]["token"], "Yo");
+  EXPECT_TRUE(body["choices"][0]["logprobs"]["refusal"].is_null());
+  const std::string chunk = RenderChatCompletionChunk(r, ChunkKind::kText, "Hi", false, &r.token_logprobs);
+  const json c = json::parse(chunk.substr(6));
+  EXPECT_EQ(c["system_fingerprint"], r.system_fingerprint);
+  EXPECT_EQ(c["choices"][0]["logprobs"]["content"][0]["token"], "Hi");
+  const json plain = json::parse(RenderChatCompletionChunk(r, ChunkKind::kText, "Hi", false).substr(6));
+  EXPECT_TRUE(plain["choices"][0]["logprobs"].is_null());
+  r.logprobs = false;
+  EXPECT_TRUE(json::parse(RenderChatCompletion(r))["choices"][0]["logprobs"].is_null());
 }
 
 }  // namespace

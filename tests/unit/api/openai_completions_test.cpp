@@ -89,5 +89,45 @@ TEST(OpenAiCompletionsRenderTest, WholeAnswer) {
   EXPECT_EQ(j["usage"]["total_tokens"], 5);
 }
 
+TEST(OpenAiCompletionsParseTest, FieldsAreReadOrRefusedByName) {
+  auto r = ParseCompletionRequest(
+      R"({"prompt":"hi","logprobs":3,"presence_penalty":1,"logit_bias":{"9":5},"best_of":1,"echo":false,"stop":["a","b","c","d","e"]})");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->generate.top_logprobs, 3);
+  EXPECT_FLOAT_EQ(r->generate.sampling.presence_penalty, 1.0f);
+  EXPECT_EQ(r->generate.sampling.logit_bias.size(), 1u);
+  EXPECT_EQ(r->generate.stop.size(), 5u);
+  auto plain = ParseCompletionRequest(R"({"prompt":"hi"})");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->generate.top_logprobs, -1);
+  EXPECT_NE(ParseError(R"({"prompt":"hi","best_of":2})").find("best_of"), std::string::npos);
+  EXPECT_NE(ParseError(R"({"prompt":"hi","logprobs":21})").find("logprobs"), std::string::npos);
+  EXPECT_NE(ParseError(R"({"prompt":"hi","suffix":"x"})").find("suffix"), std::string::npos);
+  EXPECT_NE(ParseError(R"({"prompt":"hi","echo":true})").find("echo"), std::string::npos);
+  EXPECT_NE(ParseError(R"({"prompt":"hi","grammar":"root ::= x"})").find("grammar"), std::string::npos);
+}
+
+TEST(OpenAiCompletionsRenderTest, LegacyLogprobsWithTextOffsets) {
+  CompletionResult r;
+  r.id = "cmpl-3";
+  r.text = "Hello";
+  r.logprobs = true;
+  r.token_logprobs = {{"Hel", -0.25f, {{"Hel", -0.25f}, {"He", -2.0f}}}, {"lo", -0.5f, {{"lo", -0.5f}}}};
+  const json j = json::parse(RenderCompletion(r));
+  const json& lp = j["choices"][0]["logprobs"];
+  EXPECT_EQ(lp["tokens"], json::array({"Hel", "lo"}));
+  EXPECT_EQ(lp["text_offset"], json::array({0, 3}));
+  EXPECT_FLOAT_EQ(lp["token_logprobs"][1].get<float>(), -0.5f);
+  EXPECT_FLOAT_EQ(lp["top_logprobs"][0]["He"].get<float>(), -2.0f);
+  // Streamed: each chunk its own tokens, the offsets continuing.
+  size_t offset = 0;
+  const std::vector<TokenLogprob> first = {r.token_logprobs[0]}, second = {r.token_logprobs[1]};
+  Data(RenderCompletionChunk(r, CompletionChunkKind::kText, "Hel", false, &first, &offset));
+  const json c = Data(RenderCompletionChunk(r, CompletionChunkKind::kText, "lo", false, &second, &offset));
+  EXPECT_EQ(c["choices"][0]["logprobs"]["text_offset"], json::array({3}));
+  EXPECT_TRUE(
+      Data(RenderCompletionChunk(r, CompletionChunkKind::kText, "x", false))["choices"][0]["logprobs"].is_null());
+}
+
 }  // namespace
 }  // namespace kvault

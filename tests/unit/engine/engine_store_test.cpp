@@ -37,6 +37,7 @@ GenerateRequest Chat(std::vector<common_chat_msg> m, int32_t max_tokens, std::st
 EngineOptions Options(const fs::path& cache_dir, const fs::path& model = testing::TinyModel()) {
   EngineOptions o;
   o.model_path = model;
+  o.default_temperature = 0.0f;  // greedy: these tests compare outputs
   o.ctx_size = 1024;
   o.pool_tokens = 4096;
   o.block_tokens = 16;
@@ -208,7 +209,7 @@ TEST(EngineStoreTest, CorruptFilesAreMissesAndOutputStaysRight) {
 
 TEST(EngineStoreTest, AnotherModelOfTheSameShapeNeverLoadsTheseBlocks) {
   const auto dir = testing::ScratchDir("engine-store-foreign");
-  auto vocab = FindSharedFile("ggml-vocab-llama-bpe.gguf");
+  auto vocab = FindSharedFile(DemoVocabFile("llama3"));
   ASSERT_TRUE(vocab.ok());
   const fs::path other = dir / "other-tiny.gguf";
   ASSERT_TRUE(WriteDemoModel(*DemoModelSpecFor("tiny"), *vocab, other, 777).ok());

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <regex>
+
 #include <functional>
 #include <thread>
 
@@ -36,6 +38,7 @@ EngineOptions TinyOptions(bool deterministic = false) {
   EngineOptions o;
   o.deterministic = deterministic;
   o.model_path = testing::TinyModel();
+  o.default_temperature = 0.0f;  // greedy: these tests compare outputs
   o.ctx_size = 512;
   o.pool_tokens = 4096;
   o.block_tokens = 16;
@@ -97,21 +100,29 @@ TEST_F(EngineTest, DifferentPromptsGiveDifferentOutputs) {
 
 TEST_F(EngineTest, PromptLongerThanContextIsRejectedAtOnce) {
   Output o = Run(UserSays(Words(600), 4));
-  EXPECT_EQ(o.error.code(), Status::Code::kTooLarge);
-  EXPECT_NE(o.error.message().find("512"), std::string::npos) << o.error.message();
+  EXPECT_EQ(o.error.code(), Status::Code::kContextLength);
+  // Anthropic's wording, which clients such as Claude Code parse to compact the conversation.
+  EXPECT_TRUE(std::regex_match(o.error.message(), std::regex("prompt is too long: [0-9]+ tokens > 511 maximum")))
+      << o.error.message();
   EXPECT_TRUE(Run(UserSays("hi", 2)).error.ok());
 }
 
-TEST_F(EngineTest, PromptPlusMaxTokensBeyondContextIsRejectedAtOnce) {
+TEST_F(EngineTest, MaxTokensBeyondTheContextEndsAtTheContext) {
+  // Not an error (Claude Code always asks for 128000): the answer runs to the end of the context.
   Output o = Run(UserSays(Words(100), 500));
-  EXPECT_EQ(o.error.code(), Status::Code::kTooLarge);
-  EXPECT_NE(o.error.message().find("max_tokens"), std::string::npos) << o.error.message();
+  ASSERT_TRUE(o.error.ok()) << o.error.ToString();
+  EXPECT_EQ(o.done.finish, FinishReason::kContextLength);
+  EXPECT_EQ(o.done.prompt_tokens + o.done.completion_tokens, 512);
+  // max_tokens that fit: kLength, as before.
+  Output fits = Run(UserSays(Words(100), 8));
+  EXPECT_EQ(fits.done.finish, FinishReason::kLength);
+  EXPECT_EQ(fits.done.completion_tokens, 8);
 }
 
 TEST_F(EngineTest, DefaultMaxTokensIsCappedByTheContext) {
   Output o = Run(UserSays(Words(300), -1));
   ASSERT_TRUE(o.error.ok()) << o.error.ToString();
-  EXPECT_EQ(o.done.finish, FinishReason::kLength);
+  EXPECT_EQ(o.done.finish, FinishReason::kContextLength);
   EXPECT_EQ(o.done.prompt_tokens + o.done.completion_tokens, 512);
 }
 
