@@ -1,9 +1,9 @@
-// Anthropic Messages adapter: JSON request → GenerateRequest, engine output → the Messages
-// response and its server-sent events. Pure translation; no I/O, no llama objects. Called by
+// Anthropic Messages adapter: engine output → the Messages response and its server-sent events
+// (the request side is api/anthropic_request.h). Pure translation; no I/O, no llama objects. Called by
 // the HTTP server on its threads (one AnthropicStream per streamed request).
 //
-// See docs/api.md for what is supported (text, tool_use/tool_result, tool_choice, streaming,
-// count_tokens) and what is refused with a 400 (images, documents, server tools).
+// See docs/api.md for what is supported (text, thinking, tool_use/tool_result, tool_choice,
+// streaming, count_tokens) and what is refused with a 400 (images, documents, server tools).
 #pragma once
 
 #include <cstdint>
@@ -12,26 +12,14 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
+#include "api/anthropic_request.h"
 #include "api/chat_output.h"
 #include "core/status.h"
 #include "engine/request.h"
 
 namespace kvault {
-
-struct MessagesRequest {
-  std::string model;
-  GenerateRequest generate;
-  std::string user_id;  // metadata.user_id: names the agent when no X-Agent-Id is sent
-};
-
-// `count_only`: the count_tokens endpoint (max_tokens not required). InvalidArgument with a
-// message naming the offending field.
-StatusOr<MessagesRequest> ParseMessagesRequest(std::string_view body, bool count_only = false);
-
-// Claude Code puts a per-request line "x-anthropic-billing-header: …; cch=…;" into the system
-// prompt. It changes every request, so it would defeat prefix caching; it is removed (it means
-// nothing to a local model). Returns the text without such lines.
-std::string StripBillingHeader(const std::string& system_text);
 
 // Prompt token accounting in Anthropic's terms; the three add up to the prompt's tokens.
 struct MessagesUsage {
@@ -46,18 +34,23 @@ struct MessagesResult {
   std::string id;  // "msg_…"
   std::string model;
   std::string text;
+  std::string reasoning;  // thinking (ChatSyntax::parse_reasoning)
+  bool thinking = false;  // thinking was asked for: a thinking block is returned when there is reasoning
+  ThinkingDisplay display = ThinkingDisplay::kSummarized;
   std::vector<ToolCall> tool_calls;
   FinishReason finish = FinishReason::kStop;
   std::string stop_sequence;
   MessagesUsage usage;
 };
 
-// "end_turn", "max_tokens", "stop_sequence" or "tool_use".
+// "end_turn", "max_tokens", "stop_sequence", "tool_use" or "model_context_window_exceeded" (the
+// context ended before max_tokens).
 const char* AnthropicStopReason(const MessagesResult& result);
 std::string RenderMessage(const MessagesResult& result);
 std::string RenderCountTokens(int32_t input_tokens);
 
-// Builds the event stream of one response: message_start, content blocks (text, tool_use with
+// Builds the event stream of one response: message_start, content blocks (thinking with
+// thinking_delta — none with display "omitted" — and signature_delta, text, tool_use with
 // input_json_delta), message_delta, message_stop, and pings. Each call returns complete SSE
 // events ("event: …\ndata: …\n\n").
 class AnthropicStream {
@@ -72,9 +65,12 @@ class AnthropicStream {
  private:
   std::string CloseBlock();
   MessagesResult* r_;
+  enum class Block { kNone, kThinking, kText, kTool };
+  std::string Open(Block kind, const nlohmann::json& content_block);
   int next_index_ = 0;
   int open_index_ = -1;
-  bool open_is_text_ = false;
+  Block open_ = Block::kNone;
+  std::string reasoning_;  // of the open thinking block
 };
 
 }  // namespace kvault

@@ -16,11 +16,12 @@ struct ChatOutput::ParserState {
 
 ChatOutput::ChatOutput(ChatSyntax syntax, std::function<std::string()> new_id)
     : syntax_(std::move(syntax)), new_id_(std::move(new_id)) {
-  if (syntax_.parse_tool_calls) {
+  if (syntax_.parse_tool_calls || syntax_.parse_reasoning) {
     parser_ = std::make_shared<ParserState>();
     parser_->params.format = syntax_.format;
     parser_->params.generation_prompt = syntax_.generation_prompt;
-    parser_->params.parse_tool_calls = true;
+    parser_->params.parse_tool_calls = syntax_.parse_tool_calls;
+    if (syntax_.parse_reasoning) parser_->params.reasoning_format = COMMON_REASONING_FORMAT_DEEPSEEK;
     if (!syntax_.parser.empty()) parser_->params.parser.load(syntax_.parser);
   }
 }
@@ -54,10 +55,16 @@ std::vector<OutputDelta> ChatOutput::Update(bool final) {
     // The output does not follow the format (e.g. cut by max_tokens): keep what was
     // understood so far; if nothing was, the whole text is content.
     spdlog::debug("chat output: final parse failed: {}", e.what());
-    msg.content = calls_.empty() ? raw_ : content_;
+    msg.content = calls_.empty() && reasoning_.empty() ? raw_ : content_;
+    msg.reasoning_content = reasoning_;
     for (const auto& c : calls_) msg.tool_calls.push_back({c.name, c.arguments, c.id});
   }
   std::vector<OutputDelta> out;
+  if (msg.reasoning_content.size() > reasoning_.size() &&
+      msg.reasoning_content.compare(0, reasoning_.size(), reasoning_) == 0) {
+    out.push_back({OutputDelta::Kind::kThinking, 0, msg.reasoning_content.substr(reasoning_.size()), "", ""});
+    reasoning_ = msg.reasoning_content;
+  }
   // Content grows at its end; a shrink (a partial marker the parser took back) is not sent.
   if (msg.content.size() > content_.size() && msg.content.compare(0, content_.size(), content_) == 0) {
     out.push_back({OutputDelta::Kind::kText, 0, msg.content.substr(content_.size()), "", ""});

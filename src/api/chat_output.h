@@ -16,10 +16,10 @@
 namespace kvault {
 
 struct OutputDelta {
-  enum class Kind { kText, kToolStart, kToolArgs };
+  enum class Kind { kText, kToolStart, kToolArgs, kThinking };
   Kind kind = Kind::kText;
   size_t tool_index = 0;  // kToolStart, kToolArgs
-  std::string text;       // kText: content; kToolArgs: a piece of the arguments' JSON
+  std::string text;       // kText: content; kToolArgs: a piece of the arguments' JSON; kThinking: reasoning
   std::string id;         // kToolStart
   std::string name;       // kToolStart
 };
@@ -41,6 +41,7 @@ class ChatOutput {
   std::vector<OutputDelta> Finish();
 
   const std::string& content() const { return content_; }
+  const std::string& reasoning() const { return reasoning_; }
   const std::vector<ToolCall>& tool_calls() const { return calls_; }
   const std::string& raw_text() const { return raw_; }
 
@@ -51,6 +52,7 @@ class ChatOutput {
   std::function<std::string()> new_id_;
   std::string raw_;
   std::string content_;          // sent so far
+  std::string reasoning_;        // sent so far (ChatSyntax::parse_reasoning)
   std::vector<ToolCall> calls_;  // announced so far (arguments: sent so far)
   std::vector<std::string> ids_;
   struct ParserState;

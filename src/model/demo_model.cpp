@@ -145,7 +145,12 @@ std::vector<std::string> DemoModelSizes() { return {"tiny", "small", "bench", "t
 
 StatusOr<DemoModelSpec> DemoModelSpecFor(const std::string& size) {
   if (size == "tiny") return DemoModelSpec{"tiny", 64, 2, 2, 1, 256, 4096, false};
-  if (size == "small") return DemoModelSpec{"small", 256, 4, 8, 4, 1024, 8192, false};
+  if (size == "small") {
+    DemoModelSpec s{"small", 256, 4, 8, 4, 1024, 65536, false};
+    s.chat_template = "qwen3";
+    s.end_ramp = 0.25f;
+    return s;
+  }
   if (size == "bench") return DemoModelSpec{"bench", 1024, 16, 16, 4, 4096, 32768};
   if (size == "tiny-swa") return DemoModelSpec{"tiny-swa", 64, 2, 2, 1, 256, 4096, false, "gemma3", 32, 2};
   if (size == "tiny-mamba") return DemoModelSpec{"tiny-mamba", 64, 2, 0, 0, 0, 4096, false, "mamba"};
@@ -160,13 +165,22 @@ uint64_t DemoModelParameterCount(const DemoModelSpec& spec, uint64_t n_vocab) {
   return total;
 }
 
-const std::string& DemoChatTemplate() {
-  static const std::string tmpl(kDemoChatTemplate);
-  return tmpl;
+std::vector<std::string> DemoChatTemplates() { return {"llama3", "qwen3"}; }
+
+std::string DemoVocabFile(const std::string& chat_template) {
+  return chat_template == "qwen3" ? "ggml-vocab-qwen2.gguf" : "ggml-vocab-llama-bpe.gguf";
+}
+
+StatusOr<std::string> DemoChatTemplate(const std::string& name) {
+  if (name == "llama3") return std::string(kDemoChatTemplate);
+  if (name == "qwen3") return std::string(kDemoChatTemplateQwen3);
+  return Status::InvalidArgument("unknown demo chat template '" + name + "' (llama3, qwen3)");
 }
 
 Status WriteDemoModel(const DemoModelSpec& spec, const fs::path& vocab_gguf, const fs::path& out,
                       uint64_t seed) {
+  auto chat_template = DemoChatTemplate(spec.chat_template);
+  if (!chat_template.ok()) return chat_template.status();
   gguf_init_params vp{/*no_alloc=*/true, /*ctx=*/nullptr};
   std::unique_ptr<gguf_context, GgufDeleter> vocab(gguf_init_from_file(vocab_gguf.c_str(), vp));
   if (!vocab) return Status::IOError("cannot read tokenizer file " + vocab_gguf.string());
@@ -200,8 +214,10 @@ Status WriteDemoModel(const DemoModelSpec& spec, const fs::path& vocab_gguf, con
     gguf_set_val_u32(ctx.get(), (a + ".attention.sliding_window").c_str(), spec.n_swa);
     gguf_set_val_u32(ctx.get(), (a + ".attention.sliding_window_pattern").c_str(), spec.swa_pattern);
   }
-  gguf_set_val_str(ctx.get(), "tokenizer.chat_template", DemoChatTemplate().c_str());
+  gguf_set_val_str(ctx.get(), "tokenizer.chat_template", chat_template->c_str());
   gguf_set_val_str(ctx.get(), "kvault.demo.size", spec.size.c_str());
+  gguf_set_val_u32(ctx.get(), "kvault.demo.format", kDemoFormat);
+  if (spec.end_ramp > 0.0f) gguf_set_val_f32(ctx.get(), kDemoEndRampKey, spec.end_ramp);
   gguf_set_val_u64(ctx.get(), "kvault.demo.seed", seed);
 
   const std::vector<TensorPlan> plan = PlanTensors(spec, n_vocab);

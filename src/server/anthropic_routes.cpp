@@ -32,6 +32,7 @@ void ApplyDone(MessagesState& st, const GenerationEvent& ev) {
   st.result.finish = ev.finish;
   st.result.stop_sequence = ev.stop_sequence;
   st.result.text = st.output->content();
+  st.result.reasoning = st.output->reasoning();
   st.result.tool_calls = st.output->tool_calls();
 }
 
@@ -51,6 +52,8 @@ void HandleMessages(const RouteContext& ctx, const httplib::Request& req, httpli
   std::shared_ptr<RequestHandle> handle = call->engine->Submit(std::move(g));
   st->result.id = NewRandomId("msg_");
   st->result.model = parsed->model.empty() ? call->engine->info().id : parsed->model;
+  st->result.thinking = parsed->thinking;
+  st->result.display = parsed->display;
 
   std::optional<GenerationEvent> first =
       FirstEvent(*call, "anthropic.messages", ApiFlavor::kAnthropic, *handle, req, res);

@@ -40,10 +40,12 @@ function xApiKeyClient(server, apiKey) {
   });
 }
 
+// Greedy (temperature 0, as the tests compare outputs; the server's default is 1, as Anthropic's).
 function request(userText, extra = {}) {
   return {
     model: MODEL_ID,
     max_tokens: 32,
+    temperature: 0,
     system: LONG_SYSTEM,
     messages: [{ role: 'user', content: userText }],
     ...extra,
@@ -181,11 +183,11 @@ describe('Anthropic SDK against kvault', () => {
   it('multi-turn: the second turn reads the first turn\'s KV from the cache', T, async () => {
     const c = client(server);
     const messages = [{ role: 'user', content: 'Where are the bicycle parts kept?' }];
-    const turn1 = await c.messages.create({ model: MODEL_ID, max_tokens: 24, system: LONG_SYSTEM, messages });
+    const turn1 = await c.messages.create({ model: MODEL_ID, max_tokens: 24, temperature: 0, system: LONG_SYSTEM, messages });
     assertUsage(turn1.usage, 24);
     messages.push({ role: 'assistant', content: turn1.content });
     messages.push({ role: 'user', content: 'And the winter coats?' });
-    const turn2 = await c.messages.create({ model: MODEL_ID, max_tokens: 24, system: LONG_SYSTEM, messages });
+    const turn2 = await c.messages.create({ model: MODEL_ID, max_tokens: 24, temperature: 0, system: LONG_SYSTEM, messages });
     assertUsage(turn2.usage, 24);
     assert.ok(promptTokens(turn2.usage) > promptTokens(turn1.usage));
     const read = turn2.usage.cache_read_input_tokens;
@@ -202,7 +204,7 @@ describe('Anthropic SDK against kvault', () => {
     };
     const counted = await c.messages.countTokens(params);
     assert.ok(Number.isInteger(counted.input_tokens) && counted.input_tokens > 0);
-    const msg = await c.messages.create({ ...params, max_tokens: 8 });
+    const msg = await c.messages.create({ ...params, max_tokens: 8, temperature: 0 });
     const u = msg.usage;
     // kvault: input_tokens = computed and not stored, cache_read = restored from the cache,
     // cache_creation = computed and stored (whole blocks); the three add up to the prompt.
@@ -215,9 +217,9 @@ describe('Anthropic SDK against kvault', () => {
   it('prefill: a last assistant message is continued, not closed; trailing whitespace is a 400', T, async () => {
     const c = client(server);
     const question = { role: 'user', content: 'Name one colour.' };
-    const asked = await c.messages.create({ model: MODEL_ID, max_tokens: 4, messages: [question] });
+    const asked = await c.messages.create({ model: MODEL_ID, max_tokens: 4, temperature: 0, messages: [question] });
     const prefilled = await c.messages.create({
-      model: MODEL_ID, max_tokens: 4, messages: [question, { role: 'assistant', content: 'Sure' }],
+      model: MODEL_ID, max_tokens: 4, temperature: 0, messages: [question, { role: 'assistant', content: 'Sure' }],
     });
     assertUsage(prefilled.usage, 4);
     // The prompt is the question's prompt plus the prefill's own token(s); a closed assistant turn
@@ -227,7 +229,7 @@ describe('Anthropic SDK against kvault', () => {
     const counted = await c.messages.countTokens({ model: MODEL_ID, messages: [question, { role: 'assistant', content: 'Sure' }] });
     assert.equal(counted.input_tokens, promptTokens(prefilled.usage));
     await assert.rejects(
-      c.messages.create({ model: MODEL_ID, max_tokens: 4, messages: [question, { role: 'assistant', content: 'Sure ' }] }),
+      c.messages.create({ model: MODEL_ID, max_tokens: 4, temperature: 0, messages: [question, { role: 'assistant', content: 'Sure ' }] }),
       (err) => {
         assertAnthropicError(err, Anthropic.BadRequestError, 400, 'invalid_request_error');
         assert.match(err.error.error.message, /trailing whitespace/);
@@ -286,7 +288,7 @@ describe('Anthropic SDK against kvault', () => {
   it('tools: round trip with a tool_result gets a normal message', T, async () => {
     const c = client(server);
     const messages = [...TOOL_REQUEST.messages];
-    const base = { model: MODEL_ID, system: LONG_SYSTEM, tools: [WEATHER_TOOL] };
+    const base = { model: MODEL_ID, system: LONG_SYSTEM, tools: [WEATHER_TOOL], temperature: 0 };
     const first = await forcedToolUse();
     assert.equal(first.stop_reason, 'tool_use');
     const use = first.content.find((b) => b.type === 'tool_use');
@@ -350,8 +352,8 @@ describe('Anthropic SDK against kvault', () => {
       { type: 'text', text: `Billing line check. ${LONG_SYSTEM}` },
     ];
     const messages = [{ role: 'user', content: 'Where is the copper wire?' }];
-    const first = await c.messages.create({ model: MODEL_ID, max_tokens: 16, system: system('AAAA1'), messages });
-    const second = await c.messages.create({ model: MODEL_ID, max_tokens: 16, system: system('BBBB2'), messages });
+    const first = await c.messages.create({ model: MODEL_ID, max_tokens: 16, temperature: 0, system: system('AAAA1'), messages });
+    const second = await c.messages.create({ model: MODEL_ID, max_tokens: 16, temperature: 0, system: system('BBBB2'), messages });
     assert.ok(second.usage.cache_read_input_tokens > 0,
       `same conversation, other cch: cache_read_input_tokens ${second.usage.cache_read_input_tokens}`);
     assert.ok(second.usage.cache_read_input_tokens >= 64);
@@ -362,7 +364,7 @@ describe('Anthropic SDK against kvault', () => {
       { role: 'assistant', content: first.content },
       { role: 'user', content: 'And the paper?' },
     ];
-    const third = await c.messages.create({ model: MODEL_ID, max_tokens: 16, system: system('CCCC3'), messages: extended });
+    const third = await c.messages.create({ model: MODEL_ID, max_tokens: 16, temperature: 0, system: system('CCCC3'), messages: extended });
     assert.ok(third.usage.cache_read_input_tokens >= 64,
       `extended conversation, other cch: cache_read_input_tokens ${third.usage.cache_read_input_tokens}`);
   });

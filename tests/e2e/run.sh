@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end tests: the real kvault server binary, driven by the official OpenAI and Anthropic SDKs.
+# End-to-end tests: the real kvault server binary, driven by the official OpenAI and Anthropic SDKs
+# and by Claude Code itself.
 #
 #   KVAULT_BIN=build/bin/kvault KVAULT_TEST_MODEL=/tmp/tiny.gguf KVAULT_TEST_TMP=/tmp/kvault-e2e \
 #     tests/e2e/run.sh [test files...]
@@ -45,6 +46,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 
 if [[ ! -d node_modules || package-lock.json -nt node_modules ]]; then
   npm ci --no-audit --no-fund --prefer-offline
+fi
+# Claude Code's package puts its native binary in place with a postinstall script; an npm that
+# skipped install scripts leaves a small placeholder: run the script.
+claude_bin=node_modules/@anthropic-ai/claude-code/bin/claude.exe
+if [[ -f "$claude_bin" ]] && (( $(stat -c %s "$claude_bin") < 1000000 )); then
+  (cd node_modules/@anthropic-ai/claude-code && node install.cjs)
 fi
 
 if (( ${#files[@]} == 0 )); then files=(*.test.mjs); fi

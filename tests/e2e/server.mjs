@@ -3,6 +3,9 @@
 //   $KVAULT_BIN serve --model $KVAULT_TEST_MODEL --model-id kvault-tiny --host 127.0.0.1
 //       --port <free port> --data-dir <fresh dir under $KVAULT_TEST_TMP> [--api-key ...] [extra args]
 //
+// (with demoModel: true, no --model: the server makes and serves its demo 'small' model, as
+// `make serve` does)
+//
 // useServer() registers node:test before()/after() hooks in the current suite and returns a handle
 // whose fields (port, origin, openaiBaseURL, anthropicBaseURL, dataDir, logFile) are filled in by
 // the before() hook. The server's stdout and stderr both go to <dataDir>/server.log.
@@ -82,15 +85,16 @@ process.on('exit', () => {
   }
 });
 
-async function startOnce({ name, extraArgs, auth }) {
+async function startOnce({ name, extraArgs, auth, demoModel }) {
   const { bin, model, tmp } = env();
   const dataDir = fs.mkdtempSync(path.join(tmp, `${name}-`));
   const logFile = path.join(dataDir, 'server.log');
   const port = await freePort();
+  // demoModel: no --model, as `make serve` starts it (the demo 'small' model, made in the data dir).
+  const modelArgs = demoModel ? [] : ['--model', model, '--model-id', MODEL_ID];
   const args = [
     'serve',
-    '--model', model,
-    '--model-id', MODEL_ID,
+    ...modelArgs,
     '--host', '127.0.0.1',
     '--port', String(port),
     '--data-dir', dataDir,
@@ -176,11 +180,11 @@ async function startOnce({ name, extraArgs, auth }) {
  * Starts a server and waits for GET /health == 200. Retries twice when the server dies at once
  * (the free port was taken between our probe and its bind).
  */
-export async function startServer({ name = 'kvault', extraArgs = [], auth = true } = {}) {
+export async function startServer({ name = 'kvault', extraArgs = [], auth = true, demoModel = false } = {}) {
   let lastErr;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      return await startOnce({ name, extraArgs, auth });
+      return await startOnce({ name, extraArgs, auth, demoModel });
     } catch (err) {
       lastErr = err;
       if (!/address (already )?in use|cannot listen|EADDRINUSE/i.test(err.logText ?? '')) throw err;

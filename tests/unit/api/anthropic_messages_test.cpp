@@ -122,7 +122,7 @@ TEST(AnthropicParseTest, BadInputIsNamed) {
   EXPECT_NE(ParseError(R"({"max_tokens":0,"messages":[{"role":"user","content":"x"}]})").find("max_tokens"),
             std::string::npos);
   EXPECT_NE(ParseError(R"({"max_tokens":5,"messages":[]})").find("messages"), std::string::npos);
-  EXPECT_NE(ParseError(R"({"max_tokens":5,"messages":[{"role":"system","content":"x"}]})").find("role"),
+  EXPECT_NE(ParseError(R"({"max_tokens":5,"messages":[{"role":"tool","content":"x"}]})").find("role"),
             std::string::npos);
   EXPECT_NE(ParseError(R"({"max_tokens":5,"messages":[{"role":"user","content":[{"type":"image","source":{}}]}]})")
                 .find("image"),
@@ -241,6 +241,57 @@ TEST(AnthropicStreamTest, EventsComeInAnthropicsOrderWithBlockIndices) {
             json({{"city", "Paris"}}));
   EXPECT_EQ(ev[10].second["delta"]["stop_reason"], "tool_use");
   EXPECT_EQ(ev[10].second["usage"]["output_tokens"], 12);
+}
+
+TEST(AnthropicRenderTest, ThinkingBlockComesFirstAndOmittedDisplayKeepsOnlyTheSignature) {
+  MessagesResult r;
+  r.text = "answer";
+  r.reasoning = "let me think";
+  r.thinking = true;
+  json body = json::parse(RenderMessage(r));
+  ASSERT_EQ(body["content"].size(), 2u);
+  EXPECT_EQ(body["content"][0]["type"], "thinking");
+  EXPECT_EQ(body["content"][0]["thinking"], "let me think");
+  EXPECT_EQ(ReasoningFromSignature(body["content"][0]["signature"]), "let me think");
+  r.display = ThinkingDisplay::kOmitted;
+  body = json::parse(RenderMessage(r));
+  EXPECT_EQ(body["content"][0]["thinking"], "");
+  EXPECT_EQ(ReasoningFromSignature(body["content"][0]["signature"]), "let me think");
+  // No thinking asked for: no block, whatever the model wrote.
+  r.thinking = false;
+  EXPECT_EQ(json::parse(RenderMessage(r))["content"].size(), 1u);
+  // The context ended before max_tokens.
+  r.finish = FinishReason::kContextLength;
+  EXPECT_EQ(json::parse(RenderMessage(r))["stop_reason"], "model_context_window_exceeded");
+}
+
+TEST(AnthropicStreamTest, ThinkingDeltasThenSignatureThenText) {
+  for (ThinkingDisplay display : {ThinkingDisplay::kSummarized, ThinkingDisplay::kOmitted}) {
+    MessagesResult r;
+    r.thinking = true;
+    r.display = display;
+    AnthropicStream s(&r);
+    std::string sse = s.Start();
+    sse += s.Delta({OutputDelta::Kind::kThinking, 0, "step one, ", "", ""});
+    sse += s.Delta({OutputDelta::Kind::kThinking, 0, "step two", "", ""});
+    sse += s.Delta({OutputDelta::Kind::kText, 0, "done", "", ""});
+    sse += s.Finish();
+    const auto ev = Events(sse);
+    std::vector<std::string> deltas;
+    std::string signature;
+    for (const auto& e : ev) {
+      if (e.first != "content_block_delta") continue;
+      deltas.push_back(e.second["delta"]["type"]);
+      if (e.second["delta"]["type"] == "signature_delta") signature = e.second["delta"]["signature"];
+    }
+    if (display == ThinkingDisplay::kSummarized) {
+      EXPECT_EQ(deltas, (std::vector<std::string>{"thinking_delta", "thinking_delta", "signature_delta", "text_delta"}));
+    } else {
+      EXPECT_EQ(deltas, (std::vector<std::string>{"signature_delta", "text_delta"}));
+    }
+    EXPECT_EQ(ReasoningFromSignature(signature), "step one, step two");
+    EXPECT_EQ(ev[2].second["content_block"], json({{"type", "thinking"}, {"thinking", ""}, {"signature", ""}}));
+  }
 }
 
 TEST(AnthropicErrorsTest, EnvelopeAndStatusCodes) {
