@@ -142,7 +142,9 @@ const char* OpenAiTextFinishReason(FinishReason finish) {
 }
 
 std::string OpenAiSystemFingerprint(const std::string& model_fingerprint) {
-  return std::string("kvault-") + KVAULT_VERSION + "-" + KVAULT_LLAMA_TAG + "-" + model_fingerprint.substr(0, 8);
+  std::string fp = std::string("kvault-") + KVAULT_VERSION + "-" + KVAULT_LLAMA_TAG;
+  if (!model_fingerprint.empty()) fp.append("-").append(model_fingerprint, 0, 8);  // none without a KV store
+  return fp;
 }
 
 namespace {

@@ -324,6 +324,8 @@ int RunServe(const ServeArgs& a) {
   so.max_body_bytes = static_cast<size_t>(a.max_body_mib) << 20;
   so.api_keys = a.api_keys;
   so.cors_origins = a.cors_origins;
+  // Stored Responses: durable like the agent records, in the data directory; in memory with --no-persist.
+  if (!a.no_persist) so.responses_dir = (data_dir / "responses").string();
   so.admin_keys = a.admin_keys;
   so.key_concurrency = a.key_concurrency;
   so.degraded_utilization = a.degraded_utilization;

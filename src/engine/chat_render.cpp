@@ -61,10 +61,21 @@ std::string ChatRenderer::WithoutLeadingText(const std::string& grammar) {
 
 std::vector<common_chat_msg> ChatRenderer::FoldSystemMessages(const std::vector<common_chat_msg>& messages) {
   std::vector<common_chat_msg> out;
-  std::string pending;  // system text waiting for the next user turn
+  std::string pending;  // system text after an assistant turn, waiting for the next user turn
+  // Pending text that no user turn takes (an assistant turn or the end comes next) becomes a user
+  // turn of its own, so that what is rendered before a later assistant turn never changes.
+  auto flush = [&] {
+    if (pending.empty()) return;
+    common_chat_msg user;
+    user.role = "user";
+    user.content = std::move(pending);
+    pending.clear();
+    out.push_back(std::move(user));
+  };
   for (size_t i = 0; i < messages.size(); ++i) {
     const common_chat_msg& m = messages[i];
     if (m.role != "system" || i == 0) {
+      if (m.role == "assistant") flush();
       out.push_back(m);
       if (!pending.empty() && IsFoldTarget(out.back())) {
         out.back().content = pending + "\n\n" + out.back().content;
@@ -78,12 +89,7 @@ std::vector<common_chat_msg> ChatRenderer::FoldSystemMessages(const std::vector<
       AppendText(pending, m.content);
     }
   }
-  if (!pending.empty()) {
-    common_chat_msg user;
-    user.role = "user";
-    user.content = std::move(pending);
-    out.push_back(std::move(user));
-  }
+  flush();
   return out;
 }
 

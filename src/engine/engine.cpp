@@ -812,11 +812,13 @@ class Engine::Impl {
 
   void Sample(Seq& s, int32_t idx) {
     if (opt_.digest_logits) s.digests.push_back(LogitsDigest(idx));
-    if (end_ramp_ > 0.0f && end_token_ != LLAMA_TOKEN_NULL) {
-      // A demo chat model's end-of-turn ramp (demo_model.h): its answers end as a trained model's would.
-      llama_get_logits_ith(ctx_, idx)[end_token_] += end_ramp_ * static_cast<float>(s.n_gen);
-    }
+    // A demo chat model's end-of-turn ramp (demo_model.h): its answers end as a trained model's
+    // would. Only the sampler sees it: the logits row is restored (logprobs report the model's).
+    float* end_logit = end_ramp_ > 0.0f && end_token_ != LLAMA_TOKEN_NULL ? &llama_get_logits_ith(ctx_, idx)[end_token_] : nullptr;
+    const float end_logit_was = end_logit ? *end_logit : 0.0f;
+    if (end_logit) *end_logit += end_ramp_ * static_cast<float>(s.n_gen);
     const llama_token tok = llama_sampler_sample(s.sampler.get(), ctx_, idx);
+    if (end_logit) *end_logit = end_logit_was;
     if (s.ttft_ms < 0) s.ttft_ms = MsBetween(s.job.submitted, Clock::now());
     if (llama_vocab_is_eog(vocab_, tok)) return Finish(s, FinishReason::kStop);
     ++s.n_gen;

@@ -73,8 +73,10 @@ void HandleMessages(const RouteContext& ctx, const httplib::Request& req, httpli
     render.start = [st] { return st->stream->Start(); };
     render.event = [st, deltas](const GenerationEvent& ev) -> std::string {
       if (ev.kind == GenerationEvent::Kind::kText) return deltas(*st, st->output->Append(ev.text));
-      if (ev.kind == GenerationEvent::Kind::kError) {
-        return AnthropicStream::Error(AnthropicErrorBody(ApiErrorFromStatus(ev.status)));
+      if (ev.kind == GenerationEvent::Kind::kError) {  // after the stream started: an error event
+        const ApiError e = ApiErrorFromStatus(ev.status);
+        LogRequest(st->call, "anthropic.messages", ev, AnthropicHttpStatus(e));
+        return AnthropicStream::Error(AnthropicErrorBody(e));
       }
       std::string out = deltas(*st, st->output->Finish());
       ApplyDone(*st, ev);

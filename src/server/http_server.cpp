@@ -37,6 +37,7 @@ HttpServer::HttpServer(ServerOptions options, ModelManager* models)
       admin_keys_(options_.admin_keys),
       limiter_(options_.key_concurrency),
       http_(std::make_unique<DeadlineServer>()) {
+  responses_ = std::make_unique<ResponseStore>(options_.responses_dir);
   RegisterRoutes();
 }
 
@@ -75,7 +76,8 @@ void HttpServer::Stop() {
 }
 
 RouteContext HttpServer::Context() {
-  return RouteContext{&models_, &keys_, &admin_keys_, &metrics_, &draining_, &in_flight_, &limiter_};
+  return RouteContext{&models_,    &keys_,     &admin_keys_, &metrics_, &draining_,
+                      &in_flight_, &limiter_, responses_.get()};
 }
 
 bool HttpServer::CorsAllows(const std::string& origin) const {
@@ -289,6 +291,7 @@ void HttpServer::RegisterRoutes() {
   RegisterOpenAiRoutes(*http_, ctx);
   RegisterModelRoutes(*http_, ctx);
   RegisterAnthropicRoutes(*http_, ctx);
+  RegisterResponsesRoutes(*http_, ctx);
   RegisterAdminRoutes(*http_, ctx);
 }
 

@@ -47,6 +47,7 @@ struct ServerOptions {
   bool public_health = true;              // false: /health needs an API key (/health/live never does)
   bool public_metrics = true;             // false: /metrics needs an API key
   int key_concurrency = 0;                // API requests in flight per key at most (0: no limit)
+  std::string responses_dir;              // stored Responses (store: true); empty: in memory only
 };
 
 class HttpServer {
@@ -82,6 +83,7 @@ class HttpServer {
   ApiKeys keys_;
   ApiKeys admin_keys_;
   Metrics metrics_;
+  std::unique_ptr<ResponseStore> responses_;
   std::atomic<bool> draining_{false};
   std::atomic<int> in_flight_{0};
   TenantLimiter limiter_;

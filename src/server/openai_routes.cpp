@@ -100,7 +100,9 @@ void HandleChatCompletions(const RouteContext& ctx, const httplib::Request& req,
         return ChatDeltaChunks(*st, st->output->Append(ev.text));
       }
       if (ev.kind == GenerationEvent::Kind::kError) {  // after the stream started: an error event
-        return "data: " + OpenAiErrorBody(ApiErrorFromStatus(ev.status)) + "\n\n";
+        const ApiError e = ApiErrorFromStatus(ev.status);
+        LogRequest(st->call, "openai.chat", ev, e.http_status);
+        return "data: " + OpenAiErrorBody(e) + "\n\n";
       }
       std::string out = ChatDeltaChunks(*st, st->output->Finish());
       ApplyDone(st->result, ev);
@@ -165,7 +167,9 @@ void HandleCompletions(const RouteContext& ctx, const httplib::Request& req, htt
                                      &st->text_offset);
       }
       if (ev.kind == GenerationEvent::Kind::kError) {  // after the stream started: an error event
-        return "data: " + OpenAiErrorBody(ApiErrorFromStatus(ev.status)) + "\n\n";
+        const ApiError e = ApiErrorFromStatus(ev.status);
+        LogRequest(st->call, "openai.completions", ev, e.http_status);
+        return "data: " + OpenAiErrorBody(e) + "\n\n";
       }
       ApplyDone(st->result, ev);
       LogRequest(st->call, "openai.completions", ev, 200);

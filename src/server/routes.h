@@ -17,6 +17,7 @@
 #include "engine/model_manager.h"
 #include "server/api_keys.h"
 #include "server/metrics.h"
+#include "server/response_store.h"
 
 namespace httplib {
 class Server;
@@ -50,6 +51,7 @@ struct RouteContext {
   const std::atomic<bool>* draining = nullptr;
   std::atomic<int>* in_flight = nullptr;
   TenantLimiter* limiter = nullptr;
+  ResponseStore* responses = nullptr;  // stored Responses (POST/GET/DELETE /v1/responses)
 };
 
 // Counts a request as in flight for as long as it lives (streams: until the stream ends).
@@ -158,6 +160,7 @@ void RegisterOpenAiRoutes(httplib::Server& http, const RouteContext& ctx);
 // GET /v1/models and /v1/models/{id}, in OpenAI's shape or (IsAnthropicRequest) Anthropic's.
 void RegisterModelRoutes(httplib::Server& http, const RouteContext& ctx);
 void RegisterAnthropicRoutes(httplib::Server& http, const RouteContext& ctx);
+void RegisterResponsesRoutes(httplib::Server& http, const RouteContext& ctx);
 void RegisterAdminRoutes(httplib::Server& http, const RouteContext& ctx);
 
 }  // namespace kvault

@@ -16,7 +16,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
-import { env, useServer } from './server.mjs';
+import { env, startServer, useServer } from './server.mjs';
 
 const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -47,8 +47,11 @@ function messageRequests(logFile) {
   const lines = fs.readFileSync(logFile, 'utf8').split('\n');
   const out = [];
   for (const line of lines) {
-    const m = line.match(/request (\S+) api=anthropic\.messages agent=(\S+) status=(\d+) prompt=(\d+) cached=(\d+) .* generated=(\d+)/);
-    if (m) out.push({ id: m[1], agent: m[2], status: Number(m[3]), prompt: Number(m[4]), cached: Number(m[5]), generated: Number(m[6]) });
+    const m = line.match(/request (\S+) api=anthropic\.messages agent=(\S+) status=(\d+) prompt=(\d+) cached=(\d+) \(pool \d+ ram \d+ disk (\d+)\) generated=(\d+)/);
+    if (m) {
+      out.push({ id: m[1], agent: m[2], status: Number(m[3]), prompt: Number(m[4]), cached: Number(m[5]),
+        disk: Number(m[6]), generated: Number(m[7]) });
+    }
   }
   return out;
 }
@@ -59,15 +62,14 @@ function refusals(logFile) {
 }
 
 describe('Claude Code against make serve\'s server', () => {
-  // (an admin key only to read /admin/agents: make serve SERVE_ARGS="--admin-key …")
-  const server = useServer({ name: 'claude-code', auth: false, demoModel: true, extraArgs: ['--admin-key', ADMIN_KEY] });
-
-  it('runs three turns of one session; turns 2 and 3 read >= 90% of their prompt from cache', T, async () => {
+  it('three turns of one session, the third after a server restart; turns 2 and 3 >= 90% from cache', T, async () => {
     const { tmp } = env();
     const home = fs.mkdtempSync(path.join(tmp, 'claude-home-'));
     const project = fs.mkdtempSync(path.join(tmp, 'claude-project-'));
     fs.writeFileSync(path.join(project, 'README.md'), '# demo project\n');
-
+    // (an admin key only to read /admin/agents: make serve SERVE_ARGS="--admin-key …")
+    const opts = { name: 'claude-code', auth: false, demoModel: true, extraArgs: ['--admin-key', ADMIN_KEY] };
+    let server = await startServer(opts);
     const turns = [];
     let seen = 0;
     const take = () => {
@@ -76,46 +78,56 @@ describe('Claude Code against make serve\'s server', () => {
       seen = all.length;
       return mine;
     };
-    const first = await claude(server, home, project, ['Say hello in one word.']);
-    assert.equal(first.is_error, false, JSON.stringify(first));
-    turns.push(take());
-    const second = await claude(server, home, project, ['--continue', 'And now in two words.']);
-    assert.equal(second.is_error, false, JSON.stringify(second));
-    assert.equal(second.session_id, first.session_id);
-    turns.push(take());
-    const third = await claude(server, home, project, ['--resume', first.session_id, 'Once more.']);
-    assert.equal(third.is_error, false, JSON.stringify(third));
-    assert.equal(third.session_id, first.session_id);
-    turns.push(take());
+    let first;
+    try {
+      const models = await (await fetch(`${server.openaiBaseURL}/models`)).json();
+      assert.ok(models.data[0].meta.n_ctx >= 65536, `the demo model holds a Claude Code prompt: ${JSON.stringify(models.data[0])}`);
+      first = await claude(server, home, project, ['Say hello in one word.']);
+      assert.equal(first.is_error, false, JSON.stringify(first));
+      turns.push(take());
+      const second = await claude(server, home, project, ['--continue', 'And now in two words.']);
+      assert.equal(second.is_error, false, JSON.stringify(second));
+      assert.equal(second.session_id, first.session_id);
+      turns.push(take());
+    } finally {
+      assert.deepEqual(refusals(server.logFile), [], 'a request Claude Code sent was refused');
+      assert.equal((await server.stop()).code, 0);
+    }
+    // A restart: the pool is empty; the session's KV comes back from disk.
+    server = await startServer({ ...opts, dataDir: server.dataDir });
+    try {
+      const third = await claude(server, home, project, ['--resume', first.session_id, 'Once more.']);
+      assert.equal(third.is_error, false, JSON.stringify(third));
+      assert.equal(third.session_id, first.session_id);
+      turns.push(take());
+      assert.deepEqual(refusals(server.logFile), [], 'a request Claude Code sent was refused');
+      // /admin/agents knows the session as an agent.
+      const res = await fetch(`${server.origin}/admin/agents`, { headers: { Authorization: `Bearer ${ADMIN_KEY}` } });
+      const agents = await res.json();
+      assert.equal(res.status, 200, JSON.stringify(agents));
+      const agent = agents.agents.find((a) => a.id === first.session_id);
+      assert.ok(agent, `session ${first.session_id} in /admin/agents: ${JSON.stringify(agents)}`);
+      assert.ok(agent.turns >= 3, `agent turns: ${agent.turns}`);
+    } finally {
+      assert.equal((await server.stop()).code, 0);
+    }
 
-    assert.deepEqual(refusals(server.logFile), [], 'a request Claude Code sent was refused');
     for (const [i, reqs] of turns.entries()) {
       assert.ok(reqs.length >= 1, `turn ${i + 1}: no /v1/messages request reached the engine`);
       for (const r of reqs) assert.equal(r.status, 200, `turn ${i + 1}: ${JSON.stringify(r)}`);
-    }
-    // The session's own requests (the ones that carry its conversation: the longest prompt of each
-    // turn) are named after Claude Code's session id.
-    for (const [i, reqs] of turns.entries()) {
+      // The session's own request (the longest prompt of the turn) is named after its session id.
       const main = reqs.reduce((a, b) => (b.prompt > a.prompt ? b : a));
       assert.equal(main.agent, first.session_id, `turn ${i + 1}: agent named after the session`);
       assert.ok(main.prompt > 5000, `turn ${i + 1}: Claude Code's prompt is long (${main.prompt} tokens)`);
       if (i > 0) {
         assert.ok(main.cached >= 0.9 * main.prompt,
           `turn ${i + 1}: ${main.cached} of ${main.prompt} prompt tokens from cache (< 90%)`);
+        // Beyond the shared system prompt and tools: the session's own earlier turns came back
+        // too (all but the new message and the last, partial block are reused).
+        assert.ok(main.prompt - main.cached < 200, `turn ${i + 1}: ${main.prompt - main.cached} tokens computed`);
       }
     }
-    // /admin/agents knows the session as an agent.
-    const res = await fetch(`${server.origin}/admin/agents`, { headers: { Authorization: `Bearer ${ADMIN_KEY}` } });
-    const agents = await res.json();
-    assert.equal(res.status, 200, JSON.stringify(agents));
-    const agent = agents.agents.find((a) => a.id === first.session_id);
-    assert.ok(agent, `session ${first.session_id} in /admin/agents: ${JSON.stringify(agents)}`);
-    assert.ok(agent.turns >= 3, `agent turns: ${agent.turns}`);
-  });
-
-  it('the demo model holds a Claude Code prompt (a 64K context)', T, async () => {
-    const models = await (await fetch(`${server.openaiBaseURL}/models`)).json();
-    assert.ok(models.data[0].meta.n_ctx >= 65536, JSON.stringify(models.data[0]));
+    assert.ok(turns[2].at(-1).disk > 0, `turn 3 after the restart restored from disk: ${JSON.stringify(turns[2])}`);
   });
 });
 

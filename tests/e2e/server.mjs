@@ -85,9 +85,10 @@ process.on('exit', () => {
   }
 });
 
-async function startOnce({ name, extraArgs, auth, demoModel }) {
+async function startOnce({ name, extraArgs, auth, demoModel, dataDir: reuse }) {
   const { bin, model, tmp } = env();
-  const dataDir = fs.mkdtempSync(path.join(tmp, `${name}-`));
+  // dataDir: an earlier server's (a restart keeps its KV cache and stored responses).
+  const dataDir = reuse ?? fs.mkdtempSync(path.join(tmp, `${name}-`));
   const logFile = path.join(dataDir, 'server.log');
   const port = await freePort();
   // demoModel: no --model, as `make serve` starts it (the demo 'small' model, made in the data dir).
@@ -180,11 +181,11 @@ async function startOnce({ name, extraArgs, auth, demoModel }) {
  * Starts a server and waits for GET /health == 200. Retries twice when the server dies at once
  * (the free port was taken between our probe and its bind).
  */
-export async function startServer({ name = 'kvault', extraArgs = [], auth = true, demoModel = false } = {}) {
+export async function startServer({ name = 'kvault', extraArgs = [], auth = true, demoModel = false, dataDir } = {}) {
   let lastErr;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      return await startOnce({ name, extraArgs, auth, demoModel });
+      return await startOnce({ name, extraArgs, auth, demoModel, dataDir });
     } catch (err) {
       lastErr = err;
       if (!/address (already )?in use|cannot listen|EADDRINUSE/i.test(err.logText ?? '')) throw err;

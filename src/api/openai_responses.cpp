@@ -1,0 +1,590 @@
+#include "api/openai_responses.h"
+
+#include <algorithm>
+
+#include "api/ids.h"
+#include "api/json_body.h"
+#include "api/openai_common.h"
+
+namespace kvault {
+
+using json = nlohmann::json;
+
+namespace {
+
+Status Invalid(const std::string& m) { return Status::InvalidArgument(m); }
+
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+bool Present(const json& body, const char* key) { return body.contains(key) && !body[key].is_null(); }
+
+// Every field of the Responses reference: read, accepted, or refused below.
+const std::vector<std::string_view> kFields = {
+    "model",           "input",          "instructions",       "tools",          "tool_choice",
+    "parallel_tool_calls", "max_output_tokens", "temperature", "top_p",          "text",
+    "reasoning",       "include",        "metadata",           "store",          "stream",
+    "stream_options",  "previous_response_id", "prompt_cache_key", "prompt_cache_retention",
+    "prompt_cache_options", "user",      "safety_identifier",  "service_tier",   "truncation",
+    "background",      "client_metadata", "max_tool_calls",    "top_logprobs",   "conversation",
+    "prompt",          "context_management", "moderation"};
+
+// Text of a message's content: a string, or input_text / output_text / refusal parts.
+StatusOr<std::string> ContentText(const json& content, const std::string& where) {
+  if (content.is_string()) return content.get<std::string>();
+  if (!content.is_array()) return Invalid("'" + where + "' must be a string or an array of content parts");
+  std::string text;
+  for (size_t i = 0; i < content.size(); ++i) {
+    const json& p = content[i];
+    const std::string pw = where + "[" + std::to_string(i) + "]";
+    if (!p.is_object() || !p.contains("type") || !p["type"].is_string()) {
+      return Invalid("'" + pw + "' must be an object with a string 'type'");
+    }
+    const std::string type = p["type"].get<std::string>();
+    const char* key = type == "refusal" ? "refusal" : "text";
+    if (type != "input_text" && type != "output_text" && type != "refusal") {
+      return Invalid("'" + pw + "': content part type '" + type +
+                     "' is not supported by this server (its model reads text only)");
+    }
+    if (!p.contains(key) || !p[key].is_string()) return Invalid("'" + pw + "." + key + "' must be a string");
+    text += p[key].get<std::string>();
+  }
+  return text;
+}
+
+// The text of a reasoning item: its reasoning_text content, else its summary.
+std::string ReasoningText(const json& item) {
+  std::string text;
+  for (const char* key : {"content", "summary"}) {
+    if (!item.contains(key) || !item[key].is_array()) continue;
+    for (const json& p : item[key]) {
+      if (p.is_object() && p.contains("text") && p["text"].is_string()) {
+        if (!text.empty()) text += "\n\n";
+        text += p["text"].get<std::string>();
+      }
+    }
+    if (!text.empty()) break;
+  }
+  return text;
+}
+
+Status AppendItems(const json& items, const std::string& where, std::vector<common_chat_msg>& out) {
+  std::string reasoning;  // a reasoning item waits for the assistant turn it precedes
+  // The assistant turn that function calls and a following message join (one turn of the model).
+  auto assistant = [&]() -> common_chat_msg& {
+    if (out.empty() || out.back().role != "assistant") {
+      common_chat_msg m;
+      m.role = "assistant";
+      out.push_back(std::move(m));
+    }
+    if (!reasoning.empty()) {
+      out.back().reasoning_content = std::move(reasoning);
+      reasoning.clear();
+    }
+    return out.back();
+  };
+  for (size_t i = 0; i < items.size(); ++i) {
+    const json& item = items[i];
+    const std::string w = where + "[" + std::to_string(i) + "]";
+    if (!item.is_object()) return Invalid("'" + w + "' must be an object");
+    std::string type = "message";
+    if (item.contains("type") && !item["type"].is_null()) {
+      if (!item["type"].is_string()) return Invalid("'" + w + ".type' must be a string");
+      type = item["type"].get<std::string>();
+    }
+    if (type == "message") {
+      if (!item.contains("role") || !item["role"].is_string()) return Invalid("'" + w + ".role' must be a string");
+      std::string role = item["role"].get<std::string>();
+      if (role == "developer") role = "system";
+      if (role != "user" && role != "system" && role != "assistant") {
+        return Invalid("'" + w + ".role' must be 'user', 'system', 'developer' or 'assistant'; got '" + role + "'");
+      }
+      if (!item.contains("content")) return Invalid("'" + w + ".content' is required");
+      auto text = ContentText(item["content"], w + ".content");
+      if (!text.ok()) return text.status();
+      if (role == "assistant") {
+        common_chat_msg& a = assistant();
+        if (!a.tool_calls.empty() || !a.content.empty()) {  // a new turn of the model's
+          common_chat_msg m;
+          m.role = "assistant";
+          out.push_back(std::move(m));
+        }
+        out.back().content += text.value();
+        continue;
+      }
+      reasoning.clear();
+      common_chat_msg m;
+      m.role = role;
+      m.content = std::move(text.value());
+      out.push_back(std::move(m));
+    } else if (type == "function_call") {
+      for (const char* key : {"call_id", "name", "arguments"}) {
+        if (!item.contains(key) || !item[key].is_string()) return Invalid("'" + w + "." + key + "' must be a string");
+      }
+      assistant().tool_calls.push_back(
+          {item["name"].get<std::string>(), item["arguments"].get<std::string>(), item["call_id"].get<std::string>()});
+    } else if (type == "function_call_output") {
+      if (!item.contains("call_id") || !item["call_id"].is_string()) {
+        return Invalid("'" + w + ".call_id' must be a string");
+      }
+      if (!item.contains("output")) return Invalid("'" + w + ".output' is required");
+      auto text = ContentText(item["output"], w + ".output");
+      if (!text.ok()) return text.status();
+      reasoning.clear();
+      common_chat_msg m;
+      m.role = "tool";
+      m.tool_call_id = item["call_id"].get<std::string>();
+      m.content = std::move(text.value());
+      out.push_back(std::move(m));
+    } else if (type == "reasoning") {
+      reasoning = ReasoningText(item);
+    } else {
+      return Invalid("'" + w + ".type': item type '" + type + "' is not supported by this server");
+    }
+  }
+  return Status::Ok();
+}
+
+// Function tools ({"type":"function","name","description","parameters","strict"}), and Codex's
+// `namespace` tools, whose functions are offered by name (the namespace is put back on calls).
+Status ParseTools(const json& tools, ResponsesRequest& r) {
+  if (!tools.is_array()) return Invalid("'tools' must be an array");
+  auto add = [&](const json& t, const std::string& w, const std::string& ns) -> Status {
+    if (!t.contains("name") || !t["name"].is_string() || t["name"].get<std::string>().empty()) {
+      return Invalid("'" + w + ".name' must be a non-empty string");
+    }
+    common_chat_tool tool;
+    tool.name = t["name"].get<std::string>();
+    if (Present(t, "description")) {
+      if (!t["description"].is_string()) return Invalid("'" + w + ".description' must be a string");
+      tool.description = t["description"].get<std::string>();
+    }
+    json params = json{{"type", "object"}, {"properties", json::object()}};
+    if (Present(t, "parameters")) {
+      if (!t["parameters"].is_object()) return Invalid("'" + w + ".parameters' must be a JSON schema object");
+      params = t["parameters"];
+    }
+    tool.parameters = Dump(params);
+    for (const auto& other : r.generate.tools) {
+      if (other.name == tool.name) return Invalid("'tools' has two functions named '" + tool.name + "'");
+    }
+    if (!ns.empty()) r.namespaces[tool.name] = ns;
+    r.generate.tools.push_back(std::move(tool));
+    return Status::Ok();
+  };
+  for (size_t i = 0; i < tools.size(); ++i) {
+    const json& t = tools[i];
+    const std::string w = "tools[" + std::to_string(i) + "]";
+    if (!t.is_object() || !t.contains("type") || !t["type"].is_string()) {
+      return Invalid("'" + w + "' must be an object with a string 'type'");
+    }
+    const std::string type = t["type"].get<std::string>();
+    if (type == "function") {
+      Status st = add(t, w, "");
+      if (!st.ok()) return st;
+    } else if (type == "namespace") {
+      if (!t.contains("name") || !t["name"].is_string()) return Invalid("'" + w + ".name' must be a string");
+      if (!t.contains("tools") || !t["tools"].is_array()) return Invalid("'" + w + ".tools' must be an array");
+      for (size_t j = 0; j < t["tools"].size(); ++j) {
+        const json& f = t["tools"][j];
+        const std::string fw = w + ".tools[" + std::to_string(j) + "]";
+        if (!f.is_object() || f.value("type", "") != "function") return Invalid("'" + fw + ".type' must be 'function'");
+        Status st = add(f, fw, t["name"].get<std::string>());
+        if (!st.ok()) return st;
+      }
+    } else {
+      return Invalid("'" + w + ".type': '" + type +
+                     "' is a hosted tool, which this server does not run; offer function tools only (Codex: "
+                     "web_search = \"disabled\" in config.toml)");
+    }
+  }
+  return Status::Ok();
+}
+
+// "none" | "auto" | "required" | {"type":"function","name"} | {"type":"allowed_tools","mode","tools"}.
+Status ApplyToolChoice(const json& c, GenerateRequest& g) {
+  auto only = [&](const std::vector<std::string>& names) -> Status {
+    std::vector<common_chat_tool> kept;
+    for (const auto& name : names) {
+      auto it = std::find_if(g.tools.begin(), g.tools.end(), [&](const common_chat_tool& t) { return t.name == name; });
+      if (it == g.tools.end()) return Invalid("'tool_choice' names function '" + name + "', which is not in 'tools'");
+      kept.push_back(*it);
+    }
+    g.tools = std::move(kept);
+    return Status::Ok();
+  };
+  if (c.is_string()) {
+    const std::string s = c.get<std::string>();
+    if (s == "auto") {
+      g.tool_choice = COMMON_CHAT_TOOL_CHOICE_AUTO;
+    } else if (s == "none") {
+      g.tool_choice = COMMON_CHAT_TOOL_CHOICE_NONE;
+    } else if (s == "required") {
+      if (g.tools.empty()) return Invalid("'tool_choice' is 'required' but no 'tools' were given");
+      g.tool_choice = COMMON_CHAT_TOOL_CHOICE_REQUIRED;
+    } else {
+      return Invalid("'tool_choice' must be 'none', 'auto', 'required' or an object; got '" + s + "'");
+    }
+    return Status::Ok();
+  }
+  const std::string type = c.is_object() && c.contains("type") && c["type"].is_string() ? c["type"].get<std::string>() : "";
+  if (type == "function") {
+    if (!c.contains("name") || !c["name"].is_string()) return Invalid("'tool_choice.name' must be a string");
+    g.tool_choice = COMMON_CHAT_TOOL_CHOICE_REQUIRED;
+    return only({c["name"].get<std::string>()});
+  }
+  if (type == "allowed_tools") {
+    const std::string mode = c.value("mode", "");
+    if ((mode != "auto" && mode != "required") || !c.contains("tools") || !c["tools"].is_array()) {
+      return Invalid("'tool_choice' allowed_tools needs 'mode' ('auto' or 'required') and 'tools'");
+    }
+    std::vector<std::string> names;
+    for (const json& t : c["tools"]) {
+      if (!t.is_object() || !t.contains("name") || !t["name"].is_string()) {
+        return Invalid("'tool_choice.tools' must hold {\"type\":\"function\",\"name\":…}");
+      }
+      names.push_back(t["name"].get<std::string>());
+    }
+    g.tool_choice = mode == "required" ? COMMON_CHAT_TOOL_CHOICE_REQUIRED : COMMON_CHAT_TOOL_CHOICE_AUTO;
+    return only(names);
+  }
+  return Invalid("'tool_choice' of type '" + type + "' is not supported (function tools only)");
+}
+
+// text.format: text | json_object | json_schema {name, schema, strict, description}.
+Status ApplyTextFormat(const json& text, GenerateRequest& g) {
+  if (!text.is_object()) return Invalid("'text' must be an object");
+  for (const auto& [key, value] : text.items()) {
+    if (key != "format" && key != "verbosity") return Invalid("Unrecognized request argument supplied: text." + key);
+  }
+  if (!Present(text, "format")) return Status::Ok();
+  const json& f = text["format"];
+  const std::string type = f.is_object() && f.contains("type") && f["type"].is_string() ? f["type"].get<std::string>() : "";
+  if (type == "text") return Status::Ok();
+  if (type == "json_object") {
+    g.json_schema = R"({"type":"object"})";
+    return Status::Ok();
+  }
+  if (type == "json_schema") {
+    if (!f.contains("schema") || !f["schema"].is_object()) return Invalid("'text.format.schema' must be an object");
+    g.json_schema = Dump(f["schema"]);
+    return Status::Ok();
+  }
+  return Invalid("'text.format.type' must be 'text', 'json_object' or 'json_schema'");
+}
+
+Status ParseOptionalString(const json& body, const char* key, std::string& out) {
+  if (!Present(body, key)) return Status::Ok();
+  if (!body[key].is_string()) return Invalid(std::string("'") + key + "' must be a string");
+  out = body[key].get<std::string>();
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<ResponsesRequest> ParseResponsesRequest(std::string_view body_text) {
+  StatusOr<json> parsed = ParseJsonBody(body_text);
+  if (!parsed.ok()) return parsed.status();
+  const json body = std::move(parsed).value();
+  if (!body.is_object()) return Invalid("the request body must be a JSON object");
+  Status known = CheckKnownFields(body, kFields);
+  if (!known.ok()) return known;
+  ResponsesRequest r;
+  GenerateRequest& g = r.generate;
+  for (const auto& [key, why] : std::vector<std::pair<const char*, const char*>>{
+           {"conversation", "conversations are not stored by this server; use previous_response_id"},
+           {"prompt", "prompt templates are not stored by this server"},
+           {"max_tool_calls", "the number of tool calls is not limited by this server"},
+           {"context_management", "this server does not edit the context"},
+           {"moderation", "this server has no moderation"}}) {
+    Status st = RefuseField(body, key, why);
+    if (!st.ok()) return st;
+  }
+  if (Present(body, "background") && body["background"] != false) {
+    return Invalid("'background': background responses are not supported by this server");
+  }
+  if (Present(body, "truncation") && body["truncation"] != "disabled") {
+    return Invalid("'truncation': only 'disabled' is supported (a prompt longer than the context is an error)");
+  }
+  if (Present(body, "top_logprobs") && body["top_logprobs"] != 0) {
+    return Invalid("'top_logprobs' is not supported on /v1/responses (use /v1/chat/completions)");
+  }
+  if (Present(body, "include")) {
+    if (!body["include"].is_array()) return Invalid("'include' must be an array");
+    for (const json& v : body["include"]) {
+      // Reasoning comes back as text (reasoning_text), never encrypted: there is nothing to add.
+      if (v != "reasoning.encrypted_content") {
+        return Invalid("'include': " + Dump(v) + " is not supported by this server");
+      }
+    }
+  }
+  if (Present(body, "model")) {
+    if (!body["model"].is_string()) return Invalid("'model' must be a string");
+    r.model = body["model"].get<std::string>();
+  }
+  if (!Present(body, "input") && !Present(body, "previous_response_id")) return Invalid("'input' is required");
+  if (Present(body, "input")) {
+    const json& in = body["input"];
+    if (in.is_string()) {
+      r.input = json::array({{{"type", "message"}, {"role", "user"}, {"content", in}}});
+    } else if (in.is_array()) {
+      r.input = in;
+    } else {
+      return Invalid("'input' must be a string or an array of items");
+    }
+  }
+  for (const auto& [key, out] : std::vector<std::pair<const char*, std::string*>>{
+           {"instructions", &r.instructions},
+           {"previous_response_id", &r.previous_response_id},
+           {"prompt_cache_key", &r.prompt_cache_key},
+           {"user", &r.user}}) {
+    Status st = ParseOptionalString(body, key, *out);
+    if (!st.ok()) return st;
+  }
+  for (const char* key : {"safety_identifier", "service_tier", "prompt_cache_retention"}) {
+    if (Present(body, key) && !body[key].is_string()) return Invalid(std::string("'") + key + "' must be a string");
+  }
+  for (const char* key : {"metadata", "client_metadata", "stream_options", "prompt_cache_options"}) {
+    if (Present(body, key) && !body[key].is_object()) return Invalid(std::string("'") + key + "' must be an object");
+  }
+  if (Present(body, "store")) {
+    if (!body["store"].is_boolean()) return Invalid("'store' must be a boolean");
+    r.store = body["store"].get<bool>();
+  }
+  if (Present(body, "stream")) {
+    if (!body["stream"].is_boolean()) return Invalid("'stream' must be a boolean");
+    g.stream = body["stream"].get<bool>();
+  }
+  if (Present(body, "max_output_tokens")) {
+    if (!body["max_output_tokens"].is_number_integer() || body["max_output_tokens"].get<int64_t>() < 1) {
+      return Invalid("'max_output_tokens' must be an integer >= 1");
+    }
+    g.max_tokens = static_cast<int32_t>(std::min<int64_t>(body["max_output_tokens"].get<int64_t>(), INT32_MAX));
+  }
+  Status sampling = ParseOpenAiSamplingFields(body, g);  // temperature, top_p (the rest are not fields here)
+  if (!sampling.ok()) return sampling;
+  if (Present(body, "tools")) {
+    Status st = ParseTools(body["tools"], r);
+    if (!st.ok()) return st;
+  }
+  g.parallel_tool_calls = true;  // OpenAI's default
+  if (Present(body, "parallel_tool_calls")) {
+    if (!body["parallel_tool_calls"].is_boolean()) return Invalid("'parallel_tool_calls' must be a boolean");
+    g.parallel_tool_calls = body["parallel_tool_calls"].get<bool>();
+  }
+  if (Present(body, "tool_choice")) {
+    Status st = ApplyToolChoice(body["tool_choice"], g);
+    if (!st.ok()) return st;
+  }
+  if (Present(body, "text")) {
+    Status st = ApplyTextFormat(body["text"], g);
+    if (!st.ok()) return st;
+  }
+  json reasoning = {{"effort", nullptr}, {"summary", nullptr}};
+  if (Present(body, "reasoning")) {
+    const json& rs = body["reasoning"];
+    if (!rs.is_object()) return Invalid("'reasoning' must be an object");
+    const json effort = rs.value("effort", json(nullptr));
+    if (!effort.is_null() && !effort.is_string()) return Invalid("'reasoning.effort' must be a string");
+    // The template's thinking switch: on unless the effort is "none"; reasoning is returned as
+    // reasoning items.
+    g.enable_thinking = effort != "none";
+    r.thinking = *g.enable_thinking;
+    reasoning.update(rs);
+  }
+  r.echo = {{"instructions", r.instructions.empty() ? json(nullptr) : json(r.instructions)},
+            {"tools", Present(body, "tools") ? body["tools"] : json::array()},
+            {"tool_choice", Present(body, "tool_choice") ? body["tool_choice"] : json("auto")},
+            {"parallel_tool_calls", g.parallel_tool_calls},
+            {"text", Present(body, "text") ? body["text"] : json{{"format", {{"type", "text"}}}}},
+            {"reasoning", reasoning},
+            {"metadata", Present(body, "metadata") ? body["metadata"] : json::object()},
+            {"temperature", Present(body, "temperature") ? body["temperature"] : json(nullptr)},
+            {"top_p", Present(body, "top_p") ? body["top_p"] : json(nullptr)},
+            {"max_output_tokens", Present(body, "max_output_tokens") ? body["max_output_tokens"] : json(nullptr)},
+            {"previous_response_id", r.previous_response_id.empty() ? json(nullptr) : json(r.previous_response_id)},
+            {"store", r.store},
+            {"truncation", "disabled"},
+            {"background", false},
+            {"service_tier", Present(body, "service_tier") ? body["service_tier"] : json("default")},
+            {"user", Present(body, "user") ? body["user"] : json(nullptr)},
+            {"safety_identifier", Present(body, "safety_identifier") ? body["safety_identifier"] : json(nullptr)},
+            {"prompt_cache_key", r.prompt_cache_key.empty() ? json(nullptr) : json(r.prompt_cache_key)}};
+  return r;
+}
+
+Status BuildResponsesMessages(const std::string& instructions, const json& history, const json& input,
+                              std::vector<common_chat_msg>& out) {
+  if (!instructions.empty()) {
+    common_chat_msg sys;
+    sys.role = "system";
+    sys.content = instructions;
+    out.push_back(std::move(sys));
+  }
+  Status st = AppendItems(history, "previous_response_id", out);
+  if (!st.ok()) return st;
+  st = AppendItems(input, "input", out);
+  if (!st.ok()) return st;
+  if (out.empty()) return Invalid("'input' must hold at least one item");
+  return Status::Ok();
+}
+
+ResponseBuilder::ResponseBuilder(json base, std::map<std::string, std::string> namespaces)
+    : response_(std::move(base)), namespaces_(std::move(namespaces)) {
+  response_["object"] = "response";
+  response_["status"] = "in_progress";
+  response_["output"] = json::array();
+  response_["error"] = nullptr;
+  response_["incomplete_details"] = nullptr;
+  response_["usage"] = nullptr;
+}
+
+std::string ResponseBuilder::Event(const char* type, json data) {
+  data["type"] = type;
+  data["sequence_number"] = seq_++;
+  return std::string("event: ") + type + "\ndata: " + Dump(data) + "\n\n";
+}
+
+std::string ResponseBuilder::Created() {
+  std::string out = Event("response.created", {{"response", response_}});
+  out += InProgress();  // numbered after response.created
+  return out;
+}
+
+std::string ResponseBuilder::InProgress() { return Event("response.in_progress", {{"response", response_}}); }
+
+std::string ResponseBuilder::Open(Item kind, json item) {
+  std::string out = Close();
+  open_ = kind;
+  item_ = std::move(item);
+  text_.clear();
+  const int64_t index = static_cast<int64_t>(response_["output"].size());
+  out += Event("response.output_item.added", {{"output_index", index}, {"item", item_}});
+  if (kind == Item::kMessage) {
+    out += Event("response.content_part.added",
+                 {{"item_id", item_["id"]},
+                  {"output_index", index},
+                  {"content_index", 0},
+                  {"part", {{"type", "output_text"}, {"text", ""}, {"annotations", json::array()}}}});
+  } else if (kind == Item::kReasoning) {
+    out += Event("response.content_part.added", {{"item_id", item_["id"]},
+                                                 {"output_index", index},
+                                                 {"content_index", 0},
+                                                 {"part", {{"type", "reasoning_text"}, {"text", ""}}}});
+  }
+  return out;
+}
+
+std::string ResponseBuilder::Close() {
+  if (open_ == Item::kNone) return "";
+  std::string out;
+  const int64_t index = static_cast<int64_t>(response_["output"].size());
+  const json id = item_["id"];
+  if (open_ == Item::kMessage) {
+    const json part = {{"type", "output_text"}, {"text", text_}, {"annotations", json::array()}};
+    out += Event("response.output_text.done", {{"item_id", id},
+                                                {"output_index", index},
+                                                {"content_index", 0},
+                                                {"text", text_},
+                                                {"logprobs", json::array()}});
+    out += Event("response.content_part.done",
+                 {{"item_id", id}, {"output_index", index}, {"content_index", 0}, {"part", part}});
+    item_["content"] = json::array({part});
+  } else if (open_ == Item::kReasoning) {
+    const json part = {{"type", "reasoning_text"}, {"text", text_}};
+    out += Event("response.reasoning_text.done",
+                 {{"item_id", id}, {"output_index", index}, {"content_index", 0}, {"text", text_}});
+    out += Event("response.content_part.done",
+                 {{"item_id", id}, {"output_index", index}, {"content_index", 0}, {"part", part}});
+    item_["content"] = json::array({part});
+  } else {
+    item_["arguments"] = text_;
+    out += Event("response.function_call_arguments.done",
+                 {{"item_id", id}, {"output_index", index}, {"name", item_["name"]}, {"arguments", text_}});
+  }
+  item_["status"] = "completed";
+  out += Event("response.output_item.done", {{"output_index", index}, {"item", item_}});
+  response_["output"].push_back(item_);
+  open_ = Item::kNone;
+  return out;
+}
+
+std::string ResponseBuilder::Delta(const OutputDelta& d) {
+  std::string out;
+  const int64_t index = static_cast<int64_t>(response_["output"].size());  // the open item's (not yet in output)
+  switch (d.kind) {
+    case OutputDelta::Kind::kThinking:
+      if (d.text.empty()) return out;
+      if (open_ != Item::kReasoning) {
+        out += Open(Item::kReasoning, {{"id", NewRandomId("rs_")},
+                                       {"type", "reasoning"},
+                                       {"summary", json::array()},
+                                       {"content", json::array()},
+                                       {"encrypted_content", nullptr},
+                                       {"status", "in_progress"}});
+      }
+      text_ += d.text;
+      out += Event("response.reasoning_text.delta", {{"item_id", item_["id"]},
+                                                     {"output_index", response_["output"].size()},
+                                                     {"content_index", 0},
+                                                     {"delta", d.text}});
+      return out;
+    case OutputDelta::Kind::kText:
+      if (d.text.empty()) return out;
+      if (open_ != Item::kMessage) {
+        out += Open(Item::kMessage, {{"id", NewRandomId("msg_")},
+                                     {"type", "message"},
+                                     {"role", "assistant"},
+                                     {"status", "in_progress"},
+                                     {"content", json::array()}});
+      }
+      text_ += d.text;
+      out += Event("response.output_text.delta", {{"item_id", item_["id"]},
+                                                  {"output_index", response_["output"].size()},
+                                                  {"content_index", 0},
+                                                  {"delta", d.text},
+                                                  {"logprobs", json::array()}});
+      return out;
+    case OutputDelta::Kind::kToolStart: {
+      json item = {{"id", NewRandomId("fc_")}, {"type", "function_call"}, {"status", "in_progress"},
+                   {"call_id", d.id},          {"name", d.name},           {"arguments", ""}};
+      auto ns = namespaces_.find(d.name);
+      if (ns != namespaces_.end()) item["namespace"] = ns->second;
+      return Open(Item::kCall, std::move(item));
+    }
+    case OutputDelta::Kind::kToolArgs:
+      if (open_ != Item::kCall || d.text.empty()) return out;
+      text_ += d.text;
+      out += Event("response.function_call_arguments.delta",
+                   {{"item_id", item_["id"]}, {"output_index", index}, {"delta", d.text}});
+      return out;
+  }
+  return out;
+}
+
+std::string ResponseBuilder::Finish(FinishReason finish, const ResponsesUsage& u) {
+  std::string out = Close();
+  const bool cut = finish == FinishReason::kLength || finish == FinishReason::kContextLength;
+  response_["status"] = cut ? "incomplete" : "completed";
+  if (cut) response_["incomplete_details"] = {{"reason", "max_output_tokens"}};
+  response_["usage"] = {{"input_tokens", u.input_tokens},
+                        {"input_tokens_details", {{"cached_tokens", u.cached_tokens}, {"cache_write_tokens", 0}}},
+                        {"output_tokens", u.output_tokens},
+                        {"output_tokens_details", {{"reasoning_tokens", 0}}},
+                        {"total_tokens", u.input_tokens + u.output_tokens}};
+  out += Event(cut ? "response.incomplete" : "response.completed", {{"response", response_}});
+  return out;
+}
+
+std::string ResponseBuilder::Failed(const std::string& code, const std::string& message) {
+  response_["status"] = "failed";
+  response_["error"] = {{"code", code}, {"message", message}};
+  return Event("response.failed", {{"response", response_}});
+}
+
+std::string RenderResponse(const json& response) { return Dump(response); }
+
+std::string RenderResponseDeleted(const std::string& id) {
+  return Dump(json{{"id", id}, {"object", "response"}, {"deleted", true}});
+}
+
+}  // namespace kvault

@@ -1,0 +1,149 @@
+#include "api/openai_responses.h"
+
+#include <gtest/gtest.h>
+
+namespace kvault {
+namespace {
+
+using json = nlohmann::json;
+
+std::string ParseError(const json& body) {
+  auto r = ParseResponsesRequest(body.dump());
+  EXPECT_FALSE(r.ok()) << body.dump();
+  return r.status().message();
+}
+
+// What Codex sends (trimmed): developer messages, flat and namespace function tools, reasoning,
+// store false, include, prompt_cache_key, client_metadata.
+json CodexBody() {
+  return json::parse(R"({
+    "model": "demo-small", "stream": true, "store": false, "parallel_tool_calls": true, "tool_choice": "auto",
+    "reasoning": {"summary": "auto"}, "include": ["reasoning.encrypted_content"],
+    "prompt_cache_key": "thread-1", "client_metadata": {"thread_id": "thread-1"},
+    "input": [{"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "base"}]},
+              {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}], "id": "msg_1"}],
+    "tools": [{"type": "function", "name": "exec_command", "parameters": {"type": "object"}, "strict": false},
+              {"type": "namespace", "name": "multi_agent_v1",
+               "tools": [{"type": "function", "name": "spawn_agent", "parameters": {"type": "object"}}]}]
+  })");
+}
+
+TEST(ResponsesParseTest, CodexRequestIsAcceptedAndEachFieldHonoured) {
+  auto r = ParseResponsesRequest(CodexBody().dump());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_FALSE(r->store);
+  EXPECT_TRUE(r->generate.stream);
+  EXPECT_EQ(r->prompt_cache_key, "thread-1");
+  EXPECT_EQ(r->generate.enable_thinking, true);  // a reasoning object: the thinking switch on
+  ASSERT_EQ(r->generate.tools.size(), 2u);
+  EXPECT_EQ(r->generate.tools[1].name, "spawn_agent");
+  EXPECT_EQ(r->namespaces.at("spawn_agent"), "multi_agent_v1");
+  EXPECT_TRUE(r->generate.parallel_tool_calls);
+  std::vector<common_chat_msg> m;
+  ASSERT_TRUE(BuildResponsesMessages("", json::array(), r->input, m).ok());
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(m[0].role, "system");  // developer
+  EXPECT_EQ(m[1].content, "hi");
+}
+
+TEST(ResponsesParseTest, WhatCannotBeHonouredIsRefusedByName) {
+  auto with = [](const char* key, json v) {
+    json b = CodexBody();
+    b[key] = std::move(v);
+    return b;
+  };
+  EXPECT_EQ(ParseError(with("frobnicate", 1)), "Unrecognized request argument supplied: frobnicate");
+  EXPECT_NE(ParseError(with("background", true)).find("background"), std::string::npos);
+  EXPECT_NE(ParseError(with("conversation", "conv_1")).find("conversation"), std::string::npos);
+  EXPECT_NE(ParseError(with("truncation", "auto")).find("truncation"), std::string::npos);
+  EXPECT_NE(ParseError(with("include", json::array({"message.output_text.logprobs"}))).find("include"),
+            std::string::npos);
+  EXPECT_NE(ParseError(with("tools", json::parse(R"([{"type":"web_search"}])"))).find("tools[0].type"),
+            std::string::npos);
+  EXPECT_NE(ParseError(with("tool_choice", json::parse(R"({"type":"function","name":"nope"})"))).find("nope"),
+            std::string::npos);
+  json image = CodexBody();
+  image["input"][1]["content"].push_back({{"type", "input_image"}, {"image_url", "data:"}});
+  auto r = ParseResponsesRequest(image.dump());
+  ASSERT_TRUE(r.ok());
+  std::vector<common_chat_msg> m;
+  Status st = BuildResponsesMessages("", json::array(), r->input, m);
+  EXPECT_NE(st.message().find("input[1].content[1]"), std::string::npos) << st.message();
+}
+
+TEST(ResponsesParseTest, HistoryItemsBecomeOneAssistantTurnThenToolResults) {
+  const json history = json::parse(R"([
+    {"type":"message","role":"user","content":"list files"},
+    {"type":"reasoning","id":"rs_1","summary":[],"content":[{"type":"reasoning_text","text":"use ls"}]},
+    {"type":"message","role":"assistant","content":[{"type":"output_text","text":"Running ls.","annotations":[]}]},
+    {"type":"function_call","call_id":"call_1","name":"exec_command","arguments":"{\"cmd\":\"ls\"}"},
+    {"type":"function_call_output","call_id":"call_1","output":"a.txt"}])");
+  std::vector<common_chat_msg> m;
+  ASSERT_TRUE(BuildResponsesMessages("be brief", history, json::array({{{"role", "user"}, {"content", "next"}}}), m).ok());
+  ASSERT_EQ(m.size(), 5u);
+  EXPECT_EQ(m[0].role, "system");
+  EXPECT_EQ(m[0].content, "be brief");
+  EXPECT_EQ(m[2].role, "assistant");
+  EXPECT_EQ(m[2].reasoning_content, "use ls");
+  EXPECT_EQ(m[2].content, "Running ls.");
+  ASSERT_EQ(m[2].tool_calls.size(), 1u);
+  EXPECT_EQ(m[2].tool_calls[0].id, "call_1");
+  EXPECT_EQ(m[3].role, "tool");
+  EXPECT_EQ(m[3].tool_call_id, "call_1");
+  EXPECT_EQ(m[4].content, "next");
+}
+
+// Splits the SSE text into data objects, checking that each event line names the data's type.
+std::vector<json> Events(const std::string& sse) {
+  std::vector<json> out;
+  size_t pos = 0;
+  while (pos < sse.size()) {
+    const size_t end = sse.find("\n\n", pos);
+    const std::string ev = sse.substr(pos, end - pos);
+    const size_t nl = ev.find('\n');
+    const json data = json::parse(ev.substr(nl + 7));
+    EXPECT_EQ(ev.substr(7, nl - 7), data["type"]);
+    out.push_back(data);
+    pos = end + 2;
+  }
+  return out;
+}
+
+TEST(ResponseBuilderTest, TextThenACallInTheReferencesOrderNumberedFromZero) {
+  ResponseBuilder b({{"id", "resp_1"}, {"model", "m"}}, {{"spawn_agent", "multi_agent_v1"}});
+  std::string sse = b.Created();
+  sse += b.Delta({OutputDelta::Kind::kText, 0, "Hel", "", ""});
+  sse += b.Delta({OutputDelta::Kind::kText, 0, "lo", "", ""});
+  sse += b.Delta({OutputDelta::Kind::kToolStart, 0, "", "call_9", "spawn_agent"});
+  sse += b.Delta({OutputDelta::Kind::kToolArgs, 0, "{}", "", ""});
+  sse += b.Finish(FinishReason::kStop, {100, 60, 7});
+  const auto ev = Events(sse);
+  std::vector<std::string> types;
+  for (size_t i = 0; i < ev.size(); ++i) {
+    types.push_back(ev[i]["type"]);
+    EXPECT_EQ(ev[i]["sequence_number"], i);
+  }
+  EXPECT_EQ(types, (std::vector<std::string>{
+                       "response.created", "response.in_progress", "response.output_item.added",
+                       "response.content_part.added", "response.output_text.delta", "response.output_text.delta",
+                       "response.output_text.done", "response.content_part.done", "response.output_item.done",
+                       "response.output_item.added", "response.function_call_arguments.delta",
+                       "response.function_call_arguments.done", "response.output_item.done", "response.completed"}));
+  EXPECT_EQ(ev[0]["response"]["output"], json::array());
+  EXPECT_EQ(ev[9]["output_index"], 1);
+  const json& done = ev.back()["response"];
+  EXPECT_EQ(done["status"], "completed");
+  EXPECT_EQ(done["output"][0]["content"][0]["text"], "Hello");
+  EXPECT_EQ(done["output"][1]["call_id"], "call_9");
+  EXPECT_EQ(done["output"][1]["namespace"], "multi_agent_v1");
+  EXPECT_EQ(done["output"][1]["arguments"], "{}");
+  EXPECT_EQ(done["usage"]["input_tokens_details"]["cached_tokens"], 60);
+  EXPECT_EQ(done["usage"]["total_tokens"], 107);
+  // Cut by max_output_tokens or the context: incomplete.
+  ResponseBuilder cut({{"id", "resp_2"}}, {});
+  EXPECT_NE(cut.Finish(FinishReason::kContextLength, {}).find("response.incomplete"), std::string::npos);
+  EXPECT_EQ(cut.response()["incomplete_details"]["reason"], "max_output_tokens");
+}
+
+}  // namespace
+}  // namespace kvault
