@@ -158,6 +158,14 @@ TEST(ChatRenderFoldTest, FoldsIntoThePreviousUserTurnElseTheNextElseANewOne) {
   auto grown =
       fold({Msg("system", "S"), Msg("user", "u"), Msg("system", "e"), Msg("assistant", "a"), Msg("user", "w")});
   EXPECT_EQ(grown[1].content, a[1].content);
+  // After an assistant turn, followed by another assistant turn: a user turn of its own, as when
+  // it was last (the earlier rendering stays a prefix, and roles still alternate).
+  auto d = fold({Msg("user", "u"), Msg("assistant", "a"), Msg("system", "e"), Msg("assistant", "a2"), Msg("user", "u2")});
+  ASSERT_EQ(d.size(), 5u);
+  EXPECT_EQ(d[2].role, "user");
+  EXPECT_EQ(d[2].content, "e");
+  EXPECT_EQ(d[3].role, "assistant");
+  EXPECT_EQ(d[4].content, "u2");
 }
 
 }  // namespace
