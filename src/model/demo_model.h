@@ -29,7 +29,8 @@ struct DemoModelSpec {
   uint32_t n_swa = 0;          // gemma3: sliding window in tokens
   uint32_t swa_pattern = 0;    // gemma3: every swa_pattern-th layer is full attention, the rest SWA
   // "llama3": Llama 3.1's chat template and the Llama 3 tokenizer; "qwen3": Qwen3's template
-  // (thinking switch, <tool_call> syntax) and the Qwen2/Qwen3 tokenizer.
+  // (thinking switch, <tool_call> syntax) and the Qwen2 BPE tokenizer (llama.cpp's
+  // ggml-vocab-qwen2.gguf: Qwen3's vocabulary without its added tokens such as <think>).
   std::string chat_template = "llama3";
   // End-of-turn ramp, written as `kvault.demo.end_ramp`: kvault adds end_ramp × (tokens generated
   // so far) to the end-of-turn token's logit, so that a random-weight chat model ends its answers
