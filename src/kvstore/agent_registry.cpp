@@ -24,14 +24,18 @@ bool AgentRegistry::ValidId(const std::string& id) {
 
 AgentRegistry::AgentRegistry(fs::path dir) : dir_(std::move(dir)) {}
 
-fs::path AgentRegistry::FileFor(const std::string& tenant, const std::string& id) const {
-  if (dir_.empty()) return {};
+std::string AgentRegistry::FileName(const std::string& tenant, const std::string& id) {
   const std::string input = tenant + '\n' + id;
   const XXH128_hash_t h = XXH3_128bits(input.data(), input.size());
   char name[40];
   std::snprintf(name, sizeof(name), "%016llx%016llx", static_cast<unsigned long long>(h.high64),
                 static_cast<unsigned long long>(h.low64));
-  return dir_ / (std::string(name) + ".json");
+  return std::string(name) + ".json";
+}
+
+fs::path AgentRegistry::FileFor(const std::string& tenant, const std::string& id) const {
+  if (dir_.empty()) return {};
+  return dir_ / FileName(tenant, id);
 }
 
 void AgentRegistry::RefLocked(const std::vector<BlockKey>& chain, int delta) {

@@ -36,6 +36,9 @@ class AgentRegistry {
   // 1–256 characters from [A-Za-z0-9._:@-], not "." or "..". Other ids are not recorded (the
   // request still runs; the API layer may reject them first).
   static bool ValidId(const std::string& id);
+  // "<32 hex digits>.json": the file name of a (tenant, id) record, a hash of both (ids are
+  // client-chosen text; the name never is). Also names stored Responses (server/response_store).
+  static std::string FileName(const std::string& tenant, const std::string& id);
 
   // `dir` empty: in memory only.
   explicit AgentRegistry(std::filesystem::path dir = {});

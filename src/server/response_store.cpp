@@ -1,11 +1,9 @@
 #include "server/response_store.h"
 
-#include <xxhash.h>
-
-#include <cstdio>
 #include <fstream>
 #include <iterator>
 
+#include "kvstore/agent_registry.h"
 #include "kvstore/disk_tier.h"
 
 namespace kvault {
@@ -31,12 +29,7 @@ json ToJson(const StoredResponse& r) {
 ResponseStore::ResponseStore(fs::path dir) : dir_(std::move(dir)) {}
 
 fs::path ResponseStore::FileFor(const std::string& tenant, const std::string& id) const {
-  const std::string input = tenant + '\n' + id;
-  const XXH128_hash_t h = XXH3_128bits(input.data(), input.size());
-  char name[40];
-  std::snprintf(name, sizeof(name), "%016llx%016llx", static_cast<unsigned long long>(h.high64),
-                static_cast<unsigned long long>(h.low64));
-  return dir_ / (std::string(name) + ".json");
+  return dir_ / AgentRegistry::FileName(tenant, id);
 }
 
 Status ResponseStore::Put(const StoredResponse& r) {
