@@ -12,24 +12,56 @@ using json = nlohmann::json;
 
 namespace {
 
-Status Invalid(const std::string& m) { return Status::InvalidArgument(m); }
+Status Invalid(const std::string& m) {
+  return Status::InvalidArgument(m);
+}
 
-std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string Dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
-bool Present(const json& body, const char* key) { return body.contains(key) && !body[key].is_null(); }
+bool Present(const json& body, const char* key) {
+  return body.contains(key) && !body[key].is_null();
+}
 
 // Every field of the Responses reference: read, accepted, or refused below.
-const std::vector<std::string_view> kFields = {
-    "model",           "input",          "instructions",       "tools",          "tool_choice",
-    "parallel_tool_calls", "max_output_tokens", "temperature", "top_p",          "text",
-    "reasoning",       "include",        "metadata",           "store",          "stream",
-    "stream_options",  "previous_response_id", "prompt_cache_key", "prompt_cache_retention",
-    "prompt_cache_options", "user",      "safety_identifier",  "service_tier",   "truncation",
-    "background",      "client_metadata", "max_tool_calls",    "top_logprobs",   "conversation",
-    "prompt",          "context_management", "moderation"};
+const std::vector<std::string_view> kFields = {"model",
+                                               "input",
+                                               "instructions",
+                                               "tools",
+                                               "tool_choice",
+                                               "parallel_tool_calls",
+                                               "max_output_tokens",
+                                               "temperature",
+                                               "top_p",
+                                               "text",
+                                               "reasoning",
+                                               "include",
+                                               "metadata",
+                                               "store",
+                                               "stream",
+                                               "stream_options",
+                                               "previous_response_id",
+                                               "prompt_cache_key",
+                                               "prompt_cache_retention",
+                                               "prompt_cache_options",
+                                               "user",
+                                               "safety_identifier",
+                                               "service_tier",
+                                               "truncation",
+                                               "background",
+                                               "client_metadata",
+                                               "max_tool_calls",
+                                               "top_logprobs",
+                                               "conversation",
+                                               "prompt",
+                                               "context_management",
+                                               "moderation"};
 
-// Text of a message's content: a string, or input_text / output_text / refusal parts.
-StatusOr<std::string> ContentText(const json& content, const std::string& where) {
+// Text of a message's content: a string, or input_text / output_text / refusal parts. Images and
+// files: with `placeholder`, a fixed text (a tool's output, earlier turns: refusing them would end
+// the conversation), else a 400 (the model would be asked about what it cannot see).
+StatusOr<std::string> ContentText(const json& content, const std::string& where, bool placeholder) {
   if (content.is_string()) return content.get<std::string>();
   if (!content.is_array()) return Invalid("'" + where + "' must be a string or an array of content parts");
   std::string text;
@@ -41,6 +73,11 @@ StatusOr<std::string> ContentText(const json& content, const std::string& where)
     }
     const std::string type = p["type"].get<std::string>();
     const char* key = type == "refusal" ? "refusal" : "text";
+    if (placeholder && (type == "input_image" || type == "input_file")) {
+      text += type == "input_image" ? "[image omitted: this server's model reads text only]"
+                                    : "[file omitted: this server's model reads text only]";
+      continue;
+    }
     if (type != "input_text" && type != "output_text" && type != "refusal") {
       return Invalid("'" + pw + "': content part type '" + type +
                      "' is not supported by this server (its model reads text only)");
@@ -67,17 +104,22 @@ std::string ReasoningText(const json& item) {
   return text;
 }
 
-Status AppendItems(const json& items, const std::string& where, std::vector<common_chat_msg>& out) {
+// `media_before`: items before this index may hold images and files (placeholders).
+Status AppendItems(const json& items, const std::string& where, size_t media_before,
+                   std::vector<common_chat_msg>& out) {
   std::string reasoning;  // a reasoning item waits for the assistant turn it precedes
-  // The assistant turn that function calls and a following message join (one turn of the model).
-  auto assistant = [&]() -> common_chat_msg& {
-    if (out.empty() || out.back().role != "assistant") {
+  // The assistant turn an item joins: the open one (function calls and a message after them are
+  // one turn of the model), or a new one when `new_turn` or none is open; pending reasoning is
+  // added to it.
+  auto assistant = [&](bool new_turn) -> common_chat_msg& {
+    if (new_turn || out.empty() || out.back().role != "assistant") {
       common_chat_msg m;
       m.role = "assistant";
       out.push_back(std::move(m));
     }
     if (!reasoning.empty()) {
-      out.back().reasoning_content = std::move(reasoning);
+      std::string& r = out.back().reasoning_content;
+      r += (r.empty() ? "" : "\n\n") + reasoning;
       reasoning.clear();
     }
     return out.back();
@@ -99,16 +141,13 @@ Status AppendItems(const json& items, const std::string& where, std::vector<comm
         return Invalid("'" + w + ".role' must be 'user', 'system', 'developer' or 'assistant'; got '" + role + "'");
       }
       if (!item.contains("content")) return Invalid("'" + w + ".content' is required");
-      auto text = ContentText(item["content"], w + ".content");
+      auto text = ContentText(item["content"], w + ".content", i < media_before);
       if (!text.ok()) return text.status();
       if (role == "assistant") {
-        common_chat_msg& a = assistant();
-        if (!a.tool_calls.empty() || !a.content.empty()) {  // a new turn of the model's
-          common_chat_msg m;
-          m.role = "assistant";
-          out.push_back(std::move(m));
-        }
-        out.back().content += text.value();
+        // A message after the turn's text or calls is the model's next turn.
+        const bool open = !out.empty() && out.back().role == "assistant";
+        const bool new_turn = open && (!out.back().tool_calls.empty() || !out.back().content.empty());
+        assistant(new_turn).content += text.value();
         continue;
       }
       reasoning.clear();
@@ -120,14 +159,14 @@ Status AppendItems(const json& items, const std::string& where, std::vector<comm
       for (const char* key : {"call_id", "name", "arguments"}) {
         if (!item.contains(key) || !item[key].is_string()) return Invalid("'" + w + "." + key + "' must be a string");
       }
-      assistant().tool_calls.push_back(
+      assistant(false).tool_calls.push_back(
           {item["name"].get<std::string>(), item["arguments"].get<std::string>(), item["call_id"].get<std::string>()});
     } else if (type == "function_call_output") {
       if (!item.contains("call_id") || !item["call_id"].is_string()) {
         return Invalid("'" + w + ".call_id' must be a string");
       }
       if (!item.contains("output")) return Invalid("'" + w + ".output' is required");
-      auto text = ContentText(item["output"], w + ".output");
+      auto text = ContentText(item["output"], w + ".output", /*placeholder=*/true);
       if (!text.ok()) return text.status();
       reasoning.clear();
       common_chat_msg m;
@@ -187,7 +226,9 @@ Status ParseTools(const json& tools, ResponsesRequest& r) {
       for (size_t j = 0; j < t["tools"].size(); ++j) {
         const json& f = t["tools"][j];
         const std::string fw = w + ".tools[" + std::to_string(j) + "]";
-        if (!f.is_object() || f.value("type", "") != "function") return Invalid("'" + fw + ".type' must be 'function'");
+        if (!f.is_object() || !f.contains("type") || f["type"] != "function") {
+          return Invalid("'" + fw + ".type' must be 'function'");
+        }
         Status st = add(f, fw, t["name"].get<std::string>());
         if (!st.ok()) return st;
       }
@@ -226,16 +267,18 @@ Status ApplyToolChoice(const json& c, GenerateRequest& g) {
     }
     return Status::Ok();
   }
-  const std::string type = c.is_object() && c.contains("type") && c["type"].is_string() ? c["type"].get<std::string>() : "";
+  const std::string type =
+      c.is_object() && c.contains("type") && c["type"].is_string() ? c["type"].get<std::string>() : "";
   if (type == "function") {
     if (!c.contains("name") || !c["name"].is_string()) return Invalid("'tool_choice.name' must be a string");
     g.tool_choice = COMMON_CHAT_TOOL_CHOICE_REQUIRED;
     return only({c["name"].get<std::string>()});
   }
   if (type == "allowed_tools") {
-    const std::string mode = c.value("mode", "");
-    if ((mode != "auto" && mode != "required") || !c.contains("tools") || !c["tools"].is_array()) {
-      return Invalid("'tool_choice' allowed_tools needs 'mode' ('auto' or 'required') and 'tools'");
+    const std::string mode = c.contains("mode") && c["mode"].is_string() ? c["mode"].get<std::string>() : "";
+    if ((mode != "auto" && mode != "required") || !c.contains("tools") || !c["tools"].is_array() ||
+        c["tools"].empty()) {
+      return Invalid("'tool_choice' allowed_tools needs 'mode' ('auto' or 'required') and a non-empty 'tools'");
     }
     std::vector<std::string> names;
     for (const json& t : c["tools"]) {
@@ -258,7 +301,8 @@ Status ApplyTextFormat(const json& text, GenerateRequest& g) {
   }
   if (!Present(text, "format")) return Status::Ok();
   const json& f = text["format"];
-  const std::string type = f.is_object() && f.contains("type") && f["type"].is_string() ? f["type"].get<std::string>() : "";
+  const std::string type =
+      f.is_object() && f.contains("type") && f["type"].is_string() ? f["type"].get<std::string>() : "";
   if (type == "text") return Status::Ok();
   if (type == "json_object") {
     g.json_schema = R"({"type":"object"})";
@@ -332,11 +376,11 @@ StatusOr<ResponsesRequest> ParseResponsesRequest(std::string_view body_text) {
       return Invalid("'input' must be a string or an array of items");
     }
   }
-  for (const auto& [key, out] : std::vector<std::pair<const char*, std::string*>>{
-           {"instructions", &r.instructions},
-           {"previous_response_id", &r.previous_response_id},
-           {"prompt_cache_key", &r.prompt_cache_key},
-           {"user", &r.user}}) {
+  for (const auto& [key, out] :
+       std::vector<std::pair<const char*, std::string*>>{{"instructions", &r.instructions},
+                                                         {"previous_response_id", &r.previous_response_id},
+                                                         {"prompt_cache_key", &r.prompt_cache_key},
+                                                         {"user", &r.user}}) {
     Status st = ParseOptionalString(body, key, *out);
     if (!st.ok()) return st;
   }
@@ -379,6 +423,12 @@ StatusOr<ResponsesRequest> ParseResponsesRequest(std::string_view body_text) {
     Status st = ApplyTextFormat(body["text"], g);
     if (!st.ok()) return st;
   }
+  // As in chat completions (llama-server's rule): a response format constrains the whole answer,
+  // so a call that must be made cannot be.
+  if (!g.json_schema.empty() && g.tool_choice == COMMON_CHAT_TOOL_CHOICE_REQUIRED) {
+    return Invalid("'tool_choice': a required tool call cannot be combined with 'text.format' " +
+                   std::string("json_schema / json_object (the format constrains the whole answer)"));
+  }
   json reasoning = {{"effort", nullptr}, {"summary", nullptr}};
   if (Present(body, "reasoning")) {
     const json& rs = body["reasoning"];
@@ -420,9 +470,15 @@ Status BuildResponsesMessages(const std::string& instructions, const json& histo
     sys.content = instructions;
     out.push_back(std::move(sys));
   }
-  Status st = AppendItems(history, "previous_response_id", out);
+  Status st = AppendItems(history, "previous_response_id", history.size(), out);
   if (!st.ok()) return st;
-  st = AppendItems(input, "input", out);
+  // Images and files: placeholders before the last user message (earlier turns a client replays,
+  // as Codex does), a 400 in it.
+  size_t last_user = 0;
+  for (size_t i = 0; i < input.size(); ++i) {
+    if (input[i].is_object() && input[i].contains("role") && input[i]["role"] == "user") last_user = i;
+  }
+  st = AppendItems(input, "input", last_user, out);
   if (!st.ok()) return st;
   if (out.empty()) return Invalid("'input' must hold at least one item");
   return Status::Ok();
@@ -450,7 +506,9 @@ std::string ResponseBuilder::Created() {
   return out;
 }
 
-std::string ResponseBuilder::InProgress() { return Event("response.in_progress", {{"response", response_}}); }
+std::string ResponseBuilder::InProgress() {
+  return Event("response.in_progress", {{"response", response_}});
+}
 
 std::string ResponseBuilder::Open(Item kind, json item) {
   std::string out = Close();
@@ -481,11 +539,9 @@ std::string ResponseBuilder::Close() {
   const json id = item_["id"];
   if (open_ == Item::kMessage) {
     const json part = {{"type", "output_text"}, {"text", text_}, {"annotations", json::array()}};
-    out += Event("response.output_text.done", {{"item_id", id},
-                                                {"output_index", index},
-                                                {"content_index", 0},
-                                                {"text", text_},
-                                                {"logprobs", json::array()}});
+    out += Event(
+        "response.output_text.done",
+        {{"item_id", id}, {"output_index", index}, {"content_index", 0}, {"text", text_}, {"logprobs", json::array()}});
     out += Event("response.content_part.done",
                  {{"item_id", id}, {"output_index", index}, {"content_index", 0}, {"part", part}});
     item_["content"] = json::array({part});
@@ -501,7 +557,8 @@ std::string ResponseBuilder::Close() {
     out += Event("response.function_call_arguments.done",
                  {{"item_id", id}, {"output_index", index}, {"name", item_["name"]}, {"arguments", text_}});
   }
-  item_["status"] = "completed";
+  item_["status"] = item_status_;
+  item_status_ = "completed";
   out += Event("response.output_item.done", {{"output_index", index}, {"item", item_}});
   response_["output"].push_back(item_);
   open_ = Item::kNone;
@@ -546,13 +603,16 @@ std::string ResponseBuilder::Delta(const OutputDelta& d) {
       return out;
     case OutputDelta::Kind::kToolStart: {
       json item = {{"id", NewRandomId("fc_")}, {"type", "function_call"}, {"status", "in_progress"},
-                   {"call_id", d.id},          {"name", d.name},           {"arguments", ""}};
+                   {"call_id", d.id},          {"name", d.name},          {"arguments", ""}};
       auto ns = namespaces_.find(d.name);
       if (ns != namespaces_.end()) item["namespace"] = ns->second;
-      return Open(Item::kCall, std::move(item));
+      out = Open(Item::kCall, std::move(item));
+      tool_index_ = d.tool_index;
+      return out;
     }
     case OutputDelta::Kind::kToolArgs:
-      if (open_ != Item::kCall || d.text.empty()) return out;
+      // Arguments of the open call only (an earlier call's arrive before the next is announced).
+      if (open_ != Item::kCall || d.tool_index != tool_index_ || d.text.empty()) return out;
       text_ += d.text;
       out += Event("response.function_call_arguments.delta",
                    {{"item_id", item_["id"]}, {"output_index", index}, {"delta", d.text}});
@@ -562,8 +622,9 @@ std::string ResponseBuilder::Delta(const OutputDelta& d) {
 }
 
 std::string ResponseBuilder::Finish(FinishReason finish, const ResponsesUsage& u) {
-  std::string out = Close();
   const bool cut = finish == FinishReason::kLength || finish == FinishReason::kContextLength;
+  if (cut && open_ != Item::kNone) item_status_ = "incomplete";  // the item the limit cut
+  std::string out = Close();
   response_["status"] = cut ? "incomplete" : "completed";
   if (cut) response_["incomplete_details"] = {{"reason", "max_output_tokens"}};
   response_["usage"] = {{"input_tokens", u.input_tokens},
@@ -571,8 +632,12 @@ std::string ResponseBuilder::Finish(FinishReason finish, const ResponsesUsage& u
                         {"output_tokens", u.output_tokens},
                         {"output_tokens_details", {{"reasoning_tokens", 0}}},
                         {"total_tokens", u.input_tokens + u.output_tokens}};
-  out += Event(cut ? "response.incomplete" : "response.completed", {{"response", response_}});
   return out;
+}
+
+std::string ResponseBuilder::Completed() {
+  return Event(response_["status"] == "incomplete" ? "response.incomplete" : "response.completed",
+               {{"response", response_}});
 }
 
 std::string ResponseBuilder::Failed(const std::string& code, const std::string& message) {
@@ -581,7 +646,9 @@ std::string ResponseBuilder::Failed(const std::string& code, const std::string& 
   return Event("response.failed", {{"response", response_}});
 }
 
-std::string RenderResponse(const json& response) { return Dump(response); }
+std::string RenderResponse(const json& response) {
+  return Dump(response);
+}
 
 std::string RenderResponseDeleted(const std::string& id) {
   return Dump(json{{"id", id}, {"object", "response"}, {"deleted", true}});

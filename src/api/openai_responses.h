@@ -24,7 +24,7 @@ namespace kvault {
 
 struct ResponsesRequest {
   std::string model;
-  GenerateRequest generate;  // everything but the messages (BuildResponsesMessages)
+  GenerateRequest generate;                        // everything but the messages (BuildResponsesMessages)
   nlohmann::json input = nlohmann::json::array();  // this request's input, as items
   std::string instructions;                        // empty: none (not carried to later turns)
   bool store = true;                               // the API's default
@@ -63,9 +63,14 @@ class ResponseBuilder {
 
   std::string Created();  // response.created, response.in_progress
   std::string Delta(const OutputDelta& delta);
-  // Closes the open item; response.completed, or response.incomplete when the answer was cut by
-  // max_output_tokens or the end of the context.
+  // Closes the open item and completes the Response object: status "completed", or
+  // "incomplete" when the answer was cut by max_output_tokens or the end of the context (the cut
+  // item too), and its usage. Returns the closing item's events.
   std::string Finish(FinishReason finish, const ResponsesUsage& usage);
+  // After Finish: response.completed or response.incomplete with the whole Response.
+  std::string Completed();
+  // After Finish, when the response could not be kept: "store": false in the Response.
+  void MarkNotStored() { response_["store"] = false; }
   // An engine error after the stream started: response.failed.
   std::string Failed(const std::string& code, const std::string& message);
   // Keeps an idle stream alive before any output (a long prompt): response.in_progress.
@@ -84,8 +89,10 @@ class ResponseBuilder {
   std::map<std::string, std::string> namespaces_;
   int64_t seq_ = 0;
   Item open_ = Item::kNone;
-  nlohmann::json item_;  // the open item
-  std::string text_;     // its text, reasoning or arguments so far
+  nlohmann::json item_;                    // the open item
+  std::string text_;                       // its text, reasoning or arguments so far
+  size_t tool_index_ = 0;                  // the open call's index among the answer's calls (OutputDelta::tool_index)
+  std::string item_status_ = "completed";  // what the next closed item becomes
 };
 
 // The Response object of `response` rendered for `GET /v1/responses/{id}` and non-streamed

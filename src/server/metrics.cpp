@@ -52,6 +52,7 @@ std::string EndpointLabel(const std::string& path) {
     if (path == k) return k;
   }
   if (path.rfind("/admin/", 0) == 0) return "/admin";
+  if (path == "/v1/responses" || path.rfind("/v1/responses/", 0) == 0) return "/v1/responses";
   return "other";
 }
 

@@ -16,12 +16,9 @@ namespace {
 constexpr size_t kMaxChain = 100000;  // turns followed back through previous_response_id
 
 json ToJson(const StoredResponse& r) {
-  return {{"id", r.id},
-          {"tenant", r.tenant},
-          {"agent", r.agent},
-          {"previous_response_id", r.previous_response_id},
-          {"items", r.items},
-          {"response", r.response}};
+  return {{"id", r.id},       {"tenant", r.tenant},
+          {"agent", r.agent}, {"previous_response_id", r.previous_response_id},
+          {"items", r.items}, {"response", r.response}};
 }
 
 }  // namespace

@@ -26,7 +26,7 @@ struct StoredResponse {
   std::string agent;  // the chain's agent: every turn of it runs under this id
   std::string previous_response_id;
   nlohmann::json items = nlohmann::json::array();  // this turn's input items, then its output items
-  nlohmann::json response;                          // the Response object
+  nlohmann::json response;                         // the Response object
 };
 
 class ResponseStore {

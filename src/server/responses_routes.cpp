@@ -1,7 +1,7 @@
 // OpenAI Responses routes: POST /v1/responses, GET and DELETE /v1/responses/{id}.
 //
-// A stored response chain is an agent: its turns run under one agent id (X-Agent-Id, else
-// prompt_cache_key, else the chain's own, else `user`, else the first response's id), so the KV of
+// A stored response chain is an agent: its turns run under one agent id (X-Agent-Id, else the
+// chain's own, else prompt_cache_key, else `user`, else the first response's id), so the KV of
 // a conversation continued with previous_response_id is that agent's latest chain in the KV store,
 // restored from RAM or disk (server/response_store.h keeps only the items).
 #include <httplib.h>
@@ -35,14 +35,18 @@ ResponsesUsage UsageOf(const GenerationEvent& ev) {
   return {ev.prompt_tokens, ev.cached_tokens, ev.completion_tokens};
 }
 
-// The answer is complete: its record goes to the store before the client hears of it, so that a
-// next turn naming it always finds it. A failed write is logged; the answer still goes out.
+// The answer is complete (ResponseBuilder::Finish): its record goes to the store before the
+// client hears of it, so that a next turn naming it always finds it. A failed write is logged and
+// the answer says "store": false.
 void StoreRecord(ResponsesState& st) {
   if (!st.store_it) return;
   st.record.response = st.builder->response();
   for (const auto& item : st.builder->output()) st.record.items.push_back(item);
   Status s = st.store->Put(st.record);
-  if (!s.ok()) spdlog::error("request {}: response {} not stored: {}", st.call.request_id, st.record.id, s.message());
+  if (!s.ok()) {
+    spdlog::error("request {}: response {} not stored: {}", st.call.request_id, st.record.id, s.message());
+    st.builder->MarkNotStored();
+  }
 }
 
 std::string Deltas(ResponsesState& st, const std::vector<OutputDelta>& ds) {
@@ -71,8 +75,10 @@ void HandleCreate(const RouteContext& ctx, const httplib::Request& req, httplib:
 
   auto st = std::make_shared<ResponsesState>();
   const std::string id = NewRandomId("resp_");
-  std::string agent = parsed->prompt_cache_key;
-  for (const std::string* fallback : {&chain_agent, &parsed->user}) {
+  // The chain's agent first (a prompt_cache_key may be shared by many conversations), then
+  // prompt_cache_key, then user.
+  std::string agent = chain_agent;
+  for (const std::string* fallback : {&parsed->prompt_cache_key, &parsed->user}) {
     if (!AgentRegistry::ValidId(agent)) agent = *fallback;
   }
   if (!AgentRegistry::ValidId(agent) && parsed->store) agent = id;  // a new chain is an agent of its own
@@ -112,7 +118,7 @@ void HandleCreate(const RouteContext& ctx, const httplib::Request& req, httplib:
       LogRequest(st->call, "openai.responses", ev, 200);
       out += st->builder->Finish(ev.finish, UsageOf(ev));
       StoreRecord(*st);
-      return out;
+      return out + st->builder->Completed();
     };
     // While a long prompt is computed: response.in_progress (the clients' idle timers count events;
     // before any output item it replaces nothing in their snapshot), then SSE comments.
@@ -153,8 +159,10 @@ void HandleDelete(const RouteContext& ctx, const httplib::Request& req, httplib:
 }  // namespace
 
 void RegisterResponsesRoutes(httplib::Server& http, const RouteContext& ctx) {
-  http.Post("/v1/responses", [ctx](const httplib::Request& req, httplib::Response& res) { HandleCreate(ctx, req, res); });
-  http.Get("/v1/responses/:id", [ctx](const httplib::Request& req, httplib::Response& res) { HandleGet(ctx, req, res); });
+  http.Post("/v1/responses",
+            [ctx](const httplib::Request& req, httplib::Response& res) { HandleCreate(ctx, req, res); });
+  http.Get("/v1/responses/:id",
+           [ctx](const httplib::Request& req, httplib::Response& res) { HandleGet(ctx, req, res); });
   http.Delete("/v1/responses/:id",
               [ctx](const httplib::Request& req, httplib::Response& res) { HandleDelete(ctx, req, res); });
 }

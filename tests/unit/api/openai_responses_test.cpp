@@ -62,6 +62,17 @@ TEST(ResponsesParseTest, WhatCannotBeHonouredIsRefusedByName) {
             std::string::npos);
   EXPECT_NE(ParseError(with("tool_choice", json::parse(R"({"type":"function","name":"nope"})"))).find("nope"),
             std::string::npos);
+  // Wrong types are 400s naming the field, never a thrown exception (a 500).
+  EXPECT_NE(ParseError(with("tool_choice", json::parse(R"({"type":"allowed_tools","mode":5,"tools":[]})")))
+                .find("allowed_tools"),
+            std::string::npos);
+  json bad_ns = CodexBody();
+  bad_ns["tools"][1]["tools"][0]["type"] = 7;
+  EXPECT_NE(ParseError(bad_ns).find("tools[1].tools[0].type"), std::string::npos);
+  json schema_and_call = CodexBody();
+  schema_and_call["text"] = json::parse(R"({"format":{"type":"json_schema","name":"x","schema":{"type":"object"}}})");
+  schema_and_call["tool_choice"] = "required";
+  EXPECT_NE(ParseError(schema_and_call).find("tool_choice"), std::string::npos);
   json image = CodexBody();
   image["input"][1]["content"].push_back({{"type", "input_image"}, {"image_url", "data:"}});
   auto r = ParseResponsesRequest(image.dump());
@@ -69,6 +80,40 @@ TEST(ResponsesParseTest, WhatCannotBeHonouredIsRefusedByName) {
   std::vector<common_chat_msg> m;
   Status st = BuildResponsesMessages("", json::array(), r->input, m);
   EXPECT_NE(st.message().find("input[1].content[1]"), std::string::npos) << st.message();
+}
+
+TEST(ResponsesParseTest, ReasoningJoinsTheTurnItPrecedes) {
+  const json items = json::parse(R"([
+    {"role":"user","content":"q"},
+    {"type":"reasoning","id":"rs_0","summary":[],"content":[{"type":"reasoning_text","text":"r0"}]},
+    {"type":"message","role":"assistant","content":[{"type":"output_text","text":"A"}]},
+    {"type":"reasoning","id":"rs_1","summary":[{"type":"summary_text","text":"r1"}]},
+    {"type":"message","role":"assistant","content":[{"type":"output_text","text":"B"}]},
+    {"role":"user","content":"q2"}])");
+  std::vector<common_chat_msg> m;
+  ASSERT_TRUE(BuildResponsesMessages("", json::array(), items, m).ok());
+  ASSERT_EQ(m.size(), 4u);
+  EXPECT_EQ(m[1].content, "A");
+  EXPECT_EQ(m[1].reasoning_content, "r0");
+  EXPECT_EQ(m[2].content, "B");
+  EXPECT_EQ(m[2].reasoning_content, "r1");
+}
+
+TEST(ResponsesParseTest, ImagesInToolOutputsAndEarlierTurnsArePlaceholders) {
+  const json image = {{"type", "input_image"}, {"image_url", "data:image/png;base64,AA"}};
+  json items =
+      json::array({{{"role", "user"}, {"content", json::array({image, {{"type", "input_text"}, {"text", "see"}}})}},
+                   {{"type", "function_call"}, {"call_id", "c1"}, {"name", "view_image"}, {"arguments", "{}"}},
+                   {{"type", "function_call_output"}, {"call_id", "c1"}, {"output", json::array({image})}},
+                   {{"role", "user"}, {"content", "next"}}});
+  std::vector<common_chat_msg> m;
+  ASSERT_TRUE(BuildResponsesMessages("", json::array(), items, m).ok());
+  EXPECT_EQ(m[0].content, "[image omitted: this server's model reads text only]see");
+  EXPECT_EQ(m[2].content, "[image omitted: this server's model reads text only]");
+  items[3]["content"] = json::array({image});  // in the last user message: refused
+  m.clear();
+  EXPECT_NE(BuildResponsesMessages("", json::array(), items, m).message().find("input[3].content[0]"),
+            std::string::npos);
 }
 
 TEST(ResponsesParseTest, HistoryItemsBecomeOneAssistantTurnThenToolResults) {
@@ -79,7 +124,8 @@ TEST(ResponsesParseTest, HistoryItemsBecomeOneAssistantTurnThenToolResults) {
     {"type":"function_call","call_id":"call_1","name":"exec_command","arguments":"{\"cmd\":\"ls\"}"},
     {"type":"function_call_output","call_id":"call_1","output":"a.txt"}])");
   std::vector<common_chat_msg> m;
-  ASSERT_TRUE(BuildResponsesMessages("be brief", history, json::array({{{"role", "user"}, {"content", "next"}}}), m).ok());
+  ASSERT_TRUE(
+      BuildResponsesMessages("be brief", history, json::array({{{"role", "user"}, {"content", "next"}}}), m).ok());
   ASSERT_EQ(m.size(), 5u);
   EXPECT_EQ(m[0].role, "system");
   EXPECT_EQ(m[0].content, "be brief");
@@ -114,9 +160,11 @@ TEST(ResponseBuilderTest, TextThenACallInTheReferencesOrderNumberedFromZero) {
   std::string sse = b.Created();
   sse += b.Delta({OutputDelta::Kind::kText, 0, "Hel", "", ""});
   sse += b.Delta({OutputDelta::Kind::kText, 0, "lo", "", ""});
-  sse += b.Delta({OutputDelta::Kind::kToolStart, 0, "", "call_9", "spawn_agent"});
-  sse += b.Delta({OutputDelta::Kind::kToolArgs, 0, "{}", "", ""});
+  sse += b.Delta({OutputDelta::Kind::kToolStart, 1, "", "call_9", "spawn_agent"});
+  sse += b.Delta({OutputDelta::Kind::kToolArgs, 1, "{}", "", ""});
+  sse += b.Delta({OutputDelta::Kind::kToolArgs, 0, "late", "", ""});  // an earlier call's: not this one's
   sse += b.Finish(FinishReason::kStop, {100, 60, 7});
+  sse += b.Completed();
   const auto ev = Events(sse);
   std::vector<std::string> types;
   for (size_t i = 0; i < ev.size(); ++i) {
@@ -141,8 +189,11 @@ TEST(ResponseBuilderTest, TextThenACallInTheReferencesOrderNumberedFromZero) {
   EXPECT_EQ(done["usage"]["total_tokens"], 107);
   // Cut by max_output_tokens or the context: incomplete.
   ResponseBuilder cut({{"id", "resp_2"}}, {});
-  EXPECT_NE(cut.Finish(FinishReason::kContextLength, {}).find("response.incomplete"), std::string::npos);
+  cut.Delta({OutputDelta::Kind::kText, 0, "cut sh", "", ""});
+  cut.Finish(FinishReason::kContextLength, {});
+  EXPECT_NE(cut.Completed().find("response.incomplete"), std::string::npos);
   EXPECT_EQ(cut.response()["incomplete_details"]["reason"], "max_output_tokens");
+  EXPECT_EQ(cut.response()["output"][0]["status"], "incomplete");
 }
 
 }  // namespace
