@@ -45,6 +45,7 @@ struct ServeArgs {
   int idle_timeout_s = 5;
   uint32_t max_body_mib = 32;
   int default_max_tokens = 0;  // 0: until the context ends
+  int reserve_tokens = 4096;   // answer cells reserved at admission (0: all of max_tokens)
   double temperature = 1.0;    // for requests that set none
   std::string data_dir;     // empty: DefaultDataDir()
   std::string log_level = "info";

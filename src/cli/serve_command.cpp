@@ -112,6 +112,11 @@ void AddServeCommand(CLI::App& app, ServeArgs* a) {
                     "completion limit for requests that set none (0 = until the context ends, as OpenAI)")
       ->check(CLI::Range(0, 1 << 20))
       ->capture_default_str();
+  serve->add_option("--reserve-tokens", a->reserve_tokens,
+                    "KV cells reserved for a request's answer when it starts; it takes more as it grows (0 = all of "
+                    "max_tokens up front)")
+      ->check(CLI::Range(0, 1 << 24))
+      ->capture_default_str();
   serve->add_option("--temperature", a->temperature, "temperature for requests that set none (both APIs; 0 = greedy)")
       ->check(CLI::Range(0.0, 2.0))
       ->capture_default_str();
@@ -307,6 +312,7 @@ int RunServe(const ServeArgs& a) {
   eo.disk_cache_gib = a.disk_cache_gib;
   eo.n_threads = a.threads;
   eo.default_max_tokens = a.default_max_tokens;
+  eo.reserve_tokens = a.reserve_tokens;
   eo.default_temperature = static_cast<float>(a.temperature);
 
   // Bind before loading so that a port in use fails fast, and serve /health ("loading") while

@@ -365,6 +365,7 @@ class Engine::Impl {
     BlockKey salt;
     std::vector<BlockKey> keys;  // the prompt's full blocks (its last token excluded)
     int32_t max_tokens = 0;
+    int32_t reserved_total = 0;  // prompt + answer tokens the pool has reserved cells for
     bool to_context_end = false;
     int32_t n_gen = 0;
     llama_token next = -1;  // sampled, decoded in the next step
@@ -519,13 +520,14 @@ class Engine::Impl {
       Waiting& w = waiting_.front();
       // Its blocks are still being read: it keeps its place (FIFO); running requests go on.
       if (w.prefetch && !w.prefetch->done.load(std::memory_order_acquire)) break;
-      const int32_t max_total = static_cast<int32_t>(w.prompt.size()) + w.max_tokens;
+      const int32_t max_total = static_cast<int32_t>(w.prompt.size()) + ReservedAnswer(w.max_tokens, 0);
       auto lease = pool_->Acquire(w.prompt, max_total, w.tenant);
       if (!lease) break;
       auto s = std::make_unique<Seq>();
       s->job = std::move(w.job);
       s->prompt = std::move(w.prompt);
       s->max_tokens = w.max_tokens;
+      s->reserved_total = max_total;
       s->to_context_end = w.to_context_end;
       s->slot = lease->slot;
       s->n_past = lease->reused;
@@ -709,11 +711,37 @@ class Engine::Impl {
   }
 
   // One continuous-batching step: build, decode, sample.
+  // Answer tokens to reserve cells for, beyond the `have` already reserved (opt_.reserve_tokens).
+  int32_t ReservedAnswer(int32_t max_tokens, int32_t have) const {
+    if (opt_.reserve_tokens <= 0) return max_tokens;
+    return std::min(max_tokens, have + opt_.reserve_tokens);
+  }
+
+  // A generating sequence whose next token has no reserved cell takes more (EngineOptions::
+  // reserve_tokens); false when the pool cannot give them now (it waits this step).
+  bool HasRoom(Seq& s) {
+    if (s.prefill_left() > 0 || s.n_past + 1 <= s.reserved_total) return true;
+    const int32_t prompt = static_cast<int32_t>(s.prompt.size());
+    const int32_t total = prompt + ReservedAnswer(s.max_tokens, s.reserved_total - prompt);
+    if (!pool_->Grow(s.slot, total)) return false;
+    s.reserved_total = total;
+    return true;
+  }
+
   void Step() {
     std::vector<RunningSeq> view;
     view.reserve(running_.size());
     for (size_t i = 0; i < running_.size(); ++i) {
-      view.push_back({static_cast<int>(i), running_[i]->prefill_left()});
+      if (HasRoom(*running_[i])) view.push_back({static_cast<int>(i), running_[i]->prefill_left()});
+    }
+    if (view.empty()) {
+      // Every running answer waits for cells that only the others hold: the most recently
+      // admitted one ends (retryable), and its cells let the others go on.
+      spdlog::warn("engine: the KV pool is full of running answers; ending the most recent one");
+      Fail(*running_.back(), Status::Overloaded("the KV pool filled up with running requests before this answer "
+                                                "ended; retry later"));
+      EraseDone();
+      return;
     }
     const std::vector<StepEntry> plan = PlanStep(view, static_cast<int32_t>(step_budget_), &cursor_);
     batch_.n_tokens = 0;

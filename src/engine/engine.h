@@ -51,6 +51,13 @@ struct EngineOptions {
   // When a request sets no max_tokens: at most this many (capped by the context); 0 = until the
   // context ends (the API references' rule).
   int32_t default_max_tokens = 0;
+  // Cells reserved for a request's answer when it is admitted: at most this many tokens (0: all of
+  // max_tokens). An answer that grows past them takes more as it goes, evicting idle sequences;
+  // when running requests hold the whole pool it waits, and if every running answer waits, the
+  // most recently admitted one ends with a retryable error (the pool is full). So an answer
+  // allowed to run to the end of the context (Claude Code's max_tokens, an OpenAI request with
+  // none) does not hold the rest of the context from the start.
+  int32_t reserve_tokens = 4096;
   // When a request sets no temperature (OpenAI and Anthropic both default to 1; 0 = greedy).
   float default_temperature = 1.0f;
   // Pin llama.cpp's shape-dependent CPU kernels (no one-token batch, no step with one output row,

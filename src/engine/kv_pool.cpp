@@ -181,6 +181,24 @@ std::optional<KvPool::Lease> KvPool::Acquire(const std::vector<Token>& prompt, i
   return Lease{target, static_cast<int32_t>(s.tokens.size())};
 }
 
+bool KvPool::Grow(int slot, int32_t max_total) {
+  Slot& s = slots_[slot];
+  const uint32_t need = BlocksFor(static_cast<size_t>(std::max(0, max_total)));
+  if (need <= s.blocks.size()) return true;
+  const uint32_t more = need - static_cast<uint32_t>(s.blocks.size());
+  if (Reclaimable({}, {}, slot, more) < more) return false;
+  for (int victim : IdleByAge()) {
+    if (blocks_.free_blocks() >= more) break;
+    Evict(victim);
+  }
+  for (uint32_t i = 0; i < more; ++i) {
+    auto id = blocks_.Allocate();
+    if (!id) throw std::logic_error("KvPool: block accounting out of step");  // checked above
+    s.blocks.push_back(*id);
+  }
+  return true;
+}
+
 void KvPool::Append(int slot, const Token* tokens, size_t n) {
   Slot& s = slots_[slot];
   s.tokens.insert(s.tokens.end(), tokens, tokens + n);

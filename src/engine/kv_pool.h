@@ -89,6 +89,11 @@ class KvPool {
   // from, before block alignment); no side effects.
   size_t LongestPrefix(const std::vector<Token>& prompt, uint64_t tenant = 0) const;
 
+  // Reserves more blocks for an active slot, so that it can hold `max_total` tokens; evicts idle
+  // sequences (least recently used first) when needed. False when not enough can be freed right
+  // now (other running requests hold the rest); nothing changes then.
+  bool Grow(int slot, int32_t max_total);
+
   // Drops the slot's tokens from position `n` on (they will be restored or recomputed). Only for
   // an active slot; its reserved blocks stay reserved.
   void Truncate(int slot, size_t n);

@@ -124,6 +124,50 @@ TEST_F(EngineTest, MaxTokensBeyondTheContextEndsAtTheContext) {
   EXPECT_EQ(fits.done.completion_tokens, 8);
 }
 
+// A pool of one context (768 cells: 46 blocks and 2 scratch ones; a context of 736 tokens fills
+// it); answers reserve 64 tokens' cells at a time.
+EngineOptions OneContextPool() {
+  EngineOptions o = TinyOptions();
+  o.pool_tokens = 768;
+  o.ctx_size = 736;
+  o.reserve_tokens = 64;
+  return o;
+}
+
+TEST(EngineReservationTest, AnAnswerToTheContextEndDoesNotHoldItFromTheStart) {
+  auto e = StartEngine(OneContextPool());
+  ASSERT_NE(e, nullptr);
+  auto long_h = e->Submit(UserSays("Tell me a long story", 100000));  // to the end of the context
+  auto short_h = e->Submit(UserSays("hi", 8));
+  const Output shorter = Collect(short_h);
+  const Output longer = Collect(long_h);
+  ASSERT_TRUE(longer.error.ok()) << longer.error.ToString();
+  ASSERT_TRUE(shorter.error.ok()) << shorter.error.ToString();
+  EXPECT_EQ(longer.done.finish, FinishReason::kContextLength);
+  EXPECT_EQ(longer.done.prompt_tokens + longer.done.completion_tokens, 736);
+  EXPECT_EQ(shorter.done.completion_tokens, 8);
+  // The short request ran beside the long one: had the long one reserved the rest of the
+  // context (the whole pool) up front, the short one would have waited for all of it.
+  EXPECT_LT(shorter.done.total_ms, longer.done.total_ms);
+}
+
+TEST(EngineReservationTest, WhenEveryAnswerWaitsForCellsTheMostRecentEndsRetryably) {
+  auto e = StartEngine(OneContextPool());
+  ASSERT_NE(e, nullptr);
+  auto first = e->Submit(UserSays("Tell me a long story", 100000));
+  auto second = e->Submit(UserSays("Tell me another long story", 100000));
+  const Output a = Collect(first);
+  const Output b = Collect(second);
+  // Both started (each held only 64 tokens' cells); together they outgrew the pool. The second
+  // ended with a retryable error, its cells let the first reach the end of the context.
+  ASSERT_TRUE(a.error.ok()) << a.error.ToString();
+  EXPECT_EQ(a.done.finish, FinishReason::kContextLength);
+  EXPECT_EQ(a.done.prompt_tokens + a.done.completion_tokens, 736);
+  EXPECT_EQ(b.error.code(), Status::Code::kOverloaded) << b.error.ToString();
+  // The engine goes on serving.
+  EXPECT_TRUE(Collect(e->Submit(UserSays("hi", 4))).error.ok());
+}
+
 TEST_F(EngineTest, DefaultMaxTokensIsCappedByTheContext) {
   Output o = Run(UserSays(Words(300), -1));
   ASSERT_TRUE(o.error.ok()) << o.error.ToString();

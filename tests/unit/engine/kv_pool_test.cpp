@@ -99,6 +99,31 @@ TEST(KvPoolTest, ReservesPromptPlusCompletionUpFront) {
   EXPECT_EQ(pool.stats().idle_slots, 1u);
 }
 
+TEST(KvPoolTest, GrowTakesMoreBlocksEvictingIdleOnesButNeverRunningOnes) {
+  FakeKv kv;
+  KvPool pool(&kv, 4, 16, 4);
+  Served(pool, kv, Range(100, 20), 24);  // an idle conversation: 5 blocks
+  auto a = pool.Acquire(Range(0, 10), 12);  // 3 blocks
+  ASSERT_TRUE(a);
+  Prefill(pool, kv, *a, Range(0, 10));
+  EXPECT_TRUE(pool.Grow(a->slot, 12));  // already reserved: nothing to do
+  EXPECT_EQ(pool.stats().reserved_blocks, 0u);
+  EXPECT_TRUE(pool.Grow(a->slot, 40));  // 10 blocks: 7 more, the 8 free ones suffice
+  EXPECT_EQ(pool.stats().idle_slots, 1u);
+  EXPECT_TRUE(pool.Grow(a->slot, 60));  // 15 blocks: the idle conversation is evicted for them
+  EXPECT_EQ(pool.stats().idle_slots, 0u);
+  auto b = pool.Acquire(Range(200, 3), 4);  // the last block
+  ASSERT_TRUE(b);
+  // Running requests hold every block: no growth, and nothing changes.
+  const auto before = pool.stats();
+  EXPECT_FALSE(pool.Grow(a->slot, 64));
+  EXPECT_FALSE(pool.Grow(b->slot, 8));
+  EXPECT_EQ(pool.stats().reserved_blocks, before.reserved_blocks);
+  EXPECT_EQ(pool.stats().used_blocks, before.used_blocks);
+  pool.Free(b->slot);
+  EXPECT_TRUE(pool.Grow(a->slot, 64));
+}
+
 TEST(KvPoolTest, NextTurnContinuesTheIdleSequence) {
   FakeKv kv;
   KvPool pool(&kv, 4, 16, 4);
