@@ -167,16 +167,7 @@ std::optional<KvPool::Lease> KvPool::Acquire(const std::vector<Token>& prompt, i
   s.last_used = ++clock_;
   s.prompt_len = prompt.size();
   s.tenant = tenant;
-  const uint32_t needed = need_total - static_cast<uint32_t>(s.blocks.size());
-  for (int victim : IdleByAge()) {
-    if (blocks_.free_blocks() >= needed) break;
-    Evict(victim);
-  }
-  for (uint32_t i = 0; i < needed; ++i) {
-    auto id = blocks_.Allocate();
-    if (!id) throw std::logic_error("KvPool: block accounting out of step");  // checked above
-    s.blocks.push_back(*id);
-  }
+  AddBlocks(s, need_total - static_cast<uint32_t>(s.blocks.size()));
   TrimIdle();
   return Lease{target, static_cast<int32_t>(s.tokens.size())};
 }
@@ -187,16 +178,20 @@ bool KvPool::Grow(int slot, int32_t max_total) {
   if (need <= s.blocks.size()) return true;
   const uint32_t more = need - static_cast<uint32_t>(s.blocks.size());
   if (Reclaimable({}, {}, slot, more) < more) return false;
+  AddBlocks(s, more);
+  return true;
+}
+
+void KvPool::AddBlocks(Slot& s, uint32_t n) {
   for (int victim : IdleByAge()) {
-    if (blocks_.free_blocks() >= more) break;
+    if (blocks_.free_blocks() >= n) break;
     Evict(victim);
   }
-  for (uint32_t i = 0; i < more; ++i) {
+  for (uint32_t i = 0; i < n; ++i) {
     auto id = blocks_.Allocate();
-    if (!id) throw std::logic_error("KvPool: block accounting out of step");  // checked above
+    if (!id) throw std::logic_error("KvPool: block accounting out of step");  // Reclaimable said so
     s.blocks.push_back(*id);
   }
-  return true;
 }
 
 void KvPool::Append(int slot, const Token* tokens, size_t n) {

@@ -145,6 +145,9 @@ class KvPool {
   std::vector<int> IdleByAge() const;
   // Distinct blocks referenced by active slots (prompt, answer and reserved).
   uint32_t ActiveBlocks() const;
+  // Gives slot `s` `n` more blocks, evicting idle sequences least recently used first; the caller
+  // has checked with Reclaimable that they can be had.
+  void AddBlocks(Slot& s, uint32_t n);
   // Evicts idle slots, least recently used first, until idle ones hold at most idle_limit_ blocks.
   void TrimIdle();
 
