@@ -26,7 +26,7 @@ PYTHON           ?= /usr/bin/python3
 
 FUZZ_SECONDS     ?= 60
 FUZZ_BUILD_DIR   ?= build-fuzz
-FUZZ_TARGETS     ?= openai_request anthropic_request sse_writer block_file
+FUZZ_TARGETS     ?= openai_request anthropic_request responses_request sse_writer block_file
 
 .PHONY: all deps configure build serve test test-asan test-tsan reliability bench bench-smoke fuzz format clean
 
