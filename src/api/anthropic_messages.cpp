@@ -12,12 +12,8 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string Dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
 std::string Event(const char* name, const json& data) {
-  return std::string("event: ") + name + "\ndata: " + Dump(data) + "\n\n";
+  return std::string("event: ") + name + "\ndata: " + DumpJson(data) + "\n\n";
 }
 
 }  // namespace
@@ -97,11 +93,11 @@ std::string RenderMessage(const MessagesResult& r) {
                {"stop_reason", AnthropicStopReason(r)},
                {"stop_sequence", StopSequenceJson(r)},
                {"usage", UsageJson(r.usage)}};
-  return Dump(body);
+  return DumpJson(body);
 }
 
 std::string RenderCountTokens(int32_t input_tokens) {
-  return Dump(json{{"input_tokens", input_tokens}});
+  return DumpJson(json{{"input_tokens", input_tokens}});
 }
 
 std::string AnthropicStream::Start() {
@@ -122,9 +118,10 @@ std::string AnthropicStream::CloseBlock() {
   if (open_index_ < 0) return "";
   std::string out;
   if (open_ == Block::kThinking) {
-    out += Event("content_block_delta", {{"type", "content_block_delta"},
-                                         {"index", open_index_},
-                                         {"delta", {{"type", "signature_delta"}, {"signature", ThinkingSignature(reasoning_)}}}});
+    out += Event("content_block_delta",
+                 {{"type", "content_block_delta"},
+                  {"index", open_index_},
+                  {"delta", {{"type", "signature_delta"}, {"signature", ThinkingSignature(reasoning_)}}}});
     reasoning_.clear();
   }
   out += Event("content_block_stop", {{"type", "content_block_stop"}, {"index", open_index_}});

@@ -21,10 +21,6 @@ Status Invalid(const std::string& m) {
   return Status::InvalidArgument(m);
 }
 
-std::string Dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
 std::string Placeholder(const std::string& type) {
   char buf[128];
   std::snprintf(buf, sizeof(buf), kMediaPlaceholder, type.c_str());
@@ -125,7 +121,7 @@ Status AppendMessage(const json& m, size_t index, MediaPolicy media, std::vector
       if (!b.contains("id") || !b["id"].is_string()) return Invalid("'" + bw + ".id' must be a string");
       const json input = b.contains("input") ? b["input"] : json::object();
       if (!input.is_object()) return Invalid("'" + bw + ".input' must be an object");
-      msg.tool_calls.push_back({b["name"].get<std::string>(), Dump(input), b["id"].get<std::string>()});
+      msg.tool_calls.push_back({b["name"].get<std::string>(), DumpJson(input), b["id"].get<std::string>()});
     } else if (type == "tool_result") {
       if (role != "user") return Invalid("'" + bw + "': tool_result blocks belong in user messages");
       if (!b.contains("tool_use_id") || !b["tool_use_id"].is_string()) {
@@ -218,7 +214,7 @@ Status ApplyOutputConfig(const json& c, GenerateRequest& g) {
           !value.contains("schema") || !value["schema"].is_object()) {
         return Invalid("output_config.format: must be {\"type\": \"json_schema\", \"schema\": {…}}");
       }
-      g.json_schema = Dump(value["schema"]);
+      g.json_schema = DumpJson(value["schema"]);
     } else {
       return Invalid("output_config." + key + ": Extra inputs are not permitted");
     }

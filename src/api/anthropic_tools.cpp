@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <iterator>
 
+#include "api/json_body.h"
+
 namespace kvault {
 
 using json = nlohmann::json;
@@ -11,10 +13,6 @@ namespace {
 
 Status Invalid(const std::string& m) {
   return Status::InvalidArgument(m);
-}
-
-std::string Dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 }  // namespace
@@ -51,7 +49,7 @@ StatusOr<std::vector<common_chat_tool>> ParseAnthropicTools(const json& tools) {
     tool.name = t["name"].get<std::string>();
     if (t.contains("description") && t["description"].is_string())
       tool.description = t["description"].get<std::string>();
-    tool.parameters = Dump(t["input_schema"]);
+    tool.parameters = DumpJson(t["input_schema"]);
     for (const auto& other : out) {
       if (other.name == tool.name) return Invalid("'tools' has two tools named '" + tool.name + "'");
     }

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api/json_body.h"
+
 namespace kvault {
 
 ApiError ApiErrorFromStatus(const Status& status) {
@@ -24,16 +26,19 @@ std::string OpenAiErrorBody(const ApiError& error) {
   nlohmann::json code = nullptr;
   if (!error.code.empty()) code = error.code;
   if (error.http_status == 401) code = "invalid_api_key";
-  nlohmann::json body = {{"error", {{"message", error.message}, {"type", error.type}, {"param", nullptr}, {"code", code}}}};
-  return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  nlohmann::json body = {
+      {"error", {{"message", error.message}, {"type", error.type}, {"param", nullptr}, {"code", code}}}};
+  return DumpJson(body);
 }
 
 std::string AnthropicErrorBody(const ApiError& error, const std::string& request_id) {
   nlohmann::json body = {{"type", "error"}, {"error", {{"type", error.type}, {"message", error.message}}}};
   if (!request_id.empty()) body["request_id"] = request_id;
-  return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return DumpJson(body);
 }
 
-int AnthropicHttpStatus(const ApiError& error) { return error.http_status == 503 ? 529 : error.http_status; }
+int AnthropicHttpStatus(const ApiError& error) {
+  return error.http_status == 503 ? 529 : error.http_status;
+}
 
 }  // namespace kvault

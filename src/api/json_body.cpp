@@ -41,4 +41,8 @@ StatusOr<nlohmann::json> ParseJsonBody(std::string_view text) {
   return body;
 }
 
+std::string DumpJson(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 }  // namespace kvault

@@ -26,4 +26,8 @@ int JsonNestingDepth(std::string_view text, bool count_in_strings = false);
 // kMaxJsonDepth (checked before parsing). Any JSON value; the caller checks it is an object.
 StatusOr<nlohmann::json> ParseJsonBody(std::string_view text);
 
+// `j` as compact JSON text for a response body, an event or a file; invalid UTF-8 in its strings
+// (a model's output cut mid-character, a client's bytes) is replaced, never thrown on.
+std::string DumpJson(const nlohmann::json& j);
+
 }  // namespace kvault

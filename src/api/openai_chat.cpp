@@ -390,7 +390,7 @@ std::string RenderChatCompletion(const ChatCompletionResult& r) {
         {"computed_tokens", r.prompt_tokens - r.cached_tokens}}},
   };
   // Random-weight models can emit byte tokens that are not valid UTF-8; replace, never throw.
-  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+  return DumpJson(body);
 }
 
 std::string RenderChatCompletionChunk(const ChatCompletionResult& r, ChunkKind kind, const std::string& text,
@@ -417,7 +417,7 @@ std::string RenderChatCompletionChunk(const ChatCompletionResult& r, ChunkKind k
     chunk["choices"] = json::array({choice});
     if (include_usage) chunk["usage"] = nullptr;
   }
-  return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+  return "data: " + DumpJson(chunk) + "\n\n";
 }
 
 std::string RenderToolCallChunk(const ChatCompletionResult& r, const OutputDelta& d, bool include_usage,
@@ -440,7 +440,7 @@ std::string RenderToolCallChunk(const ChatCompletionResult& r, const OutputDelta
                                           {"logprobs", LogprobsOrNull(logprobs)},
                                           {"finish_reason", nullptr}}})}};
   if (include_usage) chunk["usage"] = nullptr;
-  return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+  return "data: " + DumpJson(chunk) + "\n\n";
 }
 
 }  // namespace kvault

@@ -114,7 +114,7 @@ std::string RenderCompletion(const CompletionResult& r) {
       {Choice(r.text, FinishName(r), r.logprobs ? CompletionLogprobsJson(r.token_logprobs, offset) : json(nullptr))});
   body["usage"] = OpenAiUsageJson(r.prompt_tokens, r.completion_tokens, r.cached_tokens);
   // Random-weight models can emit byte tokens that are not valid UTF-8; replace, never throw.
-  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+  return DumpJson(body);
 }
 
 std::string RenderCompletionChunk(const CompletionResult& r, CompletionChunkKind kind, const std::string& text,
@@ -132,7 +132,7 @@ std::string RenderCompletionChunk(const CompletionResult& r, CompletionChunkKind
                                                                        : Choice("", FinishName(r), std::move(lp))});
     if (include_usage) chunk["usage"] = nullptr;
   }
-  return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+  return "data: " + DumpJson(chunk) + "\n\n";
 }
 
 }  // namespace kvault

@@ -16,10 +16,6 @@ Status Invalid(const std::string& m) {
   return Status::InvalidArgument(m);
 }
 
-std::string Dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
 bool Present(const json& body, const char* key) {
   return body.contains(key) && !body[key].is_null();
 }
@@ -202,7 +198,7 @@ Status ParseTools(const json& tools, ResponsesRequest& r) {
       if (!t["parameters"].is_object()) return Invalid("'" + w + ".parameters' must be a JSON schema object");
       params = t["parameters"];
     }
-    tool.parameters = Dump(params);
+    tool.parameters = DumpJson(params);
     for (const auto& other : r.generate.tools) {
       if (other.name == tool.name) return Invalid("'tools' has two functions named '" + tool.name + "'");
     }
@@ -310,7 +306,7 @@ Status ApplyTextFormat(const json& text, GenerateRequest& g) {
   }
   if (type == "json_schema") {
     if (!f.contains("schema") || !f["schema"].is_object()) return Invalid("'text.format.schema' must be an object");
-    g.json_schema = Dump(f["schema"]);
+    g.json_schema = DumpJson(f["schema"]);
     return Status::Ok();
   }
   return Invalid("'text.format.type' must be 'text', 'json_object' or 'json_schema'");
@@ -357,7 +353,7 @@ StatusOr<ResponsesRequest> ParseResponsesRequest(std::string_view body_text) {
     for (const json& v : body["include"]) {
       // Reasoning comes back as text (reasoning_text), never encrypted: there is nothing to add.
       if (v != "reasoning.encrypted_content") {
-        return Invalid("'include': " + Dump(v) + " is not supported by this server");
+        return Invalid("'include': " + DumpJson(v) + " is not supported by this server");
       }
     }
   }
@@ -497,7 +493,7 @@ ResponseBuilder::ResponseBuilder(json base, std::map<std::string, std::string> n
 std::string ResponseBuilder::Event(const char* type, json data) {
   data["type"] = type;
   data["sequence_number"] = seq_++;
-  return std::string("event: ") + type + "\ndata: " + Dump(data) + "\n\n";
+  return std::string("event: ") + type + "\ndata: " + DumpJson(data) + "\n\n";
 }
 
 std::string ResponseBuilder::Created() {
@@ -647,11 +643,11 @@ std::string ResponseBuilder::Failed(const std::string& code, const std::string& 
 }
 
 std::string RenderResponse(const json& response) {
-  return Dump(response);
+  return DumpJson(response);
 }
 
 std::string RenderResponseDeleted(const std::string& id) {
-  return Dump(json{{"id", id}, {"object", "response"}, {"deleted", true}});
+  return DumpJson(json{{"id", id}, {"object", "response"}, {"deleted", true}});
 }
 
 }  // namespace kvault

@@ -19,13 +19,6 @@ void AppendText(std::string& to, const std::string& text) {
   to += text;
 }
 
-// Templates often trim a message's content (Llama 3.1's `| trim`).
-std::string Trimmed(const std::string& s) {
-  const size_t a = s.find_first_not_of(" \t\r\n");
-  if (a == std::string::npos) return "";
-  return s.substr(a, s.find_last_not_of(" \t\r\n") - a + 1);
-}
-
 std::vector<int32_t> Tokens(const llama_vocab* vocab, const std::string& text) {
   auto t = common_tokenize(vocab, text, /*add_special=*/false, /*parse_special=*/true);
   return std::vector<int32_t>(t.begin(), t.end());
@@ -139,7 +132,8 @@ StatusOr<RenderedPrompt> ChatRenderer::Render(const GenerateRequest& req) const 
     bool kept = applied.ok();
     for (size_t i = 1; kept && i < req.messages.size(); ++i) {
       const common_chat_msg& m = req.messages[i];
-      if (m.role == "system" && applied->prompt.find(Trimmed(m.content)) == std::string::npos) kept = false;
+      // (common's string_strip: templates often trim a message, as Llama 3.1's `| trim`)
+      if (m.role == "system" && applied->prompt.find(string_strip(m.content)) == std::string::npos) kept = false;
     }
     if (!kept) {
       in = common_chat_templates_inputs();

@@ -7,6 +7,7 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 
+#include "api/json_body.h"
 #include "server/routes.h"
 
 namespace kvault {
@@ -71,10 +72,6 @@ json AnthropicModel(const ModelStatus& status) {
           {"created_at", Rfc3339(CreatedAt(status.path))}};
 }
 
-std::string Dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
 // Anthropic's page of the list: `limit` (1-1000, default 20) after `after_id` or before
 // `before_id`, in the configured order (the default model first).
 void AnthropicList(const ModelsView& v, const httplib::Request& req, httplib::Response& res) {
@@ -116,7 +113,7 @@ void AnthropicList(const ModelsView& v, const httplib::Request& req, httplib::Re
                {"has_more", has_more},
                {"first_id", data.empty() ? json(nullptr) : data.front()["id"]},
                {"last_id", data.empty() ? json(nullptr) : data.back()["id"]}};
-  res.set_content(Dump(body), kJson);
+  res.set_content(DumpJson(body), kJson);
 }
 
 // The checks every API route makes (server up, key valid), then the models as they are now.
@@ -139,7 +136,7 @@ void HandleList(const RouteContext& ctx, const httplib::Request& req, httplib::R
   if (flavor == ApiFlavor::kAnthropic) return AnthropicList(*v, req, res);
   json data = json::array();
   for (const auto& status : v->list) data.push_back(OpenAiModel(*v, status));
-  res.set_content(Dump({{"object", "list"}, {"data", data}}), kJson);
+  res.set_content(DumpJson({{"object", "list"}, {"data", data}}), kJson);
 }
 
 void HandleGet(const RouteContext& ctx, const httplib::Request& req, httplib::Response& res) {
@@ -149,7 +146,7 @@ void HandleGet(const RouteContext& ctx, const httplib::Request& req, httplib::Re
   const std::string id = req.matches[1];
   for (const auto& status : v->list) {
     if (status.name != id) continue;
-    return res.set_content(Dump(flavor == ApiFlavor::kAnthropic ? AnthropicModel(status) : OpenAiModel(*v, status)),
+    return res.set_content(DumpJson(flavor == ApiFlavor::kAnthropic ? AnthropicModel(status) : OpenAiModel(*v, status)),
                            kJson);
   }
   // Unlike the generation routes, which serve unknown names with the default model, a model

@@ -3,6 +3,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "api/json_body.h"
 #include "kvstore/agent_registry.h"
 #include "kvstore/disk_tier.h"
 
@@ -30,7 +31,7 @@ fs::path ResponseStore::FileFor(const std::string& tenant, const std::string& id
 }
 
 Status ResponseStore::Put(const StoredResponse& r) {
-  const std::string text = ToJson(r).dump(-1, ' ', false, json::error_handler_t::replace);
+  const std::string text = DumpJson(ToJson(r));
   std::lock_guard<std::mutex> lock(mu_);
   if (dir_.empty()) {
     memory_[FileFor(r.tenant, r.id).string()] = text;
