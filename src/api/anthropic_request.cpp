@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "api/anthropic_tools.h"
 #include "api/json_body.h"
+#include "api/media_placeholder.h"
 #include "base64.hpp"  // llama.cpp common's header-only base64
 
 namespace kvault {
@@ -19,12 +19,6 @@ constexpr const char* kSignaturePrefix = "kvault1.";
 
 Status Invalid(const std::string& m) {
   return Status::InvalidArgument(m);
-}
-
-std::string Placeholder(const std::string& type) {
-  char buf[128];
-  std::snprintf(buf, sizeof(buf), kMediaPlaceholder, type.c_str());
-  return buf;
 }
 
 // How an image or document block is treated: refused in the request's last user turn (the
@@ -55,7 +49,7 @@ StatusOr<std::string> TextOf(const json& content, const std::string& where, Medi
     std::string piece;
     if (type == "image" || type == "document") {
       if (!media.placeholder) return Unsupported(bw, type);
-      piece = Placeholder(type);
+      piece = MediaPlaceholder(type);
     } else if (type == "text") {
       if (!b.contains("text") || !b["text"].is_string()) return Invalid("'" + bw + ".text' must be a string");
       piece = b["text"].get<std::string>();
@@ -147,7 +141,7 @@ Status AppendMessage(const json& m, size_t index, MediaPolicy media, std::vector
     } else if (type == "image" || type == "document") {
       if (!media.placeholder) return Unsupported(bw, type);
       if (!msg.content.empty()) msg.content += "\n\n";
-      msg.content += Placeholder(type);
+      msg.content += MediaPlaceholder(type);
     } else {
       return Invalid("'" + bw + "': content block type '" + type + "' is not supported");
     }
@@ -348,7 +342,7 @@ StatusOr<MessagesRequest> ParseMessagesRequest(std::string_view body_text, bool 
   const json& messages = body["messages"];
   if (!messages.is_array()) return Invalid("messages: must be an array");
   if (messages.empty()) return Invalid("messages: at least one message is required");
-  // Images and documents before the last user turn become placeholders (see kMediaPlaceholder).
+  // Images and documents before the last user turn become placeholders (api/media_placeholder.h).
   size_t last_user = 0;
   for (size_t i = 0; i < messages.size(); ++i) {
     if (messages[i].is_object() && messages[i].contains("role") && messages[i]["role"] == "user") last_user = i;

@@ -43,8 +43,5 @@ std::string StripBillingHeader(const std::string& system_text);
 std::string ThinkingSignature(const std::string& reasoning);
 std::string ReasoningFromSignature(const std::string& signature);
 
-// What an image or document block in an earlier turn becomes: kvault's models read text only, and
-// refusing every later turn of a conversation that once held an image would end it.
-inline constexpr const char* kMediaPlaceholder = "[%s omitted: this server's model reads text only]";
 
 }  // namespace kvault

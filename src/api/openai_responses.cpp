@@ -4,6 +4,7 @@
 
 #include "api/ids.h"
 #include "api/json_body.h"
+#include "api/media_placeholder.h"
 #include "api/openai_common.h"
 
 namespace kvault {
@@ -70,8 +71,7 @@ StatusOr<std::string> ContentText(const json& content, const std::string& where,
     const std::string type = p["type"].get<std::string>();
     const char* key = type == "refusal" ? "refusal" : "text";
     if (placeholder && (type == "input_image" || type == "input_file")) {
-      text += type == "input_image" ? "[image omitted: this server's model reads text only]"
-                                    : "[file omitted: this server's model reads text only]";
+      text += MediaPlaceholder(type == "input_image" ? "image" : "file");
       continue;
     }
     if (type != "input_text" && type != "output_text" && type != "refusal") {
