@@ -7,6 +7,8 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 
+#include "core/fs_sync.h"
+
 namespace kvault {
 
 namespace fs = std::filesystem;
@@ -48,9 +50,9 @@ void AgentRegistry::RefLocked(const std::vector<BlockKey>& chain, int delta) {
 
 Status AgentRegistry::Load() {
   if (dir_.empty()) return Status::Ok();
+  // Durable in its parent: the records written into it must survive a power loss.
+  if (auto made = CreateDirsDurably(dir_); !made.ok()) return made.status();
   std::error_code ec;
-  fs::create_directories(dir_, ec);
-  if (ec) return Status::IOError("cannot create " + dir_.string() + ": " + ec.message());
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& e : fs::directory_iterator(dir_, ec)) {
     if (e.path().extension() != ".json") continue;

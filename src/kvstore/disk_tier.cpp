@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/fs_sync.h"
+
 namespace kvault {
 
 namespace fs = std::filesystem;
@@ -42,26 +44,13 @@ Status WriteAllAndSync(const fs::path& path, const std::vector<uint8_t>& bytes) 
   return Status::Ok();
 }
 
-Status SyncDir(const fs::path& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Status::IOError("cannot open directory " + dir.string() + ": " + std::strerror(errno));
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) return Status::IOError("fsync directory " + dir.string() + ": " + std::strerror(err));
-  return Status::Ok();
-}
-
 }  // namespace
 
 Status WriteFileDurably(const fs::path& path, const std::vector<uint8_t>& bytes) {
+  // A new directory's own entry must be durable too (each level created), or the file can
+  // vanish with it.
+  if (auto made = CreateDirsDurably(path.parent_path()); !made.ok()) return made.status();
   std::error_code ec;
-  const bool created = fs::create_directories(path.parent_path(), ec);
-  if (ec) return Status::IOError("cannot create directory " + path.parent_path().string() + ": " + ec.message());
-  // A new directory's own entry must be durable too, or the file can vanish with it.
-  if (created) {
-    if (Status s = SyncDir(path.parent_path().parent_path()); !s.ok()) return s;
-  }
   const fs::path tmp = path.string() + ".tmp";
   Status s = WriteAllAndSync(tmp, bytes);
   if (s.ok()) {
@@ -113,8 +102,9 @@ Status DiskTier::Open(Mode mode) {
   mode_ = mode;
   std::error_code ec;
   if (mode == Mode::kOwner) {
-    fs::create_directories(root_, ec);
-    if (ec) return Status::IOError("cannot create cache directory " + root_.string() + ": " + ec.message());
+    // The model's directory (and the cache directory, when new) made durable in its parent: sync
+    // durability promises every acknowledged turn, and a turn's files live below this entry.
+    if (auto made = CreateDirsDurably(root_); !made.ok()) return made.status();
     if (lock_fd_ < 0) {
       const fs::path lock_path = root_ / ".lock";
       // Read-only: a file open for writing would keep the filesystem from being remounted read-only.

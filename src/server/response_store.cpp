@@ -37,9 +37,7 @@ Status ResponseStore::Put(const StoredResponse& r) {
     memory_[FileFor(r.tenant, r.id).string()] = text;
     return Status::Ok();
   }
-  std::error_code ec;
-  fs::create_directories(dir_, ec);
-  if (ec) return Status::IOError("cannot create " + dir_.string() + ": " + ec.message());
+  // WriteFileDurably makes a new directory durable in its parent (each level created).
   return WriteFileDurably(FileFor(r.tenant, r.id), std::vector<uint8_t>(text.begin(), text.end()));
 }
 

@@ -2,11 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <memory>
 
 #include "test_env.h"
+#include "unit/core/synced_dirs.h"
 
 namespace kvault {
 namespace {
@@ -18,6 +20,27 @@ BlockKey Key(int i) {
 }
 std::vector<uint8_t> Bytes(size_t n, uint8_t v) {
   return std::vector<uint8_t>(n, v);
+}
+
+// The model's directory is made durable in the cache directory when it is created (and the cache
+// directory in its parent); so is a block's shard directory, and the model's directory again
+// when it was deleted while the server ran.
+TEST(DiskTierTest, NewDirectoriesAreSyncedInTheirParents) {
+  const auto cache = testing::ScratchDir("disk-tier-dir-sync").lexically_normal();
+  const auto root = cache / "kv" / "fingerprint";
+  testing::SyncedDirs synced;
+  DiskTier d(root, 1 << 20);
+  ASSERT_TRUE(d.Open().ok());
+  EXPECT_TRUE(synced.Contains(cache)) << "the new cache directory's entry";
+  EXPECT_TRUE(synced.Contains(cache / "kv")) << "the model directory's entry";
+  ASSERT_TRUE(d.Write(Key(1), Bytes(10, 1)).ok());
+  EXPECT_TRUE(synced.Contains(root)) << "the shard directory's entry";
+  fs::remove_all(root);
+  const size_t before = synced.dirs().size();
+  ASSERT_TRUE(d.Write(Key(2), Bytes(10, 2)).ok());
+  const auto after = synced.dirs();
+  EXPECT_NE(std::find(after.begin() + static_cast<long>(before), after.end(), cache / "kv"), after.end())
+      << "the recreated model directory's entry";
 }
 
 TEST(DiskTierTest, WriteReadAndRescanAfterRestart) {

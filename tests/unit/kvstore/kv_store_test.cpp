@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "test_env.h"
+#include "unit/core/synced_dirs.h"
 
 namespace kvault {
 namespace {
@@ -85,6 +86,16 @@ void StoreBlock0(const fs::path& dir, const Chain& c) {
   auto store = OpenStore(dir);
   store->Put(c.Record(0));
   store->Flush();
+}
+
+// The store's directories (the model's, and its agents/ for agent records) are made durable in
+// their parents when created.
+TEST(KvStoreTest, NewDirectoriesAreSyncedInTheirParents) {
+  const auto dir = testing::ScratchDir("kv-store-dir-sync").lexically_normal() / "cache";
+  testing::SyncedDirs synced;
+  auto store = OpenStore(dir);
+  EXPECT_TRUE(synced.Contains(dir)) << "the model directory's entry";
+  EXPECT_TRUE(synced.Contains(dir / "fp")) << "the agents directory's entry";
 }
 
 TEST(KvStoreTest, BlocksSurviveARestart) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "test_env.h"
+#include "unit/core/synced_dirs.h"
 
 namespace kvault {
 namespace {
@@ -41,6 +42,17 @@ TEST(ResponseStoreTest, ChainsAreReadOldestFirstAndTenantsNeverSeeEachOther) {
   ChainAndTenants(memory);
   ResponseStore disk(testing::ScratchDir("response-store"));
   ChainAndTenants(disk);
+}
+
+// A new responses directory (and a new data directory above it) is made durable in its parent
+// before the first record is acknowledged.
+TEST(ResponseStoreTest, ANewDirectoryIsSyncedInItsParent) {
+  const auto base = testing::ScratchDir("response-store-dir-sync").lexically_normal();
+  testing::SyncedDirs synced;
+  ResponseStore store(base / "data" / "responses");
+  ASSERT_TRUE(store.Put(Turn("resp_a", "", "one")).ok());
+  EXPECT_TRUE(synced.Contains(base)) << "the data directory's entry";
+  EXPECT_TRUE(synced.Contains(base / "data")) << "the responses directory's entry";
 }
 
 TEST(ResponseStoreTest, RecordsSurviveANewStoreOverTheSameDirectory) {
