@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "model/model_file.h"
+
 namespace kvault {
 
 using Clock = std::chrono::steady_clock;
@@ -70,7 +72,14 @@ Status ModelManager::UnloadLocked(std::unique_lock<std::mutex>& lock, Model& m) 
 
 Status ModelManager::LoadLocked(std::unique_lock<std::mutex>& lock, Model& m, size_t keep) {
   m.state = State::kLoading;  // others asking for it now wait for this load
+  // First the file: one that is missing, not GGUF, damaged or truncated must not cost a model
+  // that serves now (nothing is unloaded for it).
+  lock.unlock();
+  Status check = CheckModelFile(m.spec.path);
+  lock.lock();
+  if (!check.ok()) return FailLoadLocked(m, check);
   // Make room: unload the least recently used loaded models.
+  std::vector<Model*> unloaded;
   while (true) {
     std::vector<Model*> loaded;
     for (auto& o : models_) {
@@ -86,7 +95,32 @@ Status ModelManager::LoadLocked(std::unique_lock<std::mutex>& lock, Model& m, si
       continue;
     }
     UnloadLocked(lock, *victim);
+    unloaded.push_back(victim);
   }
+  Status s = StartLocked(lock, m);
+  if (s.ok()) return s;
+  // The load itself failed (llama.cpp refused the model, or memory ran out): bring back what was
+  // unloaded for it, unless a request has asked for it meanwhile (then it is loading already).
+  for (Model* o : unloaded) {
+    if (o->state != State::kUnloaded) continue;
+    spdlog::info("models: loading {} again after {} failed to load", o->spec.name, m.spec.name);
+    o->state = State::kLoading;
+    if (Status again = StartLocked(lock, *o); !again.ok()) {
+      spdlog::error("models: cannot load {} again: {}", o->spec.name, again.message());
+    }
+  }
+  return s;
+}
+
+Status ModelManager::FailLoadLocked(Model& m, const Status& why) {
+  m.state = State::kUnloaded;
+  m.last_error = why;
+  cv_.notify_all();
+  spdlog::error("models: cannot load {}: {}", m.spec.name, why.message());
+  return Status::Unavailable("cannot load model '" + m.spec.name + "': " + why.message());
+}
+
+Status ModelManager::StartLocked(std::unique_lock<std::mutex>& lock, Model& m) {
   EngineOptions o = base_;
   o.model_path = m.spec.path;
   o.model_id = m.spec.name;
@@ -96,13 +130,7 @@ Status ModelManager::LoadLocked(std::unique_lock<std::mutex>& lock, Model& m, si
   auto started = Engine::Start(o);
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   lock.lock();
-  if (!started.ok()) {
-    m.state = State::kUnloaded;
-    m.last_error = started.status();
-    cv_.notify_all();
-    spdlog::error("models: cannot load {}: {}", m.spec.name, started.status().message());
-    return Status::Unavailable("cannot load model '" + m.spec.name + "': " + started.status().message());
-  }
+  if (!started.ok()) return FailLoadLocked(m, started.status());
   m.engine = std::shared_ptr<Engine>(std::move(started.value()));
   m.state = State::kLoaded;
   m.last_used = ++clock_;

@@ -4,8 +4,12 @@
 // on its engine, loading it first if needed — after unloading the least recently used engine
 // when the limit is reached, once that engine's running requests have finished (they drain;
 // new requests for it wait). Requests that arrive during a load or unload wait (bounded) and
-// then get Unavailable. A failed load leaves the previous engines serving. Each model's KV
-// cache lives on disk under its own fingerprint, so swapping back resumes agents from disk.
+// then get Unavailable. A failed load leaves the previous engines serving: the model file is
+// checked (model/model_file.h: present, GGUF, not truncated) before anything is unloaded, so a
+// bad file costs nothing; a load that fails after that (llama.cpp refuses the model, memory runs
+// out) loads again the engines unloaded for it (a reload: their RAM tier and pool start cold, their
+// agents resume from disk). Each model's KV cache lives on disk under its own fingerprint, so
+// swapping back resumes agents from disk.
 //
 // Thread-safe; loading and unloading run on the calling (HTTP or admin) thread, never on an
 // engine thread. Leases keep their engine alive.
@@ -98,9 +102,14 @@ class ModelManager {
     Status last_error;
   };
   Model* FindLocked(const std::string& name);
-  // Loads `m` (the lock is released while the engine starts); unloads LRU engines first while
-  // more than `keep` others are loaded.
+  // Loads `m` (the lock is released while the file is checked and the engine starts): checks
+  // the file, then unloads LRU engines while more than `keep` others are loaded, then starts
+  // the engine; if that fails, loads again the engines it unloaded.
   Status LoadLocked(std::unique_lock<std::mutex>& lock, Model& m, size_t keep);
+  // Starts `m`'s engine (`m` is kLoading); kLoaded, or kUnloaded and the error.
+  Status StartLocked(std::unique_lock<std::mutex>& lock, Model& m);
+  // `m` could not be loaded: kUnloaded, waiters woken, the error logged and returned (Unavailable).
+  Status FailLoadLocked(Model& m, const Status& why);
   Status UnloadLocked(std::unique_lock<std::mutex>& lock, Model& m);
   void Release(const std::string& name);
 

@@ -1,12 +1,16 @@
 // Several models by name through the real server: on-demand loading with --max-loaded-models 1
-// (a swap), admin swap, agents resuming from disk after swapping back, and a failed load that
-// leaves the other model serving.
+// (a swap), admin swap, agents resuming from disk after swapping back, and failed loads that
+// leave the other model serving (without a reload when the file itself is bad).
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
 
+#include <fstream>
+#include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 
+#include "gguf.h"
 #include "server_process.h"
 #include "test_env.h"
 
@@ -44,6 +48,84 @@ std::map<std::string, std::string> States(const ServerProcess& s) {
     out[m["name"].get<std::string>()] = m["state"].get<std::string>();
   }
   return out;
+}
+
+// `name` from /metrics (a counter or gauge without labels); -1 if absent.
+double Metric(const ServerProcess& s, const std::string& name) {
+  httplib::Client c("127.0.0.1", s.port());
+  auto r = c.Get("/metrics");
+  if (!r) return -1;
+  const std::string line = "\n" + name + " ";
+  const size_t at = r->body.find(line);
+  return at == std::string::npos ? -1 : std::stod(r->body.substr(at + line.size()));
+}
+
+// /health's load count of model `name`.
+uint64_t Loads(const ServerProcess& s, const std::string& name) {
+  httplib::Client c("127.0.0.1", s.port());
+  const json health = json::parse(c.Get("/health")->body);
+  for (const auto& m : health["models"]) {
+    if (m["name"] == name) return m["loads"].get<uint64_t>();
+  }
+  return 0;
+}
+
+// docs/operations.md, "Several models": with one model loaded at most, a request for a model
+// whose file is bad (gone, not GGUF, truncated) gets an error naming the model and the cause,
+// and the loaded model keeps serving without being unloaded or loaded again. A file that passes
+// the check but that llama.cpp refuses (a GGUF without an architecture) costs the loaded model a
+// reload: it is loaded again, and serves.
+TEST(ModelsTest, AFailedLoadKeepsTheLoadedModelServing) {
+  const auto dir = ScratchDir("models-failed-load");
+  const fs::path bad = dir / "bad.gguf";
+  const fs::path empty = dir / "no-architecture.gguf";
+  fs::copy_file(TinyModel(), bad);  // good at start-up (every file is checked then)
+  gguf_context* g = gguf_init_empty();
+  gguf_set_val_str(g, "general.name", "nothing to load");
+  ASSERT_TRUE(gguf_write_to_file(g, empty.c_str(), /*only_meta=*/false));
+  gguf_free(g);
+  auto s =
+      ServerProcess::Start({"--model", TinyModel().string(), "--model-id", "alpha", "--models", "bad=" + bad.string(),
+                            "--models", "empty=" + empty.string(), "--max-loaded-models", "1", "--data-dir",
+                            (dir / "data").string(), "--ctx-size", "512", "--log-level", "info"});
+  ASSERT_TRUE(s->WaitHealthy(std::chrono::seconds(60))) << s->Log();
+  const std::string answer = Chat(*s, "alpha")["choices"][0]["message"]["content"];
+  ASSERT_EQ(Metric(*s, "kvault_model_loads_total"), 1);
+  ASSERT_EQ(Metric(*s, "kvault_model_unloads_total"), 0);
+
+  const auto size = fs::file_size(bad);
+  const std::vector<std::pair<std::string, std::function<void()>>> damages = {
+      {"truncated", [&] { fs::resize_file(bad, size - 64); }},  // a copy cut short in the weights
+      {"not a GGUF", [&] { std::ofstream(bad, std::ios::trunc) << "garbage bytes, not a model"; }},
+      {"not found", [&] { fs::remove(bad); }},
+  };
+  for (const auto& [cause, damage] : damages) {
+    damage();
+    const json failed = Chat(*s, "bad", 503);
+    const std::string message = failed["error"]["message"];
+    EXPECT_NE(message.find("cannot load model 'bad'"), std::string::npos) << message;
+    EXPECT_NE(message.find(cause), std::string::npos) << message;
+    EXPECT_EQ(States(*s),
+              (std::map<std::string, std::string>{{"alpha", "loaded"}, {"bad", "unloaded"}, {"empty", "unloaded"}}))
+        << cause;
+  }
+  // alpha was never unloaded: the same engine answers, no load or unload counted.
+  EXPECT_EQ(Chat(*s, "alpha")["choices"][0]["message"]["content"], answer);
+  EXPECT_EQ(Metric(*s, "kvault_model_loads_total"), 1);
+  EXPECT_EQ(Metric(*s, "kvault_model_unloads_total"), 0);
+  EXPECT_EQ(Loads(*s, "alpha"), 1u);
+
+  // llama.cpp refuses a GGUF without an architecture only when it loads it: alpha, unloaded to
+  // make room, is loaded again.
+  const json refused = Chat(*s, "empty", 503);
+  EXPECT_NE(refused["error"]["message"].get<std::string>().find("cannot load model 'empty'"), std::string::npos)
+      << refused.dump();
+  EXPECT_EQ(States(*s)["alpha"], "loaded");
+  EXPECT_EQ(Metric(*s, "kvault_model_unloads_total"), 1);
+  EXPECT_EQ(Loads(*s, "alpha"), 2u);
+  EXPECT_EQ(Chat(*s, "alpha")["choices"][0]["message"]["content"], answer);
+  EXPECT_EQ(Metric(*s, "kvault_model_loads_total"), 2);
+  EXPECT_EQ(s->Stop(SIGTERM), 0) << s->Log();
 }
 
 TEST(ModelsTest, OnDemandSwapAdminSwapAndResumeFromDiskAfterSwappingBack) {

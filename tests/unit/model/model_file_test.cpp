@@ -30,6 +30,26 @@ TEST(ModelFileTest, NotGguf) {
   EXPECT_EQ(CheckModelFile(dir / "short.gguf").code(), Status::Code::kCorruption);
 }
 
+// A GGUF file cut short (a copy interrupted) is refused by its header or by its tensor table,
+// without reading the weights: the model manager relies on it to keep a serving model.
+TEST(ModelFileTest, TruncatedGgufIsCorruption) {
+  auto dir = testing::ScratchDir("model_file_truncated");
+  const auto size = fs::file_size(testing::TinyModel());
+  auto cut = [&](const std::string& name, uintmax_t keep) {
+    fs::copy_file(testing::TinyModel(), dir / name);
+    fs::resize_file(dir / name, keep);
+    return CheckModelFile(dir / name);
+  };
+  // 64 bytes: more than the padding after the last tensor (GGUF aligns to 32 by default).
+  const Status tail = cut("tail.gguf", size - 64);
+  EXPECT_EQ(tail.code(), Status::Code::kCorruption);
+  EXPECT_NE(tail.message().find("truncated"), std::string::npos) << tail.message();
+  EXPECT_EQ(cut("half.gguf", size / 2).code(), Status::Code::kCorruption);
+  const Status header = cut("header.gguf", 64);
+  EXPECT_EQ(header.code(), Status::Code::kCorruption);
+  EXPECT_NE(header.message().find("damaged"), std::string::npos) << header.message();
+}
+
 TEST(ModelFileTest, TinyDemoModelPasses) {
   EXPECT_TRUE(CheckModelFile(testing::TinyModel()).ok()) << testing::TinyModel();
 }
