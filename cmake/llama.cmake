@@ -107,3 +107,15 @@ endif()
 
 add_library(kvault::llama ALIAS kvault_llama)
 add_library(kvault::llama_common ALIAS kvault_llama_common)
+
+# SHA-256, for the HMAC-SHA256 tenant ids of API keys (src/server/hmac): the copy llama.cpp
+# vendors (vendor/hash, public domain) and builds as vendor::hash in a source build. An installed
+# llama.cpp does not ship it.
+if(NOT TARGET vendor::hash)
+  message(FATAL_ERROR "kvault: llama.cpp's vendored SHA-256 (vendor::hash) is missing: an installed llama.cpp "
+                      "does not ship it; configure with -DKVAULT_USE_SYSTEM_LLAMA=OFF to build the pinned source "
+                      "(make deps provides it)")
+endif()
+add_library(kvault_sha256 INTERFACE)
+target_link_libraries(kvault_sha256 INTERFACE vendor::hash)
+add_library(kvault::sha256 ALIAS kvault_sha256)

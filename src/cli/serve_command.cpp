@@ -2,10 +2,11 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
-#include <cstdlib>
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <iostream>
+#include <set>
 #include <thread>
 
 #include "cli/commands.h"
@@ -17,6 +18,7 @@
 #include "model/demo_model.h"
 #include "model/model_file.h"
 #include "server/http_server.h"
+#include "server/tenant_secret.h"
 
 namespace kvault {
 
@@ -171,9 +173,11 @@ void AddServeCommand(CLI::App& app, ServeArgs* a) {
   serve->add_option("--log-format", a->log_format, "text, or json (one JSON object per line)")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
-  serve->add_option("--api-key", a->api_keys,
-                    "accept this API key (repeatable; also KVAULT_API_KEYS=k1,k2); each key is its own cache "
-                    "tenant; without keys the API is open")
+  serve
+      ->add_option("--api-key", a->api_keys,
+                   "accept this API key, KEY or NAME=KEY (repeatable; also KVAULT_API_KEYS=k1,name=k2); each "
+                   "bare key is its own cache tenant, NAME=KEY keys share tenant NAME ([A-Za-z0-9._-], 1-64 "
+                   "characters); without keys the API is open")
       ->delimiter(',');
   serve->add_option("--admin-key", a->admin_keys,
                     "key for the /admin endpoints (agents API; repeatable; KVAULT_ADMIN_KEYS=k1,k2); without one "
@@ -329,6 +333,32 @@ int RunServe(const ServeArgs& a) {
   so.idle_timeout_s = a.idle_timeout_s;
   so.max_body_bytes = static_cast<size_t>(a.max_body_mib) << 20;
   so.api_keys = a.api_keys;
+  // API keys: KEY or NAME=KEY (server/api_keys.h). Bare keys' tenant ids are keyed by the
+  // installation's secret, kept in the cache directory so that the ids (and the tenants'
+  // caches) survive restarts.
+  s = ApiKeys::Check(a.api_keys);
+  if (!s.ok()) {
+    spdlog::error("--api-key: {}", s.message());
+    return kExitUsage;
+  }
+  if (!a.api_keys.empty()) {
+    if (eo.cache_dir.empty()) {
+      spdlog::info("tenant ids: keyed by a random secret for this run (--no-persist keeps no cache to find again)");
+    } else {
+      auto secret = LoadOrCreateTenantSecret(eo.cache_dir / kTenantSecretFile);
+      if (secret.ok()) {
+        so.tenant_secret = *secret;
+      } else if (secret.status().code() == Status::Code::kCorruption) {
+        spdlog::error("{}", secret.status().message());
+        return kExitFailure;
+      } else {
+        spdlog::warn(
+            "tenant ids: cannot keep the tenant secret ({}); keyed by a random secret for this run, so "
+            "the tenants' caches are not found again after a restart",
+            secret.status().message());
+      }
+    }
+  }
   so.cors_origins = a.cors_origins;
   // Stored Responses: durable like the agent records, in the data directory; in memory with --no-persist.
   if (!a.no_persist) so.responses_dir = (data_dir / "responses").string();
@@ -337,9 +367,18 @@ int RunServe(const ServeArgs& a) {
   so.degraded_utilization = a.degraded_utilization;
   so.public_health = a.public_health;
   so.public_metrics = a.public_metrics;
-  spdlog::info("authentication: {}", so.api_keys.empty() ? "off (no --api-key): the API is open"
-                                                         : std::to_string(so.api_keys.size()) + " API key(s)");
   HttpServer server(so, nullptr);
+  if (so.api_keys.empty()) {
+    spdlog::info("authentication: off (no --api-key): the API is open");
+  } else {
+    std::set<std::string> named;  // the names only: keys are never logged
+    for (const auto& entry : so.api_keys) named.insert(ApiKeys::ParseEntry(entry).tenant_name);
+    named.erase("");
+    std::string names;
+    for (const auto& n : named) names += (names.empty() ? "" : ", ") + n;
+    spdlog::info("authentication: {} API key(s){}", so.api_keys.size(),
+                 names.empty() ? "" : "; named tenants: " + names);
+  }
   s = server.Bind();
   if (!s.ok()) {
     spdlog::error("{}", s.message());

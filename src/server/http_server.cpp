@@ -33,8 +33,8 @@ void SendError(const httplib::Request& req, httplib::Response& res, const ApiErr
 HttpServer::HttpServer(ServerOptions options, ModelManager* models)
     : options_(std::move(options)),
       models_(models),
-      keys_(options_.api_keys),
-      admin_keys_(options_.admin_keys),
+      keys_(options_.api_keys, options_.tenant_secret),
+      admin_keys_(options_.admin_keys, {}, ApiKeys::Entries::kKeysOnly),
       limiter_(options_.key_concurrency),
       http_(std::make_unique<DeadlineServer>()) {
   responses_ = std::make_unique<ResponseStore>(options_.responses_dir);

@@ -41,6 +41,7 @@ struct ServerOptions {
   int idle_timeout_s = 5;     // keep-alive connections with no request
   size_t max_body_bytes = 32u << 20;      // larger bodies get 413
   std::vector<std::string> api_keys;      // empty: no authentication
+  std::string tenant_secret;              // keys bare API keys' tenant ids (api_keys.h); empty: random
   std::vector<std::string> admin_keys;    // for /admin/*; empty: admin endpoints are off
   std::vector<std::string> cors_origins;  // browser origins allowed to call the API ("*": any)
   double degraded_utilization = 0.9;      // /health answers 503 "degraded" above this pool load

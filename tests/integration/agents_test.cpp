@@ -6,8 +6,13 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
+#include <cstring>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "server_process.h"
@@ -130,6 +135,66 @@ TEST(AgentsTest, RecordsTiersEvictForgetAndRestart) {
   const json list = AdminJson(*s, "GET", "/admin/agents?tenant=" + tenant_a)["agents"];
   ASSERT_EQ(list.size(), 2u) << list.dump();
   for (const auto& a : list) EXPECT_EQ(a["disk"]["blocks"], a["blocks"]);
+}
+
+// The tenant id kvault used to give a key: `key-` + 8 bytes of an unkeyed XXH3-128 of it, which
+// anyone could compute from a guessed key.
+std::string UnkeyedTenantId(const std::string& key) {
+  const std::string input = "kvault-api-key:" + key;
+  const XXH128_hash_t h = XXH3_128bits(input.data(), input.size());
+  unsigned char d[8];
+  std::memcpy(d, &h.low64, 8);
+  std::string id = "key-";
+  for (unsigned char b : d) {
+    id += "0123456789abcdef"[b >> 4];
+    id += "0123456789abcdef"[b & 15];
+  }
+  return id;
+}
+
+// /admin/agents shows tenant ids keyed by the installation's secret (kept in the cache
+// directory, mode 0600), the same after a restart, never the unkeyed digest of the key; a key
+// given as NAME=KEY shows its tenant as NAME.
+TEST(AgentsTest, TenantIdsAreKeyedOrNamed) {
+  const auto data = ScratchDir("agents-tenant-ids");
+  auto serve = [&] {
+    auto s = ServerProcess::Start({"--model", TinyModel().string(), "--data-dir", data.string(), "--ctx-size", "512",
+                                   "--block-tokens", "16", "--api-key", kKeyA, "--api-key",
+                                   std::string("team.b=") + kKeyB, "--admin-key", kAdmin, "--log-level", "info"});
+    EXPECT_TRUE(s->WaitHealthy(std::chrono::seconds(60))) << s->Log();
+    return s;
+  };
+  auto tenants = [](const ServerProcess& s) {
+    std::map<std::string, std::string> out;  // agent -> tenant
+    const json list = AdminJson(s, "GET", "/admin/agents");
+    for (const auto& a : list["agents"]) out[a["id"]] = a["tenant"];
+    return out;
+  };
+  std::string id_a;
+  {
+    auto s = serve();
+    Turn(*s, kKeyA, "planner");
+    Turn(*s, kKeyB, "coder");
+    const auto t = tenants(*s);
+    id_a = t.at("planner");
+    EXPECT_EQ(id_a.rfind("key-", 0), 0u) << id_a;
+    EXPECT_EQ(id_a.size(), 20u) << id_a;
+    EXPECT_NE(id_a, UnkeyedTenantId(kKeyA));
+    EXPECT_EQ(t.at("coder"), "team.b");
+    EXPECT_EQ(s->Log().find(kKeyB), std::string::npos) << "the log names the tenant, never the key";
+    EXPECT_NE(s->Log().find("named tenants: team.b"), std::string::npos) << s->Log();
+    EXPECT_EQ(s->Stop(SIGTERM), 0);
+  }
+  const fs::path secret = data / "kv-cache" / "tenant-secret";
+  struct stat st {};
+  ASSERT_EQ(::stat(secret.c_str(), &st), 0) << secret;
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(st.st_size, 32);
+  // A restart: the same ids, so the agents' records (and caches) are found again.
+  auto s = serve();
+  const json again = Turn(*s, kKeyA, "planner");
+  EXPECT_GT(again["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(), 100) << again.dump();
+  EXPECT_EQ(tenants(*s).at("planner"), id_a);
 }
 
 TEST(AgentsTest, AgentIdsAreValidatedAndNeverPaths) {
