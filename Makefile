@@ -28,7 +28,7 @@ FUZZ_SECONDS     ?= 60
 FUZZ_BUILD_DIR   ?= build-fuzz
 FUZZ_TARGETS     ?= openai_request anthropic_request responses_request sse_writer block_file
 
-.PHONY: all deps configure build serve test test-asan test-tsan reliability bench bench-smoke fuzz format clean
+.PHONY: all deps configure build serve test test-asan test-tsan reliability bench bench-peers bench-smoke fuzz format clean
 
 all: build
 
@@ -78,6 +78,11 @@ test-tsan: deps
 
 bench: build
 	$(PYTHON) bench/bench.py
+
+# kvault beside llama-server at its best, from the client's side (decode, TTFT during a prefill,
+# agents taking turns with a restart); writes bench/results/peers.json and docs/peers.md.
+bench-peers: build
+	$(PYTHON) bench/peers.py
 
 # The reliability tests at full length: 50 SIGKILL/restart iterations, a SOAK_MINUTES soak, and
 # the stress, fault and HTTP-limit tests (make test runs all of them, shorter).

@@ -118,14 +118,14 @@ def chat(port, content, max_tokens, extra=None, headers=None, timeout=600):
     return post_json(port, "/v1/chat/completions", body, headers=headers, timeout=timeout)
 
 
-def chat_stream(port, messages, max_tokens, headers=None, timeout=600):
+def chat_stream(port, messages, max_tokens, headers=None, timeout=600, extra=None):
     """A streamed chat completion (OpenAI server-sent events). Time to first token: until the first
     chunk that carries generated text, a tool call or a finish reason (a role-only opening chunk does
     not count: a server may send it before the prompt is processed). Returns a dict with ttft_s,
     total_s, the answer's text, prompt / completion tokens and the prompt tokens reused from a cache
     (usage.prompt_tokens_details.cached_tokens, or llama-server's timings.cache_n)."""
     body = {"messages": messages, "max_tokens": max_tokens, "temperature": 0, "stream": True,
-            "stream_options": {"include_usage": True}}
+            "stream_options": {"include_usage": True}, **(extra or {})}
     req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json", **(headers or {})})
     t0 = time.perf_counter()

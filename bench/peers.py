@@ -1,0 +1,366 @@
+#!/usr/bin/env python3
+"""kvault beside llama-server at its best, measured from the client's side.
+
+  make bench-peers   (or: python3 bench/peers.py [--suites decode,ttft,roundrobin])
+                     writes bench/results/peers.json (every raw sample) and docs/peers.md
+
+Every comparison runs both servers in the same run, on the same model, threads and prompts, with
+the same Python streaming client, repetitions interleaved (kvault, llama-server, llama-server,
+kvault, ...) so that drift on a shared machine hits both alike. Reported: medians of the
+repetitions with min and max, and the ratio of the medians.
+
+Suites:
+  decode      aggregate streamed tokens/s over whole requests (prompt, first token, every chunk,
+              the end) with 1, 8 and 16 concurrent agents: kvault --parallel N beside
+              llama-server -np N (unified KV), same pool size
+  ttft        time to first token of a short request while another agent's long prompt is being
+              prefilled: kvault (256-token steps) beside llama-server at its defaults and with
+              -b/-ub equal to kvault's step
+  roundrobin  agents take turns, more than the pool holds, one request at a time; turn 0 cold,
+              turn 1 from wherever each server keeps it, then both servers restart and turn 2
+              measures the next turn after a restart. Configurations, each labelled:
+              kvault (RAM budget + disk tier), kvault --no-persist (RAM budget only),
+              llama-server at its default --cache-ram (8192 MiB), llama-server with kvault's RAM
+              budget. The budget is stated in the output.
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench as B  # noqa: E402  (the shared client, server wrapper and statistics)
+
+SUITES = ("decode", "ttft", "roundrobin")
+
+
+def llama_baseline():
+    """The llama.cpp source both servers are built from: the bundle's tag is node-llama-cpp's, not
+    an upstream release, so its commit and tree hashes name it."""
+    src = os.path.join(B.CACHE, f"llama.cpp-{B.llama_tag()}")
+    out = {"bundle_tag": B.llama_tag(), "repo": "ggml-org/llama.cpp"}
+    for key, ref in (("commit", "HEAD"), ("tree", "HEAD^{tree}")):
+        try:
+            out[key] = subprocess.run(["git", "-C", src, "rev-parse", ref], check=True, capture_output=True,
+                                      text=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            out[key] = "unknown"
+    return out
+
+
+def ratio_stats(kv, ls):
+    """Paired ratios kvault / llama-server, one per interleaved repetition."""
+    return B.stats([k / l for k, l in zip(kv, ls) if l > 0])
+
+
+# ---- decode ------------------------------------------------------------------------------------
+
+def stream_round(port, n, rep, prompt_words, gen_tokens):
+    """n agents stream at once; returns (aggregate tokens/s, per-request tokens/s list, tokens)."""
+    t0 = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(n) as ex:
+        futs = [ex.submit(B.chat_stream, port, [{"role": "user", "content": f"agent {rep}-{n}-{i}: " +
+                                                 B.text_of(prompt_words, rep * 100 + n * 20 + i)}], gen_tokens)
+                for i in range(n)]
+        res = [f.result() for f in futs]
+    wall = time.perf_counter() - t0
+    tokens = sum(r["completion_tokens"] for r in res)
+    return tokens / wall, [r["completion_tokens"] / r["total_s"] for r in res], tokens
+
+
+def decode(kvault, ls_bin, model, threads, agents, reps, prompt_words, gen_tokens):
+    out = {}
+    for n in agents:
+        kv_argv = [kvault, "serve", "--model", model, "--threads", str(threads), "--parallel", str(n),
+                   "--resident-seqs", str(2 * n), "--pool-tokens", "16384", "--ctx-size", "4096",
+                   "--log-level", "warn"]
+        ls_argv = [ls_bin, "-m", model, "-t", str(threads), "-c", "16384", "-np", str(n), "-kvu",
+                   "--host", "127.0.0.1"]
+        servers = {"kvault": B.Server(kv_argv, "kvault"), "llama-server": B.Server(ls_argv, "llama-server")}
+        row = {name: {"tok_s": [], "per_request_tok_s": [], "tokens": []} for name in servers}
+        try:
+            for name, srv in servers.items():  # warm-up: first decode, first HTTP connection
+                stream_round(srv.port, 1, 999, 20, 8)
+            for rep in range(reps):
+                order = list(servers) if rep % 2 == 0 else list(reversed(servers))
+                for name in order:
+                    agg, per, tokens = stream_round(servers[name].port, n, rep, prompt_words, gen_tokens)
+                    row[name]["tok_s"].append(agg)
+                    row[name]["per_request_tok_s"].append(B.statistics.median(per))
+                    row[name]["tokens"].append(tokens)
+                    B.log(f"decode agents={n} rep={rep} {name}: {agg:.1f} tok/s ({tokens} tokens)")
+        finally:
+            for srv in servers.values():
+                srv.stop()
+        out[str(n)] = {**{name: {**v, "median": B.stats(v["tok_s"])} for name, v in row.items()},
+                       "ratio": ratio_stats(row["kvault"]["tok_s"], row["llama-server"]["tok_s"])}
+        B.log(f"decode agents={n}: kvault/llama-server {out[str(n)]['ratio']['median']:.2f}x")
+    return {"config": {"prompt_words": prompt_words, "gen_tokens": gen_tokens, "pool_tokens": 16384,
+                       "kvault_flags": "--parallel N --resident-seqs 2N --pool-tokens 16384 --ctx-size 4096",
+                       "llama_server_flags": "-np N -c 16384 -kvu"}, "agents": out}
+
+
+# ---- ttft during a long prefill ----------------------------------------------------------------
+
+def ttft(kvault, ls_bin, model, threads, reps, long_words, short_words, step):
+    configs = {
+        "kvault": [kvault, "serve", "--model", model, "--threads", str(threads), "--parallel", "4",
+                   "--pool-tokens", "16384", "--ctx-size", "8192", "--step-tokens", str(step), "--log-level", "warn"],
+        "llama-server (defaults: -b 2048 -ub 512)": [ls_bin, "-m", model, "-t", str(threads), "-c", "16384",
+                                                     "-np", "4", "-kvu", "--host", "127.0.0.1"],
+        f"llama-server -b {step} -ub {step}": [ls_bin, "-m", model, "-t", str(threads), "-c", "16384", "-np", "4",
+                                               "-kvu", "-b", str(step), "-ub", str(step), "--host", "127.0.0.1"],
+    }
+    raw = {name: {"alone_s": [], "during_prefill_s": []} for name in configs}
+    long_tokens = 0
+    for rep in range(reps):
+        names = list(configs) if rep % 2 == 0 else list(reversed(configs))
+        for name in names:
+            r = B.ttft_under_prefill(configs[name], "kvault" if name == "kvault" else "llama-server",
+                                     long_words, short_words, 1)
+            raw[name]["alone_s"].append(r["alone_s"]["median"])
+            raw[name]["during_prefill_s"].append(r["during_prefill_s"]["median"])
+            long_tokens = r["long_prompt_tokens"]
+    return {"config": {"long_words": long_words, "short_words": short_words, "kvault_step_tokens": step,
+                       "long_prompt_tokens": long_tokens},
+            "servers": {name: {**v, "median_alone_s": B.stats(v["alone_s"]),
+                               "median_during_prefill_s": B.stats(v["during_prefill_s"])} for name, v in raw.items()}}
+
+
+# ---- round robin with a restart ------------------------------------------------------------------
+
+def rr_run(argv, name, n_agents, system_words, ctx_range, gen_tokens, agent_ids, rep, slots=0):
+    """One run: turn 0 (cold) and turn 1 of every agent, then the server restarts (same cache
+    directory) and turn 2 of every agent. Returns the requests with their TTFT. With `slots` > 0
+    (llama-server with --slot-save-path) the client does what a careful llama-server user can: it
+    pins agent a to slot a % slots, saves the slot to a file after each turn and restores it
+    before the agent's next turn; the restore's time counts in that turn's TTFT."""
+    convs = B.rr_agents_prompts(n_agents, system_words, ctx_range)
+    cache_dir = tempfile.mkdtemp(prefix="kvault-peers-rr-")
+    if name.startswith("kvault"):
+        argv = argv + ["--cache-dir", cache_dir]
+    elif slots:
+        argv = argv + ["--slot-save-path", cache_dir + "/"]
+    requests = []
+    try:
+        for phase, turns in (("before", (0, 1)), ("after_restart", (2,))):
+            srv = B.Server(argv, name)
+            try:
+                B.chat(srv.port, "warm up " + B.text_of(20, 999), 4)
+                for turn in turns:
+                    for a in range(n_agents):
+                        headers = {"X-Agent-Id": f"rr-{a}"} if agent_ids else None
+                        restore_s, extra = 0.0, None
+                        if slots:
+                            extra = {"id_slot": a % slots}
+                            if turn > 0:
+                                _, restore_s = B.post_json(srv.port, f"/slots/{a % slots}?action=restore",
+                                                           {"filename": f"rr-{a}.bin"})
+                        res = B.chat_stream(srv.port, convs[a], gen_tokens, headers, extra=extra)
+                        save_s = B.post_json(srv.port, f"/slots/{a % slots}?action=save",
+                                             {"filename": f"rr-{a}.bin"})[1] if slots else 0.0
+                        requests.append({"rep": rep, "turn": turn, "agent": a, "ttft_s": restore_s + res["ttft_s"],
+                                         "restore_s": restore_s, "save_s": save_s,
+                                         "prompt_tokens": res["prompt_tokens"], "cached_tokens": res["cached_tokens"]})
+                        convs[a] = convs[a] + [
+                            {"role": "assistant", "content": res["text"]},
+                            {"role": "user", "content": f"Turn {turn + 1}, agent {a}: " +
+                             B.rand_text(12, 50000 + a * 100 + turn)}]
+                    ts = [q["ttft_s"] for q in requests if q["turn"] == turn]
+                    B.log(f"{name} rr agents={n_agents} rep={rep} turn={turn}: TTFT p50 {B.percentile(ts, 50):.2f}s")
+            finally:
+                srv.stop()
+    finally:
+        shutil.rmtree(cache_dir, ignore_errors=True)
+    return requests
+
+
+def roundrobin(kvault, ls_bin, model, threads, n_agents, reps, system_words, ctx_range, gen_tokens, budget_mib,
+               slots, pool_tokens):
+    ctx = -(-(ctx_range[1] * 2 + 3 * 60 + gen_tokens + 256) // 256) * 256
+    kv = [kvault, "serve", "--model", model, "--threads", str(threads), "--log-level", "warn",
+          "--pool-tokens", str(pool_tokens), "--resident-seqs", str(slots), "--parallel", str(slots),
+          "--ctx-size", str(ctx)]
+    ls = [ls_bin, "-m", model, "-t", str(threads), "--host", "127.0.0.1", "-c", str(pool_tokens), "-np", str(slots),
+          "-kvu"]
+    configs = {
+        f"kvault --ram-cache {budget_mib} (+ disk tier)": (kv + ["--ram-cache", str(budget_mib)], True, 0),
+        f"kvault --ram-cache {budget_mib} --no-persist": (kv + ["--ram-cache", str(budget_mib), "--no-persist"], True,
+                                                           0),
+        "llama-server defaults (--cache-ram 8192)": (ls, False, 0),
+        f"llama-server --cache-ram {budget_mib}": (ls + ["--cache-ram", str(budget_mib)], False, 0),
+        "llama-server defaults + slot save/restore by the client": (ls, False, slots),
+    }
+    reqs = {name: [] for name in configs}
+    for rep in range(reps):
+        names = list(configs) if rep % 2 == 0 else list(reversed(configs))
+        for name in names:
+            argv, is_kv, slot_files = configs[name]
+            reqs[name] += rr_run(argv, "kvault-rr" if is_kv else "llama-server", n_agents, system_words, ctx_range,
+                                 gen_tokens, is_kv, rep, slot_files)
+
+    def per_run_p50(qs, turn):
+        return B.stats([B.percentile([q["ttft_s"] for q in qs if q["rep"] == r and q["turn"] == turn], 50)
+                        for r in range(reps)])
+
+    out = {}
+    for name, qs in reqs.items():
+        argv = configs[name][0]
+        out[name] = {"flags": " ".join(a for a in argv[argv.index(model) + 1:] if a != "127.0.0.1" and a != "--host") +
+                     (" --slot-save-path DIR" if configs[name][2] else ""),
+                     "cold_p50_runs": per_run_p50(qs, 0), "next_turn_p50_runs": per_run_p50(qs, 1),
+                     "after_restart_p50_runs": per_run_p50(qs, 2),
+                     "next_turn_cached_fraction": sum(q["cached_tokens"] for q in qs if q["turn"] == 1) /
+                     max(1, sum(q["prompt_tokens"] for q in qs if q["turn"] == 1)),
+                     "after_restart_cached_fraction": sum(q["cached_tokens"] for q in qs if q["turn"] == 2) /
+                     max(1, sum(q["prompt_tokens"] for q in qs if q["turn"] == 2)),
+                     "mean_prompt_tokens": B.statistics.fmean(q["prompt_tokens"] for q in qs),
+                     "requests": qs}
+    return {"config": {"agents": n_agents, "reps": reps, "system_words": system_words, "context_words": list(ctx_range),
+                       "gen_tokens": gen_tokens, "ram_budget_mib": budget_mib, "pool_tokens": pool_tokens,
+                       "slots": slots},
+            "servers": out}
+
+
+# ---- output ------------------------------------------------------------------------------------
+
+def span(s, digits=2, unit=""):
+    return f"{s['median']:.{digits}f}{unit} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
+
+
+def render(r):
+    base = r["llama_cpp"]
+    lines = ["# kvault beside llama-server", "",
+             "Generated by `bench/peers.py` from `bench/results/peers.json` (raw samples there); do not edit.",
+             "", f"Machine: {B.machine_desc(r['machine'])}. Model: {r['model']} ({r['model_desc']}), "
+             f"{r['threads']} threads for both servers. llama.cpp: {base['repo']} as bundled by "
+             f"node-llama-cpp (bundle tag {base['bundle_tag']}, commit `{base['commit'][:12]}`, tree "
+             f"`{base['tree'][:12]}`); llama-server built from the same tree by bench/build-llama-tools.sh.",
+             "", "Repetitions interleave the servers (A, B, B, A, ...). Cells: median (min–max) of the "
+             "repetitions; ratios are kvault / llama-server per repetition, then their median.", ""]
+    if "decode" in r:
+        d = r["decode"]
+        c = d["config"]
+        lines += ["## Decode throughput seen by clients", "",
+                  f"N agents stream at once (~{c['prompt_words'] + 10}-token prompts, {c['gen_tokens']} tokens "
+                  f"each, temperature 0): all tokens received / wall time of the whole round, by the same Python "
+                  f"client. kvault `{c['kvault_flags']}`; llama-server `{c['llama_server_flags']}`.", "",
+                  "| agents | kvault tok/s | llama-server tok/s | kvault / llama-server |", "|---|---|---|---|"]
+        for n, row in d["agents"].items():
+            lines.append(f"| {n} | {span(row['kvault']['median'], 1)} | {span(row['llama-server']['median'], 1)} | "
+                         f"{span(row['ratio'])}× |")
+        lines.append("")
+    if "ttft" in r:
+        t = r["ttft"]
+        c = t["config"]
+        lines += ["## First token while another agent's long prompt is prefilled", "",
+                  f"A {c['short_words'] + 4}-word request alone, and one second after a {c['long_prompt_tokens']}-token "
+                  f"prompt started (seconds to a 1-token answer). kvault runs {c['kvault_step_tokens']}-token steps.", "",
+                  "| server | alone | during the long prefill |", "|---|---|---|"]
+        for name, v in t["servers"].items():
+            lines.append(f"| {name} | {span(v['median_alone_s'])} s | {span(v['median_during_prefill_s'])} s |")
+        lines.append("")
+    if "roundrobin" in r:
+        rr = r["roundrobin"]
+        c = rr["config"]
+        lines += ["## Agents taking turns, and after a restart", "",
+                  f"{c['agents']} agents (a shared {c['system_words']}-word system prompt, {c['context_words'][0]}–"
+                  f"{c['context_words'][1]} words each), one request at a time, {c['gen_tokens']} tokens answered; "
+                  f"both servers hold {c['slots']} sequences in a {c['pool_tokens']}-token KV pool, so most agents "
+                  f"come back from a cache below it. RAM budget of the equal-budget rows: {c['ram_budget_mib']} MiB "
+                  f"(kvault's disk tier comes on top of it: that is the difference between the first two rows). "
+                  f"Turn 0 is cold; turn 1 is the next turn; then each server restarts and turn 2 is the next "
+                  f"turn after the restart. The slot save/restore row is what a careful llama-server user can do: "
+                  f"the client pins agent a to slot a mod {c['slots']}, saves the slot to a file after each turn "
+                  f"(`POST /slots/ID?action=save`) and restores it before the agent's next turn; the restore "
+                  f"counts in that turn's TTFT. Cells: p50 TTFT of each run, median (min–max) over {c['reps']} "
+                  f"runs; share of the prompt reused in parentheses (llama-server reports none after a slot "
+                  f"restore).", "",
+                  "| configuration | flags | cold turn | next turn | next turn after a restart |",
+                  "|---|---|---|---|---|"]
+        for name, v in rr["servers"].items():
+            lines.append(f"| {name} | `{v['flags']}` | {span(v['cold_p50_runs'])} s | {span(v['next_turn_p50_runs'])} s "
+                         f"({v['next_turn_cached_fraction']:.0%}) | {span(v['after_restart_p50_runs'])} s "
+                         f"({v['after_restart_cached_fraction']:.0%}) |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--suites", default=",".join(SUITES))
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--kvault", default=os.path.join(B.ROOT, "build", "bin", "kvault"))
+    ap.add_argument("--model-size", default="bench")
+    ap.add_argument("--decode-agents", default="1,8,16")
+    ap.add_argument("--gen-tokens", type=int, default=128)
+    ap.add_argument("--long-words", type=int, default=4000)
+    ap.add_argument("--rr-agents", type=int, default=8)
+    ap.add_argument("--rr-context", default="1000-1500")
+    ap.add_argument("--rr-system", type=int, default=500)
+    ap.add_argument("--rr-budget-mib", type=int, default=64, help="RAM budget of the equal-budget rows")
+    ap.add_argument("--out-json", default=os.path.join(B.ROOT, "bench", "results", "peers.json"))
+    ap.add_argument("--out-md", default=os.path.join(B.ROOT, "docs", "peers.md"))
+    ap.add_argument("--render-only", action="store_true")
+    args = ap.parse_args()
+    r = {}
+    if os.path.exists(args.out_json):  # a partial run replaces only the suites it ran
+        with open(args.out_json) as f:
+            r = json.load(f)
+    if args.render_only:
+        with open(args.out_md, "w") as f:
+            f.write(render(r) + "\n")
+        return
+    suites = args.suites.split(",")
+    assert set(suites) <= set(SUITES), suites
+    bin_dir = tempfile.mkdtemp(prefix="kvault-peers-bin-")  # a private copy: rebuilds do not disturb a run
+    os.makedirs(os.path.join(bin_dir, "bin"))
+    kvault = os.path.join(bin_dir, "bin", "kvault")
+    shutil.copy2(args.kvault, kvault)
+    share = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(args.kvault))), "share")
+    if os.path.isdir(share):  # the vocabulary `model make-demo` reads
+        os.symlink(share, os.path.join(bin_dir, "share"))
+    model = B.ensure_model(args.kvault, args.model_size)
+    tools = subprocess.run(["bash", os.path.join(B.ROOT, "bench", "build-llama-tools.sh")], check=True,
+                           capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    ls_bin = os.path.join(tools, "llama-server")
+    info = B.Server([kvault, "serve", "--model", model, "--log-level", "warn", "--pool-tokens", "4096"], "kvault-info")
+    meta = B.get_json(info.port, "/v1/models")["data"][0]["meta"]
+    info.stop()
+    r.update({"machine": B.machine(), "model": os.path.basename(model), "model_desc": meta["description"],
+              "threads": args.threads, "llama_cpp": llama_baseline()})
+
+    def save():
+        os.makedirs(os.path.dirname(args.out_json), exist_ok=True)
+        with open(args.out_json + ".tmp", "w") as f:
+            json.dump(r, f, indent=1)
+        os.replace(args.out_json + ".tmp", args.out_json)
+        with open(args.out_md, "w") as f:
+            f.write(render(r) + "\n")
+
+    if "decode" in suites:
+        B.log("peers: decode")
+        r["decode"] = decode(kvault, ls_bin, model, args.threads, B.int_list(args.decode_agents), args.reps, 100,
+                             args.gen_tokens)
+        save()
+    if "ttft" in suites:
+        B.log("peers: ttft")
+        r["ttft"] = ttft(kvault, ls_bin, model, args.threads, args.reps, args.long_words, 20, 256)
+        save()
+    if "roundrobin" in suites:
+        B.log("peers: roundrobin")
+        lo, hi = B.int_list(args.rr_context.replace("-", ","))
+        r["roundrobin"] = roundrobin(kvault, ls_bin, model, args.threads, args.rr_agents, args.reps, args.rr_system,
+                                     (lo, hi), 16, args.rr_budget_mib, 4, 8192)
+        save()
+    shutil.rmtree(bin_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
