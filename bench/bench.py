@@ -988,7 +988,10 @@ def render_markdown(r, images=None):
                   f"Each agent sends a different ~{r['prompt_tokens']}-token prompt and generates {r['gen_tokens']} "
                   "tokens (greedy). kvault: tokens per second over engine steps that carry no prompt tokens "
                   "(pure decode), from `/health`. llama-batched-bench: S_TG with a unified KV cache "
-                  "(`-kvu`). Goal: ≥ 0.95× at 8 agents; single stream ≥ 0.97× of llama-bench tg." +
+                  "(`-kvu`). Goal: ≥ 0.95× at 8 agents; single stream ≥ 0.97× of llama-bench tg. Both sides "
+                  "time llama.cpp's decode (kvault's steps call `llama_decode`): this table shows that kvault's "
+                  "batches and pool cost llama.cpp nothing, not what a client sees; the client-side comparison "
+                  "with llama-server (same streaming client, whole requests) is in docs/peers.md." +
                   (" The tools take turns back to back: for each agent count N, a fresh kvault server with "
                    "`--parallel N`, then llama-batched-bench `-npl N` (~30 s apart), so that the machine's drift "
                    "hits both; the ratio is the median of the per-pair ratios [min–max]."
@@ -1072,6 +1075,11 @@ def render_markdown(r, images=None):
         runs = {}  # (date, machine) -> context sizes measured in that run
         for n in sorted(rs["kvault"], key=int):
             runs.setdefault((rs.get("dates", {}).get(n), rs.get("machines", {}).get(n)), []).append(n)
+        no_raw = [n for n in sorted(rs["kvault"], key=int) if n not in rs.get("raw", {})]
+        if no_raw:
+            lines += ["", f"Rows without raw samples in the results file ({', '.join(no_raw)} tokens: measured "
+                      "before the driver kept them; only their median, min and max are stored). A rerun of "
+                      "`bench.py --suites resume` replaces them with rows that keep every sample."]
         if any(int(n) > 9000 for n in rs["kvault"]):
             lines += ["", "Up to 8K tokens both servers have a 16,384-token KV pool (kvault `--ctx-size 12288`); "
                       "a run with larger sizes gives both 40,960 (kvault `--ctx-size 36864`) for all its sizes."]
@@ -1111,7 +1119,11 @@ def render_markdown(r, images=None):
                   "The pool holds only a few agents, the same KV memory for both servers: kvault "
                   f"`{c['kvault_flags']}` (agents named by `X-Agent-Id`), llama-server `{c['llama_server_flags']}` "
                   "(its prompt cache: idle slots are saved to a RAM cache of the same size as kvault's RAM tier; "
-                  "nothing goes to disk). Time to first token from the streamed answer (the first chunk that "
+                  "nothing goes to disk). **Read this table with its budget**: llama-server's default "
+                  "`--cache-ram` is 8192 MiB, eight times the budget here; at ~50 MiB per agent it holds these "
+                  "agents at its defaults, and the gap at 32 and 128 agents is the budget, not the engine. "
+                  "docs/peers.md compares both at llama-server's defaults, at equal budgets and with "
+                  "llama-server's slot save/restore. Time to first token from the streamed answer (the first chunk that "
                   "carries text). The first turn is cold for every agent (both servers reuse the shared system "
                   "prompt's KV where they can); the next turns find the agent's KV in the pool, RAM or disk, "
                   "or recompute it. Seconds; p50 / p95 over all requests of the run. Runs per agent count: "
