@@ -346,8 +346,12 @@ def main():
 
     if "decode" in suites:
         B.log("peers: decode")
-        r["decode"] = decode(kvault, ls_bin, model, args.threads, B.int_list(args.decode_agents), args.reps, 100,
-                             args.gen_tokens)
+        d = decode(kvault, ls_bin, model, args.threads, B.int_list(args.decode_agents), args.reps, 100,
+                   args.gen_tokens)
+        if r.get("decode", {}).get("config") == d["config"]:  # a rerun of some agent counts keeps the others
+            d["agents"] = {**r["decode"]["agents"], **d["agents"]}
+        d["agents"] = dict(sorted(d["agents"].items(), key=lambda e: int(e[0])))
+        r["decode"] = d
         save()
     if "ttft" in suites:
         B.log("peers: ttft")

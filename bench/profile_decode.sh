@@ -45,21 +45,27 @@ perf report -i "$work/perf.data" --no-children --sort dso,sym --stdio -g none 2>
 python3 - "$work/report.txt" "$run" >"$OUT" <<'EOF'
 import re, sys
 groups = {"llama.cpp / ggml compute": 0.0, "sampling": 0.0, "kvault, HTTP, JSON, libc": 0.0, "kernel": 0.0}
+top = []
 for line in open(sys.argv[1]):
     m = re.match(r"\s+([\d.]+)%\s+(\S+)\s+\[(.)\]\s+(.*)", line)
     if not m:
         continue
     pct, dso, kind, sym = float(m.group(1)), m.group(2), m.group(3), m.group(4)
+    top.append(f"{pct:5.2f}%  {dso:12.12s} {sym[:90]}")
     if kind == "k":
         groups["kernel"] += pct
     elif "sampler" in sym:
         groups["sampling"] += pct
-    elif sym.startswith(("ggml", "llama", "(anonymous namespace)::tinygemm", "__expf", "__powf")) or "ggml" in sym:
+    elif (sym.startswith(("ggml", "llama", "(anonymous namespace)::tinygemm", "__expf", "__powf", "gomp_"))
+          or "ggml" in sym or dso.startswith("libgomp")):  # OpenMP: ggml's worker threads
         groups["llama.cpp / ggml compute"] += pct
     else:
         groups["kvault, HTTP, JSON, libc"] += pct
 print(f"single stream, {sys.argv[2]}; perf samples of every kvault thread:")
 for k, v in groups.items():
     print(f"  {k:28s} {v:5.1f}%")
+print("top symbols:")
+for line in top[:25]:
+    print("  " + line)
 EOF
 cat "$OUT"
