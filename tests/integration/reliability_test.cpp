@@ -290,6 +290,12 @@ TEST(ReliabilityTest, SoakKeepsMemoryDescriptorsThreadsAndDiskBounded) {
   EXPECT_LE(end.threads, warm.threads) << "thread leak";
   EXPECT_LE(DirBytes(data / "kv-cache"), static_cast<uint64_t>(disk_gib * (1ull << 30)) + (256u << 10))
       << "cache directory over --disk-cache";
+  // The soak's hung-up streams (every seventh request) left no cells behind: idle, every used
+  // block an idle sequence's; then hang-ups on their own must leave the pool empty and the
+  // server serving.
+  const json idle = WaitPoolIdle(s->port());
+  EXPECT_TRUE(PoolIsIdle(idle)) << idle.dump();
+  ExpectHungUpStreamsAreFreed(s->port(), {}, 4);
   EXPECT_EQ(s->Stop(SIGTERM), 0) << s->Log();
 }
 
