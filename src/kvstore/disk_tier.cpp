@@ -9,7 +9,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "core/fs_sync.h"
 
@@ -21,12 +23,19 @@ namespace {
 
 constexpr const char* kExt = ".safetensors";
 
-Status WriteAllAndSync(const fs::path& path, const std::vector<uint8_t>& bytes) {
+Status WriteAllAndSync(const fs::path& path, const std::vector<uint8_t>& bytes, uint32_t pause_ms) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Status::IOError("cannot create " + path.string() + ": " + std::strerror(errno));
   size_t off = 0;
+  const size_t half = pause_ms ? bytes.size() / 2 : bytes.size();
+  bool paused = pause_ms == 0;
   while (off < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + off, bytes.size() - off);
+    if (off == half && !paused) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
+      paused = true;
+    }
+    const size_t end = off < half ? half : bytes.size();
+    const ssize_t n = ::write(fd, bytes.data() + off, end - off);
     if (n < 0) {
       if (errno == EINTR) continue;
       const std::string err = std::strerror(errno);
@@ -46,13 +55,13 @@ Status WriteAllAndSync(const fs::path& path, const std::vector<uint8_t>& bytes) 
 
 }  // namespace
 
-Status WriteFileDurably(const fs::path& path, const std::vector<uint8_t>& bytes) {
+Status WriteFileDurably(const fs::path& path, const std::vector<uint8_t>& bytes, uint32_t pause_ms) {
   // A new directory's own entry must be durable too (each level created), or the file can
   // vanish with it.
   if (auto made = CreateDirsDurably(path.parent_path()); !made.ok()) return made.status();
   std::error_code ec;
   const fs::path tmp = path.string() + ".tmp";
-  Status s = WriteAllAndSync(tmp, bytes);
+  Status s = WriteAllAndSync(tmp, bytes, pause_ms);
   if (s.ok()) {
     fs::rename(tmp, path, ec);
     if (ec) s = Status::IOError("rename " + tmp.string() + ": " + ec.message());
@@ -246,7 +255,7 @@ Status DiskTier::Write(const BlockKey& key, const std::vector<uint8_t>& bytes) {
     ++stats_.dir_lost;
   }
   const fs::path path = PathFor(key);
-  Status s = WriteFileDurably(path, bytes);
+  Status s = WriteFileDurably(path, bytes, write_pause_ms_);
   if (!s.ok()) {
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.write_errors;

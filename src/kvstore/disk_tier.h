@@ -43,8 +43,10 @@ struct DiskTierStats {
 };
 
 // Writes `bytes` to `path` durably and atomically: a temp file, fsync, rename, fsync of the
-// directory. Readers see the old file or the new one, never a part.
-Status WriteFileDurably(const std::filesystem::path& path, const std::vector<uint8_t>& bytes);
+// directory. Readers see the old file or the new one, never a part. `pause_ms` (fault injection,
+// tests): sleep that long with half of the bytes in the temp file, so that a crash test can kill
+// the process while a write is torn.
+Status WriteFileDurably(const std::filesystem::path& path, const std::vector<uint8_t>& bytes, uint32_t pause_ms = 0);
 
 class DiskTier {
  public:
@@ -72,6 +74,9 @@ class DiskTier {
   // One thread writes (the store's I/O thread): the files of keys the size limit drops are
   // deleted after the lock is released, which is safe only while no other thread can write them.
   Status Write(const BlockKey& key, const std::vector<uint8_t>& bytes);
+  // Fault injection (tests, --debug-slow-disk-ms): every block write pauses this long halfway
+  // through its temp file (WriteFileDurably's pause_ms). Set before writes start.
+  void set_write_pause_ms(uint32_t ms) { write_pause_ms_ = ms; }
   // Moves a bad file aside (kept for inspection, no longer indexed).
   void Quarantine(const BlockKey& key, const std::string& why);
   // Deletes a block's file (an agent was forgotten). Ok when it was not there.
@@ -103,6 +108,7 @@ class DiskTier {
   std::filesystem::path root_;
   uint64_t limit_;
   Mode mode_ = Mode::kReadOnly;
+  uint32_t write_pause_ms_ = 0;
   int lock_fd_ = -1;
   // Keys used since Open other than by being written: from the oldest of them on, the files'
   // modification times no longer follow the index's order.

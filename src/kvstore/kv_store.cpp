@@ -37,6 +37,7 @@ StatusOr<std::unique_ptr<KvStore>> KvStore::Open(const KvStoreOptions& options) 
   std::unique_ptr<KvStore> store(new KvStore(options));
   if (!options.dir.empty()) {
     store->disk_ = std::make_unique<DiskTier>(options.dir / options.fingerprint, options.disk_bytes);
+    store->disk_->set_write_pause_ms(options.slow_write_ms);
     Status s = store->disk_->Open();
     if (!s.ok()) return s;
     store->agents_ = std::make_unique<AgentRegistry>(store->disk_->root() / "agents");
@@ -186,7 +187,6 @@ void KvStore::Put(std::shared_ptr<const BlockRecord> record) {
 }
 
 void KvStore::WriteBlock(std::shared_ptr<const BlockRecord> record) {
-  if (options_.slow_write_ms) std::this_thread::sleep_for(std::chrono::milliseconds(options_.slow_write_ms));
   EncodeBlockFile(*record, &write_buf_);
   const BlockKey key = record->key;
   Status s = disk_->Write(key, write_buf_);

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
 
 #include "server_process.h"
 #include "test_env.h"
@@ -89,9 +91,42 @@ TEST(CliTest, DeterministicModeExcludesItsOppositeAndLimitsParallel) {
 
 TEST(CliTest, MakeDemoWritesALoadableModel) {
   const auto dir = ScratchDir("cli-make-demo");
+  const auto model = dir / "t.gguf";
   std::string out;
-  EXPECT_EQ(RunKvault({"model", "make-demo", "--size", "tiny", "--out", (dir / "t.gguf").string()}, &out), 0) << out;
-  EXPECT_TRUE(std::filesystem::exists(dir / "t.gguf"));
+  ASSERT_EQ(RunKvault({"model", "make-demo", "--size", "tiny", "--out", model.string(), "--seed", "1"}, &out), 0)
+      << out;
+  // The same seed gives a byte-identical file: the test fixture was made with --seed 1 too.
+  auto bytes = [](const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  const std::string made = bytes(model);
+  EXPECT_GT(made.size(), 1000u);
+  EXPECT_TRUE(made == bytes(TinyModel())) << "make-demo --seed 1 differs from the fixture made the same way";
+  // It loads and answers: the server reports a Llama-architecture model of that file and generates.
+  auto s = ServerProcess::Start({"--model", model.string(), "--ctx-size", "256"});
+  ASSERT_TRUE(s->WaitHealthy(std::chrono::seconds(60))) << s->Log();
+  httplib::Client c("127.0.0.1", s->port());
+  c.set_read_timeout(std::chrono::seconds(60));
+  auto models = c.Get("/v1/models");
+  ASSERT_TRUE(models);
+  ASSERT_EQ(models->status, 200) << models->body;
+  const auto list = nlohmann::json::parse(models->body)["data"];
+  ASSERT_EQ(list.size(), 1u) << models->body;
+  EXPECT_EQ(list[0]["id"], "t");
+  const auto meta = list[0]["meta"];
+  EXPECT_EQ(meta["description"].get<std::string>().rfind("llama ", 0), 0u) << models->body;
+  EXPECT_GT(meta["n_params"].get<uint64_t>(), 0u) << models->body;
+  auto r = c.Post("/v1/chat/completions",
+                  R"({"messages":[{"role":"user","content":"hello"}],"max_tokens":5,"temperature":0})",
+                  "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const auto answer = nlohmann::json::parse(r->body);
+  EXPECT_GT(answer["usage"]["prompt_tokens"].get<int>(), 1) << r->body;
+  EXPECT_GT(answer["usage"]["completion_tokens"].get<int>(), 0) << r->body;
+  EXPECT_EQ(s->Stop(SIGTERM), 0) << s->Log();
+
   EXPECT_EQ(RunKvault({"model", "make-demo", "--size", "enormous", "--out", (dir / "x.gguf").string()}, &out), 2);
   EXPECT_FALSE(std::filesystem::exists(dir / "x.gguf"));
 }

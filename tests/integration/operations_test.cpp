@@ -68,7 +68,8 @@ TEST(OperationsTest, LivenessMetricsAndCors) {
   EXPECT_EQ(MetricValue(m, "kvault_model_loaded"), 1);
   EXPECT_NE(m.find("# TYPE kvault_request_duration_seconds histogram"), std::string::npos);
 
-  // CORS: an allowed origin's preflight is answered before auth; others get no CORS headers.
+  // CORS: an allowed origin's preflight is answered; others get no CORS headers (that preflights
+  // need no key is CorsPreflightIsAnsweredBeforeAuth's part).
   auto pre = c.Options("/v1/messages", {{"Origin", "https://app.example"},
                                         {"Access-Control-Request-Method", "POST"},
                                         {"Access-Control-Request-Headers", "content-type,x-api-key"}});
@@ -86,6 +87,49 @@ TEST(OperationsTest, LivenessMetricsAndCors) {
   auto foreign = c.Get("/v1/models", httplib::Headers{{"Origin", "https://evil.example"}});
   ASSERT_TRUE(foreign);
   EXPECT_FALSE(foreign->has_header("Access-Control-Allow-Origin"));
+}
+
+// A browser sends its preflight without credentials (Fetch standard): with --api-key set, the
+// preflight must still get the CORS answer, while the real request without the key is refused
+// (401, with the CORS headers so that the page can read why) and with the key is served.
+TEST(OperationsTest, CorsPreflightIsAnsweredBeforeAuth) {
+  auto server = ServerProcess::Start({"--model", TinyModel().string(), "--ctx-size", "256", "--api-key", "cors-key",
+                                      "--cors-origins", "https://app.example"});
+  ASSERT_TRUE(server->WaitHealthy(std::chrono::seconds(60))) << server->Log();
+  auto c = ClientFor(*server);
+  for (const char* path : {"/v1/messages", "/v1/chat/completions", "/v1/models"}) {
+    auto pre = c.Options(path, {{"Origin", "https://app.example"},
+                                {"Access-Control-Request-Method", "POST"},
+                                {"Access-Control-Request-Headers", "authorization,content-type"}});
+    ASSERT_TRUE(pre) << path;
+    EXPECT_EQ(pre->status, 204) << path << ": " << pre->body;
+    EXPECT_EQ(pre->get_header_value("Access-Control-Allow-Origin"), "https://app.example") << path;
+    EXPECT_NE(pre->get_header_value("Access-Control-Allow-Methods").find("POST"), std::string::npos) << path;
+    EXPECT_EQ(pre->get_header_value("Access-Control-Allow-Headers"), "authorization,content-type") << path;
+  }
+  const std::string body = R"({"messages":[{"role":"user","content":"cors"}],"max_tokens":2,"temperature":0})";
+  auto no_key = c.Post("/v1/chat/completions", httplib::Headers{{"Origin", "https://app.example"}}, body,
+                       "application/json");
+  ASSERT_TRUE(no_key);
+  EXPECT_EQ(no_key->status, 401) << no_key->body;
+  EXPECT_EQ(no_key->get_header_value("Access-Control-Allow-Origin"), "https://app.example");
+  auto wrong_key = c.Post("/v1/chat/completions",
+                          httplib::Headers{{"Origin", "https://app.example"}, {"Authorization", "Bearer nope"}}, body,
+                          "application/json");
+  ASSERT_TRUE(wrong_key);
+  EXPECT_EQ(wrong_key->status, 401) << wrong_key->body;
+  auto with_key = c.Post("/v1/chat/completions",
+                         httplib::Headers{{"Origin", "https://app.example"}, {"Authorization", "Bearer cors-key"}},
+                         body, "application/json");
+  ASSERT_TRUE(with_key);
+  EXPECT_EQ(with_key->status, 200) << with_key->body;
+  EXPECT_EQ(with_key->get_header_value("Access-Control-Allow-Origin"), "https://app.example");
+  // A preflight from an origin not allowed is refused, key or not.
+  auto denied = c.Options("/v1/chat/completions",
+                          {{"Origin", "https://evil.example"}, {"Access-Control-Request-Method", "POST"}});
+  ASSERT_TRUE(denied);
+  EXPECT_EQ(denied->status, 403);
+  EXPECT_FALSE(denied->has_header("Access-Control-Allow-Origin"));
 }
 
 TEST(OperationsTest, HealthIsDegradedWhileRunningRequestsHoldMostOfThePool) {

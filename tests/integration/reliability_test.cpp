@@ -5,11 +5,14 @@
 //   KVAULT_CRASH_SEED        seed of the kill moments (default: random, printed)
 //   KVAULT_SOAK_SECONDS      soak length (default 30; the first half is warm-up)
 //
-// Crash loop: agents talk while the server is SIGKILLed at random moments during block writes;
-// after every kill the cache must verify clean, the server must start, and in sync durability
-// every acknowledged turn must come back from cache in full (checked after each restart and
-// after the last kill; every other kill waits for a first acknowledged turn, so that a slow
-// machine cannot make the check vacuous).
+// Crash loop: agents talk while the server is SIGKILLed during block writes; after every kill the
+// cache must verify clean, the restarted server must have removed the torn temp files, and in
+// sync durability every acknowledged turn must come back from cache in full (checked after each
+// restart and after the last kill). Kill moments, by iteration: every third one (0, 3, …) waits
+// until a block's temp file holds part of the block (--debug-slow-disk-ms pauses each write
+// halfway through its file) and kills then, so that on any machine kills land mid-write (the test
+// fails if none leaves a torn file); the others at a random moment after the first acknowledged
+// turn (so that a slow machine cannot make the check vacuous), or from the start.
 // Soak: steady mixed traffic; after a warm-up, RSS may not grow more than 2 %, descriptors and
 // threads may not grow, and the cache directory stays within --disk-cache.
 #include <dirent.h>
@@ -63,6 +66,22 @@ json Turn(int port, const std::string& agent, const std::string& content) {
   return j.is_discarded() ? json() : j;
 }
 
+// Temp files of block writes under `dir` ("<key>.safetensors.tmp"); `torn`: only those holding
+// part of a block (written, not yet renamed).
+int BlockTempFiles(const fs::path& dir, bool torn) {
+  int n = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() < 16 || name.compare(name.size() - 16, 16, ".safetensors.tmp") != 0) continue;
+    std::error_code size_ec;
+    const auto size = fs::file_size(it->path(), size_ec);
+    if (!torn || (!size_ec && size > 0)) ++n;
+  }
+  return n;
+}
+
 TEST(ReliabilityTest, CrashLoopNeverLoadsATornFileAndLosesNoAcknowledgedTurn) {
   const int iterations = EnvInt("KVAULT_CRASH_ITERATIONS", 5);
   const unsigned seed =
@@ -77,7 +96,7 @@ TEST(ReliabilityTest, CrashLoopNeverLoadsATornFileAndLosesNoAcknowledgedTurn) {
   auto start = [&] {
     return ServerProcess::Start({"--model", TinyModel().string(), "--data-dir", data.string(), "--pool-tokens", "4096",
                                  "--block-tokens", "16", "--ctx-size", "1024", "--log-level", "warn", "--durability",
-                                 "sync", "--debug-slow-disk-ms", "3"});
+                                 "sync", "--debug-slow-disk-ms", "10"});
   };
   // Every turn acknowledged before the last kill must come back from cache in full.
   auto check = [&](ServerProcess& s, int it) {
@@ -93,6 +112,7 @@ TEST(ReliabilityTest, CrashLoopNeverLoadsATornFileAndLosesNoAcknowledgedTurn) {
   for (int it = 0; it < iterations; ++it) {
     auto s = start();
     ASSERT_TRUE(s->WaitHealthy(std::chrono::seconds(60))) << "iteration " << it << ": " << s->Log();
+    EXPECT_EQ(BlockTempFiles(cache, false), 0) << "iteration " << it << ": the restart kept a torn temp file";
     check(*s, it);
 
     // Three agents talk at once; the server dies at a random moment among their block writes.
@@ -110,26 +130,34 @@ TEST(ReliabilityTest, CrashLoopNeverLoadsATornFileAndLosesNoAcknowledgedTurn) {
         }
       });
     }
-    // Odd iterations: the kill lands at a random moment after the first acknowledged turn (so
-    // that the check has something to check however slow the machine); even ones: at a random
-    // moment from the start.
-    if (it % 2 == 1) {
-      for (int w = 0; w < 600; ++w) {
-        {
-          std::lock_guard<std::mutex> lock(mu);
-          if (!acknowledged.empty()) break;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const int mode = it % 3;
+    if (mode == 0) {
+      // Mid-write: after a random head start (which write gets torn varies), the first moment a
+      // block's temp file holds part of it (each write then pauses 10 ms before the rest).
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 200)(rng)));
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      while (BlockTempFiles(cache, true) == 0 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
       }
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(20, 700)(rng)));
-    {
-      httplib::Client c("127.0.0.1", s->port());
-      auto h = c.Get("/health");
-      if (h && h->status == 200) kills_mid_write += json::parse(h->body)["kv_store"]["pending_writes"].get<int>() > 0;
+    } else {
+      if (mode == 1) {
+        for (int w = 0; w < 600; ++w) {
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            if (!acknowledged.empty()) break;
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(20, 700)(rng)));
     }
     EXPECT_EQ(s->Stop(SIGKILL), 128 + SIGKILL);
     for (auto& t : agents) t.join();
+    const int torn = BlockTempFiles(cache, true);  // the process is gone: what the kill left
+    if (mode == 0) {
+      EXPECT_GT(torn, 0) << "iteration " << it << ": the kill meant to land mid-write tore no file";
+    }
+    kills_mid_write += torn > 0;
     std::string out;
     ASSERT_EQ(RunKvault({"cache", "verify", "--cache-dir", cache.string()}, &out), 0)
         << "iteration " << it << ": a torn or bad file after SIGKILL\n"
@@ -140,9 +168,10 @@ TEST(ReliabilityTest, CrashLoopNeverLoadsATornFileAndLosesNoAcknowledgedTurn) {
     ASSERT_TRUE(s->WaitHealthy(std::chrono::seconds(60))) << "after the last kill: " << s->Log();
     check(*s, iterations);
   }
-  std::printf("crash loop: %d acknowledged turns checked after restarts, %d kills with writes in flight\n", checked,
-              kills_mid_write);
+  std::printf("crash loop: %d acknowledged turns checked after restarts, %d of %d kills left a torn block file\n",
+              checked, kills_mid_write, iterations);
   EXPECT_GT(checked, 0);
+  EXPECT_GT(kills_mid_write, 0) << "no kill landed mid-write: the test did not test torn files";
 }
 
 struct ProcSample {
@@ -261,6 +290,12 @@ TEST(ReliabilityTest, SoakKeepsMemoryDescriptorsThreadsAndDiskBounded) {
   EXPECT_LE(end.threads, warm.threads) << "thread leak";
   EXPECT_LE(DirBytes(data / "kv-cache"), static_cast<uint64_t>(disk_gib * (1ull << 30)) + (256u << 10))
       << "cache directory over --disk-cache";
+  // The soak's hung-up streams (every seventh request) left no cells behind: idle, every used
+  // block an idle sequence's; then hang-ups on their own must leave the pool empty and the
+  // server serving.
+  const json idle = WaitPoolIdle(s->port());
+  EXPECT_TRUE(PoolIsIdle(idle)) << idle.dump();
+  ExpectHungUpStreamsAreFreed(s->port(), {}, 4);
   EXPECT_EQ(s->Stop(SIGTERM), 0) << s->Log();
 }
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <fstream>
 #include <iterator>
 #include <thread>
@@ -38,6 +39,61 @@ nlohmann::json HealthWhen(int port, const std::function<bool(const nlohmann::jso
     h = GetHealth(port);
   }
   return h;
+}
+
+bool PoolIsIdle(const nlohmann::json& h) {
+  if (!h.is_object() || !h.contains("pool")) return false;
+  const auto& p = h["pool"];
+  return h["running"] == 0 && h["queue_depth"] == 0 && p["blocks_reserved"] == 0 &&
+         p["blocks_used"] == p["idle_blocks"];
+}
+
+nlohmann::json WaitPoolIdle(int port, std::chrono::milliseconds timeout) {
+  return HealthWhen(port, PoolIsIdle, timeout, std::chrono::milliseconds(20));
+}
+
+void ExpectHungUpStreamsAreFreed(int port, const std::vector<std::pair<std::string, std::string>>& headers, int n,
+                                 int max_tokens) {
+  httplib::Headers h(headers.begin(), headers.end());
+  const nlohmann::json before = WaitPoolIdle(port);
+  ASSERT_TRUE(PoolIsIdle(before)) << "not idle before the hang-ups: " << before.dump();
+  const uint64_t generated_before = before["engine"]["tokens_generated"];
+  std::vector<std::thread> streams;
+  std::atomic<int> started{0};
+  for (int i = 0; i < n; ++i) {
+    streams.emplace_back([&, i] {
+      httplib::Client c("127.0.0.1", port);
+      c.set_read_timeout(std::chrono::seconds(600));
+      nlohmann::json body = {
+          {"max_tokens", max_tokens},
+          {"temperature", 0},
+          {"stream", true},
+          {"messages", {{{"role", "user"}, {"content", "Stream " + std::to_string(i) + " will hang up soon."}}}}};
+      auto r = c.Post("/v1/chat/completions", h, body.dump(), "application/json", [&](const char*, size_t) {
+        ++started;
+        return false;  // hang up at the first chunk
+      });
+      (void)r;
+    });
+  }
+  for (auto& t : streams) t.join();
+  EXPECT_EQ(started.load(), n) << "every stream was admitted and sent a first chunk";
+  const nlohmann::json after = HealthWhen(
+      port, [](const nlohmann::json& j) { return PoolIsIdle(j) && j["pool"]["blocks_used"] == 0; },
+      std::chrono::seconds(60), std::chrono::milliseconds(20));
+  EXPECT_TRUE(PoolIsIdle(after)) << after.dump();
+  EXPECT_EQ(after["pool"]["blocks_used"], 0) << "hung-up streams kept cells: " << after.dump();
+  EXPECT_EQ(after["pool"]["idle_sequences"], 0) << "a hung-up stream was kept as a finished one: " << after.dump();
+  const uint64_t generated = after["engine"]["tokens_generated"].get<uint64_t>() - generated_before;
+  EXPECT_LT(generated, static_cast<uint64_t>(n) * max_tokens / 2) << "the hung-up streams were not cancelled";
+  httplib::Client c("127.0.0.1", port);
+  c.set_read_timeout(std::chrono::seconds(600));
+  auto r = c.Post("/v1/chat/completions", h,
+                  R"({"messages":[{"role":"user","content":"still there?"}],"max_tokens":4,"temperature":0})",
+                  "application/json");
+  ASSERT_TRUE(r) << "no answer after the hang-ups";
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_GT(nlohmann::json::parse(r->body)["usage"]["completion_tokens"].get<int>(), 0) << r->body;
 }
 
 namespace fs = std::filesystem;

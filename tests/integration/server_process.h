@@ -33,6 +33,22 @@ nlohmann::json HealthWhen(int port, const std::function<bool(const nlohmann::jso
                           std::chrono::milliseconds timeout = std::chrono::seconds(5),
                           std::chrono::milliseconds every = std::chrono::milliseconds(50));
 
+// The engine is idle and holds no cells but idle sequences' (finished conversations kept
+// resident): nothing running or queued, nothing reserved, every used pool block an idle one's.
+bool PoolIsIdle(const nlohmann::json& health);
+
+// Polls /health until PoolIsIdle (or `timeout`); returns the last answer.
+nlohmann::json WaitPoolIdle(int port, std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
+// On an idle server: `n` streamed chat requests of `max_tokens` tokens each hang up after their
+// first chunk (they are admitted then). Checks (gtest) that the server cancelled them and freed
+// their cells: the pool goes back to empty (a cancelled request's cells are freed, not kept as an
+// idle sequence; the earlier idle ones left when the streams were admitted, --idle-tokens 0 with a
+// KV store), far fewer tokens were generated than asked for, and a new request is served.
+// `headers`: the key, if the server wants one.
+void ExpectHungUpStreamsAreFreed(int port, const std::vector<std::pair<std::string, std::string>>& headers, int n,
+                                 int max_tokens = 400);
+
 class ServerProcess {
  public:
   // Starts `kvault serve --port <free port> args...`.

@@ -114,6 +114,75 @@ TEST(EngineStoreTest, RestartResumesFromDiskWithTheSameOutput) {
   EXPECT_EQ(computed.text, resident.text);
 }
 
+// Restored KV is bit-identical, checked on the logits rather than on greedy text (which can
+// agree while the logits differ in their last bits): in deterministic mode, a conversation's next
+// turn gives the same hash of every sampled position's logits resident in the pool, restored from
+// the RAM tier, restored from the disk tier's files in a restarted engine and in a running one,
+// and computed from scratch.
+TEST(EngineStoreTest, RestoresGiveBitIdenticalLogitsInDeterministicMode) {
+  const auto dir = testing::ScratchDir("engine-store-digests");
+  auto options = [](const fs::path& cache_dir, uint64_t ram_mib) {
+    EngineOptions o = Options(cache_dir);
+    o.deterministic = true;
+    o.digest_logits = true;
+    o.ram_cache_mib = ram_mib;
+    return o;
+  };
+  const std::string agent = "digest-agent";
+  auto as_agent = [&](GenerateRequest r) {
+    r.agent_id = agent;
+    return r;
+  };
+  std::vector<common_chat_msg> m = {Msg("system", Words(80, "rule")), Msg("user", "first question")};
+  Output resident, from_ram, from_disk_after_restart, from_disk;
+  {
+    auto a = Start(options(dir, 1024));
+    Output t1 = Ask(*a, as_agent(Chat(m, 24)));
+    ASSERT_TRUE(t1.error.ok()) << t1.error.ToString();
+    m.push_back(Msg("assistant", t1.text));
+    m.push_back(Msg("user", "second question"));
+    resident = Ask(*a, as_agent(Chat(m, 24)));
+    ASSERT_TRUE(resident.error.ok());
+    ASSERT_GT(resident.done.cached_resident, 100);
+    // Out of the pool; its blocks are still in the RAM tier.
+    ASSERT_GT(a->EvictAgentFromPool("", agent), 0u);
+    from_ram = Ask(*a, as_agent(Chat(m, 24)));
+    ASSERT_TRUE(from_ram.error.ok());
+    EXPECT_EQ(from_ram.done.cached_resident, 0);
+    EXPECT_GE(from_ram.done.cached_ram, resident.done.cached_resident);
+  }  // flushed to disk
+  {
+    // A restarted engine with no RAM tier to speak of: every restore reads the block files.
+    auto b = Start(options(dir, 0));
+    from_disk_after_restart = Ask(*b, as_agent(Chat(m, 24)));
+    ASSERT_TRUE(from_disk_after_restart.error.ok());
+    EXPECT_EQ(from_disk_after_restart.done.cached_resident, 0);
+    EXPECT_EQ(from_disk_after_restart.done.cached_ram, 0);
+    EXPECT_GE(from_disk_after_restart.done.cached_disk, resident.done.cached_resident);
+    ASSERT_GT(b->EvictAgentFromPool("", agent), 0u);
+    from_disk = Ask(*b, as_agent(Chat(m, 24)));
+    ASSERT_TRUE(from_disk.error.ok());
+    EXPECT_EQ(from_disk.done.cached_ram, 0);
+    EXPECT_GE(from_disk.done.cached_disk, resident.done.cached_resident);
+  }
+  auto cold = Start(options("", 1024));  // no store: computed from scratch
+  Output computed = Ask(*cold, Chat(m, 24));
+  ASSERT_TRUE(computed.error.ok());
+  EXPECT_EQ(computed.done.cached_tokens, 0);
+
+  const std::vector<uint64_t>& want = resident.done.logits_digests;
+  ASSERT_EQ(want.size(), static_cast<size_t>(resident.done.completion_tokens) +
+                             (resident.done.finish == FinishReason::kStop ? 1 : 0));
+  ASSERT_FALSE(want.empty());
+  for (const auto& [name, got] : {std::pair<const char*, const Output*>{"RAM restore", &from_ram},
+                                  {"disk restore after a restart", &from_disk_after_restart},
+                                  {"disk restore", &from_disk},
+                                  {"computed from scratch", &computed}}) {
+    EXPECT_EQ(got->done.logits_digests, want) << name;
+    EXPECT_EQ(got->text, resident.text) << name;
+  }
+}
+
 // An anonymous conversation's last, partial block is found by its content: a next prompt that
 // continues it gets every token back, not only its full blocks.
 TEST(EngineStoreTest, ThePartialLastBlockComesBackAfterARestart) {
