@@ -52,7 +52,7 @@ json Turn(int port, const json& messages, int max_tokens) {
 
 json Agents(int port) {
   httplib::Client c("127.0.0.1", port);
-  auto r = c.Get("/admin/agents", {{"Authorization", std::string("Bearer ") + kAdmin}});
+  auto r = c.Get("/admin/agents", httplib::Headers{{"Authorization", std::string("Bearer ") + kAdmin}});
   EXPECT_TRUE(r);
   if (!r) return json();
   EXPECT_EQ(r->status, 200) << r->body;

@@ -129,7 +129,8 @@ class SwapInFlightTest : public ::testing::Test {
 
   static std::map<std::string, json> Models(int port) {
     std::map<std::string, json> out;
-    for (const auto& m : GetHealth(port)["models"]) out[m["name"].get<std::string>()] = m;
+    const json health = GetHealth(port);
+    for (const auto& m : health["models"]) out[m["name"].get<std::string>()] = m;
     return out;
   }
 
@@ -178,6 +179,11 @@ TEST_F(SwapInFlightTest, PastTheDrainTimeoutTheStreamEndsCleanlyAndTheOtherModel
   // Alpha is counted out, beta serves, and alpha can be asked for again.
   const json again = AskBeta(s->port());
   EXPECT_EQ(again["model"], "beta");
+  // (The client sees the stream's end a moment before the handler gives its lease back.)
+  HealthWhen(s->port(), [](const json& h) {
+    for (const auto& m : h["models"]) if (m["name"] == "alpha") return m["in_flight"] == 0;
+    return false;
+  });
   auto models = Models(s->port());
   EXPECT_EQ(models["alpha"]["in_flight"], 0);
   EXPECT_EQ(models["beta"]["state"], "loaded");

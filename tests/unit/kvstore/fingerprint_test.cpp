@@ -41,14 +41,14 @@ TEST(FingerprintTest, ContentHashFollowsTheContentEvenWithTheSameSizeAndTime) {
   const fs::path dir = testing::ScratchDir("fingerprint-content-hash");
   const fs::path file = dir / "model.gguf";
   std::ofstream(file) << "weights one";
-  const auto a = ModelContentHash(file, dir / "cache");
+  auto a = ModelContentHash(file, dir / "cache");
   ASSERT_TRUE(a.ok()) << a.status().ToString();
   EXPECT_EQ(ModelContentHash(file, dir / "cache").value(), *a);  // from the memo
   const auto mtime = fs::last_write_time(file);
   std::ofstream(dir / "new.gguf") << "weights two";
   fs::rename(dir / "new.gguf", file);
   fs::last_write_time(file, mtime);
-  const auto b = ModelContentHash(file, dir / "cache");
+  auto b = ModelContentHash(file, dir / "cache");
   ASSERT_TRUE(b.ok());
   EXPECT_NE(*b, *a);
   // Overwritten in place (same inode), time restored again.
