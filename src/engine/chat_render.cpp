@@ -124,6 +124,28 @@ StatusOr<RenderedPrompt> ChatRenderer::Render(const GenerateRequest& req) const 
   }
   common_chat_templates_inputs in;
   StatusOr<common_chat_params> applied = Apply(req, req.messages, in);
+  // An assistant turn with several tool calls (parallel calls, made by this or another model) that
+  // the template refuses (Llama 3.1's "only supports single tool-calls at once"): each call as an
+  // assistant turn of its own, in order, the turn's text with the first.
+  bool parallel_calls = false;
+  for (const auto& m : req.messages) parallel_calls |= m.role == "assistant" && m.tool_calls.size() > 1;
+  std::vector<common_chat_msg> split;
+  if (!applied.ok() && parallel_calls) {
+    for (const auto& m : req.messages) {
+      if (m.role != "assistant" || m.tool_calls.size() <= 1) {
+        split.push_back(m);
+        continue;
+      }
+      for (size_t k = 0; k < m.tool_calls.size(); ++k) {
+        common_chat_msg one = k == 0 ? m : common_chat_msg();
+        one.role = "assistant";
+        one.tool_calls = {m.tool_calls[k]};
+        split.push_back(std::move(one));
+      }
+    }
+    in = common_chat_templates_inputs();
+    applied = Apply(req, split, in);
+  }
   // System messages after the first: kept where the template renders them (it neither threw nor
   // dropped their text), else folded into user turns.
   bool later_system = false;
@@ -137,7 +159,7 @@ StatusOr<RenderedPrompt> ChatRenderer::Render(const GenerateRequest& req) const 
     }
     if (!kept) {
       in = common_chat_templates_inputs();
-      applied = Apply(req, FoldSystemMessages(req.messages), in);
+      applied = Apply(req, FoldSystemMessages(split.empty() ? req.messages : split), in);
       r.folded_system = true;
     }
   }

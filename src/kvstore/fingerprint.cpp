@@ -1,5 +1,7 @@
 #include "kvstore/fingerprint.h"
 
+#include <sys/stat.h>
+
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -17,7 +19,14 @@ StatusOr<std::string> ModelContentHash(const fs::path& model, const fs::path& ca
   if (ec) return Status::IOError("cannot stat " + abs.string() + ": " + ec.message());
   const auto mtime = static_cast<long long>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(fs::last_write_time(abs, ec).time_since_epoch()).count());
-  const std::string id = abs.string() + "\t" + std::to_string(size) + "\t" + std::to_string(mtime);
+  // The status-change time and the inode too: a file replaced by other content that kept the old
+  // one's size and mtime (a copy with preserved times, an image with normalised ones) cannot keep
+  // them, as no one can set a ctime, so it is hashed again instead of taking the old hash.
+  struct stat st {};
+  if (::stat(abs.c_str(), &st) != 0) return Status::IOError("cannot stat " + abs.string());
+  const std::string id = abs.string() + "\t" + std::to_string(size) + "\t" + std::to_string(mtime) + "\t" +
+                         std::to_string(st.st_ctim.tv_sec) + "." + std::to_string(st.st_ctim.tv_nsec) + "\t" +
+                         std::to_string(st.st_ino);
   const fs::path memo = cache_dir.empty() ? fs::path() : cache_dir / "model-hashes.tsv";
   if (!memo.empty()) {
     std::ifstream in(memo);

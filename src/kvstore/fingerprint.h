@@ -2,7 +2,7 @@
 // stored under it, so a cache can never be loaded into another model or configuration.
 //
 // Covers the GGUF file's content (XXH3-128, computed once and remembered by path, size and
-// modification time in <cache-dir>/model-hashes.tsv), the K and V cache types, flash attention
+// modification, status-change time and inode in <cache-dir>/model-hashes.tsv), the K and V cache types, flash attention
 // on/off (it changes the V layout), the unified cache, SWA full-size cache, and the llama.cpp
 // release. Called once per model load, on the engine thread.
 #pragma once
