@@ -184,9 +184,12 @@ class Engine::Impl {
     }
     llama_context_params cp = llama_context_default_params();
     cp.n_ctx = static_cast<uint32_t>(pool_tokens);
-    cp.n_batch = opt_.step_tokens + opt_.parallel;
-    cp.n_ubatch = cp.n_batch;  // one ubatch per step
     cp.n_seq_max = opt_.resident_seqs + kScratchSeqs;
+    // llama.cpp reserves one output row per sequence at start and asserts that they fit in a
+    // batch: a step smaller than the resident sequences gets a batch that large (steps still
+    // carry at most step_tokens + parallel tokens).
+    cp.n_batch = std::max<uint32_t>(opt_.step_tokens + opt_.parallel, cp.n_seq_max);
+    cp.n_ubatch = cp.n_batch;  // one ubatch per step
     cp.kv_unified = true;  // one pool; seq_cp shares cells between sequences
     cp.type_k = *cache_type;
     cp.type_v = *cache_type;
