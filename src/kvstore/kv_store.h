@@ -143,6 +143,9 @@ class KvStore {
   // Runs `fn` on the I/O thread once every block Put so far has been written (or its write
   // failed), without blocking the caller; at once when there is no disk tier. Sync durability.
   void AfterWrites(std::function<void()> fn);
+  // Write jobs (blocks, agent records, removals) queued for the I/O thread and not yet started:
+  // lets a test that holds the I/O thread know when another thread's job has been queued.
+  size_t QueuedWriteJobs() const;
 
   KvStoreStats stats() const;
   const std::string& fingerprint() const { return options_.fingerprint; }
@@ -227,7 +230,7 @@ class KvStore {
   // The I/O thread's work: reads (a waiting request's blocks) always before writes, so a request
   // never waits behind the previous request's blocks being written.
   void Enqueue(std::function<void()> job, bool read);
-  std::mutex jobs_mu_;
+  mutable std::mutex jobs_mu_;
   std::condition_variable jobs_cv_;
   std::deque<std::function<void()>> reads_, writes_;
   bool closing_ = false;
