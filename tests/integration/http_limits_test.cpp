@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -18,6 +19,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "server_process.h"
 #include "test_env.h"
@@ -41,25 +43,27 @@ bool Accepted(pid_t pid, int fd) {
   char want_local[16], want_remote[16];
   std::snprintf(want_local, sizeof(want_local), ":%04X", ntohs(peer.sin_port));
   std::snprintf(want_remote, sizeof(want_remote), ":%04X", ntohs(local.sin_port));
+  // The established socket with those ports (state 01); one not accepted yet has inode 0, and an
+  // old connection's TIME_WAIT entry with the same ports may be listed too (inode 0 as well).
   std::ifstream tcp("/proc/net/tcp");
-  std::string line, inode;
+  std::string line;
+  std::vector<std::string> targets;
   std::getline(tcp, line);  // header
   while (std::getline(tcp, line)) {
     std::istringstream in(line);
     std::string sl, loc, rem, st, queues, timer, retr, uid, timeout, node;
     in >> sl >> loc >> rem >> st >> queues >> timer >> retr >> uid >> timeout >> node;
-    if (loc.size() >= 5 && rem.size() >= 5 && loc.compare(loc.size() - 5, 5, want_local) == 0 &&
-        rem.compare(rem.size() - 5, 5, want_remote) == 0) {
-      inode = node;
-      break;
+    if (st == "01" && node != "0" && loc.size() >= 5 && rem.size() >= 5 &&
+        loc.compare(loc.size() - 5, 5, want_local) == 0 && rem.compare(rem.size() - 5, 5, want_remote) == 0) {
+      targets.push_back("socket:[" + node + "]");
     }
   }
-  if (inode.empty() || inode == "0") return false;
-  const std::string target = "socket:[" + inode + "]";
+  if (targets.empty()) return false;
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
     std::error_code link_ec;
-    if (std::filesystem::read_symlink(e.path(), link_ec).string() == target) return true;
+    const std::string link = std::filesystem::read_symlink(e.path(), link_ec).string();
+    if (std::find(targets.begin(), targets.end(), link) != targets.end()) return true;
   }
   return false;
 }
