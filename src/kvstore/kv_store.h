@@ -43,7 +43,8 @@ struct KvStoreOptions {
   uint64_t ram_bytes = 1ull << 30;
   uint64_t disk_bytes = 10ull << 30;
   std::string fingerprint;            // the model and KV configuration (see kvstore/fingerprint.h)
-  uint32_t slow_write_ms = 0;         // fault injection (tests): each block write pauses this long halfway through its temp file
+  // Fault injection (tests): each block write pauses this long halfway through its temp file.
+  uint32_t slow_write_ms = 0;
   uint32_t probe_interval_ms = 2000;  // while writes fail: how often the I/O thread tries again
   // Where block buffers come from and go back to (see buffer_pool.h); null: a pool of its own
   // that keeps up to 64 MiB of spare buffers.

@@ -136,9 +136,9 @@ TEST(CliTest, MakeDemoWritesALoadableModel) {
   const auto meta = list[0]["meta"];
   EXPECT_EQ(meta["description"].get<std::string>().rfind("llama ", 0), 0u) << models->body;
   EXPECT_GT(meta["n_params"].get<uint64_t>(), 0u) << models->body;
-  auto r = c.Post("/v1/chat/completions",
-                  R"({"messages":[{"role":"user","content":"hello"}],"max_tokens":5,"temperature":0})",
-                  "application/json");
+  auto r =
+      c.Post("/v1/chat/completions",
+             R"({"messages":[{"role":"user","content":"hello"}],"max_tokens":5,"temperature":0})", "application/json");
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
   const auto answer = nlohmann::json::parse(r->body);

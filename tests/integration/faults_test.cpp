@@ -145,7 +145,9 @@ DiskFault FilledTmpfs(const fs::path& mnt) {
 // that no directory or file can be created in it (ENOTDIR); moved back to repair. (The whole
 // cache directory would look deleted instead: that is CacheDirectoryDeletedWhileRunning….)
 DiskFault DirectoryReplacedByAFile(const fs::path& cache) {
-  auto model_dir = [cache](ServerProcess& s) { return cache / GetHealth(s.port())["kv_store"]["fingerprint"].get<std::string>(); };
+  auto model_dir = [cache](ServerProcess& s) {
+    return cache / GetHealth(s.port())["kv_store"]["fingerprint"].get<std::string>();
+  };
   return {[=](ServerProcess& s) {
             const fs::path dir = model_dir(s);
             std::error_code ec;
@@ -234,7 +236,8 @@ TEST(FaultsTest, UnwritableCacheDirectoryKeepsServingAndRecoversWhenWritable) {
 TEST(FaultsTest, ReadOnlyCacheDirectoryKeepsServingAndRecoversWhenWritable) {
   const auto data = ScratchDir("faults-ro");
   TmpfsMount mnt(data / "mnt", 64);
-  if (!mnt.mounted()) GTEST_SKIP() << "mounting a tmpfs needs CAP_SYS_ADMIN (UnwritableCache… is the unprivileged variant)";
+  if (!mnt.mounted())
+    GTEST_SKIP() << "mounting a tmpfs needs CAP_SYS_ADMIN (UnwritableCache… is the unprivileged variant)";
   ExpectServingThroughFault(data, data / "mnt" / "kv", ReadOnlyTmpfs(mnt), 4);
 }
 

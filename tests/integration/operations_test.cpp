@@ -108,8 +108,8 @@ TEST(OperationsTest, CorsPreflightIsAnsweredBeforeAuth) {
     EXPECT_EQ(pre->get_header_value("Access-Control-Allow-Headers"), "authorization,content-type") << path;
   }
   const std::string body = R"({"messages":[{"role":"user","content":"cors"}],"max_tokens":2,"temperature":0})";
-  auto no_key = c.Post("/v1/chat/completions", httplib::Headers{{"Origin", "https://app.example"}}, body,
-                       "application/json");
+  auto no_key =
+      c.Post("/v1/chat/completions", httplib::Headers{{"Origin", "https://app.example"}}, body, "application/json");
   ASSERT_TRUE(no_key);
   EXPECT_EQ(no_key->status, 401) << no_key->body;
   EXPECT_EQ(no_key->get_header_value("Access-Control-Allow-Origin"), "https://app.example");
@@ -242,8 +242,9 @@ TEST(OperationsTest, SigtermDrainsRunningStreamsRefusesNewOnesAndExitsZero) {
   });
   auto c = ClientFor(*server);
   // Wait until it is running, then signal, and wait until the server says it drains.
-  const json running = HealthWhen(server->port(), [](const json& h) { return h.is_object() && h["running"] == 1; },
-                                  std::chrono::seconds(60), std::chrono::milliseconds(10));
+  const json running = HealthWhen(
+      server->port(), [](const json& h) { return h.is_object() && h["running"] == 1; }, std::chrono::seconds(60),
+      std::chrono::milliseconds(10));
   ASSERT_EQ(running["running"], 1) << running.dump();
   ASSERT_EQ(kill(server->pid(), SIGTERM), 0);
   const json draining = HealthWhen(

@@ -176,8 +176,7 @@ std::unique_ptr<ServerProcess> ServerProcess::Start(const std::vector<std::strin
   // Never the user's data directory: each server gets its own, unless the test names one.
   if (std::find(args.begin(), args.end(), "--data-dir") == args.end()) {
     p->args_.push_back("--data-dir");
-    p->args_.push_back(
-        ScratchDir("server-" + std::to_string(getpid()) + "-" + std::to_string(counter++)).string());
+    p->args_.push_back(ScratchDir("server-" + std::to_string(getpid()) + "-" + std::to_string(counter++)).string());
   }
   p->SpawnOn(first_port > 0 ? first_port : FreePort());
   return p;
@@ -207,7 +206,9 @@ ServerProcess::~ServerProcess() {
   }
 }
 
-bool ServerProcess::WaitHealthy(std::chrono::seconds timeout) { return WaitAnswering(timeout, "/health", {}); }
+bool ServerProcess::WaitHealthy(std::chrono::seconds timeout) {
+  return WaitAnswering(timeout, "/health", {});
+}
 
 bool ServerProcess::WaitAnswering(std::chrono::seconds timeout, const std::string& path,
                                   const std::vector<std::pair<std::string, std::string>>& headers) {

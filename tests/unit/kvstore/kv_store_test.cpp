@@ -640,7 +640,7 @@ TEST(KvStoreAgentsTest, AnAgentForgottenWhileItsRecordWaitsToBeWrittenStaysForgo
   {
     auto store = StoreThatFailedToWriteX(dir, c);
     IoGate gate(*store);
-    gate.WaitReached();  // the gate holds the I/O thread: later jobs stay queued
+    gate.WaitReached();                          // the gate holds the I/O thread: later jobs stay queued
     store->RecordAgent(Turn("y", {c.keys[0]}));  // ends the failing period when it runs: x's record is queued again
     const size_t jobs = store->QueuedWriteJobs();
     std::thread forget([&] { EXPECT_EQ(store->ForgetAgent("", "x"), 0u); });  // block 0 is y's too
