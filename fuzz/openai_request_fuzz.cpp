@@ -21,7 +21,9 @@ namespace {
 
 using json = nlohmann::json;
 
-[[noreturn]] void Fail() { __builtin_trap(); }
+[[noreturn]] void Fail() {
+  __builtin_trap();
+}
 
 void CheckError(const kvault::Status& st) {
   if (st.code() != kvault::Status::Code::kInvalidArgument) Fail();
@@ -55,7 +57,8 @@ bool WriteChatRequest(const kvault::ChatCompletionRequest& r, json& out) {
     if (!m.tool_calls.empty()) {
       json calls = json::array();
       for (const auto& c : m.tool_calls) {
-        calls.push_back({{"id", c.id}, {"type", "function"}, {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+        calls.push_back(
+            {{"id", c.id}, {"type", "function"}, {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
       }
       jm["tool_calls"] = calls;
     }
@@ -66,16 +69,18 @@ bool WriteChatRequest(const kvault::ChatCompletionRequest& r, json& out) {
   if (!g.tools.empty()) {
     json tools = json::array();
     for (const auto& t : g.tools) {
-      tools.push_back({{"type", "function"},
-                       {"function",
-                        {{"name", t.name}, {"description", t.description}, {"parameters", json::parse(t.parameters)}}}});
+      tools.push_back(
+          {{"type", "function"},
+           {"function",
+            {{"name", t.name}, {"description", t.description}, {"parameters", json::parse(t.parameters)}}}});
     }
     out["tools"] = tools;
   }
   out["tool_choice"] = ToolChoiceName(g.tool_choice);
   out["parallel_tool_calls"] = g.parallel_tool_calls;
   if (!g.json_schema.empty()) {
-    out["response_format"] = {{"type", "json_schema"}, {"json_schema", {{"name", "s"}, {"schema", json::parse(g.json_schema)}}}};
+    out["response_format"] = {{"type", "json_schema"},
+                              {"json_schema", {{"name", "s"}, {"schema", json::parse(g.json_schema)}}}};
   }
   if (!r.user.empty()) out["user"] = r.user;
   if (g.max_tokens != -1) out["max_tokens"] = g.max_tokens;

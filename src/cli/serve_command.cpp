@@ -144,7 +144,9 @@ void AddServeCommand(CLI::App& app, ServeArgs* a) {
                     "response's final event waits until its blocks are on disk")
       ->check(CLI::IsMember({"async", "sync"}))
       ->capture_default_str();
-  serve->add_option("--debug-slow-disk-ms", a->debug_slow_disk_ms, "fault injection: pause every block write halfway through its file")
+  serve
+      ->add_option("--debug-slow-disk-ms", a->debug_slow_disk_ms,
+                   "fault injection: pause every block write halfway through its file")
       ->group("");  // hidden: for tests
   serve->add_option("--models", a->models,
                     "more models by name, NAME=PATH (repeatable; in the config file: models = [\"a=/m/a.gguf\"]); "

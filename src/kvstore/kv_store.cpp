@@ -550,6 +550,11 @@ size_t KvStore::ForgetAgent(const std::string& tenant, const std::string& id) {
   return result.get();
 }
 
+size_t KvStore::QueuedWriteJobs() const {
+  std::lock_guard<std::mutex> lock(jobs_mu_);
+  return writes_.size();
+}
+
 void KvStore::AfterWrites(std::function<void()> fn) {
   if (!disk_) return fn();
   // Writes run in order on the one I/O thread: a job queued behind them runs after them.

@@ -43,7 +43,8 @@ struct KvStoreOptions {
   uint64_t ram_bytes = 1ull << 30;
   uint64_t disk_bytes = 10ull << 30;
   std::string fingerprint;            // the model and KV configuration (see kvstore/fingerprint.h)
-  uint32_t slow_write_ms = 0;         // fault injection (tests): each block write pauses this long halfway through its temp file
+  // Fault injection (tests): each block write pauses this long halfway through its temp file.
+  uint32_t slow_write_ms = 0;
   uint32_t probe_interval_ms = 2000;  // while writes fail: how often the I/O thread tries again
   // Where block buffers come from and go back to (see buffer_pool.h); null: a pool of its own
   // that keeps up to 64 MiB of spare buffers.
@@ -143,6 +144,9 @@ class KvStore {
   // Runs `fn` on the I/O thread once every block Put so far has been written (or its write
   // failed), without blocking the caller; at once when there is no disk tier. Sync durability.
   void AfterWrites(std::function<void()> fn);
+  // Write jobs (blocks, agent records, removals) queued for the I/O thread and not yet started:
+  // lets a test that holds the I/O thread know when another thread's job has been queued.
+  size_t QueuedWriteJobs() const;
 
   KvStoreStats stats() const;
   const std::string& fingerprint() const { return options_.fingerprint; }
@@ -227,7 +231,7 @@ class KvStore {
   // The I/O thread's work: reads (a waiting request's blocks) always before writes, so a request
   // never waits behind the previous request's blocks being written.
   void Enqueue(std::function<void()> job, bool read);
-  std::mutex jobs_mu_;
+  mutable std::mutex jobs_mu_;
   std::condition_variable jobs_cv_;
   std::deque<std::function<void()>> reads_, writes_;
   bool closing_ = false;

@@ -260,7 +260,12 @@ TEST(KeyConcurrencyTest, AKeyAtItsLimitGets429OtherKeysDoNot) {
              return true;
            });
   });
-  while (!streaming) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  for (const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+       !streaming && std::chrono::steady_clock::now() < deadline;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (!streaming) first.join();  // it ended without a chunk: the failure below says so
+  ASSERT_TRUE(streaming) << "the first stream never started";
   httplib::Client c("127.0.0.1", s->port());
   c.set_read_timeout(std::chrono::seconds(60));
   const std::string body = R"({"messages":[{"role":"user","content":"short"}],"max_tokens":2,"temperature":0})";
@@ -274,7 +279,8 @@ TEST(KeyConcurrencyTest, AKeyAtItsLimitGets429OtherKeysDoNot) {
   first.join();
   // The client sees the stream's end a moment before the server's handler returns the slot.
   httplib::Result again;
-  for (int i = 0; i < 40; ++i) {
+  for (const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+       std::chrono::steady_clock::now() < deadline;) {
     again = c.Post("/v1/chat/completions", {{"x-api-key", kKeyA}}, body, "application/json");
     if (!again || again->status != 429) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));

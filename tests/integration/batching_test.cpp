@@ -28,10 +28,17 @@ httplib::Result Post(int port, const std::string& body, int timeout_s = 60) {
   return c.Post("/v1/chat/completions", body, "application/json");
 }
 
-// /health once no request runs any more (or after 2 s).
+// /health once no request runs any more (or after 60 s: a request not cancelled runs on).
 json HealthWhenIdle(int port) {
   return HealthWhen(
-      port, [](const json& h) { return h["running"] == 0; }, std::chrono::seconds(2), std::chrono::milliseconds(20));
+      port, [](const json& h) { return h["running"] == 0; }, std::chrono::seconds(60), std::chrono::milliseconds(20));
+}
+
+// /health once `h["running"]` and `h["queue_depth"]` are these (or after 60 s).
+json HealthWhenLoad(int port, int running, int queued) {
+  return HealthWhen(
+      port, [&](const json& h) { return h.is_object() && h["running"] == running && h["queue_depth"] == queued; },
+      std::chrono::seconds(60), std::chrono::milliseconds(10));
 }
 
 std::unique_ptr<ServerProcess> StartServer(std::vector<std::string> extra) {
@@ -104,14 +111,9 @@ TEST(BatchingTest, StopSequencesAndSamplingFields) {
 TEST(BatchingTest, FullQueueAnswers429WithRetryAfter) {
   auto server = StartServer({"--parallel", "1", "--resident-seqs", "1", "--max-queue", "1"});
   auto running = std::async(std::launch::async, [&] { return Post(server->port(), Body("long answer", 440)); });
-  for (int i = 0; i < 200 && GetHealth(server->port())["running"] != 1; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ASSERT_EQ(GetHealth(server->port())["running"], 1);
+  ASSERT_EQ(HealthWhenLoad(server->port(), 1, 0)["running"], 1);
   auto queued = std::async(std::launch::async, [&] { return Post(server->port(), Body("queued", 2)); });
-  for (int i = 0; i < 200 && GetHealth(server->port())["queue_depth"] != 1; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  ASSERT_EQ(HealthWhenLoad(server->port(), 1, 1)["queue_depth"], 1);
   auto rejected = Post(server->port(), Body("one too many", 2));
   ASSERT_TRUE(rejected);
   EXPECT_EQ(rejected->status, 429) << rejected->body;
@@ -124,16 +126,22 @@ TEST(BatchingTest, FullQueueAnswers429WithRetryAfter) {
 TEST(BatchingTest, ClientDisconnectCancelsTheRequest) {
   auto server = StartServer({"--parallel", "1", "--resident-seqs", "1"});
   {
+    // A non-streamed request, hung up once it runs (not after a fixed time, which a fast machine
+    // could outlast).
     httplib::Client c("127.0.0.1", server->port());
-    c.set_read_timeout(std::chrono::milliseconds(300));
-    auto r = c.Post("/v1/chat/completions", Body("go on forever", 440), "application/json");
-    EXPECT_FALSE(r);  // we hung up first
+    c.set_read_timeout(std::chrono::seconds(600));
+    auto r = std::async(std::launch::async,
+                        [&] { return c.Post("/v1/chat/completions", Body("go on forever", 440), "application/json"); });
+    ASSERT_EQ(HealthWhenLoad(server->port(), 1, 0)["running"], 1);
+    c.stop();
+    EXPECT_FALSE(r.get());  // we hung up first
   }
   // The engine drops the request within a step of noticing; the pool holds nothing for it.
   const json h = HealthWhenIdle(server->port());
   EXPECT_EQ(h["running"], 0) << h.dump();
   EXPECT_EQ(h["pool"]["blocks_reserved"], 0) << h.dump();
   EXPECT_EQ(h["pool"]["blocks_used"], 0) << h.dump();
+  EXPECT_LT(h["engine"]["tokens_generated"].get<int>(), 400) << h.dump();
   EXPECT_EQ(Post(server->port(), Body("still serving", 2))->status, 200);
 }
 

@@ -78,6 +78,25 @@ TEST(CliTest, PortInUseExits2) {
   close(fd);
 }
 
+// The test helper's answer to FreePort's race (another process takes the port before the server
+// binds it, as under ctest -j): the server is started again on another port.
+TEST(CliTest, ATestServerWhosePortIsTakenStartsAgainOnAnother) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  const int taken = ntohs(addr.sin_port);
+  auto s = ServerProcess::Start({"--model", TinyModel().string(), "--ctx-size", "256"}, taken);
+  ASSERT_TRUE(s->WaitHealthy(std::chrono::seconds(60))) << s->Log();
+  EXPECT_NE(s->port(), taken);
+  EXPECT_EQ(s->Stop(SIGTERM), 0) << s->Log();
+  close(fd);
+}
+
 TEST(CliTest, DeterministicModeExcludesItsOppositeAndLimitsParallel) {
   std::string out;
   EXPECT_EQ(RunKvault({"serve", "--deterministic", "--no-deterministic"}, &out), 2);
@@ -117,9 +136,9 @@ TEST(CliTest, MakeDemoWritesALoadableModel) {
   const auto meta = list[0]["meta"];
   EXPECT_EQ(meta["description"].get<std::string>().rfind("llama ", 0), 0u) << models->body;
   EXPECT_GT(meta["n_params"].get<uint64_t>(), 0u) << models->body;
-  auto r = c.Post("/v1/chat/completions",
-                  R"({"messages":[{"role":"user","content":"hello"}],"max_tokens":5,"temperature":0})",
-                  "application/json");
+  auto r =
+      c.Post("/v1/chat/completions",
+             R"({"messages":[{"role":"user","content":"hello"}],"max_tokens":5,"temperature":0})", "application/json");
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
   const auto answer = nlohmann::json::parse(r->body);

@@ -3,15 +3,22 @@
 // and /metrics, and write what RAM kept once the disk takes writes again — so a restart afterwards
 // still resumes the turns served during the fault.
 //
-// Full and read-only disks use a small tmpfs mounted for the test: that needs root (CI runs as
-// root here); elsewhere those tests are skipped and say why.
+// Each fault is made two ways. Without privileges, always: a full disk is a file size limit set
+// on the running server (RLIMIT_FSIZE through prlimit, 0 bytes: every write fails with EFBIG, as
+// for root too; the server inherits SIGXFSZ ignored), lifted to make room again; a cache
+// directory that takes no writes is its model directory moved aside with a file in its place
+// (ENOTDIR), moved back to repair. With root: a small tmpfs mounted for the test, filled up
+// (ENOSPC) or remounted read-only (EROFS); where mounting is not allowed those variants are
+// skipped and say why.
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -109,19 +116,74 @@ fs::path FillDisk(const fs::path& dir) {
   return filler;
 }
 
-TEST(FaultsTest, FullDiskKeepsServingReportsItAndWritesWhatRamKeptOnceThereIsRoom) {
-  const auto data = ScratchDir("faults-full");
-  TmpfsMount mnt(data / "mnt", 16);
-  if (!mnt.mounted()) GTEST_SKIP() << "mounting a tmpfs needs root (CAP_SYS_ADMIN)";
-  const fs::path cache = data / "mnt" / "kv";
+// A way to make the cache directory stop taking writes while the server runs, and to repair it.
+struct DiskFault {
+  std::function<bool(ServerProcess&)> make;    // false: could not be made
+  std::function<bool(ServerProcess&)> repair;  // false: could not be repaired
+  std::string error;                           // what /health's last_error says
+};
+
+// Full: every write past 0 bytes fails (EFBIG), for root too; lifted to the hard limit to repair.
+DiskFault FileSizeLimit() {
+  auto set = [](ServerProcess& s, bool limited) {
+    rlimit hard{};
+    if (::getrlimit(RLIMIT_FSIZE, &hard) != 0) return false;
+    const rlimit lim{limited ? 0 : hard.rlim_max, hard.rlim_max};
+    return ::prlimit(s.pid(), RLIMIT_FSIZE, &lim, nullptr) == 0;
+  };
+  return {[=](ServerProcess& s) { return set(s, true); }, [=](ServerProcess& s) { return set(s, false); },
+          "File too large"};
+}
+
+// Full: the tmpfs at `mnt` filled up (ENOSPC); the filler removed to repair.
+DiskFault FilledTmpfs(const fs::path& mnt) {
+  return {[=](ServerProcess&) { return !FillDisk(mnt).empty(); },
+          [=](ServerProcess&) { return fs::remove(mnt / "filler"); }, "No space left"};
+}
+
+// Unwritable: the model's directory under `cache` moved aside and a file put in its place, so
+// that no directory or file can be created in it (ENOTDIR); moved back to repair. (The whole
+// cache directory would look deleted instead: that is CacheDirectoryDeletedWhileRunning….)
+DiskFault DirectoryReplacedByAFile(const fs::path& cache) {
+  auto model_dir = [cache](ServerProcess& s) {
+    return cache / GetHealth(s.port())["kv_store"]["fingerprint"].get<std::string>();
+  };
+  return {[=](ServerProcess& s) {
+            const fs::path dir = model_dir(s);
+            std::error_code ec;
+            fs::rename(dir, dir.string() + ".aside", ec);
+            if (ec) return false;
+            std::ofstream(dir) << "not a directory";
+            return fs::is_regular_file(dir);
+          },
+          [=](ServerProcess& s) {
+            const fs::path dir = model_dir(s);
+            std::error_code ec;
+            fs::remove(dir, ec);
+            fs::rename(dir.string() + ".aside", dir, ec);
+            return !ec;
+          },
+          "Not a directory"};
+}
+
+// Read-only: the tmpfs at `mnt` remounted read-only (EROFS), then read-write to repair.
+DiskFault ReadOnlyTmpfs(TmpfsMount& mnt) {
+  return {[&mnt](ServerProcess&) { return mnt.Remount(/*read_only=*/true); },
+          [&mnt](ServerProcess&) { return mnt.Remount(/*read_only=*/false); }, "Read-only"};
+}
+
+// The server must keep answering while the disk takes no writes, say so (degraded, 200, the error,
+// unpersisted blocks, the metric), write what RAM kept once it is repaired, and a restart after
+// a SIGKILL (no flush at exit) must resume the turn served during the fault from disk.
+void ExpectServingThroughFault(const fs::path& data, const fs::path& cache, const DiskFault& fault, int prompt) {
   std::string during_text;
   {
     auto s = Serve(data, cache);
-    Chat(s->port(), Prompt(1));  // persisted normally
+    Chat(s->port(), Prompt(prompt));  // persisted normally
     ASSERT_TRUE(WaitFor(s->port(), Recovered));
-    const fs::path filler = FillDisk(data / "mnt");
+    ASSERT_TRUE(fault.make(*s)) << "could not make the fault";
 
-    json r = Chat(s->port(), Prompt(2));  // served while nothing can be written
+    json r = Chat(s->port(), Prompt(prompt + 1));  // served while nothing can be written
     during_text = r["choices"][0]["message"]["content"];
     ASSERT_TRUE(WaitFor(s->port(), Failing)) << Health(s->port()).dump();
     int status = 0;
@@ -129,13 +191,13 @@ TEST(FaultsTest, FullDiskKeepsServingReportsItAndWritesWhatRamKeptOnceThereIsRoo
     EXPECT_EQ(status, 200) << "still serving: degraded, not unavailable";
     EXPECT_EQ(h["status"], "degraded");
     EXPECT_EQ(h["degraded"], json::array({"persistence"}));
-    EXPECT_NE(h["kv_store"]["persistence"]["last_error"].get<std::string>().find("No space left"), std::string::npos)
-        << h.dump();
+    EXPECT_NE(h["kv_store"]["persistence"]["last_error"].get<std::string>().find(fault.error), std::string::npos)
+        << "wanted '" << fault.error << "': " << h.dump();
     EXPECT_GT(h["kv_store"]["persistence"]["unpersisted_blocks"].get<int>(), 0);
     EXPECT_NE(Metrics(s->port()).find("kvault_kv_persistence_ok 0"), std::string::npos);
-    Chat(s->port(), Prompt(3));  // and again: no crash, no 5xx
+    Chat(s->port(), Prompt(prompt + 2));  // and again: no crash, no 5xx
 
-    fs::remove(filler);  // room again: the next probe writes what RAM kept
+    ASSERT_TRUE(fault.repair(*s)) << "could not repair the fault";  // the next probe writes what RAM kept
     ASSERT_TRUE(WaitFor(s->port(), Recovered)) << Health(s->port()).dump();
     h = Health(s->port());
     EXPECT_EQ(h["status"], "ok");
@@ -144,34 +206,39 @@ TEST(FaultsTest, FullDiskKeepsServingReportsItAndWritesWhatRamKeptOnceThereIsRoo
     EXPECT_EQ(s->Stop(SIGKILL), 128 + SIGKILL);  // no flush at exit: the recovery itself wrote them
   }
   auto s = Serve(data, cache);
-  json r = Chat(s->port(), Prompt(2));
+  json r = Chat(s->port(), Prompt(prompt + 1));
   EXPECT_EQ(r["choices"][0]["message"]["content"], during_text);
-  EXPECT_GT(r["cache"]["disk_tokens"].get<int>(), 90) << "the turn served while the disk was full resumes from disk";
+  EXPECT_GT(r["cache"]["disk_tokens"].get<int>(), 90) << "the turn served during the fault resumes from disk";
+  std::string out;
+  EXPECT_EQ(RunKvault({"cache", "verify", "--cache-dir", cache.string()}, &out), 0) << out;
+}
+
+TEST(FaultsTest, FullDiskKeepsServingReportsItAndWritesWhatRamKeptOnceThereIsRoom) {
+  // The server inherits SIGXFSZ ignored: a write past the limit fails with EFBIG instead of
+  // killing it (a signal ignored at exec stays ignored).
+  ::signal(SIGXFSZ, SIG_IGN);
+  const auto data = ScratchDir("faults-full-rlimit");
+  ExpectServingThroughFault(data, data / "kv", FileSizeLimit(), 1);
+}
+
+TEST(FaultsTest, FullTmpfsKeepsServingReportsItAndWritesWhatRamKeptOnceThereIsRoom) {
+  const auto data = ScratchDir("faults-full");
+  TmpfsMount mnt(data / "mnt", 16);
+  if (!mnt.mounted()) GTEST_SKIP() << "mounting a tmpfs needs CAP_SYS_ADMIN (FullDisk… is the unprivileged variant)";
+  ExpectServingThroughFault(data, data / "mnt" / "kv", FilledTmpfs(data / "mnt"), 1);
+}
+
+TEST(FaultsTest, UnwritableCacheDirectoryKeepsServingAndRecoversWhenWritable) {
+  const auto data = ScratchDir("faults-unwritable");
+  ExpectServingThroughFault(data, data / "kv", DirectoryReplacedByAFile(data / "kv"), 4);
 }
 
 TEST(FaultsTest, ReadOnlyCacheDirectoryKeepsServingAndRecoversWhenWritable) {
   const auto data = ScratchDir("faults-ro");
   TmpfsMount mnt(data / "mnt", 64);
-  if (!mnt.mounted()) GTEST_SKIP() << "mounting a tmpfs needs root (CAP_SYS_ADMIN)";
-  const fs::path cache = data / "mnt" / "kv";
-  {
-    auto s = Serve(data, cache);
-    Chat(s->port(), Prompt(4));
-    ASSERT_TRUE(WaitFor(s->port(), Recovered));
-    ASSERT_TRUE(mnt.Remount(/*read_only=*/true));
-    Chat(s->port(), Prompt(5));
-    ASSERT_TRUE(WaitFor(s->port(), Failing));
-    EXPECT_NE(Health(s->port())["kv_store"]["persistence"]["last_error"].get<std::string>().find("Read-only"),
-              std::string::npos)
-        << Health(s->port()).dump();
-    ASSERT_TRUE(mnt.Remount(/*read_only=*/false));
-    ASSERT_TRUE(WaitFor(s->port(), Recovered)) << Health(s->port()).dump();
-    EXPECT_EQ(s->Stop(SIGKILL), 128 + SIGKILL);
-  }
-  auto s = Serve(data, cache);
-  EXPECT_GT(Chat(s->port(), Prompt(5))["cache"]["disk_tokens"].get<int>(), 90);
-  std::string out;
-  EXPECT_EQ(RunKvault({"cache", "verify", "--cache-dir", cache.string()}, &out), 0) << out;
+  if (!mnt.mounted())
+    GTEST_SKIP() << "mounting a tmpfs needs CAP_SYS_ADMIN (UnwritableCache… is the unprivileged variant)";
+  ExpectServingThroughFault(data, data / "mnt" / "kv", ReadOnlyTmpfs(mnt), 4);
 }
 
 TEST(FaultsTest, CacheDirectoryDeletedWhileRunningIsStartedAgainWithWhatRamHolds) {

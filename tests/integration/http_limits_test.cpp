@@ -11,9 +11,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
+#include <vector>
 
 #include "server_process.h"
 #include "test_env.h"
@@ -23,6 +29,44 @@ namespace {
 
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
+
+// Whether the server process `pid` has accepted the loopback connection `fd` (a connection the
+// kernel completed but nobody accepted yet is in no process's descriptor table): the server-side
+// socket's inode, from /proc/net/tcp, is among the server's descriptors.
+bool Accepted(pid_t pid, int fd) {
+  sockaddr_in local{}, peer{};
+  socklen_t len = sizeof(local);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) return false;
+  len = sizeof(peer);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) return false;
+  // The server's end: local = our peer, remote = us.
+  char want_local[16], want_remote[16];
+  std::snprintf(want_local, sizeof(want_local), ":%04X", ntohs(peer.sin_port));
+  std::snprintf(want_remote, sizeof(want_remote), ":%04X", ntohs(local.sin_port));
+  // The established socket with those ports (state 01); one not accepted yet has inode 0, and an
+  // old connection's TIME_WAIT entry with the same ports may be listed too (inode 0 as well).
+  std::ifstream tcp("/proc/net/tcp");
+  std::string line;
+  std::vector<std::string> targets;
+  std::getline(tcp, line);  // header
+  while (std::getline(tcp, line)) {
+    std::istringstream in(line);
+    std::string sl, loc, rem, st, queues, timer, retr, uid, timeout, node;
+    in >> sl >> loc >> rem >> st >> queues >> timer >> retr >> uid >> timeout >> node;
+    if (st == "01" && node != "0" && loc.size() >= 5 && rem.size() >= 5 &&
+        loc.compare(loc.size() - 5, 5, want_local) == 0 && rem.compare(rem.size() - 5, 5, want_remote) == 0) {
+      targets.push_back("socket:[" + node + "]");
+    }
+  }
+  if (targets.empty()) return false;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+    std::error_code link_ec;
+    const std::string link = std::filesystem::read_symlink(e.path(), link_ec).string();
+    if (std::find(targets.begin(), targets.end(), link) != targets.end()) return true;
+  }
+  return false;
+}
 
 int Connect(int port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -188,7 +232,12 @@ TEST(HttpLimitsTest, ConnectionsPastTheCapAreClosedAtOnceAndServiceResumes) {
   for (int i = 0; i < 4; ++i) {
     held.push_back(Connect(s->port()));
     ASSERT_GE(held.back(), 0);
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // let each be taken in order
+    // Taken in order: each accepted before the next connects.
+    const auto deadline = Clock::now() + std::chrono::seconds(30);
+    while (!Accepted(s->pid(), held.back()) && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    ASSERT_TRUE(Accepted(s->pid(), held.back())) << "connection " << i << " was not accepted";
   }
   int extra = Connect(s->port());  // the kernel accepts it; kvault closes it
   ASSERT_GE(extra, 0);
@@ -197,7 +246,7 @@ TEST(HttpLimitsTest, ConnectionsPastTheCapAreClosedAtOnceAndServiceResumes) {
   EXPECT_GE(closed, 0) << "a connection past --max-connections was kept";
   for (int fd : held) ::close(fd);
   bool back = false;
-  for (int i = 0; i < 50 && !back; ++i) {
+  for (const auto deadline = Clock::now() + std::chrono::seconds(30); !back && Clock::now() < deadline;) {
     back = Healthy(s->port());
     if (!back) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }

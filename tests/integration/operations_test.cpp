@@ -108,8 +108,8 @@ TEST(OperationsTest, CorsPreflightIsAnsweredBeforeAuth) {
     EXPECT_EQ(pre->get_header_value("Access-Control-Allow-Headers"), "authorization,content-type") << path;
   }
   const std::string body = R"({"messages":[{"role":"user","content":"cors"}],"max_tokens":2,"temperature":0})";
-  auto no_key = c.Post("/v1/chat/completions", httplib::Headers{{"Origin", "https://app.example"}}, body,
-                       "application/json");
+  auto no_key =
+      c.Post("/v1/chat/completions", httplib::Headers{{"Origin", "https://app.example"}}, body, "application/json");
   ASSERT_TRUE(no_key);
   EXPECT_EQ(no_key->status, 401) << no_key->body;
   EXPECT_EQ(no_key->get_header_value("Access-Control-Allow-Origin"), "https://app.example");
@@ -164,7 +164,8 @@ TEST(OperationsTest, HealthIsDegradedWhileRunningRequestsHoldMostOfThePool) {
   // Finished: its cells stay resident (idle) but count as evictable: healthy again (once the
   // engine has published its stats after the last step).
   httplib::Result after;
-  for (int i = 0; i < 200; ++i) {
+  for (const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+       std::chrono::steady_clock::now() < deadline;) {
     after = c.Get("/health");
     ASSERT_TRUE(after);
     if (after->status == 200) break;
@@ -204,13 +205,10 @@ TEST(OperationsTest, JsonLogsAreOneObjectPerLine) {
 TEST(OperationsTest, PrivateHealthAndMetricsNeedAKeyLivenessNever) {
   auto server = ServerProcess::Start({"--model", TinyModel().string(), "--ctx-size", "256", "--api-key", "ops-key",
                                       "--private-health", "--private-metrics"});
-  // WaitHealthy polls /health, which needs the key now: wait on /health/live instead.
+  // WaitHealthy polls /health, which needs the key now.
+  ASSERT_TRUE(server->WaitAnswering(std::chrono::seconds(60), "/v1/models", {{"x-api-key", "ops-key"}}))
+      << server->Log();
   auto c = ClientFor(*server);
-  for (int i = 0; i < 600; ++i) {
-    auto r = c.Get("/v1/models", httplib::Headers{{"x-api-key", "ops-key"}});
-    if (r && r->status == 200) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
   auto live = c.Get("/health/live");
   ASSERT_TRUE(live) << server->Log();
   EXPECT_EQ(live->status, 200);
@@ -243,14 +241,16 @@ TEST(OperationsTest, SigtermDrainsRunningStreamsRefusesNewOnesAndExitsZero) {
     return std::make_pair(r ? r->status : -1, got);
   });
   auto c = ClientFor(*server);
-  // Wait until it is running, then signal.
-  for (int i = 0; i < 200; ++i) {
-    auto h = c.Get("/health");
-    if (h && h->status == 200 && json::parse(h->body)["running"] == 1) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  // Wait until it is running, then signal, and wait until the server says it drains.
+  const json running = HealthWhen(
+      server->port(), [](const json& h) { return h.is_object() && h["running"] == 1; }, std::chrono::seconds(60),
+      std::chrono::milliseconds(10));
+  ASSERT_EQ(running["running"], 1) << running.dump();
   ASSERT_EQ(kill(server->pid(), SIGTERM), 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const json draining = HealthWhen(
+      server->port(), [](const json& h) { return h.is_object() && h.value("status", "") == "draining"; },
+      std::chrono::seconds(60), std::chrono::milliseconds(10));
+  ASSERT_EQ(draining.value("status", ""), "draining") << draining.dump();
   auto refused =
       c.Post("/v1/chat/completions",
              R"({"messages":[{"role":"user","content":"late"}],"max_tokens":2,"temperature":0})", "application/json");

@@ -169,19 +169,34 @@ int RunKvault(const std::vector<std::string>& args, std::string* output, std::ch
   return code;
 }
 
-std::unique_ptr<ServerProcess> ServerProcess::Start(const std::vector<std::string>& args) {
+std::unique_ptr<ServerProcess> ServerProcess::Start(const std::vector<std::string>& args, int first_port) {
   auto p = std::unique_ptr<ServerProcess>(new ServerProcess());
-  p->port_ = FreePort();
-  p->log_ = NewLogPath();
-  std::vector<std::string> full = {"serve", "--port", std::to_string(p->port_)};
+  static int counter = 0;
+  p->args_ = args;
   // Never the user's data directory: each server gets its own, unless the test names one.
   if (std::find(args.begin(), args.end(), "--data-dir") == args.end()) {
-    full.push_back("--data-dir");
-    full.push_back(ScratchDir("server-" + std::to_string(getpid()) + "-" + std::to_string(p->port_)).string());
+    p->args_.push_back("--data-dir");
+    p->args_.push_back(ScratchDir("server-" + std::to_string(getpid()) + "-" + std::to_string(counter++)).string());
   }
-  full.insert(full.end(), args.begin(), args.end());
-  p->pid_ = Spawn(full, p->log_);
+  p->SpawnOn(first_port > 0 ? first_port : FreePort());
   return p;
+}
+
+void ServerProcess::SpawnOn(int port) {
+  port_ = port;
+  log_ = NewLogPath();
+  std::vector<std::string> full = {"serve", "--port", std::to_string(port_)};
+  full.insert(full.end(), args_.begin(), args_.end());
+  pid_ = Spawn(full, log_);
+}
+
+bool ServerProcess::RespawnIfPortWasTaken(int exit_status) {
+  // FreePort's port was free when it was picked; another test process (ctest -j) or a client's
+  // ephemeral port can take it before the server binds it. The server then exits 2 saying so.
+  if (!WIFEXITED(exit_status) || WEXITSTATUS(exit_status) != 2 || ++port_retries_ > 20) return false;
+  if (Log().find("cannot listen on 127.0.0.1:" + std::to_string(port_)) == std::string::npos) return false;
+  SpawnOn(FreePort());
+  return true;
 }
 
 ServerProcess::~ServerProcess() {
@@ -192,15 +207,26 @@ ServerProcess::~ServerProcess() {
 }
 
 bool ServerProcess::WaitHealthy(std::chrono::seconds timeout) {
+  return WaitAnswering(timeout, "/health", {});
+}
+
+bool ServerProcess::WaitAnswering(std::chrono::seconds timeout, const std::string& path,
+                                  const std::vector<std::pair<std::string, std::string>>& headers) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  httplib::Client cli("127.0.0.1", port_);
-  cli.set_connection_timeout(std::chrono::milliseconds(200));
+  const httplib::Headers h(headers.begin(), headers.end());
   while (std::chrono::steady_clock::now() < deadline) {
-    if (pid_ <= 0 || waitpid(pid_, nullptr, WNOHANG) == pid_) {
+    if (pid_ <= 0) return false;
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
-      return false;
+      if (!RespawnIfPortWasTaken(status)) return false;
+      continue;
     }
-    auto res = cli.Get("/health");
+    httplib::Client cli("127.0.0.1", port_);
+    cli.set_connection_timeout(std::chrono::milliseconds(200));
+    // Short: what answers on the port may not be our server (another process's listener).
+    cli.set_read_timeout(std::chrono::seconds(5));
+    auto res = cli.Get(path, h);
     if (res && res->status == 200) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }

@@ -51,12 +51,17 @@ void ExpectHungUpStreamsAreFreed(int port, const std::vector<std::pair<std::stri
 
 class ServerProcess {
  public:
-  // Starts `kvault serve --port <free port> args...`.
-  static std::unique_ptr<ServerProcess> Start(const std::vector<std::string>& args);
+  // Starts `kvault serve --port <free port> args...` (`first_port`, if given, is tried first).
+  // Should another process take the port before the server binds it (ctest -j), the server is
+  // started again on another port by WaitHealthy / WaitAnswering: read port() after them.
+  static std::unique_ptr<ServerProcess> Start(const std::vector<std::string>& args, int first_port = 0);
   ~ServerProcess();  // SIGKILLs the server if still running
 
   // Polls GET /health until it answers 200 or the process exits.
   bool WaitHealthy(std::chrono::seconds timeout);
+  // The same for another path, with headers (a key, when /health is private).
+  bool WaitAnswering(std::chrono::seconds timeout, const std::string& path,
+                     const std::vector<std::pair<std::string, std::string>>& headers);
   // Sends `sig` and waits; returns the exit code (128+signal if killed by one), -1 on timeout.
   int Stop(int sig, std::chrono::seconds timeout = std::chrono::seconds(30));
 
@@ -68,6 +73,13 @@ class ServerProcess {
   std::string Log() const;
 
  private:
+  void SpawnOn(int port);
+  // After the process exited with `exit_status`: if it was because its port was taken, starts it
+  // again on another one and returns true.
+  bool RespawnIfPortWasTaken(int exit_status);
+
+  std::vector<std::string> args_;  // after "serve --port N"
+  int port_retries_ = 0;
   pid_t pid_ = -1;
   int port_ = 0;
   std::filesystem::path log_;

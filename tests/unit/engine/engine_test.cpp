@@ -471,8 +471,12 @@ TEST(EngineBackpressureTest, RequestsWaitingTooLongTimeOut) {
   o.parallel = 1;
   o.resident_seqs = 1;
   o.queue_timeout_ms = 100;
+  // The first request must outlast the second's 100 ms in the queue on any machine: 4000 tokens
+  // (it is cancelled once the second has timed out).
+  o.ctx_size = 4096;
+  o.pool_tokens = 8192;
   auto e = StartEngine(o);
-  auto first = e->Submit(UserSays("long one", 450));
+  auto first = e->Submit(UserSays("long one", 4000));
   auto second = e->Submit(UserSays("second", 4));
   Output s = Collect(second);
   EXPECT_EQ(s.error.code(), Status::Code::kOverloaded);

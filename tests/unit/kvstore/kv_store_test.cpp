@@ -64,7 +64,12 @@ struct Chain {
 };
 
 std::shared_ptr<Prefetch> Wait(std::shared_ptr<Prefetch> p) {
-  while (!p->done.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!p->done.load() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  // Not done: the test fails here instead of hanging (the I/O thread still owns `p`, kept alive).
+  EXPECT_TRUE(p->done.load()) << "the prefetch never finished";
   return p;
 }
 
@@ -538,11 +543,16 @@ class IoGate {
   bool released_ = false;
 };
 
-// For a ForgetAgent running on another thread: returns once the agent left the registry and,
-// give or take the 50 ms allowed, its removal job is queued.
-void WaitUntilForgetIsQueued(const KvStore& store, const std::string& id) {
-  while (!store.agents().Find(id, std::nullopt).empty()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+// For a ForgetAgent running on another thread while an IoGate holds the I/O thread: returns once
+// the agent left the registry and its removal job is queued (one more queued write job than the
+// `jobs_before` counted before that thread started), or fails the test after 60 s.
+void WaitUntilForgetIsQueued(const KvStore& store, const std::string& id, size_t jobs_before) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  auto queued = [&] { return store.agents().Find(id, std::nullopt).empty() && store.QueuedWriteJobs() > jobs_before; };
+  while (!queued() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_TRUE(queued()) << "the removal job of agent " << id << " was never queued";
 }
 
 TEST(KvStoreAgentsTest, AQueuedRecordWriteLeavesANewerTurnToItsOwnJob) {
@@ -580,8 +590,10 @@ TEST(KvStoreAgentsTest, ForgetKeepsBlocksAndRecordOfATurnThatCameAfterIt) {
     store->RecordAgent(x);
     store->Flush();
     IoGate gate(*store);
+    gate.WaitReached();  // the gate holds the I/O thread: later jobs stay queued
+    const size_t jobs = store->QueuedWriteJobs();
     std::thread forget([&] { EXPECT_EQ(store->ForgetAgent("", "x"), 1u); });  // block 0 only
-    WaitUntilForgetIsQueued(*store, "x");
+    WaitUntilForgetIsQueued(*store, "x", jobs);
     x.chain = {c.keys[1]};  // the next turn holds block 1 (after the removal job)
     x.turns = 1;
     store->RecordAgent(x);
@@ -639,9 +651,11 @@ TEST(KvStoreAgentsTest, AnAgentForgottenWhileItsRecordWaitsToBeWrittenStaysForgo
   {
     auto store = StoreThatFailedToWriteX(dir, c);
     IoGate gate(*store);
+    gate.WaitReached();                          // the gate holds the I/O thread: later jobs stay queued
     store->RecordAgent(Turn("y", {c.keys[0]}));  // ends the failing period when it runs: x's record is queued again
+    const size_t jobs = store->QueuedWriteJobs();
     std::thread forget([&] { EXPECT_EQ(store->ForgetAgent("", "x"), 0u); });  // block 0 is y's too
-    WaitUntilForgetIsQueued(*store, "x");                                     // (behind y's write)
+    WaitUntilForgetIsQueued(*store, "x", jobs);                               // (behind y's write)
     gate.Release();
     forget.join();
   }
