@@ -232,7 +232,7 @@ TEST(ModelsTest, OnDemandSwapAdminSwapAndResumeFromDiskAfterSwappingBack) {
   const std::string metrics = c.Get("/metrics")->body;
   EXPECT_NE(metrics.find("kvault_model_loads_total 4"), std::string::npos) << metrics.substr(0, 2000);
 
-  // A load that fails (the file vanished) answers 503 and leaves the loaded model serving.
+  // A load that fails (the file vanished) answers 500 and leaves the loaded model serving.
   fs::remove(beta);
   auto alpha_again = c.Post("/admin/models/swap", {{"Authorization", "Bearer adm"}}, R"({"model":"alpha"})",
                             "application/json");

@@ -109,8 +109,6 @@ TEST(ApiKeysTest, CheckRefusesReservedNamesAndAKeyOfTwoTenants) {
   EXPECT_FALSE(ApiKeys::Check({"a=shared-key", "shared-key"}).ok());
 }
 
-// RFC 4231's HMAC-SHA256 test cases 1, 2 and 6 (a key longer than a block), and FIPS 180-2's
-// "abc": the vendored SHA-256 and the HMAC built on it.
 // A space or newline pasted with a key is refused at start-up; the message names no key.
 TEST(ApiKeysTest, CheckRefusesEntriesWithLeadingOrTrailingWhitespace) {
   for (const std::string entry : {" secret-key", "secret-key ", "secret-key\n", "team=secret-key ", "team= secret-key",
@@ -123,6 +121,8 @@ TEST(ApiKeysTest, CheckRefusesEntriesWithLeadingOrTrailingWhitespace) {
   EXPECT_TRUE(ApiKeys::Check({"in side=key"}).ok());  // inside is the key's own business
 }
 
+// RFC 4231's HMAC-SHA256 test cases 1, 2 and 6 (a key longer than a block), and FIPS 180-2's
+// "abc": the vendored SHA-256 and the HMAC built on it.
 TEST(HmacTest, KnownAnswers) {
   EXPECT_EQ(DigestHex(Sha256("abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   EXPECT_EQ(DigestHex(HmacSha256(std::string(20, '\x0b'), "Hi There")),

@@ -63,6 +63,7 @@ TEST(TenantSecretTest, ConcurrentCreatorsAgree) {
 TEST(TenantSecretTest, AFileOfAnotherSizeIsCorruptionAndKept) {
   const fs::path file = testing::ScratchDir("tenant-secret-bad") / kTenantSecretFile;
   std::ofstream(file) << "short";
+  fs::permissions(file, fs::perms::owner_read | fs::perms::owner_write);  // else refused for its mode first
   auto s = LoadOrCreateTenantSecret(file);
   EXPECT_EQ(s.status().code(), Status::Code::kCorruption);
   EXPECT_EQ(fs::file_size(file), 5u);
