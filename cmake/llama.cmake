@@ -2,7 +2,8 @@
 #
 # Order, first match wins:
 #   1. an installed llama.cpp found by find_package(llama) that also ships `common`
-#      (KVAULT_USE_SYSTEM_LLAMA=ON, the default) and matches the pinned version;
+#      (KVAULT_USE_SYSTEM_LLAMA=ON, the default) and matches the pinned version, when a source
+#      tree (KVAULT_LLAMA_SOURCE_DIR) provides the SHA-256 it vendors but does not install;
 #   2. a source tree given with -DKVAULT_LLAMA_SOURCE_DIR=... (what `make deps` provides here);
 #   3. FetchContent of the upstream repository at the pinned tag (needs internet).
 # Cases 2 and 3 build llama.cpp inside kvault's build tree; ccache (enabled in the top-level
@@ -29,8 +30,23 @@ if(KVAULT_USE_SYSTEM_LLAMA)
   find_package(llama ${KVAULT_LLAMA_VERSION} EXACT CONFIG QUIET)
   find_library(KVAULT_SYSTEM_LLAMA_COMMON NAMES llama-common common)
   find_path(KVAULT_SYSTEM_LLAMA_COMMON_INCLUDE chat.h PATH_SUFFIXES llama-common llama/common)
-  if(llama_FOUND AND KVAULT_SYSTEM_LLAMA_COMMON AND KVAULT_SYSTEM_LLAMA_COMMON_INCLUDE)
-    message(STATUS "kvault: using installed llama.cpp ${llama_VERSION}")
+  # An installed llama.cpp does not ship its vendored SHA-256 (vendor/hash, for the HMAC tenant
+  # ids): kvault compiles that one C file itself from a llama.cpp source tree when one is given,
+  # else it builds llama.cpp from source (below) instead of the installed one.
+  set(_kvault_sha256_src "${KVAULT_LLAMA_SOURCE_DIR}/vendor/hash/sha256/sha256.c")
+  if(llama_FOUND AND KVAULT_SYSTEM_LLAMA_COMMON AND KVAULT_SYSTEM_LLAMA_COMMON_INCLUDE
+     AND NOT (KVAULT_LLAMA_SOURCE_DIR AND EXISTS "${_kvault_sha256_src}"))
+    message(STATUS "kvault: installed llama.cpp ${llama_VERSION} found, but not the SHA-256 source it vendors "
+                   "(vendor/hash, needed for tenant ids; set KVAULT_LLAMA_SOURCE_DIR): building llama.cpp from "
+                   "source instead")
+  elseif(llama_FOUND AND KVAULT_SYSTEM_LLAMA_COMMON AND KVAULT_SYSTEM_LLAMA_COMMON_INCLUDE)
+    message(STATUS "kvault: using installed llama.cpp ${llama_VERSION} (SHA-256 from ${_kvault_sha256_src})")
+    add_library(kvault_sha256_src STATIC "${_kvault_sha256_src}")
+    set_target_properties(kvault_sha256_src PROPERTIES POSITION_INDEPENDENT_CODE ON)
+    target_compile_options(kvault_sha256_src PRIVATE -w)  # third-party code, as llama.cpp builds it
+    # sha256.c includes "rotate-bits/rotate-bits.h"; kvault includes "hash/sha256/sha256.h".
+    target_include_directories(kvault_sha256_src PRIVATE "${KVAULT_LLAMA_SOURCE_DIR}/vendor/hash"
+                               PUBLIC "${KVAULT_LLAMA_SOURCE_DIR}/vendor")
     add_library(kvault_llama INTERFACE)
     target_link_libraries(kvault_llama INTERFACE llama)
     add_library(kvault_llama_common INTERFACE)
@@ -109,13 +125,14 @@ add_library(kvault::llama ALIAS kvault_llama)
 add_library(kvault::llama_common ALIAS kvault_llama_common)
 
 # SHA-256, for the HMAC-SHA256 tenant ids of API keys (src/server/hmac): the copy llama.cpp
-# vendors (vendor/hash, public domain) and builds as vendor::hash in a source build. An installed
-# llama.cpp does not ship it.
-if(NOT TARGET vendor::hash)
-  message(FATAL_ERROR "kvault: llama.cpp's vendored SHA-256 (vendor::hash) is missing: an installed llama.cpp "
-                      "does not ship it; configure with -DKVAULT_USE_SYSTEM_LLAMA=OFF to build the pinned source "
-                      "(make deps provides it)")
-endif()
+# vendors (vendor/hash, public domain), built by llama.cpp as vendor::hash in a source build, or
+# compiled here from the source tree next to an installed llama.cpp (above).
 add_library(kvault_sha256 INTERFACE)
-target_link_libraries(kvault_sha256 INTERFACE vendor::hash)
+if(TARGET kvault_sha256_src)
+  target_link_libraries(kvault_sha256 INTERFACE kvault_sha256_src)
+elseif(TARGET vendor::hash)
+  target_link_libraries(kvault_sha256 INTERFACE vendor::hash)
+else()
+  message(FATAL_ERROR "kvault: llama.cpp's vendored SHA-256 (vendor::hash) is missing from ${_kvault_llama_src}")
+endif()
 add_library(kvault::sha256 ALIAS kvault_sha256)

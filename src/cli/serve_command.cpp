@@ -1,5 +1,6 @@
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -344,14 +345,27 @@ int RunServe(const ServeArgs& a) {
     return kExitUsage;
   }
   if (!a.api_keys.empty()) {
+    for (const auto& entry : a.api_keys) {
+      const ApiKeyEntry e = ApiKeys::ParseEntry(entry);
+      if (e.tenant_name.empty()) continue;
+      // Before named tenants, such an entry was one bare key: its clients now send only the part
+      // after '=' (the key itself is never logged).
+      spdlog::warn("--api-key: an entry is read as NAME=KEY: tenant '{}', the key being the text after the first "
+                   "'='",
+                   e.tenant_name);
+    }
     if (eo.cache_dir.empty()) {
       spdlog::info("tenant ids: keyed by a random secret for this run (--no-persist keeps no cache to find again)");
     } else {
-      auto secret = LoadOrCreateTenantSecret(eo.cache_dir / kTenantSecretFile);
+      const fs::path file = eo.cache_dir / kTenantSecretFile;
+      auto secret = LoadOrCreateTenantSecret(file);
+      struct stat st {};
       if (secret.ok()) {
         so.tenant_secret = *secret;
-      } else if (secret.status().code() == Status::Code::kCorruption) {
-        spdlog::error("{}", secret.status().message());
+      } else if (secret.status().code() != Status::Code::kIOError || ::lstat(file.c_str(), &st) == 0) {
+        // A secret file exists but is not usable: another secret would silently change every
+        // tenant id (and lose the tenants' caches).
+        spdlog::error("tenant secret: {}", secret.status().message());
         return kExitFailure;
       } else {
         spdlog::warn(
@@ -359,6 +373,14 @@ int RunServe(const ServeArgs& a) {
             "the tenants' caches are not found again after a restart",
             secret.status().message());
       }
+    }
+    if (so.tenant_secret.empty()) {
+      auto random = RandomBytes(kTenantSecretBytes);
+      if (!random.ok()) {
+        spdlog::error("tenant ids: no secret to key them: {}", random.status().message());
+        return kExitFailure;
+      }
+      so.tenant_secret = *random;
     }
   }
   so.cors_origins = a.cors_origins;

@@ -1,6 +1,7 @@
 #include "engine/model_manager.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 
@@ -70,13 +71,32 @@ Status ModelManager::UnloadLocked(std::unique_lock<std::mutex>& lock, Model& m) 
   return Status::Ok();
 }
 
+std::optional<ModelManager::FileId> ModelManager::IdentifyFile(const std::filesystem::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  FileId id;
+  id.path = path.string();
+  id.dev = static_cast<uint64_t>(st.st_dev);
+  id.ino = static_cast<uint64_t>(st.st_ino);
+  id.size = static_cast<uint64_t>(st.st_size);
+  id.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  return id;
+}
+
 Status ModelManager::LoadLocked(std::unique_lock<std::mutex>& lock, Model& m, size_t keep) {
   m.state = State::kLoading;  // others asking for it now wait for this load
+  ++m.load_gen;
+  const std::optional<FileId> refused = m.refused;
   // First the file: one that is missing, not GGUF, damaged or truncated must not cost a model
-  // that serves now (nothing is unloaded for it).
+  // that serves now (nothing is unloaded for it). Nor must one that llama.cpp refused already
+  // and that has not changed since: every request for it would unload the serving models, fail
+  // and load them again.
   lock.unlock();
-  Status check = CheckModelFile(m.spec.path);
+  const std::optional<FileId> id = IdentifyFile(m.spec.path);
+  const bool known_bad = refused && id && *refused == *id;
+  Status check = known_bad ? Status::Ok() : CheckModelFile(m.spec.path);
   lock.lock();
+  if (known_bad) return FailLoadLocked(m, m.last_error, /*log=*/false);
   if (!check.ok()) return FailLoadLocked(m, check);
   // Make room: unload the least recently used loaded models.
   std::vector<Model*> unloaded;
@@ -99,12 +119,23 @@ Status ModelManager::LoadLocked(std::unique_lock<std::mutex>& lock, Model& m, si
   }
   Status s = StartLocked(lock, m);
   if (s.ok()) return s;
+  m.refused = id;  // not tried again while the file stays the same
   // The load itself failed (llama.cpp refused the model, or memory ran out): bring back what was
-  // unloaded for it, unless a request has asked for it meanwhile (then it is loading already).
+  // unloaded for it, unless a request has asked for it meanwhile (then it is loading already), and
+  // only while there is room (loads of other models may have started meanwhile).
   for (Model* o : unloaded) {
     if (o->state != State::kUnloaded) continue;
+    const size_t others = static_cast<size_t>(std::count_if(models_.begin(), models_.end(), [&](const Model& x) {
+      return &x != o && (x.state == State::kLoaded || x.state == State::kLoading);
+    }));
+    if (others >= max_loaded_) {
+      spdlog::info("models: not loading {} again after {} failed to load: {} model(s) loaded or loading",
+                   o->spec.name, m.spec.name, others);
+      break;
+    }
     spdlog::info("models: loading {} again after {} failed to load", o->spec.name, m.spec.name);
     o->state = State::kLoading;
+    ++o->load_gen;
     if (Status again = StartLocked(lock, *o); !again.ok()) {
       spdlog::error("models: cannot load {} again: {}", o->spec.name, again.message());
     }
@@ -112,15 +143,32 @@ Status ModelManager::LoadLocked(std::unique_lock<std::mutex>& lock, Model& m, si
   return s;
 }
 
-Status ModelManager::FailLoadLocked(Model& m, const Status& why) {
+Status ModelManager::LoadError(const Model& m) {
+  return Status::Internal("cannot load model '" + m.spec.name + "': " + m.last_error.message());
+}
+
+Status ModelManager::FailLoadLocked(Model& m, const Status& why, bool log) {
   m.state = State::kUnloaded;
   m.last_error = why;
+  m.failed_gen = m.load_gen;
   cv_.notify_all();
-  spdlog::error("models: cannot load {}: {}", m.spec.name, why.message());
-  return Status::Unavailable("cannot load model '" + m.spec.name + "': " + why.message());
+  if (log) spdlog::error("models: cannot load {}: {}", m.spec.name, why.message());
+  return LoadError(m);
 }
 
 Status ModelManager::StartLocked(std::unique_lock<std::mutex>& lock, Model& m) {
+  // After a drain timeout, requests may still hold the previous engine, and with it the lock on
+  // its cache directory: the new engine would then serve without persistence. Wait for them
+  // (bounded).
+  if (m.in_flight > 0) {
+    spdlog::warn("models: {}: waiting up to {} s for {} request(s) still on its previous engine", m.spec.name,
+                 std::chrono::duration<double>(drain_timeout_).count(), m.in_flight);
+    if (!cv_.wait_for(lock, drain_timeout_, [&] { return m.in_flight == 0; })) {
+      spdlog::error("models: {}: {} request(s) still hold its previous engine, which keeps its cache directory "
+                    "locked: loading it anyway, without a persistent KV cache (see /health kv_store)",
+                    m.spec.name, m.in_flight);
+    }
+  }
   EngineOptions o = base_;
   o.model_path = m.spec.path;
   o.model_id = m.spec.name;
@@ -135,6 +183,8 @@ Status ModelManager::StartLocked(std::unique_lock<std::mutex>& lock, Model& m) {
   m.state = State::kLoaded;
   m.last_used = ++clock_;
   m.last_load_seconds = seconds;
+  m.last_error = Status::Ok();
+  m.refused.reset();
   ++m.loads;
   ++loads_;
   cv_.notify_all();
@@ -148,6 +198,7 @@ StatusOr<std::shared_ptr<ModelManager::Lease>> ModelManager::Acquire(const std::
   const auto deadline = Clock::now() + wait;
   std::unique_lock<std::mutex> lock(mu_);
   Model& m = *FindLocked(name);
+  uint64_t waited_for = 0;  // the load this request waited for
   while (true) {
     if (m.state == State::kLoaded) {
       ++m.in_flight;
@@ -159,11 +210,14 @@ StatusOr<std::shared_ptr<ModelManager::Lease>> ModelManager::Acquire(const std::
       return lease;
     }
     if (m.state == State::kUnloaded) {
+      // The load it waited for failed: its error, not another try.
+      if (waited_for != 0 && m.failed_gen >= waited_for) return LoadError(m);
       Status s = LoadLocked(lock, m, max_loaded_ - 1);
       if (!s.ok()) return s;
       continue;
     }
     // Loading or unloading: wait for it to settle.
+    if (m.state == State::kLoading) waited_for = m.load_gen;
     if (cv_.wait_until(lock, deadline) == std::cv_status::timeout && m.state != State::kLoaded &&
         m.state != State::kUnloaded) {
       return Status::Unavailable("model '" + name + "' is being " +
@@ -180,6 +234,10 @@ void ModelManager::Release(const std::string& name) {
 }
 
 Status ModelManager::Load(const std::string& name, std::chrono::milliseconds wait) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (Model* m = FindLocked(name)) m->refused.reset();  // an operator's load tries again
+  }
   auto lease = Acquire(name, wait);
   return lease.ok() ? Status::Ok() : lease.status();
 }
@@ -195,6 +253,7 @@ Status ModelManager::Swap(const std::string& name, std::chrono::milliseconds wai
   std::unique_lock<std::mutex> lock(mu_);
   Model* m = FindLocked(name);
   if (!m) return Status::NotFound("no model '" + name + "'");
+  m->refused.reset();  // an operator's swap tries again
   const auto deadline = Clock::now() + wait;
   while (m->state == State::kLoading || m->state == State::kUnloading) {
     if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
@@ -218,7 +277,7 @@ std::vector<ModelStatus> ModelManager::List() const {
   for (const auto& m : models_) {
     static const char* kNames[] = {"unloaded", "loading", "loaded", "unloading"};
     out.push_back({m.spec.name, m.spec.path.string(), kNames[static_cast<int>(m.state)], m.in_flight, m.loads,
-                   m.last_load_seconds});
+                   m.last_load_seconds, m.last_error.message()});
   }
   return out;
 }

@@ -7,9 +7,15 @@
 // then get Unavailable. A failed load leaves the previous engines serving: the model file is
 // checked (model/model_file.h: present, GGUF, not truncated) before anything is unloaded, so a
 // bad file costs nothing; a load that fails after that (llama.cpp refuses the model, memory runs
-// out) loads again the engines unloaded for it (a reload: their RAM tier and pool start cold, their
-// agents resume from disk). Each model's KV cache lives on disk under its own fingerprint, so
-// swapping back resumes agents from disk.
+// out) loads again the engines unloaded for it, as many as --max-loaded-models leaves room for (a
+// reload: their RAM tier and pool start cold, their agents resume from disk). Such a refusal is
+// remembered with the file's identity (path, size, mtime, inode): while the file is unchanged,
+// requests for the model fail at once without unloading anything, until the file changes or an
+// admin load/swap tries again. Requests that waited for a load that failed get its error (they do
+// not start another). A load failure is Internal (HTTP 500: retrying soon does not help). Each
+// model's KV cache lives on disk under its own fingerprint, so swapping back resumes agents from
+// disk; a reload waits (up to the drain timeout) for requests still holding the previous engine
+// after a drain timeout, since that engine keeps its cache directory locked.
 //
 // Thread-safe; loading and unloading run on the calling (HTTP or admin) thread, never on an
 // engine thread. Leases keep their engine alive.
@@ -42,6 +48,7 @@ struct ModelStatus {
   int in_flight = 0;
   uint64_t loads = 0;
   double last_load_seconds = 0;
+  std::string last_error;  // why the last load failed ("" if it did not)
 };
 
 class ModelManager {
@@ -91,25 +98,39 @@ class ModelManager {
 
  private:
   enum class State { kUnloaded, kLoading, kLoaded, kUnloading };
+  // A model file's identity: a refused file is not tried again until this changes.
+  struct FileId {
+    std::string path;
+    uint64_t dev = 0, ino = 0, size = 0;
+    int64_t mtime_ns = 0;
+    bool operator==(const FileId&) const = default;
+  };
+  static std::optional<FileId> IdentifyFile(const std::filesystem::path& path);
   struct Model {
     ModelSpec spec;
     State state = State::kUnloaded;
     std::shared_ptr<Engine> engine;
-    int in_flight = 0;
+    int in_flight = 0;  // leases; while not kLoaded, leases still on an engine unloaded after a drain timeout
     uint64_t last_used = 0;
     uint64_t loads = 0;
     double last_load_seconds = 0;
-    Status last_error;
+    Status last_error;          // the cause of the last failed load (ok: none)
+    uint64_t load_gen = 0;      // loads started
+    uint64_t failed_gen = 0;    // the load_gen of the last load that failed
+    std::optional<FileId> refused;  // the file llama.cpp last refused (see the header comment)
   };
   Model* FindLocked(const std::string& name);
-  // Loads `m` (the lock is released while the file is checked and the engine starts): checks
-  // the file, then unloads LRU engines while more than `keep` others are loaded, then starts
-  // the engine; if that fails, loads again the engines it unloaded.
+  // Loads `m` (the lock is released while the file is checked and the engine starts): fails at
+  // once on a refused file, checks the file, then unloads LRU engines while more than `keep`
+  // others are loaded, then starts the engine; if that fails, remembers the refusal and loads
+  // again the engines it unloaded while there is room.
   Status LoadLocked(std::unique_lock<std::mutex>& lock, Model& m, size_t keep);
   // Starts `m`'s engine (`m` is kLoading); kLoaded, or kUnloaded and the error.
   Status StartLocked(std::unique_lock<std::mutex>& lock, Model& m);
-  // `m` could not be loaded: kUnloaded, waiters woken, the error logged and returned (Unavailable).
-  Status FailLoadLocked(Model& m, const Status& why);
+  // `m` could not be loaded: kUnloaded, waiters woken, the error logged and returned.
+  Status FailLoadLocked(Model& m, const Status& why, bool log = true);
+  // The error a failed load of `m` answers (Internal, naming the model and the cause).
+  static Status LoadError(const Model& m);
   Status UnloadLocked(std::unique_lock<std::mutex>& lock, Model& m);
   void Release(const std::string& name);
 

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/fs_sync.h"
 #include "kvstore/block_key.h"
 
 namespace kvault {
@@ -40,8 +41,9 @@ StatusOr<std::string> ModelContentHash(const fs::path& model, const fs::path& ca
   const std::string hash = HashFileHex(abs.string(), &error);
   if (hash.empty()) return Status::IOError(error);
   if (!memo.empty()) {
-    fs::create_directories(cache_dir, ec);
-    std::ofstream(memo, std::ios::app) << id << "\t" << hash << "\n";
+    // The cache directory is made here first (before DiskTier::Open): durably, or a power loss
+    // could take it, with every block that is fsynced in it later (DiskTier finds it existing).
+    if (CreateDirsDurably(cache_dir).ok()) std::ofstream(memo, std::ios::app) << id << "\t" << hash << "\n";
   }
   return hash;
 }

@@ -7,6 +7,7 @@
 #include <memory>
 #include <system_error>
 
+#include "core/fs_sync.h"
 #include "ggml.h"
 #include "gguf.h"
 #include "model/demo_chat_template.h"
@@ -232,7 +233,11 @@ Status WriteDemoModel(const DemoModelSpec& spec, const fs::path& vocab_gguf, con
   }
 
   std::error_code ec;
-  if (out.has_parent_path()) fs::create_directories(out.parent_path(), ec);
+  // The data directory is often made here first (the default model, in <data-dir>/models), and
+  // the KV cache lives in it: made durably (core/fs_sync.h), not left to the cache's own check.
+  if (out.has_parent_path()) {
+    if (auto made = CreateDirsDurably(out.parent_path()); !made.ok()) return made.status();
+  }
   const fs::path tmp = out.string() + ".tmp";
   {
     std::unique_ptr<FILE, FileCloser> f(std::fopen(tmp.c_str(), "wb"));

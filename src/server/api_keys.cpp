@@ -1,8 +1,11 @@
 #include "server/api_keys.h"
 
+#include <spdlog/spdlog.h>
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 
@@ -21,7 +24,13 @@ ApiKeys::ApiKeys(const std::vector<std::string>& entries, const std::string& sec
   std::string key_secret = secret;
   if (key_secret.empty() && kind == Entries::kKeysOrNamed && !entries.empty()) {
     auto random = RandomBytes(kTenantSecretBytes);
-    if (random.ok()) key_secret = *random;  // else (no kernel randomness) the ids are unkeyed
+    if (!random.ok()) {
+      // Unkeyed ids would let anyone who sees one test guesses of the key (the server passes a
+      // secret; this is for other callers).
+      spdlog::critical("api keys: no secret for tenant ids: {}", random.status().message());
+      std::abort();
+    }
+    key_secret = *random;
   }
   for (const auto& entry : entries) {
     if (entry.empty()) continue;
@@ -60,6 +69,13 @@ Status ApiKeys::Check(const std::vector<std::string>& entries) {
   for (const auto& entry : entries) {
     if (entry.empty()) continue;  // ignored (an empty item of a comma-separated list)
     const ApiKeyEntry e = ParseEntry(entry);
+    // A space or newline pasted with a key would make a key no client sends.
+    const auto space = [](unsigned char c) { return std::isspace(c) != 0; };
+    if (space(entry.front()) || space(entry.back()) || (!e.key.empty() && space(e.key.front()))) {
+      return Status::InvalidArgument(
+          (e.tenant_name.empty() ? std::string("an API key") : "the API key of tenant '" + e.tenant_name + "'") +
+          " starts or ends with whitespace; remove it (or use a key without)");
+    }
     if (e.tenant_name.rfind(kDerivedPrefix, 0) == 0) {
       return Status::InvalidArgument("tenant name '" + e.tenant_name + "': names starting with '" + kDerivedPrefix +
                                      "' are reserved for the ids of keys without a name");

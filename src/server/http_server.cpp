@@ -3,6 +3,7 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -26,6 +27,22 @@ ApiFlavor FlavorOf(const httplib::Request& req) {
 
 void SendError(const httplib::Request& req, httplib::Response& res, const ApiError& e) {
   SendApiError(res, FlavorOf(req), e);
+}
+
+// /health's models: state, load counts and the last load error (the file's name for its path:
+// /health may be public).
+json ModelsJson(const std::vector<ModelStatus>& models) {
+  json list = json::array();
+  for (const auto& m : models) {
+    json one = {{"name", m.name},
+                {"state", m.state},
+                {"in_flight", m.in_flight},
+                {"loads", m.loads},
+                {"last_load_seconds", m.last_load_seconds}};
+    if (!m.last_error.empty()) one["last_error"] = WithoutPath(m.last_error, m.path);
+    list.push_back(std::move(one));
+  }
+  return list;
 }
 
 }  // namespace
@@ -197,7 +214,20 @@ void HttpServer::RegisterRoutes() {
     Engine* engine = engine_ref.get();
     if (!engine) {
       res.status = 503;
-      res.set_content(draining_.load() ? R"({"status":"draining"})" : R"({"status":"loading"})", kJson);
+      if (draining_.load() || !models) {
+        res.set_content(draining_.load() ? R"({"status":"draining"})" : R"({"status":"loading"})", kJson);
+        return;
+      }
+      // No engine: "loading" while a load or unload is under way, else "unavailable" (every
+      // model unloaded: by an operator, or a failed load whose reload failed too), with each
+      // model's last load error.
+      const std::vector<ModelStatus> list = models->List();
+      const bool moving = std::any_of(list.begin(), list.end(), [](const ModelStatus& m) {
+        return m.state == "loading" || m.state == "unloading";
+      });
+      json body = {{"status", moving ? "loading" : "unavailable"}, {"models", ModelsJson(list)}};
+      if (!moving) body["reason"] = "no model is loaded; the next request for one loads it";
+      res.set_content(body.dump(), kJson);
       return;
     }
     const EngineStats st = engine->stats();
@@ -279,15 +309,7 @@ void HttpServer::RegisterRoutes() {
                                          {"failures", ks.persistence.failures},
                                          {"recoveries", ks.persistence.recoveries}};
     }
-    json list = json::array();
-    for (const auto& m : models->List()) {
-      list.push_back({{"name", m.name},
-                      {"state", m.state},
-                      {"in_flight", m.in_flight},
-                      {"loads", m.loads},
-                      {"last_load_seconds", m.last_load_seconds}});
-    }
-    body["models"] = list;
+    body["models"] = ModelsJson(models->List());
     res.set_content(body.dump(), kJson);
   });
 

@@ -51,6 +51,10 @@ json OpenAiModel(const ModelsView& v, const ModelStatus& status) {
   json model = {{"id", status.name}, {"object", "model"}, {"created", CreatedAt(status.path)}, {"owned_by", "kvault"}};
   json meta = {{"state", status.state}};
   if (v.show_path) meta["path"] = status.path;
+  // Why its last load failed (a file llama.cpp refuses, memory): what a 500 for it said.
+  if (!status.last_error.empty()) {
+    meta["last_error"] = v.show_path ? status.last_error : WithoutPath(status.last_error, status.path);
+  }
   if (const ModelInfo* m = v.Info(status.name)) {
     meta.update({{"description", m->description},
                  {"n_ctx", m->ctx_size},

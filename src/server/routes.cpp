@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <filesystem>
 
 #include "api/ids.h"
 #include "kvstore/agent_registry.h"
@@ -29,6 +30,15 @@ std::shared_ptr<void> TenantLimiter::Enter(const std::string& tenant) {
   if (n >= limit_) return nullptr;
   ++n;
   return std::make_shared<Slot>(this, tenant);
+}
+
+std::string WithoutPath(std::string message, const std::string& path) {
+  if (path.empty()) return message;
+  const std::string name = std::filesystem::path(path).filename().string();
+  for (size_t at = message.find(path); at != std::string::npos; at = message.find(path, at + name.size())) {
+    message.replace(at, path.size(), name);
+  }
+  return message;
 }
 
 std::string SanitizeId(const std::string& id) {

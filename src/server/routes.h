@@ -149,6 +149,10 @@ std::optional<GenerationEvent> NextEvent(RequestHandle& h, const httplib::Reques
 
 int64_t UnixNow();
 
+// `message` with every occurrence of `path` replaced by its file name (a model's load error shown
+// to API clients, who are not shown where the model files are).
+std::string WithoutPath(std::string message, const std::string& path);
+
 // An id from a client (agent, request) made safe for logs and headers: printable ASCII without
 // spaces, at most 256 characters; anything else becomes '_'.
 std::string SanitizeId(const std::string& id);

@@ -6,7 +6,11 @@
 // after, so tenant ids — and with them the tenants' caches — survive restarts. Creation is
 // atomic and exclusive: the bytes are written and fsynced under a temporary name, then linked
 // to the final name, which fails if the name exists (two servers starting at once: one wins,
-// the other reads the winner's secret). Stateless; any thread or process.
+// the other reads the winner's secret; where link(2) is not supported, the final name is created
+// with O_EXCL and written in place). An existing file is read only if it is a regular file (a
+// symbolic link is not followed), owned by this user, with no group or other permission bits; its
+// directory is fsynced again after reading (a creator may have stopped before doing so).
+// Stateless; any thread or process.
 #pragma once
 
 #include <filesystem>
@@ -20,7 +24,9 @@ inline constexpr const char* kTenantSecretFile = "tenant-secret";
 inline constexpr size_t kTenantSecretBytes = 32;
 
 // `file`'s secret, creating it (and its directory) first if there is none. A file of another
-// size is Corruption (never replaced: that would change every tenant id).
+// size is Corruption; one that is a symbolic link, not this user's, open to group or others, or
+// unreadable is PermissionDenied (never replaced: that would change every tenant id). IOError:
+// it could not be created.
 StatusOr<std::string> LoadOrCreateTenantSecret(const std::filesystem::path& file);
 
 // `n` bytes from the kernel's random source (getrandom).

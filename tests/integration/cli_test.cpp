@@ -59,7 +59,7 @@ TEST(CliTest, TruncatedGgufExits2) {
   std::ofstream(dir / "model.gguf") << "GGUF\x03\x00\x00\x00garbage";
   std::string out;
   EXPECT_EQ(RunKvault({"serve", "--model", (dir / "model.gguf").string(), "--port", "0"}, &out), 2);
-  EXPECT_NE(out.find("could not load model"), std::string::npos) << out;
+  EXPECT_NE(out.find("damaged GGUF model file"), std::string::npos) << out;
 }
 
 TEST(CliTest, PortInUseExits2) {

@@ -101,7 +101,7 @@ TEST(ModelsTest, AFailedLoadKeepsTheLoadedModelServing) {
   };
   for (const auto& [cause, damage] : damages) {
     damage();
-    const json failed = Chat(*s, "bad", 503);
+    const json failed = Chat(*s, "bad", 500);
     const std::string message = failed["error"]["message"];
     EXPECT_NE(message.find("cannot load model 'bad'"), std::string::npos) << message;
     EXPECT_NE(message.find(cause), std::string::npos) << message;
@@ -116,15 +116,71 @@ TEST(ModelsTest, AFailedLoadKeepsTheLoadedModelServing) {
   EXPECT_EQ(Loads(*s, "alpha"), 1u);
 
   // llama.cpp refuses a GGUF without an architecture only when it loads it: alpha, unloaded to
-  // make room, is loaded again.
-  const json refused = Chat(*s, "empty", 503);
+  // make room, is loaded again. The error is a server error without Retry-After (retrying soon
+  // does not help), and /v1/models says why.
+  httplib::Client c("127.0.0.1", s->port());
+  const json refused = Chat(*s, "empty", 500);
   EXPECT_NE(refused["error"]["message"].get<std::string>().find("cannot load model 'empty'"), std::string::npos)
       << refused.dump();
+  EXPECT_EQ(refused["error"]["type"], "api_error");
   EXPECT_EQ(States(*s)["alpha"], "loaded");
   EXPECT_EQ(Metric(*s, "kvault_model_unloads_total"), 1);
   EXPECT_EQ(Loads(*s, "alpha"), 2u);
+  // The refusal is remembered while the file is unchanged: asking again costs alpha nothing.
+  auto again = c.Post("/v1/chat/completions", R"({"model":"empty","messages":[{"role":"user","content":"hi"}]})",
+                      "application/json");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 500) << again->body;
+  EXPECT_FALSE(again->has_header("Retry-After"));
+  EXPECT_EQ(json::parse(again->body)["error"]["message"], refused["error"]["message"]);
+  EXPECT_EQ(Metric(*s, "kvault_model_unloads_total"), 1);
+  EXPECT_EQ(Loads(*s, "alpha"), 2u);
+  const json meta = json::parse(c.Get("/v1/models/empty")->body)["meta"];
+  EXPECT_EQ(meta["state"], "unloaded");
+  EXPECT_FALSE(meta.value("last_error", "").empty()) << meta.dump();
   EXPECT_EQ(Chat(*s, "alpha")["choices"][0]["message"]["content"], answer);
   EXPECT_EQ(Metric(*s, "kvault_model_loads_total"), 2);
+  EXPECT_EQ(s->Stop(SIGTERM), 0) << s->Log();
+}
+
+// docs/operations.md, "Health": with no model loaded (unloaded by an operator, or a failed load
+// whose reload failed too) /health answers 503 "unavailable" with each model's state and last
+// load error, not "loading" forever.
+TEST(ModelsTest, HealthSaysUnavailableWithTheLastErrorWhenNothingIsLoaded) {
+  const auto dir = ScratchDir("models-nothing-loaded");
+  const fs::path alpha = dir / "alpha.gguf";
+  fs::copy_file(TinyModel(), alpha);
+  auto s = ServerProcess::Start({"--model", alpha.string(), "--model-id", "alpha", "--admin-key", "adm",
+                                 "--data-dir", (dir / "data").string(), "--ctx-size", "512"});
+  ASSERT_TRUE(s->WaitHealthy(std::chrono::seconds(60))) << s->Log();
+  httplib::Client c("127.0.0.1", s->port());
+  c.set_read_timeout(std::chrono::seconds(60));
+  auto unload = c.Post("/admin/models/unload", {{"Authorization", "Bearer adm"}}, R"({"model":"alpha"})",
+                       "application/json");
+  ASSERT_TRUE(unload);
+  ASSERT_EQ(unload->status, 200) << unload->body;
+  auto health = c.Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 503);
+  json h = json::parse(health->body);
+  EXPECT_EQ(h["status"], "unavailable") << h.dump();
+  ASSERT_EQ(h["models"].size(), 1u) << h.dump();
+  EXPECT_EQ(h["models"][0]["state"], "unloaded");
+
+  // Now a file llama.cpp refuses (it passes the file check): the load fails, and says why.
+  gguf_context* g = gguf_init_empty();
+  gguf_set_val_str(g, "general.name", "nothing to load");
+  ASSERT_TRUE(gguf_write_to_file(g, (dir / "refused.gguf").c_str(), /*only_meta=*/false));
+  gguf_free(g);
+  fs::rename(dir / "refused.gguf", alpha);
+  Chat(*s, "alpha", 500);
+  h = json::parse(c.Get("/health")->body);
+  EXPECT_EQ(h["status"], "unavailable") << h.dump();
+  const std::string error = h["models"][0].value("last_error", "");
+  EXPECT_FALSE(error.empty()) << h.dump();
+  EXPECT_EQ(error.find(dir.string()), std::string::npos) << "the file's name, not its path: " << error;
+  const json meta = json::parse(c.Get("/v1/models/alpha")->body)["meta"];
+  EXPECT_FALSE(meta.value("last_error", "").empty()) << meta.dump();
   EXPECT_EQ(s->Stop(SIGTERM), 0) << s->Log();
 }
 
@@ -176,13 +232,13 @@ TEST(ModelsTest, OnDemandSwapAdminSwapAndResumeFromDiskAfterSwappingBack) {
   const std::string metrics = c.Get("/metrics")->body;
   EXPECT_NE(metrics.find("kvault_model_loads_total 4"), std::string::npos) << metrics.substr(0, 2000);
 
-  // A load that fails (the file vanished) answers 503 and leaves the loaded model serving.
+  // A load that fails (the file vanished) answers 500 and leaves the loaded model serving.
   fs::remove(beta);
   auto alpha_again = c.Post("/admin/models/swap", {{"Authorization", "Bearer adm"}}, R"({"model":"alpha"})",
                             "application/json");
   ASSERT_TRUE(alpha_again);
   EXPECT_EQ(alpha_again->status, 200) << alpha_again->body;
-  const json failed = Chat(*s, "beta", 503);
+  const json failed = Chat(*s, "beta", 500);
   EXPECT_NE(failed["error"]["message"].get<std::string>().find("beta"), std::string::npos);
   EXPECT_EQ(Chat(*s, "alpha")["model"], "alpha");
   EXPECT_EQ(s->Stop(SIGTERM), 0) << s->Log();

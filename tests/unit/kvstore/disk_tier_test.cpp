@@ -7,6 +7,7 @@
 #include <fstream>
 #include <memory>
 
+#include "kvstore/fingerprint.h"
 #include "test_env.h"
 #include "unit/core/synced_dirs.h"
 
@@ -20,6 +21,18 @@ BlockKey Key(int i) {
 }
 std::vector<uint8_t> Bytes(size_t n, uint8_t v) {
   return std::vector<uint8_t>(n, v);
+}
+
+// The model's content hash is memoized in the cache directory, which the engine thereby makes
+// before DiskTier::Open: it is made durably (else DiskTier finds it existing and never syncs its
+// parent).
+TEST(DiskTierTest, TheCacheDirectoryMadeForTheHashMemoIsSyncedInItsParent) {
+  const auto base = testing::ScratchDir("disk-tier-memo-dir").lexically_normal();
+  testing::SyncedDirs synced;
+  auto hash = ModelContentHash(testing::TinyModel(), base / "kv-cache");
+  ASSERT_TRUE(hash.ok()) << hash.status().ToString();
+  EXPECT_TRUE(fs::exists(base / "kv-cache" / "model-hashes.tsv"));
+  EXPECT_TRUE(synced.Contains(base));
 }
 
 // The model's directory is made durable in the cache directory when it is created (and the cache

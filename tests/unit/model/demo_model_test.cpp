@@ -8,6 +8,7 @@
 #include "core/paths.h"
 #include "llama.h"
 #include "test_env.h"
+#include "unit/core/synced_dirs.h"
 
 namespace kvault {
 namespace {
@@ -30,6 +31,18 @@ class DemoModelTest : public ::testing::Test {
   fs::path vocab_;
   fs::path dir_;
 };
+
+// The default model is written into a data directory that may not exist yet, and the KV cache
+// lives in that directory: each level made is synced in its parent.
+TEST_F(DemoModelTest, NewDataDirectoriesAreSyncedInTheirParents) {
+  auto spec = DemoModelSpecFor("tiny");
+  ASSERT_TRUE(spec.ok());
+  const fs::path base = dir_.lexically_normal();
+  testing::SyncedDirs synced;
+  ASSERT_TRUE(WriteDemoModel(*spec, vocab_, base / "data" / "models" / "m.gguf", 1).ok());
+  EXPECT_TRUE(synced.Contains(base));
+  EXPECT_TRUE(synced.Contains(base / "data"));
+}
 
 TEST_F(DemoModelTest, SameSeedGivesIdenticalBytesOtherSeedDiffers) {
   auto spec = DemoModelSpecFor("tiny");

@@ -109,6 +109,18 @@ TEST(ApiKeysTest, CheckRefusesReservedNamesAndAKeyOfTwoTenants) {
   EXPECT_FALSE(ApiKeys::Check({"a=shared-key", "shared-key"}).ok());
 }
 
+// A space or newline pasted with a key is refused at start-up; the message names no key.
+TEST(ApiKeysTest, CheckRefusesEntriesWithLeadingOrTrailingWhitespace) {
+  for (const std::string entry : {" secret-key", "secret-key ", "secret-key\n", "team=secret-key ", "team= secret-key",
+                                  "\tteam=secret-key"}) {
+    const Status s = ApiKeys::Check({entry});
+    EXPECT_EQ(s.code(), Status::Code::kInvalidArgument) << "'" << entry << "'";
+    EXPECT_EQ(s.message().find("secret-key"), std::string::npos) << s.message();
+  }
+  EXPECT_NE(ApiKeys::Check({"team= secret-key"}).message().find("'team'"), std::string::npos);
+  EXPECT_TRUE(ApiKeys::Check({"in side=key"}).ok());  // inside is the key's own business
+}
+
 // RFC 4231's HMAC-SHA256 test cases 1, 2 and 6 (a key longer than a block), and FIPS 180-2's
 // "abc": the vendored SHA-256 and the HMAC built on it.
 TEST(HmacTest, KnownAnswers) {

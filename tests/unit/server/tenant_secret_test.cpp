@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "test_env.h"
+#include "unit/core/synced_dirs.h"
 
 namespace kvault {
 namespace {
@@ -62,9 +63,44 @@ TEST(TenantSecretTest, ConcurrentCreatorsAgree) {
 TEST(TenantSecretTest, AFileOfAnotherSizeIsCorruptionAndKept) {
   const fs::path file = testing::ScratchDir("tenant-secret-bad") / kTenantSecretFile;
   std::ofstream(file) << "short";
+  fs::permissions(file, fs::perms::owner_read | fs::perms::owner_write);  // else refused for its mode first
   auto s = LoadOrCreateTenantSecret(file);
   EXPECT_EQ(s.status().code(), Status::Code::kCorruption);
   EXPECT_EQ(fs::file_size(file), 5u);
+}
+
+// An existing secret that others could have read, or that is not a file of its own, is refused
+// (never used, never replaced): the server stops rather than key tenant ids with it.
+TEST(TenantSecretTest, AnExposedOrLinkedSecretIsRefusedAndKept) {
+  const fs::path dir = testing::ScratchDir("tenant-secret-exposed");
+  const fs::path file = dir / kTenantSecretFile;
+  auto made = LoadOrCreateTenantSecret(file);
+  ASSERT_TRUE(made.ok());
+  ASSERT_EQ(::chmod(file.c_str(), 0640), 0);
+  auto exposed = LoadOrCreateTenantSecret(file);
+  EXPECT_EQ(exposed.status().code(), Status::Code::kPermissionDenied);
+  EXPECT_NE(exposed.status().message().find("0640"), std::string::npos) << exposed.status().message();
+  ASSERT_EQ(::chmod(file.c_str(), 0600), 0);
+  EXPECT_TRUE(LoadOrCreateTenantSecret(file).ok());
+
+  // A symbolic link (to a good secret, even) is not followed.
+  const fs::path linked = testing::ScratchDir("tenant-secret-link") / kTenantSecretFile;
+  fs::create_symlink(file, linked);
+  auto via_link = LoadOrCreateTenantSecret(linked);
+  EXPECT_EQ(via_link.status().code(), Status::Code::kPermissionDenied);
+  EXPECT_NE(via_link.status().message().find("symbolic link"), std::string::npos) << via_link.status().message();
+  EXPECT_TRUE(fs::is_symlink(linked));
+  EXPECT_EQ(fs::file_size(file), kTenantSecretBytes);
+}
+
+// Reading an existing secret fsyncs its directory again: its creator may have stopped after
+// link(2) and before that fsync.
+TEST(TenantSecretTest, ReadingTheSecretSyncsItsDirectory) {
+  const fs::path dir = testing::ScratchDir("tenant-secret-sync").lexically_normal();
+  ASSERT_TRUE(LoadOrCreateTenantSecret(dir / kTenantSecretFile).ok());
+  testing::SyncedDirs synced;
+  ASSERT_TRUE(LoadOrCreateTenantSecret(dir / kTenantSecretFile).ok());
+  EXPECT_TRUE(synced.Contains(dir));
 }
 
 }  // namespace
