@@ -7,7 +7,7 @@
 Every comparison runs both servers in the same run, on the same model, threads and prompts, with
 the same Python streaming client, repetitions interleaved (kvault, llama-server, llama-server,
 kvault, ...) so that drift on a shared machine hits both alike. Reported: medians of the
-repetitions with min and max, and the ratio of the medians.
+repetitions with min and max; ratios are the median of the per-repetition ratios.
 
 Suites:
   decode      aggregate streamed tokens/s over whole requests (prompt, first token, every chunk,
@@ -241,7 +241,8 @@ def render(r):
              f"{r['threads']} threads for both servers. llama.cpp: {base['repo']} as bundled by "
              f"node-llama-cpp (bundle tag {base['bundle_tag']}, commit `{base['commit'][:12]}`, tree "
              f"`{base['tree'][:12]}`); llama-server built from the same tree by bench/build-llama-tools.sh.",
-             "", "Repetitions interleave the servers (A, B, B, A, ...). Cells: median (min–max) of the "
+             "", "Machine and date above are the latest run's; `peers.json` keeps every sample. "
+             "Repetitions interleave the servers (A, B, B, A, ...). Cells: median (min–max) of the "
              "repetitions; ratios are kvault / llama-server per repetition, then their median.", ""]
     if "decode" in r:
         d = r["decode"]
@@ -253,7 +254,7 @@ def render(r):
                   "| agents | kvault tok/s | llama-server tok/s | kvault / llama-server |", "|---|---|---|---|"]
         for n, row in d["agents"].items():
             lines.append(f"| {n} | {span(row['kvault']['median'], 1)} | {span(row['llama-server']['median'], 1)} | "
-                         f"{span(row['ratio'])}× |")
+                         f"{span(row['ratio'], 3)}× ({row['ratio']['n']} pairs) |")
         lines.append("")
     if "ttft" in r:
         t = r["ttft"]
@@ -278,9 +279,11 @@ def render(r):
                   f"turn after the restart. The slot save/restore row is what a careful llama-server user can do: "
                   f"the client pins agent a to slot a mod {c['slots']}, saves the slot to a file after each turn "
                   f"(`POST /slots/ID?action=save`) and restores it before the agent's next turn; the restore "
-                  f"counts in that turn's TTFT. Cells: p50 TTFT of each run, median (min–max) over {c['reps']} "
-                  f"runs; share of the prompt reused in parentheses (llama-server reports none after a slot "
-                  f"restore).", "",
+                  f"counts in that turn's TTFT. kvault's requests carry `X-Agent-Id` (which names the agent "
+                  f"and lets kvault prefetch its blocks); llama-server has no such header. The restart is a "
+                  f"graceful stop and start, and the files read after it (kvault's blocks, llama-server's slot "
+                  f"files) may still be in the OS page cache for both. Cells: p50 TTFT of each run, median "
+                  f"(min–max) over {c['reps']} runs; share of the prompt reused in parentheses.", "",
                   "| configuration | flags | cold turn | next turn | next turn after a restart |",
                   "|---|---|---|---|---|"]
         for name, v in rr["servers"].items():

@@ -11,12 +11,14 @@ MODEL="${2:-${KVAULT_DEPS_DIR:-$HOME/.cache/kvault}/models/demo-bench-42.gguf}"
 OUT="$ROOT/bench/results/profile-decode.txt"
 command -v perf >/dev/null || { echo "profile_decode: perf is not installed (apt-get install linux-perf)" >&2; exit 2; }
 work=$(mktemp -d)
+pid=
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$KVAULT" serve --model "$MODEL" --threads "$(nproc)" --parallel 1 --resident-seqs 2 --pool-tokens 16384 \
   --ctx-size 4096 --log-level warn --port "$port" --cache-dir "$work/cache" >"$work/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 300); do curl -sf "localhost:$port/health" >/dev/null && break; sleep 0.2; done
+curl -sf "localhost:$port/health" >/dev/null || { echo "profile_decode: the server did not start:" >&2; cat "$work/server.log" >&2; exit 1; }
 stream() {
   python3 - "$port" "$1" <<'EOF'
 import sys, time
@@ -61,7 +63,7 @@ for line in open(sys.argv[1]):
         groups["llama.cpp / ggml compute"] += pct
     else:
         groups["kvault, HTTP, JSON, libc"] += pct
-print(f"single stream, {sys.argv[2]}; perf samples of every kvault thread:")
+print(f"single stream, {sys.argv[2]}; on-CPU perf samples of every kvault thread (waits are not seen):")
 for k, v in groups.items():
     print(f"  {k:28s} {v:5.1f}%")
 print("top symbols:")
