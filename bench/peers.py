@@ -241,7 +241,9 @@ def render(r):
              f"{r['threads']} threads for both servers. llama.cpp: {base['repo']} as bundled by "
              f"node-llama-cpp (bundle tag {base['bundle_tag']}, commit `{base['commit'][:12]}`, tree "
              f"`{base['tree'][:12]}`); llama-server built from the same tree by bench/build-llama-tools.sh.",
-             "", "Machine and date above are the latest run's; `peers.json` keeps every sample. "
+             "", "Machine and date above are the latest run's" + ("; suites: " + "; ".join(
+                 f"{k} {v['date']} ({v['reps']} repetitions, {v['machine']})" for k, v in r["suite_runs"].items())
+                 if r.get("suite_runs") else "") + ". `peers.json` keeps every sample. "
              "Repetitions interleave the servers (A, B, B, A, ...). Cells: median (min–max) of the "
              "repetitions; ratios are kvault / llama-server per repetition, then their median.", ""]
     if "decode" in r:
@@ -340,6 +342,10 @@ def main():
               "threads": args.threads, "llama_cpp": llama_baseline()})
 
     def save():
+        for suite in suites:  # each suite this run measured: when, where, how often
+            if suite in r:
+                r.setdefault("suite_runs", {})[suite] = {"date": r["machine"]["date"], "reps": args.reps,
+                                                         "machine": B.machine_desc(r["machine"])}
         os.makedirs(os.path.dirname(args.out_json), exist_ok=True)
         with open(args.out_json + ".tmp", "w") as f:
             json.dump(r, f, indent=1)
@@ -351,6 +357,8 @@ def main():
         B.log("peers: decode")
         d = decode(kvault, ls_bin, model, args.threads, B.int_list(args.decode_agents), args.reps, 100,
                    args.gen_tokens)
+        for row in d["agents"].values():  # each row says when, where and how often it was measured
+            row.update({"date": r["machine"]["date"], "machine": B.machine_desc(r["machine"]), "reps": args.reps})
         if r.get("decode", {}).get("config") == d["config"]:  # a rerun of some agent counts keeps the others
             d["agents"] = {**r["decode"]["agents"], **d["agents"]}
         d["agents"] = dict(sorted(d["agents"].items(), key=lambda e: int(e[0])))
