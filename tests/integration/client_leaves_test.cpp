@@ -2,7 +2,6 @@
 // disconnects do not cover: while its request waits in the queue, during its prefill, and while
 // its finished answer waits for a sync-durability write. Each time the server lets go of it
 // (queue slot, cells, reservations, the key's concurrency slot), goes back to idle and serves on.
-#include <dirent.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
@@ -19,15 +18,6 @@ namespace kvault::testing {
 namespace {
 
 using json = nlohmann::json;
-
-int OpenFds(pid_t pid) {
-  int n = 0;
-  if (DIR* d = opendir(("/proc/" + std::to_string(pid) + "/fd").c_str())) {
-    while (readdir(d)) ++n;
-    closedir(d);
-  }
-  return n - 2;
-}
 
 std::string Words(const std::string& tag, int n) {
   std::string s = tag + ": ";

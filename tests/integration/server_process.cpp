@@ -1,6 +1,7 @@
 #include "server_process.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <httplib.h>
 #include <netinet/in.h>
@@ -39,6 +40,15 @@ nlohmann::json HealthWhen(int port, const std::function<bool(const nlohmann::jso
     h = GetHealth(port);
   }
   return h;
+}
+
+int OpenFds(pid_t pid) {
+  int n = 0;
+  if (DIR* d = opendir(("/proc/" + std::to_string(pid) + "/fd").c_str())) {
+    while (readdir(d)) ++n;
+    closedir(d);
+  }
+  return n - 2;
 }
 
 bool PoolIsIdle(const nlohmann::json& h) {

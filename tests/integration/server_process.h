@@ -33,6 +33,9 @@ nlohmann::json HealthWhen(int port, const std::function<bool(const nlohmann::jso
                           std::chrono::milliseconds timeout = std::chrono::seconds(5),
                           std::chrono::milliseconds every = std::chrono::milliseconds(50));
 
+// The number of file descriptors process `pid` has open (from /proc), to check for leaks.
+int OpenFds(pid_t pid);
+
 // The engine is idle and holds no cells but idle sequences' (finished conversations kept
 // resident): nothing running or queued, nothing reserved, every used pool block an idle one's.
 bool PoolIsIdle(const nlohmann::json& health);

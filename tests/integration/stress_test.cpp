@@ -1,7 +1,6 @@
 // Load through the real server: many concurrent streaming clients on both APIs, some of them
 // hanging up mid-stream. Nothing may fail with a 5xx, every finished stream must be well formed,
 // and the server must come back to idle without leaking descriptors.
-#include <dirent.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 
@@ -16,15 +15,6 @@ namespace kvault::testing {
 namespace {
 
 using json = nlohmann::json;
-
-int OpenFds(pid_t pid) {
-  int n = 0;
-  if (DIR* d = opendir(("/proc/" + std::to_string(pid) + "/fd").c_str())) {
-    while (readdir(d)) ++n;
-    closedir(d);
-  }
-  return n - 2;
-}
 
 struct Tally {
   std::atomic<int> ok{0}, hung_up{0}, rate_limited{0}, server_errors{0}, malformed{0}, transport{0};
