@@ -148,7 +148,7 @@ def rr_run(argv, name, n_agents, system_words, ctx_range, gen_tokens, agent_ids,
         argv = argv + ["--slot-save-path", cache_dir + "/"]
     requests = []
     try:
-        for phase, turns in (("before", (0, 1)), ("after_restart", (2,))):
+        for turns in ((0, 1), (2,)):  # turns before the restart, then after it
             srv = B.Server(argv, name)
             try:
                 B.chat(srv.port, "warm up " + B.text_of(20, 999), 4)
