@@ -16,16 +16,19 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench  # noqa: E402
+from kvbench.client import chat, get_json  # noqa: E402
+from kvbench.servers import Server, ensure_model  # noqa: E402
+from kvbench.suites.resume import resume_kvault_argv  # noqa: E402
+from kvbench.util import LONG, ROOT, text_of  # noqa: E402
 
 words = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
 reps = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-kvault = os.environ.get("KV", os.path.join(bench.ROOT, "build", "bin", "kvault"))
-model = bench.ensure_model(kvault, "bench")
+kvault = os.environ.get("KV", os.path.join(ROOT, "build", "bin", "kvault"))
+model = ensure_model(kvault, "bench")
 
 
 def turns(seed):
-    first = [{"role": "user", "content": f"agent {seed}: " + bench.text_of(words, seed)}]
+    first = [{"role": "user", "content": f"agent {seed}: " + text_of(words, seed)}]
     return first, first + [{"role": "assistant", "content": "answer 0"}, {"role": "user", "content": "question 1"}]
 
 
@@ -33,20 +36,20 @@ for rep in range(reps):
     res = {}
     for i, mode in enumerate(("now", "idle")):
         d = tempfile.mkdtemp(prefix="kvault-next-turn-")
-        argv, _ = bench.resume_kvault_argv(kvault, model, 2, words)
+        argv, _ = resume_kvault_argv(kvault, model, 2, words)
         argv += ["--cache-dir", d]
-        srv = bench.Server(argv + os.environ.get("KV_ARGS", "").split(), "kvault-next-turn")
+        srv = Server(argv + os.environ.get("KV_ARGS", "").split(), "kvault-next-turn")
         try:
             first, second = turns(7000 + 2 * rep + i)
-            _, cold = bench.chat(srv.port, first, 1, timeout=bench.LONG)
+            _, cold = chat(srv.port, first, 1, timeout=LONG)
             t0 = time.time()
             if mode == "idle":
-                while bench.get_json(srv.port, "/health")["kv_store"]["pending_writes"] > 0:
+                while get_json(srv.port, "/health")["kv_store"]["pending_writes"] > 0:
                     time.sleep(0.2)
                 time.sleep(2)
             waited = time.time() - t0
-            pending = bench.get_json(srv.port, "/health")["kv_store"]["pending_writes"]
-            _, t = bench.chat(srv.port, second, 1)
+            pending = get_json(srv.port, "/health")["kv_store"]["pending_writes"]
+            _, t = chat(srv.port, second, 1)
             res[mode] = (cold, waited, t, pending)
         finally:
             srv.stop()

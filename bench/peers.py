@@ -28,13 +28,19 @@ import concurrent.futures
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench as B  # noqa: E402  (the shared client, server wrapper and statistics)
+from kvbench.client import chat, chat_stream, get_json, post_json  # noqa: E402  (shared with bench.py)
+from kvbench.machine import llama_tag, machine, machine_desc  # noqa: E402
+from kvbench.servers import Server, ensure_model  # noqa: E402
+from kvbench.suites.roundrobin import rr_agents_prompts  # noqa: E402
+from kvbench.suites.ttft import ttft_under_prefill  # noqa: E402
+from kvbench.util import CACHE, ROOT, int_list, log, percentile, rand_text, stats, text_of  # noqa: E402
 
 SUITES = ("decode", "ttft", "roundrobin")
 
@@ -42,8 +48,8 @@ SUITES = ("decode", "ttft", "roundrobin")
 def llama_baseline():
     """The llama.cpp source both servers are built from: the bundle's tag is node-llama-cpp's, not
     an upstream release, so its commit and tree hashes name it."""
-    src = os.path.join(B.CACHE, f"llama.cpp-{B.llama_tag()}")
-    out = {"bundle_tag": B.llama_tag(), "repo": "ggml-org/llama.cpp"}
+    src = os.path.join(CACHE, f"llama.cpp-{llama_tag()}")
+    out = {"bundle_tag": llama_tag(), "repo": "ggml-org/llama.cpp"}
     for key, ref in (("commit", "HEAD"), ("tree", "HEAD^{tree}")):
         try:
             out[key] = subprocess.run(["git", "-C", src, "rev-parse", ref], check=True, capture_output=True,
@@ -55,7 +61,7 @@ def llama_baseline():
 
 def ratio_stats(kv, ls):
     """Paired ratios kvault / llama-server, one per interleaved repetition."""
-    return B.stats([k / l for k, l in zip(kv, ls) if l > 0])
+    return stats([k / l for k, l in zip(kv, ls) if l > 0])
 
 
 # ---- decode ------------------------------------------------------------------------------------
@@ -64,8 +70,8 @@ def stream_round(port, n, rep, prompt_words, gen_tokens):
     """n agents stream at once; returns (aggregate tokens/s, per-request tokens/s list, tokens)."""
     t0 = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(n) as ex:
-        futs = [ex.submit(B.chat_stream, port, [{"role": "user", "content": f"agent {rep}-{n}-{i}: " +
-                                                 B.text_of(prompt_words, rep * 100 + n * 20 + i)}], gen_tokens)
+        futs = [ex.submit(chat_stream, port, [{"role": "user", "content": f"agent {rep}-{n}-{i}: " +
+                                                 text_of(prompt_words, rep * 100 + n * 20 + i)}], gen_tokens)
                 for i in range(n)]
         res = [f.result() for f in futs]
     wall = time.perf_counter() - t0
@@ -81,7 +87,7 @@ def decode(kvault, ls_bin, model, threads, agents, reps, prompt_words, gen_token
                    "--log-level", "warn"]
         ls_argv = [ls_bin, "-m", model, "-t", str(threads), "-c", "16384", "-np", str(n), "-kvu",
                    "--host", "127.0.0.1"]
-        servers = {"kvault": B.Server(kv_argv, "kvault"), "llama-server": B.Server(ls_argv, "llama-server")}
+        servers = {"kvault": Server(kv_argv, "kvault"), "llama-server": Server(ls_argv, "llama-server")}
         row = {name: {"tok_s": [], "per_request_tok_s": [], "tokens": []} for name in servers}
         try:
             for name, srv in servers.items():  # warm-up: first decode, first HTTP connection
@@ -91,15 +97,15 @@ def decode(kvault, ls_bin, model, threads, agents, reps, prompt_words, gen_token
                 for name in order:
                     agg, per, tokens = stream_round(servers[name].port, n, rep, prompt_words, gen_tokens)
                     row[name]["tok_s"].append(agg)
-                    row[name]["per_request_tok_s"].append(B.statistics.median(per))
+                    row[name]["per_request_tok_s"].append(statistics.median(per))
                     row[name]["tokens"].append(tokens)
-                    B.log(f"decode agents={n} rep={rep} {name}: {agg:.1f} tok/s ({tokens} tokens)")
+                    log(f"decode agents={n} rep={rep} {name}: {agg:.1f} tok/s ({tokens} tokens)")
         finally:
             for srv in servers.values():
                 srv.stop()
-        out[str(n)] = {**{name: {**v, "median": B.stats(v["tok_s"])} for name, v in row.items()},
+        out[str(n)] = {**{name: {**v, "median": stats(v["tok_s"])} for name, v in row.items()},
                        "ratio": ratio_stats(row["kvault"]["tok_s"], row["llama-server"]["tok_s"])}
-        B.log(f"decode agents={n}: kvault/llama-server {out[str(n)]['ratio']['median']:.2f}x")
+        log(f"decode agents={n}: kvault/llama-server {out[str(n)]['ratio']['median']:.2f}x")
     return {"config": {"prompt_words": prompt_words, "gen_tokens": gen_tokens, "pool_tokens": 16384,
                        "kvault_flags": "--parallel N --resident-seqs 2N --pool-tokens 16384 --ctx-size 4096",
                        "llama_server_flags": "-np N -c 16384 -kvu"}, "agents": out}
@@ -121,15 +127,15 @@ def ttft(kvault, ls_bin, model, threads, reps, long_words, short_words, step):
     for rep in range(reps):
         names = list(configs) if rep % 2 == 0 else list(reversed(configs))
         for name in names:
-            r = B.ttft_under_prefill(configs[name], "kvault" if name == "kvault" else "llama-server",
+            r = ttft_under_prefill(configs[name], "kvault" if name == "kvault" else "llama-server",
                                      long_words, short_words, 1)
             raw[name]["alone_s"].append(r["alone_s"]["median"])
             raw[name]["during_prefill_s"].append(r["during_prefill_s"]["median"])
             long_tokens = r["long_prompt_tokens"]
     return {"config": {"long_words": long_words, "short_words": short_words, "kvault_step_tokens": step,
                        "long_prompt_tokens": long_tokens},
-            "servers": {name: {**v, "median_alone_s": B.stats(v["alone_s"]),
-                               "median_during_prefill_s": B.stats(v["during_prefill_s"])} for name, v in raw.items()}}
+            "servers": {name: {**v, "median_alone_s": stats(v["alone_s"]),
+                               "median_during_prefill_s": stats(v["during_prefill_s"])} for name, v in raw.items()}}
 
 
 # ---- round robin with a restart ------------------------------------------------------------------
@@ -140,7 +146,7 @@ def rr_run(argv, name, n_agents, system_words, ctx_range, gen_tokens, agent_ids,
     (llama-server with --slot-save-path) the client does what a careful llama-server user can: it
     pins agent a to slot a % slots, saves the slot to a file after each turn and restores it
     before the agent's next turn; the restore's time counts in that turn's TTFT."""
-    convs = B.rr_agents_prompts(n_agents, system_words, ctx_range)
+    convs = rr_agents_prompts(n_agents, system_words, ctx_range)
     cache_dir = tempfile.mkdtemp(prefix="kvault-peers-rr-")
     if name.startswith("kvault"):
         argv = argv + ["--cache-dir", cache_dir]
@@ -149,9 +155,9 @@ def rr_run(argv, name, n_agents, system_words, ctx_range, gen_tokens, agent_ids,
     requests = []
     try:
         for turns in ((0, 1), (2,)):  # turns before the restart, then after it
-            srv = B.Server(argv, name)
+            srv = Server(argv, name)
             try:
-                B.chat(srv.port, "warm up " + B.text_of(20, 999), 4)
+                chat(srv.port, "warm up " + text_of(20, 999), 4)
                 for turn in turns:
                     for a in range(n_agents):
                         headers = {"X-Agent-Id": f"rr-{a}"} if agent_ids else None
@@ -159,10 +165,10 @@ def rr_run(argv, name, n_agents, system_words, ctx_range, gen_tokens, agent_ids,
                         if slots:
                             extra = {"id_slot": a % slots}
                             if turn > 0:
-                                _, restore_s = B.post_json(srv.port, f"/slots/{a % slots}?action=restore",
+                                _, restore_s = post_json(srv.port, f"/slots/{a % slots}?action=restore",
                                                            {"filename": f"rr-{a}.bin"})
-                        res = B.chat_stream(srv.port, convs[a], gen_tokens, headers, extra=extra)
-                        save_s = B.post_json(srv.port, f"/slots/{a % slots}?action=save",
+                        res = chat_stream(srv.port, convs[a], gen_tokens, headers, extra=extra)
+                        save_s = post_json(srv.port, f"/slots/{a % slots}?action=save",
                                              {"filename": f"rr-{a}.bin"})[1] if slots else 0.0
                         requests.append({"rep": rep, "turn": turn, "agent": a, "ttft_s": restore_s + res["ttft_s"],
                                          "restore_s": restore_s, "save_s": save_s,
@@ -170,9 +176,9 @@ def rr_run(argv, name, n_agents, system_words, ctx_range, gen_tokens, agent_ids,
                         convs[a] = convs[a] + [
                             {"role": "assistant", "content": res["text"]},
                             {"role": "user", "content": f"Turn {turn + 1}, agent {a}: " +
-                             B.rand_text(12, 50000 + a * 100 + turn)}]
+                             rand_text(12, 50000 + a * 100 + turn)}]
                     ts = [q["ttft_s"] for q in requests if q["turn"] == turn]
-                    B.log(f"{name} rr agents={n_agents} rep={rep} turn={turn}: TTFT p50 {B.percentile(ts, 50):.2f}s")
+                    log(f"{name} rr agents={n_agents} rep={rep} turn={turn}: TTFT p50 {percentile(ts, 50):.2f}s")
             finally:
                 srv.stop()
     finally:
@@ -205,7 +211,7 @@ def roundrobin(kvault, ls_bin, model, threads, n_agents, reps, system_words, ctx
                                  gen_tokens, is_kv, rep, slot_files)
 
     def per_run_p50(qs, turn):
-        return B.stats([B.percentile([q["ttft_s"] for q in qs if q["rep"] == r and q["turn"] == turn], 50)
+        return stats([percentile([q["ttft_s"] for q in qs if q["rep"] == r and q["turn"] == turn], 50)
                         for r in range(reps)])
 
     out = {}
@@ -219,7 +225,7 @@ def roundrobin(kvault, ls_bin, model, threads, n_agents, reps, system_words, ctx
                      max(1, sum(q["prompt_tokens"] for q in qs if q["turn"] == 1)),
                      "after_restart_cached_fraction": sum(q["cached_tokens"] for q in qs if q["turn"] == 2) /
                      max(1, sum(q["prompt_tokens"] for q in qs if q["turn"] == 2)),
-                     "mean_prompt_tokens": B.statistics.fmean(q["prompt_tokens"] for q in qs),
+                     "mean_prompt_tokens": statistics.fmean(q["prompt_tokens"] for q in qs),
                      "requests": qs}
     return {"config": {"agents": n_agents, "reps": reps, "system_words": system_words, "context_words": list(ctx_range),
                        "gen_tokens": gen_tokens, "ram_budget_mib": budget_mib, "pool_tokens": pool_tokens,
@@ -237,7 +243,7 @@ def render(r):
     base = r["llama_cpp"]
     lines = ["# kvault beside llama-server", "",
              "Generated by `bench/peers.py` from `bench/results/peers.json` (raw samples there); do not edit.",
-             "", f"Machine: {B.machine_desc(r['machine'])}. Model: {r['model']} ({r['model_desc']}), "
+             "", f"Machine: {machine_desc(r['machine'])}. Model: {r['model']} ({r['model_desc']}), "
              f"{r['threads']} threads for both servers. llama.cpp: {base['repo']} as bundled by "
              f"node-llama-cpp (bundle tag {base['bundle_tag']}, commit `{base['commit'][:12]}`, tree "
              f"`{base['tree'][:12]}`); llama-server built from the same tree by bench/build-llama-tools.sh.",
@@ -301,7 +307,7 @@ def main():
     ap.add_argument("--suites", default=",".join(SUITES))
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--kvault", default=os.path.join(B.ROOT, "build", "bin", "kvault"))
+    ap.add_argument("--kvault", default=os.path.join(ROOT, "build", "bin", "kvault"))
     ap.add_argument("--model-size", default="bench")
     ap.add_argument("--decode-agents", default="1,8,16")
     ap.add_argument("--gen-tokens", type=int, default=128)
@@ -310,8 +316,8 @@ def main():
     ap.add_argument("--rr-context", default="1000-1500")
     ap.add_argument("--rr-system", type=int, default=500)
     ap.add_argument("--rr-budget-mib", type=int, default=64, help="RAM budget of the equal-budget rows")
-    ap.add_argument("--out-json", default=os.path.join(B.ROOT, "bench", "results", "peers.json"))
-    ap.add_argument("--out-md", default=os.path.join(B.ROOT, "docs", "peers.md"))
+    ap.add_argument("--out-json", default=os.path.join(ROOT, "bench", "results", "peers.json"))
+    ap.add_argument("--out-md", default=os.path.join(ROOT, "docs", "peers.md"))
     ap.add_argument("--render-only", action="store_true")
     args = ap.parse_args()
     r = {}
@@ -331,21 +337,21 @@ def main():
     share = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(args.kvault))), "share")
     if os.path.isdir(share):  # the vocabulary `model make-demo` reads
         os.symlink(share, os.path.join(bin_dir, "share"))
-    model = B.ensure_model(args.kvault, args.model_size)
-    tools = subprocess.run(["bash", os.path.join(B.ROOT, "bench", "build-llama-tools.sh")], check=True,
+    model = ensure_model(args.kvault, args.model_size)
+    tools = subprocess.run(["bash", os.path.join(ROOT, "bench", "build-llama-tools.sh")], check=True,
                            capture_output=True, text=True).stdout.strip().splitlines()[-1]
     ls_bin = os.path.join(tools, "llama-server")
-    info = B.Server([kvault, "serve", "--model", model, "--log-level", "warn", "--pool-tokens", "4096"], "kvault-info")
-    meta = B.get_json(info.port, "/v1/models")["data"][0]["meta"]
+    info = Server([kvault, "serve", "--model", model, "--log-level", "warn", "--pool-tokens", "4096"], "kvault-info")
+    meta = get_json(info.port, "/v1/models")["data"][0]["meta"]
     info.stop()
-    r.update({"machine": B.machine(), "model": os.path.basename(model), "model_desc": meta["description"],
+    r.update({"machine": machine(), "model": os.path.basename(model), "model_desc": meta["description"],
               "threads": args.threads, "llama_cpp": llama_baseline()})
 
     def save():
         for suite in suites:  # each suite this run measured: when, where, how often
             if suite in r:
                 r.setdefault("suite_runs", {})[suite] = {"date": r["machine"]["date"], "reps": args.reps,
-                                                         "machine": B.machine_desc(r["machine"])}
+                                                         "machine": machine_desc(r["machine"])}
         os.makedirs(os.path.dirname(args.out_json), exist_ok=True)
         with open(args.out_json + ".tmp", "w") as f:
             json.dump(r, f, indent=1)
@@ -354,23 +360,23 @@ def main():
             f.write(render(r) + "\n")
 
     if "decode" in suites:
-        B.log("peers: decode")
-        d = decode(kvault, ls_bin, model, args.threads, B.int_list(args.decode_agents), args.reps, 100,
+        log("peers: decode")
+        d = decode(kvault, ls_bin, model, args.threads, int_list(args.decode_agents), args.reps, 100,
                    args.gen_tokens)
         for row in d["agents"].values():  # each row says when, where and how often it was measured
-            row.update({"date": r["machine"]["date"], "machine": B.machine_desc(r["machine"]), "reps": args.reps})
+            row.update({"date": r["machine"]["date"], "machine": machine_desc(r["machine"]), "reps": args.reps})
         if r.get("decode", {}).get("config") == d["config"]:  # a rerun of some agent counts keeps the others
             d["agents"] = {**r["decode"]["agents"], **d["agents"]}
         d["agents"] = dict(sorted(d["agents"].items(), key=lambda e: int(e[0])))
         r["decode"] = d
         save()
     if "ttft" in suites:
-        B.log("peers: ttft")
+        log("peers: ttft")
         r["ttft"] = ttft(kvault, ls_bin, model, args.threads, args.reps, args.long_words, 20, 256)
         save()
     if "roundrobin" in suites:
-        B.log("peers: roundrobin")
-        lo, hi = B.int_list(args.rr_context.replace("-", ","))
+        log("peers: roundrobin")
+        lo, hi = int_list(args.rr_context.replace("-", ","))
         r["roundrobin"] = roundrobin(kvault, ls_bin, model, args.threads, args.rr_agents, args.reps, args.rr_system,
                                      (lo, hi), 16, args.rr_budget_mib, 4, 8192)
         save()

@@ -10,24 +10,26 @@ import concurrent.futures
 import os
 import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import bench
+from kvbench.client import chat, get_json
+from kvbench.servers import Server
+from kvbench.util import text_of
 model = os.path.expanduser("~/.cache/kvault/models/demo-bench-42.gguf")
 kv = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "bin", "kvault")
 for arg in sys.argv[1:] or ("8", "32"):
     resident, _, rest = arg.partition(":")
     idle, _, parallel = rest.partition(":")
     idle, parallel = idle or "-1", parallel or "8"
-    srv = bench.Server([kv, "serve", "--model", model, "--threads", "2", "--parallel", parallel, "--resident-seqs", resident, "--idle-tokens", idle,
+    srv = Server([kv, "serve", "--model", model, "--threads", "2", "--parallel", parallel, "--resident-seqs", resident, "--idle-tokens", idle,
                         "--pool-tokens", "16384", "--ctx-size", "8192", "--log-level", "warn", "--no-persist"], "kvault")
     try:
-        bench.chat(srv.port, "warm up " + bench.text_of(20, 999), 8)
+        chat(srv.port, "warm up " + text_of(20, 999), 8)
         rates = []
         for rep in range(4):
-            before = bench.get_json(srv.port, "/health")["engine"]
+            before = get_json(srv.port, "/health")["engine"]
             with concurrent.futures.ThreadPoolExecutor(8) as ex:
-                futs = [ex.submit(bench.chat, srv.port, f"agent {rep}-{i}: " + bench.text_of(100, rep * 100 + i), 128) for i in range(8)]
+                futs = [ex.submit(chat, srv.port, f"agent {rep}-{i}: " + text_of(100, rep * 100 + i), 128) for i in range(8)]
                 [f.result() for f in futs]
-            after = bench.get_json(srv.port, "/health")
+            after = get_json(srv.port, "/health")
             e = after["engine"]
             r = (e["decode_only_tokens"] - before["decode_only_tokens"]) / (e["decode_only_seconds"] - before["decode_only_seconds"]); avg = (e["decode_only_tokens"] - before["decode_only_tokens"]) / max(1, e["decode_only_steps"] - before["decode_only_steps"])
             rates.append(r)

@@ -6,38 +6,40 @@ restart; needs root). PERF=1 also records `perf record -g` of the restarted serv
 """
 import os, sys, time, json, subprocess, shutil, tempfile
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import bench
+from kvbench.client import chat, get_json
+from kvbench.servers import Server
+from kvbench.util import text_of
 words = int(sys.argv[1]) if len(sys.argv) > 1 else 4000
 model = os.path.expanduser("~/.cache/kvault/models/demo-bench-42.gguf")
 kv = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "bin", "kvault")
 cache = tempfile.mkdtemp(prefix="rp-cache-")
 argv = [kv, "serve", "--model", model, "--threads", "2", "--parallel", "1", "--resident-seqs", "1", "--pool-tokens", "16384",
         "--ctx-size", "12288", "--log-level", "info", "--cache-dir", cache]
-base = "agent: " + bench.text_of(words, 3000)
+base = "agent: " + text_of(words, 3000)
 turns, msgs = [], [{"role": "user", "content": base}]
 for t in range(4):
     turns.append(list(msgs))
     msgs += [{"role": "assistant", "content": f"answer {t}"}, {"role": "user", "content": f"question {t + 1}"}]
 def show(tag, r, t):
     print(f"{tag}: wall {t:.3f}s timings {r.get('timings')} cache {r.get('cache')}", flush=True)
-srv = bench.Server(argv, "kvault-rp")
-r, t = bench.chat(srv.port, turns[0], 1); show("cold", r, t)
-r, t = bench.chat(srv.port, turns[1], 1); show("resident", r, t)
-r, t = bench.chat(srv.port, turns[1], 1); show("resident-same", r, t)
-h = bench.get_json(srv.port, "/health"); print("engine", {k: v for k, v in h["engine"].items() if "restore" in k or "save" in k})
+srv = Server(argv, "kvault-rp")
+r, t = chat(srv.port, turns[0], 1); show("cold", r, t)
+r, t = chat(srv.port, turns[1], 1); show("resident", r, t)
+r, t = chat(srv.port, turns[1], 1); show("resident-same", r, t)
+h = get_json(srv.port, "/health"); print("engine", {k: v for k, v in h["engine"].items() if "restore" in k or "save" in k})
 srv.stop()
 if len(sys.argv) > 2 and sys.argv[2] == "drop":
     subprocess.run(["sync"]); open("/proc/sys/vm/drop_caches", "w").write("3\n")
-srv = bench.Server(argv, "kvault-rp")
+srv = Server(argv, "kvault-rp")
 perf = None
 if os.environ.get("PERF"):
     perf = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-o", "perf.data", "-p", str(srv.proc.pid)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1)
-r, t = bench.chat(srv.port, turns[3], 1); show("restart", r, t)
+r, t = chat(srv.port, turns[3], 1); show("restart", r, t)
 if perf:
     perf.send_signal(2); perf.wait()
-h = bench.get_json(srv.port, "/health"); print("engine", {k: v for k, v in h["engine"].items() if "restore" in k or "save" in k})
+h = get_json(srv.port, "/health"); print("engine", {k: v for k, v in h["engine"].items() if "restore" in k or "save" in k})
 print("kv_store", {k: v for k, v in h["kv_store"].items() if k not in ("persistence",)})
 srv.stop()
 print("log", srv.log.name)
