@@ -63,10 +63,10 @@ def cpu_isa():
 
 
 def machine_desc(m):
-    """One line naming the machine a suite ran on; "isa" is missing from results before 2026-12-01."""
+    """One line naming the machine a suite ran on."""
     if not m:
         return "machine not recorded"
-    return (f"{m['cpu']} ({m.get('isa', 'vector extensions not recorded')}), {m['cores']} cores, "
+    return (f"{m['cpu']} ({m['isa']}), {m['cores']} cores, "
             f"{m['memory_gib']} GiB, Linux {m['kernel']}")
 
 

@@ -58,8 +58,6 @@ def plot_decode(plt, d):
         ax.plot([1], [d["llama_bench_tg"]["median"]], "kx", markersize=9, label="llama-bench tg")
     if d.get("kvault_deterministic_single", {}).get("1"):
         ax.plot([1], [d["kvault_deterministic_single"]["1"]["median"]], "D", label="kvault --deterministic")
-    elif d.get("kvault_fast_single", {}).get("1"):  # results from before 2026-11-28 (deterministic default)
-        ax.plot([1], [d["kvault_fast_single"]["1"]["median"]], "D", label="kvault --no-deterministic")
     ax.set_xscale("log", base=2)
     xs = sorted(int(n) for n in d["kvault"])
     ax.set_xticks(xs, [str(x) for x in xs])

@@ -3,7 +3,7 @@
 (and the llama.cpp source's hashes), so `bench.py --plots-only` redraws the page from the JSON."""
 from .machine import llama_source_ids, machine_desc
 from .render_agents import memory_section, resume_section, roundrobin_section
-from .util import SUITES, ratio, span
+from .util import SUITES, span
 
 
 def model_desc(r):
@@ -62,62 +62,56 @@ def decode_section(r, image):
     d = r.get("decode")
     if not d:
         return []
-    lines = []
-    lines += ["## Decode throughput with concurrent agents", "",
-              f"Each agent sends a different ~{r['prompt_tokens']}-token prompt and generates {r['gen_tokens']} "
-              "tokens (greedy). kvault: tokens per second over engine steps that carry no prompt tokens "
-              "(pure decode), from `/health`. llama-batched-bench: S_TG with a unified KV cache "
-              "(`-kvu`). Goal: ≥ 0.95× at 8 agents; single stream ≥ 0.97× of llama-bench tg. Both sides "
-              "time llama.cpp's decode (kvault's steps call `llama_decode`): this table shows that kvault's "
-              "batches and pool cost llama.cpp nothing, not what a client sees; the client-side comparison "
-              "with llama-server (same streaming client, whole requests) is in docs/peers.md." +
-              (" The tools take turns back to back: for each agent count N, a fresh kvault server with "
-               "`--parallel N`, then llama-batched-bench `-npl N` (~30 s apart), so that the machine's drift "
-               "hits both; the ratio is the median of the per-pair ratios [min–max]."
-               if d.get("interleaved") == "per-count" else
-               " The tools take turns: each repetition runs kvault (a fresh server, all agent counts), then "
-               "llama-batched-bench and llama-bench, so that the machine's drift hits both; the ratio is the "
-               "median of the per-repetition ratios [min–max]." if d.get("interleaved") else ""), "",
-              "| agents | kvault decode tok/s | llama-batched-bench S_TG tok/s | ratio | kvault end to end tok/s "
-              "(incl. prefill, HTTP) |", "|---|---|---|---|---|"]
-    paired = d.get("paired_ratio", {})
-    for n, k in d["kvault"].items():
-        b = d.get("batched_bench", {}).get(n)
-        bt = span(b, 1) if b else "—"
-        pr = paired.get(n)
-        rt = (f"{pr['median']:.2f}× [{pr['min']:.2f}–{pr['max']:.2f}]" if pr else
-              f"{ratio(k['median'], b['median']):.2f}×" if b else "—")
-        e = k.get("end_to_end")
-        et = f"{e['median']:.1f}" if e else "—"
-        lines.append(f"| {n} | {span(k, 1)} | {bt} | {rt} | {et} |")
+    lines = ["## Decode throughput with concurrent agents", "",
+             f"Each agent sends a different ~{r['prompt_tokens']}-token prompt and generates {r['gen_tokens']} "
+             "tokens (greedy). kvault: tokens per second over engine steps that carry no prompt tokens "
+             "(pure decode), from `/health`. llama-batched-bench: S_TG with a unified KV cache "
+             "(`-kvu`). Goal: ≥ 0.95× at 8 agents; single stream ≥ 0.97× of llama-bench tg. Both sides "
+             "time llama.cpp's decode (kvault's steps call `llama_decode`): this table shows that kvault's "
+             "batches and pool cost llama.cpp nothing, not what a client sees; the client-side comparison "
+             "with llama-server (same streaming client, whole requests) is in docs/peers.md. The tools take "
+             "turns back to back: for each agent count N, a fresh kvault server with "
+             "`--parallel N`, then llama-batched-bench `-npl N` (~30 s apart), so that the machine's drift "
+             "hits both; the ratio is the median of the per-pair ratios [min–max].", "",
+             "| agents | kvault decode tok/s | llama-batched-bench S_TG tok/s | ratio | kvault end to end tok/s "
+             "(incl. prefill, HTTP) |", "|---|---|---|---|---|"]
+    lines += decode_rows(d)
     tg = d.get("llama_bench_tg")
     if tg:
-        k1 = d["kvault"].get("1")
-        fast = d.get("kvault_fast_single", {}).get("1")
-        ps = d.get("paired_ratio_single") or {}
-        def single(key, value):
-            p = ps.get(key)
-            return f"**{p['median']:.2f}×** [{p['min']:.2f}–{p['max']:.2f}]" if p else f"**{ratio(value, tg['median']):.2f}×**"
-        det = d.get("kvault_deterministic_single", {}).get("1")
-        if det:
-            k1 = d.get("kvault_single", {}).get("1") or k1
-            lines += ["", f"Single stream, measured back to back (kvault, llama-bench, kvault `--deterministic`; "
-                      f"~30 s) in each repetition: llama-bench tg{r['gen_tokens']} {span(tg, 1, ' tok/s')}; "
-                      f"kvault (default) {k1['median']:.1f} tok/s: {single('default', k1['median'])}; "
-                      "kvault `--deterministic` "
-                      f"{det['median']:.1f} tok/s: {single('deterministic', det['median'])}. Deterministic mode "
-                      "(opt-in) never submits a one-token batch or a step with one output row, so that llama.cpp "
-                      "uses the same matmul kernels as for batches (a step of 2 tokens costs ~1.5× a step of 1 "
-                      "here); that is its cost in single-stream speed (docs/architecture.md, \"Exactness\")."]
-        else:  # results from before 2026-11-28, when deterministic mode was the default
-            lines += ["", f"Single stream: llama-bench tg{r['gen_tokens']} {span(tg, 1, ' tok/s')}; kvault (deterministic) "
-                      f"{k1['median']:.1f} tok/s: {single('deterministic', k1['median'])}" +
-                      (f"; kvault `--no-deterministic` {fast['median']:.1f} tok/s: "
-                       f"{single('no_deterministic', fast['median'])}." if fast else ".")]
+        lines += ["", decode_single(r, d, tg)]
     lines += ["", "Commands: `" + d.get("batched_bench", {}).get("cmd", "(not run)") + "`; `" +
               (tg or {}).get("cmd", "(not run)") + "`.", ""]
     lines += image("decode", "Decode throughput vs concurrent agents")
     return lines
+
+
+def decode_rows(d):
+    """One row per agent count; llama-batched-bench's columns are empty without llama.cpp's tools."""
+    rows = []
+    for n, k in d["kvault"].items():
+        b = d.get("batched_bench", {}).get(n)
+        pr = d.get("paired_ratio", {}).get(n)
+        e = k.get("end_to_end")
+        cells = [n, span(k, 1), span(b, 1) if b else "—", span(pr, 2, "×") if pr else "—",
+                 f"{e['median']:.1f}" if e else "—"]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+def decode_single(r, d, tg):
+    """Single stream: kvault (default and --deterministic) beside llama-bench tg, paired ratios."""
+    k1, det = d["kvault_single"]["1"], d["kvault_deterministic_single"]["1"]
+    def single(key):
+        p = d["paired_ratio_single"][key]
+        return f"**{p['median']:.2f}×** [{p['min']:.2f}–{p['max']:.2f}]"
+    return (f"Single stream, measured back to back (kvault, llama-bench, kvault `--deterministic`; "
+            f"~30 s) in each repetition: llama-bench tg{r['gen_tokens']} {span(tg, 1, ' tok/s')}; "
+            f"kvault (default) {k1['median']:.1f} tok/s: {single('default')}; "
+            "kvault `--deterministic` "
+            f"{det['median']:.1f} tok/s: {single('deterministic')}. Deterministic mode "
+            "(opt-in) never submits a one-token batch or a step with one output row, so that llama.cpp "
+            "uses the same matmul kernels as for batches (a step of 2 tokens costs ~1.5× a step of 1 "
+            "here); that is its cost in single-stream speed (docs/architecture.md, \"Exactness\").")
 
 
 def ttft_section(r, image):

@@ -113,10 +113,7 @@ class Rows:
     def __init__(self, ctx):
         self.ctx = ctx
         rs = ctx.r.get("resume") if not ctx.smoke else None
-        rs = rs if rs and "kvault" in rs else {"kvault": {}, "llama-server": {}}
-        for tokens in rs["kvault"]:  # rows from before rows were dated: the suite's date and machine
-            rs.setdefault("dates", {}).setdefault(tokens, ctx.r.get("suite_dates", {}).get("resume"))
-            rs.setdefault("machines", {}).setdefault(tokens, ctx.r.get("suite_machines", {}).get("resume"))
+        rs = rs or {"kvault": {}, "llama-server": {}}
         ctx.r["resume"] = self.rs = rs
         self.raw, self.earlier = rs.setdefault("raw", {}), {}
         self.machine = machine_desc(ctx.r["machine"])

@@ -85,7 +85,7 @@ def run(ctx):
     log(f"suite: round robin, agents {ctx.rr_agents}")
     args, threads = ctx.args, str(ctx.args.threads)
     rr = ctx.r.get("roundrobin") if not ctx.smoke else None
-    rr = rr if rr and "runs" in rr else {"runs": {}}
+    rr = rr or {"runs": {}}
     kv_flags = ["--pool-tokens", str(ctx.rr_pool), "--resident-seqs", str(ctx.rr_slots), "--parallel",
                 str(ctx.rr_slots), "--ctx-size", str(ctx.rr_ctx), "--ram-cache", str(args.rr_ram_mib)]
     ls_flags = ["-c", str(ctx.rr_pool), "-np", str(ctx.rr_slots), "-kvu", "--cache-ram", str(args.rr_ram_mib),
