@@ -25,22 +25,21 @@ Suites:
 """
 import argparse
 import concurrent.futures
-import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kvbench.client import chat, chat_stream, get_json, post_json  # noqa: E402  (shared with bench.py)
-from kvbench.machine import llama_tag, machine, machine_desc  # noqa: E402
-from kvbench.servers import Server, ensure_model  # noqa: E402
+from kvbench.client import chat, chat_stream, post_json  # noqa: E402  (shared with bench.py)
+from kvbench.machine import llama_source_hashes, llama_tag, machine, machine_desc  # noqa: E402
+from kvbench.results import load_json, save_json  # noqa: E402
+from kvbench.servers import Server, ensure_model, llama_tools, model_meta, private_binaries  # noqa: E402
 from kvbench.suites.roundrobin import rr_agents_prompts  # noqa: E402
 from kvbench.suites.ttft import ttft_under_prefill  # noqa: E402
-from kvbench.util import CACHE, ROOT, int_list, log, percentile, rand_text, stats, text_of  # noqa: E402
+from kvbench.util import ROOT, int_list, log, percentile, rand_text, stats, text_of  # noqa: E402
 
 SUITES = ("decode", "ttft", "roundrobin")
 
@@ -48,15 +47,8 @@ SUITES = ("decode", "ttft", "roundrobin")
 def llama_baseline():
     """The llama.cpp source both servers are built from: the bundle's tag is node-llama-cpp's, not
     an upstream release, so its commit and tree hashes name it."""
-    src = os.path.join(CACHE, f"llama.cpp-{llama_tag()}")
-    out = {"bundle_tag": llama_tag(), "repo": "ggml-org/llama.cpp"}
-    for key, ref in (("commit", "HEAD"), ("tree", "HEAD^{tree}")):
-        try:
-            out[key] = subprocess.run(["git", "-C", src, "rev-parse", ref], check=True, capture_output=True,
-                                      text=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            out[key] = "unknown"
-    return out
+    hashes = {k: "unknown" if h is None else h for k, h in llama_source_hashes().items()}
+    return {"bundle_tag": llama_tag(), "repo": "ggml-org/llama.cpp", **hashes}
 
 
 def ratio_stats(kv, ls):
@@ -302,7 +294,7 @@ def render(r):
     return "\n".join(lines)
 
 
-def main():
+def build_parser():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--suites", default=",".join(SUITES))
     ap.add_argument("--threads", type=int, default=os.cpu_count())
@@ -319,31 +311,24 @@ def main():
     ap.add_argument("--out-json", default=os.path.join(ROOT, "bench", "results", "peers.json"))
     ap.add_argument("--out-md", default=os.path.join(ROOT, "docs", "peers.md"))
     ap.add_argument("--render-only", action="store_true")
-    args = ap.parse_args()
+    return ap
+
+
+def main():
+    args = build_parser().parse_args()
     r = {}
     if os.path.exists(args.out_json):  # a partial run replaces only the suites it ran
-        with open(args.out_json) as f:
-            r = json.load(f)
+        r = load_json(args.out_json)
     if args.render_only:
         with open(args.out_md, "w") as f:
             f.write(render(r) + "\n")
         return
     suites = args.suites.split(",")
     assert set(suites) <= set(SUITES), suites
-    bin_dir = tempfile.mkdtemp(prefix="kvault-peers-bin-")  # a private copy: rebuilds do not disturb a run
-    os.makedirs(os.path.join(bin_dir, "bin"))
-    kvault = os.path.join(bin_dir, "bin", "kvault")
-    shutil.copy2(args.kvault, kvault)
-    share = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(args.kvault))), "share")
-    if os.path.isdir(share):  # the vocabulary `model make-demo` reads
-        os.symlink(share, os.path.join(bin_dir, "share"))
+    kvault = private_binaries(args.kvault, "kvault-peers-bin-")  # a private copy: rebuilds do not disturb a run
     model = ensure_model(args.kvault, args.model_size)
-    tools = subprocess.run(["bash", os.path.join(ROOT, "bench", "build-llama-tools.sh")], check=True,
-                           capture_output=True, text=True).stdout.strip().splitlines()[-1]
-    ls_bin = os.path.join(tools, "llama-server")
-    info = Server([kvault, "serve", "--model", model, "--log-level", "warn", "--pool-tokens", "4096"], "kvault-info")
-    meta = get_json(info.port, "/v1/models")["data"][0]["meta"]
-    info.stop()
+    ls_bin = os.path.join(llama_tools(), "llama-server")
+    meta = model_meta(kvault, model)
     r.update({"machine": machine(), "model": os.path.basename(model), "model_desc": meta["description"],
               "threads": args.threads, "llama_cpp": llama_baseline()})
 
@@ -352,10 +337,7 @@ def main():
             if suite in r:
                 r.setdefault("suite_runs", {})[suite] = {"date": r["machine"]["date"], "reps": args.reps,
                                                          "machine": machine_desc(r["machine"])}
-        os.makedirs(os.path.dirname(args.out_json), exist_ok=True)
-        with open(args.out_json + ".tmp", "w") as f:
-            json.dump(r, f, indent=1)
-        os.replace(args.out_json + ".tmp", args.out_json)
+        save_json(args.out_json, r, indent=1)
         with open(args.out_md, "w") as f:
             f.write(render(r) + "\n")
 
@@ -380,7 +362,6 @@ def main():
         r["roundrobin"] = roundrobin(kvault, ls_bin, model, args.threads, args.rr_agents, args.reps, args.rr_system,
                                      (lo, hi), 16, args.rr_budget_mib, 4, 8192)
         save()
-    shutil.rmtree(bin_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -2,16 +2,12 @@
 run's are tiny), private copies of the binaries, then each suite asked for, saved as it finishes,
 and the outputs."""
 import argparse
-import atexit
 import os
-import shutil
-import subprocess
 import tempfile
 
 from . import results, smoke
-from .client import get_json
 from .machine import llama_tag, machine
-from .servers import Server, ensure_model
+from .servers import ensure_model, llama_tools, model_meta, private_binaries
 from .suites import MODULES
 from .util import ROOT, SUITES, int_list
 
@@ -120,38 +116,16 @@ class Run:
         results.checkpoint(self.r, suite, self.suites, self.out_json)
 
 
-def private_binaries(kvault):
-    """A private copy of the binary: rebuilding build/ while a run goes on (hours) neither breaks it
-    (the file is briefly not executable while it is linked) nor mixes two versions in one run.
-    Returns the copy's path."""
-    bin_dir = tempfile.mkdtemp(prefix="kvault-bench-bin-")
-    atexit.register(shutil.rmtree, bin_dir, True)
-    os.makedirs(os.path.join(bin_dir, "bin"))
-    shutil.copy2(kvault, os.path.join(bin_dir, "bin", "kvault"))
-    block_bench = os.path.join(os.path.dirname(os.path.abspath(kvault)), "kvault-block-bench")
-    if os.path.exists(block_bench):  # the block I/O suite's program
-        shutil.copy2(block_bench, os.path.join(bin_dir, "bin", "kvault-block-bench"))
-    share = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(kvault))), "share")
-    if os.path.isdir(share):  # the vocabulary `model make-demo` reads
-        os.symlink(share, os.path.join(bin_dir, "share"))
-    return os.path.join(bin_dir, "bin", "kvault")
-
-
 def prepare(ctx):
     """The binaries, the model, llama.cpp's tools (not for a smoke run) and the results this run
     adds to (a partial run updates only the suites it runs)."""
     args = ctx.args
-    ctx.kvault = args.kvault = private_binaries(args.kvault)
+    # the block I/O suite's program is copied with kvault
+    ctx.kvault = args.kvault = private_binaries(args.kvault, "kvault-bench-bin-", ("kvault-block-bench",))
     ctx.model = ensure_model(ctx.kvault, ctx.size)
-    ctx.tools = None
-    if not ctx.smoke:
-        ctx.tools = subprocess.run(["bash", os.path.join(ROOT, "bench", "build-llama-tools.sh")], check=True,
-                                   capture_output=True, text=True).stdout.strip().splitlines()[-1]
-    info_srv = Server([ctx.kvault, "serve", "--model", ctx.model, "--log-level", "warn", "--pool-tokens", "4096"],
-                      "kvault-info")
-    meta = get_json(info_srv.port, "/v1/models")["data"][0]["meta"]
+    ctx.tools = None if ctx.smoke else llama_tools()
+    meta = model_meta(ctx.kvault, ctx.model)
     desc, n_params = meta["description"], meta.get("n_params")
-    info_srv.stop()
     if not ctx.smoke and os.path.exists(ctx.out_json):
         ctx.r = results.load_json(ctx.out_json)
     ctx.r.update({"smoke": ctx.smoke, "machine": machine(), "model": os.path.basename(ctx.model),

@@ -18,17 +18,25 @@ def llama_tag():
     return m.group(1) if m else "unknown"
 
 
-def llama_source_ids():
-    """The pinned llama.cpp source's commit and tree hashes (the bundle is one squashed commit)."""
+def llama_source_hashes():
+    """The pinned llama.cpp source's full commit and tree hashes (None where git cannot tell): the
+    bundle's tag is node-llama-cpp's, not an upstream release, and the bundle is one squashed commit,
+    so these hashes name it."""
     src = os.path.join(CACHE, f"llama.cpp-{llama_tag()}")
-    ids = []
+    out = {}
     for name, ref in (("commit", "HEAD"), ("tree", "HEAD^{tree}")):
         try:
-            ids.append(f"{name} `" + subprocess.run(["git", "-C", src, "rev-parse", ref], check=True,
-                                                   capture_output=True, text=True).stdout.strip()[:12] + "`")
+            out[name] = subprocess.run(["git", "-C", src, "rev-parse", ref], check=True, capture_output=True,
+                                       text=True).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
-            ids.append(f"{name} unknown")
-    return ", ".join(ids)
+            out[name] = None
+    return out
+
+
+def llama_source_ids():
+    """The pinned llama.cpp source's commit and tree hashes, short, for the markdown."""
+    return ", ".join(f"{name} `{h[:12]}`" if h is not None else f"{name} unknown"
+                     for name, h in llama_source_hashes().items())
 
 
 def machine():

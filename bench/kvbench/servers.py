@@ -1,5 +1,6 @@
 """Server processes for the benchmarks: kvault or llama-server on a free loopback port (with its
 own temporary KV cache directory for kvault), and the demo models they serve."""
+import atexit
 import os
 import shutil
 import signal
@@ -10,7 +11,8 @@ import time
 import urllib.error
 import urllib.request
 
-from .util import CACHE, log
+from .client import get_json
+from .util import CACHE, ROOT, log
 
 
 def free_port():
@@ -76,3 +78,37 @@ def ensure_model(kvault, size, seed=42):
         log(f"generating the {size} demo model at {path}")
         subprocess.run([kvault, "model", "make-demo", "--size", size, "--out", path, "--seed", str(seed)], check=True)
     return path
+
+
+def private_binaries(kvault, prefix, extras=()):
+    """A private copy of the kvault binary (and of `extras`, programs next to it, where present),
+    removed at exit: rebuilding build/ while a run goes on (hours) neither breaks it (the file is
+    briefly not executable while it is linked) nor mixes two versions in one run. Returns the
+    copy's path."""
+    bin_dir = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, bin_dir, True)
+    os.makedirs(os.path.join(bin_dir, "bin"))
+    shutil.copy2(kvault, os.path.join(bin_dir, "bin", "kvault"))
+    for name in extras:
+        path = os.path.join(os.path.dirname(os.path.abspath(kvault)), name)
+        if os.path.exists(path):
+            shutil.copy2(path, os.path.join(bin_dir, "bin", name))
+    share = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(kvault))), "share")
+    if os.path.isdir(share):  # the vocabulary `model make-demo` reads
+        os.symlink(share, os.path.join(bin_dir, "share"))
+    return os.path.join(bin_dir, "bin", "kvault")
+
+
+def llama_tools():
+    """The directory of llama.cpp's programs (llama-server, llama-bench, llama-batched-bench), built
+    from the pinned source by bench/build-llama-tools.sh the first time."""
+    return subprocess.run(["bash", os.path.join(ROOT, "bench", "build-llama-tools.sh")], check=True,
+                          capture_output=True, text=True).stdout.strip().splitlines()[-1]
+
+
+def model_meta(kvault, model):
+    """What kvault's /v1/models says of the model (llama.cpp's description, parameter count)."""
+    info = Server([kvault, "serve", "--model", model, "--log-level", "warn", "--pool-tokens", "4096"], "kvault-info")
+    meta = get_json(info.port, "/v1/models")["data"][0]["meta"]
+    info.stop()
+    return meta
