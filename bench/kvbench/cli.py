@@ -84,7 +84,8 @@ class Run:
         smoke = self.smoke = args.smoke
         self.args, self.suites = args, suites
         self.size = "tiny" if smoke else "bench"
-        self.agents = int_list(args.decode_agents) if args.decode_agents else ([1, 2, 4] if smoke else [1, 2, 3, 4, 5, 8, 16])
+        self.agents = int_list(args.decode_agents) if args.decode_agents else (
+            [1, 2, 4] if smoke else [1, 2, 3, 4, 5, 8, 16])
         self.prompt_words, self.gen_tokens = (20, 16) if smoke else (100, 128)
         self.long_words, self.short_words = (300, 10) if smoke else (4000, 20)
         self.reps = 1 if smoke else max(3, args.reps)

@@ -119,13 +119,12 @@ def ttft_section(r, image):
     t = r.get("ttft")
     if not t:
         return []
-    lines = []
-    lines += ["## Time to first token while another agent's long prompt is prefilled", "",
-              f"A short prompt (~{r['short_words']} words, 1 token answered) alone, and 1 s after another agent "
-              f"sent a {t['kvault']['long_prompt_tokens']}-token prompt. kvault splits prefill into "
-              "`--step-tokens` chunks that share each step with other requests; llama-server processes "
-              "prompts in `--batch-size` (2048) chunks.", "",
-              "| server | alone (s) | during the long prefill (s) |", "|---|---|---|"]
+    lines = ["## Time to first token while another agent's long prompt is prefilled", "",
+             f"A short prompt (~{r['short_words']} words, 1 token answered) alone, and 1 s after another agent "
+             f"sent a {t['kvault']['long_prompt_tokens']}-token prompt. kvault splits prefill into "
+             "`--step-tokens` chunks that share each step with other requests; llama-server processes "
+             "prompts in `--batch-size` (2048) chunks.", "",
+             "| server | alone (s) | during the long prefill (s) |", "|---|---|---|"]
     for name, v in t.items():
         a, l = v["alone_s"], v["during_prefill_s"]
         lines.append(f"| {name} | {span(a)} | {span(l)} |")
@@ -138,17 +137,16 @@ def persist_section(r, image):
     ps = r.get("persist")
     if not ps:
         return []
-    lines = []
-    lines += ["## Persistence cost: decode throughput with and without the disk tier", "",
-              f"N agents each send {ps.get('turns', 3)} requests one after another (a ~{r['prompt_tokens']}-token "
-              f"prompt each; {r['gen_tokens'] // 2}–{r['gen_tokens']} tokens answered, the length differing "
-              "between agents so that requests end at different times and a finished request's KV blocks "
-              "are written while the others decode), on kvault with persistence (the default: blocks go "
-              "to disk asynchronously) and with `--no-persist` (RAM tier only); the two alternate (which goes first swaps every rep). "
-              "Decode tokens/s over steps with no prompt tokens, from `/health` as in the decode suite. "
-              "Goal: on / off ≥ 0.97.", "",
-              "| agents | persistence on tok/s | `--no-persist` tok/s | on / off | end to end on / off tok/s |",
-              "|---|---|---|---|---|"]
+    lines = ["## Persistence cost: decode throughput with and without the disk tier", "",
+             f"N agents each send {ps.get('turns', 3)} requests one after another (a ~{r['prompt_tokens']}-token "
+             f"prompt each; {r['gen_tokens'] // 2}–{r['gen_tokens']} tokens answered, the length differing "
+             "between agents so that requests end at different times and a finished request's KV blocks "
+             "are written while the others decode), on kvault with persistence (the default: blocks go "
+             "to disk asynchronously) and with `--no-persist` (RAM tier only); the two alternate (which goes first swaps every rep). "
+             "Decode tokens/s over steps with no prompt tokens, from `/health` as in the decode suite. "
+             "Goal: on / off ≥ 0.97.", "",
+             "| agents | persistence on tok/s | `--no-persist` tok/s | on / off | end to end on / off tok/s |",
+             "|---|---|---|---|---|"]
     for n, v in ps["agents"].items():
         e = v.get("end_to_end", {})
         et = f"{e['on']['median']:.1f} / {e['off']['median']:.1f}" if e else "—"
@@ -167,21 +165,20 @@ def swap_section(r, image):
     sw = r.get("swap")
     if not sw:
         return []
-    lines = []
     k, l = sw["kvault"], sw.get("llama-server", {})
     def cell(v):
         return span(v) if v else "—"
-    lines += ["## Model swap: back on a model after another one was served", "",
-              f"An agent's {sw['tokens']}-token conversation on model A; then model B is served (one model "
-              "loaded at a time); then the agent's next turn on A (1 token answered). kvault: "
-              "`--max-loaded-models 1`, B loaded on demand by its first request, then "
-              "`POST /admin/models/swap` back to A; A's KV blocks stayed on disk. llama-server: restarted with "
-              "B, then restarted with A (it keeps no cache). Seconds, median [min–max].", "",
-              "| | kvault | llama-server |", "|---|---|---|",
-              f"| first turn on A (cold) | {cell(k['cold_s'])} | {cell(l.get('cold_s'))} |",
-              f"| serving B: on-demand load + B's first (short) request | {cell(k['on_demand_load_s'])} | — |",
-              f"| back to A: swap / restart | {cell(k['swap_s'])} | {cell(l.get('restart_s'))} |",
-              f"| A's next turn after that | {cell(k['next_turn_s'])} | {cell(l.get('next_turn_s'))} |"]
+    lines = ["## Model swap: back on a model after another one was served", "",
+             f"An agent's {sw['tokens']}-token conversation on model A; then model B is served (one model "
+             "loaded at a time); then the agent's next turn on A (1 token answered). kvault: "
+             "`--max-loaded-models 1`, B loaded on demand by its first request, then "
+             "`POST /admin/models/swap` back to A; A's KV blocks stayed on disk. llama-server: restarted with "
+             "B, then restarted with A (it keeps no cache). Seconds, median [min–max].", "",
+             "| | kvault | llama-server |", "|---|---|---|",
+             f"| first turn on A (cold) | {cell(k['cold_s'])} | {cell(l.get('cold_s'))} |",
+             f"| serving B: on-demand load + B's first (short) request | {cell(k['on_demand_load_s'])} | — |",
+             f"| back to A: swap / restart | {cell(k['swap_s'])} | {cell(l.get('restart_s'))} |",
+             f"| A's next turn after that | {cell(k['next_turn_s'])} | {cell(l.get('next_turn_s'))} |"]
     if l:
         total_k = k["swap_s"]["median"] + k["next_turn_s"]["median"]
         total_l = l["restart_s"]["median"] + l["next_turn_s"]["median"]
@@ -196,16 +193,15 @@ def blockio_section(r, image):
     b = r.get("blockio")
     if not b:
         return []
-    lines = []
     p = b["prefill"]
-    lines += ["## Saving and restoring KV blocks", "",
-              f"`{b['cmd']}`: a {p['prefill_tokens']}-token sequence (prefilled in {p['prefill_ms']:.0f} ms, "
-              f"{p['prefill_tokens'] / p['prefill_ms'] * 1000:.0f} tokens/s) cut into blocks; each block shared "
-              "into a scratch sequence and serialised with `llama_state_seq_get_data` (save), then deserialised "
-              "and shared into a new sequence (load), all in memory. \"Identical\": the next token's logits "
-              "from the restored sequence equal the original's bit for bit.", "",
-              "| block tokens | bytes/block | save ms/block | save MB/s | load ms/block | load MB/s | identical |",
-              "|---|---|---|---|---|---|---|"]
+    lines = ["## Saving and restoring KV blocks", "",
+             f"`{b['cmd']}`: a {p['prefill_tokens']}-token sequence (prefilled in {p['prefill_ms']:.0f} ms, "
+             f"{p['prefill_tokens'] / p['prefill_ms'] * 1000:.0f} tokens/s) cut into blocks; each block shared "
+             "into a scratch sequence and serialised with `llama_state_seq_get_data` (save), then deserialised "
+             "and shared into a new sequence (load), all in memory. \"Identical\": the next token's logits "
+             "from the restored sequence equal the original's bit for bit.", "",
+             "| block tokens | bytes/block | save ms/block | save MB/s | load ms/block | load MB/s | identical |",
+             "|---|---|---|---|---|---|---|"]
     for row in b["sizes"]:
         lines.append(f"| {row['block_tokens']} | {row['bytes_per_block']} | {row['save_ms_per_block']:.3f} | "
                      f"{row['save_mb_s']:.0f} | {row['load_ms_per_block']:.3f} | {row['load_mb_s']:.0f} | "
@@ -223,10 +219,9 @@ def index_section(r, image):
     ix = r.get("index")
     if not ix:
         return []
-    lines = []
     v = ix["seconds"]
-    lines += ["## Restart: rebuilding the disk index", "",
-              f"`kvault cache stats` over a cache directory of {ix['files']:,} block files (the same scan a "
-              f"server does at start-up: directory walk and index by key and age; a server also removes temp files, of which there are none here): "
-              f"{span(v, 2, ' s')}.", ""]
+    lines = ["## Restart: rebuilding the disk index", "",
+             f"`kvault cache stats` over a cache directory of {ix['files']:,} block files (the same scan a "
+             f"server does at start-up: directory walk and index by key and age; a server also removes temp files, of which there are none here): "
+             f"{span(v, 2, ' s')}.", ""]
     return lines

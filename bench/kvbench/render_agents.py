@@ -8,27 +8,41 @@ def resume_section(r, image):
     rs = r.get("resume")
     if not rs:
         return []
-    lines = []
-    lines += ["## Resuming an agent: next-turn time to first token", "",
-              "An agent with a long conversation sends its next turn (a few new tokens; 1 token answered). "
-              "kvault: cold (nothing cached), while its sequence is resident, after other agents pushed it "
-              "out of the pool (restored from the RAM tier), and after a server restart (restored from "
-              "disk; the file pages may still be in the OS page cache), and after a restart with its block "
-              "files evicted from the page cache (`posix_fadvise(DONTNEED)`: read from the disk itself). "
-              "llama-server: cold, resident (`cache_prompt`), after a restart (it keeps nothing). Seconds, "
-              "median [min–max].", "",
-              "| context tokens | kvault cold | resident | RAM | restart | restart, from the disk itself | "
-              "cold / restart | llama-server cold | resident | restart |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["## Resuming an agent: next-turn time to first token", "",
+             "An agent with a long conversation sends its next turn (a few new tokens; 1 token answered). "
+             "kvault: cold (nothing cached), while its sequence is resident, after other agents pushed it "
+             "out of the pool (restored from the RAM tier), and after a server restart (restored from "
+             "disk; the file pages may still be in the OS page cache), and after a restart with its block "
+             "files evicted from the page cache (`posix_fadvise(DONTNEED)`: read from the disk itself). "
+             "llama-server: cold, resident (`cache_prompt`), after a restart (it keeps nothing). Seconds, "
+             "median [min–max].", "",
+             "| context tokens | kvault cold | resident | RAM | restart | restart, from the disk itself | "
+             "cold / restart | llama-server cold | resident | restart |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += resume_rows(rs) + resume_notes(rs)
+    lines.append("")
+    lines += image("resume", "Next-turn TTFT vs context tokens, by path")
+    return lines
+
+
+def resume_rows(rs):
+    """One row per context size, kvault's paths beside llama-server's."""
+    def cell(v):
+        return span(v) if v else "—"
+    rows = []
     for n, kv in sorted(rs["kvault"].items(), key=lambda e: int(e[0])):
         ls = rs.get("llama-server", {}).get(n, {})
-        def cell(v):
-            return span(v) if v else "—"
         speedup = kv["cold"]["median"] / kv["restart"]["median"]
         reps_note = f" ({kv['cold']['n']} of 3 repetitions so far)" if kv["cold"]["n"] < 3 else ""
-        lines.append(f"| {n}{reps_note} | {cell(kv['cold'])} | {cell(kv['resident'])} | {cell(kv['ram'])} | "
-                     f"{cell(kv['restart'])} | {cell(kv.get('disk'))} | {speedup:.0f}× | {cell(ls.get('cold'))} | "
-                     f"{cell(ls.get('resident'))} | {cell(ls.get('restart'))} |")
+        rows.append(f"| {n}{reps_note} | {cell(kv['cold'])} | {cell(kv['resident'])} | {cell(kv['ram'])} | "
+                    f"{cell(kv['restart'])} | {cell(kv.get('disk'))} | {speedup:.0f}× | {cell(ls.get('cold'))} | "
+                    f"{cell(ls.get('resident'))} | {cell(ls.get('restart'))} |")
+    return rows
+
+
+def resume_notes(rs):
+    """Rows kept without raw samples, the pool sizes, rows from different runs, load throughput."""
+    lines = []
     runs = {}  # (date, machine) -> context sizes measured in that run
     for n in sorted(rs["kvault"], key=int):
         runs.setdefault((rs.get("dates", {}).get(n), rs.get("machines", {}).get(n)), []).append(n)
@@ -54,8 +68,6 @@ def resume_section(r, image):
                   "; ".join(f"{n} tokens {span(v, 0, ' MB/s')}" for n, v in loads) +
                   (f". The disk's own sequential read, same run: {d['read_mb_s']:.0f} MB/s "
                    f"({d['size_mb']} MB file, page cache dropped first)." if d else ".")]
-    lines.append("")
-    lines += image("resume", "Next-turn TTFT vs context tokens, by path")
     return lines
 
 
@@ -64,9 +76,39 @@ def roundrobin_section(r, image):
     rr = r.get("roundrobin")
     if not (rr and rr.get("runs")):
         return []
-    lines = []
     runs = rr["runs"]
     c = runs[sorted(runs, key=int)[0]]["config"]
+    lines = ["## Many agents taking turns (round robin)", "",
+             f"N agents share a ~{c['system_words']}-word system prompt; each has {c['context'][0]}–"
+             f"{c['context'][1]} tokens of context in all (system prompt included). They take turns in "
+             f"round-robin order, one request at a time, {c['turns']} turns each: every turn appends the "
+             f"previous answer and a short new user message; {c['gen_tokens']} tokens answered, greedy. "
+             "The pool holds only a few agents, the same KV memory for both servers: kvault "
+             f"`{c['kvault_flags']}` (agents named by `X-Agent-Id`), llama-server `{c['llama_server_flags']}` "
+             "(its prompt cache: idle slots are saved to a RAM cache of the same size as kvault's RAM tier; "
+             "nothing goes to disk). **Read this table with its budget**: llama-server's default "
+             "`--cache-ram` is 8192 MiB, eight times the budget here; at ~50 MiB per agent it would hold "
+             "these agents at its defaults, so the gap at 32 and 128 agents is expected to be the budget, "
+             "not the engine (not yet measured at that scale with the default). "
+             "docs/peers.md compares both at llama-server's defaults, at equal budgets and with "
+             "llama-server's slot save/restore. Time to first token from the streamed answer (the first chunk that "
+             "carries text). The first turn is cold for every agent (both servers reuse the shared system "
+             "prompt's KV where they can); the next turns find the agent's KV in the pool, RAM or disk, "
+             "or recompute it. Seconds; p50 / p95 over all requests of the run. Runs per agent count: "
+             + ", ".join(f"{n}: {runs[n].get('config', {}).get('reps', 1)}" for n in sorted(runs, key=int))
+             + "; where more than one, the requests of all runs are pooled, each run's own p50 follows in "
+             "brackets, and the whole run is the median [min–max].", "",
+             "| agents | server | mean prompt tokens | first turn (cold) p50 / p95 | next turns p50 / p95 | "
+             "prompt tokens reused on next turns | whole run (s) |", "|---|---|---|---|---|---|---|"]
+    lines += roundrobin_rows(runs) + roundrobin_notes(r, runs)
+    lines += ["", "Every request's TTFT, turn and cached tokens are in the raw results (`roundrobin.runs.N.SERVER."
+              "requests`).", ""]
+    lines += image("roundrobin", "Round-robin TTFT distribution per agent count, kvault vs llama-server")
+    return lines
+
+
+def roundrobin_rows(runs):
+    """One row per agent count and server."""
     def pp(v, runs_p50=None):
         if not v:
             return "—"
@@ -75,37 +117,22 @@ def roundrobin_section(r, image):
         return f"{v['p50']:.2f} / {v['p95']:.2f}{spread}"
     def total(t):
         return f"{t['median']:.1f}" + (f" [{t['min']:.1f}–{t['max']:.1f}]" if t.get("n", 1) > 1 else "")
-    lines += ["## Many agents taking turns (round robin)", "",
-              f"N agents share a ~{c['system_words']}-word system prompt; each has {c['context'][0]}–"
-              f"{c['context'][1]} tokens of context in all (system prompt included). They take turns in "
-              f"round-robin order, one request at a time, {c['turns']} turns each: every turn appends the "
-              f"previous answer and a short new user message; {c['gen_tokens']} tokens answered, greedy. "
-              "The pool holds only a few agents, the same KV memory for both servers: kvault "
-              f"`{c['kvault_flags']}` (agents named by `X-Agent-Id`), llama-server `{c['llama_server_flags']}` "
-              "(its prompt cache: idle slots are saved to a RAM cache of the same size as kvault's RAM tier; "
-              "nothing goes to disk). **Read this table with its budget**: llama-server's default "
-              "`--cache-ram` is 8192 MiB, eight times the budget here; at ~50 MiB per agent it would hold "
-              "these agents at its defaults, so the gap at 32 and 128 agents is expected to be the budget, "
-              "not the engine (not yet measured at that scale with the default). "
-              "docs/peers.md compares both at llama-server's defaults, at equal budgets and with "
-              "llama-server's slot save/restore. Time to first token from the streamed answer (the first chunk that "
-              "carries text). The first turn is cold for every agent (both servers reuse the shared system "
-              "prompt's KV where they can); the next turns find the agent's KV in the pool, RAM or disk, "
-              "or recompute it. Seconds; p50 / p95 over all requests of the run. Runs per agent count: "
-              + ", ".join(f"{n}: {runs[n].get('config', {}).get('reps', 1)}" for n in sorted(runs, key=int))
-              + "; where more than one, the requests of all runs are pooled, each run's own p50 follows in "
-              "brackets, and the whole run is the median [min–max].", "",
-              "| agents | server | mean prompt tokens | first turn (cold) p50 / p95 | next turns p50 / p95 | "
-              "prompt tokens reused on next turns | whole run (s) |", "|---|---|---|---|---|---|---|"]
+    rows = []
     for n in sorted(runs, key=int):
         for server in ("kvault", "llama-server"):
             v = runs[n].get(server)
             if not v:
                 continue
-            lines.append(f"| {n} | {server} | {v['mean_prompt_tokens']:.0f} | "
-                         f"{pp(v['cold_ttft_s'], v.get('cold_p50_runs'))} | "
-                         f"{pp(v['warm_ttft_s'], v.get('warm_p50_runs'))} | {v['warm_cached_fraction'] * 100:.0f}% | "
-                         f"{total(v['total_s'])} |")
+            rows.append(f"| {n} | {server} | {v['mean_prompt_tokens']:.0f} | "
+                        f"{pp(v['cold_ttft_s'], v.get('cold_p50_runs'))} | "
+                        f"{pp(v['warm_ttft_s'], v.get('warm_p50_runs'))} | {v['warm_cached_fraction'] * 100:.0f}% | "
+                        f"{total(v['total_s'])} |")
+    return rows
+
+
+def roundrobin_notes(r, runs):
+    """llama-server / kvault per agent count, rows from separate runs or machines, 128 agents."""
+    lines = []
     faster = []
     for n in sorted(runs, key=int):
         k, l = runs[n].get("kvault"), runs[n].get("llama-server")
@@ -125,9 +152,6 @@ def roundrobin_section(r, image):
     note = rr_note(runs)
     if note and not r.get("smoke"):
         lines += ["", note]
-    lines += ["", "Every request's TTFT, turn and cached tokens are in the raw results (`roundrobin.runs.N.SERVER."
-              "requests`).", ""]
-    lines += image("roundrobin", "Round-robin TTFT distribution per agent count, kvault vs llama-server")
     return lines
 
 
@@ -136,37 +160,48 @@ def memory_section(r, image):
     mem = r.get("memory")
     if not mem:
         return []
-    lines = []
     c = mem["config"]
     ls_rows = {row["agents"]: row for row in mem.get("llama-server") or []}
-    lines += ["## Memory with many stored agents", "",
-              f"Agents 1, 2, … each send one turn of ~{c['words']} distinct words (a few tokens answered); "
-              "after each step, the server's resident memory from `/proc/PID/status` (VmRSS now, VmHWM its "
-              "peak, RssAnon its anonymous part: heap, KV pool, RAM tier; the rest is the mapped model file) "
-              "and kvault's tiers from `/health` once its disk writes are done. kvault "
-              f"`{c['kvault_flags']}`: the RAM tier is bounded by `--ram-cache`, older blocks live on disk "
-              f"only. llama-server for reference: `{c['llama_server_flags']}`. Goal: kvault's memory flat "
-              "as the number of stored agents grows. MiB.", "",
-              "| agents stored | kvault RSS | peak | anon | RAM tier | disk tier | pool blocks used | "
-              "llama-server RSS | peak | anon |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for row in mem["kvault"]:
-        l = ls_rows.get(row["agents"], {})
-        st, pool = row.get("store", {}), row.get("pool", {})
-        def mib(v):
-            return f"{v:.0f}" if v is not None else "—"
-        lines.append(f"| {row['agents']} | {mib(row['VmRSS'])} | {mib(row['VmHWM'])} | {mib(row.get('RssAnon'))} | "
-                     f"{st.get('ram_bytes', 0) / 2**20:.1f} | {st.get('disk_bytes', 0) / 2**20:.1f} | "
-                     f"{pool.get('blocks_used', '—')} / {pool.get('blocks_total', '—')} | {mib(l.get('VmRSS'))} | "
-                     f"{mib(l.get('VmHWM'))} | {mib(l.get('RssAnon'))} |")
-    k0, k1 = mem["kvault"][1] if len(mem["kvault"]) > 1 else mem["kvault"][0], mem["kvault"][-1]
-    def grew(key):
-        return (k1.get("store", {}).get(key, 0) - k0.get("store", {}).get(key, 0)) / 2**20
-    lines += ["", f"kvault from {k0['agents']} to {k1['agents']} agents stored: RSS {k1['VmRSS'] - k0['VmRSS']:+.1f} MiB, "
-              f"RAM tier {grew('ram_bytes'):+.1f} MiB, disk tier {grew('disk_bytes'):+.1f} MiB" +
-              (f"; llama-server RSS {ls_rows[k1['agents']]['VmRSS'] - ls_rows[k0['agents']]['VmRSS']:+.1f} MiB"
-               if k0["agents"] in ls_rows and k1["agents"] in ls_rows else "") + ".", ""]
+    lines = ["## Memory with many stored agents", "",
+             f"Agents 1, 2, … each send one turn of ~{c['words']} distinct words (a few tokens answered); "
+             "after each step, the server's resident memory from `/proc/PID/status` (VmRSS now, VmHWM its "
+             "peak, RssAnon its anonymous part: heap, KV pool, RAM tier; the rest is the mapped model file) "
+             "and kvault's tiers from `/health` once its disk writes are done. kvault "
+             f"`{c['kvault_flags']}`: the RAM tier is bounded by `--ram-cache`, older blocks live on disk "
+             f"only. llama-server for reference: `{c['llama_server_flags']}`. Goal: kvault's memory flat "
+             "as the number of stored agents grows. MiB.", "",
+             "| agents stored | kvault RSS | peak | anon | RAM tier | disk tier | pool blocks used | "
+             "llama-server RSS | peak | anon |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += memory_rows(mem["kvault"], ls_rows)
+    lines += ["", memory_growth(mem["kvault"], ls_rows), ""]
     lines += image("memory", "RSS and KV tiers vs stored agents")
     return lines
+
+
+def memory_rows(kv_rows, ls_rows):
+    """One row per step: kvault's memory and tiers beside llama-server's memory."""
+    def mib(v):
+        return f"{v:.0f}" if v is not None else "—"
+    rows = []
+    for row in kv_rows:
+        l = ls_rows.get(row["agents"], {})
+        st, pool = row.get("store", {}), row.get("pool", {})
+        rows.append(f"| {row['agents']} | {mib(row['VmRSS'])} | {mib(row['VmHWM'])} | {mib(row.get('RssAnon'))} | "
+                    f"{st.get('ram_bytes', 0) / 2**20:.1f} | {st.get('disk_bytes', 0) / 2**20:.1f} | "
+                    f"{pool.get('blocks_used', '—')} / {pool.get('blocks_total', '—')} | {mib(l.get('VmRSS'))} | "
+                    f"{mib(l.get('VmHWM'))} | {mib(l.get('RssAnon'))} |")
+    return rows
+
+
+def memory_growth(kv_rows, ls_rows):
+    """What kvault's memory and tiers grew by from the first agent stored to the last."""
+    k0, k1 = kv_rows[1] if len(kv_rows) > 1 else kv_rows[0], kv_rows[-1]
+    def grew(key):
+        return (k1.get("store", {}).get(key, 0) - k0.get("store", {}).get(key, 0)) / 2**20
+    return (f"kvault from {k0['agents']} to {k1['agents']} agents stored: RSS {k1['VmRSS'] - k0['VmRSS']:+.1f} MiB, "
+            f"RAM tier {grew('ram_bytes'):+.1f} MiB, disk tier {grew('disk_bytes'):+.1f} MiB" +
+            (f"; llama-server RSS {ls_rows[k1['agents']]['VmRSS'] - ls_rows[k0['agents']]['VmRSS']:+.1f} MiB"
+             if k0["agents"] in ls_rows and k1["agents"] in ls_rows else "") + ".")
 
 
 def rr_note(runs):
