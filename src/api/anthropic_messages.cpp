@@ -18,12 +18,10 @@ std::string Event(const char* name, const json& data) {
 
 }  // namespace
 
-MessagesUsage ComputeUsage(int32_t prompt_tokens, int32_t cached_tokens, int32_t block_tokens, int32_t output_tokens) {
+MessagesUsage ComputeUsage(int32_t prompt_tokens, int32_t cached_tokens, int32_t kept_tokens, int32_t output_tokens) {
   MessagesUsage u;
   u.cache_read_input_tokens = cached_tokens;
-  // Full blocks of the prompt (its last token excluded, as the store keys them) are kept.
-  const int32_t kept = block_tokens > 0 && prompt_tokens > 0 ? (prompt_tokens - 1) / block_tokens * block_tokens : 0;
-  u.cache_creation_input_tokens = std::max(0, kept - cached_tokens);
+  u.cache_creation_input_tokens = std::max(0, kept_tokens - cached_tokens);
   u.input_tokens = std::max(0, prompt_tokens - cached_tokens - u.cache_creation_input_tokens);
   u.output_tokens = output_tokens;
   return u;

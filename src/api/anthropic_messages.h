@@ -28,7 +28,9 @@ struct MessagesUsage {
   int32_t cache_read_input_tokens = 0;      // restored from the pool, RAM or disk
   int32_t output_tokens = 0;
 };
-MessagesUsage ComputeUsage(int32_t prompt_tokens, int32_t cached_tokens, int32_t block_tokens, int32_t output_tokens);
+// `kept_tokens`: the prompt tokens the server keeps for later turns (GenerationEvent::
+// kept_prompt_tokens); those not cached are the cache creation.
+MessagesUsage ComputeUsage(int32_t prompt_tokens, int32_t cached_tokens, int32_t kept_tokens, int32_t output_tokens);
 
 struct MessagesResult {
   std::string id;  // "msg_…"

@@ -3,40 +3,46 @@
 //
 // Start() loads the model on the engine thread and returns once it is ready (or failed).
 // Submit() may be called from any thread; it queues the request and returns a handle whose
-// channel delivers the output. stats() is a snapshot, safe from any thread. Nothing outside this
-// class touches llama objects.
+// channel delivers the output. stats() is a snapshot, safe from any thread. Nothing outside the
+// engine thread touches llama objects.
 //
-// Inside, each step: take new requests (template + tokenize; reject what can never fit), admit
-// waiting ones FIFO when KvPool grants a slot and blocks (reusing resident prefixes), build one
-// llama_batch from PlanStep (decode tokens + round-robin prefill chunks), decode, sample, stream.
+// The thread's loop drives small parts (engine/engine_setup makes them): intake (template and
+// tokenize through LlamaRunner; reject what can never fit; KvTransfer starts the KV store
+// lookup) → Scheduler::Admit (FIFO, KvPool slots and blocks; KvTransfer restores stored blocks)
+// → Scheduler::Schedule (one step's plan) → LlamaRunner::Decode → Scheduler::Update → sample
+// and stream (engine/request_output) → at the end KvTransfer saves the blocks the store lacks.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "core/status.h"
 #include "engine/channel.h"
 #include "engine/request.h"
+#include "engine/request_state.h"
 #include "kvstore/kv_store.h"
 
 namespace kvault {
 
 struct EngineOptions {
   std::filesystem::path model_path;
-  std::string model_id;             // the name clients use; default: file stem
-  uint32_t ctx_size = 0;            // max tokens of one request (prompt + completion); 0 = model's
-  uint32_t pool_tokens = 0;         // KV pool size in tokens; 0 = derived from kv_memory_mib
-  uint32_t kv_memory_mib = 1024;    // KV pool size in MiB when pool_tokens is 0
-  uint32_t block_tokens = 64;       // pool accounting granularity (and prefix-sharing unit)
-  std::string cache_type = "f16";   // f16, q8_0, q4_0 (K and V)
-  uint32_t parallel = 8;            // requests decoded together at most
-  uint32_t resident_seqs = 32;      // sequences kept in the pool (running + idle)
+  std::string model_id;            // the name clients use; default: file stem
+  uint32_t ctx_size = 0;           // max tokens of one request (prompt + completion); 0 = model's
+  uint32_t pool_tokens = 0;        // KV pool size in tokens; 0 = derived from kv_memory_mib
+  uint32_t kv_memory_mib = 1024;   // KV pool size in MiB when pool_tokens is 0
+  uint32_t block_tokens = 64;      // pool accounting granularity (and prefix-sharing unit)
+  std::string cache_type = "f16";  // f16, q8_0, q4_0 (K and V)
+  uint32_t parallel = 8;           // requests decoded together at most
+  uint32_t resident_seqs = 32;     // sequences kept in the pool (running + idle)
   // Tokens that finished conversations may keep in the pool once another request is admitted;
   // beyond, the least recently used go (their blocks are in the KV store). -1: no limit (idle
   // sequences leave only when their cells are needed). Applies only with a KV store. Default 0:
@@ -44,10 +50,10 @@ struct EngineOptions {
   // in use) by more than restoring them from RAM costs — see docs/architecture.md, "Idle
   // sequences".
   int64_t idle_tokens = 0;
-  uint32_t step_tokens = 256;       // tokens per step: decode tokens + prefill chunks
-  uint32_t max_queue = 64;          // requests waiting for capacity before 429
+  uint32_t step_tokens = 256;  // tokens per step: decode tokens + prefill chunks
+  uint32_t max_queue = 64;     // requests waiting for capacity before 429
   uint32_t queue_timeout_ms = 60000;
-  int32_t n_threads = 0;            // 0 = all cores
+  int32_t n_threads = 0;  // 0 = all cores
   // When a request sets no max_tokens: at most this many (capped by the context); 0 = until the
   // context ends (the API references' rule).
   int32_t default_max_tokens = 0;
@@ -83,7 +89,7 @@ struct ModelInfo {
   std::string id;
   std::string path;
   std::string description;  // llama.cpp's model description, e.g. "llama 8B F16"
-  uint32_t ctx_size = 0;     // per-request limit actually in force
+  uint32_t ctx_size = 0;    // per-request limit actually in force
   int32_t n_ctx_train = 0;
   uint64_t n_params = 0;
   uint64_t size_bytes = 0;
@@ -91,10 +97,10 @@ struct ModelInfo {
   uint64_t pool_bytes = 0;
   uint32_t block_tokens = 0;
   std::string cache_type;
-  bool deterministic = false;  // --deterministic in force
-  uint32_t step_tokens = 0;    // tokens per step in force (capped in deterministic mode)
-  std::string fingerprint;   // model + KV configuration; names the cache directory
-  bool persistent = false;   // blocks are written to disk
+  bool deterministic = false;     // --deterministic in force
+  uint32_t step_tokens = 0;       // tokens per step in force (capped in deterministic mode)
+  std::string fingerprint;        // model + KV configuration; names the cache directory
+  bool persistent = false;        // blocks are written to disk
   std::string persistence_error;  // why not, when a cache directory was asked for and is unusable
   std::string persistence_off;    // why not, when the model cannot have a store (recurrent)
 };
@@ -103,10 +109,10 @@ struct EngineStats {
   uint32_t pool_blocks_total = 0;
   uint32_t pool_blocks_used = 0;
   uint32_t pool_blocks_reserved = 0;
-  double pool_utilization = 0;  // (used + reserved) / total
+  double pool_utilization = 0;         // (used + reserved) / total
   double pool_active_utilization = 0;  // blocks of running requests / total (idle ones are evictable)
   uint32_t running = 0;
-  uint32_t waiting = 0;         // admitted to the queue, not yet running
+  uint32_t waiting = 0;  // admitted to the queue, not yet running
   uint32_t idle_resident = 0;
   uint32_t idle_blocks = 0;  // pool blocks held only by idle sequences
   uint64_t idle_trims = 0;   // idle sequences evicted because idle ones held more than --idle-tokens
@@ -143,18 +149,42 @@ class Engine {
   EngineStats stats() const;
   // The KV store's own counters (RAM/disk sizes, hits, writes); thread-safe.
   KvStoreStats store_stats() const;
-  // The KV store (agents, tiers); thread-safe; null while the engine starts.
-  KvStore* store() const;
+
+  // Agents (the admin API). Any thread except the engine's. Without a KV store (recurrent models)
+  // there are none and nothing is done.
+  struct AgentView {
+    AgentRecord record;
+    AgentTiers tiers;  // where its chain's blocks are now
+  };
+  bool keeps_agents() const { return store_.load() != nullptr; }
+  // Every agent (of `tenant` when set).
+  std::vector<AgentView> ListAgents(const std::optional<std::string>& tenant) const;
+  // The agents named `id` (one per tenant that uses it; of `tenant` when set).
+  std::vector<AgentView> FindAgent(const std::string& id, const std::optional<std::string>& tenant) const;
+  struct AgentEviction {
+    size_t pool_tokens = 0;  // idle pool cells freed (between engine steps)
+    size_t ram_blocks = 0;   // blocks dropped from RAM (they stay on disk)
+    AgentTiers tiers;        // where its blocks are afterwards
+  };
+  // Out of the pool and RAM, kept on disk.
+  AgentEviction EvictAgent(const AgentRecord& agent);
+  struct AgentRemoval {
+    size_t pool_tokens = 0;
+    size_t blocks_removed = 0;  // blocks only this agent referenced
+  };
+  // Forgets the agent: its pool cells, its record and the blocks only it references.
+  AgentRemoval ForgetAgent(const AgentRecord& agent);
   // Frees the idle pool cells holding an agent's conversation (between engine steps; waits for
-  // it). Returns the tokens freed. Any thread except the engine's.
+  // it). Returns the tokens freed.
   size_t EvictAgentFromPool(const std::string& tenant, const std::string& agent_id);
 
  private:
-  class Impl;  // llama state and the scheduling loop, touched only by the engine thread
+  class Impl;  // the parts and the loop, touched only by the engine thread
   struct Job {
     GenerateRequest request;
     std::shared_ptr<RequestHandle> handle;
     std::chrono::steady_clock::time_point submitted;
+    PendingTicket ticket;                // counted in pending_ until admitted or ended
     std::function<void(Impl&)> control;  // set: not a request, work for the engine thread
   };
 
@@ -163,13 +193,15 @@ class Engine {
 
   EngineOptions options_;
   ModelInfo info_;
-  Channel<Job> queue_;
-  std::atomic<uint32_t> pending_{0};  // submitted, not yet running or finished
+  // Requests submitted, not yet running or ended (PendingTicket); declared before the queue and
+  // the loop's state, whose tickets point at it.
+  std::atomic<uint32_t> pending_{0};
   std::atomic<uint32_t> running_{0};  // decoding now (as of the engine's last step)
+  Channel<Job> queue_;
   mutable std::mutex stats_mu_;
   EngineStats stats_;
   std::unique_ptr<Impl> impl_;
-  std::atomic<KvStore*> store_{nullptr};  // owned by impl_; set once loaded
+  std::atomic<KvStore*> store_{nullptr};  // owned by impl_'s KvTransfer; set once loaded
   std::thread thread_;
 };
 

@@ -235,7 +235,6 @@ size_t KvPool::FreeIdleOwnedBy(const std::string& owner) {
 }
 
 void KvPool::Evict(int slot) {
-  if (on_evict) on_evict(slot, slots_[slot].tokens);
   Free(slot);
   ++evictions_;
 }

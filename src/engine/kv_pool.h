@@ -16,7 +16,6 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -115,10 +114,6 @@ class KvPool {
   // Frees the idle slots owned by `owner`; returns the tokens whose cells were freed.
   size_t FreeIdleOwnedBy(const std::string& owner);
   uint32_t block_tokens() const { return blocks_.block_tokens(); }
-
-  // Called with (slot, tokens) just before an idle sequence is evicted; the KV store hooks in
-  // here to save its blocks first.
-  std::function<void(int, const std::vector<Token>&)> on_evict;
 
  private:
   bool prefix_reuse_ = true;

@@ -105,6 +105,9 @@ struct GenerationEvent {
   int32_t cached_resident = 0;  // … of them still in the pool
   int32_t cached_ram = 0;       // … restored from host RAM
   int32_t cached_disk = 0;      // … restored from disk
+  // Prompt tokens whose KV the server keeps for later turns (the store's keyed blocks: the full
+  // blocks of the prompt without its last token); 0 where nothing is kept (recurrent models).
+  int32_t kept_prompt_tokens = 0;
   // kDone:
   int32_t completion_tokens = 0;
   double queue_ms = 0;                   // submitted → admitted

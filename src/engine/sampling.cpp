@@ -111,4 +111,6 @@ StatusOr<llama_sampler*> MakeSampler(const SamplingParams& p, const llama_vocab*
   return chain;
 }
 
+void SamplerDeleter::operator()(llama_sampler* s) const { llama_sampler_free(s); }
+
 }  // namespace kvault

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -66,5 +67,11 @@ inline constexpr int32_t kPenaltyWindow = 65536;
 // `reasoning` (when set and budget >= 0) adds the reasoning budget after the grammar.
 StatusOr<llama_sampler*> MakeSampler(const SamplingParams& p, const llama_vocab* vocab = nullptr,
                                      const GrammarSpec* grammar = nullptr, const ReasoningBudget* reasoning = nullptr);
+
+// Owns a sampler chain (llama_sampler_free), so that code holding one needs no llama.h.
+struct SamplerDeleter {
+  void operator()(llama_sampler* s) const;
+};
+using SamplerPtr = std::unique_ptr<llama_sampler, SamplerDeleter>;
 
 }  // namespace kvault

@@ -12,6 +12,15 @@
 
 namespace kvault {
 
+// One token of a step as the runner decodes it: its position in a llama sequence, and whether its
+// logits are wanted.
+struct BatchToken {
+  int32_t token = 0;
+  int32_t pos = 0;
+  int seq = 0;
+  bool logits = false;
+};
+
 struct RunningSeq {
   int id = 0;
   int32_t prefill_left = 0;  // prompt tokens still to compute; 0 = generating

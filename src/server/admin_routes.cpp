@@ -9,7 +9,6 @@
 
 #include "api/json_body.h"
 #include "kvstore/agent_registry.h"
-#include "kvstore/kv_store.h"
 #include "server/routes.h"
 
 namespace kvault {
@@ -73,7 +72,7 @@ std::shared_ptr<ModelManager::Lease> BeginAdmin(const RouteContext& ctx, const h
     return nullptr;
   }
   auto lease = models->Acquire(model, std::chrono::seconds(120));
-  if (!lease.ok() || !lease.value()->engine()->store()) {
+  if (!lease.ok() || !lease.value()->engine()->keeps_agents()) {
     SendApiError(res, ApiFlavor::kOpenAi,
                  ApiErrorFromStatus(lease.ok() ? Status::Unavailable("the model is loading") : lease.status()));
     return nullptr;
@@ -82,9 +81,9 @@ std::shared_ptr<ModelManager::Lease> BeginAdmin(const RouteContext& ctx, const h
 }
 
 // The agents named by the path (and ?tenant=); answers 404 / 409 itself when not exactly one.
-std::optional<AgentRecord> OneAgent(KvStore& store, const httplib::Request& req, httplib::Response& res) {
+std::optional<Engine::AgentView> OneAgent(const Engine& engine, const httplib::Request& req, httplib::Response& res) {
   const std::string id = req.path_params.at("id");
-  auto found = store.agents().Find(id, TenantParam(req));
+  auto found = engine.FindAgent(id, TenantParam(req));
   if (found.empty()) {
     SendApiError(res, ApiFlavor::kOpenAi, ApiErrorFromStatus(Status::NotFound("no agent '" + id + "'")));
     return std::nullopt;
@@ -95,7 +94,7 @@ std::optional<AgentRecord> OneAgent(KvStore& store, const httplib::Request& req,
                   "agent '" + id + "' exists in " + std::to_string(found.size()) + " tenants; add ?tenant="});
     return std::nullopt;
   }
-  return found.front();
+  return std::move(found.front());
 }
 
 }  // namespace
@@ -139,12 +138,9 @@ void RegisterAdminRoutes(httplib::Server& http, const RouteContext& ctx) {
     auto lease = BeginAdmin(ctx, req, res);
     if (!lease) return;
     Engine* engine = lease->engine();
-    KvStore& store = *engine->store();
-    const auto tenant = TenantParam(req);
     json list = json::array();
-    for (const auto& r : store.agents().List()) {
-      if (tenant && r.tenant != *tenant) continue;
-      list.push_back(AgentJson(r, store.TiersOf(r.chain), engine->info().block_tokens));
+    for (const auto& a : engine->ListAgents(TenantParam(req))) {
+      list.push_back(AgentJson(a.record, a.tiers, engine->info().block_tokens));
     }
     res.set_content(json{{"agents", list}}.dump(), kJson);
   });
@@ -153,25 +149,22 @@ void RegisterAdminRoutes(httplib::Server& http, const RouteContext& ctx) {
     auto lease = BeginAdmin(ctx, req, res);
     if (!lease) return;
     Engine* engine = lease->engine();
-    auto agent = OneAgent(*engine->store(), req, res);
+    auto agent = OneAgent(*engine, req, res);
     if (!agent) return;
-    res.set_content(AgentJson(*agent, engine->store()->TiersOf(agent->chain), engine->info().block_tokens).dump(),
-                    kJson);
+    res.set_content(AgentJson(agent->record, agent->tiers, engine->info().block_tokens).dump(), kJson);
   });
 
   http.Post("/admin/agents/:id/evict", [ctx](const httplib::Request& req, httplib::Response& res) {
     auto lease = BeginAdmin(ctx, req, res);
     if (!lease) return;
     Engine* engine = lease->engine();
-    auto agent = OneAgent(*engine->store(), req, res);
+    auto agent = OneAgent(*engine, req, res);
     if (!agent) return;
-    const size_t pool_tokens = engine->EvictAgentFromPool(agent->tenant, agent->id);
-    const size_t ram_blocks = engine->store()->EvictFromRam(agent->chain);
-    const AgentTiers t = engine->store()->TiersOf(agent->chain);
-    res.set_content(json{{"id", agent->id},
-                         {"tenant", agent->tenant},
-                         {"evicted", {{"pool_tokens", pool_tokens}, {"ram_blocks", ram_blocks}}},
-                         {"disk", {{"blocks", t.disk_blocks}, {"bytes", t.disk_bytes}}}}
+    const Engine::AgentEviction e = engine->EvictAgent(agent->record);
+    res.set_content(json{{"id", agent->record.id},
+                         {"tenant", agent->record.tenant},
+                         {"evicted", {{"pool_tokens", e.pool_tokens}, {"ram_blocks", e.ram_blocks}}},
+                         {"disk", {{"blocks", e.tiers.disk_blocks}, {"bytes", e.tiers.disk_bytes}}}}
                         .dump(),
                     kJson);
   });
@@ -180,15 +173,14 @@ void RegisterAdminRoutes(httplib::Server& http, const RouteContext& ctx) {
     auto lease = BeginAdmin(ctx, req, res);
     if (!lease) return;
     Engine* engine = lease->engine();
-    auto agent = OneAgent(*engine->store(), req, res);
+    auto agent = OneAgent(*engine, req, res);
     if (!agent) return;
-    const size_t pool_tokens = engine->EvictAgentFromPool(agent->tenant, agent->id);
-    const size_t removed = engine->store()->ForgetAgent(agent->tenant, agent->id);
-    res.set_content(json{{"id", agent->id},
-                         {"tenant", agent->tenant},
+    const Engine::AgentRemoval removal = engine->ForgetAgent(agent->record);
+    res.set_content(json{{"id", agent->record.id},
+                         {"tenant", agent->record.tenant},
                          {"deleted", true},
-                         {"pool_tokens_freed", pool_tokens},
-                         {"blocks_removed", removed}}
+                         {"pool_tokens_freed", removal.pool_tokens},
+                         {"blocks_removed", removal.blocks_removed}}
                         .dump(),
                     kJson);
   });

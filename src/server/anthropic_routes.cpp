@@ -20,11 +20,10 @@ struct MessagesState {
   MessagesResult result;
   std::unique_ptr<ChatOutput> output;
   std::unique_ptr<AnthropicStream> stream;
-  int32_t block_tokens = 0;
 };
 
 void ApplyCounts(MessagesState& st, const GenerationEvent& ev) {
-  st.result.usage = ComputeUsage(ev.prompt_tokens, ev.cached_tokens, st.block_tokens, ev.completion_tokens);
+  st.result.usage = ComputeUsage(ev.prompt_tokens, ev.cached_tokens, ev.kept_prompt_tokens, ev.completion_tokens);
 }
 
 void ApplyDone(MessagesState& st, const GenerationEvent& ev) {
@@ -48,7 +47,6 @@ void HandleMessages(const RouteContext& ctx, const httplib::Request& req, httpli
 
   auto st = std::make_shared<MessagesState>();
   st->call = *call;
-  st->block_tokens = static_cast<int32_t>(call->engine->info().block_tokens);
   std::shared_ptr<RequestHandle> handle = call->engine->Submit(std::move(g));
   st->result.id = NewRandomId("msg_");
   st->result.model = parsed->model.empty() ? call->engine->info().id : parsed->model;

@@ -142,14 +142,15 @@ TEST(AnthropicUsageTest, TheThreePromptCountsAddUp) {
   for (int prompt : {1, 63, 64, 65, 200}) {
     for (int cached : {0, 64}) {
       if (cached >= prompt) continue;
-      const MessagesUsage u = ComputeUsage(prompt, cached, 64, 7);
+      const int kept = (prompt - 1) / 64 * 64;  // what the engine reports (KvTransfer::KeyedPromptTokens)
+      const MessagesUsage u = ComputeUsage(prompt, cached, kept, 7);
       EXPECT_EQ(u.input_tokens + u.cache_creation_input_tokens + u.cache_read_input_tokens, prompt);
       EXPECT_EQ(u.cache_read_input_tokens, cached);
       EXPECT_GE(u.cache_creation_input_tokens, 0);
       EXPECT_EQ(u.output_tokens, 7);
     }
   }
-  EXPECT_EQ(ComputeUsage(200, 64, 64, 0).cache_creation_input_tokens, 128);  // blocks 2 and 3
+  EXPECT_EQ(ComputeUsage(200, 64, 192, 0).cache_creation_input_tokens, 128);  // blocks 2 and 3
 }
 
 TEST(AnthropicRenderTest, MessageShape) {

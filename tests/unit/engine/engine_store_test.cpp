@@ -96,6 +96,10 @@ TEST(EngineStoreTest, RestartResumesFromDiskWithTheSameOutput) {
   Output restored = Ask(*b, as_agent(Chat(m, 24)));
   ASSERT_TRUE(restored.error.ok());
   EXPECT_EQ(restored.done.cached_resident, 0);
+  // What the store keys of this prompt (its full blocks, the last token excluded): the count the
+  // Anthropic API reports as cache_creation + cache_read.
+  EXPECT_EQ(restored.done.kept_prompt_tokens, (restored.done.prompt_tokens - 1) / 16 * 16);
+  EXPECT_GT(restored.done.kept_prompt_tokens, 0);
   // Everything the resident sequence reused came back from disk, its partial last block included.
   EXPECT_EQ(restored.done.cached_disk, resident.done.cached_resident);
   EXPECT_EQ(restored.text, resident.text);
