@@ -159,17 +159,16 @@ class Engine::Impl {
   }
 
   void Admit() {
-    const std::vector<RequestState*> admitted = scheduler_.Admit();
-    if (admitted.empty()) return;
-    // Submit's room check reads these two: running first, so that no moment shows the request in
-    // neither count (it would let one request too many in).
-    owner_->running_.store(static_cast<uint32_t>(scheduler_.running_count()));
-    for (RequestState* r : admitted) {
-      if (transfer_) transfer_->Restore(*r);
-      counters_.prompt_tokens_cached += static_cast<uint64_t>(r->n_past);
-      r->ticket.Release();
-      EmitStarted(*r);  // a stream starts now, not after the prompt is computed
-    }
+    scheduler_.Admit([this](RequestState& r) {
+      if (transfer_) transfer_->Restore(r);  // before the next request's Acquire, which may share it
+      r.admitted = EngineClock::now();
+      counters_.prompt_tokens_cached += static_cast<uint64_t>(r.n_past);
+      // Submit's room check reads these two: running first, so that no moment shows the request
+      // in neither count (it would let one request too many in).
+      owner_->running_.store(static_cast<uint32_t>(scheduler_.running_count()));
+      r.ticket.Release();
+      EmitStarted(r);  // a stream starts now, not after the prompt is computed
+    });
   }
 
   // One continuous-batching step: plan, decode, record, sample.
@@ -290,7 +289,7 @@ class Engine::Impl {
 
   Engine* owner_;
   const EngineOptions& opt_;
-  EngineParts parts_;
+  EngineParts parts_;  // declared before scheduler_: requests (their samplers) go before llama
   LlamaRunner& runner_;
   KvTransfer* transfer_;  // null: no KV store
   Scheduler scheduler_;

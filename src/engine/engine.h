@@ -8,7 +8,8 @@
 //
 // The thread's loop drives small parts (engine/engine_setup makes them): intake (template and
 // tokenize through LlamaRunner; reject what can never fit; KvTransfer starts the KV store
-// lookup) → Scheduler::Admit (FIFO, KvPool slots and blocks; KvTransfer restores stored blocks)
+// lookup) → Scheduler::Admit (FIFO, KvPool slots and blocks; each admitted request gets its
+// stored blocks restored by KvTransfer before the next one is considered)
 // → Scheduler::Schedule (one step's plan) → LlamaRunner::Decode → Scheduler::Update → sample
 // and stream (engine/request_output) → at the end KvTransfer saves the blocks the store lacks.
 #pragma once

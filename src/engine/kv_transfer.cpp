@@ -102,6 +102,10 @@ void KvTransfer::Restore(RequestState& r) {
     if (static_cast<size_t>(r.n_past) > pos) TruncateTo(r, pos);
     Place(r, *partial.record, partial.from_disk, partial.tokens);
   }
+  // The fetched records are placed (or not usable): let their buffers go back to the store now,
+  // not when the request ends. The keys stay: Save needs them.
+  r.lookup.prefetch.reset();
+  r.lookup.fetch.reset();
   stats_.restore_seconds += SecondsSince(t0);
   stats_.restored_tokens_ram += static_cast<uint64_t>(r.restored_ram);
   stats_.restored_tokens_disk += static_cast<uint64_t>(r.restored_disk);

@@ -4,9 +4,12 @@
 //   is always computed), content-addressed under the model fingerprint and the tenant;
 // - lookup at intake: the store fetches, from where the resident prefix ends, the leading run of
 //   blocks it has and the partial block that continues them (on its I/O thread);
-// - restore at admission: each fetched block is placed into the request's sequence (through
-//   LlamaRunner::LoadBlock); a partial block only when it reaches past the resident tokens and
-//   the prompt continues its tokens;
+// - restore at admission: from where the resident prefix ends, each full block — the fetched
+//   ones, else from RAM (the resident prefix may have changed since intake) — is placed into the
+//   request's sequence (LlamaRunner::LoadBlock), replacing a partial resident block (the
+//   resident tokens are cut back to the block's start); then a partial block, only when it
+//   reaches past the resident tokens, the prompt continues its tokens and leaves the prompt's
+//   last token to compute;
 // - save when a request ends: every block of its sequence the store lacks — the full ones and
 //   the partial last one (a tail block) — serialised (LlamaRunner::SaveBlock) and handed to the
 //   store, and the named agent's latest chain recorded.
@@ -51,11 +54,14 @@ class KvTransfer {
   // (r.lookup; the scheduler admits r once the fetch is done).
   void StartLookup(RequestState& r);
   // At admission (r.slot holds r.n_past resident tokens): places the stored blocks that extend
-  // it; counts them in r.restored_ram / r.restored_disk.
+  // it; counts them in r.restored_ram / r.restored_disk; may cut r.n_past (and
+  // r.reused_resident) back to a block boundary first. Drops the fetch afterwards (its buffers go
+  // back to the store); keeps the keys for Save.
   void Restore(RequestState& r);
   // When r ends normally (its slot still holds its tokens): saves what the store lacks.
   void Save(const RequestState& r);
-  // Runs `fn` once every block saved so far is on disk (sync durability), on the I/O thread.
+  // Runs `fn` once every block saved so far is on disk (sync durability): on the I/O thread, or
+  // at once on the calling thread when the store has no disk tier.
   void AfterWrites(std::function<void()> fn) { store_->AfterWrites(std::move(fn)); }
 
   KvStore& store() { return *store_; }

@@ -164,7 +164,7 @@ Status LlamaRunner::CreateContext(const ContextSpec& spec) {
   io_seq_ = pad_seq_ + 1;
   kv_ops_ = std::make_unique<LlamaKvOps>(ctx_);
   batch_ = std::make_unique<Batch>();
-  batch_->b = llama_batch_init(static_cast<int32_t>(cp.n_batch) + 1, 0, 1);  // + a padding companion
+  batch_->b = llama_batch_init(static_cast<int32_t>(cp.n_batch), 0, 1);
   WarmUp();
   return Status::Ok();
 }

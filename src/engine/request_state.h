@@ -2,9 +2,10 @@
 // running, to its end — one record for every stage, so nothing is copied field by field when a
 // request is admitted. PendingTicket: its place in the engine's admission count.
 //
-// Owned by the engine thread (through the Scheduler); never shared with other threads, except
-// through its RequestHandle (thread-safe) and its Prefetch (filled by the KV store's I/O thread,
-// read once `done` is set). No llama.h: the sampler is an opaque pointer.
+// Owned on the engine thread: by the Scheduler while waiting or running, by the engine loop once
+// handed out (expired, shut down). Never shared with other threads, except through its
+// RequestHandle (thread-safe) and its Prefetch (filled by the KV store's I/O thread, read once
+// `done` is set; dropped after admission). No llama.h: the sampler is an opaque pointer.
 #pragma once
 
 #include <atomic>
@@ -62,7 +63,7 @@ struct StoreLookup {
   BlockKey salt;                                 // model fingerprint + tenant
   std::vector<BlockKey> keys;                    // the prompt's full blocks, its last token excluded
   std::shared_ptr<const PrefetchRequest> fetch;  // what the store was asked for
-  std::shared_ptr<Prefetch> prefetch;            // blocks being fetched; null: nothing asked
+  std::shared_ptr<Prefetch> prefetch;            // blocks being fetched; null: nothing asked (or restored)
   // The fetch has ended (or none was asked): the request may be admitted.
   bool ready() const { return !prefetch || prefetch->done.load(std::memory_order_acquire); }
 };

@@ -30,8 +30,8 @@ int32_t Scheduler::ReservedAnswer(int32_t max_tokens, int32_t have) const {
   return std::min(max_tokens, have + opt_.reserve_tokens);
 }
 
-std::vector<RequestState*> Scheduler::Admit() {
-  std::vector<RequestState*> admitted;
+size_t Scheduler::Admit(const std::function<void(RequestState&)>& on_admit) {
+  size_t admitted = 0;
   while (!waiting_.empty() && running_.size() < opt_.parallel) {
     RequestState& w = *waiting_.front();
     // Its blocks are still being read: it keeps its place (FIFO); running requests go on.
@@ -43,10 +43,10 @@ std::vector<RequestState*> Scheduler::Admit() {
     w.n_past = lease->reused;
     w.reused_resident = lease->reused;
     w.reserved_total = max_total;
-    w.admitted = EngineClock::now();
-    admitted.push_back(&w);
     running_.push_back(std::move(waiting_.front()));
     waiting_.pop_front();
+    ++admitted;
+    on_admit(w);
   }
   return admitted;
 }

@@ -6,8 +6,8 @@
 // head of the queue is never overtaken, and waits while its KV store fetch is in flight.
 // Schedule() returns one step's plan: a decode token for every generating request and
 // round-robin prefill chunks (PlanStep) within the step budget, each request's answer cells
-// grown as it goes (KvPool::Grow). Update() records what the runner computed. Ending a request
-// (End) gives its slot back: kept resident for the next turn, or freed.
+// grown as it goes (KvPool::Grow; a request whose cells cannot grow now sits the step out). Update() records what the
+// runner computed. Ending a request (End) gives its slot back: kept resident for the next turn, or freed.
 //
 // Engine thread only; not thread-safe. Tested with a fake KV cache (tests/unit/engine).
 #pragma once
@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -68,10 +69,12 @@ class Scheduler {
   };
   std::vector<Expired> TakeExpired(EngineClock::time_point now);
 
-  // Admits waiting requests in order; returns the ones admitted (now running, slot set, resident
-  // prefix counted) for the caller to restore stored blocks into and announce. Their tickets are
-  // still held: the caller releases them once it has published the running count.
-  std::vector<RequestState*> Admit();
+  // Admits waiting requests in order. Each one admitted (now running, slot set, resident prefix
+  // counted) is handed to `on_admit` before the next is considered, so that what the caller adds
+  // to its sequence (stored blocks restored into it) can be shared by the next one's Acquire. Its
+  // ticket is still held: the caller releases it once it has published the running count.
+  // Returns how many were admitted.
+  size_t Admit(const std::function<void(RequestState&)>& on_admit);
 
   // The next step's plan (see StepPlan).
   StepPlan Schedule();

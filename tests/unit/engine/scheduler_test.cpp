@@ -31,6 +31,14 @@ class SchedulerTest : public ::testing::Test {
     sched_ = std::make_unique<Scheduler>(pool_.get(), o);
   }
 
+  // Admits what can be; returns the requests admitted, in order.
+  std::vector<RequestState*> Admit() {
+    std::vector<RequestState*> out;
+    const size_t n = sched_->Admit([&](RequestState& r) { out.push_back(&r); });
+    EXPECT_EQ(n, out.size());
+    return out;
+  }
+
   RequestState* Add(std::vector<Token> prompt, int32_t max_tokens = 8) {
     auto r = std::make_unique<RequestState>();
     r->handle = std::make_shared<RequestHandle>();
@@ -76,7 +84,7 @@ TEST_F(SchedulerTest, AdmitsInOrderUpToTheParallelLimit) {
   RequestState* a = Add(Range(100, 20));
   RequestState* b = Add(Range(200, 20));
   RequestState* c = Add(Range(300, 20));
-  std::vector<RequestState*> admitted = sched_->Admit();
+  std::vector<RequestState*> admitted = Admit();
   ASSERT_EQ(admitted.size(), 2u);
   EXPECT_EQ(admitted[0], a);
   EXPECT_EQ(admitted[1], b);
@@ -85,7 +93,7 @@ TEST_F(SchedulerTest, AdmitsInOrderUpToTheParallelLimit) {
   EXPECT_EQ(pending_.load(), 3u);
   sched_->End(*a, /*keep=*/true);
   sched_->Sweep();
-  admitted = sched_->Admit();
+  admitted = Admit();
   ASSERT_EQ(admitted.size(), 1u);
   EXPECT_EQ(admitted[0], c);
 }
@@ -94,16 +102,38 @@ TEST_F(SchedulerTest, TheHeadOfTheQueueWaitsForItsStoreFetchAndIsNotOvertaken) {
   RequestState* a = Add(Range(100, 20));
   a->lookup.prefetch = std::make_shared<Prefetch>();  // still being read
   Add(Range(200, 20));
-  EXPECT_TRUE(sched_->Admit().empty());
+  EXPECT_TRUE(Admit().empty());
   EXPECT_EQ(sched_->waiting_count(), 2u);
   a->lookup.prefetch->done.store(true);
-  EXPECT_EQ(sched_->Admit().size(), 2u);
+  EXPECT_EQ(Admit().size(), 2u);
+}
+
+TEST_F(SchedulerTest, WhatAnAdmittedRequestGetsRestoredIsSharedWithTheNextOneAdmitted) {
+  // Two agents with one long common prefix, none of it resident: the first one's restore (here
+  // simulated: its prefix's cells appended) happens before the second is admitted, which then
+  // shares those cells instead of restoring a second copy.
+  std::vector<Token> shared = Range(100, 48);
+  std::vector<Token> a = shared, b = shared;
+  for (Token t : Range(500, 8)) a.push_back(t);
+  for (Token t : Range(600, 8)) b.push_back(t);
+  Add(a);
+  RequestState* second = Add(b);
+  size_t n = 0;
+  sched_->Admit([&](RequestState& r) {
+    if (n++ == 0) {
+      pool_->Append(r.slot, shared.data(), shared.size());
+      for (int32_t p = 0; p < 48; ++p) kv_.Add(r.slot, p);
+      r.n_past = 48;
+    }
+  });
+  ASSERT_EQ(n, 2u);
+  EXPECT_EQ(second->reused_resident, 48);
 }
 
 TEST_F(SchedulerTest, StepsPrefillInChunksThenDecodeOneTokenEach) {
   RequestState* a = Add(Range(100, 40));
   RequestState* b = Add(Range(200, 10));
-  ASSERT_EQ(sched_->Admit().size(), 2u);
+  ASSERT_EQ(Admit().size(), 2u);
   StepPlan first = sched_->Schedule();
   int32_t tokens = 0;
   for (const auto& p : first.parts) tokens += p.n_tokens;
@@ -131,7 +161,7 @@ TEST_F(SchedulerTest, StepsPrefillInChunksThenDecodeOneTokenEach) {
 
 TEST_F(SchedulerTest, TheLastPromptTokenIsTheOnlyPromptRowSampled) {
   RequestState* a = Add(Range(100, 30));
-  sched_->Admit();
+  Admit();
   StepPlan plan = sched_->Schedule();
   ASSERT_EQ(plan.tokens.size(), 30u);
   int rows = 0;
@@ -145,14 +175,14 @@ TEST_F(SchedulerTest, TheLastPromptTokenIsTheOnlyPromptRowSampled) {
 TEST_F(SchedulerTest, ANextTurnReusesTheResidentConversation) {
   const std::vector<Token> turn1 = Range(100, 40);
   RequestState* a = Add(turn1);
-  sched_->Admit();
+  Admit();
   PrefillAll();
   sched_->End(*a, /*keep=*/true);
   sched_->Sweep();
   std::vector<Token> turn2 = turn1;
   for (Token t : Range(500, 20)) turn2.push_back(t);
   RequestState* b = Add(turn2);
-  ASSERT_EQ(sched_->Admit().size(), 1u);
+  ASSERT_EQ(Admit().size(), 1u);
   EXPECT_EQ(b->reused_resident, 40);
   EXPECT_EQ(b->n_past, 40);
   EXPECT_EQ(b->prefill_left(), 20);
@@ -160,7 +190,7 @@ TEST_F(SchedulerTest, ANextTurnReusesTheResidentConversation) {
 
 TEST_F(SchedulerTest, AFreedRequestLeavesNothingResident) {
   RequestState* a = Add(Range(100, 40));
-  sched_->Admit();
+  Admit();
   PrefillAll();
   sched_->End(*a, /*keep=*/false);
   sched_->Sweep();
@@ -174,7 +204,7 @@ TEST_F(SchedulerTest, WhenEveryAnswerWaitsForCellsTheMostRecentOneMustEnd) {
   Reset(4, 8, 2, 64, /*reserve=*/16);
   RequestState* a = Add(Range(100, 30), 100);
   RequestState* b = Add(Range(200, 30), 100);
-  ASSERT_EQ(sched_->Admit().size(), 2u);
+  ASSERT_EQ(Admit().size(), 2u);
   PrefillAll();
   RequestState* overflow = nullptr;
   for (int i = 0; i < 200 && !overflow; ++i) {
@@ -197,7 +227,7 @@ TEST_F(SchedulerTest, CancelledAndTimedOutWaitersLeaveTheQueue) {
   Add(Range(100, 20));
   RequestState* cancelled = Add(Range(200, 20));
   RequestState* old = Add(Range(300, 20));
-  sched_->Admit();
+  Admit();
   cancelled->handle->Cancel();
   old->submitted -= std::chrono::seconds(5);
   std::vector<Scheduler::Expired> gone = sched_->TakeExpired(EngineClock::now());
@@ -213,7 +243,7 @@ TEST_F(SchedulerTest, TakeAllFreesRunningCells) {
   Add(Range(100, 40));
   Add(Range(200, 40));
   Add(Range(300, 40));
-  sched_->Admit();
+  Admit();
   PrefillAll();
   EXPECT_GT(pool_->stats().used_blocks, 0u);
   EXPECT_EQ(sched_->TakeAll().size(), 3u);
