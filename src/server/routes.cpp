@@ -51,6 +51,10 @@ bool IsAnthropicRequest(const httplib::Request& req) {
   return req.path.rfind("/v1/messages", 0) == 0 || req.has_header("anthropic-version");
 }
 
+ApiFlavor FlavorOf(const httplib::Request& req) {
+  return IsAnthropicRequest(req) ? ApiFlavor::kAnthropic : ApiFlavor::kOpenAi;
+}
+
 void SendApiError(httplib::Response& res, ApiFlavor flavor, const ApiError& e) {
   if (flavor == ApiFlavor::kAnthropic) {
     // Normally set before routing; not for what cpp-httplib refuses before it (a body too large).

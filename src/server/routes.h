@@ -18,6 +18,7 @@
 #include "server/api_keys.h"
 #include "server/metrics.h"
 #include "server/response_store.h"
+#include "server/server_options.h"
 
 namespace httplib {
 class Server;
@@ -86,6 +87,9 @@ struct CallContext {
 // `anthropic-version` header (the Anthropic SDKs send it; GET /v1/models then answers in
 // Anthropic's shape, and errors come in its envelope).
 bool IsAnthropicRequest(const httplib::Request& req);
+// kAnthropic for an Anthropic request (IsAnthropicRequest), else kOpenAi: the envelope of errors
+// answered before, or outside, an API's own route.
+ApiFlavor FlavorOf(const httplib::Request& req);
 
 // Writes `e` in the flavor's envelope (status, Retry-After on 429/503/529). Anthropic's envelope
 // carries the response's request id ("request_id", from its X-Request-Id header).
@@ -160,6 +164,9 @@ std::string SanitizeId(const std::string& id);
 // One log line per finished request; finished generations also go to the metrics.
 void LogRequest(const CallContext& call, const char* api, const GenerationEvent& done, int http_status);
 
+// GET /health/live, /health and /metrics (health_routes.cpp); `options` says which are public
+// and when the pool counts as degraded.
+void RegisterHealthRoutes(httplib::Server& http, const RouteContext& ctx, const ServerOptions& options);
 void RegisterOpenAiRoutes(httplib::Server& http, const RouteContext& ctx);
 // GET /v1/models and /v1/models/{id}, in OpenAI's shape or (IsAnthropicRequest) Anthropic's.
 void RegisterModelRoutes(httplib::Server& http, const RouteContext& ctx);
