@@ -74,7 +74,7 @@ void HttpServer::ConfigureTransport() {
   http_->new_task_queue = [base_threads, max_threads, queued] {
     return new httplib::ThreadPool(base_threads, max_threads, queued);
   };
-  http_->set_payload_max_length(options_.max_body_bytes);
+  http_->set_payload_max_length(static_cast<size_t>(options_.max_body_mib) << 20);
   http_->set_read_timeout(options_.read_timeout_s, 0);
   http_->set_write_timeout(options_.write_timeout_s, 0);
   http_->set_keep_alive_timeout(options_.idle_timeout_s);
