@@ -74,14 +74,16 @@ class InFlight {
   std::atomic<int>* n_;
 };
 
-// One API call's identity, after the checks every generation route makes.
+// One API call's identity, after the checks every API call begins with (BeginCall). Copies
+// share the lease, the in-flight count and the key slot: they end with the last copy.
 struct CallContext {
   Engine* engine = nullptr;                    // set by AttachModel
   std::shared_ptr<ModelManager::Lease> lease;  // keeps the engine loaded while the request lives
   std::string tenant;
   std::string request_id;
-  std::string
-      agent_id;  // X-Agent-Id, else X-Claude-Code-Session-Id; the API's user field is the fallback (set by the route)
+  // X-Agent-Id, else X-Claude-Code-Session-Id; else the API's own field, set when the request is
+  // stamped (server/generation_route).
+  std::string agent_id;
   Metrics* metrics = nullptr;
   std::shared_ptr<InFlight> in_flight;  // copied into stream state so a stream counts until it ends
   std::shared_ptr<void> tenant_slot;    // --key-concurrency, released with the last copy
@@ -99,7 +101,9 @@ ApiFlavor FlavorOf(const httplib::Request& req);
 // carries the response's request id ("request_id", from its X-Request-Id header).
 void SendApiError(httplib::Response& res, ApiFlavor flavor, const ApiError& e);
 
-// Checks the server is up and the key is valid; on failure answers and returns nullopt.
+// Checks that the server takes requests (not draining, models attached), the API key, the agent
+// id headers, and takes the key's --key-concurrency slot; on failure answers in the flavor's
+// envelope and returns nullopt.
 std::optional<CallContext> BeginCall(const RouteContext& ctx, const httplib::Request& req, httplib::Response& res,
                                      ApiFlavor flavor);
 // Gets the engine for the request's `model` (loading it if needed); on failure answers and
