@@ -1,6 +1,6 @@
 // Anthropic Messages adapter: engine output → the Messages response and its server-sent events
 // (the request side is api/anthropic_request.h). Pure translation; no I/O, no llama objects. Called by
-// the HTTP server on its threads (one AnthropicStream per streamed request).
+// the HTTP server on its threads (an AnthropicStream renders one streamed request).
 //
 // See docs/api.md for what is supported (text, thinking, tool_use/tool_result, tool_choice,
 // streaming, count_tokens) and what is refused with a 400 (images, documents, server tools).

@@ -8,66 +8,42 @@
 #include <string>
 #include <vector>
 
+#include "engine/engine.h"
+#include "server/server_options.h"
+
 namespace kvault {
 
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;
 inline constexpr int kExitUsage = 2;
 
+// `kvault serve`'s configuration. Every flag binds directly to one field (cli/serve_flags.cpp):
+// the engine's to `engine`, the HTTP server's to `server`, so a flag's default is that struct's
+// default and lives there only. The rest are the command's own. RunServe derives what no flag
+// sets directly (the model path, the KV cache and responses directories, the tenant secret, the
+// HTTP thread ceiling; --resident-seqs is raised to --parallel).
 struct ServeArgs {
-  std::string model;        // empty: the demo `small` model in the data directory
-  std::string model_id;
-  std::string host = "127.0.0.1";
-  int port = 8080;
-  uint32_t ctx_size = 0;
-  uint32_t pool_tokens = 0;
-  uint32_t kv_memory_mib = 1024;
-  uint32_t block_tokens = 64;
-  std::string cache_type = "f16";
-  uint32_t parallel = 8;
-  uint32_t resident_seqs = 32;
-  int64_t idle_tokens = 0;
-  uint32_t step_tokens = 256;
-  uint32_t max_queue = 64;
-  uint32_t queue_timeout_s = 60;
-  std::string cache_dir;    // empty: <data-dir>/kv-cache
-  bool no_persist = false;
-  bool deterministic = false;     // --deterministic: pin llama.cpp's shape-dependent kernels (slower)
+  EngineOptions engine;           // --model-id, --ctx-size, --pool-tokens, … --durability (engine/engine.h)
+  ServerOptions server;           // --host, --port, --http-threads, … --api-key (server/server_options.h)
+  std::string model;              // --model; empty: the demo `small` model in the data directory
+  std::string data_dir;           // --data-dir; empty: DefaultDataDir()
+  std::string cache_dir;          // --cache-dir; empty: <data-dir>/kv-cache
+  bool no_persist = false;        // --no-persist: no disk tier, stored Responses in memory only
   bool no_deterministic = false;  // the default; the flag is kept for existing scripts (not read)
-  uint64_t ram_cache_mib = 1024;
-  double disk_cache_gib = 10;
-  int threads = 0;
-  int http_threads = 8;
-  int max_connections = 256;
-  int read_timeout_s = 10;
-  int request_read_timeout_s = 60;
-  int write_timeout_s = 30;
-  int idle_timeout_s = 5;
-  uint32_t max_body_mib = 32;
-  int default_max_tokens = 0;  // 0: until the context ends
-  int reserve_tokens = 4096;   // answer cells reserved at admission (0: all of max_tokens)
-  double temperature = 1.0;    // for requests that set none
-  std::string data_dir;     // empty: DefaultDataDir()
   std::string log_level = "info";
   std::string log_format = "text";
-  std::vector<std::string> api_keys;  // --api-key (repeatable) and KVAULT_API_KEYS (comma-separated)
-  std::vector<std::string> cors_origins;
-  std::vector<std::string> admin_keys;
-  int key_concurrency = 0;
-  std::vector<std::string> models;  // NAME=PATH
+  std::vector<std::string> models;  // --models NAME=PATH
   uint32_t max_loaded_models = 1;
-  double degraded_utilization = 0.9;
-  bool public_health = true;
-  bool public_metrics = true;
   int drain_timeout_s = 30;
-  std::string durability = "async";
-  uint32_t debug_slow_disk_ms = 0;
   bool print_config = false;
 };
+// The `serve` subcommand, its flags bound to `args`, with KVAULT_* environment variables and the
+// --config TOML file (cli/serve_flags.cpp).
 void AddServeCommand(CLI::App& app, ServeArgs* args);
-int RunServe(const ServeArgs& args);
 // The serve command's configuration in effect, as TOML (API keys hidden).
 std::string EffectiveConfig(const CLI::App& serve);
+// Runs the server until SIGTERM/SIGINT (cli/serve_command.cpp).
+int RunServe(const ServeArgs& args);
 
 struct MakeDemoArgs {
   std::string size = "small";

@@ -1,7 +1,12 @@
+// `kvault serve` at run time (RunServe, called by main() on its thread once the flags are parsed,
+// cli/serve_flags.cpp): logging, the model file (the demo model when none is given), the engine
+// and server options derived from the flags, tenant ids' secret, binding the port, loading the
+// models, then serving until SIGTERM/SIGINT drains and stops the server (a dedicated thread waits
+// for the signals; every other thread blocks them).
 #include <pthread.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
@@ -24,217 +29,6 @@
 namespace kvault {
 
 namespace fs = std::filesystem;
-
-namespace {
-
-// The environment variable of a serve option: KVAULT_ + its long name in capitals, '_' for '-'.
-std::string EnvName(const std::string& option) {
-  if (option == "api-key") return "KVAULT_API_KEYS";  // comma-separated lists
-  if (option == "admin-key") return "KVAULT_ADMIN_KEYS";
-  std::string env = "KVAULT_";
-  for (char c : option) env += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return env;
-}
-
-}  // namespace
-
-void AddServeCommand(CLI::App& app, ServeArgs* a) {
-  CLI::App* serve = app.add_subcommand("serve", "Run the inference server");
-  serve->add_option("-m,--model", a->model,
-                    "GGUF model file (default: the demo 'small' model, generated into the data directory)");
-  serve->add_option("--model-id", a->model_id, "model name reported to clients (default: file name)");
-  serve->add_option("--host", a->host, "address to listen on")->capture_default_str();
-  serve->add_option("--port", a->port, "port to listen on")->check(CLI::Range(0, 65535))->capture_default_str();
-  serve->add_option("-c,--ctx-size", a->ctx_size,
-                    "max tokens of one request, prompt + completion (0 = the model's training context, capped by "
-                    "the pool)")
-      ->capture_default_str();
-  serve->add_option("--pool-tokens", a->pool_tokens, "KV pool size in tokens (0 = from --kv-memory)")
-      ->capture_default_str();
-  serve->add_option("--kv-memory", a->kv_memory_mib, "KV pool size in MiB, when --pool-tokens is 0")
-      ->check(CLI::Range(1u, 1u << 20))
-      ->capture_default_str();
-  serve->add_option("--block-tokens", a->block_tokens, "pool block size in tokens (accounting and prefix sharing)")
-      ->check(CLI::Range(1u, 4096u))
-      ->capture_default_str();
-  serve->add_option("--cache-type", a->cache_type, "KV cache type")
-      ->check(CLI::IsMember({"f16", "q8_0", "q4_0"}))
-      ->capture_default_str();
-  serve->add_option("--parallel", a->parallel, "requests decoded together at most")
-      ->check(CLI::Range(1u, 254u))
-      ->capture_default_str();
-  serve->add_option("--resident-seqs", a->resident_seqs, "sequences kept in the pool, running + idle")
-      ->check(CLI::Range(1u, 254u))
-      ->capture_default_str();
-  serve->add_option("--idle-tokens", a->idle_tokens,
-                    "tokens finished conversations may keep in the pool while others run; beyond, the least "
-                    "recently used move to the KV store (-1 = until their cells are needed)")
-      ->check(CLI::Range(int64_t{-1}, int64_t{1} << 40))
-      ->capture_default_str();
-  serve->add_option("--step-tokens", a->step_tokens, "tokens per engine step (decode tokens + prefill chunks)")
-      ->check(CLI::Range(1u, 65536u))
-      ->capture_default_str();
-  serve->add_option("--max-queue", a->max_queue, "requests waiting for capacity before answering 429")
-      ->check(CLI::Range(0u, 1000000u))
-      ->capture_default_str();
-  serve->add_option("--queue-timeout", a->queue_timeout_s, "seconds a request may wait for capacity before 429")
-      ->check(CLI::Range(1u, 86400u))
-      ->capture_default_str();
-  serve->add_option("-t,--threads", a->threads, "compute threads (0 = all cores)")
-      ->check(CLI::Range(0, 1024))
-      ->capture_default_str();
-  serve->add_option("--http-threads", a->http_threads,
-                    "HTTP worker threads started at once (more are started on demand, up to --parallel + "
-                    "--max-queue + this)")
-      ->check(CLI::Range(1, 1024))
-      ->capture_default_str();
-  serve->add_option("--max-connections", a->max_connections,
-                    "open connections at most (being served or waiting for an HTTP thread); more are closed at once")
-      ->check(CLI::Range(1, 65536))
-      ->capture_default_str();
-  serve->add_option("--read-timeout", a->read_timeout_s,
-                    "seconds a client may stay silent while sending its request before it is dropped")
-      ->check(CLI::Range(1, 3600))
-      ->capture_default_str();
-  serve->add_option("--request-read-timeout", a->request_read_timeout_s,
-                    "seconds a request's head and body may take to arrive, from its first byte, before the "
-                    "client is dropped (slow senders; 0: only --read-timeout applies)")
-      ->check(CLI::Range(0, 86400))
-      ->capture_default_str();
-  serve->add_option("--write-timeout", a->write_timeout_s,
-                    "seconds a client may leave its answer unread before it is dropped (its request is cancelled)")
-      ->check(CLI::Range(1, 3600))
-      ->capture_default_str();
-  serve->add_option("--idle-timeout", a->idle_timeout_s, "seconds an idle keep-alive connection stays open")
-      ->check(CLI::Range(1, 3600))
-      ->capture_default_str();
-  serve->add_option("--max-body", a->max_body_mib, "largest request body in MiB (larger: 413)")
-      ->check(CLI::Range(1, 4096))
-      ->capture_default_str();
-  serve->add_option("--default-max-tokens", a->default_max_tokens,
-                    "completion limit for requests that set none (0 = until the context ends, as OpenAI)")
-      ->check(CLI::Range(0, 1 << 20))
-      ->capture_default_str();
-  serve->add_option("--reserve-tokens", a->reserve_tokens,
-                    "KV cells reserved for a request's answer when it starts; it takes more as it grows (0 = all of "
-                    "max_tokens up front)")
-      ->check(CLI::Range(0, 1 << 24))
-      ->capture_default_str();
-  serve->add_option("--temperature", a->temperature, "temperature for requests that set none (both APIs; 0 = greedy)")
-      ->check(CLI::Range(0.0, 2.0))
-      ->capture_default_str();
-  serve->add_option("--data-dir", a->data_dir, "where demo models and (by default) the KV cache live");
-  serve->add_option("--cache-dir", a->cache_dir, "KV cache directory (default: <data-dir>/kv-cache)");
-  serve->add_flag("--no-persist", a->no_persist, "keep KV blocks in RAM only: nothing survives a restart");
-  auto* det = serve->add_flag("--deterministic", a->deterministic,
-                              "pin llama.cpp's shape-dependent CPU kernels (no one-token batches or one-output "
-                              "steps, steps under 64 tokens) so that greedy output does not depend on what else runs; "
-                              "costs about a quarter of single-stream decode speed on "
-                              "CPU (see docs/architecture.md, \"Exactness\")");
-  serve->add_flag("--no-deterministic", a->no_deterministic, "the default (kept for existing scripts)")
-      ->excludes(det);
-  serve->add_option("--ram-cache", a->ram_cache_mib, "RAM tier for KV blocks below the pool, MiB")
-      ->capture_default_str();
-  serve->add_option("--disk-cache", a->disk_cache_gib,
-                    "disk tier limit, GiB, fractions allowed (least recently used blocks go)")
-      ->check(CLI::Range(0.001, 1048576.0))
-      ->capture_default_str();
-  serve->add_option("--log-level", a->log_level, "trace, debug, info, warn, error, off")->capture_default_str();
-  serve->add_option("--durability", a->durability,
-                    "async: a response ends at once and its KV blocks reach disk right after; sync: the "
-                    "response's final event waits until its blocks are on disk")
-      ->check(CLI::IsMember({"async", "sync"}))
-      ->capture_default_str();
-  serve
-      ->add_option("--debug-slow-disk-ms", a->debug_slow_disk_ms,
-                   "fault injection: pause every block write halfway through its file")
-      ->group("");  // hidden: for tests
-  serve->add_option("--models", a->models,
-                    "more models by name, NAME=PATH (repeatable; in the config file: models = [\"a=/m/a.gguf\"]); "
-                    "requests pick one with their model field, other names go to --model")
-      ->delimiter(',');
-  serve->add_option("--max-loaded-models", a->max_loaded_models,
-                    "models loaded at once; asking for another unloads the least recently used")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  serve->add_option("--drain-timeout", a->drain_timeout_s,
-                    "on SIGTERM/SIGINT, seconds running requests may take to finish")
-      ->capture_default_str();
-  serve->add_option("--key-concurrency", a->key_concurrency,
-                    "API requests in flight per key at most; more get 429 (0: no limit)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  serve->add_option("--cors-origins", a->cors_origins,
-                    "browser origins allowed to call the API, comma-separated ('*': any; default: none)")
-      ->delimiter(',');
-  serve->add_option("--degraded-utilization", a->degraded_utilization,
-                    "/health answers 503 \"degraded\" when running requests hold more of the pool than this")
-      ->check(CLI::Range(0.0, 1.0))
-      ->capture_default_str();
-  serve->add_flag("!--private-health", a->public_health, "/health needs an API key (/health/live never does)");
-  serve->add_flag("!--private-metrics", a->public_metrics, "/metrics needs an API key");
-  serve->add_option("--log-format", a->log_format, "text, or json (one JSON object per line)")
-      ->check(CLI::IsMember({"text", "json"}))
-      ->capture_default_str();
-  serve
-      ->add_option("--api-key", a->api_keys,
-                   "accept this API key, KEY or NAME=KEY (repeatable; also KVAULT_API_KEYS=k1,name=k2); each "
-                   "bare key is its own cache tenant, NAME=KEY keys share tenant NAME ([A-Za-z0-9._-], 1-64 "
-                   "characters); without keys the API is open")
-      ->delimiter(',');
-  serve->add_option("--admin-key", a->admin_keys,
-                    "key for the /admin endpoints (agents API; repeatable; KVAULT_ADMIN_KEYS=k1,k2); without one "
-                    "they are off")
-      ->delimiter(',');
-  serve->add_flag("--print-config", a->print_config,
-                  "print the configuration in effect (file, environment and flags merged; keys hidden) and exit");
-  // Configuration: flags > KVAULT_* environment variables > the --config TOML file > defaults.
-  // Every option's variable is KVAULT_ + its long name in capitals with '_' for '-'
-  // (KVAULT_CTX_SIZE); the keys are KVAULT_API_KEYS (comma-separated).
-  for (CLI::Option* opt : serve->get_options()) {
-    std::string name = opt->get_single_name();
-    if (name.empty() || name == "help" || name == "print-config") continue;
-    opt->envname(EnvName(name));
-  }
-  // CLI11 reads config files only on the top-level app: the file is attached there (reachable
-  // as `kvault serve --config F` through fallthrough), and its top-level keys are given to
-  // `serve`, so the file reads `port = 8080`, not `[serve] port = 8080`.
-  struct ServeKeysToml : CLI::ConfigTOML {
-    std::vector<CLI::ConfigItem> from_config(std::istream& input) const override {
-      std::vector<CLI::ConfigItem> items;
-      for (auto& item : CLI::ConfigTOML::from_config(input)) {
-        if (item.parents.empty()) item.parents = {"serve"};
-        // CLI11 applies a file before the environment; the environment must win, so a key
-        // whose KVAULT_* variable is set is left to it.
-        if (item.parents == std::vector<std::string>{"serve"} && std::getenv(EnvName(item.name).c_str())) continue;
-        items.push_back(std::move(item));
-      }
-      return items;
-    }
-  };
-  app.config_formatter(std::make_shared<ServeKeysToml>());
-  app.set_config("--config", "", "TOML configuration file for serve; keys are the long option names (port = 8080)");
-  app.allow_config_extras(CLI::config_extras_mode::error);
-  serve->allow_config_extras(CLI::config_extras_mode::error);
-  serve->fallthrough();
-}
-
-std::string EffectiveConfig(const CLI::App& serve) {
-  // CLI11 writes TOML; API keys are secrets and are never printed.
-  std::string text = serve.config_to_str(/*default_also=*/true, /*write_description=*/false);
-  std::string out;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = text.size();
-    std::string line = text.substr(pos, end - pos);
-    if (line.rfind("api-key", 0) == 0) line = "api-key=\"<hidden>\"";
-    if (line.rfind("admin-key", 0) == 0) line = "admin-key=\"<hidden>\"";
-    if (line.rfind("print-config", 0) != 0 && line.rfind("config", 0) != 0) out += line + "\n";
-    pos = end + 1;
-  }
-  return out;
-}
 
 namespace {
 
@@ -297,62 +91,34 @@ int RunServe(const ServeArgs& a) {
     return kExitUsage;
   }
 
-  EngineOptions eo;
+  // The flags' values (ServeArgs), and what is derived from them.
+  EngineOptions eo = a.engine;
   eo.model_path = model_path;
-  eo.model_id = a.model_id;
-  eo.ctx_size = a.ctx_size;
-  eo.pool_tokens = a.pool_tokens;
-  eo.kv_memory_mib = a.kv_memory_mib;
-  eo.block_tokens = a.block_tokens;
-  eo.cache_type = a.cache_type;
-  eo.parallel = a.parallel;
-  eo.resident_seqs = std::max(a.resident_seqs, a.parallel);
-  eo.idle_tokens = a.idle_tokens;
-  eo.step_tokens = a.step_tokens;
-  eo.max_queue = a.max_queue;
-  eo.queue_timeout_ms = a.queue_timeout_s * 1000;
-  eo.sync_durability = a.durability == "sync";
-  eo.debug_slow_write_ms = a.debug_slow_disk_ms;
+  eo.resident_seqs = std::max(eo.resident_seqs, eo.parallel);
   if (!a.no_persist) eo.cache_dir = a.cache_dir.empty() ? data_dir / "kv-cache" : fs::path(a.cache_dir);
-  eo.ram_cache_mib = a.ram_cache_mib;
-  eo.deterministic = a.deterministic;
-  eo.disk_cache_gib = a.disk_cache_gib;
-  eo.n_threads = a.threads;
-  eo.default_max_tokens = a.default_max_tokens;
-  eo.reserve_tokens = a.reserve_tokens;
-  eo.default_temperature = static_cast<float>(a.temperature);
 
   // Bind before loading so that a port in use fails fast, and serve /health ("loading") while
   // the model loads.
-  ServerOptions so;
-  so.host = a.host;
-  so.port = a.port;
-  so.http_threads = a.http_threads;
-  so.http_threads_max = static_cast<int>(a.parallel + a.max_queue) + a.http_threads;
-  so.max_connections = a.max_connections;
-  so.read_timeout_s = a.read_timeout_s;
-  so.request_read_timeout_s = a.request_read_timeout_s;
-  so.write_timeout_s = a.write_timeout_s;
-  so.idle_timeout_s = a.idle_timeout_s;
-  so.max_body_bytes = static_cast<size_t>(a.max_body_mib) << 20;
-  so.api_keys = a.api_keys;
+  ServerOptions so = a.server;
+  so.http_threads_max = static_cast<int>(eo.parallel + eo.max_queue) + so.http_threads;
   // API keys: KEY or NAME=KEY (server/api_keys.h). Bare keys' tenant ids are keyed by the
   // installation's secret, kept in the cache directory so that the ids (and the tenants'
   // caches) survive restarts.
-  s = ApiKeys::Check(a.api_keys);
+  s = ApiKeys::Check(so.api_keys);
   if (!s.ok()) {
     spdlog::error("--api-key: {}", s.message());
     return kExitUsage;
   }
-  if (!a.api_keys.empty()) {
-    for (const auto& entry : a.api_keys) {
+  if (!so.api_keys.empty()) {
+    for (const auto& entry : so.api_keys) {
       const ApiKeyEntry e = ApiKeys::ParseEntry(entry);
       if (e.tenant_name.empty()) continue;
       // Before named tenants, such an entry was one bare key: its clients now send only the part
       // after '=' (the key itself is never logged).
-      spdlog::warn("--api-key: an entry is read as NAME=KEY: tenant '{}', the key being the text after the first "
-                   "'='",
-                   e.tenant_name);
+      spdlog::warn(
+          "--api-key: an entry is read as NAME=KEY: tenant '{}', the key being the text after the first "
+          "'='",
+          e.tenant_name);
     }
     if (eo.cache_dir.empty()) {
       spdlog::info("tenant ids: keyed by a random secret for this run (--no-persist keeps no cache to find again)");
@@ -383,14 +149,8 @@ int RunServe(const ServeArgs& a) {
       so.tenant_secret = *random;
     }
   }
-  so.cors_origins = a.cors_origins;
   // Stored Responses: durable like the agent records, in the data directory; in memory with --no-persist.
   if (!a.no_persist) so.responses_dir = (data_dir / "responses").string();
-  so.admin_keys = a.admin_keys;
-  so.key_concurrency = a.key_concurrency;
-  so.degraded_utilization = a.degraded_utilization;
-  so.public_health = a.public_health;
-  so.public_metrics = a.public_metrics;
   HttpServer server(so, nullptr);
   if (so.api_keys.empty()) {
     spdlog::info("authentication: off (no --api-key): the API is open");
@@ -448,7 +208,7 @@ int RunServe(const ServeArgs& a) {
   // The models: --model is the default (its name: --model-id, else the file name); --models
   // adds more by name. Each is checked before anything loads.
   std::vector<ModelSpec> specs;
-  specs.push_back({a.model_id.empty() ? model_path.stem().string() : a.model_id, model_path});
+  specs.push_back({eo.model_id.empty() ? model_path.stem().string() : eo.model_id, model_path});
   for (const auto& entry : a.models) {
     const size_t eq = entry.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == entry.size()) {
@@ -480,7 +240,7 @@ int RunServe(const ServeArgs& a) {
     return kExitUsage;
   }
   server.SetModels(&models);
-  spdlog::info("kvault listening on http://{}:{} (model {}{})", a.host, server.port(), models.default_name(),
+  spdlog::info("kvault listening on http://{}:{} (model {}{})", so.host, server.port(), models.default_name(),
                specs.size() > 1 ? ", " + std::to_string(specs.size() - 1) + " more on demand" : std::string());
 
   http_thread.join();  // until a signal stops the server

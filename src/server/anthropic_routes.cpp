@@ -1,4 +1,7 @@
-// Anthropic-compatible routes: POST /v1/messages and POST /v1/messages/count_tokens.
+// Anthropic-compatible routes: POST /v1/messages (a GenerationApi, server/generation_route.h: the
+// api/anthropic_request and api/anthropic_messages adapters parse and render) and POST
+// /v1/messages/count_tokens (the prompt's tokens, nothing generated). HTTP worker threads; one
+// object per request.
 #include <httplib.h>
 
 #include <memory>
@@ -6,7 +9,7 @@
 #include "api/anthropic_messages.h"
 #include "api/chat_output.h"
 #include "api/ids.h"
-#include "server/routes.h"
+#include "server/generation_route.h"
 
 namespace kvault {
 
@@ -14,85 +17,75 @@ namespace {
 
 constexpr const char* kJson = "application/json";
 
-// What a Messages call keeps while it is answered (a stream: between events).
-struct MessagesState {
-  CallContext call;
-  MessagesResult result;
-  std::unique_ptr<ChatOutput> output;
-  std::unique_ptr<AnthropicStream> stream;
-};
+// POST /v1/messages.
+class MessagesApi : public GenerationApi {
+ public:
+  MessagesApi() : GenerationApi("anthropic.messages", ApiFlavor::kAnthropic) {}
 
-void ApplyCounts(MessagesState& st, const GenerationEvent& ev) {
-  st.result.usage = ComputeUsage(ev.prompt_tokens, ev.cached_tokens, ev.kept_prompt_tokens, ev.completion_tokens);
-}
-
-void ApplyDone(MessagesState& st, const GenerationEvent& ev) {
-  ApplyCounts(st, ev);
-  st.result.finish = ev.finish;
-  st.result.stop_sequence = ev.stop_sequence;
-  st.result.text = st.output->content();
-  st.result.reasoning = st.output->reasoning();
-  st.result.tool_calls = st.output->tool_calls();
-}
-
-void HandleMessages(const RouteContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  auto call = BeginCall(ctx, req, res, ApiFlavor::kAnthropic);
-  if (!call) return;
-  auto parsed = ParseMessagesRequest(req.body);
-  if (!parsed.ok()) return SendApiError(res, ApiFlavor::kAnthropic, ApiErrorFromStatus(parsed.status()));
-  if (!AttachModel(ctx, *call, parsed->model, res, ApiFlavor::kAnthropic)) return;
-  GenerateRequest& g = parsed->generate;
-  StampRequest(*call, parsed->user_id, g);
-  const bool stream = g.stream;
-
-  auto st = std::make_shared<MessagesState>();
-  st->call = *call;
-  std::shared_ptr<RequestHandle> handle = call->engine->Submit(std::move(g));
-  st->result.id = NewRandomId("msg_");
-  st->result.model = parsed->model.empty() ? call->engine->info().id : parsed->model;
-  st->result.thinking = parsed->thinking;
-  st->result.display = parsed->display;
-
-  std::optional<GenerationEvent> first =
-      FirstEvent(*call, "anthropic.messages", ApiFlavor::kAnthropic, *handle, req, res);
-  if (!first) return;
-  st->output = std::make_unique<ChatOutput>(handle->syntax(), [] { return NewRandomId("toolu_"); });
-  ApplyCounts(*st, *first);
-  res.set_header("X-Cache-Tokens", std::to_string(first->cached_tokens));
-
-  if (stream) {
-    st->stream = std::make_unique<AnthropicStream>(&st->result);
-    auto deltas = [](MessagesState& st, const std::vector<OutputDelta>& ds) {
-      std::string out;
-      for (const auto& d : ds) out += st.stream->Delta(d);
-      return out;
-    };
-    SseRenderer render;
-    render.start = [st] { return st->stream->Start(); };
-    render.event = [st, deltas](const GenerationEvent& ev) -> std::string {
-      if (ev.kind == GenerationEvent::Kind::kText) return deltas(*st, st->output->Append(ev.text));
-      if (ev.kind == GenerationEvent::Kind::kError) {  // after the stream started: an error event
-        const ApiError e = ApiErrorFromStatus(ev.status);
-        LogRequest(st->call, "anthropic.messages", ev, AnthropicHttpStatus(e));
-        return AnthropicStream::Error(AnthropicErrorBody(e));
-      }
-      std::string out = deltas(*st, st->output->Finish());
-      ApplyDone(*st, ev);
-      LogRequest(st->call, "anthropic.messages", ev, 200);
-      return out + st->stream->Finish();
-    };
-    // Keep the connection visibly alive while nothing is generated (long prefills).
-    render.idle = KeepAlive(AnthropicStream::Ping());
-    return StreamEvents(res, std::move(handle), std::move(*first), std::move(render));
+  Status Parse(const httplib::Request& req, const CallContext&) override {
+    auto parsed = ParseMessagesRequest(req.body);
+    if (!parsed.ok()) return parsed.status();
+    request_ = std::move(parsed.value());
+    return Status::Ok();
+  }
+  const std::string& model() const override { return request_.model; }
+  GenerateRequest& request() override { return request_.generate; }
+  std::string agent_fallback() const override { return request_.user_id; }
+  void Prepare(const CallContext& call) override {
+    result_.id = NewRandomId("msg_");
+    result_.model = request_.model.empty() ? call.engine->info().id : request_.model;
+    result_.thinking = request_.thinking;
+    result_.display = request_.display;
+  }
+  // message_start carries the prompt's usage, known from the first event on.
+  void Started(const ChatSyntax& syntax, const GenerationEvent& first) override {
+    output_ = std::make_unique<ChatOutput>(syntax, [] { return NewRandomId("toolu_"); });
+    ApplyCounts(first);
   }
 
-  auto done = CollectNonStreamed(*call, "anthropic.messages", ApiFlavor::kAnthropic, *handle, req, res,
-                                 std::move(first), [&](const std::string& text) { st->output->Append(text); });
-  if (!done) return;
-  st->output->Finish();
-  ApplyDone(*st, *done);
-  res.set_content(RenderMessage(st->result), kJson);
-}
+  std::string StreamStart() override { return stream_.Start(); }
+  std::string StreamText(const GenerationEvent& ev) override { return Deltas(output_->Append(ev.text)); }
+  std::string StreamError(const ApiError& e) override { return AnthropicStream::Error(AnthropicErrorBody(e)); }
+  std::string StreamDone(const GenerationEvent& ev) override {
+    std::string out = Deltas(output_->Finish());
+    ApplyDone(ev);
+    return out + stream_.Finish();
+  }
+  // Keep the connection visibly alive while nothing is generated (long prefills).
+  std::string StreamIdle(std::chrono::steady_clock::duration quiet) override {
+    return KeepAlive(AnthropicStream::Ping(), quiet);
+  }
+
+  void Text(const std::string& text) override { output_->Append(text); }
+  std::string Body(const GenerationEvent& done) override {
+    output_->Finish();
+    ApplyDone(done);
+    return RenderMessage(result_);
+  }
+
+ private:
+  std::string Deltas(const std::vector<OutputDelta>& ds) {
+    std::string out;
+    for (const auto& d : ds) out += stream_.Delta(d);
+    return out;
+  }
+  void ApplyCounts(const GenerationEvent& ev) {
+    result_.usage = ComputeUsage(ev.prompt_tokens, ev.cached_tokens, ev.kept_prompt_tokens, ev.completion_tokens);
+  }
+  void ApplyDone(const GenerationEvent& ev) {
+    ApplyCounts(ev);
+    result_.finish = ev.finish;
+    result_.stop_sequence = ev.stop_sequence;
+    result_.text = output_->content();
+    result_.reasoning = output_->reasoning();
+    result_.tool_calls = output_->tool_calls();
+  }
+
+  MessagesRequest request_;
+  MessagesResult result_;
+  AnthropicStream stream_{&result_};  // streams only
+  std::unique_ptr<ChatOutput> output_;
+};
 
 void HandleCountTokens(const RouteContext& ctx, const httplib::Request& req, httplib::Response& res) {
   auto call = BeginCall(ctx, req, res, ApiFlavor::kAnthropic);
@@ -113,8 +106,9 @@ void HandleCountTokens(const RouteContext& ctx, const httplib::Request& req, htt
 }  // namespace
 
 void RegisterAnthropicRoutes(httplib::Server& http, const RouteContext& ctx) {
-  http.Post("/v1/messages",
-            [ctx](const httplib::Request& req, httplib::Response& res) { HandleMessages(ctx, req, res); });
+  http.Post("/v1/messages", [ctx](const httplib::Request& req, httplib::Response& res) {
+    ServeGeneration(ctx, req, res, std::make_shared<MessagesApi>());
+  });
   http.Post("/v1/messages/count_tokens",
             [ctx](const httplib::Request& req, httplib::Response& res) { HandleCountTokens(ctx, req, res); });
 }

@@ -1,9 +1,15 @@
-// HttpServer: the HTTP front door. Owns the cpp-httplib server and its worker threads, routes
-// requests to the API adapters, and talks to the Engine only through Engine::Submit and the
+// HttpServer: the HTTP front door. Owns the cpp-httplib server (server/deadline_server) and its
+// worker threads, the state the routes share (API keys, metrics, the Responses store, the
+// per-key limiter, the draining flag) and wires them up: transport settings, the hooks every
+// request goes through (server/http_hooks), then the route groups, each in its own file
+// (server/health_routes, openai_routes, responses_routes, anthropic_routes, model_routes,
+// admin_routes). Routes talk to an Engine only through ModelManager, Engine::Submit and the
 // returned RequestHandle (never llama objects).
 //
-// Lifecycle: construct → Bind() (fails clearly if the address is in use) → Run() blocks until
-// Stop() is called from another thread or a signal handler thread.
+// Created by `kvault serve` (cli/serve_command.cpp) and the tests. Lifecycle: construct →
+// Bind() (fails clearly if the address is in use) → Run() blocks until Stop() is called from
+// another thread or a signal handler thread. SetModels, StartDraining and in_flight are safe from
+// any thread.
 #pragma once
 
 #include <atomic>
@@ -16,40 +22,11 @@
 #include "server/api_keys.h"
 #include "server/metrics.h"
 #include "server/routes.h"
-
-namespace httplib {
-struct Request;
-struct Response;
-}
+#include "server/server_options.h"
 
 namespace kvault {
 
 class DeadlineServer;
-
-struct ServerOptions {
-  std::string host = "127.0.0.1";
-  int port = 8080;                       // 0 = pick a free port (tests)
-  int http_threads = 8;       // started at once
-  int http_threads_max = 0;   // grown on demand up to this (0 = http_threads); each request
-                              // waiting for the engine holds one, so it should cover
-                              // --parallel + --max-queue
-  int max_connections = 256;  // served + waiting for a thread; beyond, new connections are closed
-  int read_timeout_s = 10;    // silence allowed while a request is being received
-  int request_read_timeout_s = 60;  // a request's head and body must be in this long after its
-                                    // first byte (0: no limit beyond read_timeout_s per read)
-  int write_timeout_s = 30;   // an unread answer: the client is dropped, its request cancelled
-  int idle_timeout_s = 5;     // keep-alive connections with no request
-  size_t max_body_bytes = 32u << 20;      // larger bodies get 413
-  std::vector<std::string> api_keys;      // empty: no authentication
-  std::string tenant_secret;              // keys bare API keys' tenant ids (api_keys.h); empty: random
-  std::vector<std::string> admin_keys;    // for /admin/*; empty: admin endpoints are off
-  std::vector<std::string> cors_origins;  // browser origins allowed to call the API ("*": any)
-  double degraded_utilization = 0.9;      // /health answers 503 "degraded" above this pool load
-  bool public_health = true;              // false: /health needs an API key (/health/live never does)
-  bool public_metrics = true;             // false: /metrics needs an API key
-  int key_concurrency = 0;                // API requests in flight per key at most (0: no limit)
-  std::string responses_dir;              // stored Responses (store: true); empty: in memory only
-};
 
 class HttpServer {
  public:
@@ -73,11 +50,11 @@ class HttpServer {
   int in_flight() const { return in_flight_.load(); }
 
  private:
+  // Threads, connection limits, timeouts and socket options (cpp-httplib and DeadlineServer).
+  void ConfigureTransport();
+  // The hooks every request goes through (server/http_hooks.h), then every route group.
   void RegisterRoutes();
   RouteContext Context();
-  bool CorsAllows(const std::string& origin) const;
-  // For /health and /metrics when they are not public; answers 401 itself.
-  bool Authorized(const httplib::Request& req, httplib::Response& res);
 
   ServerOptions options_;
   std::atomic<ModelManager*> models_;  // not owned; outlives the server

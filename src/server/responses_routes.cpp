@@ -1,4 +1,6 @@
-// OpenAI Responses routes: POST /v1/responses, GET and DELETE /v1/responses/{id}.
+// OpenAI Responses routes: POST /v1/responses (a GenerationApi, server/generation_route.h: the
+// api/openai_responses adapter parses and renders), GET and DELETE /v1/responses/{id}. HTTP
+// worker threads; stored responses are server/response_store's (thread-safe).
 //
 // A stored response chain is an agent: its turns run under one agent id (X-Agent-Id, else the
 // chain's own, else prompt_cache_key, else `user`, else the first response's id), so the KV of
@@ -13,7 +15,7 @@
 #include "api/ids.h"
 #include "api/openai_responses.h"
 #include "kvstore/agent_registry.h"
-#include "server/routes.h"
+#include "server/generation_route.h"
 
 namespace kvault {
 
@@ -21,123 +23,118 @@ namespace {
 
 constexpr const char* kJson = "application/json";
 
-// What a response keeps while it is answered (a stream: between events).
-struct ResponsesState {
-  CallContext call;
-  ResponseStore* store = nullptr;
-  StoredResponse record;  // written when the answer is done (store: true)
-  bool store_it = false;
-  std::unique_ptr<ChatOutput> output;
-  std::unique_ptr<ResponseBuilder> builder;
-};
-
 ResponsesUsage UsageOf(const GenerationEvent& ev) {
   return {ev.prompt_tokens, ev.cached_tokens, ev.completion_tokens};
 }
 
-// The answer is complete (ResponseBuilder::Finish): its record goes to the store before the
-// client hears of it, so that a next turn naming it always finds it. A failed write is logged and
-// the answer says "store": false.
-void StoreRecord(ResponsesState& st) {
-  if (!st.store_it) return;
-  st.record.response = st.builder->response();
-  for (const auto& item : st.builder->output()) st.record.items.push_back(item);
-  Status s = st.store->Put(st.record);
-  if (!s.ok()) {
-    spdlog::error("request {}: response {} not stored: {}", st.call.request_id, st.record.id, s.message());
-    st.builder->MarkNotStored();
+// POST /v1/responses.
+class ResponsesApi : public GenerationApi {
+ public:
+  explicit ResponsesApi(ResponseStore* store) : GenerationApi("openai.responses", ApiFlavor::kOpenAi), store_(store) {}
+
+  // The request, and the chain it continues (previous_response_id): the chat is the chain's
+  // items, then this input.
+  Status Parse(const httplib::Request& req, const CallContext& call) override {
+    auto parsed = ParseResponsesRequest(req.body);
+    if (!parsed.ok()) return parsed.status();
+    request_ = std::move(parsed.value());
+    nlohmann::json history = nlohmann::json::array();
+    if (!request_.previous_response_id.empty()) {
+      auto h = store_->History(call.tenant, request_.previous_response_id);
+      if (!h.ok()) return h.status();
+      history = std::move(h->first);
+      chain_agent_ = std::move(h->second);
+    }
+    Status built = BuildResponsesMessages(request_.instructions, history, request_.input, request_.generate.messages);
+    if (!built.ok()) return built;
+    record_.id = NewRandomId("resp_");
+    return Status::Ok();
   }
-}
-
-std::string Deltas(ResponsesState& st, const std::vector<OutputDelta>& ds) {
-  std::string out;
-  for (const auto& d : ds) out += st.builder->Delta(d);
-  return out;
-}
-
-void HandleCreate(const RouteContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  auto call = BeginCall(ctx, req, res, ApiFlavor::kOpenAi);
-  if (!call) return;
-  auto parsed = ParseResponsesRequest(req.body);
-  if (!parsed.ok()) return SendApiError(res, ApiFlavor::kOpenAi, ApiErrorFromStatus(parsed.status()));
-  nlohmann::json history = nlohmann::json::array();
-  std::string chain_agent;
-  if (!parsed->previous_response_id.empty()) {
-    auto h = ctx.responses->History(call->tenant, parsed->previous_response_id);
-    if (!h.ok()) return SendApiError(res, ApiFlavor::kOpenAi, ApiErrorFromStatus(h.status()));
-    history = std::move(h->first);
-    chain_agent = std::move(h->second);
-  }
-  GenerateRequest& g = parsed->generate;
-  Status built = BuildResponsesMessages(parsed->instructions, history, parsed->input, g.messages);
-  if (!built.ok()) return SendApiError(res, ApiFlavor::kOpenAi, ApiErrorFromStatus(built));
-  if (!AttachModel(ctx, *call, parsed->model, res, ApiFlavor::kOpenAi)) return;
-
-  auto st = std::make_shared<ResponsesState>();
-  const std::string id = NewRandomId("resp_");
+  const std::string& model() const override { return request_.model; }
+  GenerateRequest& request() override { return request_.generate; }
   // The chain's agent first (a prompt_cache_key may be shared by many conversations), then
-  // prompt_cache_key, then user.
-  std::string agent = chain_agent;
-  for (const std::string* fallback : {&parsed->prompt_cache_key, &parsed->user}) {
-    if (!AgentRegistry::ValidId(agent)) agent = *fallback;
+  // prompt_cache_key, then user; a new stored chain is an agent of its own.
+  std::string agent_fallback() const override {
+    std::string agent = chain_agent_;
+    for (const std::string* fallback : {&request_.prompt_cache_key, &request_.user}) {
+      if (!AgentRegistry::ValidId(agent)) agent = *fallback;
+    }
+    if (!AgentRegistry::ValidId(agent) && request_.store) agent = record_.id;
+    return agent;
   }
-  if (!AgentRegistry::ValidId(agent) && parsed->store) agent = id;  // a new chain is an agent of its own
-  StampRequest(*call, agent, g);
-  const bool stream = g.stream;
-  st->call = *call;
-  st->store = ctx.responses;
-  st->store_it = parsed->store;
-  st->record.id = id;
-  st->record.tenant = call->tenant;
-  st->record.agent = call->agent_id;
-  st->record.previous_response_id = parsed->previous_response_id;
-  st->record.items = parsed->input;
-  nlohmann::json base = parsed->echo;
-  base["id"] = id;
-  base["created_at"] = UnixNow();
-  base["model"] = parsed->model.empty() ? call->engine->info().id : parsed->model;
-  st->builder = std::make_unique<ResponseBuilder>(std::move(base), parsed->namespaces);
-  std::shared_ptr<RequestHandle> handle = call->engine->Submit(std::move(g));
-
-  std::optional<GenerationEvent> first = FirstEvent(*call, "openai.responses", ApiFlavor::kOpenAi, *handle, req, res);
-  if (!first) return;
-  st->output = std::make_unique<ChatOutput>(handle->syntax(), [] { return NewRandomId("call_"); });
-  res.set_header("X-Cache-Tokens", std::to_string(first->cached_tokens));
-
-  if (stream) {
-    SseRenderer render;
-    render.start = [st] { return st->builder->Created(); };
-    render.event = [st](const GenerationEvent& ev) -> std::string {
-      if (ev.kind == GenerationEvent::Kind::kText) return Deltas(*st, st->output->Append(ev.text));
-      if (ev.kind == GenerationEvent::Kind::kError) {  // after the stream started: response.failed
-        const ApiError e = ApiErrorFromStatus(ev.status);
-        LogRequest(st->call, "openai.responses", ev, e.http_status);
-        return st->builder->Failed(e.code.empty() ? "server_error" : e.code, e.message);
-      }
-      std::string out = Deltas(*st, st->output->Finish());
-      LogRequest(st->call, "openai.responses", ev, 200);
-      out += st->builder->Finish(ev.finish, UsageOf(ev));
-      StoreRecord(*st);
-      return out + st->builder->Completed();
-    };
-    // While a long prompt is computed: response.in_progress (the clients' idle timers count events;
-    // before any output item it replaces nothing in their snapshot), then SSE comments.
-    render.idle = [st, keep = KeepAlive(": keep-alive\n\n")](std::chrono::steady_clock::duration quiet) {
-      std::string beat = keep(quiet);
-      if (beat.empty() || !st->builder->output().empty() || st->output->raw_text().size() > 0) return beat;
-      return st->builder->InProgress();
-    };
-    return StreamEvents(res, std::move(handle), std::move(*first), std::move(render));
+  void Prepare(const CallContext& call) override {
+    record_.tenant = call.tenant;
+    record_.agent = call.agent_id;
+    record_.previous_response_id = request_.previous_response_id;
+    record_.items = request_.input;
+    nlohmann::json base = request_.echo;
+    base["id"] = record_.id;
+    base["created_at"] = UnixNow();
+    base["model"] = request_.model.empty() ? call.engine->info().id : request_.model;
+    builder_ = std::make_unique<ResponseBuilder>(std::move(base), request_.namespaces);
+    request_id_ = call.request_id;
+  }
+  void Started(const ChatSyntax& syntax, const GenerationEvent&) override {
+    output_ = std::make_unique<ChatOutput>(syntax, [] { return NewRandomId("call_"); });
   }
 
-  auto done = CollectNonStreamed(*call, "openai.responses", ApiFlavor::kOpenAi, *handle, req, res, std::move(first),
-                                 [&](const std::string& text) { Deltas(*st, st->output->Append(text)); });
-  if (!done) return;
-  Deltas(*st, st->output->Finish());
-  st->builder->Finish(done->finish, UsageOf(*done));
-  StoreRecord(*st);
-  res.set_content(RenderResponse(st->builder->response()), kJson);
-}
+  std::string StreamStart() override { return builder_->Created(); }
+  std::string StreamText(const GenerationEvent& ev) override { return Deltas(output_->Append(ev.text)); }
+  // After the stream started: response.failed.
+  std::string StreamError(const ApiError& e) override {
+    return builder_->Failed(e.code.empty() ? "server_error" : e.code, e.message);
+  }
+  std::string StreamDone(const GenerationEvent& ev) override {
+    std::string out = Deltas(output_->Finish());
+    out += builder_->Finish(ev.finish, UsageOf(ev));
+    StoreRecord();
+    return out + builder_->Completed();
+  }
+  // While a long prompt is computed: response.in_progress (the clients' idle timers count events;
+  // before any output item it replaces nothing in their snapshot), then SSE comments.
+  std::string StreamIdle(std::chrono::steady_clock::duration quiet) override {
+    std::string beat = GenerationApi::StreamIdle(quiet);
+    if (beat.empty() || !builder_->output().empty() || output_->raw_text().size() > 0) return beat;
+    return builder_->InProgress();
+  }
+
+  void Text(const std::string& text) override { Deltas(output_->Append(text)); }
+  std::string Body(const GenerationEvent& done) override {
+    Deltas(output_->Finish());
+    builder_->Finish(done.finish, UsageOf(done));
+    StoreRecord();
+    return RenderResponse(builder_->response());
+  }
+
+ private:
+  std::string Deltas(const std::vector<OutputDelta>& ds) {
+    std::string out;
+    for (const auto& d : ds) out += builder_->Delta(d);
+    return out;
+  }
+
+  // The answer is complete (ResponseBuilder::Finish): its record goes to the store before the
+  // client hears of it, so that a next turn naming it always finds it. A failed write is logged and
+  // the answer says "store": false.
+  void StoreRecord() {
+    if (!request_.store) return;
+    record_.response = builder_->response();
+    for (const auto& item : builder_->output()) record_.items.push_back(item);
+    Status s = store_->Put(record_);
+    if (!s.ok()) {
+      spdlog::error("request {}: response {} not stored: {}", request_id_, record_.id, s.message());
+      builder_->MarkNotStored();
+    }
+  }
+
+  ResponseStore* store_;
+  ResponsesRequest request_;
+  std::string chain_agent_;  // the agent of the chain continued (previous_response_id), if any
+  StoredResponse record_;    // written when the answer is done (store: true)
+  std::string request_id_;
+  std::unique_ptr<ChatOutput> output_;
+  std::unique_ptr<ResponseBuilder> builder_;
+};
 
 void HandleGet(const RouteContext& ctx, const httplib::Request& req, httplib::Response& res) {
   auto call = BeginCall(ctx, req, res, ApiFlavor::kOpenAi);
@@ -159,8 +156,9 @@ void HandleDelete(const RouteContext& ctx, const httplib::Request& req, httplib:
 }  // namespace
 
 void RegisterResponsesRoutes(httplib::Server& http, const RouteContext& ctx) {
-  http.Post("/v1/responses",
-            [ctx](const httplib::Request& req, httplib::Response& res) { HandleCreate(ctx, req, res); });
+  http.Post("/v1/responses", [ctx](const httplib::Request& req, httplib::Response& res) {
+    ServeGeneration(ctx, req, res, std::make_shared<ResponsesApi>(ctx.responses));
+  });
   http.Get("/v1/responses/:id",
            [ctx](const httplib::Request& req, httplib::Response& res) { HandleGet(ctx, req, res); });
   http.Delete("/v1/responses/:id",

@@ -51,6 +51,10 @@ bool IsAnthropicRequest(const httplib::Request& req) {
   return req.path.rfind("/v1/messages", 0) == 0 || req.has_header("anthropic-version");
 }
 
+ApiFlavor FlavorOf(const httplib::Request& req) {
+  return IsAnthropicRequest(req) ? ApiFlavor::kAnthropic : ApiFlavor::kOpenAi;
+}
+
 void SendApiError(httplib::Response& res, ApiFlavor flavor, const ApiError& e) {
   if (flavor == ApiFlavor::kAnthropic) {
     // Normally set before routing; not for what cpp-httplib refuses before it (a body too large).
@@ -130,144 +134,8 @@ bool AttachModel(const RouteContext& ctx, CallContext& call, const std::string& 
   return true;
 }
 
-void StampRequest(CallContext& call, const std::string& user_field, GenerateRequest& g) {
-  if (call.agent_id.empty() && AgentRegistry::ValidId(user_field)) call.agent_id = user_field;
-  g.tenant = call.tenant;
-  g.agent_id = call.agent_id;
-  g.request_id = call.request_id;
-}
-
-std::optional<GenerationEvent> CollectNonStreamed(const CallContext& call, const char* api, ApiFlavor flavor,
-                                                  RequestHandle& h, const httplib::Request& req, httplib::Response& res,
-                                                  std::optional<GenerationEvent> first,
-                                                  const std::function<void(const std::string&)>& on_text,
-                                                  std::vector<TokenLogprob>* logprobs) {
-  std::optional<GenerationEvent> ev = first ? std::move(first) : NextEvent(h, req);
-  for (;; ev = NextEvent(h, req)) {
-    if (!ev) return std::nullopt;                               // the client went away
-    if (ev->kind == GenerationEvent::Kind::kStarted) continue;  // (streamed requests only)
-    if (ev->kind == GenerationEvent::Kind::kText) {
-      on_text(ev->text);
-      if (logprobs) logprobs->insert(logprobs->end(), ev->logprobs.begin(), ev->logprobs.end());
-    } else if (ev->kind == GenerationEvent::Kind::kError) {
-      const ApiError e = ApiErrorFromStatus(ev->status);
-      LogRequest(call, api, *ev, flavor == ApiFlavor::kAnthropic ? AnthropicHttpStatus(e) : e.http_status);
-      SendApiError(res, flavor, e);
-      return std::nullopt;
-    } else {
-      LogRequest(call, api, *ev, 200);
-      return ev;
-    }
-  }
-}
-
-namespace {
-
-// What a request's channel that closed without kDone or kError (a bug) answers.
-GenerationEvent EndedWithoutAnswer() {
-  GenerationEvent err;
-  err.kind = GenerationEvent::Kind::kError;
-  err.status = Status::Internal("the engine ended the request without an answer");
-  return err;
-}
-
-}  // namespace
-
-void StreamEvents(httplib::Response& res, std::shared_ptr<RequestHandle> handle, GenerationEvent first,
-                  SseRenderer render) {
-  struct State {
-    std::shared_ptr<RequestHandle> handle;
-    SseRenderer render;
-    std::optional<GenerationEvent> pending;  // the first event, sent on the first call
-    std::chrono::steady_clock::time_point last_write;
-  };
-  auto st = std::make_shared<State>();
-  st->handle = std::move(handle);
-  st->render = std::move(render);
-  st->pending = std::move(first);
-  res.set_header("Cache-Control", "no-cache");
-  res.set_chunked_content_provider(
-      "text/event-stream",
-      [st](size_t, httplib::DataSink& sink) {
-        auto send = [&](const std::string& s) {
-          if (s.empty()) return true;
-          if (!sink.write(s.data(), s.size())) {
-            st->handle->Cancel();  // the client went away
-            return false;
-          }
-          st->last_write = std::chrono::steady_clock::now();
-          return true;
-        };
-        std::optional<GenerationEvent> ev = std::move(st->pending);
-        if (ev) {
-          st->pending.reset();
-          st->last_write = std::chrono::steady_clock::now();
-          if (st->render.start && !send(st->render.start())) return false;
-        } else {
-          ev = st->handle->events().PopFor(std::chrono::milliseconds(100));
-        }
-        if (!ev && st->handle->events().drained()) ev = EndedWithoutAnswer();  // see NextEvent
-        if (!ev) {
-          if (!sink.is_writable()) return st->handle->Cancel(), false;
-          return st->render.idle ? send(st->render.idle(std::chrono::steady_clock::now() - st->last_write)) : true;
-        }
-        if (ev->kind == GenerationEvent::Kind::kStarted) return true;  // the start went out above
-        if (!send(st->render.event(*ev))) return false;
-        if (ev->kind != GenerationEvent::Kind::kText) sink.done();
-        return true;
-      },
-      // Called when the response ends; httplib stops calling the provider once the client is
-      // gone, so this is where a vanished client's request gets cancelled (a no-op if done).
-      [st](bool) { st->handle->Cancel(); });
-}
-
-std::optional<GenerationEvent> FirstEvent(const CallContext& call, const char* api, ApiFlavor flavor, RequestHandle& h,
-                                          const httplib::Request& req, httplib::Response& res) {
-  std::optional<GenerationEvent> first = NextEvent(h, req);
-  if (first && first->kind == GenerationEvent::Kind::kError) {
-    const ApiError e = ApiErrorFromStatus(first->status);
-    LogRequest(call, api, *first, flavor == ApiFlavor::kAnthropic ? AnthropicHttpStatus(e) : e.http_status);
-    SendApiError(res, flavor, e);
-    return std::nullopt;
-  }
-  return first;
-}
-
-std::optional<GenerationEvent> NextEvent(RequestHandle& h, const httplib::Request& req) {
-  while (true) {
-    auto ev = h.events().PopFor(std::chrono::milliseconds(100));
-    if (req.is_connection_closed()) {
-      h.Cancel();
-      return std::nullopt;
-    }
-    if (ev) return ev;
-    if (h.events().drained()) {
-      // Cannot happen: the engine always ends with kDone or kError. (Events pushed just before
-      // the channel closed are not lost: drained() is false while they wait, and the next PopFor
-      // returns them.)
-      return EndedWithoutAnswer();
-    }
-  }
-}
-
-std::function<std::string(std::chrono::steady_clock::duration)> KeepAlive(std::string text) {
-  return [text = std::move(text)](std::chrono::steady_clock::duration quiet) {
-    return quiet > kKeepAliveEvery ? text : std::string();
-  };
-}
-
 int64_t UnixNow() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-void LogRequest(const CallContext& call, const char* api, const GenerationEvent& done, int http_status) {
-  if (call.metrics && done.kind == GenerationEvent::Kind::kDone) call.metrics->ObserveGeneration(api, done);
-  spdlog::info(
-      "request {} api={} agent={} status={} prompt={} cached={} (pool {} ram {} disk {}) generated={} "
-      "queue_ms={:.0f} ttft_ms={:.0f} total_ms={:.0f}",
-      call.request_id, api, call.agent_id.empty() ? "-" : call.agent_id, http_status, done.prompt_tokens,
-      done.cached_tokens, done.cached_resident, done.cached_ram, done.cached_disk, done.completion_tokens,
-      done.queue_ms, done.ttft_ms, done.total_ms);
 }
 
 }  // namespace kvault

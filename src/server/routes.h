@@ -1,11 +1,14 @@
-// What the API route handlers share: the engine they talk to, authentication, request ids,
-// waiting for engine events, and errors in each API's envelope. Used by http_server.cpp,
-// openai_routes.cpp and anthropic_routes.cpp on HTTP worker threads; never touches llama objects.
+// What the route handlers share: the server state they reach (RouteContext), the checks every API
+// call begins with (BeginCall: draining, API key, agent id, --key-concurrency; AttachModel: the
+// model's engine), errors in each API's envelope, ids, and the Register* function of each route
+// group. Generation itself (submit, stream or wait, log) is server/generation_route.h.
+//
+// Used by http_server.cpp, http_hooks.cpp and every *_routes.cpp, on HTTP worker threads; the
+// shared state is thread-safe (atomics, TenantLimiter, ApiKeys const after construction, Metrics,
+// ResponseStore). Never touches llama objects.
 #pragma once
 
 #include <atomic>
-#include <chrono>
-#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -18,6 +21,7 @@
 #include "server/api_keys.h"
 #include "server/metrics.h"
 #include "server/response_store.h"
+#include "server/server_options.h"
 
 namespace httplib {
 class Server;
@@ -70,13 +74,16 @@ class InFlight {
   std::atomic<int>* n_;
 };
 
-// One API call's identity, after the checks every generation route makes.
+// One API call's identity, after the checks every API call begins with (BeginCall). Copies
+// share the lease, the in-flight count and the key slot: they end with the last copy.
 struct CallContext {
   Engine* engine = nullptr;                    // set by AttachModel
   std::shared_ptr<ModelManager::Lease> lease;  // keeps the engine loaded while the request lives
   std::string tenant;
   std::string request_id;
-  std::string agent_id;  // X-Agent-Id, else X-Claude-Code-Session-Id; the API's user field is the fallback (set by the route)
+  // X-Agent-Id, else X-Claude-Code-Session-Id; else the API's own field, set when the request is
+  // stamped (server/generation_route).
+  std::string agent_id;
   Metrics* metrics = nullptr;
   std::shared_ptr<InFlight> in_flight;  // copied into stream state so a stream counts until it ends
   std::shared_ptr<void> tenant_slot;    // --key-concurrency, released with the last copy
@@ -86,66 +93,23 @@ struct CallContext {
 // `anthropic-version` header (the Anthropic SDKs send it; GET /v1/models then answers in
 // Anthropic's shape, and errors come in its envelope).
 bool IsAnthropicRequest(const httplib::Request& req);
+// kAnthropic for an Anthropic request (IsAnthropicRequest), else kOpenAi: the envelope of errors
+// answered before, or outside, an API's own route.
+ApiFlavor FlavorOf(const httplib::Request& req);
 
 // Writes `e` in the flavor's envelope (status, Retry-After on 429/503/529). Anthropic's envelope
 // carries the response's request id ("request_id", from its X-Request-Id header).
 void SendApiError(httplib::Response& res, ApiFlavor flavor, const ApiError& e);
 
-// Checks the server is up and the key is valid; on failure answers and returns nullopt.
+// Checks that the server takes requests (not draining, models attached), the API key, the agent
+// id headers, and takes the key's --key-concurrency slot; on failure answers in the flavor's
+// envelope and returns nullopt.
 std::optional<CallContext> BeginCall(const RouteContext& ctx, const httplib::Request& req, httplib::Response& res,
                                      ApiFlavor flavor);
 // Gets the engine for the request's `model` (loading it if needed); on failure answers and
 // returns false.
 bool AttachModel(const RouteContext& ctx, CallContext& call, const std::string& model, httplib::Response& res,
                  ApiFlavor flavor);
-
-// Fills the engine request's identity: tenant, request id, and agent — X-Agent-Id, else the
-// API's own user field when it is a valid agent id (which then also names the call's agent).
-void StampRequest(CallContext& call, const std::string& user_field, GenerateRequest& g);
-
-// Reads a non-streamed request to its end: `first` (when set) and the events after it, each text
-// piece to `on_text` (and, when `logprobs` is given, the events' token logprobs appended to it).
-// Returns the kDone event, logged. An engine error is answered in the flavor's envelope and
-// logged, and gives nullopt; so does a client that went away.
-std::optional<GenerationEvent> CollectNonStreamed(const CallContext& call, const char* api, ApiFlavor flavor,
-                                                  RequestHandle& h, const httplib::Request& req, httplib::Response& res,
-                                                  std::optional<GenerationEvent> first,
-                                                  const std::function<void(const std::string&)>& on_text,
-                                                  std::vector<TokenLogprob>* logprobs = nullptr);
-
-// The request's first event. An error there (bad prompt, queue full) is answered as a plain HTTP
-// error in the flavor's envelope and logged; that, or a client that went away, gives nullopt.
-std::optional<GenerationEvent> FirstEvent(const CallContext& call, const char* api, ApiFlavor flavor, RequestHandle& h,
-                                          const httplib::Request& req, httplib::Response& res);
-
-// How a route turns its generation into server-sent events, for StreamEvents. Each returns the
-// text to send (empty: nothing).
-struct SseRenderer {
-  // Before the first event; optional.
-  std::function<std::string()> start;
-  // Every event; a kDone or kError event ends the stream.
-  std::function<std::string(const GenerationEvent&)> event;
-  // About every 100 ms without an event, given the time since the last write (keep-alives);
-  // optional.
-  std::function<std::string(std::chrono::steady_clock::duration)> idle;
-};
-
-// How long a stream may stay quiet (a long prompt being computed) before a keep-alive goes out,
-// so that proxies and clients with idle timeouts do not drop it.
-inline constexpr auto kKeepAliveEvery = std::chrono::seconds(5);
-// `text` after kKeepAliveEvery of quiet: an SseRenderer::idle.
-std::function<std::string(std::chrono::steady_clock::duration)> KeepAlive(std::string text);
-
-// Answers with a stream of server-sent events: `first` (the request's first event — kStarted at
-// admission, before the prompt is computed — already checked not to be an error, which the
-// caller answers as a plain HTTP error) and every event after it, rendered by `render`. A client that goes away cancels
-// the request, at the latest when the response ends.
-void StreamEvents(httplib::Response& res, std::shared_ptr<RequestHandle> handle, GenerationEvent first,
-                  SseRenderer render);
-
-// The request's next event. nullopt once the client has gone away (checked at least every
-// 100 ms), after cancelling the request so the engine frees its cells at its next step.
-std::optional<GenerationEvent> NextEvent(RequestHandle& h, const httplib::Request& req);
 
 int64_t UnixNow();
 
@@ -157,9 +121,9 @@ std::string WithoutPath(std::string message, const std::string& path);
 // spaces, at most 256 characters; anything else becomes '_'.
 std::string SanitizeId(const std::string& id);
 
-// One log line per finished request; finished generations also go to the metrics.
-void LogRequest(const CallContext& call, const char* api, const GenerationEvent& done, int http_status);
-
+// GET /health/live, /health and /metrics (health_routes.cpp); `options` says which are public
+// and when the pool counts as degraded.
+void RegisterHealthRoutes(httplib::Server& http, const RouteContext& ctx, const ServerOptions& options);
 void RegisterOpenAiRoutes(httplib::Server& http, const RouteContext& ctx);
 // GET /v1/models and /v1/models/{id}, in OpenAI's shape or (IsAnthropicRequest) Anthropic's.
 void RegisterModelRoutes(httplib::Server& http, const RouteContext& ctx);

@@ -1,4 +1,4 @@
-#include "server/routes.h"
+#include "server/generation_route.h"
 
 #include <gtest/gtest.h>
 #include <httplib.h>

@@ -1,0 +1,129 @@
+#include "server/health.h"
+
+#include <algorithm>
+#include <string>
+
+#include "server/routes.h"
+
+namespace kvault {
+
+using json = nlohmann::json;
+
+json HealthModelsJson(const std::vector<ModelStatus>& models) {
+  json list = json::array();
+  for (const auto& m : models) {
+    json one = {{"name", m.name},
+                {"state", m.state},
+                {"in_flight", m.in_flight},
+                {"loads", m.loads},
+                {"last_load_seconds", m.last_load_seconds}};
+    if (!m.last_error.empty()) one["last_error"] = WithoutPath(m.last_error, m.path);
+    list.push_back(std::move(one));
+  }
+  return list;
+}
+
+HealthReport HealthWithoutEngine(bool draining, const std::vector<ModelStatus>* models) {
+  HealthReport r;
+  r.http_status = 503;
+  if (draining || !models) {
+    r.body = {{"status", draining ? "draining" : "loading"}};
+    return r;
+  }
+  // No engine: "loading" while a load or unload is under way, else "unavailable" (every model
+  // unloaded: by an operator, or a failed load whose reload failed too), with each model's last
+  // load error.
+  const bool moving = std::any_of(models->begin(), models->end(),
+                                  [](const ModelStatus& m) { return m.state == "loading" || m.state == "unloading"; });
+  r.body = {{"status", moving ? "loading" : "unavailable"}, {"models", HealthModelsJson(*models)}};
+  if (!moving) r.body["reason"] = "no model is loaded; the next request for one loads it";
+  return r;
+}
+
+HealthReport HealthOfEngine(const ModelInfo& info, const EngineStats& st, const KvStoreStats& ks,
+                            const std::vector<ModelStatus>& models, bool draining, double degraded_utilization) {
+  HealthReport r;
+  // 503 when new work cannot be taken well (draining, pool full of running requests); a disk
+  // that stopped taking writes is reported as degraded too, but answers 200: serving goes on.
+  std::string status = "ok";
+  json reasons = json::array();
+  const bool pool_full = st.pool_active_utilization > degraded_utilization;
+  if (pool_full) reasons.push_back("pool");
+  const std::string& unusable = info.persistence_error;
+  if (ks.persistence.failing || !unusable.empty()) reasons.push_back("persistence");
+  if (draining) {
+    status = "draining";
+    r.http_status = 503;
+  } else if (!reasons.empty()) {
+    status = "degraded";
+    if (pool_full) r.http_status = 503;
+  }
+  json& body = r.body;
+  body = {{"status", status},
+          {"degraded", reasons},
+          {"model", info.id},
+          {"queue_depth", st.waiting},
+          {"running", st.running},
+          {"pool",
+           {{"utilization", st.pool_utilization},
+            {"active_utilization", st.pool_active_utilization},
+            {"degraded_above", degraded_utilization},
+            {"blocks_total", st.pool_blocks_total},
+            {"blocks_used", st.pool_blocks_used},
+            {"blocks_reserved", st.pool_blocks_reserved},
+            {"block_tokens", info.block_tokens},
+            {"idle_sequences", st.idle_resident},
+            {"idle_blocks", st.idle_blocks},
+            {"evictions", st.evictions},
+            {"idle_trims", st.idle_trims}}},
+          {"engine",
+           {{"deterministic", info.deterministic},
+            {"step_tokens", info.step_tokens},
+            {"steps", st.steps},
+            {"decode_only_steps", st.decode_only_steps},
+            {"decode_only_tokens", st.decode_only_tokens},
+            {"decode_only_seconds", st.decode_only_seconds},
+            {"prompt_tokens_computed", st.prompt_tokens_computed},
+            {"prompt_tokens_cached", st.prompt_tokens_cached},
+            {"tokens_generated", st.tokens_generated},
+            {"busy_seconds", st.busy_seconds},
+            {"restored_tokens_ram", st.restored_tokens_ram},
+            {"restored_tokens_disk", st.restored_tokens_disk},
+            {"blocks_saved", st.blocks_saved},
+            {"save_seconds", st.save_seconds},
+            {"restore_seconds", st.restore_seconds}}}};
+  body["kv_store"] = {{"persistent", ks.persistent},
+                      {"fingerprint", info.fingerprint},
+                      {"ram_blocks", ks.ram_blocks},
+                      {"ram_bytes", ks.ram_bytes},
+                      {"spare_buffer_bytes", ks.spare_buffer_bytes},
+                      {"disk_blocks", ks.disk.blocks},
+                      {"disk_bytes", ks.disk.bytes},
+                      {"pending_writes", ks.pending_writes},
+                      {"disk_hits", ks.disk_hits},
+                      {"misses", ks.misses},
+                      {"bytes_written", ks.disk.write_bytes},
+                      {"bytes_read", ks.disk.read_bytes},
+                      {"fetch_seconds", ks.fetch_seconds},
+                      {"write_errors", ks.disk.write_errors},
+                      {"quarantined", ks.disk.quarantined},
+                      {"gc_deleted", ks.disk.gc_deleted},
+                      {"vanished", ks.disk.vanished},
+                      {"directory_lost", ks.disk.dir_lost}};
+  if (!info.persistence_off.empty()) {
+    body["kv_store"]["persistence"] = {{"state", "off"}, {"reason", info.persistence_off}};
+  } else if (!unusable.empty()) {
+    body["kv_store"]["persistence"] = {{"state", "unavailable"}, {"last_error", unusable}};
+  } else if (ks.persistent) {
+    body["kv_store"]["persistence"] = {{"state", ks.persistence.failing ? "failing" : "ok"},
+                                       {"last_error", ks.persistence.last_error},
+                                       {"failing_seconds", ks.persistence.failing_seconds},
+                                       {"unpersisted_blocks", ks.persistence.unpersisted_blocks},
+                                       {"failures", ks.persistence.failures},
+                                       {"recoveries", ks.persistence.recoveries}};
+  }
+  body["models"] = HealthModelsJson(models);
+  return r;
+}
+
+}  // namespace kvault
