@@ -23,7 +23,20 @@ Status Bad(const std::string& why) {
   return Status::Corruption("bad KV block file: " + why);
 }
 
+// Gives a record's buffer back to the pool when its last reference goes.
+struct Recycle {
+  std::shared_ptr<BufferPool> pool;
+  void operator()(BlockRecord* r) const {
+    pool->Give(std::move(r->kv));
+    delete r;
+  }
+};
+
 }  // namespace
+
+std::shared_ptr<BlockRecord> ShareRecycled(BlockRecord record, std::shared_ptr<BufferPool> buffers) {
+  return std::shared_ptr<BlockRecord>(new BlockRecord(std::move(record)), Recycle{std::move(buffers)});
+}
 
 void EncodeBlockFile(const BlockRecord& r, std::vector<uint8_t>* out) {
   const size_t tok_bytes = r.tokens.size() * sizeof(int32_t);

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -38,6 +39,10 @@ struct BlockRecord {
   // Memory it holds (its KV buffer may be a recycled one larger than its bytes).
   size_t ByteSize() const { return kv.capacity() + tokens.size() * sizeof(int32_t) + 256; }
 };
+
+// `record`, shared; its KV buffer goes back to `buffers` when the last reference is dropped (on
+// whichever thread drops it). How the KV store holds every record it makes or reads.
+std::shared_ptr<BlockRecord> ShareRecycled(BlockRecord record, std::shared_ptr<BufferPool> buffers);
 
 std::vector<uint8_t> EncodeBlockFile(const BlockRecord& record);
 // The same into `out`, reusing its memory (the I/O thread's write buffer).

@@ -23,7 +23,7 @@ namespace {
 
 constexpr const char* kExt = ".safetensors";
 
-Status WriteAllAndSync(const fs::path& path, const std::vector<uint8_t>& bytes, uint32_t pause_ms) {
+Status WriteAllAndSync(const fs::path& path, std::span<const uint8_t> bytes, uint32_t pause_ms) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Status::IOError("cannot create " + path.string() + ": " + std::strerror(errno));
   size_t off = 0;
@@ -55,7 +55,7 @@ Status WriteAllAndSync(const fs::path& path, const std::vector<uint8_t>& bytes, 
 
 }  // namespace
 
-Status WriteFileDurably(const fs::path& path, const std::vector<uint8_t>& bytes, uint32_t pause_ms) {
+Status WriteFileDurably(const fs::path& path, std::span<const uint8_t> bytes, uint32_t pause_ms) {
   // A new directory's own entry must be durable too (each level created), or the file can
   // vanish with it.
   if (auto made = CreateDirsDurably(path.parent_path()); !made.ok()) return made.status();
@@ -233,7 +233,23 @@ StatusOr<size_t> DiskTier::ReadInto(const BlockKey& key, std::vector<uint8_t>* b
   return off;
 }
 
-Status DiskTier::Write(const BlockKey& key, const std::vector<uint8_t>& bytes) {
+void DiskTier::ReadBlocks(std::span<const BlockKey> keys, const ReadSink& sink) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (!Contains(keys[i])) {
+      if (!sink(i, Status::NotFound("block " + keys[i].Hex() + " is not on disk"))) return;
+      continue;
+    }
+    const StatusOr<size_t> n = ReadInto(keys[i], &read_buf_);
+    if (!n.ok()) {
+      if (!sink(i, n.status())) return;
+      continue;
+    }
+    if (!sink(i, std::span<const uint8_t>(read_buf_.data(), n.value()))) return;
+  }
+}
+
+Status DiskTier::Write(const BlockKey& key, std::span<const uint8_t> bytes) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (index_.count(key)) {  // content-addressed: already there

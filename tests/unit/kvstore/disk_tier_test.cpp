@@ -6,6 +6,9 @@
 #include <chrono>
 #include <fstream>
 #include <memory>
+#include <span>
+#include <string>
+#include <vector>
 
 #include "kvstore/fingerprint.h"
 #include "test_env.h"
@@ -166,6 +169,57 @@ TEST(DiskTierTest, QuarantineMovesTheFileAside) {
   DiskTier again(dir, 1 << 20);  // and a rescan does not bring it back
   ASSERT_TRUE(again.Open().ok());
   EXPECT_FALSE(again.Contains(Key(1)));
+}
+
+// The disk as the store reaches it: through BlockTier (tier.h).
+TEST(DiskTierTest, AsABlockTierItReadsInOrderAndStopsWhenTheReaderDoes) {
+  const auto dir = testing::ScratchDir("disk-tier-interface");
+  DiskTier disk(dir, 1 << 20);
+  ASSERT_TRUE(disk.Open().ok());
+  BlockTier& tier = disk;
+  EXPECT_STREQ(tier.name(), "disk");
+  ASSERT_TRUE(tier.Write(Key(1), Bytes(100, 1)).ok());
+  ASSERT_TRUE(tier.Write(Key(3), Bytes(300, 3)).ok());
+  ASSERT_TRUE(tier.Write(Key(1), Bytes(5, 9)).ok());  // stored already: kept as it was
+  EXPECT_TRUE(tier.Contains(Key(1)));
+  EXPECT_TRUE(tier.MayContain(Key(1)));
+  EXPECT_FALSE(tier.MayContain(Key(2)));  // the index knows: no read needed
+  EXPECT_EQ(tier.SizeOf(Key(3)), 300u);
+  std::vector<std::string> seen;
+  const BlockKey keys[] = {Key(1), Key(2), Key(3), Key(1)};
+  tier.ReadBlocks(keys, [&](size_t i, const StatusOr<std::span<const uint8_t>>& bytes) {
+    if (!bytes.ok()) {
+      seen.push_back(std::to_string(i) + ":" + StatusCodeName(bytes.status().code()));
+    } else {
+      seen.push_back(std::to_string(i) + ":" + std::to_string(bytes.value().size()) + "x" +
+                     std::to_string(bytes.value()[0]));
+    }
+    return i < 2;  // stops after the third key
+  });
+  EXPECT_EQ(seen, (std::vector<std::string>{"0:100x1", "1:NotFound", "2:300x3"}));
+  EXPECT_EQ(disk.stats().reads, 2u);  // the missing key cost no read
+  EXPECT_EQ(tier.wipes(), 0u);
+}
+
+TEST(DiskTierTest, AsABlockTierARejectedBlockIsQuarantinedAndARemovedOneIsGone) {
+  const auto dir = testing::ScratchDir("disk-tier-interface-reject");
+  DiskTier disk(dir, 1 << 20);
+  ASSERT_TRUE(disk.Open().ok());
+  BlockTier& tier = disk;
+  ASSERT_TRUE(tier.Write(Key(1), Bytes(10, 1)).ok());
+  ASSERT_TRUE(tier.Write(Key(2), Bytes(10, 2)).ok());
+  tier.Reject(Key(1), "checksum mismatch");
+  EXPECT_FALSE(tier.Contains(Key(1)));
+  EXPECT_TRUE(fs::exists(dir / "quarantine" / (Key(1).Hex() + ".safetensors")));
+  ASSERT_TRUE(tier.Remove(Key(2)).ok());
+  EXPECT_FALSE(tier.Contains(Key(2)));
+  EXPECT_FALSE(fs::exists(disk.PathFor(Key(2))));
+  EXPECT_TRUE(tier.Remove(Key(2)).ok());  // not there: ok
+  EXPECT_TRUE(tier.Probe().ok());
+  // The directory deleted behind the tier's back: the next write notices and counts a wipe.
+  fs::remove_all(dir);
+  ASSERT_TRUE(tier.Write(Key(3), Bytes(10, 3)).ok());
+  EXPECT_EQ(tier.wipes(), 1u);
 }
 
 TEST(DiskTierTest, UnwritableDirectoryIsAnErrorNotACrash) {

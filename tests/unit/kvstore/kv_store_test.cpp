@@ -3,95 +3,20 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
-#include <future>
 #include <thread>
 
 #include "test_env.h"
 #include "unit/core/synced_dirs.h"
+#include "unit/kvstore/kv_store_test_util.h"
 
 namespace kvault {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::vector<int32_t> Tokens(int n, int from) {
-  std::vector<int32_t> v;
-  for (int i = 0; i < n; ++i) v.push_back(from + i);
-  return v;
-}
-
-// Blocks of 4 tokens for a 12-token sequence.
-struct Chain {
-  std::vector<int32_t> tokens = Tokens(12, 100);
-  BlockKey salt = CacheSalt("fp", "");
-  std::vector<BlockKey> keys = ComputeBlockKeys(salt, tokens, 4);
-  std::shared_ptr<const BlockRecord> Record(size_t i) const {
-    auto r = std::make_shared<BlockRecord>();
-    r->key = keys[i];
-    r->parent = i == 0 ? salt : keys[i - 1];
-    r->fingerprint = "fp";
-    r->kv_type = "f16";
-    r->first_pos = static_cast<uint32_t>(i * 4);
-    r->tokens.assign(tokens.begin() + static_cast<long>(i * 4), tokens.begin() + static_cast<long>(i * 4 + 4));
-    r->kv.assign(64, static_cast<uint8_t>(i));
-    return r;
-  }
-  // The tail block of `n` tokens after block `after` (-1: after the salt) of `more`.
-  std::shared_ptr<const BlockRecord> Tail(int after, const std::vector<int32_t>& more, size_t n) const {
-    auto r = std::make_shared<BlockRecord>();
-    r->parent = after < 0 ? salt : keys[static_cast<size_t>(after)];
-    r->key = TailBlockKeys(r->parent, more.data(), n).back();
-    r->fingerprint = "fp";
-    r->kv_type = "f16";
-    r->first_pos = static_cast<uint32_t>((after + 1) * 4);
-    r->tokens.assign(more.begin(), more.begin() + static_cast<long>(n));
-    r->kv.assign(48, static_cast<uint8_t>(200 + n));
-    return r;
-  }
-  // Asks for the blocks of `toks` (default: the 12 tokens) from block `first` on.
-  std::shared_ptr<PrefetchRequest> Request(size_t first = 0, std::vector<int32_t> toks = {},
-                                           size_t resident = 0) const {
-    auto r = std::make_shared<PrefetchRequest>();
-    r->salt = salt;
-    if (toks.empty()) toks = tokens;
-    r->keys = ComputeBlockKeys(salt, toks, 4);
-    r->tokens = std::make_shared<const std::vector<int32_t>>(std::move(toks));
-    r->block_tokens = 4;
-    r->first = first;
-    r->resident = resident;
-    return r;
-  }
-};
-
-std::shared_ptr<Prefetch> Wait(std::shared_ptr<Prefetch> p) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (!p->done.load() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  // Not done: the test fails here instead of hanging (the I/O thread still owns `p`, kept alive).
-  EXPECT_TRUE(p->done.load()) << "the prefetch never finished";
-  return p;
-}
-
-std::unique_ptr<KvStore> OpenStore(const fs::path& dir, uint64_t ram = 1 << 20, uint64_t disk = 10ull << 30,
-                                   uint32_t probe_interval_ms = 2000) {
-  KvStoreOptions o;
-  o.dir = dir;
-  o.ram_bytes = ram;
-  o.disk_bytes = disk;
-  o.fingerprint = "fp";
-  o.probe_interval_ms = probe_interval_ms;
-  auto s = KvStore::Open(o);
-  EXPECT_TRUE(s.ok()) << s.status().ToString();
-  return std::move(s.value());
-}
-
-// A store in `dir` that wrote `c`'s block 0 to disk, then closed.
-void StoreBlock0(const fs::path& dir, const Chain& c) {
-  auto store = OpenStore(dir);
-  store->Put(c.Record(0));
-  store->Flush();
-}
+using testing::Chain;
+using testing::OpenStore;
+using testing::StoreBlock0;
+using testing::Wait;
 
 // The store's directories (the model's, and its agents/ for agent records) are made durable in
 // their parents when created.
@@ -114,13 +39,13 @@ TEST(KvStoreTest, BlocksSurviveARestart) {
     EXPECT_EQ(store->stats().disk.blocks, 3u);
   }
   auto store = OpenStore(dir);
-  EXPECT_EQ(store->GetRam(c.keys[0]), nullptr);  // RAM is empty after a restart
+  EXPECT_EQ(store->FindInRam(c.keys[0]), nullptr);  // RAM is empty after a restart
   EXPECT_TRUE(store->Has(c.keys[0]));
   auto p = Wait(store->StartPrefetch(c.Request()));
   ASSERT_EQ(p->records.size(), 3u);
   EXPECT_EQ(p->from_disk, std::vector<bool>(3, true));
   EXPECT_EQ(p->records[1]->kv, c.Record(1)->kv);
-  EXPECT_NE(store->GetRam(c.keys[1]), nullptr);  // now cached in RAM
+  EXPECT_NE(store->FindInRam(c.keys[1]), nullptr);  // now cached in RAM
 }
 
 TEST(KvStoreTest, PrefetchStopsAtTheFirstMissingBlock) {
@@ -186,8 +111,8 @@ TEST(KvStoreTest, RamIsBoundedButDiskKeepsEverything) {
   for (size_t i = 0; i < 3; ++i) store->Put(c.Record(i));
   store->Flush();
   EXPECT_LE(store->stats().ram_bytes, 700u);
-  EXPECT_EQ(store->GetRam(c.keys[0]), nullptr);  // least recently used left RAM
-  EXPECT_TRUE(store->Has(c.keys[0]));            // but is on disk
+  EXPECT_EQ(store->FindInRam(c.keys[0]), nullptr);  // least recently used left RAM
+  EXPECT_TRUE(store->Has(c.keys[0]));               // but is on disk
   auto p = Wait(store->StartPrefetch(c.Request()));
   EXPECT_EQ(p->records.size(), 3u);
 }
@@ -210,7 +135,7 @@ TEST(KvStoreTest, BlocksUsedFromRamStayOnDiskAndCollectedOnesAreWrittenAgain) {
   store->Flush();
   store->Put(c.Record(1));
   store->Flush();
-  ASSERT_NE(store->GetRam(c.keys[0]), nullptr);  // block 0 is used: now more recent than 1
+  ASSERT_NE(store->FindInRam(c.keys[0]), nullptr);  // block 0 is used: now more recent than 1
   store->Put(c.Record(2));
   store->Flush();
   EXPECT_TRUE(on_disk(0));
@@ -218,14 +143,14 @@ TEST(KvStoreTest, BlocksUsedFromRamStayOnDiskAndCollectedOnesAreWrittenAgain) {
   EXPECT_TRUE(on_disk(2));
   // Block 1 is in RAM only now: an evict keeps it there (RAM is its only copy) ...
   EXPECT_EQ(store->EvictFromRam({c.keys[1]}), 0u);
-  ASSERT_NE(store->GetRam(c.keys[1]), nullptr);
+  ASSERT_NE(store->FindInRam(c.keys[1]), nullptr);
   // ... and a turn that uses it again writes it again (the least recently used file goes).
-  EXPECT_TRUE(store->Keep(c.keys[1]));
+  EXPECT_TRUE(store->KeepIfStored(c.keys[1]));
   store->Flush();
   EXPECT_TRUE(on_disk(1));
   EXPECT_FALSE(on_disk(0));
   EXPECT_TRUE(on_disk(2));
-  EXPECT_FALSE(store->Keep(BlockKey{}));  // not stored: the caller puts it
+  EXPECT_FALSE(store->KeepIfStored(BlockKey{}));  // not stored: the caller puts it
 }
 
 // A conversation of 11 tokens: blocks 0 and 1 full, then a partial last block of 3 tokens.
@@ -428,275 +353,6 @@ TEST(KvStoreTest, OtherModelsFilesAreNotLoaded) {
   auto p = Wait((*reopened)->StartPrefetch(c.Request()));
   EXPECT_TRUE(p->records.empty());
   EXPECT_EQ((*reopened)->stats().disk.quarantined, 1u);
-}
-
-}  // namespace
-}  // namespace kvault
-
-namespace kvault {
-namespace {
-
-TEST(KvStoreAgentsTest, AnAgentsLatestChainLeavesRamLast) {
-  const auto dir = testing::ScratchDir("kv-store-agent-ram");
-  Chain c;
-  auto store = OpenStore(dir, /*ram=*/700);  // room for about two records
-  store->Put(c.Record(0));
-  AgentRecord r;
-  r.id = "planner";
-  r.chain = {c.keys[0]};
-  store->RecordAgent(r);  // block 0 is the planner's latest chain
-  store->Put(c.Record(1));
-  store->Put(c.Record(2));  // over budget: block 1 goes, not the older block 0
-  store->Flush();
-  EXPECT_NE(store->GetRam(c.keys[0]), nullptr);
-  EXPECT_EQ(store->GetRam(c.keys[1]), nullptr);
-}
-
-TEST(KvStoreAgentsTest, ForgetRemovesOnlyBlocksNoOtherAgentHolds) {
-  const auto dir = testing::ScratchDir("kv-store-agent-forget");
-  Chain c;
-  auto store = OpenStore(dir);
-  for (size_t i = 0; i < 3; ++i) store->Put(c.Record(i));
-  AgentRecord a;
-  a.id = "a";
-  a.chain = {c.keys[0], c.keys[1], c.keys[2]};
-  AgentRecord b;
-  b.id = "b";
-  b.chain = {c.keys[0]};  // shares the first block
-  store->RecordAgent(a);
-  store->RecordAgent(b);
-  store->Flush();
-  EXPECT_EQ(store->TiersOf(a.chain).disk_blocks, 3u);
-  EXPECT_EQ(store->ForgetAgent("", "a"), 2u);
-  EXPECT_TRUE(store->Has(c.keys[0]));
-  EXPECT_FALSE(store->Has(c.keys[1]));
-  EXPECT_FALSE(store->Has(c.keys[2]));
-  EXPECT_TRUE(store->agents().Find("a", std::nullopt).empty());
-  EXPECT_EQ(store->agents().Find("b", std::nullopt).size(), 1u);
-}
-
-TEST(KvStoreAgentsTest, RecordsSurviveARestartAndBadFilesAreSkipped) {
-  const auto dir = testing::ScratchDir("kv-store-agent-restart");
-  Chain c;
-  {
-    auto store = OpenStore(dir);
-    AgentRecord a;
-    a.tenant = "key-1";
-    a.id = "planner";
-    a.chain = c.keys;
-    a.tokens = 12;
-    a.turns = 1;
-    store->RecordAgent(a);
-    a.turns = 1;
-    store->RecordAgent(a);  // a second turn
-  }
-  std::ofstream(dir / "fp" / "agents" / "0123456789abcdef0123456789abcdef.json") << "{not json";
-  auto store = OpenStore(dir);
-  auto found = store->agents().Find("planner", std::string("key-1"));
-  ASSERT_EQ(found.size(), 1u);
-  EXPECT_EQ(found[0].chain, c.keys);
-  EXPECT_EQ(found[0].turns, 2u);
-  EXPECT_EQ(found[0].tokens, 12u);
-  EXPECT_EQ(store->agents().bad_files(), 1u);
-  EXPECT_TRUE(store->agents().Find("planner", std::string("key-2")).empty());
-}
-
-// One turn of agent `id` whose conversation is `chain` (4 tokens a block).
-AgentRecord Turn(const std::string& id, std::vector<BlockKey> chain) {
-  AgentRecord r;
-  r.id = id;
-  r.tokens = static_cast<uint32_t>(chain.size() * 4);
-  r.chain = std::move(chain);
-  r.turns = 1;
-  return r;
-}
-
-// Returns once the store's I/O thread has run every job queued so far.
-void Drain(KvStore& store) {
-  auto done = std::make_shared<std::promise<void>>();
-  auto drained = done->get_future();
-  store.AfterWrites([done] { done->set_value(); });
-  drained.wait();
-}
-
-// Holds the store's I/O thread until released (or destroyed): jobs queued meanwhile run after.
-class IoGate {
- public:
-  explicit IoGate(KvStore& store) {
-    store.AfterWrites([f = open_.get_future().share(), entered = entered_] {
-      entered->set_value();
-      f.wait();
-    });
-  }
-  ~IoGate() { Release(); }
-  void Release() {
-    if (!released_) open_.set_value();
-    released_ = true;
-  }
-  // Returns once the I/O thread reached the gate: every job queued before it has run.
-  void WaitReached() { reached_.wait(); }
-
- private:
-  std::promise<void> open_;
-  std::shared_ptr<std::promise<void>> entered_ = std::make_shared<std::promise<void>>();
-  std::future<void> reached_ = entered_->get_future();
-  bool released_ = false;
-};
-
-// For a ForgetAgent running on another thread while an IoGate holds the I/O thread: returns once
-// the agent left the registry and its removal job is queued (one more queued write job than the
-// `jobs_before` counted before that thread started), or fails the test after 60 s.
-void WaitUntilForgetIsQueued(const KvStore& store, const std::string& id, size_t jobs_before) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  auto queued = [&] { return store.agents().Find(id, std::nullopt).empty() && store.QueuedWriteJobs() > jobs_before; };
-  while (!queued() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  ASSERT_TRUE(queued()) << "the removal job of agent " << id << " was never queued";
-}
-
-TEST(KvStoreAgentsTest, AQueuedRecordWriteLeavesANewerTurnToItsOwnJob) {
-  // A turn's record job is queued behind that turn's block writes. When an older turn's job runs
-  // after a newer turn was recorded, it must not write the newer chain: its blocks may not be on
-  // disk yet (a crash then would leave a record naming missing blocks).
-  const auto dir = testing::ScratchDir("kv-store-agent-generation");
-  Chain c;
-  auto store = OpenStore(dir);
-  const fs::path file = store->agents().FileFor("", "x");
-  AgentRecord x = Turn("x", {c.keys[0]});
-  IoGate first(*store);
-  store->RecordAgent(x);  // turn 1's job
-  IoGate second(*store);  // (turn 2's blocks would be queued here)
-  x.chain = {c.keys[0], c.keys[1]};
-  x.tokens = 8;
-  store->RecordAgent(x);  // turn 2's job
-  first.Release();
-  second.WaitReached();  // turn 1's job has run
-  EXPECT_FALSE(fs::exists(file)) << "turn 1's job wrote turn 2's record";
-  second.Release();
-  Drain(*store);
-  EXPECT_TRUE(fs::exists(file));
-}
-
-TEST(KvStoreAgentsTest, ForgetKeepsBlocksAndRecordOfATurnThatCameAfterIt) {
-  // DELETE, then the agent's next turn before the removal job ran: the job keeps what the new
-  // turn's chain holds, and the agent's new record.
-  const auto dir = testing::ScratchDir("kv-store-agent-forget-then-turn");
-  Chain c;
-  {
-    auto store = OpenStore(dir);
-    for (size_t i = 0; i < 2; ++i) store->Put(c.Record(i));
-    AgentRecord x = Turn("x", {c.keys[0], c.keys[1]});
-    store->RecordAgent(x);
-    store->Flush();
-    IoGate gate(*store);
-    gate.WaitReached();  // the gate holds the I/O thread: later jobs stay queued
-    const size_t jobs = store->QueuedWriteJobs();
-    std::thread forget([&] { EXPECT_EQ(store->ForgetAgent("", "x"), 1u); });  // block 0 only
-    WaitUntilForgetIsQueued(*store, "x", jobs);
-    x.chain = {c.keys[1]};  // the next turn holds block 1 (after the removal job)
-    x.turns = 1;
-    store->RecordAgent(x);
-    gate.Release();
-    forget.join();
-    EXPECT_FALSE(store->Has(c.keys[0]));
-    EXPECT_TRUE(store->Has(c.keys[1]));
-  }
-  auto store = OpenStore(dir);
-  auto x = store->agents().Find("x", std::nullopt);
-  ASSERT_EQ(x.size(), 1u);
-  EXPECT_EQ(x[0].chain, std::vector<BlockKey>{c.keys[1]});
-  EXPECT_TRUE(store->Has(c.keys[1]));
-}
-
-// A store whose first write of agent "x" (chain: block 0) failed: its agents directory was a file
-// then. The directory is back; no probe runs for an hour, so the next good write ends the failing
-// period (and queues again what failed).
-std::unique_ptr<KvStore> StoreThatFailedToWriteX(const fs::path& dir, const Chain& c) {
-  auto store = OpenStore(dir, 1 << 20, 10ull << 30, /*probe_interval_ms=*/3'600'000);
-  const fs::path agents = dir / "fp" / "agents";
-  fs::remove_all(agents);
-  std::ofstream(agents) << "not a directory";
-  AgentRecord x = Turn("x", {c.keys[0]});
-  store->RecordAgent(x);
-  Drain(*store);
-  EXPECT_TRUE(store->stats().persistence.failing);
-  fs::remove(agents);
-  fs::create_directories(agents);
-  return store;
-}
-
-TEST(KvStoreAgentsTest, AfterAFailedWriteTheLatestRecordIsKeptNotTheOneThatFailed) {
-  const auto dir = testing::ScratchDir("kv-store-agent-backfill");
-  Chain c;
-  {
-    auto store = StoreThatFailedToWriteX(dir, c);
-    IoGate gate(*store);                         // queued in this order: y's record (the write that ends the failing
-    store->RecordAgent(Turn("y", {c.keys[0]}));  // period and queues x's failed record again), x's second turn
-    AgentRecord x = Turn("x", {c.keys[0], c.keys[1]});
-    store->RecordAgent(x);
-  }
-  auto store = OpenStore(dir);
-  auto x = store->agents().Find("x", std::nullopt);
-  ASSERT_EQ(x.size(), 1u);
-  EXPECT_EQ(x[0].tokens, 8u);
-  EXPECT_EQ(x[0].turns, 2u);
-  EXPECT_EQ(x[0].chain, (std::vector<BlockKey>{c.keys[0], c.keys[1]}));
-  EXPECT_EQ(store->agents().Find("y", std::nullopt).size(), 1u);
-}
-
-TEST(KvStoreAgentsTest, AnAgentForgottenWhileItsRecordWaitsToBeWrittenStaysForgotten) {
-  const auto dir = testing::ScratchDir("kv-store-agent-forget-unwritten");
-  Chain c;
-  {
-    auto store = StoreThatFailedToWriteX(dir, c);
-    IoGate gate(*store);
-    gate.WaitReached();                          // the gate holds the I/O thread: later jobs stay queued
-    store->RecordAgent(Turn("y", {c.keys[0]}));  // ends the failing period when it runs: x's record is queued again
-    const size_t jobs = store->QueuedWriteJobs();
-    std::thread forget([&] { EXPECT_EQ(store->ForgetAgent("", "x"), 0u); });  // block 0 is y's too
-    WaitUntilForgetIsQueued(*store, "x", jobs);                               // (behind y's write)
-    gate.Release();
-    forget.join();
-  }
-  auto store = OpenStore(dir);
-  EXPECT_TRUE(store->agents().Find("x", std::nullopt).empty());
-  EXPECT_EQ(store->agents().Find("y", std::nullopt).size(), 1u);
-  EXPECT_EQ(store->agents().bad_files(), 0u);
-}
-
-TEST(KvStoreAgentsTest, AFailedRecordRemovalIsRetriedOnceWritesWorkAgain) {
-  const auto dir = testing::ScratchDir("kv-store-agent-forget-fails");
-  Chain c;
-  const fs::path agents = dir / "fp" / "agents";
-  {
-    auto store = OpenStore(dir, 1 << 20, 10ull << 30, /*probe_interval_ms=*/3'600'000);
-    AgentRecord x = Turn("x", {c.keys[0]});
-    store->RecordAgent(x);
-    Drain(*store);
-    // The removal fails (the directory is a file now) while the record file stays where it was.
-    fs::rename(agents, dir / "agents-away");
-    std::ofstream(agents) << "not a directory";
-    EXPECT_EQ(store->ForgetAgent("", "x"), 0u);  // (block 0 was never stored)
-    EXPECT_TRUE(store->stats().persistence.failing);
-    fs::remove(agents);
-    fs::rename(dir / "agents-away", agents);
-    ASSERT_TRUE(fs::exists(store->agents().FileFor("", "x")));
-    store->RecordAgent(Turn("y", {c.keys[0]}));  // a good write: the failed removal is queued again
-  }
-  auto store = OpenStore(dir);
-  EXPECT_TRUE(store->agents().Find("x", std::nullopt).empty()) << "a forgotten agent came back";
-  EXPECT_EQ(store->agents().Find("y", std::nullopt).size(), 1u);
-}
-
-TEST(AgentRegistryTest, ValidIds) {
-  for (const char* ok : {"planner", "a", "user@example.com", "agent-7:sub_2", "x.y"}) {
-    EXPECT_TRUE(AgentRegistry::ValidId(ok)) << ok;
-  }
-  for (const std::string& bad : std::vector<std::string>{"", ".", "..", "../x", "a/b", "a b", "a\nb",
-                                                         std::string("a\0b", 3), std::string(257, 'x')}) {
-    EXPECT_FALSE(AgentRegistry::ValidId(bad)) << bad;
-  }
 }
 
 }  // namespace
