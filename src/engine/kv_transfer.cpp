@@ -76,7 +76,7 @@ void KvTransfer::Restore(RequestState& r) {
     const Prefetch* p = l.prefetch.get();
     if (p && i >= p->first && i - p->first < p->records.size())
       return {p->records[i - p->first], p->from_disk[i - p->first]};
-    auto rec = store_->GetRam(l.keys[i]);
+    auto rec = store_->FindInRam(l.keys[i]);
     if (rec && !Continues(*rec, r.prompt, i * bt, rec->tokens.size())) rec = nullptr;
     return {rec, false};
   };
@@ -89,7 +89,7 @@ void KvTransfer::Restore(RequestState& r) {
   // Then the conversation's last, partial block, when the store has it and it reaches further
   // than what is resident (the store's lookup applies the same minimum).
   const size_t pos = b * bt;
-  const size_t min_len = static_cast<size_t>(r.n_past) > pos ? static_cast<size_t>(r.n_past) - pos + 1 : 1;
+  const size_t min_len = MinPartialTokens(static_cast<size_t>(r.n_past), pos);
   PartialBlock partial;
   if (const Prefetch* p = l.prefetch.get();
       p && p->partial.record && p->partial.record->first_pos == pos && p->partial.tokens >= min_len) {
@@ -145,7 +145,7 @@ void KvTransfer::Save(const RequestState& r) {
         TailBlockKeys(n_full == 0 ? r.lookup.salt : keys[n_full - 1], toks.data() + n_full * bt, tail).back());
   }
   for (size_t i = 0; i < keys.size(); ++i) {
-    if (store_->Keep(keys[i])) continue;
+    if (store_->KeepIfStored(keys[i])) continue;
     const auto p0 = static_cast<int32_t>(i * bt);
     const auto p1 = static_cast<int32_t>(std::min(toks.size(), (i + 1) * bt));
     std::shared_ptr<BlockRecord> rec;

@@ -12,8 +12,7 @@ namespace {
 // How many tokens a partial block after `blocks` full blocks must hold to reach beyond the
 // resident ones.
 size_t MinPartial(const PrefetchRequest& req, size_t blocks) {
-  const size_t at = blocks * req.block_tokens;
-  return req.resident > at ? req.resident - at + 1 : 1;
+  return MinPartialTokens(req.resident, blocks * req.block_tokens);
 }
 
 // What a partial block after `blocks` full blocks may be: the tail blocks that continue the last

@@ -62,6 +62,11 @@ struct Prefetch {
   PartialBlock partial;  // after the last record (or at block `first`); its record may be null
 };
 
+// How many tokens a partial block starting at position `pos` must hold to be worth restoring: it
+// must reach past the `resident` tokens already in the pool (and hold at least one). The one
+// statement of the rule, for the prefetch and for the engine's restore.
+inline size_t MinPartialTokens(size_t resident, size_t pos) { return resident > pos ? resident - pos + 1 : 1; }
+
 // Hits and misses of the read path.
 struct LookupStats {
   uint64_t ram_hits = 0;

@@ -124,10 +124,6 @@ class KvStore {
   size_t ForgetAgent(const std::string& tenant, const std::string& id);
   bool persistent() const { return disk_ != nullptr; }
 
-  // Deprecated: use KeepIfStored (the same).
-  bool Keep(const BlockKey& key) { return KeepIfStored(key); }
-  // Deprecated: use FindInRam (the same).
-  std::shared_ptr<const BlockRecord> GetRam(const BlockKey& key) { return FindInRam(key); }
 
  private:
   explicit KvStore(const KvStoreOptions& options);
