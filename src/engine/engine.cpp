@@ -329,28 +329,31 @@ size_t Engine::EvictAgentFromPool(const std::string& tenant, const std::string& 
   return result.get();
 }
 
-std::vector<Engine::AgentView> Engine::ListAgents(const std::optional<std::string>& tenant) const {
-  std::vector<AgentView> out;
-  KvStore* store = store_.load();
-  if (!store) return out;
-  for (auto& r : store->agents().List()) {
+namespace {
+
+// Each record with where its blocks are now (of `tenant` when set).
+std::vector<Engine::AgentView> Views(const KvStore& store, std::vector<AgentRecord> records,
+                                     const std::optional<std::string>& tenant) {
+  std::vector<Engine::AgentView> out;
+  for (auto& r : records) {
     if (tenant && r.tenant != *tenant) continue;
-    AgentTiers t = store->TiersOf(r.chain);
+    AgentTiers t = store.TiersOf(r.chain);
     out.push_back({std::move(r), t});
   }
   return out;
 }
 
+}  // namespace
+
+std::vector<Engine::AgentView> Engine::ListAgents(const std::optional<std::string>& tenant) const {
+  KvStore* store = store_.load();
+  return store ? Views(*store, store->agents().List(), tenant) : std::vector<AgentView>{};
+}
+
 std::vector<Engine::AgentView> Engine::FindAgent(const std::string& id,
                                                  const std::optional<std::string>& tenant) const {
-  std::vector<AgentView> out;
   KvStore* store = store_.load();
-  if (!store) return out;
-  for (auto& r : store->agents().Find(id, tenant)) {
-    AgentTiers t = store->TiersOf(r.chain);
-    out.push_back({std::move(r), t});
-  }
-  return out;
+  return store ? Views(*store, store->agents().Find(id, tenant), tenant) : std::vector<AgentView>{};
 }
 
 Engine::AgentEviction Engine::EvictAgent(const AgentRecord& agent) {

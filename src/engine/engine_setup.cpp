@@ -53,7 +53,7 @@ StatusOr<uint32_t> CheckOptions(const EngineOptions& o) {
 
 // Opens the KV store below the pool (RAM only when the cache directory is unusable).
 StatusOr<std::unique_ptr<KvTransfer>> OpenStore(const EngineOptions& o, EngineParts& parts,
-                                                std::shared_ptr<BufferPool> buffers, ModelInfo* info) {
+                                                std::shared_ptr<BufferRecycler> buffers, ModelInfo* info) {
   KvConfig kc;
   kc.type_k = kc.type_v = o.cache_type;
   kc.flash_attn = parts.runner->layout().flash_attn;
@@ -91,7 +91,7 @@ StatusOr<std::unique_ptr<KvTransfer>> OpenStore(const EngineOptions& o, EnginePa
 
 }  // namespace
 
-BufferPrefault::BufferPrefault(std::shared_ptr<BufferPool> pool, size_t block_bytes, uint64_t bytes) {
+BufferPrefault::BufferPrefault(std::shared_ptr<BufferRecycler> pool, size_t block_bytes, uint64_t bytes) {
   thread_ = std::thread([pool = std::move(pool), block_bytes, bytes, stop = &stop_] {
     setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);  // like the I/O thread: below decoding
     const auto t0 = std::chrono::steady_clock::now();
@@ -132,18 +132,18 @@ StatusOr<EngineParts> LoadEngine(const EngineOptions& o, ModelInfo* info) {
   }
   pool_tokens = std::max<uint64_t>(256, pool_tokens / 256 * 256);  // llama.cpp pads to 256
 
-  std::shared_ptr<BufferPool> buffers;
+  std::shared_ptr<BufferRecycler> buffers;
   if (!facts.recurrent) {
     // Block buffers for the KV store, one context's worth (at most the RAM tier) faulted in while
     // the context is created (which takes a while: llama.cpp clears the pool's memory) — so that
-    // the first restore after a restart does not pay for fresh pages (buffer_pool.h). A full
+    // the first restore after a restart does not pay for fresh pages (buffer_recycler.h). A full
     // block's serialised state: its cells' K and V rows, plus a little metadata per cell and
     // layer (an upper bound: a buffer must hold it).
     const uint64_t block_bytes = bytes_per_token * o.block_tokens + 64ull * o.block_tokens +
                                  64ull * static_cast<uint64_t>(std::max(0, facts.n_layer)) + 4096;
     const uint64_t ctx = std::min<uint64_t>(pool_tokens, o.ctx_size > 0 ? o.ctx_size : std::max(1, facts.n_ctx_train));
     const uint64_t prefault = std::min<uint64_t>(o.ram_cache_mib << 20, (ctx / o.block_tokens + 1) * block_bytes);
-    buffers = std::make_shared<BufferPool>(std::max<uint64_t>(prefault, 64ull << 20));
+    buffers = std::make_shared<BufferRecycler>(std::max<uint64_t>(prefault, 64ull << 20));
     parts.prefault = std::make_unique<BufferPrefault>(buffers, block_bytes, prefault);
   }
   ContextSpec cs;

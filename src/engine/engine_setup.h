@@ -18,15 +18,15 @@
 #include "engine/kv_transfer.h"
 #include "engine/llama_runner.h"
 #include "engine/scheduler.h"
-#include "kvstore/buffer_pool.h"
+#include "kvstore/buffer_recycler.h"
 
 namespace kvault {
 
-// Fills a BufferPool on a helper thread (below decoding's priority); stops and joins when
+// Fills a BufferRecycler on a helper thread (below decoding's priority); stops and joins when
 // destroyed. Engine thread only.
 class BufferPrefault {
  public:
-  BufferPrefault(std::shared_ptr<BufferPool> pool, size_t block_bytes, uint64_t bytes);
+  BufferPrefault(std::shared_ptr<BufferRecycler> pool, size_t block_bytes, uint64_t bytes);
   ~BufferPrefault();
   BufferPrefault(const BufferPrefault&) = delete;
   BufferPrefault& operator=(const BufferPrefault&) = delete;

@@ -25,7 +25,7 @@ Status Bad(const std::string& why) {
 
 // Gives a record's buffer back to the pool when its last reference goes.
 struct Recycle {
-  std::shared_ptr<BufferPool> pool;
+  std::shared_ptr<BufferRecycler> pool;
   void operator()(BlockRecord* r) const {
     pool->Give(std::move(r->kv));
     delete r;
@@ -34,7 +34,7 @@ struct Recycle {
 
 }  // namespace
 
-std::shared_ptr<BlockRecord> ShareRecycled(BlockRecord record, std::shared_ptr<BufferPool> buffers) {
+std::shared_ptr<BlockRecord> ShareRecycled(BlockRecord record, std::shared_ptr<BufferRecycler> buffers) {
   return std::shared_ptr<BlockRecord>(new BlockRecord(std::move(record)), Recycle{std::move(buffers)});
 }
 
@@ -81,7 +81,7 @@ std::vector<uint8_t> EncodeBlockFile(const BlockRecord& r) {
 }
 
 StatusOr<BlockRecord> DecodeBlockFile(std::span<const uint8_t> bytes, const std::string& expect_fingerprint,
-                                      BufferPool* buffers) {
+                                      BufferRecycler* buffers) {
   if (bytes.size() < 8) return Bad("truncated (no header length)");
   uint64_t n = 0;
   for (int b = 0; b < 8; ++b) n |= static_cast<uint64_t>(bytes[b]) << (8 * b);

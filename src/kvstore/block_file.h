@@ -24,7 +24,7 @@
 
 #include "core/status.h"
 #include "kvstore/block_key.h"
-#include "kvstore/buffer_pool.h"
+#include "kvstore/buffer_recycler.h"
 
 namespace kvault {
 
@@ -42,7 +42,7 @@ struct BlockRecord {
 
 // `record`, shared; its KV buffer goes back to `buffers` when the last reference is dropped (on
 // whichever thread drops it). How the KV store holds every record it makes or reads.
-std::shared_ptr<BlockRecord> ShareRecycled(BlockRecord record, std::shared_ptr<BufferPool> buffers);
+std::shared_ptr<BlockRecord> ShareRecycled(BlockRecord record, std::shared_ptr<BufferRecycler> buffers);
 
 std::vector<uint8_t> EncodeBlockFile(const BlockRecord& record);
 // The same into `out`, reusing its memory (the I/O thread's write buffer).
@@ -51,6 +51,6 @@ void EncodeBlockFile(const BlockRecord& record, std::vector<uint8_t>* out);
 // `expect_fingerprint`: the running model's; a file of another model is Corruption.
 // `buffers`: where the record's KV buffer comes from (else new memory).
 StatusOr<BlockRecord> DecodeBlockFile(std::span<const uint8_t> bytes, const std::string& expect_fingerprint,
-                                      BufferPool* buffers = nullptr);
+                                      BufferRecycler* buffers = nullptr);
 
 }  // namespace kvault

@@ -45,7 +45,7 @@ PartialSearch PlanPartial(const PrefetchRequest& req, size_t blocks, size_t min_
 }  // namespace
 
 BlockLookup::BlockLookup(RamTier& ram, std::vector<BlockTier*> below, IoThread& io, std::string fingerprint,
-                         std::shared_ptr<BufferPool> buffers)
+                         std::shared_ptr<BufferRecycler> buffers)
     : ram_(ram), below_(std::move(below)), io_(io), fingerprint_(std::move(fingerprint)), buffers_(std::move(buffers)) {
   stats_.below_hits.assign(below_.size(), 0);
 }

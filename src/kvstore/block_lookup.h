@@ -27,7 +27,7 @@
 
 #include "kvstore/block_file.h"
 #include "kvstore/block_key.h"
-#include "kvstore/buffer_pool.h"
+#include "kvstore/buffer_recycler.h"
 #include "kvstore/io_thread.h"
 #include "kvstore/ram_tier.h"
 #include "kvstore/tier.h"
@@ -80,7 +80,7 @@ class BlockLookup {
   // `below`: the tiers below RAM, fastest first (they outlive the lookup). `fingerprint`: the
   // model's; blocks of another are corrupt. `buffers`: where the KV buffers of blocks read come from.
   BlockLookup(RamTier& ram, std::vector<BlockTier*> below, IoThread& io, std::string fingerprint,
-              std::shared_ptr<BufferPool> buffers);
+              std::shared_ptr<BufferRecycler> buffers);
 
   // Fetches what `request` names on the I/O thread. Done at once, without the I/O thread, when
   // every full block is resident and RAM has the partial block or no tier below may have one.
@@ -131,7 +131,7 @@ class BlockLookup {
   const std::vector<BlockTier*> below_;
   IoThread& io_;
   const std::string fingerprint_;
-  const std::shared_ptr<BufferPool> buffers_;
+  const std::shared_ptr<BufferRecycler> buffers_;
 
   mutable std::mutex mu_;
   LookupStats stats_;

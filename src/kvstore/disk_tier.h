@@ -132,7 +132,7 @@ class DiskTier final : public BlockTier {
   std::list<BlockKey> lru_;
   DiskTierStats stats_;
   std::mutex read_mu_;             // ReadBlocks: one at a time, for its buffer
-  std::vector<uint8_t> read_buf_;  // grows only (fresh memory costs page faults: buffer_pool.h)
+  std::vector<uint8_t> read_buf_;  // grows only (fresh memory costs page faults: buffer_recycler.h)
 };
 
 }  // namespace kvault

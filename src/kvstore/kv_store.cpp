@@ -8,7 +8,7 @@
 namespace kvault {
 
 KvStore::KvStore(const KvStoreOptions& options)
-    : options_(options), buffers_(options.buffers ? options.buffers : std::make_shared<BufferPool>(64ull << 20)) {}
+    : options_(options), buffers_(options.buffers ? options.buffers : std::make_shared<BufferRecycler>(64ull << 20)) {}
 
 StatusOr<std::unique_ptr<KvStore>> KvStore::Open(const KvStoreOptions& options) {
   std::unique_ptr<KvStore> store(new KvStore(options));

@@ -34,7 +34,7 @@
 #include "kvstore/agent_registry.h"
 #include "kvstore/block_file.h"
 #include "kvstore/block_lookup.h"
-#include "kvstore/buffer_pool.h"
+#include "kvstore/buffer_recycler.h"
 #include "kvstore/disk_tier.h"
 #include "kvstore/io_thread.h"
 #include "kvstore/ram_tier.h"
@@ -50,9 +50,9 @@ struct KvStoreOptions {
   // Fault injection (tests): each block write pauses this long halfway through its temp file.
   uint32_t slow_write_ms = 0;
   uint32_t probe_interval_ms = 2000;  // while writes fail: how often the I/O thread tries again
-  // Where block buffers come from and go back to (see buffer_pool.h); null: a pool of its own
+  // Where block buffers come from and go back to (see buffer_recycler.h); null: a pool of its own
   // that keeps up to 64 MiB of spare buffers.
-  std::shared_ptr<BufferPool> buffers;
+  std::shared_ptr<BufferRecycler> buffers;
 };
 
 // Where an agent's latest chain lives.
@@ -68,7 +68,7 @@ struct KvStoreStats {
   uint64_t disk_hits = 0;
   uint64_t misses = 0;
   uint64_t pending_writes = 0;
-  uint64_t spare_buffer_bytes = 0;  // block buffers ready for reuse (buffer_pool.h)
+  uint64_t spare_buffer_bytes = 0;  // block buffers ready for reuse (buffer_recycler.h)
   double fetch_seconds = 0;         // I/O thread time fetching blocks for requests (read, check, copy)
   DiskTierStats disk;
   bool persistent = false;
@@ -130,7 +130,7 @@ class KvStore {
 
   // Declared in the order they are built; ~KvStore stops the I/O thread before any goes.
   KvStoreOptions options_;
-  std::shared_ptr<BufferPool> buffers_;  // shared with the records' deleters, which may outlive the store
+  std::shared_ptr<BufferRecycler> buffers_;  // shared with the records' deleters, which may outlive the store
   std::unique_ptr<DiskTier> disk_;       // null: RAM only
   std::unique_ptr<AgentRegistry> agents_;
   std::unique_ptr<RamTier> ram_;

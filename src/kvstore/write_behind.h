@@ -94,7 +94,7 @@ class WriteBehind {
   AgentRegistry& agents_;
   IoThread& io_;
   const uint32_t probe_interval_ms_;
-  std::vector<uint8_t> write_buf_;  // I/O thread: reused (fresh memory costs page faults: buffer_pool.h)
+  std::vector<uint8_t> write_buf_;  // I/O thread: reused (fresh memory costs page faults: buffer_recycler.h)
 
   mutable std::mutex mu_;
   std::condition_variable flushed_;

@@ -23,10 +23,7 @@ class MessagesApi : public GenerationApi {
   MessagesApi() : GenerationApi("anthropic.messages", ApiFlavor::kAnthropic) {}
 
   Status Parse(const httplib::Request& req, const CallContext&) override {
-    auto parsed = ParseMessagesRequest(req.body);
-    if (!parsed.ok()) return parsed.status();
-    request_ = std::move(parsed.value());
-    return Status::Ok();
+    return ParseInto(ParseMessagesRequest(req.body), &request_);
   }
   const std::string& model() const override { return request_.model; }
   GenerateRequest& request() override { return request_.generate; }

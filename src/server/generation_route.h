@@ -31,6 +31,14 @@
 
 namespace kvault {
 
+// A parser's result into `*out` (a GenerationApi::Parse's usual body); its error as is.
+template <typename T>
+Status ParseInto(StatusOr<T> parsed, T* out) {
+  if (!parsed.ok()) return parsed.status();
+  *out = std::move(parsed.value());
+  return Status::Ok();
+}
+
 // One generation API's own parts. ServeGeneration calls them in the order they are declared; a
 // fresh object serves each request and holds its state (a stream keeps it until it ends).
 class GenerationApi {

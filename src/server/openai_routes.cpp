@@ -50,10 +50,7 @@ class ChatCompletionsApi : public GenerationApi {
   ChatCompletionsApi() : GenerationApi("openai.chat", ApiFlavor::kOpenAi) {}
 
   Status Parse(const httplib::Request& req, const CallContext&) override {
-    auto parsed = ParseChatCompletionRequest(req.body);
-    if (!parsed.ok()) return parsed.status();
-    request_ = std::move(parsed.value());
-    return Status::Ok();
+    return ParseInto(ParseChatCompletionRequest(req.body), &request_);
   }
   const std::string& model() const override { return request_.model; }
   GenerateRequest& request() override { return request_.generate; }
@@ -126,10 +123,7 @@ class CompletionsApi : public GenerationApi {
   CompletionsApi() : GenerationApi("openai.completions", ApiFlavor::kOpenAi) {}
 
   Status Parse(const httplib::Request& req, const CallContext&) override {
-    auto parsed = ParseCompletionRequest(req.body);
-    if (!parsed.ok()) return parsed.status();
-    request_ = std::move(parsed.value());
-    return Status::Ok();
+    return ParseInto(ParseCompletionRequest(req.body), &request_);
   }
   const std::string& model() const override { return request_.model; }
   GenerateRequest& request() override { return request_.generate; }

@@ -36,7 +36,7 @@ TEST(BlockFileTest, ReusedBuffersGiveTheSameBytes) {
   std::vector<uint8_t> out(50000, 0xAB);  // a larger, dirty buffer from an earlier write
   EncodeBlockFile(r, &out);
   EXPECT_EQ(out, EncodeBlockFile(r));
-  BufferPool pool(1 << 20);
+  BufferRecycler pool(1 << 20);
   std::vector<uint8_t> kv(r.kv.size(), 0xCD);
   const uint8_t* memory = kv.data();
   pool.Give(std::move(kv));

@@ -22,7 +22,7 @@ struct Rig {
 
   RamTier ram{1 << 20};
   IoThread io;
-  std::shared_ptr<BufferPool> buffers = std::make_shared<BufferPool>(1 << 20);
+  std::shared_ptr<BufferRecycler> buffers = std::make_shared<BufferRecycler>(1 << 20);
   BlockLookup lookup;
 };
 

@@ -1,11 +1,11 @@
-#include "kvstore/buffer_pool.h"
+#include "kvstore/buffer_recycler.h"
 
 #include <algorithm>
 #include <cstring>
 
 namespace kvault {
 
-std::vector<uint8_t> BufferPool::Take(size_t size) {
+std::vector<uint8_t> BufferRecycler::Take(size_t size) {
   std::vector<uint8_t> out;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -28,7 +28,7 @@ std::vector<uint8_t> BufferPool::Take(size_t size) {
   return out;
 }
 
-void BufferPool::Give(std::vector<uint8_t> buffer) noexcept {
+void BufferRecycler::Give(std::vector<uint8_t> buffer) noexcept {
   if (buffer.capacity() == 0) return;
   std::lock_guard<std::mutex> lock(mu_);
   if (spare_bytes_ + buffer.capacity() > max_spare_) return;  // freed as it goes out of scope
@@ -39,7 +39,7 @@ void BufferPool::Give(std::vector<uint8_t> buffer) noexcept {
   }
 }
 
-size_t BufferPool::Prefault(size_t size, uint64_t bytes, const std::atomic<bool>* stop) {
+size_t BufferRecycler::Prefault(size_t size, uint64_t bytes, const std::atomic<bool>* stop) {
   size_t added = 0;
   while (size > 0 && !(stop && stop->load(std::memory_order_relaxed))) {
     {
@@ -55,12 +55,12 @@ size_t BufferPool::Prefault(size_t size, uint64_t bytes, const std::atomic<bool>
   return added;
 }
 
-uint64_t BufferPool::spare_bytes() const {
+uint64_t BufferRecycler::spare_bytes() const {
   std::lock_guard<std::mutex> lock(mu_);
   return spare_bytes_;
 }
 
-uint64_t BufferPool::reused() const {
+uint64_t BufferRecycler::reused() const {
   std::lock_guard<std::mutex> lock(mu_);
   return reused_;
 }

@@ -1,10 +1,10 @@
-// BufferPool: recycles the memory of KV block buffers instead of handing it back to the kernel.
+// BufferRecycler: recycles the memory of KV block buffers instead of handing it back to the kernel.
 //
 // Why: on a virtual machine a fresh page can be expensive to fault in (this project's machines:
 // ~3 ms for the 256 pages of a 1 MiB block, ten times the cost of reading that block from the
 // page cache and restoring it into the pool). A store that allocates every block anew spends most
 // of a restore — and of every save, on the engine thread — in page faults. So buffers of blocks
-// that leave RAM come back here and are reused, and Prefault() fills the pool ahead of need (the
+// that leave RAM come back here and are reused, and Prefault() fills the recycler ahead of need (the
 // engine does so on a helper thread while it loads, for about one context's worth of blocks) so
 // that even the first restore after a restart finds its memory ready.
 //
@@ -19,10 +19,10 @@
 
 namespace kvault {
 
-class BufferPool {
+class BufferRecycler {
  public:
   // Keeps at most `max_spare_bytes` of capacity in spare buffers; more is freed.
-  explicit BufferPool(uint64_t max_spare_bytes) : max_spare_(max_spare_bytes) {}
+  explicit BufferRecycler(uint64_t max_spare_bytes) : max_spare_(max_spare_bytes) {}
 
   // A buffer of `size` bytes (contents unspecified): the smallest spare one whose capacity is
   // enough but not more than twice that, or a new one.

@@ -1,12 +1,12 @@
-#include "kvstore/buffer_pool.h"
+#include "kvstore/buffer_recycler.h"
 
 #include <gtest/gtest.h>
 
 namespace kvault {
 namespace {
 
-TEST(BufferPoolTest, GivenBuffersAreReusedSmallestFirst) {
-  BufferPool pool(1 << 20);
+TEST(BufferRecyclerTest, GivenBuffersAreReusedSmallestFirst) {
+  BufferRecycler pool(1 << 20);
   auto a = pool.Take(1000);
   EXPECT_EQ(a.size(), 1000u);
   EXPECT_EQ(pool.reused(), 0u);
@@ -27,8 +27,8 @@ TEST(BufferPoolTest, GivenBuffersAreReusedSmallestFirst) {
   EXPECT_EQ(pool.reused(), 2u);
 }
 
-TEST(BufferPoolTest, ASmallRequestDoesNotPinABigBuffer) {
-  BufferPool pool(1 << 20);
+TEST(BufferRecyclerTest, ASmallRequestDoesNotPinABigBuffer) {
+  BufferRecycler pool(1 << 20);
   pool.Give(std::vector<uint8_t>(10000));
   auto small = pool.Take(3000);  // would waste more than half of it: new memory
   EXPECT_EQ(pool.reused(), 0u);
@@ -38,8 +38,8 @@ TEST(BufferPoolTest, ASmallRequestDoesNotPinABigBuffer) {
   EXPECT_EQ(half.capacity(), 10000u);
 }
 
-TEST(BufferPoolTest, SpareMemoryStaysWithinTheLimit) {
-  BufferPool pool(3000);
+TEST(BufferRecyclerTest, SpareMemoryStaysWithinTheLimit) {
+  BufferRecycler pool(3000);
   pool.Give(std::vector<uint8_t>(2000));
   pool.Give(std::vector<uint8_t>(2000));  // over the limit: freed
   EXPECT_EQ(pool.spare_bytes(), 2000u);
@@ -47,8 +47,8 @@ TEST(BufferPoolTest, SpareMemoryStaysWithinTheLimit) {
   EXPECT_EQ(pool.spare_bytes(), 3000u);
 }
 
-TEST(BufferPoolTest, PrefaultFillsUpToTheAskedBytesAndStopsWhenTold) {
-  BufferPool pool(1 << 20);
+TEST(BufferRecyclerTest, PrefaultFillsUpToTheAskedBytesAndStopsWhenTold) {
+  BufferRecycler pool(1 << 20);
   EXPECT_EQ(pool.Prefault(1000, 4500), 4u);
   EXPECT_EQ(pool.spare_bytes(), 4000u);
   std::atomic<bool> stop{true};
