@@ -33,13 +33,15 @@
 # build in BUILD_DIR, the tiny model, tiny suites, no offload flags unless GPU_LAYERS is set),
 # BUILD_DIR (default build-gpu; build-cpu-check with CPU_ONLY), JOBS (default all cores),
 # GPU_LAYERS (default -1: all), MODEL_SIZE, DECODE_AGENTS, RESUME_WORDS, BENCH_REPS (1),
-# STEP_TIMEOUT (seconds per step, default 540), WORK (logs, the llama.cpp source, the .debs'
+# STEP_TIMEOUT (seconds per step, default 540), TOTAL_BUDGET (seconds for the whole run: a step
+# gets at most what is left, one that would start with under 30 s is skipped; default none), WORK (logs, the llama.cpp source, the .debs'
 # files, the models; default build-gpu-work, git-ignored, so kept between calls on a warm machine).
 #
-# On the lent H200 (10 minutes a call, 15 in all, machine start included) the steps do not fit one
-# call: run STEPS=deps,build,models first, then at once (the machine still warm, build-gpu and
-# build-gpu-work still there) STEPS=deps,health,resume,decode,blockio,unit,integration
-# STEP_TIMEOUT=170; docs/benchmarks.md, "GPU", has the two `run` calls.
+# On a machine lent for 10 minutes a call (15 in all, its start included) the steps do not fit one
+# call: first `STEPS=deps,build,models TOTAL_BUDGET=570 scripts/gpu-check.sh`, then at once, while
+# the machine is warm and build-gpu/ and build-gpu-work/ are still there,
+# `STEPS=deps,health,resume,decode,blockio,unit,integration TOTAL_BUDGET=570 scripts/gpu-check.sh`
+# (the figures first: the tests are what a CPU run already covers best).
 #
 # What comes back from the GPU machine is at most 8 files: $OUT holds summary.json (each step's
 # seconds and exit status, the GPU, the build's flags), bench.json and bench.md (the suites'
@@ -109,10 +111,20 @@ step() {  # step NAME: run_NAME in a fresh copy of this script under STEP_TIMEOU
     echo "{\"step\":\"$name\",\"skipped\":true}" >>"$STEPS_JSON"
     return 0
   fi
-  say "$name: start (log: $LOGS/$name.log)"
+  local limit="$STEP_TIMEOUT" left
+  if [ "${TOTAL_BUDGET:-0}" -gt 0 ]; then  # the whole run's seconds: a step gets what is left of them
+    left=$((TOTAL_BUDGET - SECONDS - 15))
+    if [ "$left" -lt 30 ]; then
+      say "$name: skipped, out of time (TOTAL_BUDGET=$TOTAL_BUDGET)"
+      echo "{\"step\":\"$name\",\"skipped\":\"out of time\"}" >>"$STEPS_JSON"
+      return 0
+    fi
+    [ "$left" -lt "$limit" ] && limit="$left"
+  fi
+  say "$name: start, at most ${limit}s (log: $LOGS/$name.log)"
   local t0 rc
   t0=$(date +%s.%N)
-  timeout --kill-after=10 "$STEP_TIMEOUT" bash "$0" __step "$name" >"$LOGS/$name.log" 2>&1
+  timeout --kill-after=10 "$limit" bash "$0" __step "$name" >"$LOGS/$name.log" 2>&1
   rc=$?
   local secs
   secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
@@ -251,23 +263,29 @@ else
   say "GPU: $GPU_DESC -> CMAKE_CUDA_ARCHITECTURES=$ARCH; model $MODEL_SIZE; --gpu-layers $GPU_LAYERS"
   nvidia-smi -L
 fi
-IFS=, read -r -a steps <<<"${STEPS:-deps,build,models,unit,integration,health,decode,resume,blockio}"
-for s in "${steps[@]}"; do
-  if declare -F "run_$s" >/dev/null; then step "$s"; else say "unknown step '$s'"; exit 2; fi
-done
-
-python3 - "$STEPS_JSON" "$OUT/summary.json" "$GPU_DESC" "$ARCH" "$MODEL_SIZE" "$GPU_LAYERS" "$CPU_ONLY" <<'PY'
+summarize() {  # summary.json and logs.tar.gz, rewritten after every step (a call cut short keeps them)
+  python3 - "$STEPS_JSON" "$OUT/summary.json" "$GPU_DESC" "$ARCH" "$MODEL_SIZE" "$GPU_LAYERS" "$CPU_ONLY" "$1" <<'PY'
 import json, sys
 steps = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 out = {"gpu": sys.argv[3], "cuda_architectures": sys.argv[4], "model_size": sys.argv[5],
        "gpu_layers": int(sys.argv[6]) if sys.argv[6] else None, "cpu_only": sys.argv[7] == "1", "steps": steps}
 json.dump(out, open(sys.argv[2], "w"), indent=1)
-print(f"{'step':<12} {'status':<8} {'seconds':>8}")
-for s in steps:
-    st = "skipped" if s.get("skipped") else ("ok" if s["rc"] == 0 else f"exit {s['rc']}")
-    print(f"{s['step']:<12} {st:<8} {s.get('seconds', ''):>8}")
+if sys.argv[8] == "table":
+    print(f"{'step':<12} {'status':<10} {'seconds':>8}")
+    for s in steps:
+        st = s.get("skipped") or ("ok" if s["rc"] == 0 else f"exit {s['rc']}")
+        st = "skipped" if st is True else st
+        print(f"{s['step']:<12} {st:<10} {s.get('seconds', ''):>8}")
 PY
-tar -czf "$OUT/logs.tar.gz" -C "$WORK" logs
+  tar -czf "$OUT/logs.tar.gz" -C "$WORK" logs
+}
+IFS=, read -r -a steps <<<"${STEPS:-deps,build,models,unit,integration,health,decode,resume,blockio}"
+for s in "${steps[@]}"; do
+  if declare -F "run_$s" >/dev/null; then step "$s"; else say "unknown step '$s'"; exit 2; fi
+  summarize quiet
+done
+summarize table
+
 say "results: $OUT (summary.json, bench.json, bench.md, health.json, logs.tar.gz)"
 python3 -c 'import json, sys; sys.exit(any(s.get("rc", 0) for s in json.load(open(sys.argv[1]))["steps"]))' \
   "$OUT/summary.json"
