@@ -286,6 +286,6 @@ for s in "${steps[@]}"; do
 done
 summarize table
 
-say "results: $OUT (summary.json, bench.json, bench.md, health.json, logs.tar.gz)"
+say "results in $OUT: $(cd "$OUT" && echo *)"
 python3 -c 'import json, sys; sys.exit(any(s.get("rc", 0) for s in json.load(open(sys.argv[1]))["steps"]))' \
   "$OUT/summary.json"
