@@ -23,6 +23,7 @@ set(KVAULT_LLAMA_TAG "${_kvault_pin}" CACHE STRING "pinned llama.cpp release")
 string(REGEX REPLACE "^v" "" KVAULT_LLAMA_VERSION "${_kvault_pin}")
 set(KVAULT_LLAMA_SOURCE_DIR "" CACHE PATH "llama.cpp source tree to build (see make deps)")
 option(KVAULT_USE_SYSTEM_LLAMA "use an installed llama.cpp when one with `common` is found" ON)
+option(KVAULT_LLAMA_TOOLS "also define llama.cpp's llama-bench, llama-batched-bench and llama-server targets" OFF)
 
 set(_kvault_llama_found OFF)
 
@@ -64,10 +65,14 @@ if(NOT _kvault_llama_found)
   set(LLAMA_BUILD_COMMON ON CACHE BOOL "" FORCE)
   set(LLAMA_BUILD_TESTS OFF CACHE BOOL "" FORCE)
   set(LLAMA_BUILD_EXAMPLES OFF CACHE BOOL "" FORCE)
-  set(LLAMA_BUILD_TOOLS OFF CACHE BOOL "" FORCE)
-  set(LLAMA_BUILD_SERVER OFF CACHE BOOL "" FORCE)
+  # KVAULT_LLAMA_TOOLS: llama.cpp's reference programs (llama-bench, llama-batched-bench,
+  # llama-server) as targets of this tree too, linked to the same ggml: a CUDA build compiles the
+  # CUDA backend once for both (scripts/gpu-check.sh). Built only when asked for by name.
+  set(LLAMA_BUILD_TOOLS ${KVAULT_LLAMA_TOOLS} CACHE BOOL "" FORCE)
+  set(LLAMA_BUILD_SERVER ${KVAULT_LLAMA_TOOLS} CACHE BOOL "" FORCE)
   set(LLAMA_BUILD_APP OFF CACHE BOOL "" FORCE)
   set(LLAMA_BUILD_UI OFF CACHE BOOL "" FORCE)
+  set(LLAMA_USE_PREBUILT_UI OFF CACHE BOOL "" FORCE)
   set(LLAMA_OPENSSL OFF CACHE BOOL "" FORCE)
   set(LLAMA_SUBPROCESS OFF CACHE BOOL "" FORCE)
   set(LLAMA_ALL_WARNINGS OFF CACHE BOOL "" FORCE)

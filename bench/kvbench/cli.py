@@ -18,6 +18,11 @@ def build_parser(description):
     ap.add_argument("--suites", default=",".join(SUITES))
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--exact-reps", action="store_true",
+                    help="use --reps as given, even below 3 (short GPU checks; rows then rest on fewer samples)")
+    ap.add_argument("--model-size", default=None,
+                    help="demo model shape (kvault model make-demo --size; default bench, tiny with --smoke; "
+                         "8b for GPUs)")
     ap.add_argument("--kvault", default=os.path.join(ROOT, "build", "bin", "kvault"))
     ap.add_argument("--out-json", default=None)
     ap.add_argument("--out-md", default=None)
@@ -83,12 +88,12 @@ class Run:
     def __init__(self, args, suites):
         smoke = self.smoke = args.smoke
         self.args, self.suites = args, suites
-        self.size = "tiny" if smoke else "bench"
+        self.size = args.model_size or ("tiny" if smoke else "bench")
         self.agents = int_list(args.decode_agents) if args.decode_agents else (
             [1, 2, 4] if smoke else [1, 2, 3, 4, 5, 8, 16])
         self.prompt_words, self.gen_tokens = (20, 16) if smoke else (100, 128)
         self.long_words, self.short_words = (300, 10) if smoke else (4000, 20)
-        self.reps = 1 if smoke else max(3, args.reps)
+        self.reps = 1 if smoke else (max(1, args.reps) if args.exact_reps else max(3, args.reps))
         self.out_json = args.out_json or (os.path.join(tempfile.mkdtemp(prefix="kvault-bench-"), "results.json")
                                           if smoke else os.path.join(ROOT, "bench", "results", "latest.json"))
         self.out_md = args.out_md or (os.path.join(os.path.dirname(self.out_json), "benchmarks.md") if smoke
@@ -132,7 +137,7 @@ def prepare(ctx):
     ctx.r.update({"smoke": ctx.smoke, "machine": machine(), "model": os.path.basename(ctx.model),
                   "model_desc": desc, "model_params": n_params, "threads": args.threads, "llama_tag": llama_tag(),
                   "prompt_tokens": ctx.prompt_words + 30, "gen_tokens": ctx.gen_tokens,
-                  "short_words": ctx.short_words})
+                  "short_words": ctx.short_words, "gpu_layers": os.environ.get("KVBENCH_GPU_LAYERS")})
 
 
 def main(description=None):

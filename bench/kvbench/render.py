@@ -22,7 +22,7 @@ def render_markdown(r, images=None):
         return [f"![{alt}]({images[key]})", ""] if key in images else []
     lines = header(r)
     for section in (decode_section, ttft_section, resume_section, roundrobin_section, memory_section,
-                    persist_section, swap_section, blockio_section, index_section):
+                    persist_section, swap_section, blockio_section, index_section, gpu_section):
         lines += section(r, image)
     lines += ["Raw results: `bench/results/latest.json`.", ""]
     return "\n".join(lines)
@@ -225,3 +225,21 @@ def index_section(r, image):
              f"server does at start-up: directory walk and index by key and age; a server also removes temp files, of which there are none here): "
              f"{span(v, 2, ' s')}.", ""]
     return lines
+
+
+def gpu_section(r, image):
+    """The GPU section: what produces GPU figures. None exist yet; scripts/gpu-check.sh measures
+    them on an NVIDIA GPU (its bench.json is bench.py's format, so this section can render it once
+    a run has been made)."""
+    return ["## GPU", "",
+            "**No GPU figures exist yet**: every number above was measured on the CPU. kvault builds with "
+            "`-DKVAULT_CUDA=ON` and offloads with `--gpu-layers` (default: all layers) and `--main-gpu`, but "
+            "has not been run on a GPU. `scripts/gpu-check.sh` produces the figures on an NVIDIA GPU in one "
+            "run: it builds kvault and llama.cpp's reference programs with CUDA for the GPU's architecture, "
+            "runs the unit and integration tests with full offload, then short versions of the decode (1, 8, "
+            "32 agents vs llama-batched-bench), resume (restart vs cold TTFT at 8K and 32K tokens vs "
+            "llama-server) and block save/load suites on an 8B-class demo shape (`kvault model make-demo "
+            "--size 8b`: n_embd 4096, 32 layers, GQA 8, F16, random weights), and writes `summary.json`, "
+            "`bench.json`, `bench.md`, `health.json` and `logs.tar.gz` under `$OUT`. Goals there: resume after "
+            "a restart ≥ 5× faster than cold prefill at 32K tokens, decode ≥ 0.95× of llama-batched-bench.",
+            ""]

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 
 from .client import get_json
-from .util import CACHE, ROOT, log
+from .util import CACHE, ROOT, gpu_flags, log
 
 
 def free_port():
@@ -31,6 +31,7 @@ class Server:
             self.cache_dir = tempfile.mkdtemp(prefix="kvault-bench-cache-")
             argv = argv + ["--cache-dir", self.cache_dir]
         self.name = name
+        argv = argv + gpu_flags(name)
         self.log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(argv + ["--port", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT)
         self._wait_healthy(health)
@@ -101,7 +102,10 @@ def private_binaries(kvault, prefix, extras=()):
 
 def llama_tools():
     """The directory of llama.cpp's programs (llama-server, llama-bench, llama-batched-bench), built
-    from the pinned source by bench/build-llama-tools.sh the first time."""
+    from the pinned source by bench/build-llama-tools.sh the first time; or KVAULT_LLAMA_TOOLS_DIR
+    where they were built already (scripts/gpu-check.sh: in kvault's own CUDA build tree)."""
+    if os.environ.get("KVAULT_LLAMA_TOOLS_DIR"):
+        return os.environ["KVAULT_LLAMA_TOOLS_DIR"]
     return subprocess.run(["bash", os.path.join(ROOT, "bench", "build-llama-tools.sh")], check=True,
                           capture_output=True, text=True).stdout.strip().splitlines()[-1]
 

@@ -15,6 +15,25 @@ LONG = 3 * 3600  # seconds: a cold 32K-token prefill takes ~17 min on 2 cores
 SUITES = ("decode", "ttft", "resume", "swap", "index", "blockio", "roundrobin", "memory", "persist")
 
 
+# GPU runs (scripts/gpu-check.sh): KVBENCH_GPU_LAYERS=N offloads N layers (-1: all) in every
+# program a suite starts, kvault and llama.cpp's alike, with flash attention on in both (kvault
+# always uses it where the model allows). Unset: each program's own defaults, as on CPU.
+GPU_LAYERS = os.environ.get("KVBENCH_GPU_LAYERS")
+
+
+def gpu_flags(program):
+    """The offload flags for `program` (kvault*, llama-server, llama-bench, llama-batched-bench)."""
+    if GPU_LAYERS is None:
+        return []
+    n = int(GPU_LAYERS)
+    if program.startswith("kvault"):
+        return ["--gpu-layers", str(n)]
+    ngl = str(999 if n < 0 else n)
+    if program == "llama-bench":
+        return ["-ngl", ngl, "-fa", "1"]
+    return ["-ngl", ngl, "-fa", "on"]
+
+
 def log(msg):
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 

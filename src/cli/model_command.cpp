@@ -12,10 +12,13 @@ namespace kvault {
 void AddModelCommand(CLI::App& app, MakeDemoArgs* args) {
   CLI::App* model = app.add_subcommand("model", "Model utilities");
   model->require_subcommand(1);
-  CLI::App* demo = model->add_subcommand(
-      "make-demo", "Write a demo GGUF model: a real architecture, tokenizer and chat template, seeded random "
-                   "weights (its text is meaningless)");
-  demo->add_option("--size", args->size, "tiny (tests), small (default serve model), bench (~370M, F16), tiny-swa (Gemma 3 shape, sliding window), tiny-mamba (recurrent)")
+  CLI::App* demo =
+      model->add_subcommand("make-demo",
+                            "Write a demo GGUF model: a real architecture, tokenizer and chat template, seeded random "
+                            "weights (its text is meaningless)");
+  demo->add_option("--size", args->size,
+                   "tiny (tests), small (default serve model), bench (~370M, F16), 8b (Llama 3 8B's shape, F16, ~15 "
+                   "GB: GPUs), tiny-swa (Gemma 3 shape, sliding window), tiny-mamba (recurrent)")
       ->check(CLI::IsMember(DemoModelSizes()))
       ->capture_default_str();
   demo->add_option("--out", args->out, "output path")->required();
@@ -51,8 +54,8 @@ int RunMakeDemo(const MakeDemoArgs& args) {
     return kExitFailure;
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::cout << "wrote demo model '" << args.size << "' (seed " << args.seed << ") to " << args.out << " in "
-            << secs << " s\n";
+  std::cout << "wrote demo model '" << args.size << "' (seed " << args.seed << ") to " << args.out << " in " << secs
+            << " s\n";
   return kExitOk;
 }
 

@@ -78,6 +78,18 @@ void AddServeCommand(CLI::App& app, ServeArgs* a) {
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
   serve
+      ->add_option("--gpu-layers", a->engine.gpu_layers,
+                   "layers offloaded to the GPU(s) with their KV (-1 = all; 0 = none, CPU only; no effect in a "
+                   "build without a GPU backend)")
+      ->check(CLI::Range(-1, 100000))
+      ->capture_default_str();
+  serve
+      ->add_option("--main-gpu", a->engine.main_gpu,
+                   "put the whole model on this GPU (0-based) instead of spreading its layers over every GPU "
+                   "(-1)")
+      ->check(CLI::Range(-1, 255))
+      ->capture_default_str();
+  serve
       ->add_option("--http-threads", a->server.http_threads,
                    "HTTP worker threads started at once (more are started on demand, up to --parallel + "
                    "--max-queue + this)")

@@ -28,6 +28,7 @@
 
 #include "core/status.h"
 #include "engine/channel.h"
+#include "engine/device_info.h"
 #include "engine/request.h"
 #include "engine/request_state.h"
 #include "kvstore/kv_store.h"
@@ -55,6 +56,11 @@ struct EngineOptions {
   uint32_t max_queue = 64;     // requests waiting for capacity before 429
   uint32_t queue_timeout_ms = 60000;
   int32_t n_threads = 0;  // 0 = all cores
+  // Offload (llama_model_params): layers whose weights and KV go to the GPU(s), -1 = all of them
+  // (llama.cpp's own default; no effect without a GPU backend), 0 = none. main_gpu -1: layers
+  // spread over every GPU (llama.cpp's layer split); I >= 0: the whole model on GPU I alone.
+  int32_t gpu_layers = -1;
+  int32_t main_gpu = -1;
   // When a request sets no max_tokens: at most this many (capped by the context); 0 = until the
   // context ends (the API references' rule).
   int32_t default_max_tokens = 0;
@@ -104,6 +110,12 @@ struct ModelInfo {
   bool persistent = false;        // blocks are written to disk
   std::string persistence_error;  // why not, when a cache directory was asked for and is unusable
   std::string persistence_off;    // why not, when the model cannot have a store (recurrent)
+  // Offload in force: the devices llama.cpp enumerated, the layers asked for (-1 = all), the GPU
+  // (-1 = all, layer split), and the KV bytes' producer in the fingerprint ("" = CPU only).
+  std::vector<DeviceInfo> devices;
+  int32_t gpu_layers = -1;
+  int32_t main_gpu = -1;
+  std::string kv_backend;
 };
 
 struct EngineStats {

@@ -60,6 +60,7 @@ StatusOr<std::unique_ptr<KvTransfer>> OpenStore(const EngineOptions& o, EnginePa
   kc.unified = true;
   kc.swa_full = parts.runner->layout().swa_full;
   kc.llama_release = KVAULT_LLAMA_TAG;
+  kc.backend = info->kv_backend;
   auto hash = ModelContentHash(o.model_path, o.cache_dir);
   if (!hash.ok()) return hash.status();
   const std::string fingerprint = ModelFingerprint(*hash, kc);
@@ -118,7 +119,10 @@ StatusOr<EngineParts> LoadEngine(const EngineOptions& o, ModelInfo* info) {
   auto step = CheckOptions(o);
   if (!step.ok()) return step.status();
   EngineParts parts;
-  auto runner = LlamaRunner::LoadModel(o.model_path);
+  OffloadSpec offload;
+  offload.gpu_layers = o.gpu_layers;
+  offload.main_gpu = o.main_gpu;
+  auto runner = LlamaRunner::LoadModel(o.model_path, offload);
   if (!runner.ok()) return runner.status();
   parts.runner = std::move(runner.value());
   const ModelFacts& facts = parts.runner->facts();
@@ -186,6 +190,12 @@ StatusOr<EngineParts> LoadEngine(const EngineOptions& o, ModelInfo* info) {
   info->cache_type = o.cache_type;
   info->deterministic = o.deterministic;
   info->step_tokens = step.value();
+  info->devices = LlamaRunner::Devices();
+  info->gpu_layers = o.gpu_layers < 0 ? -1 : o.gpu_layers;
+  info->main_gpu = o.main_gpu < 0 ? -1 : o.main_gpu;
+  info->kv_backend = LlamaRunner::KvBackend();
+  if (!info->kv_backend.empty())
+    spdlog::info("engine: KV computed with {} (part of the cache fingerprint)", info->kv_backend);
 
   if (facts.recurrent) {
     spdlog::warn(

@@ -38,7 +38,58 @@ class LlamaKvOps : public KvOps {
   llama_context* ctx_;
 };
 
+const char* DeviceTypeName(enum ggml_backend_dev_type t) {
+  switch (t) {
+    case GGML_BACKEND_DEVICE_TYPE_CPU: return "cpu";
+    case GGML_BACKEND_DEVICE_TYPE_GPU: return "gpu";
+    case GGML_BACKEND_DEVICE_TYPE_IGPU: return "igpu";
+    case GGML_BACKEND_DEVICE_TYPE_ACCEL: return "accel";
+    default: return "other";
+  }
+}
+
+bool IsGpu(ggml_backend_dev_t dev) {
+  const auto t = ggml_backend_dev_type(dev);
+  return t == GGML_BACKEND_DEVICE_TYPE_GPU || t == GGML_BACKEND_DEVICE_TYPE_IGPU;
+}
+
 }  // namespace
+
+std::vector<DeviceInfo> LlamaRunner::Devices() {
+  llama_backend_init();
+  std::vector<DeviceInfo> out;
+  for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+    ggml_backend_dev_t dev = ggml_backend_dev_get(i);
+    DeviceInfo d;
+    d.name = ggml_backend_dev_name(dev);
+    d.description = ggml_backend_dev_description(dev);
+    d.type = DeviceTypeName(ggml_backend_dev_type(dev));
+    ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(dev);
+    d.backend = reg ? ggml_backend_reg_name(reg) : "";
+    size_t free = 0, total = 0;
+    ggml_backend_dev_memory(dev, &free, &total);
+    d.memory_free_bytes = free;
+    d.memory_total_bytes = total;
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+std::string LlamaRunner::KvBackend() {
+  llama_backend_init();
+  std::vector<std::string> names;
+  for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+    ggml_backend_dev_t dev = ggml_backend_dev_get(i);
+    if (!IsGpu(dev)) continue;
+    ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(dev);
+    const std::string name = reg ? ggml_backend_reg_name(reg) : "GPU";
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  std::string tag;
+  for (const auto& n : names) tag += (tag.empty() ? "" : "+") + n;
+  return tag;
+}
 
 struct LlamaRunner::Batch {
   llama_batch b{};
@@ -55,10 +106,26 @@ LlamaRunner::~LlamaRunner() {
   if (model_) llama_model_free(model_);
 }
 
-StatusOr<std::unique_ptr<LlamaRunner>> LlamaRunner::LoadModel(const std::filesystem::path& path) {
+StatusOr<std::unique_ptr<LlamaRunner>> LlamaRunner::LoadModel(const std::filesystem::path& path,
+                                                              const OffloadSpec& offload) {
   llama_backend_init();
   std::unique_ptr<LlamaRunner> r(new LlamaRunner());
   llama_model_params mp = llama_model_default_params();
+  mp.n_gpu_layers = offload.gpu_layers < 0 ? -1 : offload.gpu_layers;
+  if (offload.main_gpu >= 0) {
+    int gpus = 0;
+    for (size_t i = 0; i < ggml_backend_dev_count(); ++i) gpus += IsGpu(ggml_backend_dev_get(i)) ? 1 : 0;
+    if (gpus == 0) {
+      spdlog::warn("engine: --main-gpu {} ignored: no GPU device (a CPU-only build, or none visible)",
+                   offload.main_gpu);
+    } else if (offload.main_gpu >= gpus) {
+      return Status::InvalidArgument("--main-gpu " + std::to_string(offload.main_gpu) + ": there are " +
+                                     std::to_string(gpus) + " GPU devices (0.." + std::to_string(gpus - 1) + ")");
+    } else {
+      mp.split_mode = LLAMA_SPLIT_MODE_NONE;  // the whole model on that one GPU
+      mp.main_gpu = offload.main_gpu;
+    }
+  }
   // Progress in the log while a large model loads (every 25 %).
   struct Progress {
     std::string name;

@@ -20,6 +20,7 @@
 
 #include "core/status.h"
 #include "engine/chat_render.h"
+#include "engine/device_info.h"
 #include "engine/kv_pool.h"
 #include "engine/request.h"
 #include "engine/sampling.h"
@@ -42,6 +43,14 @@ struct ModelFacts {
   bool sliding_window = false;
 };
 
+// Where the model's layers go (llama_model_params). gpu_layers -1: all (llama.cpp's default; a
+// build without a GPU backend has nowhere to put them, so it is CPU-only either way), 0: none.
+// main_gpu -1: layers spread over every GPU; I >= 0: the whole model on GPU I.
+struct OffloadSpec {
+  int32_t gpu_layers = -1;
+  int32_t main_gpu = -1;
+};
+
 // How the context (the pool) is made.
 struct ContextSpec {
   uint32_t pool_tokens = 0;    // cells, a multiple of 256
@@ -60,8 +69,17 @@ struct KvLayout {
 
 class LlamaRunner {
  public:
-  // Loads the model file (weights mapped, progress in the log every 25 %).
-  static StatusOr<std::unique_ptr<LlamaRunner>> LoadModel(const std::filesystem::path& path);
+  // Loads the model file (weights mapped, progress in the log every 25 %), its layers offloaded
+  // as `offload` says. InvalidArgument for a --main-gpu that names no GPU.
+  static StatusOr<std::unique_ptr<LlamaRunner>> LoadModel(const std::filesystem::path& path,
+                                                          const OffloadSpec& offload = {});
+  // Every backend device ggml enumerates (the CPU always), with its memory now.
+  static std::vector<DeviceInfo> Devices();
+  // The KV bytes' producer for the cache fingerprint: the backends of the GPU devices present
+  // ("CUDA"; several joined by '+'), or "" when only the CPU computes. Conservative: a GPU
+  // present counts even with --gpu-layers 0, as llama.cpp may still run large batches' matrix
+  // products on it (op offload).
+  static std::string KvBackend();
   ~LlamaRunner();
   LlamaRunner(const LlamaRunner&) = delete;
   LlamaRunner& operator=(const LlamaRunner&) = delete;

@@ -52,6 +52,8 @@ std::string ModelFingerprint(const std::string& content_hash, const KvConfig& c)
   std::ostringstream s;
   s << "gguf=" << content_hash << ";type_k=" << c.type_k << ";type_v=" << c.type_v << ";fa=" << c.flash_attn
     << ";unified=" << c.unified << ";swa_full=" << c.swa_full << ";llama=" << c.llama_release;
+  // Only when not the CPU: a CPU build's fingerprint (and so its cache directory) is unchanged.
+  if (!c.backend.empty()) s << ";backend=" << c.backend;
   return CacheSalt(s.str(), "fingerprint").Hex();
 }
 

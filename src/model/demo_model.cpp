@@ -1,7 +1,7 @@
 #include "model/demo_model.h"
 
-#include <cmath>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -40,8 +40,8 @@ struct TensorPlan {
   std::string name;
   ggml_type type;
   int64_t ne0;
-  int64_t ne1;   // 1 for vectors
-  float scale;   // uniform(-scale, scale); 0 means all ones (norm weights), kMinusOnes all -1
+  int64_t ne1;  // 1 for vectors
+  float scale;  // uniform(-scale, scale); 0 means all ones (norm weights), kMinusOnes all -1
 };
 constexpr float kMinusOnes = -1.0f;  // Mamba's A: negative, so the state decays and stays finite
 
@@ -142,7 +142,9 @@ bool WriteTensorData(FILE* f, const TensorPlan& t, SplitMix64& rng) {
 
 }  // namespace
 
-std::vector<std::string> DemoModelSizes() { return {"tiny", "small", "bench", "tiny-swa", "tiny-mamba"}; }
+std::vector<std::string> DemoModelSizes() {
+  return {"tiny", "small", "bench", "8b", "tiny-swa", "tiny-mamba"};
+}
 
 StatusOr<DemoModelSpec> DemoModelSpecFor(const std::string& size) {
   if (size == "tiny") return DemoModelSpec{"tiny", 64, 2, 2, 1, 256, 4096, false};
@@ -153,9 +155,13 @@ StatusOr<DemoModelSpec> DemoModelSpecFor(const std::string& size) {
     return s;
   }
   if (size == "bench") return DemoModelSpec{"bench", 1024, 16, 16, 4, 4096, 32768};
+  // An 8B-class shape (Llama 3 8B's: GQA 8, F16, about 15 GB) with random weights, for GPUs
+  // (scripts/gpu-check.sh): prefill and KV sizes of a real 8B model; the output is noise.
+  if (size == "8b") return DemoModelSpec{"8b", 4096, 32, 32, 8, 14336, 65536};
   if (size == "tiny-swa") return DemoModelSpec{"tiny-swa", 64, 2, 2, 1, 256, 4096, false, "gemma3", 32, 2};
   if (size == "tiny-mamba") return DemoModelSpec{"tiny-mamba", 64, 2, 0, 0, 0, 4096, false, "mamba"};
-  return Status::InvalidArgument("unknown demo model size '" + size + "' (tiny, small, bench, tiny-swa, tiny-mamba)");
+  return Status::InvalidArgument("unknown demo model size '" + size +
+                                 "' (tiny, small, bench, 8b, tiny-swa, tiny-mamba)");
 }
 
 uint64_t DemoModelParameterCount(const DemoModelSpec& spec, uint64_t n_vocab) {
@@ -166,7 +172,9 @@ uint64_t DemoModelParameterCount(const DemoModelSpec& spec, uint64_t n_vocab) {
   return total;
 }
 
-std::vector<std::string> DemoChatTemplates() { return {"llama3", "qwen3"}; }
+std::vector<std::string> DemoChatTemplates() {
+  return {"llama3", "qwen3"};
+}
 
 std::string DemoVocabFile(const std::string& chat_template) {
   return chat_template == "qwen3" ? "ggml-vocab-qwen2.gguf" : "ggml-vocab-llama-bpe.gguf";
@@ -178,8 +186,7 @@ StatusOr<std::string> DemoChatTemplate(const std::string& name) {
   return Status::InvalidArgument("unknown demo chat template '" + name + "' (llama3, qwen3)");
 }
 
-Status WriteDemoModel(const DemoModelSpec& spec, const fs::path& vocab_gguf, const fs::path& out,
-                      uint64_t seed) {
+Status WriteDemoModel(const DemoModelSpec& spec, const fs::path& vocab_gguf, const fs::path& out, uint64_t seed) {
   auto chat_template = DemoChatTemplate(spec.chat_template);
   if (!chat_template.ok()) return chat_template.status();
   gguf_init_params vp{/*no_alloc=*/true, /*ctx=*/nullptr};
@@ -191,7 +198,7 @@ Status WriteDemoModel(const DemoModelSpec& spec, const fs::path& vocab_gguf, con
 
   std::unique_ptr<gguf_context, GgufDeleter> ctx(gguf_init_empty());
   gguf_set_kv(ctx.get(), vocab.get());  // tokenizer.* and placeholder llama.* keys, overridden below
-  const std::string a = spec.arch;  // key prefix
+  const std::string a = spec.arch;      // key prefix
   gguf_set_val_str(ctx.get(), "general.architecture", a.c_str());
   gguf_set_val_str(ctx.get(), "general.name", ("kvault-demo-" + spec.size).c_str());
   gguf_set_val_u32(ctx.get(), "general.file_type", 1);  // LLAMA_FTYPE_MOSTLY_F16
@@ -253,8 +260,8 @@ Status WriteDemoModel(const DemoModelSpec& spec, const fs::path& vocab_gguf, con
       written = offset + gguf_get_tensor_size(ctx.get(), static_cast<int64_t>(i));
     }
     ok = ok && WriteZeros(f.get(), GGML_PAD(written, alignment) - written);
-    ok = ok && std::fflush(f.get()) == 0 && static_cast<size_t>(std::ftell(f.get())) ==
-                                                data_start + GGML_PAD(written, alignment);
+    ok = ok && std::fflush(f.get()) == 0 &&
+         static_cast<size_t>(std::ftell(f.get())) == data_start + GGML_PAD(written, alignment);
     if (!ok) {
       fs::remove(tmp, ec);
       return Status::IOError("failed writing " + tmp.string());

@@ -23,6 +23,19 @@ json HealthModelsJson(const std::vector<ModelStatus>& models) {
   return list;
 }
 
+json HealthDevicesJson(const std::vector<DeviceInfo>& devices) {
+  json list = json::array();
+  for (const auto& d : devices) {
+    list.push_back({{"name", d.name},
+                    {"description", d.description},
+                    {"type", d.type},
+                    {"backend", d.backend},
+                    {"memory_total_bytes", d.memory_total_bytes},
+                    {"memory_free_bytes_at_load", d.memory_free_bytes}});
+  }
+  return list;
+}
+
 HealthReport HealthWithoutEngine(bool draining, const std::vector<ModelStatus>* models) {
   HealthReport r;
   r.http_status = 503;
@@ -122,6 +135,10 @@ HealthReport HealthOfEngine(const ModelInfo& info, const EngineStats& st, const 
                                        {"failures", ks.persistence.failures},
                                        {"recoveries", ks.persistence.recoveries}};
   }
+  body["offload"] = {{"gpu_layers", info.gpu_layers},
+                     {"main_gpu", info.main_gpu},
+                     {"kv_backend", info.kv_backend.empty() ? "CPU" : info.kv_backend}};
+  body["devices"] = HealthDevicesJson(info.devices);
   body["models"] = HealthModelsJson(models);
   return r;
 }

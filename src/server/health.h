@@ -29,12 +29,17 @@ struct HealthReport {
 HealthReport HealthWithoutEngine(bool draining, const std::vector<ModelStatus>* models);
 
 // The primary engine's report: status and reasons, queue, pool, engine counters, KV store and
-// persistence, and every configured model.
+// persistence, offload (layers, GPU, the KV backend in the fingerprint), the backend devices with
+// their memory (read at load), and every configured model.
 HealthReport HealthOfEngine(const ModelInfo& info, const EngineStats& stats, const KvStoreStats& store,
                             const std::vector<ModelStatus>& models, bool draining, double degraded_utilization);
 
 // /health's "models" list: state, load counts and the last load error (with the file's name for
 // its path: /health may be public).
 nlohmann::json HealthModelsJson(const std::vector<ModelStatus>& models);
+
+// /health's "devices" list: each ggml backend device (the CPU always; GPUs in a GPU build) with
+// its type, backend and memory total and free as read when the model loaded.
+nlohmann::json HealthDevicesJson(const std::vector<DeviceInfo>& devices);
 
 }  // namespace kvault

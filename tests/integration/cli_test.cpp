@@ -175,11 +175,30 @@ TEST(ConfigTest, FlagsBeatEnvironmentBeatFileBeatDefaults) {
   unsetenv("KVAULT_PORT");
   unsetenv("KVAULT_CTX_SIZE");
   out = "\n" + out;
-  EXPECT_EQ(ConfigValue(out, "ctx-size"), "1024");   // flag over environment and file
-  EXPECT_EQ(ConfigValue(out, "port"), "9002");       // environment over file
-  EXPECT_EQ(ConfigValue(out, "parallel"), "3");      // file over default
-  EXPECT_EQ(ConfigValue(out, "max-queue"), "64");    // default
+  EXPECT_EQ(ConfigValue(out, "ctx-size"), "1024");  // flag over environment and file
+  EXPECT_EQ(ConfigValue(out, "port"), "9002");      // environment over file
+  EXPECT_EQ(ConfigValue(out, "parallel"), "3");     // file over default
+  EXPECT_EQ(ConfigValue(out, "max-queue"), "64");   // default
   EXPECT_EQ(out.find("file-secret-key"), std::string::npos) << "keys must never be printed";
+}
+
+// The offload options: defaults (-1: all layers, every GPU), the file, the environment, a range.
+TEST(ConfigTest, OffloadOptionsComeFromFlagsEnvironmentAndFile) {
+  const auto dir = ScratchDir("cli-config-offload");
+  std::ofstream(dir / "gpu.toml") << "gpu-layers = 20\n";
+  std::string out;
+  EXPECT_EQ(RunKvault({"serve", "--print-config"}, &out), 0) << out;
+  out = "\n" + out;
+  EXPECT_EQ(ConfigValue(out, "gpu-layers"), "-1");
+  EXPECT_EQ(ConfigValue(out, "main-gpu"), "-1");
+  setenv("KVAULT_MAIN_GPU", "1", 1);
+  EXPECT_EQ(RunKvault({"serve", "--config", (dir / "gpu.toml").string(), "--print-config"}, &out), 0) << out;
+  unsetenv("KVAULT_MAIN_GPU");
+  out = "\n" + out;
+  EXPECT_EQ(ConfigValue(out, "gpu-layers"), "20");
+  EXPECT_EQ(ConfigValue(out, "main-gpu"), "1");
+  EXPECT_EQ(RunKvault({"serve", "--gpu-layers", "-2", "--print-config"}, &out), 2);
+  EXPECT_NE(out.find("--gpu-layers"), std::string::npos) << out;
 }
 
 TEST(ConfigTest, UnknownKeysAndBadValuesAreUsageErrorsNamingTheKey) {

@@ -16,8 +16,8 @@ using json = nlohmann::json;
 class ServerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    server_ = ServerProcess::Start({"--model", TinyModel().string(), "--ctx-size", "512", "--log-level", "warn"})
-                  .release();
+    server_ =
+        ServerProcess::Start({"--model", TinyModel().string(), "--ctx-size", "512", "--log-level", "warn"}).release();
     ASSERT_TRUE(server_->WaitHealthy(std::chrono::seconds(60))) << server_->Log();
   }
   static void TearDownTestSuite() {
@@ -52,6 +52,33 @@ TEST_F(ServerTest, HealthIsOk) {
   json j = json::parse(res->body);
   EXPECT_EQ(j["status"], "ok");
   EXPECT_EQ(j["model"], "tiny");
+}
+
+// /health's devices: the CPU always, with its memory; the KV backend in the fingerprint is "CPU"
+// unless a GPU device is there (a CUDA build on a GPU machine: scripts/gpu-check.sh).
+TEST_F(ServerTest, HealthShowsTheDevicesAndTheKvBackend) {
+  auto res = Client().Get("/health");
+  ASSERT_TRUE(res);
+  json j = json::parse(res->body);
+  EXPECT_EQ(j["offload"]["gpu_layers"], -1);
+  EXPECT_EQ(j["offload"]["main_gpu"], -1);
+  ASSERT_TRUE(j["devices"].is_array()) << res->body;
+  bool cpu = false, gpu = false;
+  for (const auto& d : j["devices"]) {
+    EXPECT_FALSE(d["name"].get<std::string>().empty()) << d;
+    if (d["type"] == "cpu") {
+      cpu = true;
+      EXPECT_GT(d["memory_total_bytes"].get<uint64_t>(), 0u) << d;
+      EXPECT_GT(d["memory_free_bytes_at_load"].get<uint64_t>(), 0u) << d;
+    }
+    gpu = gpu || d["type"] == "gpu" || d["type"] == "igpu";
+  }
+  EXPECT_TRUE(cpu) << res->body;
+  if (gpu) {
+    EXPECT_NE(j["offload"]["kv_backend"], "CPU") << res->body;
+  } else {
+    EXPECT_EQ(j["offload"]["kv_backend"], "CPU") << res->body;
+  }
 }
 
 TEST_F(ServerTest, ModelsListsTheLoadedModel) {

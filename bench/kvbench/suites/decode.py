@@ -8,7 +8,7 @@ import time
 
 from ..client import chat, get_json
 from ..servers import Server
-from ..util import log, stats, text_of
+from ..util import gpu_flags, log, stats, text_of
 
 
 def kvault_decode(kvault, model, threads, agents, reps, prompt_words, gen_tokens, extra=(), health_out=None,
@@ -54,7 +54,7 @@ def decode_round(port, n, seed, prompt_words, gen_tokens):
 
 def llama_bench_tg(tools, model, threads, reps, gen_tokens):
     cmd = [os.path.join(tools, "llama-bench"), "-m", model, "-p", "0", "-n", str(gen_tokens), "-t", str(threads),
-           "-r", str(reps), "-o", "json"]
+           "-r", str(reps), "-o", "json", *gpu_flags("llama-bench")]
     res = subprocess.run(cmd, capture_output=True, text=True, check=True)
     data = json.loads(res.stdout)
     samples = data[0]["samples_ts"]
@@ -64,7 +64,7 @@ def llama_bench_tg(tools, model, threads, reps, gen_tokens):
 def batched_bench(tools, model, threads, agents, reps, prompt_tokens, gen_tokens):
     cmd = [os.path.join(tools, "llama-batched-bench"), "-m", model, "-c", "16384", "-b", "2048", "-ub", "512",
            "-npp", str(prompt_tokens), "-ntg", str(gen_tokens), "-npl", ",".join(map(str, agents)), "-t",
-           str(threads), "-kvu", "--output-format", "jsonl"]
+           str(threads), "-kvu", "--output-format", "jsonl", *gpu_flags("llama-batched-bench")]
     per = {str(n): [] for n in agents}
     for _ in range(reps):
         res = subprocess.run(cmd, capture_output=True, text=True, check=True)

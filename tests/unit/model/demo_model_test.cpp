@@ -102,6 +102,20 @@ TEST(DemoModelSpecTest, BenchShapeIsAbout370MParameters) {
   EXPECT_LT(params, 380'000'000u);
 }
 
+// Llama 3 8B's shape (tied output): about 7.5B parameters, GQA 8, a 32K+ context (GPU runs).
+TEST(DemoModelSpecTest, EightBShapeIsLlama3EightB) {
+  auto spec = DemoModelSpecFor("8b");
+  ASSERT_TRUE(spec.ok());
+  EXPECT_EQ(spec->n_embd, 4096u);
+  EXPECT_EQ(spec->n_layer, 32u);
+  EXPECT_EQ(spec->n_head / spec->n_head_kv, 4u);
+  EXPECT_EQ(spec->n_head_kv, 8u);
+  EXPECT_GE(spec->n_ctx_train, 32768u);
+  const uint64_t params = DemoModelParameterCount(*spec, 128256);
+  EXPECT_GT(params, 7'000'000'000u);
+  EXPECT_LT(params, 8'100'000'000u);
+}
+
 TEST(DemoModelSpecTest, UnknownSizeIsRejected) {
   auto spec = DemoModelSpecFor("huge");
   EXPECT_FALSE(spec.ok());

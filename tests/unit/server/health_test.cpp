@@ -23,6 +23,14 @@ ModelInfo Info() {
   info.block_tokens = 64;
   info.step_tokens = 256;
   info.fingerprint = "abc123";
+  DeviceInfo cpu;
+  cpu.name = "CPU";
+  cpu.description = "Some CPU";
+  cpu.type = "cpu";
+  cpu.backend = "CPU";
+  cpu.memory_total_bytes = 64ull << 30;
+  cpu.memory_free_bytes = 32ull << 30;
+  info.devices = {cpu};
   return info;
 }
 
@@ -46,7 +54,7 @@ TEST(HealthTest, AHealthyEngineIsOkWithEverySection) {
   const HealthReport r = HealthOfEngine(Info(), st, ks, OneModel(), /*draining=*/false, 0.9);
   EXPECT_EQ(r.http_status, 200);
   EXPECT_EQ(Keys(r.body), (std::set<std::string>{"status", "degraded", "model", "queue_depth", "running", "pool",
-                                                 "engine", "kv_store", "models"}));
+                                                 "engine", "kv_store", "offload", "devices", "models"}));
   EXPECT_EQ(r.body["status"], "ok");
   EXPECT_EQ(r.body["degraded"], json::array());
   EXPECT_EQ(r.body["model"], "tiny");
@@ -75,6 +83,36 @@ TEST(HealthTest, AHealthyEngineIsOkWithEverySection) {
   ASSERT_EQ(r.body["models"].size(), 1u);
   EXPECT_EQ(Keys(r.body["models"][0]),
             (std::set<std::string>{"name", "state", "in_flight", "loads", "last_load_seconds"}));
+}
+
+// Offload and devices: a CPU build reports its CPU device and "CPU" as the KV backend; a GPU
+// build's backend tag and its GPU device appear as they are.
+TEST(HealthTest, OffloadAndDevicesShowTheBackendAndMemory) {
+  HealthReport r = HealthOfEngine(Info(), EngineStats{}, KvStoreStats{}, OneModel(), false, 0.9);
+  EXPECT_EQ(r.body["offload"], json({{"gpu_layers", -1}, {"main_gpu", -1}, {"kv_backend", "CPU"}}));
+  ASSERT_EQ(r.body["devices"].size(), 1u);
+  EXPECT_EQ(Keys(r.body["devices"][0]), (std::set<std::string>{"name", "description", "type", "backend",
+                                                               "memory_total_bytes", "memory_free_bytes_at_load"}));
+  EXPECT_EQ(r.body["devices"][0]["type"], "cpu");
+  EXPECT_EQ(r.body["devices"][0]["memory_total_bytes"], 64ull << 30);
+  EXPECT_EQ(r.body["devices"][0]["memory_free_bytes_at_load"], 32ull << 30);
+
+  ModelInfo gpu = Info();
+  gpu.kv_backend = "CUDA";
+  gpu.gpu_layers = 20;
+  gpu.main_gpu = 0;
+  DeviceInfo h200;
+  h200.name = "CUDA0";
+  h200.description = "NVIDIA H200";
+  h200.type = "gpu";
+  h200.backend = "CUDA";
+  h200.memory_total_bytes = 140ull << 30;
+  gpu.devices.push_back(h200);
+  r = HealthOfEngine(gpu, EngineStats{}, KvStoreStats{}, OneModel(), false, 0.9);
+  EXPECT_EQ(r.body["offload"], json({{"gpu_layers", 20}, {"main_gpu", 0}, {"kv_backend", "CUDA"}}));
+  ASSERT_EQ(r.body["devices"].size(), 2u);
+  EXPECT_EQ(r.body["devices"][1]["name"], "CUDA0");
+  EXPECT_EQ(r.body["devices"][1]["description"], "NVIDIA H200");
 }
 
 TEST(HealthTest, APoolHeldByRunningRequestsIsDegradedAnd503) {
