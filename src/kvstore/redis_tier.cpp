@@ -171,13 +171,21 @@ void RedisTier::Push(Job job) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stop_) return;
-    while (queue_.size() >= std::max<size_t>(options_.max_queued_writes, 1)) {
-      queue_.pop_front();  // the oldest first
-      ++stats_.dropped_writes;
-    }
+    job.size = job.record ? job.record->ByteSize() : job.bytes.size();
+    queued_bytes_ += job.size;
     queue_.push_back(std::move(job));
+    TrimLocked();
   }
   cv_.notify_all();
+}
+
+void RedisTier::TrimLocked() {
+  while (!queue_.empty() && (queue_.size() > std::max<size_t>(options_.max_queued_writes, 1) ||
+                             queued_bytes_ > options_.max_queued_bytes)) {
+    queued_bytes_ -= queue_.front().size;
+    queue_.pop_front();  // the oldest first
+    ++stats_.dropped_writes;
+  }
 }
 
 void RedisTier::Enqueue(std::shared_ptr<const BlockRecord> record) {
@@ -315,6 +323,7 @@ void RedisTier::WriterLoop() {
     }
     std::vector<Job> batch;
     while (!queue_.empty() && batch.size() < kBatch) {
+      queued_bytes_ -= queue_.front().size;
       batch.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
@@ -328,11 +337,11 @@ void RedisTier::WriterLoop() {
       conn.reset();
       DownLocked(error);
       // Unanswered jobs go back to the front, within the bound (the oldest dropped first).
-      for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));
-      while (queue_.size() > std::max<size_t>(options_.max_queued_writes, 1)) {
-        queue_.pop_front();
-        ++stats_.dropped_writes;
+      for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
+        queued_bytes_ += it->size;
+        queue_.push_front(std::move(*it));
       }
+      TrimLocked();
       if (stop_) return;  // no waiting for Redis at shutdown
       continue;
     }

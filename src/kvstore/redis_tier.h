@@ -21,10 +21,10 @@
 // while reads wait behind. Reads stay on the I/O thread because the read path runs there and a
 // request waits for them anyway; they are bounded by the command timeout and skipped while down.
 // The writer encodes blocks itself, so the engine thread only queues a reference. The queue is
-// bounded (max_queued_writes): when full — Redis slow or down — the oldest job is dropped
-// (counted). A failed command marks the tier down (health: last error); the writer reconnects
-// with exponential backoff (100 ms doubling to 5 s) and writes what is queued once up again.
-// While idle and connected it PINGs every second, so that a Redis gone away shows as down.
+// bounded (max_queued_writes jobs, max_queued_bytes of the blocks they hold, which RAM may have
+// let go of): when full — Redis slow or down — the oldest job is dropped (counted). A failed command marks the tier
+// down (health: last error); the writer reconnects with exponential backoff (100 ms doubling to 5 s) and writes what is
+// queued once up again. While idle and connected it PINGs every second, so that a Redis gone away shows as down.
 //
 // Thread-safe: `mu_` guards the queue, the state and the counters; `read_mu_` the read connection,
 // held across a ReadBlocks (and its sink's Reject calls). Lock order: read_mu_, then mu_.
@@ -53,6 +53,7 @@ struct RedisTierOptions {
   RedisUrl url;
   std::string fingerprint;  // the model's: part of every key
   size_t max_queued_writes = 1024;
+  uint64_t max_queued_bytes = 256ull << 20;
   uint32_t timeout_ms = 1000;  // connect, and each command
   uint32_t min_backoff_ms = 100;
   uint32_t max_backoff_ms = 5000;
@@ -115,10 +116,13 @@ class RedisTier final : public BlockTier {
     std::shared_ptr<const BlockRecord> record;  // a new block (encoded by the writer), or
     std::vector<uint8_t> bytes;                 // the bytes to store, or
     bool del = false;                           // a DEL
+    uint64_t size = 0;                          // memory held (the queue's byte bound)
   };
   using Conn = std::unique_ptr<redisContext, void (*)(redisContext*)>;
 
   void Push(Job job);
+  // Drops the oldest jobs while the queue is over either bound (mu_ held).
+  void TrimLocked();
   void WriterLoop();
   // Connects, authenticates, selects the db. Null and `*error` on failure.
   Conn Connect(std::string* error) const;
@@ -134,6 +138,7 @@ class RedisTier final : public BlockTier {
   std::condition_variable cv_;       // the writer waits on it
   std::condition_variable written_;  // WaitWritten waits on it
   std::deque<Job> queue_;
+  uint64_t queued_bytes_ = 0;
   size_t in_flight_ = 0;
   bool up_ = false;
   bool stop_ = false;

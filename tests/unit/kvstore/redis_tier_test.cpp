@@ -71,11 +71,12 @@ class RedisTierTest : public ::testing::Test {
   }
   static std::string Name() { return ::testing::UnitTest::GetInstance()->current_test_info()->name(); }
 
-  std::unique_ptr<RedisTier> Tier(size_t max_queued = 1024) {
+  std::unique_ptr<RedisTier> Tier(size_t max_queued = 1024, uint64_t max_queued_bytes = 256ull << 20) {
     RedisTierOptions o;
     o.url = ParseRedisUrl(redis_->url()).value();
     o.fingerprint = "fp";
     o.max_queued_writes = max_queued;
+    o.max_queued_bytes = max_queued_bytes;
     o.min_backoff_ms = 20;
     o.max_backoff_ms = 200;
     o.timeout_ms = 500;
@@ -230,6 +231,22 @@ TEST_F(RedisTierTest, ServesThroughRedisGoingAwayAndWritesResumeWhenItIsBack) {
   codes.clear();
   Read(*tier, {c.keys[1], c.keys[2]}, &codes);
   EXPECT_EQ(codes, std::vector<Status::Code>(2, Status::Code::kOk));
+}
+
+// Queued blocks hold memory RAM may have let go of: the queue is bounded in bytes too.
+TEST_F(RedisTierTest, TheWriteQueueIsBoundedInBytesToo) {
+  Chain c;
+  redis_->Stop();
+  const uint64_t one = c.Record(0)->ByteSize();
+  auto tier = Tier(/*max_queued=*/1024, /*max_queued_bytes=*/2 * one + one / 2);
+  for (size_t i = 0; i < 3; ++i) tier->Enqueue(c.Record(i));
+  const RemoteTierStats st = tier->stats();
+  EXPECT_EQ(st.dropped_writes, 1u);
+  EXPECT_EQ(st.queued_writes, 2u);
+  ASSERT_TRUE(redis_->Restart());
+  ASSERT_TRUE(tier->WaitWritten(10s)) << tier->stats().last_error;
+  EXPECT_EQ(redis_->Command({"EXISTS", tier->KeyFor(c.keys[0])}), "0") << "the oldest was dropped";
+  EXPECT_EQ(redis_->Command({"EXISTS", tier->KeyFor(c.keys[2])}), "1");
 }
 
 // Unreachable at start (nothing listens): the store opens and serves from RAM; the tier is down.
