@@ -17,7 +17,7 @@ bool ParseInt(const std::string& s, int lo, int hi, int* out) {
 }
 
 Status Bad(const std::string& url, const std::string& why) {
-  return Status::InvalidArgument("--remote-cache " + RedactRedisUrl(url) + ": " + why +
+  return Status::InvalidArgument("remote cache URL " + RedactRedisUrl(url) + ": " + why +
                                  " (expected redis://[user:password@]host:port[/db])");
 }
 
