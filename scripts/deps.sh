@@ -19,11 +19,14 @@ say() { echo "deps: $*"; }
 
 # ---- Debian packages -------------------------------------------------------------------------
 # build: compiler, cmake, ninja, ccache (cheap rebuilds of llama.cpp in fresh clones), git (bundle)
-# libs:  CLI11 (command line), spdlog+fmt (logging), xxHash (KV block keys), GoogleTest (tests)
+# libs:  CLI11 (command line), spdlog+fmt (logging), xxHash (KV block keys), GoogleTest (tests),
+#        hiredis (the shared remote KV tier, --remote-cache)
+# redis-server: the remote tier's server, started by the tests on loopback ports
 # tools: nodejs+npm (fetches the pinned llama.cpp; runs the SDK end-to-end tests), curl, python3
 #        (the benchmark driver, standard library only)
 PACKAGES=(build-essential g++ cmake ninja-build ccache git pkg-config ca-certificates curl python3
-          libcli11-dev libspdlog-dev libfmt-dev libxxhash-dev libgtest-dev libgmock-dev)
+          libcli11-dev libspdlog-dev libfmt-dev libxxhash-dev libgtest-dev libgmock-dev
+          libhiredis-dev redis-server)
 need_node=0
 command -v node >/dev/null 2>&1 || need_node=1
 command -v npm >/dev/null 2>&1 || need_node=1

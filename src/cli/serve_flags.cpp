@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "kvstore/redis_url.h"
 
 namespace kvault {
 
@@ -154,6 +155,14 @@ void AddServeCommand(CLI::App& app, ServeArgs* a) {
                    "disk tier limit, GiB, fractions allowed (least recently used blocks go)")
       ->check(CLI::Range(0.001, 1048576.0))
       ->capture_default_str();
+  serve
+      ->add_option("--remote-cache", a->engine.remote_cache,
+                   "a Redis shared by kvault instances as a KV tier below the disk, "
+                   "redis://[user:password@]host:port[/db] (run it with maxmemory and allkeys-lru)")
+      ->check([](const std::string& url) {
+        auto parsed = ParseRedisUrl(url);
+        return parsed.ok() ? std::string() : parsed.status().message();
+      });
   serve->add_option("--log-level", a->log_level, "trace, debug, info, warn, error, off")->capture_default_str();
   serve
       ->add_option_function<std::string>(
@@ -254,6 +263,7 @@ std::string EffectiveConfig(const CLI::App& serve) {
     std::string line = text.substr(pos, end - pos);
     if (line.rfind("api-key", 0) == 0) line = "api-key=\"<hidden>\"";
     if (line.rfind("admin-key", 0) == 0) line = "admin-key=\"<hidden>\"";
+    if (line.rfind("remote-cache", 0) == 0) line = RedactRedisUrl(line);
     if (line.rfind("print-config", 0) != 0 && line.rfind("config", 0) != 0) out += line + "\n";
     pos = end + 1;
   }

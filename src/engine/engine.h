@@ -89,6 +89,8 @@ struct EngineOptions {
   uint32_t debug_slow_write_ms = 0;  // fault injection for tests: a slow disk
   uint64_t ram_cache_mib = 1024;
   double disk_cache_gib = 10;
+  // A Redis shared by kvault instances, below the disk tier (kvstore/redis_tier.h); empty: none.
+  std::string remote_cache;
 };
 
 // Read-only facts about the loaded model and pool, safe to read from any thread after Start.

@@ -70,6 +70,7 @@ StatusOr<std::unique_ptr<KvTransfer>> OpenStore(const EngineOptions& o, EnginePa
   so.disk_bytes = static_cast<uint64_t>(o.disk_cache_gib * (1ull << 30));
   so.fingerprint = fingerprint;
   so.slow_write_ms = o.debug_slow_write_ms;
+  so.remote_cache = o.remote_cache;
   so.buffers = std::move(buffers);
   auto store = KvStore::Open(so);
   if (!store.ok() && !so.dir.empty()) {

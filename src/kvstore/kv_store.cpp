@@ -23,6 +23,15 @@ StatusOr<std::unique_ptr<KvStore>> KvStore::Open(const KvStoreOptions& options) 
   } else {
     store->agents_ = std::make_unique<AgentRegistry>();
   }
+  if (!options.remote_cache.empty()) {
+    auto url = ParseRedisUrl(options.remote_cache);
+    if (!url.ok()) return url.status();
+    RedisTierOptions ro;
+    ro.url = std::move(url.value());
+    ro.fingerprint = options.fingerprint;
+    ro.max_queued_writes = options.remote_max_queued_writes;
+    store->remote_ = std::make_unique<RedisTier>(std::move(ro));
+  }
   KvStore* st = store.get();
   // Blocks in an agent's latest chain leave RAM last.
   st->ram_ = std::make_unique<RamTier>(
@@ -37,6 +46,7 @@ StatusOr<std::unique_ptr<KvStore>> KvStore::Open(const KvStoreOptions& options) 
     idle.due = [w = st->writer_.get()] { return w->failing(); };
     idle.run = [w = st->writer_.get()] { w->ProbeWhileFailing(); };
   }
+  if (st->remote_) below.push_back(st->remote_.get());  // below the disk: asked for what it lacks
   st->lookup_ = std::make_unique<BlockLookup>(*st->ram_, std::move(below), st->io_, options.fingerprint, st->buffers_);
   st->io_.Start(std::move(idle));
   return store;
@@ -64,7 +74,9 @@ bool KvStore::KeepIfStored(const BlockKey& key) {
     return true;
   }
   if (!in_ram) return false;
-  Put(std::move(in_ram));  // RAM keeps it; its file was collected: written again
+  // RAM keeps it; its file was collected (or it came from the remote tier): written to disk again.
+  // Not queued for the remote tier, which has it (it was Put, or read from there).
+  writer_->Write(std::move(in_ram));
   return true;
 }
 
@@ -80,6 +92,7 @@ std::shared_ptr<BlockRecord> KvStore::NewRecord(size_t kv_bytes) {
 
 void KvStore::Put(std::shared_ptr<const BlockRecord> record) {
   ram_->Insert(record);
+  if (remote_) remote_->Enqueue(record);
   if (writer_) writer_->Write(std::move(record));
 }
 
@@ -172,7 +185,13 @@ KvStoreStats KvStore::stats() const {
   st.ram_bytes = ram_->bytes();
   const LookupStats looked = lookup_->stats();
   st.ram_hits = looked.ram_hits;
-  st.disk_hits = looked.below_hits.empty() ? 0 : looked.below_hits[0];
+  // below_hits follows the tiers' order: the disk (if any), then the remote tier (if any).
+  st.disk_hits = disk_ && !looked.below_hits.empty() ? looked.below_hits[0] : 0;
+  if (remote_) {
+    st.remote = true;
+    st.remote_tier = remote_->stats();
+    st.remote_tier.hits = looked.below_hits.empty() ? 0 : looked.below_hits.back();
+  }
   st.misses = looked.misses;
   st.fetch_seconds = looked.fetch_seconds;
   st.spare_buffer_bytes = buffers_->spare_bytes();

@@ -3,18 +3,19 @@
 // each part is its own unit with its own tests.
 //
 //   ram_tier      decoded blocks in RAM, least recently used evicted first within `ram_bytes`
-//   tier          what a tier below RAM offers (BlockTier); disk_tier is the one there is
+//   tier          what a tier below RAM offers (BlockTier): disk_tier, then redis_tier (optional)
 //   io_thread     the background thread where all of that tier's I/O happens
 //   write_behind  writes new blocks and agent records behind the engine; survives a failing disk
 //   block_lookup  the read path: a request's stored blocks (prefetch), partial blocks
 //   agent_registry  per-agent latest chains
 //
 // A new block goes into RAM at once and onto disk in the background (async durability: Flush()
-// waits for it; AfterWrites() runs a callback after it). A block is read back from RAM, or from
-// disk by a prefetch on the I/O thread, verified (checksum, model fingerprint, key, tokens) before
-// it is handed out; a bad file is a miss: logged, counted, quarantined. A disk that stops taking
-// writes is survived (PersistenceHealth): nothing is lost that RAM still holds when it comes back.
-// A block evicted from RAM stays on disk.
+// waits for it; AfterWrites() runs a callback after it), and with --remote-cache into a shared
+// Redis behind that (redis_tier.h: a cache, never waited for; asked for what RAM and disk lack).
+// A block is read back from RAM, or from disk by a prefetch on the I/O thread, verified
+// (checksum, model fingerprint, key, tokens) before it is handed out; a bad file is a miss:
+// logged, counted, quarantined. A disk that stops taking writes is survived (PersistenceHealth):
+// nothing is lost that RAM still holds when it comes back. A block evicted from RAM stays on disk.
 //
 // The engine thread calls Has, KeepIfStored, FindInRam, NewRecord, Put, StartPrefetch,
 // FindPartialInRam, RecordAgent and AfterWrites; none of them waits for the disk. HTTP threads call
@@ -38,6 +39,7 @@
 #include "kvstore/disk_tier.h"
 #include "kvstore/io_thread.h"
 #include "kvstore/ram_tier.h"
+#include "kvstore/redis_tier.h"
 #include "kvstore/write_behind.h"
 
 namespace kvault {
@@ -50,6 +52,10 @@ struct KvStoreOptions {
   // Fault injection (tests): each block write pauses this long halfway through its temp file.
   uint32_t slow_write_ms = 0;
   uint32_t probe_interval_ms = 2000;  // while writes fail: how often the I/O thread tries again
+  // --remote-cache: a Redis shared by instances (redis_tier.h), below the disk; empty: none. New
+  // blocks are queued for it as they are Put; at most `remote_max_queued_writes` wait.
+  std::string remote_cache;
+  size_t remote_max_queued_writes = 1024;
   // Where block buffers come from and go back to (see buffer_recycler.h); null: a pool of its own
   // that keeps up to 64 MiB of spare buffers.
   std::shared_ptr<BufferRecycler> buffers;
@@ -72,6 +78,8 @@ struct KvStoreStats {
   double fetch_seconds = 0;         // I/O thread time fetching blocks for requests (read, check, copy)
   DiskTierStats disk;
   bool persistent = false;
+  bool remote = false;  // --remote-cache in use; then `remote_tier` counts it
+  RemoteTierStats remote_tier;
   PersistenceHealth persistence;
 };
 
@@ -123,7 +131,8 @@ class KvStore {
   // RAM and disk (on the I/O thread, after queued writes). Returns the blocks removed.
   size_t ForgetAgent(const std::string& tenant, const std::string& id);
   bool persistent() const { return disk_ != nullptr; }
-
+  // The remote tier; null without --remote-cache (tests wait for its writes).
+  RedisTier* remote() const { return remote_.get(); }
 
  private:
   explicit KvStore(const KvStoreOptions& options);
@@ -132,6 +141,7 @@ class KvStore {
   KvStoreOptions options_;
   std::shared_ptr<BufferRecycler> buffers_;  // shared with the records' deleters, which may outlive the store
   std::unique_ptr<DiskTier> disk_;       // null: RAM only
+  std::unique_ptr<RedisTier> remote_;    // null: no --remote-cache
   std::unique_ptr<AgentRegistry> agents_;
   std::unique_ptr<RamTier> ram_;
   IoThread io_;

@@ -64,6 +64,7 @@ HealthReport HealthOfEngine(const ModelInfo& info, const EngineStats& st, const 
   if (pool_full) reasons.push_back("pool");
   const std::string& unusable = info.persistence_error;
   if (ks.persistence.failing || !unusable.empty()) reasons.push_back("persistence");
+  if (ks.remote && !ks.remote_tier.up) reasons.push_back("remote_cache");  // 200: local tiers serve
   if (draining) {
     status = "draining";
     r.http_status = 503;
@@ -139,6 +140,25 @@ HealthReport HealthOfEngine(const ModelInfo& info, const EngineStats& st, const 
                      {"main_gpu", info.main_gpu},
                      {"kv_backend", info.kv_backend.empty() ? "CPU" : info.kv_backend}};
   body["devices"] = HealthDevicesJson(info.devices);
+  if (ks.remote) {
+    const RemoteTierStats& rt = ks.remote_tier;
+    body["kv_store"]["remote"] = {{"state", rt.up ? "up" : "down"},
+                                  {"url", rt.url},
+                                  {"last_error", rt.last_error},
+                                  {"down_seconds", rt.down_seconds},
+                                  {"hits", rt.hits},
+                                  {"reads", rt.reads},
+                                  {"misses", rt.misses},
+                                  {"skipped_reads", rt.skipped_reads},
+                                  {"bytes_read", rt.read_bytes},
+                                  {"writes", rt.writes},
+                                  {"bytes_written", rt.write_bytes},
+                                  {"queued_writes", rt.queued_writes},
+                                  {"dropped_writes", rt.dropped_writes},
+                                  {"rejected", rt.rejected},
+                                  {"errors", rt.errors},
+                                  {"connects", rt.connects}};
+  }
   body["models"] = HealthModelsJson(models);
   return r;
 }

@@ -5,8 +5,9 @@
 //
 // The states: "loading" (no models attached yet, or a model loading/unloading), "draining"
 // (shutting down), "unavailable" (no model loaded), "degraded" (pool held by running requests
-// above --degraded-utilization: 503; persistence failing or unusable: 200, serving goes on),
-// "ok". Every state but "ok" and a persistence-only "degraded" answers 503.
+// above --degraded-utilization: 503; persistence failing or unusable, or the remote cache down:
+// 200, serving goes on),
+// "ok". Every state but "ok" and a "degraded" for persistence or the remote cache alone answers 503.
 #pragma once
 
 #include <nlohmann/json.hpp>

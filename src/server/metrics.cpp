@@ -179,6 +179,36 @@ std::string Metrics::Render(const ModelManager* models, bool draining) const {
   One(out, "kvault_kv_store_gc_deleted_total", "counter", "Block files removed by the size limit.",
       static_cast<double>(ks.disk.gc_deleted));
   One(out, "kvault_kv_store_misses_total", "counter", "Blocks looked up and not found.", static_cast<double>(ks.misses));
+  // Per tier below the pool: the same families for each, the remote one with --remote-cache.
+  const RemoteTierStats& rt = ks.remote_tier;
+  Head(out, "kvault_kv_tier_hits_total", "counter", "Blocks used from a tier (verified).");
+  Sample(out, "kvault_kv_tier_hits_total", "tier=\"ram\"", static_cast<double>(ks.ram_hits));
+  Sample(out, "kvault_kv_tier_hits_total", "tier=\"disk\"", static_cast<double>(ks.disk_hits));
+  if (ks.remote) Sample(out, "kvault_kv_tier_hits_total", "tier=\"remote\"", static_cast<double>(rt.hits));
+  Head(out, "kvault_kv_tier_read_bytes_total", "counter", "Bytes read from a tier below RAM.");
+  Sample(out, "kvault_kv_tier_read_bytes_total", "tier=\"disk\"", static_cast<double>(ks.disk.read_bytes));
+  if (ks.remote) Sample(out, "kvault_kv_tier_read_bytes_total", "tier=\"remote\"", static_cast<double>(rt.read_bytes));
+  Head(out, "kvault_kv_tier_written_bytes_total", "counter", "Bytes written to a tier below RAM.");
+  Sample(out, "kvault_kv_tier_written_bytes_total", "tier=\"disk\"", static_cast<double>(ks.disk.write_bytes));
+  if (ks.remote) {
+    Sample(out, "kvault_kv_tier_written_bytes_total", "tier=\"remote\"", static_cast<double>(rt.write_bytes));
+  }
+  Head(out, "kvault_kv_tier_errors_total", "counter", "Failed writes (disk) or failed connects and commands (remote).");
+  Sample(out, "kvault_kv_tier_errors_total", "tier=\"disk\"", static_cast<double>(ks.disk.write_errors));
+  if (ks.remote) Sample(out, "kvault_kv_tier_errors_total", "tier=\"remote\"", static_cast<double>(rt.errors));
+  Head(out, "kvault_kv_tier_rejected_total", "counter", "Blocks read from a tier that failed verification.");
+  Sample(out, "kvault_kv_tier_rejected_total", "tier=\"disk\"", static_cast<double>(ks.disk.quarantined));
+  if (ks.remote) Sample(out, "kvault_kv_tier_rejected_total", "tier=\"remote\"", static_cast<double>(rt.rejected));
+  if (ks.remote) {
+    One(out, "kvault_kv_remote_up", "gauge", "1 while the remote cache (Redis) is connected.", rt.up ? 1 : 0);
+    One(out, "kvault_kv_remote_dropped_writes_total", "counter",
+        "Remote writes dropped, oldest first, from a full queue (Redis slow or down).",
+        static_cast<double>(rt.dropped_writes));
+    One(out, "kvault_kv_remote_queued_writes", "gauge", "Remote writes waiting.",
+        static_cast<double>(rt.queued_writes));
+    One(out, "kvault_kv_remote_misses_total", "counter", "Keys asked of Redis and not there.",
+        static_cast<double>(rt.misses));
+  }
   return out;
 }
 

@@ -1,0 +1,215 @@
+// A fleet (issue #26): kvault instances sharing one real Redis (--remote-cache), started by the
+// test on free loopback ports. An agent's next turn on another instance restores its prompt from
+// the remote tier with the same output; Redis going away fails no request and shows in /health;
+// back, writes resume; garbage in Redis is a counted miss; tenants stay apart across instances.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+
+#include "redis_process.h"
+#include "server_process.h"
+#include "test_env.h"
+
+namespace kvault::testing {
+namespace {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+const char* kAlpha = "alpha-key-1234";
+const char* kBeta = "beta-key-5678";
+
+std::unique_ptr<ServerProcess> Serve(const fs::path& data, const std::string& remote) {
+  // NAME=KEY tenants: the same on every instance (a bare key's tenant id is keyed by each
+  // instance's own secret, so it would differ between them).
+  auto s = ServerProcess::Start({"--model", TinyModel().string(), "--data-dir", data.string(), "--ctx-size", "1024",
+                                 "--block-tokens", "16", "--log-level", "warn", "--deterministic", "--api-key",
+                                 std::string("alpha=") + kAlpha, "--api-key", std::string("beta=") + kBeta,
+                                 "--remote-cache", remote});
+  EXPECT_TRUE(s->WaitHealthy(60s)) << s->Log();
+  return s;
+}
+
+json Messages(const std::string& topic, int words) {
+  std::string s = "Fleet agent on " + topic + ": ";
+  for (int i = 0; i < words; ++i) s += topic + std::to_string(i % 13) + " ";
+  return json::array({{{"role", "user"}, {"content", s}}});
+}
+
+json Turn(int port, const json& messages, const char* key = kAlpha, int max_tokens = 12) {
+  httplib::Client c("127.0.0.1", port);
+  c.set_read_timeout(60s);
+  const json body = {{"messages", messages}, {"max_tokens", max_tokens}, {"temperature", 0}};
+  auto r =
+      c.Post("/v1/chat/completions", {{"Authorization", std::string("Bearer ") + key}, {"X-Agent-Id", "fleet-agent"}},
+             body.dump(), "application/json");
+  EXPECT_TRUE(r) << "no answer";
+  if (!r) return json();
+  EXPECT_EQ(r->status, 200) << r->body;
+  return r->status == 200 ? json::parse(r->body) : json();
+}
+
+json Remote(const json& health) {
+  return health.contains("kv_store") && health["kv_store"].contains("remote") ? health["kv_store"]["remote"] : json();
+}
+
+// Waits until the instance has written everything it queued for Redis.
+json RemoteWritten(int port) {
+  return HealthWhen(
+      port,
+      [](const json& h) {
+        const json r = Remote(h);
+        return !r.is_null() && r["state"] == "up" && r["writes"].get<int>() > 0 && r["queued_writes"] == 0;
+      },
+      10s);
+}
+
+std::string Text(const json& answer) {
+  return answer.is_null() ? std::string() : answer["choices"][0]["message"]["content"].get<std::string>();
+}
+
+double MetricValue(int port, const std::string& prefix) {
+  httplib::Client c("127.0.0.1", port);
+  auto r = c.Get("/metrics");
+  if (!r) return -1;
+  size_t pos = 0;
+  while ((pos = r->body.find(prefix, pos)) != std::string::npos) {
+    if (pos == 0 || r->body[pos - 1] == '\n') {
+      const size_t sp = r->body.find(' ', pos + prefix.size());
+      return std::stod(r->body.substr(sp + 1, r->body.find('\n', sp) - sp - 1));
+    }
+    pos += prefix.size();
+  }
+  return -1;
+}
+
+class FleetTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string error;
+    redis_ = RedisProcess::Start(ScratchDir(std::string("fleet-redis-") + Name()), &error);
+    ASSERT_NE(redis_, nullptr) << error;
+  }
+  static std::string Name() { return ::testing::UnitTest::GetInstance()->current_test_info()->name(); }
+  fs::path Data(const std::string& instance) { return ScratchDir("fleet-" + Name() + "-" + instance); }
+
+  std::unique_ptr<RedisProcess> redis_;
+};
+
+TEST_F(FleetTest, AnAgentsNextTurnOnAnotherInstanceRestoresFromRedisWithTheSameOutput) {
+  auto a = Serve(Data("a"), redis_->url());
+  auto b = Serve(Data("b"), redis_->url());
+  // Long enough that what B must compute is under a tenth of it: the turn's last, partial block
+  // (the answer re-rendered need not tokenize as it was sampled, and B has no agent record to
+  // reuse that block's shared part from), the answer's template and the new message.
+  const json turn1 = Messages("orbit", 260);
+  const json first = Turn(a->port(), turn1);
+  ASSERT_FALSE(first.is_null());
+  ASSERT_FALSE(Remote(RemoteWritten(a->port())).is_null());
+  EXPECT_FALSE(redis_->Keys("kvault:*").empty());
+
+  json turn2 = turn1;
+  turn2.push_back({{"role", "assistant"}, {"content", Text(first)}});
+  turn2.push_back({{"role", "user"}, {"content", "Go on."}});
+  const json on_b = Turn(b->port(), turn2);
+  ASSERT_FALSE(on_b.is_null());
+  const int prompt = on_b["usage"]["prompt_tokens"];
+  // B has never seen the agent: its disk is empty, so every block below RAM came from Redis.
+  EXPECT_GE(on_b["cache"]["disk_tokens"].get<int>(), prompt * 9 / 10) << on_b.dump();
+  EXPECT_EQ(on_b["usage"]["prompt_tokens_details"]["cached_tokens"], on_b["cache"]["disk_tokens"]) << on_b.dump();
+  const json hb = HealthWhen(b->port(), [](const json& h) { return Remote(h)["hits"].get<int>() > 0; });
+  EXPECT_EQ(hb["kv_store"]["disk_hits"], 0) << hb.dump();
+  EXPECT_EQ(Remote(hb)["state"], "up");
+  EXPECT_GE(Remote(hb)["hits"].get<int>(), prompt * 9 / 10 / 16) << hb.dump();
+  EXPECT_EQ(hb["status"], "ok") << hb.dump();
+  EXPECT_GT(MetricValue(b->port(), R"(kvault_kv_tier_hits_total{tier="remote"})"), 0);
+  EXPECT_GT(MetricValue(b->port(), R"(kvault_kv_tier_read_bytes_total{tier="remote"})"), 0);
+  EXPECT_EQ(MetricValue(b->port(), "kvault_kv_remote_up"), 1);
+
+  // The same turn on A (its own cache) gives the same answer (deterministic mode).
+  const json on_a = Turn(a->port(), turn2);
+  EXPECT_EQ(Text(on_b), Text(on_a));
+  EXPECT_FALSE(Text(on_b).empty());
+}
+
+TEST_F(FleetTest, RedisGoingAwayFailsNoRequestAndWritesResumeWhenItIsBack) {
+  auto a = Serve(Data("a"), redis_->url());
+  ASSERT_FALSE(Turn(a->port(), Messages("first", 60)).is_null());
+  RemoteWritten(a->port());
+  redis_->Stop();
+  // Turns go on, served by the local tiers; the remote tier is reported down.
+  for (int i = 0; i < 3; ++i) ASSERT_FALSE(Turn(a->port(), Messages("while-down" + std::to_string(i), 60)).is_null());
+  int status = 0;
+  const json down = HealthWhen(
+      a->port(), [](const json& h) { return Remote(h)["state"] == "down"; }, 10s);
+  GetHealth(a->port(), &status);
+  EXPECT_EQ(Remote(down)["state"], "down") << down.dump();
+  EXPECT_FALSE(Remote(down)["last_error"].get<std::string>().empty());
+  EXPECT_EQ(down["status"], "degraded");
+  EXPECT_NE(std::find(down["degraded"].begin(), down["degraded"].end(), "remote_cache"), down["degraded"].end());
+  EXPECT_EQ(status, 200) << "serving goes on";
+  EXPECT_EQ(MetricValue(a->port(), "kvault_kv_remote_up"), 0);
+  const int writes_before = Remote(down)["writes"];
+
+  ASSERT_TRUE(redis_->Restart());
+  const json up = HealthWhen(
+      a->port(), [](const json& h) { return Remote(h)["state"] == "up" && Remote(h)["queued_writes"] == 0; }, 15s);
+  EXPECT_EQ(Remote(up)["state"], "up") << up.dump();
+  ASSERT_FALSE(Turn(a->port(), Messages("after", 60)).is_null());
+  const json after = RemoteWritten(a->port());
+  EXPECT_GT(Remote(after)["writes"].get<int>(), writes_before) << after.dump();
+  EXPECT_FALSE(redis_->Keys("kvault:*").empty()) << "the restarted (empty) Redis has blocks again";
+  EXPECT_EQ(after["status"], "ok");
+}
+
+TEST_F(FleetTest, GarbageInRedisIsACountedMissNotAFailure) {
+  auto a = Serve(Data("a"), redis_->url());
+  const json turn = Messages("garbled", 80);
+  const json first = Turn(a->port(), turn);
+  RemoteWritten(a->port());
+  const auto keys = redis_->Keys("kvault:*");
+  ASSERT_FALSE(keys.empty());
+  for (const auto& k : keys) ASSERT_EQ(redis_->Command({"SET", k, "not a block"}), "OK");
+
+  auto b = Serve(Data("b"), redis_->url());
+  const json again = Turn(b->port(), turn);
+  ASSERT_FALSE(again.is_null());
+  EXPECT_EQ(again["usage"]["prompt_tokens_details"]["cached_tokens"], 0) << again.dump();
+  EXPECT_EQ(Text(again), Text(first)) << "computed afresh, the same answer";
+  const json h = HealthWhen(b->port(), [](const json& h) { return Remote(h)["rejected"].get<int>() > 0; });
+  EXPECT_GE(Remote(h)["rejected"].get<int>(), 1) << h.dump();
+  EXPECT_GE(MetricValue(b->port(), R"(kvault_kv_tier_rejected_total{tier="remote"})"), 1);
+}
+
+TEST_F(FleetTest, OneTenantsBlocksAreNeverHitsForAnotherOnAnotherInstance) {
+  auto a = Serve(Data("a"), redis_->url());
+  auto b = Serve(Data("b"), redis_->url());
+  const json turn = Messages("secret", 80);
+  ASSERT_FALSE(Turn(a->port(), turn, kAlpha).is_null());
+  RemoteWritten(a->port());
+  const json beta = Turn(b->port(), turn, kBeta);
+  ASSERT_FALSE(beta.is_null());
+  EXPECT_EQ(beta["usage"]["prompt_tokens_details"]["cached_tokens"], 0) << beta.dump();
+  EXPECT_EQ(Remote(GetHealth(b->port()))["hits"], 0);
+  // The control: the tenant that wrote them gets them on B.
+  const json alpha = Turn(b->port(), turn, kAlpha);
+  EXPECT_GT(alpha["cache"]["disk_tokens"].get<int>(), 0) << alpha.dump();
+}
+
+TEST(FleetOptionsTest, TheRemoteCacheUrlIsValidatedAndItsPasswordNeverPrinted) {
+  std::string out;
+  EXPECT_EQ(RunKvault({"serve", "--remote-cache", "redis://kv:hunter2@127.0.0.1:6379/1", "--print-config"}, &out), 0)
+      << out;
+  EXPECT_NE(out.find("remote-cache=\"redis://kv:<hidden>@127.0.0.1:6379/1\""), std::string::npos) << out;
+  EXPECT_EQ(out.find("hunter2"), std::string::npos) << out;
+  EXPECT_NE(RunKvault({"serve", "--remote-cache", "http://127.0.0.1:6379", "--print-config"}, &out), 0);
+  EXPECT_NE(out.find("redis://"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace kvault::testing
