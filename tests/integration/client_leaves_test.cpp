@@ -4,8 +4,13 @@
 // (queue slot, cells, reservations, the key's concurrency slot), goes back to idle and serves on.
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <functional>
 #include <future>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -39,6 +44,30 @@ bool PostAndLeave(int port, const json& body, std::chrono::milliseconds timeout,
   httplib::Client c("127.0.0.1", port);
   c.set_read_timeout(timeout);
   return static_cast<bool>(c.Post("/v1/chat/completions", headers, body.dump(), "application/json"));
+}
+
+// Sends a chat request on a connection of its own and hangs up once `ready` holds for /health
+// (or after 60 s): a client that leaves at a known stage, however slow the machine is.
+void PostAndLeaveWhen(int port, const json& body, const std::function<bool(const json&)>& ready) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const std::string payload = body.dump();
+  const std::string req = "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                          "Content-Length: " +
+                          std::to_string(payload.size()) + "\r\n\r\n" + payload;
+  for (size_t sent = 0; sent < req.size();) {
+    const ssize_t n = send(fd, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
+    ASSERT_GT(n, 0);
+    sent += static_cast<size_t>(n);
+  }
+  const json h = HealthWhen(port, ready, std::chrono::seconds(60), std::chrono::milliseconds(10));
+  EXPECT_TRUE(ready(h)) << h.dump();
+  close(fd);
 }
 
 httplib::Result Post(int port, const json& body, const httplib::Headers& headers = {}) {
@@ -98,8 +127,11 @@ TEST(ClientLeavesTest, DuringPrefillItsCellsAreFreedBeforeAnyTokenIsGenerated) {
   for (const bool stream : {false, true}) {
     SCOPED_TRACE(stream ? "stream" : "no stream");
     const json before = GetHealth(s->port());
-    EXPECT_FALSE(PostAndLeave(s->port(), Body(Words(stream ? "streamed" : "plain", 1000), 16, stream),
-                              std::chrono::milliseconds(250)));
+    // Hangs up once the prefill has started (its first computed tokens show in /health).
+    const int computed_before = before["engine"]["prompt_tokens_computed"].get<int>();
+    PostAndLeaveWhen(s->port(), Body(Words(stream ? "streamed" : "plain", 1000), 16, stream), [&](const json& h) {
+      return h["engine"]["prompt_tokens_computed"].get<int>() > computed_before;
+    });
     const json h = HealthWhen(s->port(), Idle);
     EXPECT_TRUE(Idle(h)) << h.dump();
     EXPECT_EQ(h["pool"]["blocks_used"], 0) << "a cancelled request's cells are freed: " << h.dump();
