@@ -2,9 +2,9 @@
 // disconnects do not cover: while its request waits in the queue, during its prefill, and while
 // its finished answer waits for a sync-durability write. Each time the server lets go of it
 // (queue slot, cells, reservations, the key's concurrency slot), goes back to idle and serves on.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -39,8 +39,7 @@ json Body(const std::string& user, int max_tokens, bool stream = false) {
 
 // Posts and gives up after `timeout` (the client closes its connection): returns whether an
 // answer came first.
-bool PostAndLeave(int port, const json& body, std::chrono::milliseconds timeout,
-                  const httplib::Headers& headers = {}) {
+bool PostAndLeave(int port, const json& body, std::chrono::milliseconds timeout, const httplib::Headers& headers = {}) {
   httplib::Client c("127.0.0.1", port);
   c.set_read_timeout(timeout);
   return static_cast<bool>(c.Post("/v1/chat/completions", headers, body.dump(), "application/json"));
@@ -57,9 +56,10 @@ void PostAndLeaveWhen(int port, const json& body, const std::function<bool(const
   inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
   ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
   const std::string payload = body.dump();
-  const std::string req = "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                          "Content-Length: " +
-                          std::to_string(payload.size()) + "\r\n\r\n" + payload;
+  const std::string req =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+      "Content-Length: " +
+      std::to_string(payload.size()) + "\r\n\r\n" + payload;
   for (size_t sent = 0; sent < req.size();) {
     const ssize_t n = send(fd, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
     ASSERT_GT(n, 0);
@@ -83,14 +83,14 @@ bool Idle(const json& h) {
 TEST(ClientLeavesTest, WhileQueuedItLeavesTheQueueAndFreesItsPlace) {
   const auto data = ScratchDir("leave-queued");
   auto s = ServerProcess::Start({"--model", TinyModel().string(), "--data-dir", data.string(), "--ctx-size", "2048",
-                                 "--parallel", "1", "--resident-seqs", "1", "--max-queue", "1", "--log-level",
-                                 "warn"});
+                                 "--parallel", "1", "--resident-seqs", "1", "--max-queue", "1", "--log-level", "warn"});
   ASSERT_TRUE(s->WaitHealthy(std::chrono::seconds(60))) << s->Log();
   auto running = std::async(std::launch::async, [&] { return Post(s->port(), Body("a long answer", 300)); });
   ASSERT_EQ(HealthWhen(s->port(), [](const json& h) { return h["running"] == 1; })["running"], 1);
   // Queued behind it (--parallel 1); the client gives up after 400 ms.
-  auto leaver = std::async(std::launch::async,
-                           [&] { return PostAndLeave(s->port(), Body(Words("queued", 50), 8), std::chrono::milliseconds(400)); });
+  auto leaver = std::async(std::launch::async, [&] {
+    return PostAndLeave(s->port(), Body(Words("queued", 50), 8), std::chrono::milliseconds(400));
+  });
   ASSERT_EQ(HealthWhen(s->port(), [](const json& h) { return h["queue_depth"] == 1; })["queue_depth"], 1);
   EXPECT_FALSE(leaver.get()) << "answered although another request held the only place";
   // It leaves the queue at once, while the long request still runs...
@@ -119,9 +119,9 @@ TEST(ClientLeavesTest, DuringPrefillItsCellsAreFreedBeforeAnyTokenIsGenerated) {
   const auto data = ScratchDir("leave-prefill");
   // Four prompt tokens per step: a 3000-token prompt takes a while to prefill. (A step smaller
   // than the resident sequences aborted the server at start: llama.cpp's output rows.)
-  auto s = ServerProcess::Start({"--model", TinyModel().string(), "--data-dir", data.string(), "--ctx-size", "4096",
-                                 "--pool-tokens", "8192", "--step-tokens", "4", "--parallel", "1", "--log-level",
-                                 "warn"});
+  auto s =
+      ServerProcess::Start({"--model", TinyModel().string(), "--data-dir", data.string(), "--ctx-size", "4096",
+                            "--pool-tokens", "8192", "--step-tokens", "4", "--parallel", "1", "--log-level", "warn"});
   ASSERT_TRUE(s->WaitHealthy(std::chrono::seconds(60))) << s->Log();
   const int fds = OpenFds(s->pid());
   for (const bool stream : {false, true}) {
@@ -129,15 +129,14 @@ TEST(ClientLeavesTest, DuringPrefillItsCellsAreFreedBeforeAnyTokenIsGenerated) {
     const json before = GetHealth(s->port());
     // Hangs up once the prefill has started (its first computed tokens show in /health).
     const int computed_before = before["engine"]["prompt_tokens_computed"].get<int>();
-    PostAndLeaveWhen(s->port(), Body(Words(stream ? "streamed" : "plain", 1000), 16, stream), [&](const json& h) {
-      return h["engine"]["prompt_tokens_computed"].get<int>() > computed_before;
-    });
+    PostAndLeaveWhen(s->port(), Body(Words(stream ? "streamed" : "plain", 1000), 16, stream),
+                     [&](const json& h) { return h["engine"]["prompt_tokens_computed"].get<int>() > computed_before; });
     const json h = HealthWhen(s->port(), Idle);
     EXPECT_TRUE(Idle(h)) << h.dump();
     EXPECT_EQ(h["pool"]["blocks_used"], 0) << "a cancelled request's cells are freed: " << h.dump();
     EXPECT_EQ(h["engine"]["tokens_generated"], before["engine"]["tokens_generated"]) << h.dump();
-    const int computed = h["engine"]["prompt_tokens_computed"].get<int>() -
-                         before["engine"]["prompt_tokens_computed"].get<int>();
+    const int computed =
+        h["engine"]["prompt_tokens_computed"].get<int>() - before["engine"]["prompt_tokens_computed"].get<int>();
     EXPECT_GT(computed, 0) << "the prefill had started";
     EXPECT_LT(computed, 2000) << "the prefill was cut short (it is ~3000 tokens)";
   }
