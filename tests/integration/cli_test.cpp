@@ -62,16 +62,27 @@ TEST(CliTest, TruncatedGgufExits2) {
   EXPECT_NE(out.find("damaged GGUF model file"), std::string::npos) << out;
 }
 
-TEST(CliTest, PortInUseExits2) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
+// A listening socket on a free loopback port (its number in `*port`), so that the port is taken;
+// -1 on failure.
+int ListenOnLoopback(int* port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(listen(fd, 1), 0);
   socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  const int port = ntohs(addr.sin_port);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 1) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  *port = ntohs(addr.sin_port);
+  return fd;
+}
+
+TEST(CliTest, PortInUseExits2) {
+  int port = 0;
+  const int fd = ListenOnLoopback(&port);
+  ASSERT_GE(fd, 0);
   std::string out;
   EXPECT_EQ(RunKvault({"serve", "--model", TinyModel().string(), "--port", std::to_string(port)}, &out), 2);
   EXPECT_NE(out.find("cannot listen on 127.0.0.1:" + std::to_string(port)), std::string::npos) << out;
@@ -81,15 +92,9 @@ TEST(CliTest, PortInUseExits2) {
 // The test helper's answer to FreePort's race (another process takes the port before the server
 // binds it, as under ctest -j): the server is started again on another port.
 TEST(CliTest, ATestServerWhosePortIsTakenStartsAgainOnAnother) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(listen(fd, 1), 0);
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  const int taken = ntohs(addr.sin_port);
+  int taken = 0;
+  const int fd = ListenOnLoopback(&taken);
+  ASSERT_GE(fd, 0);
   auto s = ServerProcess::Start({"--model", TinyModel().string(), "--ctx-size", "256"}, taken);
   ASSERT_TRUE(s->WaitHealthy(std::chrono::seconds(60))) << s->Log();
   EXPECT_NE(s->port(), taken);
