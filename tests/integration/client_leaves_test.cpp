@@ -85,7 +85,7 @@ TEST(ClientLeavesTest, WhileQueuedItLeavesTheQueueAndFreesItsPlace) {
   auto s = ServerProcess::Start({"--model", TinyModel().string(), "--data-dir", data.string(), "--ctx-size", "2048",
                                  "--parallel", "1", "--resident-seqs", "1", "--max-queue", "1", "--log-level", "warn"});
   ASSERT_TRUE(s->WaitHealthy(std::chrono::seconds(60))) << s->Log();
-  auto running = std::async(std::launch::async, [&] { return Post(s->port(), Body("a long answer", 300)); });
+  auto running = std::async(std::launch::async, [&] { return Post(s->port(), Body("a long answer", 1500)); });
   ASSERT_EQ(HealthWhen(s->port(), [](const json& h) { return h["running"] == 1; })["running"], 1);
   // Queued behind it (--parallel 1); the client gives up after 400 ms.
   auto leaver = std::async(std::launch::async, [&] {
