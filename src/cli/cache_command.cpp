@@ -1,5 +1,6 @@
 // `kvault cache ls|stats|verify|gc --cache-dir DIR`: inspect and maintain a KV cache directory
 // offline (the server need not run; do not gc a directory a running server uses).
+// `kvault cache stats --remote-cache redis://…`: what a fleet's Redis holds (reads only).
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -8,6 +9,7 @@
 #include "cli/commands.h"
 #include "kvstore/block_file.h"
 #include "kvstore/disk_tier.h"
+#include "kvstore/redis_inventory.h"
 
 namespace kvault {
 
@@ -22,7 +24,14 @@ void AddCacheCommand(CLI::App& app, CacheArgs* args) {
                        : std::string(name) == "verify" ? "Check every block file; exit 1 if any is bad"
                                                        : "Delete least recently used blocks down to --max-gib";
     CLI::App* sub = cache->add_subcommand(name, help);
-    sub->add_option("--cache-dir", args->cache_dir, "the cache directory (a server's --cache-dir)")->required();
+    auto* dir = sub->add_option("--cache-dir", args->cache_dir, "the cache directory (a server's --cache-dir)");
+    if (std::string(name) == "stats") {
+      sub->add_option("--remote-cache", args->remote_cache,
+                      "also (or only) a fleet's Redis: redis://[user:password@]host:port[/db]")
+          ->envname("KVAULT_REMOTE_CACHE");
+    } else {
+      dir->required();
+    }
     if (std::string(name) == "gc") sub->add_option("--max-gib", args->max_gib, "size to keep, GiB")->required();
     sub->callback([args, name] { args->action = name; });
   }
@@ -44,7 +53,44 @@ std::vector<fs::path> ModelDirs(const fs::path& root) {
 
 }  // namespace
 
+// `cache stats --remote-cache`: per model fingerprint, the blocks, bytes and agent records in Redis.
+static int RemoteStats(const std::string& url_text) {
+  auto url = ParseRedisUrl(url_text);
+  if (!url.ok()) {
+    std::cerr << "kvault: --remote-cache: " << url.status().message() << "\n";
+    return kExitUsage;
+  }
+  auto inv = InventoryRedis(*url);
+  if (!inv.ok()) {
+    std::cerr << "kvault: " << inv.status().message() << "\n";
+    return kExitFailure;
+  }
+  uint64_t blocks = 0, bytes = 0, agents = 0;
+  for (const auto& [fp, m] : inv->models) {
+    std::cout << "remote " << fp << "  " << m.blocks << " blocks  " << std::fixed << std::setprecision(1)
+              << static_cast<double>(m.bytes) / (1 << 20) << " MiB  " << m.agents << " agents\n";
+    blocks += m.blocks;
+    bytes += m.bytes;
+    agents += m.agents;
+  }
+  auto or_unknown = [](const std::string& s) { return s.empty() ? std::string("unknown") : s; };
+  std::cout << "remote: " << url->Redacted() << "\nremote models: " << inv->models.size()
+            << "\nremote blocks: " << blocks << "\nremote bytes: " << bytes << "\nremote agents: " << agents
+            << "\nremote other keys: " << inv->other_keys << "\nredis used_memory: " << or_unknown(inv->used_memory)
+            << "\nredis maxmemory: " << or_unknown(inv->maxmemory)
+            << "\nredis maxmemory_policy: " << or_unknown(inv->maxmemory_policy)
+            << "\nredis evicted_keys: " << or_unknown(inv->evicted_keys) << "\n";
+  return kExitOk;
+}
+
 int RunCache(const CacheArgs& a) {
+  if (a.action == "stats" && a.cache_dir.empty()) {
+    if (a.remote_cache.empty()) {
+      std::cerr << "kvault: cache stats needs --cache-dir, --remote-cache or both\n";
+      return kExitUsage;
+    }
+    return RemoteStats(a.remote_cache);
+  }
   const fs::path root = a.cache_dir;
   std::error_code ec;
   if (!fs::is_directory(root, ec)) {
@@ -71,6 +117,7 @@ int RunCache(const CacheArgs& a) {
     if (a.action == "stats") {
       std::cout << "models: " << dirs.size() << "\nblocks: " << blocks << "\nbytes: " << bytes
                 << "\nquarantined: " << quarantined << "\n";
+      if (!a.remote_cache.empty()) return RemoteStats(a.remote_cache);
     }
     return kExitOk;
   }

@@ -58,6 +58,7 @@ int RunMakeDemo(const MakeDemoArgs& args);
 struct CacheArgs {
   std::string action;  // ls, stats, verify, gc
   std::string cache_dir;
+  std::string remote_cache;  // stats: a fleet's Redis (redis_inventory.h), with or without cache_dir
   double max_gib = 0;
 };
 void AddCacheCommand(CLI::App& app, CacheArgs* args);

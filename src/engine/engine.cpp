@@ -332,12 +332,14 @@ size_t Engine::EvictAgentFromPool(const std::string& tenant, const std::string& 
 namespace {
 
 // Each record with where its blocks are now (of `tenant` when set).
-std::vector<Engine::AgentView> Views(const KvStore& store, std::vector<AgentRecord> records,
+std::vector<Engine::AgentView> Views(KvStore& store, std::vector<AgentRecord> records,
                                      const std::optional<std::string>& tenant) {
   std::vector<Engine::AgentView> out;
   for (auto& r : records) {
     if (tenant && r.tenant != *tenant) continue;
     AgentTiers t = store.TiersOf(r.chain);
+    t.remote = store.remote() != nullptr;
+    t.remote_blocks = store.RemoteBlocksOf(r.chain);
     out.push_back({std::move(r), t});
   }
   return out;

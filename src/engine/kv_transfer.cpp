@@ -60,7 +60,12 @@ void KvTransfer::StartLookup(RequestState& r) {
   fetch->resident = pool_->LongestPrefix(r.prompt, r.tenant);
   fetch->first = fetch->resident / block_tokens_;
   if (const std::string& id = r.request.agent_id; !id.empty() && AgentRegistry::ValidId(id)) {
-    for (auto& rec : store_->agents().Find(id, tenant)) fetch->hint = std::move(rec.chain);
+    fetch->agent_tenant = tenant;
+    fetch->agent_id = id;
+    if (auto rec = store_->agents().Snapshot(tenant, id)) {
+      fetch->hint = std::move(rec->record.chain);
+      fetch->agent_turns = rec->record.turns;
+    }
   }
   l.fetch = fetch;
   l.prefetch = store_->StartPrefetch(std::move(fetch));

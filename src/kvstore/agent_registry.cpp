@@ -58,31 +58,13 @@ Status AgentRegistry::Load() {
     if (e.path().extension() != ".json") continue;
     std::ifstream in(e.path(), std::ios::binary);
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    json j = json::parse(text, nullptr, false);
-    AgentRecord r;
-    bool ok = j.is_object();
-    try {
-      if (ok) {
-        r.tenant = j.at("tenant").get<std::string>();
-        r.id = j.at("id").get<std::string>();
-        r.tokens = j.at("tokens").get<uint32_t>();
-        r.turns = j.at("turns").get<uint64_t>();
-        r.last_use_ms = j.at("last_use_ms").get<int64_t>();
-        for (const auto& h : j.at("chain")) {
-          BlockKey k;
-          if (!BlockKey::FromHex(h.get<std::string>(), &k)) ok = false;
-          r.chain.push_back(k);
-        }
-        ok = ok && ValidId(r.id) && FileFor(r.tenant, r.id) == e.path();
-      }
-    } catch (const std::exception&) {
-      ok = false;
-    }
-    if (!ok) {
+    std::optional<AgentRecord> decoded = Decode(text);
+    if (!decoded || FileFor(decoded->tenant, decoded->id) != e.path()) {
       ++bad_files_;
       spdlog::warn("kv store: ignoring malformed agent record {}", e.path().string());
       continue;
     }
+    AgentRecord r = std::move(*decoded);
     RefLocked(r.chain, +1);
     Key key{r.tenant, r.id};  // before the assignment: its right side (moving r) is evaluated first
     agents_[std::move(key)] = Versioned{std::move(r), ++next_generation_};
@@ -121,6 +103,42 @@ std::vector<uint8_t> AgentRegistry::Encode(const AgentRecord& r) {
            {"tokens", r.tokens},       {"turns", r.turns},    {"last_use_ms", r.last_use_ms}, {"chain", chain}}
           .dump();
   return std::vector<uint8_t>(text.begin(), text.end());
+}
+
+std::optional<AgentRecord> AgentRegistry::Decode(std::string_view text) {
+  const json j = json::parse(text, nullptr, false);
+  if (!j.is_object()) return std::nullopt;
+  AgentRecord r;
+  try {
+    r.tenant = j.at("tenant").get<std::string>();
+    r.id = j.at("id").get<std::string>();
+    r.tokens = j.at("tokens").get<uint32_t>();
+    r.turns = j.at("turns").get<uint64_t>();
+    r.last_use_ms = j.at("last_use_ms").get<int64_t>();
+    for (const auto& h : j.at("chain")) {
+      BlockKey k;
+      if (!BlockKey::FromHex(h.get<std::string>(), &k)) return std::nullopt;
+      r.chain.push_back(k);
+    }
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  if (!ValidId(r.id)) return std::nullopt;
+  return r;
+}
+
+bool AgentRegistry::Adopt(AgentRecord record) {
+  if (!ValidId(record.id)) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  const Key key{record.tenant, record.id};
+  auto it = agents_.find(key);
+  if (it != agents_.end()) {
+    if (it->second.record.turns >= record.turns) return false;
+    RefLocked(it->second.record.chain, -1);
+  }
+  RefLocked(record.chain, +1);
+  agents_[key] = Versioned{std::move(record), ++next_generation_};
+  return true;
 }
 
 uint64_t AgentRegistry::Generation(const std::string& tenant, const std::string& id) const {

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -59,8 +60,14 @@ class AgentRegistry {
   std::optional<Versioned> Snapshot(const std::string& tenant, const std::string& id) const;
   // The agent's current generation; 0 when there is no such agent.
   uint64_t Generation(const std::string& tenant, const std::string& id) const;
-  // A record's file contents (what Load reads back).
+  // A record's file contents (what Load reads back; also the value shared through the remote tier).
   static std::vector<uint8_t> Encode(const AgentRecord& record);
+  // Encode's inverse; nullopt for anything malformed (or an invalid id).
+  static std::optional<AgentRecord> Decode(std::string_view text);
+  // A record another instance wrote (the remote tier, redis_tier.h): it replaces this agent's when
+  // it has more turns, or the agent is not known here; true then. Not written to a file here: the
+  // agent's next turn (Update, which adds to the adopted turns) is.
+  bool Adopt(AgentRecord record);
 
   std::vector<AgentRecord> List() const;
   // Agents with this id (one per tenant that used it); `tenant` narrows to one.

@@ -204,9 +204,16 @@ bool BlockLookup::BelowMayHavePartial(const PrefetchRequest& req, size_t blocks,
   return s.has_hint && TierFor(req.hint[blocks]);
 }
 
-std::shared_ptr<Prefetch> BlockLookup::Start(std::shared_ptr<const PrefetchRequest> req) {
+std::shared_ptr<Prefetch> BlockLookup::Start(std::shared_ptr<const PrefetchRequest> req, Refine refine) {
   auto p = std::make_shared<Prefetch>();
   p->first = req->first;
+  if (refine) {
+    io_.PostRead([this, p, req = std::move(req), refine = std::move(refine)]() mutable {
+      req = refine(std::move(req));
+      Fetch(*req, p.get());
+    });
+    return p;
+  }
   if (req->first >= req->keys.size()) {
     // Every full block is resident: at most a partial block to fetch. From RAM here, at once; the
     // I/O thread only when a tier below alone may have a candidate.

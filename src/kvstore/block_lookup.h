@@ -44,6 +44,10 @@ struct PrefetchRequest {
   size_t first = 0;            // blocks before it are resident in the pool
   size_t resident = 0;         // leading tokens resident in the pool
   std::vector<BlockKey> hint;  // the named agent's latest chain (AgentRecord::chain), if any
+  // The named agent (empty: none) and the turns of its record here at intake (0: none): with a
+  // remote tier the store looks for a newer record of it first (kv_store.h).
+  std::string agent_tenant, agent_id;
+  uint64_t agent_turns = 0;
 };
 
 // A stored block of which the leading `tokens` continue a request's restored blocks.
@@ -65,7 +69,9 @@ struct Prefetch {
 // How many tokens a partial block starting at position `pos` must hold to be worth restoring: it
 // must reach past the `resident` tokens already in the pool (and hold at least one). The one
 // statement of the rule, for the prefetch and for the engine's restore.
-inline size_t MinPartialTokens(size_t resident, size_t pos) { return resident > pos ? resident - pos + 1 : 1; }
+inline size_t MinPartialTokens(size_t resident, size_t pos) {
+  return resident > pos ? resident - pos + 1 : 1;
+}
 
 // Hits and misses of the read path.
 struct LookupStats {
@@ -83,8 +89,11 @@ class BlockLookup {
               std::shared_ptr<BufferRecycler> buffers);
 
   // Fetches what `request` names on the I/O thread. Done at once, without the I/O thread, when
-  // every full block is resident and RAM has the partial block or no tier below may have one.
-  std::shared_ptr<Prefetch> Start(std::shared_ptr<const PrefetchRequest> request);
+  // every full block is resident and RAM has the partial block or no tier below may have one —
+  // unless there is a `refine` step: it runs on the I/O thread first, and the fetch is for the
+  // request it returns (the store's: a newer agent record from the remote tier as the hint).
+  using Refine = std::function<std::shared_ptr<const PrefetchRequest>(std::shared_ptr<const PrefetchRequest>)>;
+  std::shared_ptr<Prefetch> Start(std::shared_ptr<const PrefetchRequest> request, Refine refine = {});
   // From RAM only, as a use (a RAM hit); nullptr when absent.
   std::shared_ptr<const BlockRecord> GetRam(const BlockKey& key);
   // The stored block that carries the request past its first `blocks` full blocks, by at least

@@ -97,7 +97,19 @@ void KvStore::Put(std::shared_ptr<const BlockRecord> record) {
 }
 
 std::shared_ptr<Prefetch> KvStore::StartPrefetch(std::shared_ptr<const PrefetchRequest> request) {
-  return lookup_->Start(std::move(request));
+  if (!remote_ || request->agent_id.empty()) return lookup_->Start(std::move(request));
+  // A named agent may have had turns on other instances since its record here (or have none here):
+  // the remote tier's record, when newer, is adopted and its chain is the hint (its partial last
+  // block cannot be found by the tokens alone). One round trip, on the I/O thread.
+  return lookup_->Start(std::move(request), [this](std::shared_ptr<const PrefetchRequest> req) {
+    std::optional<AgentRecord> shared = remote_->FetchAgent(req->agent_tenant, req->agent_id);
+    if (!shared || shared->turns <= req->agent_turns) return req;
+    auto refined = std::make_shared<PrefetchRequest>(*req);
+    refined->hint = shared->chain;
+    refined->agent_turns = shared->turns;
+    agents_->Adopt(std::move(*shared));
+    return std::shared_ptr<const PrefetchRequest>(std::move(refined));
+  });
 }
 
 PartialBlock KvStore::FindPartialInRam(const PrefetchRequest& request, size_t blocks, size_t min_len) {
@@ -121,6 +133,9 @@ size_t KvStore::QueuedWriteJobs() const {
 void KvStore::RecordAgent(AgentRecord record) {
   std::string tenant = record.tenant, id = record.id;
   const uint64_t generation = agents_->Update(std::move(record));
+  if (remote_) {  // behind the turn's blocks in the remote tier's queue
+    if (auto now = agents_->Snapshot(tenant, id)) remote_->PublishAgent(now->record);
+  }
   if (!generation || !writer_) return;
   // Queued behind this turn's block writes. The job writes the record as the registry holds it
   // when the job runs (nothing if a later turn's job will, no file if the agent was forgotten):
@@ -154,7 +169,17 @@ size_t KvStore::EvictFromRam(const std::vector<BlockKey>& chain) {
   return dropped;
 }
 
+std::optional<uint64_t> KvStore::RemoteBlocksOf(const std::vector<BlockKey>& chain) {
+  if (!remote_) return std::nullopt;
+  auto done = std::make_shared<std::promise<std::optional<uint64_t>>>();
+  auto result = done->get_future();
+  io_.PostRead([this, chain, done] { done->set_value(remote_->CountPresent(chain)); });
+  return result.get();
+}
+
 size_t KvStore::ForgetAgent(const std::string& tenant, const std::string& id) {
+  // The shared record too (its blocks stay in Redis, a cache, until they are evicted there).
+  if (remote_) remote_->ForgetAgent(tenant, id);
   auto [blocks, file] = agents_->Remove(tenant, id);
   auto done = std::make_shared<std::promise<size_t>>();
   auto result = done->get_future();

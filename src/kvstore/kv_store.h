@@ -28,6 +28,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,8 @@ struct KvStoreOptions {
 struct AgentTiers {
   uint64_t ram_blocks = 0, ram_bytes = 0;
   uint64_t disk_blocks = 0, disk_bytes = 0;
+  bool remote = false;                    // a remote tier is configured
+  std::optional<uint64_t> remote_blocks;  // when it answered (RemoteBlocksOf)
 };
 
 struct KvStoreStats {
@@ -120,15 +123,21 @@ class KvStore {
   const std::string& fingerprint() const { return options_.fingerprint; }
 
   // Agents (see agent_registry.h). RecordAgent is called by the engine thread after a turn; the
-  // record's file is written by the I/O thread, behind the turn's blocks.
+  // record's file is written by the I/O thread, behind the turn's blocks, and with a remote tier
+  // the record is published there too (compare-and-set on its turns). A prefetch for a named agent
+  // adopts the remote tier's record of it when that one has more turns than the local one.
   void RecordAgent(AgentRecord record);
   const AgentRegistry& agents() const { return *agents_; }
   AgentTiers TiersOf(const std::vector<BlockKey>& chain) const;
+  // How many of the chain's blocks the remote tier holds, asked on the I/O thread (waits for it);
+  // nullopt without a remote tier or while it is down.
+  std::optional<uint64_t> RemoteBlocksOf(const std::vector<BlockKey>& chain);
   // Drops the chain's blocks from RAM once they are on disk (waits for queued writes; a block RAM
   // alone holds stays); without a disk tier they are dropped. Returns the blocks dropped.
   size_t EvictFromRam(const std::vector<BlockKey>& chain);
-  // Forgets an agent: its record, and the blocks of its chain no other agent's chain holds, from
-  // RAM and disk (on the I/O thread, after queued writes). Returns the blocks removed.
+  // Forgets an agent: its record (here and in the remote tier), and the blocks of its chain no other
+  // agent's chain holds, from RAM and disk (on the I/O thread, after queued writes). Returns the
+  // blocks removed.
   size_t ForgetAgent(const std::string& tenant, const std::string& id);
   bool persistent() const { return disk_ != nullptr; }
   // The remote tier; null without --remote-cache (tests wait for its writes).
@@ -140,8 +149,8 @@ class KvStore {
   // Declared in the order they are built; ~KvStore stops the I/O thread before any goes.
   KvStoreOptions options_;
   std::shared_ptr<BufferRecycler> buffers_;  // shared with the records' deleters, which may outlive the store
-  std::unique_ptr<DiskTier> disk_;       // null: RAM only
-  std::unique_ptr<RedisTier> remote_;    // null: no --remote-cache
+  std::unique_ptr<DiskTier> disk_;           // null: RAM only
+  std::unique_ptr<RedisTier> remote_;        // null: no --remote-cache
   std::unique_ptr<AgentRegistry> agents_;
   std::unique_ptr<RamTier> ram_;
   IoThread io_;

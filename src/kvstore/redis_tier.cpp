@@ -1,8 +1,9 @@
 #include "kvstore/redis_tier.h"
 
+#include "kvstore/redis_connection.h"
+
 #include <hiredis/hiredis.h>
 #include <spdlog/spdlog.h>
-#include <sys/time.h>
 
 #include <algorithm>
 #include <utility>
@@ -14,33 +15,14 @@ namespace {
 constexpr size_t kBatch = 16;            // commands per pipelined round trip
 constexpr uint32_t kPingEveryMs = 1000;  // while the writer is idle and connected
 
-using Reply = std::unique_ptr<redisReply, void (*)(void*)>;
+// Stores an agent's record unless the stored one has as many turns or more: 1 stored, 0 not.
+constexpr const char* kPublishAgentScript =
+    "local t = redis.call('HGET', KEYS[1], 'turns') "
+    "if t and tonumber(t) >= tonumber(ARGV[1]) then return 0 end "
+    "redis.call('HSET', KEYS[1], 'turns', ARGV[1], 'record', ARGV[2]) "
+    "return 1";
 
-timeval Timeval(uint32_t ms) {
-  timeval tv{};
-  tv.tv_sec = ms / 1000;
-  tv.tv_usec = static_cast<suseconds_t>((ms % 1000) * 1000);
-  return tv;
-}
-
-std::string ConnError(const redisContext* c, const char* what) {
-  return std::string("redis ") + what + ": " + (c && c->err ? c->errstr : "no connection");
-}
-
-// Runs one command and checks its reply is not an error; "" when it worked.
-std::string Command(redisContext* c, const std::vector<std::string>& args) {
-  std::vector<const char*> argv;
-  std::vector<size_t> lens;
-  for (const auto& a : args) {
-    argv.push_back(a.data());
-    lens.push_back(a.size());
-  }
-  Reply r(static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data())),
-          freeReplyObject);
-  if (!r) return ConnError(c, args[0].c_str());
-  if (r->type == REDIS_REPLY_ERROR) return "redis " + args[0] + ": " + std::string(r->str, r->len);
-  return "";
-}
+using Reply = RedisReplyPtr;
 
 }  // namespace
 
@@ -68,27 +50,14 @@ std::string RedisTier::KeyFor(const BlockKey& key) const {
   return prefix_ + key.Hex();
 }
 
+std::string RedisTier::AgentKeyFor(const std::string& tenant, const std::string& id) const {
+  std::string name = AgentRegistry::FileName(tenant, id);  // a hash: no client text in the key
+  name.resize(name.size() - 5);                            // without ".json"
+  return prefix_ + "agent:" + name;
+}
+
 RedisTier::Conn RedisTier::Connect(std::string* error) const {
-  const RedisUrl& u = options_.url;
-  const timeval tv = Timeval(options_.timeout_ms);
-  Conn c(redisConnectWithTimeout(u.host.c_str(), u.port, tv), redisFree);
-  if (!c || c->err) {
-    *error = ConnError(c.get(), ("connect to " + u.host + ":" + std::to_string(u.port)).c_str());
-    return Conn(nullptr, redisFree);
-  }
-  redisSetTimeout(c.get(), tv);
-  redisEnableKeepAlive(c.get());
-  std::string e;
-  if (!u.password.empty()) {
-    e = u.user.empty() ? Command(c.get(), {"AUTH", u.password}) : Command(c.get(), {"AUTH", u.user, u.password});
-  }
-  if (e.empty() && u.db != 0) e = Command(c.get(), {"SELECT", std::to_string(u.db)});
-  if (e.empty()) e = Command(c.get(), {"PING"});
-  if (!e.empty()) {
-    *error = e;
-    return Conn(nullptr, redisFree);
-  }
-  return c;
+  return ConnectRedis(options_.url, options_.timeout_ms, error);
 }
 
 void RedisTier::DownLocked(const std::string& error) {
@@ -155,7 +124,7 @@ void RedisTier::ReadBlocks(std::span<const BlockKey> keys, const ReadSink& sink)
     if (got < n) {  // the connection failed mid-batch: it is unusable (replies out of step)
       {
         std::lock_guard<std::mutex> lock(mu_);
-        DownLocked(ConnError(read_conn_.get(), "GET"));
+        DownLocked(RedisConnError(read_conn_.get(), "GET"));
       }
       read_conn_.reset();
       if (!go_on) return;
@@ -167,11 +136,64 @@ void RedisTier::ReadBlocks(std::span<const BlockKey> keys, const ReadSink& sink)
   }
 }
 
+bool RedisTier::ReadableLocked() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return up_ && read_conn_;
+}
+
+std::optional<AgentRecord> RedisTier::FetchAgent(const std::string& tenant, const std::string& id) {
+  std::lock_guard<std::mutex> read_lock(read_mu_);
+  if (!ReadableLocked()) return std::nullopt;
+  const std::string k = AgentKeyFor(tenant, id);
+  Reply r(static_cast<redisReply*>(redisCommand(read_conn_.get(), "HGET %b record", k.data(), k.size())),
+          freeReplyObject);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!r) {
+    DownLocked(RedisConnError(read_conn_.get(), "HGET"));
+    read_conn_.reset();
+    return std::nullopt;
+  }
+  ++stats_.agent_reads;
+  if (r->type == REDIS_REPLY_NIL) return std::nullopt;
+  if (r->type != REDIS_REPLY_STRING) {  // e.g. WRONGTYPE: something else was stored under the key
+    ++stats_.agent_rejected;
+    return std::nullopt;
+  }
+  std::optional<AgentRecord> rec = AgentRegistry::Decode(std::string_view(r->str, r->len));
+  if (!rec || rec->tenant != tenant || rec->id != id) {
+    ++stats_.agent_rejected;
+    return std::nullopt;
+  }
+  ++stats_.agent_found;
+  return rec;
+}
+
+std::optional<uint64_t> RedisTier::CountPresent(std::span<const BlockKey> keys) {
+  std::lock_guard<std::mutex> read_lock(read_mu_);
+  if (!ReadableLocked()) return std::nullopt;
+  uint64_t present = 0;
+  for (size_t i = 0; i < keys.size(); i += kBatch) {
+    const size_t n = std::min(kBatch, keys.size() - i);
+    std::vector<std::string> args{"EXISTS"};
+    for (size_t j = 0; j < n; ++j) args.push_back(KeyFor(keys[i + j]));
+    Reply r = RedisCommand(read_conn_.get(), args, nullptr);
+    if (!r) {
+      std::lock_guard<std::mutex> lock(mu_);
+      DownLocked(RedisConnError(read_conn_.get(), "EXISTS"));
+      read_conn_.reset();
+      return std::nullopt;
+    }
+    if (r->type != REDIS_REPLY_INTEGER) return std::nullopt;
+    present += static_cast<uint64_t>(r->integer);
+  }
+  return present;
+}
+
 void RedisTier::Push(Job job) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stop_) return;
-    job.size = job.record ? job.record->ByteSize() : job.bytes.size();
+    job.size = job.record ? job.record->ByteSize() : job.bytes.size() + job.agent_key.size();
     queued_bytes_ += job.size;
     queue_.push_back(std::move(job));
     TrimLocked();
@@ -189,18 +211,42 @@ void RedisTier::TrimLocked() {
 }
 
 void RedisTier::Enqueue(std::shared_ptr<const BlockRecord> record) {
-  const BlockKey key = record->key;
-  Push(Job{key, std::move(record), {}, false});
+  Job job;
+  job.key = record->key;
+  job.record = std::move(record);
+  Push(std::move(job));
 }
 
 Status RedisTier::Write(const BlockKey& key, std::span<const uint8_t> bytes) {
-  Push(Job{key, nullptr, std::vector<uint8_t>(bytes.begin(), bytes.end()), false});
+  Job job;
+  job.key = key;
+  job.bytes.assign(bytes.begin(), bytes.end());
+  Push(std::move(job));
   return Status::Ok();
 }
 
 Status RedisTier::Remove(const BlockKey& key) {
-  Push(Job{key, nullptr, {}, true});
+  Job job;
+  job.kind = Job::Kind::kDelete;
+  job.key = key;
+  Push(std::move(job));
   return Status::Ok();
+}
+
+void RedisTier::PublishAgent(const AgentRecord& record) {
+  Job job;
+  job.kind = Job::Kind::kAgent;
+  job.agent_key = AgentKeyFor(record.tenant, record.id);
+  job.bytes = AgentRegistry::Encode(record);
+  job.turns = record.turns;
+  Push(std::move(job));
+}
+
+void RedisTier::ForgetAgent(const std::string& tenant, const std::string& id) {
+  Job job;
+  job.kind = Job::Kind::kDeleteAgent;
+  job.agent_key = AgentKeyFor(tenant, id);
+  Push(std::move(job));
 }
 
 void RedisTier::Reject(const BlockKey& key, const std::string& why) {
@@ -209,7 +255,7 @@ void RedisTier::Reject(const BlockKey& key, const std::string& why) {
     ++stats_.rejected;
   }
   spdlog::warn("remote cache: block {} failed verification ({}); deleting it", key.Hex(), why);
-  Push(Job{key, nullptr, {}, true});
+  Remove(key);
 }
 
 Status RedisTier::Probe() {
@@ -232,40 +278,60 @@ RemoteTierStats RedisTier::stats() const {
 }
 
 bool RedisTier::WriteBatch(redisContext* conn, std::vector<Job>& batch, std::string* error) {
+  using Kind = Job::Kind;
   std::vector<uint8_t> buf;
-  uint64_t bytes = 0, writes = 0;
+  uint64_t bytes = 0;
   for (const Job& job : batch) {
-    const std::string k = KeyFor(job.key);
-    if (job.del) {
-      redisAppendCommand(conn, "DEL %b", k.data(), k.size());
-      continue;
+    switch (job.kind) {
+      case Kind::kDelete: {
+        const std::string k = KeyFor(job.key);
+        redisAppendCommand(conn, "DEL %b", k.data(), k.size());
+        break;
+      }
+      case Kind::kDeleteAgent: redisAppendCommand(conn, "DEL %b", job.agent_key.data(), job.agent_key.size()); break;
+      case Kind::kAgent: {
+        const std::string turns = std::to_string(job.turns);
+        redisAppendCommand(conn, "EVAL %s 1 %b %b %b", kPublishAgentScript, job.agent_key.data(), job.agent_key.size(),
+                           turns.data(), turns.size(), job.bytes.data(), job.bytes.size());
+        break;
+      }
+      case Kind::kBlock: {
+        const std::string k = KeyFor(job.key);
+        const std::vector<uint8_t>* v = &job.bytes;
+        if (job.record) {
+          EncodeBlockFile(*job.record, &buf);
+          v = &buf;
+        }
+        redisAppendCommand(conn, "SET %b %b", k.data(), k.size(), v->data(), v->size());
+        bytes += v->size();
+        break;
+      }
     }
-    const std::vector<uint8_t>* v = &job.bytes;
-    if (job.record) {
-      EncodeBlockFile(*job.record, &buf);
-      v = &buf;
-    }
-    redisAppendCommand(conn, "SET %b %b", k.data(), k.size(), v->data(), v->size());
-    bytes += v->size();
-    ++writes;
   }
+  uint64_t writes = 0, agent_writes = 0, agent_stale = 0;
   for (size_t i = 0; i < batch.size(); ++i) {
+    const Kind kind = batch[i].kind;
+    const char* what = kind == Kind::kBlock ? "SET" : kind == Kind::kAgent ? "EVAL" : "DEL";
     void* raw = nullptr;
     if (redisGetReply(conn, &raw) != REDIS_OK) {
-      *error = ConnError(conn, batch[i].del ? "DEL" : "SET");
+      *error = RedisConnError(conn, what);
       return false;
     }
     Reply r(static_cast<redisReply*>(raw), freeReplyObject);
     if (r->type == REDIS_REPLY_ERROR) {  // e.g. OOM without an eviction policy: that write is lost
       std::lock_guard<std::mutex> lock(mu_);
       ++stats_.errors;
-      stats_.last_error = "redis SET: " + std::string(r->str, r->len);
-      if (!batch[i].del) --writes;
+      stats_.last_error = std::string("redis ") + what + ": " + std::string(r->str, r->len);
+      continue;
     }
+    if (kind == Kind::kBlock) ++writes;
+    if (kind == Kind::kAgent) ++(r->type == REDIS_REPLY_INTEGER && r->integer == 1 ? agent_writes : agent_stale);
   }
   std::lock_guard<std::mutex> lock(mu_);
   stats_.writes += writes;
   stats_.write_bytes += bytes;
+  stats_.agent_writes += agent_writes;
+  stats_.agent_stale += agent_stale;
   return true;
 }
 
@@ -312,7 +378,7 @@ void RedisTier::WriterLoop() {
       if (stop_) return;
       if (!woken) {  // idle: a PING, so that /health sees a Redis that went away
         lock.unlock();
-        const std::string e = Command(conn.get(), {"PING"});
+        const std::string e = RedisCheck(conn.get(), {"PING"});
         lock.lock();
         if (!e.empty()) {
           conn.reset();

@@ -7,13 +7,16 @@
 // tenant (block_key.h), so one tenant never finds another's. Redis is run as a cache (maxmemory,
 // allkeys-lru): a missing value is a miss. The tier trusts nothing it reads; the store's read path
 // verifies every block, and one that fails (garbage, truncated) is a miss, counted here (Reject)
-// and deleted from Redis.
+// and deleted from Redis. Agents' records are shared too (PublishAgent, FetchAgent), so that the
+// instance an agent lands on knows its latest chain — the partial last block included — and its turns.
 //
 // Who calls it, on which thread:
 //   - ReadBlocks: the store's I/O thread (block_lookup.h), for the runs of keys that RAM and the
 //     disk lack: GETs pipelined 16 at a time on the tier's read connection. While Redis is down it
 //     answers every key Unavailable at once, without I/O.
-//   - Enqueue (KvStore::Put, engine thread), Write, Remove, Reject: queue a job and return.
+//   - FetchAgent, CountPresent: the I/O thread too, on the read connection.
+//   - Enqueue (KvStore::Put, engine thread), Write, Remove, Reject, PublishAgent, ForgetAgent:
+//     queue a job and return.
 //   - Everything else: any thread, no I/O.
 // Writes and reconnection run on a thread of the tier's own, with a second connection, not on the
 // store's I/O thread: that thread serves every request's prefetch and the disk's writes, and a
@@ -36,12 +39,15 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "kvstore/agent_registry.h"
 #include "kvstore/block_file.h"
+#include "kvstore/redis_connection.h"
 #include "kvstore/redis_url.h"
 #include "kvstore/tier.h"
 
@@ -74,6 +80,12 @@ struct RemoteTierStats {
   uint64_t rejected = 0;        // values that failed verification (garbage, truncated)
   uint64_t queued_writes = 0;   // jobs waiting (and being written)
   uint64_t connects = 0;        // successful (re)connections
+  // Shared agent records.
+  uint64_t agent_writes = 0;    // records stored
+  uint64_t agent_stale = 0;     // records not stored: Redis had one with as many turns or more
+  uint64_t agent_reads = 0;     // lookups of an agent's record
+  uint64_t agent_found = 0;     // lookups that found a valid record
+  uint64_t agent_rejected = 0;  // stored values that were not a valid record of that agent
 };
 
 class RedisTier final : public BlockTier {
@@ -107,18 +119,34 @@ class RedisTier final : public BlockTier {
   // after `timeout`, e.g. while down).
   bool WaitWritten(std::chrono::milliseconds timeout);
 
+  // Agent records shared by the fleet (agent_registry.h), under `kvault:<fingerprint>:agent:<hash
+  // of tenant and id>` as a hash {turns, record}. PublishAgent queues the record; Redis stores it
+  // only if the record there has fewer turns (a Lua script: compare-and-set on the turn count), so
+  // an instance that served an older turn never overwrites a newer one. ForgetAgent queues a DEL.
+  void PublishAgent(const AgentRecord& record);
+  void ForgetAgent(const std::string& tenant, const std::string& id);
+  // The I/O thread (like ReadBlocks): the agent's shared record; nullopt when there is none, it is
+  // not valid, or Redis is down (then without I/O).
+  std::optional<AgentRecord> FetchAgent(const std::string& tenant, const std::string& id);
+  // The I/O thread: how many of `keys` Redis holds (EXISTS); nullopt while down or on an error.
+  std::optional<uint64_t> CountPresent(std::span<const BlockKey> keys);
+
   RemoteTierStats stats() const;
   std::string KeyFor(const BlockKey& key) const;
+  std::string AgentKeyFor(const std::string& tenant, const std::string& id) const;
 
  private:
   struct Job {
+    enum class Kind { kBlock, kDelete, kAgent, kDeleteAgent };
+    Kind kind = Kind::kBlock;
     BlockKey key;
-    std::shared_ptr<const BlockRecord> record;  // a new block (encoded by the writer), or
-    std::vector<uint8_t> bytes;                 // the bytes to store, or
-    bool del = false;                           // a DEL
+    std::shared_ptr<const BlockRecord> record;  // kBlock: a new block (encoded by the writer), or
+    std::vector<uint8_t> bytes;                 // kBlock: the bytes to store; kAgent: the record
+    std::string agent_key;                      // kAgent, kDeleteAgent
+    uint64_t turns = 0;                         // kAgent
     uint64_t size = 0;                          // memory held (the queue's byte bound)
   };
-  using Conn = std::unique_ptr<redisContext, void (*)(redisContext*)>;
+  using Conn = RedisConn;
 
   void Push(Job job);
   // Drops the oldest jobs while the queue is over either bound (mu_ held).
@@ -128,6 +156,8 @@ class RedisTier final : public BlockTier {
   Conn Connect(std::string* error) const;
   // Marks the tier down after a failed command or connect (mu_ held).
   void DownLocked(const std::string& error);
+  // Whether the read connection may be used now (read_mu_ held).
+  bool ReadableLocked();
   // Writer thread: sends a batch on `conn`; false (and the unsent jobs back at the front) on error.
   bool WriteBatch(redisContext* conn, std::vector<Job>& batch, std::string* error);
 

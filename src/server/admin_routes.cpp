@@ -19,15 +19,18 @@ using json = nlohmann::json;
 constexpr const char* kJson = "application/json";
 
 json AgentJson(const AgentRecord& r, const AgentTiers& t, uint32_t block_tokens) {
-  return {{"id", r.id},
-          {"tenant", r.tenant},
-          {"tokens", r.tokens},
-          {"turns", r.turns},
-          {"blocks", r.chain.size()},
-          {"block_tokens", block_tokens},
-          {"last_use_ms", r.last_use_ms},
-          {"ram", {{"blocks", t.ram_blocks}, {"bytes", t.ram_bytes}}},
-          {"disk", {{"blocks", t.disk_blocks}, {"bytes", t.disk_bytes}}}};
+  json j = {{"id", r.id},
+            {"tenant", r.tenant},
+            {"tokens", r.tokens},
+            {"turns", r.turns},
+            {"blocks", r.chain.size()},
+            {"block_tokens", block_tokens},
+            {"last_use_ms", r.last_use_ms},
+            {"ram", {{"blocks", t.ram_blocks}, {"bytes", t.ram_bytes}}},
+            {"disk", {{"blocks", t.disk_blocks}, {"bytes", t.disk_bytes}}}};
+  // With --remote-cache: the chain's blocks Redis holds (null while it is down).
+  if (t.remote) j["remote"] = t.remote_blocks ? json{{"blocks", *t.remote_blocks}} : json(nullptr);
+  return j;
 }
 
 std::optional<std::string> TenantParam(const httplib::Request& req) {

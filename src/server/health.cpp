@@ -157,7 +157,13 @@ HealthReport HealthOfEngine(const ModelInfo& info, const EngineStats& st, const 
                                   {"dropped_writes", rt.dropped_writes},
                                   {"rejected", rt.rejected},
                                   {"errors", rt.errors},
-                                  {"connects", rt.connects}};
+                                  {"connects", rt.connects},
+                                  {"agents",
+                                   {{"writes", rt.agent_writes},
+                                    {"stale", rt.agent_stale},
+                                    {"reads", rt.agent_reads},
+                                    {"found", rt.agent_found},
+                                    {"rejected", rt.agent_rejected}}}};
   }
   body["models"] = HealthModelsJson(models);
   return r;

@@ -23,6 +23,7 @@ using namespace std::chrono_literals;
 
 const char* kAlpha = "alpha-key-1234";
 const char* kBeta = "beta-key-5678";
+const char* kAdmin = "fleet-admin-key";
 
 std::unique_ptr<ServerProcess> Serve(const fs::path& data, const std::string& remote) {
   // NAME=KEY tenants: the same on every instance (a bare key's tenant id is keyed by each
@@ -30,7 +31,7 @@ std::unique_ptr<ServerProcess> Serve(const fs::path& data, const std::string& re
   auto s = ServerProcess::Start({"--model", TinyModel().string(), "--data-dir", data.string(), "--ctx-size", "1024",
                                  "--block-tokens", "16", "--log-level", "warn", "--deterministic", "--api-key",
                                  std::string("alpha=") + kAlpha, "--api-key", std::string("beta=") + kBeta,
-                                 "--remote-cache", remote});
+                                 "--admin-key", kAdmin, "--remote-cache", remote});
   EXPECT_TRUE(s->WaitHealthy(60s)) << s->Log();
   return s;
 }
@@ -69,6 +70,16 @@ json RemoteWritten(int port) {
       10s);
 }
 
+// The agent as the instance's admin API shows it.
+json AdminAgent(int port, const std::string& id) {
+  httplib::Client c("127.0.0.1", port);
+  auto r = c.Get("/admin/agents/" + id, httplib::Headers{{"Authorization", std::string("Bearer ") + kAdmin}});
+  EXPECT_TRUE(r && r->status == 200) << (r ? r->body : "no answer");
+  if (!r || r->status != 200) return json();
+  const json j = json::parse(r->body);
+  return j.contains("agents") ? j["agents"][0] : j;
+}
+
 std::string Text(const json& answer) {
   return answer.is_null() ? std::string() : answer["choices"][0]["message"]["content"].get<std::string>();
 }
@@ -104,9 +115,9 @@ class FleetTest : public ::testing::Test {
 TEST_F(FleetTest, AnAgentsNextTurnOnAnotherInstanceRestoresFromRedisWithTheSameOutput) {
   auto a = Serve(Data("a"), redis_->url());
   auto b = Serve(Data("b"), redis_->url());
-  // Long enough that what B must compute is under a tenth of it: the turn's last, partial block
-  // (the answer re-rendered need not tokenize as it was sampled, and B has no agent record to
-  // reuse that block's shared part from), the answer's template and the new message.
+  // Long enough that what B must compute is under a tenth of it: from where the answer re-rendered
+  // tokenizes differently from how it was sampled (B reuses the part of that block it shares
+  // through A's agent record, read from Redis), the answer's template and the new message.
   const json turn1 = Messages("orbit", 260);
   const json first = Turn(a->port(), turn1);
   ASSERT_FALSE(first.is_null());
@@ -130,6 +141,12 @@ TEST_F(FleetTest, AnAgentsNextTurnOnAnotherInstanceRestoresFromRedisWithTheSameO
   EXPECT_GT(MetricValue(b->port(), R"(kvault_kv_tier_hits_total{tier="remote"})"), 0);
   EXPECT_GT(MetricValue(b->port(), R"(kvault_kv_tier_read_bytes_total{tier="remote"})"), 0);
   EXPECT_EQ(MetricValue(b->port(), "kvault_kv_remote_up"), 1);
+
+  // B knows the agent as it stands: turn 2, its chain's blocks in Redis.
+  const json agent = AdminAgent(b->port(), "fleet-agent");
+  EXPECT_EQ(agent["turns"], 2) << "A's turn and B's: the shared record was adopted, " << agent.dump();
+  EXPECT_EQ(agent["remote"]["blocks"], agent["blocks"]) << agent.dump();
+  EXPECT_EQ(MetricValue(b->port(), R"(kvault_kv_remote_agent_records_total{result="found"})"), 1);
 
   // The same turn on A (its own cache) gives the same answer (deterministic mode).
   const json on_a = Turn(a->port(), turn2);
@@ -199,6 +216,28 @@ TEST_F(FleetTest, OneTenantsBlocksAreNeverHitsForAnotherOnAnotherInstance) {
   // The control: the tenant that wrote them gets them on B.
   const json alpha = Turn(b->port(), turn, kAlpha);
   EXPECT_GT(alpha["cache"]["disk_tokens"].get<int>(), 0) << alpha.dump();
+}
+
+// `kvault cache stats --remote-cache`: the blocks, bytes and agent records in Redis, per model;
+// a Redis that cannot be reached is an error that names it.
+TEST_F(FleetTest, CacheStatsCountsWhatRedisHolds) {
+  auto a = Serve(Data("a"), redis_->url());
+  ASSERT_FALSE(Turn(a->port(), Messages("counted", 80)).is_null());
+  RemoteWritten(a->port());
+  size_t blocks = 0;
+  for (const auto& k : redis_->Keys("kvault:*")) blocks += k.find(":agent:") == std::string::npos;
+  ASSERT_GT(blocks, 0u);
+  std::string out;
+  ASSERT_EQ(RunKvault({"cache", "stats", "--remote-cache", redis_->url()}, &out), 0) << out;
+  EXPECT_NE(out.find("remote models: 1\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("remote blocks: " + std::to_string(blocks) + "\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("remote agents: 1\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("redis maxmemory_policy: "), std::string::npos) << out;
+  EXPECT_EQ(out.find("remote bytes: 0\n"), std::string::npos) << out;
+  redis_->Stop();
+  EXPECT_NE(RunKvault({"cache", "stats", "--remote-cache", redis_->url()}, &out), 0) << out;
+  EXPECT_NE(out.find("connect to 127.0.0.1"), std::string::npos) << out;
+  EXPECT_NE(RunKvault({"cache", "stats"}, &out), 0) << "nothing to look at";
 }
 
 TEST(FleetOptionsTest, TheRemoteCacheUrlIsValidatedAndItsPasswordNeverPrinted) {

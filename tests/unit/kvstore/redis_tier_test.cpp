@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "kvstore/kv_store.h"
+#include "kvstore/redis_inventory.h"
 #include "redis_process.h"
 #include "test_env.h"
 #include "unit/kvstore/kv_store_test_util.h"
@@ -260,6 +261,166 @@ TEST_F(RedisTierTest, AnUnreachableRedisAtStartIsATierDownNotAnError) {
   const KvStoreStats st = store->stats();
   EXPECT_FALSE(st.remote_tier.up);
   EXPECT_FALSE(st.remote_tier.last_error.empty());
+}
+
+// Agents' records are shared: stored as {turns, record} under a hashed key, found by FetchAgent;
+// a record with fewer or as many turns as the stored one is not stored (compare-and-set), a value
+// that is not that agent's record is no record, and ForgetAgent deletes it.
+TEST_F(RedisTierTest, AgentRecordsAreSharedAndANewerTurnIsNeverOverwrittenByAnOlderOne) {
+  Chain c;
+  auto tier = Tier();
+  ASSERT_TRUE(WaitUp(*tier, true)) << tier->stats().last_error;
+  EXPECT_FALSE(tier->FetchAgent("t1", "planner")) << "none yet";
+  AgentRecord rec{"t1", "planner", {c.keys[0], c.keys[1]}, 8, 3, 1000};
+  tier->PublishAgent(rec);
+  ASSERT_TRUE(tier->WaitWritten(5s));
+  const std::string key = tier->AgentKeyFor("t1", "planner");
+  EXPECT_EQ(key.rfind("kvault:fp:agent:", 0), 0u) << key;
+  EXPECT_EQ(key.find("planner"), std::string::npos) << "no client text in a key";
+  EXPECT_EQ(redis_->Command({"HGET", key, "turns"}), "3");
+  auto got = tier->FetchAgent("t1", "planner");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->chain, rec.chain);
+  EXPECT_EQ(got->turns, 3u);
+  EXPECT_FALSE(tier->FetchAgent("t2", "planner")) << "another tenant's agent of that name is another agent";
+
+  // An instance that served turn 2 (or turn 3 too) publishes late: the record stays turn 3's.
+  AgentRecord older{"t1", "planner", {c.keys[2]}, 4, 2, 900};
+  tier->PublishAgent(older);
+  older.turns = 3;
+  tier->PublishAgent(older);
+  ASSERT_TRUE(tier->WaitWritten(5s));
+  EXPECT_EQ(tier->FetchAgent("t1", "planner")->chain, rec.chain);
+  EXPECT_EQ(tier->stats().agent_stale, 2u);
+  AgentRecord newer{"t1", "planner", {c.keys[0], c.keys[1], c.keys[2]}, 12, 4, 1100};
+  tier->PublishAgent(newer);
+  ASSERT_TRUE(tier->WaitWritten(5s));
+  EXPECT_EQ(tier->FetchAgent("t1", "planner")->chain, newer.chain);
+  EXPECT_EQ(tier->stats().agent_writes, 2u);
+
+  // Garbage, and another agent's valid record copied under this key: no record, counted.
+  ASSERT_EQ(redis_->Command({"HSET", key, "record", "{not json"}), "0");
+  EXPECT_FALSE(tier->FetchAgent("t1", "planner"));
+  const std::vector<uint8_t> other = AgentRegistry::Encode({"t1", "coder", {c.keys[0]}, 4, 9, 1});
+  ASSERT_EQ(redis_->Command({"HSET", key, "record", std::string(other.begin(), other.end())}), "0");
+  EXPECT_FALSE(tier->FetchAgent("t1", "planner"));
+  EXPECT_EQ(tier->stats().agent_rejected, 2u);
+
+  tier->ForgetAgent("t1", "planner");
+  ASSERT_TRUE(tier->WaitWritten(5s));
+  EXPECT_EQ(redis_->Command({"EXISTS", key}), "0");
+
+  // CountPresent: blocks the tier holds, over more than one batch of keys.
+  tier->Enqueue(c.Record(0));
+  tier->Enqueue(c.Record(2));
+  ASSERT_TRUE(tier->WaitWritten(5s));
+  std::vector<BlockKey> keys;
+  for (int i = 0; i < 20; ++i) keys.push_back(c.keys[static_cast<size_t>(i % 3)]);
+  EXPECT_EQ(tier->CountPresent(keys), 13u) << "7 of block 0, 6 of block 2";
+  redis_->Stop();
+  ASSERT_TRUE(WaitUp(*tier, false));
+  EXPECT_FALSE(tier->CountPresent(keys)) << "unknown while down";
+  EXPECT_FALSE(tier->FetchAgent("t1", "planner"));
+}
+
+// The Redis ACL user docs/operations.md gives kvault is enough for everything the tier does (and
+// `kvault cache stats`), and keeps it to its keys.
+TEST_F(RedisTierTest, TheDocumentedAclUserCanDoWhatTheTierDoesAndNoMore) {
+  ASSERT_EQ(redis_->Command({"ACL", "SETUSER", "kvault", "on", ">s3cret", "~kvault:*", "+get", "+set", "+del", "+ping",
+                             "+exists", "+hget", "+hset", "+eval", "+scan", "+strlen", "+info"}),
+            "OK");
+  Chain c;
+  RedisTierOptions o;
+  o.url = ParseRedisUrl("redis://kvault:s3cret@127.0.0.1:" + std::to_string(redis_->port())).value();
+  o.fingerprint = "fp";
+  auto tier = std::make_unique<RedisTier>(std::move(o));
+  ASSERT_TRUE(WaitUp(*tier, true)) << tier->stats().last_error;
+  tier->Enqueue(c.Record(0));
+  tier->PublishAgent({"t", "planner", {c.keys[0]}, 4, 1, 1});
+  ASSERT_TRUE(tier->WaitWritten(5s));
+  EXPECT_EQ(tier->stats().errors, 0u) << tier->stats().last_error;
+  std::vector<Status::Code> codes;
+  Read(*tier, {c.keys[0]}, &codes);
+  EXPECT_EQ(codes, std::vector<Status::Code>{Status::Code::kOk});
+  EXPECT_TRUE(tier->FetchAgent("t", "planner"));
+  EXPECT_EQ(tier->CountPresent(c.keys), 1u);
+  tier->Remove(c.keys[0]);
+  tier->ForgetAgent("t", "planner");
+  ASSERT_TRUE(tier->WaitWritten(5s));
+  EXPECT_EQ(tier->stats().errors, 0u) << tier->stats().last_error;
+  EXPECT_TRUE(redis_->Keys("kvault:*").empty());
+  auto inv = InventoryRedis(ParseRedisUrl("redis://kvault:s3cret@127.0.0.1:" + std::to_string(redis_->port())).value());
+  ASSERT_TRUE(inv.ok()) << inv.status().message();
+  EXPECT_FALSE(inv->maxmemory_policy.empty());
+  // Its keys only; a wrong password is refused with a message that does not show it.
+  std::string error;
+  RedisConn as_kvault = ConnectRedis(
+      ParseRedisUrl("redis://kvault:s3cret@127.0.0.1:" + std::to_string(redis_->port())).value(), 1000, &error);
+  ASSERT_TRUE(as_kvault) << error;
+  EXPECT_NE(RedisCheck(as_kvault.get(), {"SET", "other:key", "x"}).find("NOPERM"), std::string::npos);
+  EXPECT_NE(RedisCheck(as_kvault.get(), {"FLUSHALL"}).find("NOPERM"), std::string::npos);
+  RedisTierOptions bad;
+  bad.url = ParseRedisUrl("redis://kvault:wrong@127.0.0.1:" + std::to_string(redis_->port())).value();
+  bad.fingerprint = "fp";
+  RedisTier refused(std::move(bad));
+  std::this_thread::sleep_for(200ms);
+  EXPECT_FALSE(refused.stats().up);
+  EXPECT_EQ(refused.stats().last_error.find("wrong"), std::string::npos) << refused.stats().last_error;
+}
+
+// Store B has never seen the agent that store A served twice: B's prefetch for it adopts the
+// shared record and so reaches the agent's own partial last block, which the request's tokens
+// alone do not name; B's next turn is turn 3 in Redis, and A's late turn does not overwrite it.
+TEST_F(RedisTierTest, AStoreAdoptsANewerSharedRecordAndReachesTheAgentsPartialBlock) {
+  Chain c;
+  const std::vector<int32_t> more = {901, 902, 903};
+  auto tail = c.Tail(2, more, 3);
+  AgentRecord turn{"", "planner", {c.keys[0], c.keys[1], c.keys[2], tail->key}, 15, 1, 1000};
+  auto a = Store();
+  ASSERT_TRUE(WaitUp(*a->remote(), true));
+  for (size_t i = 0; i < 3; ++i) a->Put(c.Record(i));
+  a->Put(tail);
+  a->RecordAgent(turn);
+  a->RecordAgent(turn);
+  ASSERT_TRUE(a->remote()->WaitWritten(5s));
+  ASSERT_EQ(a->agents().Snapshot("", "planner")->record.turns, 2u);
+
+  auto b = Store();
+  ASSERT_TRUE(WaitUp(*b->remote(), true));
+  std::vector<int32_t> toks = c.tokens;
+  toks.insert(toks.end(), {901, 902, 777});  // the last turn re-rendered a little differently
+  auto anonymous = Wait(b->StartPrefetch(c.Request(0, toks)));
+  EXPECT_EQ(anonymous->records.size(), 3u);
+  EXPECT_FALSE(anonymous->partial.record) << "no tail block of these tokens is stored";
+  EXPECT_EQ(b->agents().size(), 0u);
+
+  auto named = c.Request(0, toks);
+  named->agent_id = "planner";
+  auto p = Wait(b->StartPrefetch(named));
+  EXPECT_EQ(p->records.size(), 3u);
+  ASSERT_TRUE(p->partial.record) << "the agent's own partial block, named by the shared record";
+  EXPECT_EQ(p->partial.tokens, 2u) << "the two tokens this request shares with it";
+  auto adopted = b->agents().Snapshot("", "planner");
+  ASSERT_TRUE(adopted);
+  EXPECT_EQ(adopted->record.turns, 2u);
+  EXPECT_EQ(adopted->record.chain, turn.chain);
+
+  b->RecordAgent(turn);  // B serves turn 3
+  ASSERT_TRUE(b->remote()->WaitWritten(5s));
+  EXPECT_EQ(b->agents().Snapshot("", "planner")->record.turns, 3u);
+  EXPECT_EQ(redis_->Command({"HGET", b->remote()->AgentKeyFor("", "planner"), "turns"}), "3");
+  AgentRecord stale = turn;
+  stale.chain.pop_back();
+  a->RecordAgent(stale);  // A, which missed turn 3, serves a concurrent turn: its turn 3
+  ASSERT_TRUE(a->remote()->WaitWritten(5s));
+  EXPECT_EQ(a->remote()->stats().agent_stale, 1u);
+  EXPECT_EQ(b->remote()->FetchAgent("", "planner")->chain, turn.chain) << "B's turn 3 stays";
+
+  // B forgets the agent: the shared record goes too.
+  b->ForgetAgent("", "planner");
+  ASSERT_TRUE(b->remote()->WaitWritten(5s));
+  EXPECT_FALSE(b->remote()->FetchAgent("", "planner"));
+  EXPECT_EQ(*b->RemoteBlocksOf(turn.chain), 4u) << "its blocks stay in Redis (a cache: its LRU decides)";
 }
 
 }  // namespace

@@ -1,0 +1,84 @@
+#include "kvstore/redis_inventory.h"
+
+#include <hiredis/hiredis.h>
+
+#include <sstream>
+#include <vector>
+
+#include "kvstore/block_key.h"
+#include "kvstore/redis_connection.h"
+
+namespace kvault {
+
+namespace {
+
+// "field:value" lines of an INFO reply.
+std::map<std::string, std::string> InfoFields(const std::string& text) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const size_t colon = line.find(':');
+    if (colon != std::string::npos && line[0] != '#') out[line.substr(0, colon)] = line.substr(colon + 1);
+  }
+  return out;
+}
+
+}  // namespace
+
+StatusOr<RemoteInventory> InventoryRedis(const RedisUrl& url, uint32_t timeout_ms) {
+  std::string error;
+  RedisConn c = ConnectRedis(url, timeout_ms, &error);
+  if (!c) return Status::Unavailable(url.Redacted() + ": " + error);
+  RemoteInventory inv;
+  std::string cursor = "0";
+  do {
+    RedisReplyPtr r = RedisCommand(c.get(), {"SCAN", cursor, "MATCH", "kvault:*", "COUNT", "1000"}, &error);
+    if (!r) return Status::Unavailable(error);
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) return Status::IOError("redis SCAN: unexpected reply");
+    cursor.assign(r->element[0]->str, r->element[0]->len);
+    const redisReply* keys = r->element[1];
+    // The block keys of this batch, their sizes asked for in one round trip.
+    std::vector<std::string> blocks;
+    for (size_t i = 0; i < keys->elements; ++i) {
+      const std::string k(keys->element[i]->str, keys->element[i]->len);
+      // kvault:<fingerprint>:<block key hex> or kvault:<fingerprint>:agent:<hash>
+      const size_t a = k.find(':'), b = k.find(':', a + 1);
+      BlockKey key;
+      if (b == std::string::npos) {
+        ++inv.other_keys;
+      } else if (k.compare(b + 1, 6, "agent:") == 0) {
+        ++inv.models[k.substr(a + 1, b - a - 1)].agents;
+      } else if (BlockKey::FromHex(k.substr(b + 1), &key)) {
+        blocks.push_back(k);
+      } else {
+        ++inv.other_keys;
+      }
+    }
+    for (const auto& k : blocks) redisAppendCommand(c.get(), "STRLEN %b", k.data(), k.size());
+    for (const auto& k : blocks) {
+      void* raw = nullptr;
+      if (redisGetReply(c.get(), &raw) != REDIS_OK) return Status::Unavailable(RedisConnError(c.get(), "STRLEN"));
+      RedisReplyPtr len(static_cast<redisReply*>(raw), freeReplyObject);
+      if (len->type != REDIS_REPLY_INTEGER || len->integer == 0) continue;  // evicted meanwhile, or not a string
+      const size_t a = k.find(':'), b = k.find(':', a + 1);
+      RemoteModelInventory& m = inv.models[k.substr(a + 1, b - a - 1)];
+      ++m.blocks;
+      m.bytes += static_cast<uint64_t>(len->integer);
+    }
+  } while (cursor != "0");
+  for (const char* section : {"memory", "stats"}) {
+    RedisReplyPtr r = RedisCommand(c.get(), {"INFO", section}, &error);
+    if (!r) return Status::Unavailable(error);
+    if (r->type != REDIS_REPLY_STRING) continue;  // not allowed: not shown
+    auto f = InfoFields(std::string(r->str, r->len));
+    if (f.count("used_memory")) inv.used_memory = f["used_memory"];
+    if (f.count("maxmemory")) inv.maxmemory = f["maxmemory"];
+    if (f.count("maxmemory_policy")) inv.maxmemory_policy = f["maxmemory_policy"];
+    if (f.count("evicted_keys")) inv.evicted_keys = f["evicted_keys"];
+  }
+  return inv;
+}
+
+}  // namespace kvault
