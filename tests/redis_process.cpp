@@ -65,6 +65,20 @@ std::unique_ptr<RedisProcess> RedisProcess::Start(const std::filesystem::path& d
   return nullptr;
 }
 
+std::unique_ptr<RedisProcess> RedisProcess::StartClusterNode(const std::filesystem::path& dir, std::string* error) {
+  std::filesystem::create_directories(dir);
+  std::unique_ptr<RedisProcess> r(new RedisProcess());
+  r->dir_ = dir;
+  r->cluster_ = true;
+  for (int attempt = 0; attempt < 20; ++attempt) {  // the port and its bus port (+10000) must be free
+    r->port_ = FreeLoopbackPort();
+    if (r->port_ > 55000) continue;
+    if (r->Spawn()) return r;
+  }
+  *error = "redis-server did not start as a cluster node; see " + (dir / "redis.log").string();
+  return nullptr;
+}
+
 RedisProcess::~RedisProcess() {
   Stop();
 }
@@ -73,11 +87,22 @@ bool RedisProcess::Spawn() {
   const std::string port = std::to_string(port_);
   const std::string log = (dir_ / "redis.log").string();
   const std::string dir = dir_.string();
+  std::vector<std::string> args = {
+      "redis-server", "--port", port, "--bind",    "127.0.0.1", "--save",      "",      "--appendonly",
+      "no",           "--dir",  dir,  "--logfile", log,         "--maxmemory", "256mb", "--maxmemory-policy",
+      "allkeys-lru"};
+  if (cluster_) {
+    std::filesystem::remove(dir_ / "nodes.conf");  // a fresh node each start
+    for (const char* a :
+         {"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "3000"})
+      args.push_back(a);
+  }
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
   pid_ = fork();
   if (pid_ == 0) {
-    execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-           "no", "--dir", dir.c_str(), "--logfile", log.c_str(), "--maxmemory", "256mb", "--maxmemory-policy",
-           "allkeys-lru", static_cast<char*>(nullptr));
+    execvp("redis-server", argv.data());
     _exit(127);
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -133,6 +158,59 @@ std::vector<std::string> RedisProcess::Keys(const std::string& pattern) const {
     for (size_t i = 0; i < r->elements; ++i) out.emplace_back(r->element[i]->str, r->element[i]->len);
   }
   return out;
+}
+
+std::unique_ptr<RedisCluster> RedisCluster::Start(const std::filesystem::path& dir, int n, std::string* error) {
+  std::unique_ptr<RedisCluster> c(new RedisCluster());
+  for (int i = 0; i < n; ++i) {
+    auto node = RedisProcess::StartClusterNode(dir / ("node" + std::to_string(i)), error);
+    if (!node) return nullptr;
+    c->nodes_.push_back(std::move(node));
+  }
+  // The slots split evenly, then every node meets the first.
+  const int per = 16384 / n;
+  for (int i = 0; i < n; ++i) {
+    const int lo = i * per, hi = i == n - 1 ? 16383 : (i + 1) * per - 1;
+    if (c->node(static_cast<size_t>(i)).Command({"CLUSTER", "ADDSLOTSRANGE", std::to_string(lo), std::to_string(hi)}) !=
+        "OK") {
+      *error = "CLUSTER ADDSLOTSRANGE failed on node " + std::to_string(i);
+      return nullptr;
+    }
+    if (i > 0 &&
+        c->node(static_cast<size_t>(i)).Command({"CLUSTER", "MEET", "127.0.0.1", std::to_string(c->node(0).port())}) !=
+            "OK") {
+      *error = "CLUSTER MEET failed on node " + std::to_string(i);
+      return nullptr;
+    }
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (size_t i = 0; i < c->size();) {
+    const std::string info = c->node(i).Command({"CLUSTER", "INFO"}).value_or("");
+    if (info.find("cluster_state:ok") != std::string::npos &&
+        info.find("cluster_known_nodes:" + std::to_string(n)) != std::string::npos) {
+      ++i;
+      continue;
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      *error = "the cluster did not reach cluster_state:ok: " + info;
+      return nullptr;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return c;
+}
+
+std::string RedisCluster::url() const {
+  std::string u = "redis-cluster://";
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (i) u += ",";
+    u += "127.0.0.1:" + std::to_string(nodes_[i]->port());
+  }
+  return u;
+}
+
+std::string RedisCluster::Id(size_t i) const {
+  return nodes_[i]->Command({"CLUSTER", "MYID"}).value_or("");
 }
 
 }  // namespace kvault::testing

@@ -19,6 +19,9 @@ class RedisProcess {
   // Starts redis-server in `dir` (its log: dir/redis.log) on a free port; null (with the reason
   // in *error) when it does not answer PING within 10 s.
   static std::unique_ptr<RedisProcess> Start(const std::filesystem::path& dir, std::string* error);
+  // The same as a Redis Cluster node (cluster-enabled; its bus on port + 10000), not yet in a
+  // cluster: RedisCluster (below) joins nodes.
+  static std::unique_ptr<RedisProcess> StartClusterNode(const std::filesystem::path& dir, std::string* error);
   ~RedisProcess();  // kills it
 
   // Kills the server (SIGKILL: what a crash or a lost host looks like) and waits for it.
@@ -38,9 +41,26 @@ class RedisProcess {
  private:
   bool Spawn();
 
+  bool cluster_ = false;
   std::filesystem::path dir_;
   int port_ = 0;
   pid_t pid_ = -1;
+};
+
+// A Redis Cluster of `n` masters (no replicas) on loopback ports, the 16384 slots split evenly,
+// started by a test: Start returns once every node reports cluster_state:ok.
+class RedisCluster {
+ public:
+  static std::unique_ptr<RedisCluster> Start(const std::filesystem::path& dir, int n, std::string* error);
+  // redis-cluster://127.0.0.1:<first>,127.0.0.1:<second>,… (all the nodes as seeds).
+  std::string url() const;
+  RedisProcess& node(size_t i) { return *nodes_[i]; }
+  size_t size() const { return nodes_.size(); }
+  // The node id of node i (CLUSTER MYID).
+  std::string Id(size_t i) const;
+
+ private:
+  std::vector<std::unique_ptr<RedisProcess>> nodes_;
 };
 
 }  // namespace kvault::testing

@@ -2,11 +2,13 @@
 
 #include <hiredis/hiredis.h>
 
+#include <cstdlib>
 #include <sstream>
 #include <vector>
 
 #include "kvstore/block_key.h"
 #include "kvstore/redis_connection.h"
+#include "kvstore/redis_router.h"
 
 namespace kvault {
 
@@ -25,16 +27,12 @@ std::map<std::string, std::string> InfoFields(const std::string& text) {
   return out;
 }
 
-}  // namespace
-
-StatusOr<RemoteInventory> InventoryRedis(const RedisUrl& url, uint32_t timeout_ms) {
+// SCAN over one node's `kvault:*` keys, counted into `inv`.
+Status Scan(redisContext* c, RemoteInventory* inv) {
   std::string error;
-  RedisConn c = ConnectRedis(url, timeout_ms, &error);
-  if (!c) return Status::Unavailable(url.Redacted() + ": " + error);
-  RemoteInventory inv;
   std::string cursor = "0";
   do {
-    RedisReplyPtr r = RedisCommand(c.get(), {"SCAN", cursor, "MATCH", "kvault:*", "COUNT", "1000"}, &error);
+    RedisReplyPtr r = RedisCommand(c, {"SCAN", cursor, "MATCH", "kvault:*", "COUNT", "1000"}, &error);
     if (!r) return Status::Unavailable(error);
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) return Status::IOError("redis SCAN: unexpected reply");
     cursor.assign(r->element[0]->str, r->element[0]->len);
@@ -47,37 +45,58 @@ StatusOr<RemoteInventory> InventoryRedis(const RedisUrl& url, uint32_t timeout_m
       const size_t a = k.find(':'), b = k.find(':', a + 1);
       BlockKey key;
       if (b == std::string::npos) {
-        ++inv.other_keys;
+        ++inv->other_keys;
       } else if (k.compare(b + 1, 6, "agent:") == 0) {
-        ++inv.models[k.substr(a + 1, b - a - 1)].agents;
+        ++inv->models[k.substr(a + 1, b - a - 1)].agents;
       } else if (BlockKey::FromHex(k.substr(b + 1), &key)) {
         blocks.push_back(k);
       } else {
-        ++inv.other_keys;
+        ++inv->other_keys;
       }
     }
-    for (const auto& k : blocks) redisAppendCommand(c.get(), "STRLEN %b", k.data(), k.size());
+    for (const auto& k : blocks) redisAppendCommand(c, "STRLEN %b", k.data(), k.size());
     for (const auto& k : blocks) {
       void* raw = nullptr;
-      if (redisGetReply(c.get(), &raw) != REDIS_OK) return Status::Unavailable(RedisConnError(c.get(), "STRLEN"));
+      if (redisGetReply(c, &raw) != REDIS_OK) return Status::Unavailable(RedisConnError(c, "STRLEN"));
       RedisReplyPtr len(static_cast<redisReply*>(raw), freeReplyObject);
       if (len->type != REDIS_REPLY_INTEGER || len->integer == 0) continue;  // evicted meanwhile, or not a string
       const size_t a = k.find(':'), b = k.find(':', a + 1);
-      RemoteModelInventory& m = inv.models[k.substr(a + 1, b - a - 1)];
+      RemoteModelInventory& m = inv->models[k.substr(a + 1, b - a - 1)];
       ++m.blocks;
       m.bytes += static_cast<uint64_t>(len->integer);
     }
   } while (cursor != "0");
-  for (const char* section : {"memory", "stats"}) {
-    RedisReplyPtr r = RedisCommand(c.get(), {"INFO", section}, &error);
-    if (!r) return Status::Unavailable(error);
-    if (r->type != REDIS_REPLY_STRING) continue;  // not allowed: not shown
-    auto f = InfoFields(std::string(r->str, r->len));
-    if (f.count("used_memory")) inv.used_memory = f["used_memory"];
-    if (f.count("maxmemory")) inv.maxmemory = f["maxmemory"];
-    if (f.count("maxmemory_policy")) inv.maxmemory_policy = f["maxmemory_policy"];
-    if (f.count("evicted_keys")) inv.evicted_keys = f["evicted_keys"];
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<RemoteInventory> InventoryRedis(const RedisUrl& url, uint32_t timeout_ms) {
+  std::string error;
+  RedisRouter router(url, timeout_ms);
+  const std::vector<redisContext*> masters = router.Masters(&error);
+  if (masters.empty()) return Status::Unavailable(url.Redacted() + ": " + error);
+  RemoteInventory inv;
+  for (redisContext* c : masters) {
+    if (Status s = Scan(c, &inv); !s.ok()) return s;
   }
+  // INFO of every master: memory and evictions summed over a cluster's masters.
+  std::map<std::string, uint64_t> sums;
+  for (redisContext* c : masters) {
+    for (const char* section : {"memory", "stats"}) {
+      RedisReplyPtr r = RedisCommand(c, {"INFO", section}, &error);
+      if (!r) return Status::Unavailable(error);
+      if (r->type != REDIS_REPLY_STRING) continue;  // not allowed: not shown
+      auto f = InfoFields(std::string(r->str, r->len));
+      for (const char* field : {"used_memory", "maxmemory", "evicted_keys"}) {
+        if (f.count(field)) sums[field] += std::strtoull(f[field].c_str(), nullptr, 10);
+      }
+      if (f.count("maxmemory_policy")) inv.maxmemory_policy = f["maxmemory_policy"];
+    }
+  }
+  if (sums.count("used_memory")) inv.used_memory = std::to_string(sums["used_memory"]);
+  if (sums.count("maxmemory")) inv.maxmemory = std::to_string(sums["maxmemory"]);
+  if (sums.count("evicted_keys")) inv.evicted_keys = std::to_string(sums["evicted_keys"]);
   return inv;
 }
 

@@ -1,7 +1,7 @@
 // RedisInventory: what a Redis used as kvault's remote tier (redis_tier.h) holds — blocks, their
 // bytes and shared agent records per model fingerprint — and how it is run (memory used and its
 // limit, eviction policy, keys evicted). For `kvault cache stats --remote-cache URL`: reads only
-// (SCAN over `kvault:*`, STRLEN, INFO), safe on a Redis a fleet is using.
+// (SCAN over `kvault:*` on every master, STRLEN, INFO), safe on a Redis a fleet is using.
 //
 // Stateless; any thread (it opens a connection of its own).
 #pragma once
@@ -23,7 +23,8 @@ struct RemoteModelInventory {
 struct RemoteInventory {
   std::map<std::string, RemoteModelInventory> models;  // by fingerprint
   uint64_t other_keys = 0;                             // under `kvault:` but not of this layout
-  // From INFO: "" where the server does not say (or the user may not ask).
+  // From INFO (bytes and counts summed over a cluster's masters): "" where the server does not say
+  // (or the user may not ask).
   std::string used_memory, maxmemory, maxmemory_policy, evicted_keys;
 };
 

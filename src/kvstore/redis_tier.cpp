@@ -30,7 +30,7 @@ RedisTier::RedisTier(RedisTierOptions options)
     : options_(std::move(options)),
       prefix_("kvault:" + options_.fingerprint + ":"),
       backoff_ms_(options_.min_backoff_ms),
-      read_conn_(nullptr, redisFree) {
+      reader_(std::make_unique<RedisRouter>(options_.url, options_.timeout_ms)) {
   stats_.url = options_.url.Redacted();
   stats_.last_error = "not connected yet";
   down_since_ = next_connect_ = std::chrono::steady_clock::now();
@@ -54,10 +54,6 @@ std::string RedisTier::AgentKeyFor(const std::string& tenant, const std::string&
   std::string name = AgentRegistry::FileName(tenant, id);  // a hash: no client text in the key
   name.resize(name.size() - 5);                            // without ".json"
   return prefix_ + "agent:" + name;
-}
-
-RedisTier::Conn RedisTier::Connect(std::string* error) const {
-  return ConnectRedis(options_.url, options_.timeout_ms, error);
 }
 
 void RedisTier::DownLocked(const std::string& error) {
@@ -86,73 +82,59 @@ void RedisTier::ReadBlocks(std::span<const BlockKey> keys, const ReadSink& sink)
       if (!sink(i, down)) return;
     }
   };
+  std::vector<RedisRouter::Command> commands;
+  std::vector<RedisReplyPtr> replies;
   while (i < keys.size()) {
-    bool up;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      up = up_;
-    }
-    if (!up || !read_conn_) return skip_rest();
+    if (!ReadableLocked()) return skip_rest();
     const size_t n = std::min(kBatch, keys.size() - i);
+    commands.clear();
     for (size_t j = 0; j < n; ++j) {
-      const std::string k = KeyFor(keys[i + j]);
-      redisAppendCommand(read_conn_.get(), "GET %b", k.data(), k.size());
+      std::string k = KeyFor(keys[i + j]);
+      commands.push_back({k, {"GET", k}});
     }
-    size_t got = 0;
-    bool go_on = true;
-    for (; got < n; ++got) {
-      void* raw = nullptr;
-      if (redisGetReply(read_conn_.get(), &raw) != REDIS_OK) break;
-      Reply r(static_cast<redisReply*>(raw), freeReplyObject);
-      if (!go_on) continue;  // the caller has what it wants: drain the batch's replies
-      const size_t idx = i + got;
+    if (const std::string error = reader_->Run(commands, &replies); !error.empty()) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        DownLocked(error);
+      }
+      return skip_rest();
+    }
+    for (size_t j = 0; j < n; ++j, ++i) {
+      const redisReply* r = replies[j].get();
+      const bool found = r->type == REDIS_REPLY_STRING;
       {
         std::lock_guard<std::mutex> lock(mu_);
         ++stats_.reads;
-        if (r->type == REDIS_REPLY_STRING) {
+        if (found) {
           stats_.read_bytes += r->len;
         } else {
           ++stats_.misses;
         }
       }
-      if (r->type == REDIS_REPLY_STRING) {
-        go_on = sink(idx, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(r->str), r->len));
-      } else {
-        go_on = sink(idx, Status::NotFound("not in the remote cache"));
-      }
-    }
-    if (got < n) {  // the connection failed mid-batch: it is unusable (replies out of step)
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        DownLocked(RedisConnError(read_conn_.get(), "GET"));
-      }
-      read_conn_.reset();
+      const bool go_on = found ? sink(i, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(r->str), r->len))
+                               : sink(i, Status::NotFound("not in the remote cache"));
       if (!go_on) return;
-      i += got;
-      return skip_rest();
     }
-    if (!go_on) return;
-    i += n;
   }
 }
 
 bool RedisTier::ReadableLocked() {
   std::lock_guard<std::mutex> lock(mu_);
-  return up_ && read_conn_;
+  return up_ && reader_->connected();
 }
 
 std::optional<AgentRecord> RedisTier::FetchAgent(const std::string& tenant, const std::string& id) {
   std::lock_guard<std::mutex> read_lock(read_mu_);
   if (!ReadableLocked()) return std::nullopt;
   const std::string k = AgentKeyFor(tenant, id);
-  Reply r(static_cast<redisReply*>(redisCommand(read_conn_.get(), "HGET %b record", k.data(), k.size())),
-          freeReplyObject);
+  std::vector<RedisReplyPtr> replies;
+  const std::string error = reader_->Run({{k, {"HGET", k, "record"}}}, &replies);
   std::lock_guard<std::mutex> lock(mu_);
-  if (!r) {
-    DownLocked(RedisConnError(read_conn_.get(), "HGET"));
-    read_conn_.reset();
+  if (!error.empty()) {
+    DownLocked(error);
     return std::nullopt;
   }
+  const redisReply* r = replies[0].get();
   ++stats_.agent_reads;
   if (r->type == REDIS_REPLY_NIL) return std::nullopt;
   if (r->type != REDIS_REPLY_STRING) {  // e.g. WRONGTYPE: something else was stored under the key
@@ -171,18 +153,20 @@ std::optional<AgentRecord> RedisTier::FetchAgent(const std::string& tenant, cons
 std::optional<uint64_t> RedisTier::CountPresent(std::span<const BlockKey> keys) {
   std::lock_guard<std::mutex> read_lock(read_mu_);
   if (!ReadableLocked()) return std::nullopt;
+  // One EXISTS per key: in a cluster the keys live on different nodes.
+  std::vector<RedisRouter::Command> commands;
+  for (const auto& key : keys) {
+    std::string k = KeyFor(key);
+    commands.push_back({k, {"EXISTS", k}});
+  }
+  std::vector<RedisReplyPtr> replies;
+  if (const std::string error = reader_->Run(commands, &replies); !error.empty()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    DownLocked(error);
+    return std::nullopt;
+  }
   uint64_t present = 0;
-  for (size_t i = 0; i < keys.size(); i += kBatch) {
-    const size_t n = std::min(kBatch, keys.size() - i);
-    std::vector<std::string> args{"EXISTS"};
-    for (size_t j = 0; j < n; ++j) args.push_back(KeyFor(keys[i + j]));
-    Reply r = RedisCommand(read_conn_.get(), args, nullptr);
-    if (!r) {
-      std::lock_guard<std::mutex> lock(mu_);
-      DownLocked(RedisConnError(read_conn_.get(), "EXISTS"));
-      read_conn_.reset();
-      return std::nullopt;
-    }
+  for (const auto& r : replies) {
     if (r->type != REDIS_REPLY_INTEGER) return std::nullopt;
     present += static_cast<uint64_t>(r->integer);
   }
@@ -277,47 +261,44 @@ RemoteTierStats RedisTier::stats() const {
   return s;
 }
 
-bool RedisTier::WriteBatch(redisContext* conn, std::vector<Job>& batch, std::string* error) {
+bool RedisTier::WriteBatch(RedisRouter& writer, std::vector<Job>& batch, std::string* error) {
   using Kind = Job::Kind;
   std::vector<uint8_t> buf;
   uint64_t bytes = 0;
+  std::vector<RedisRouter::Command> commands;
   for (const Job& job : batch) {
     switch (job.kind) {
       case Kind::kDelete: {
-        const std::string k = KeyFor(job.key);
-        redisAppendCommand(conn, "DEL %b", k.data(), k.size());
+        std::string k = KeyFor(job.key);
+        commands.push_back({k, {"DEL", k}});
         break;
       }
-      case Kind::kDeleteAgent: redisAppendCommand(conn, "DEL %b", job.agent_key.data(), job.agent_key.size()); break;
-      case Kind::kAgent: {
-        const std::string turns = std::to_string(job.turns);
-        redisAppendCommand(conn, "EVAL %s 1 %b %b %b", kPublishAgentScript, job.agent_key.data(), job.agent_key.size(),
-                           turns.data(), turns.size(), job.bytes.data(), job.bytes.size());
+      case Kind::kDeleteAgent: commands.push_back({job.agent_key, {"DEL", job.agent_key}}); break;
+      case Kind::kAgent:
+        commands.push_back({job.agent_key,
+                            {"EVAL", kPublishAgentScript, "1", job.agent_key, std::to_string(job.turns),
+                             std::string(job.bytes.begin(), job.bytes.end())}});
         break;
-      }
       case Kind::kBlock: {
-        const std::string k = KeyFor(job.key);
+        std::string k = KeyFor(job.key);
         const std::vector<uint8_t>* v = &job.bytes;
         if (job.record) {
           EncodeBlockFile(*job.record, &buf);
           v = &buf;
         }
-        redisAppendCommand(conn, "SET %b %b", k.data(), k.size(), v->data(), v->size());
+        commands.push_back({k, {"SET", k, std::string(v->begin(), v->end())}});
         bytes += v->size();
         break;
       }
     }
   }
+  std::vector<RedisReplyPtr> replies;
+  if (*error = writer.Run(commands, &replies); !error->empty()) return false;
   uint64_t writes = 0, agent_writes = 0, agent_stale = 0;
   for (size_t i = 0; i < batch.size(); ++i) {
     const Kind kind = batch[i].kind;
     const char* what = kind == Kind::kBlock ? "SET" : kind == Kind::kAgent ? "EVAL" : "DEL";
-    void* raw = nullptr;
-    if (redisGetReply(conn, &raw) != REDIS_OK) {
-      *error = RedisConnError(conn, what);
-      return false;
-    }
-    Reply r(static_cast<redisReply*>(raw), freeReplyObject);
+    const redisReply* r = replies[i].get();
     if (r->type == REDIS_REPLY_ERROR) {  // e.g. OOM without an eviction policy: that write is lost
       std::lock_guard<std::mutex> lock(mu_);
       ++stats_.errors;
@@ -336,7 +317,7 @@ bool RedisTier::WriteBatch(redisContext* conn, std::vector<Job>& batch, std::str
 }
 
 void RedisTier::WriterLoop() {
-  Conn conn(nullptr, redisFree);
+  RedisRouter writer(options_.url, options_.timeout_ms);
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     if (!up_) {
@@ -347,14 +328,13 @@ void RedisTier::WriterLoop() {
         continue;
       }
       lock.unlock();
-      std::string error;
-      Conn w = Connect(&error);
-      Conn r = w ? Connect(&error) : Conn(nullptr, redisFree);
-      const bool connected = w && r;
-      if (connected) {
+      std::string error = writer.Connect();
+      if (error.empty()) {
         std::lock_guard<std::mutex> read_lock(read_mu_);
-        read_conn_ = std::move(r);
+        error = reader_->Connect();
       }
+      const bool connected = error.empty();
+      if (!connected) writer.Reset();
       lock.lock();
       if (!connected) {
         ++stats_.errors;
@@ -363,7 +343,6 @@ void RedisTier::WriterLoop() {
         next_connect_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(backoff_ms_);
         continue;
       }
-      conn = std::move(w);
       up_ = true;
       backoff_ms_ = options_.min_backoff_ms;
       ++stats_.connects;
@@ -378,12 +357,9 @@ void RedisTier::WriterLoop() {
       if (stop_) return;
       if (!woken) {  // idle: a PING, so that /health sees a Redis that went away
         lock.unlock();
-        const std::string e = RedisCheck(conn.get(), {"PING"});
+        const std::string e = writer.Ping();
         lock.lock();
-        if (!e.empty()) {
-          conn.reset();
-          DownLocked(e);
-        }
+        if (!e.empty()) DownLocked(e);
       }
       continue;
     }
@@ -396,11 +372,10 @@ void RedisTier::WriterLoop() {
     in_flight_ = batch.size();
     lock.unlock();
     std::string error;
-    const bool ok = WriteBatch(conn.get(), batch, &error);
+    const bool ok = WriteBatch(writer, batch, &error);
     lock.lock();
     in_flight_ = 0;
     if (!ok) {
-      conn.reset();
       DownLocked(error);
       // Unanswered jobs go back to the front, within the bound (the oldest dropped first).
       for (auto it = batch.rbegin(); it != batch.rend(); ++it) {

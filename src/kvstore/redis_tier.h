@@ -12,13 +12,14 @@
 //
 // Who calls it, on which thread:
 //   - ReadBlocks: the store's I/O thread (block_lookup.h), for the runs of keys that RAM and the
-//     disk lack: GETs pipelined 16 at a time on the tier's read connection. While Redis is down it
+//     disk lack: GETs pipelined 16 at a time through the tier's read router (redis_router.h: one
+//     server, or a Redis Cluster's masters by hash slot). While Redis is down it
 //     answers every key Unavailable at once, without I/O.
-//   - FetchAgent, CountPresent: the I/O thread too, on the read connection.
+//   - FetchAgent, CountPresent: the I/O thread too, through the read router.
 //   - Enqueue (KvStore::Put, engine thread), Write, Remove, Reject, PublishAgent, ForgetAgent:
 //     queue a job and return.
 //   - Everything else: any thread, no I/O.
-// Writes and reconnection run on a thread of the tier's own, with a second connection, not on the
+// Writes and reconnection run on a thread of the tier's own, with a second router, not on the
 // store's I/O thread: that thread serves every request's prefetch and the disk's writes, and a
 // Redis that hangs would hold it for a command timeout per write (a turn writes tens of blocks)
 // while reads wait behind. Reads stay on the I/O thread because the read path runs there and a
@@ -29,7 +30,7 @@
 // down (health: last error); the writer reconnects with exponential backoff (100 ms doubling to 5 s) and writes what is
 // queued once up again. While idle and connected it PINGs every second, so that a Redis gone away shows as down.
 //
-// Thread-safe: `mu_` guards the queue, the state and the counters; `read_mu_` the read connection,
+// Thread-safe: `mu_` guards the queue, the state and the counters; `read_mu_` the read router,
 // held across a ReadBlocks (and its sink's Reject calls). Lock order: read_mu_, then mu_.
 #pragma once
 
@@ -48,6 +49,7 @@
 #include "kvstore/agent_registry.h"
 #include "kvstore/block_file.h"
 #include "kvstore/redis_connection.h"
+#include "kvstore/redis_router.h"
 #include "kvstore/redis_url.h"
 #include "kvstore/tier.h"
 
@@ -146,20 +148,17 @@ class RedisTier final : public BlockTier {
     uint64_t turns = 0;                         // kAgent
     uint64_t size = 0;                          // memory held (the queue's byte bound)
   };
-  using Conn = RedisConn;
 
   void Push(Job job);
   // Drops the oldest jobs while the queue is over either bound (mu_ held).
   void TrimLocked();
   void WriterLoop();
-  // Connects, authenticates, selects the db. Null and `*error` on failure.
-  Conn Connect(std::string* error) const;
   // Marks the tier down after a failed command or connect (mu_ held).
   void DownLocked(const std::string& error);
-  // Whether the read connection may be used now (read_mu_ held).
+  // Whether the read router may be used now (read_mu_ held).
   bool ReadableLocked();
-  // Writer thread: sends a batch on `conn`; false (and the unsent jobs back at the front) on error.
-  bool WriteBatch(redisContext* conn, std::vector<Job>& batch, std::string* error);
+  // Writer thread: sends a batch through `writer`; false (and the unsent jobs back at the front) on error.
+  bool WriteBatch(RedisRouter& writer, std::vector<Job>& batch, std::string* error);
 
   const RedisTierOptions options_;
   const std::string prefix_;  // "kvault:<fingerprint>:"
@@ -177,7 +176,7 @@ class RedisTier final : public BlockTier {
   RemoteTierStats stats_;
 
   std::mutex read_mu_;
-  Conn read_conn_;
+  std::unique_ptr<RedisRouter> reader_;  // the I/O thread's reads
   std::thread writer_;
 };
 

@@ -240,11 +240,43 @@ TEST_F(FleetTest, CacheStatsCountsWhatRedisHolds) {
   EXPECT_NE(RunKvault({"cache", "stats"}, &out), 0) << "nothing to look at";
 }
 
+// The same fleet on a Redis Cluster of 3 masters (--remote-cache redis-cluster://…): the agent's
+// blocks spread over the masters, and its next turn on B is restored from them.
+TEST(FleetClusterTest, AnAgentsNextTurnOnAnotherInstanceRestoresFromARedisCluster) {
+  std::string error;
+  auto cluster = RedisCluster::Start(ScratchDir("fleet-cluster-redis"), 3, &error);
+  ASSERT_NE(cluster, nullptr) << error;
+  auto a = Serve(ScratchDir("fleet-cluster-a"), cluster->url());
+  auto b = Serve(ScratchDir("fleet-cluster-b"), cluster->url());
+  const json turn1 = Messages("cluster", 260);
+  const json first = Turn(a->port(), turn1);
+  ASSERT_FALSE(first.is_null());
+  ASSERT_FALSE(Remote(RemoteWritten(a->port())).is_null());
+  for (size_t i = 0; i < cluster->size(); ++i) {
+    EXPECT_FALSE(cluster->node(i).Keys("kvault:*").empty()) << "master " << i << " holds some of the blocks";
+  }
+  json turn2 = turn1;
+  turn2.push_back({{"role", "assistant"}, {"content", Text(first)}});
+  turn2.push_back({{"role", "user"}, {"content", "Go on."}});
+  const json on_b = Turn(b->port(), turn2);
+  ASSERT_FALSE(on_b.is_null());
+  EXPECT_GE(on_b["cache"]["disk_tokens"].get<int>(), on_b["usage"]["prompt_tokens"].get<int>() * 9 / 10) << on_b.dump();
+  EXPECT_EQ(AdminAgent(b->port(), "fleet-agent")["turns"], 2);
+  EXPECT_EQ(Text(on_b), Text(Turn(a->port(), turn2))) << "the same answer as on A";
+  EXPECT_EQ(Remote(GetHealth(b->port()))["errors"], 0);
+}
+
 TEST(FleetOptionsTest, TheRemoteCacheUrlIsValidatedAndItsPasswordNeverPrinted) {
   std::string out;
   EXPECT_EQ(RunKvault({"serve", "--remote-cache", "redis://kv:hunter2@127.0.0.1:6379/1", "--print-config"}, &out), 0)
       << out;
   EXPECT_NE(out.find("remote-cache=\"redis://kv:<hidden>@127.0.0.1:6379/1\""), std::string::npos) << out;
+  EXPECT_EQ(out.find("hunter2"), std::string::npos) << out;
+  EXPECT_EQ(
+      RunKvault({"serve", "--remote-cache", "redis-cluster://kv:hunter2@10.0.0.1:7000,10.0.0.2:7000", "--print-config"},
+                &out),
+      0)
+      << out;
   EXPECT_EQ(out.find("hunter2"), std::string::npos) << out;
   EXPECT_NE(RunKvault({"serve", "--remote-cache", "http://127.0.0.1:6379", "--print-config"}, &out), 0);
   EXPECT_NE(out.find("redis://"), std::string::npos) << out;

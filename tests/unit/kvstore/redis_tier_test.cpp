@@ -43,16 +43,32 @@ TEST(RedisUrlTest, ParsesTheDocumentedForms) {
   EXPECT_EQ(u->Redacted(), "redis://<hidden>@h:1");
   EXPECT_EQ(RedactRedisUrl("redis://kv:pw@h:1/0"), "redis://kv:<hidden>@h:1/0");
   EXPECT_EQ(RedactRedisUrl("redis://pw@h:1"), "redis://<hidden>@h:1");
+  // A Redis Cluster: its seed nodes.
+  u = ParseRedisUrl("redis-cluster://kv:pw@10.0.0.1:7000,10.0.0.2:7001,[::1]:7002");
+  ASSERT_TRUE(u.ok()) << u.status().message();
+  EXPECT_TRUE(u->cluster);
+  ASSERT_EQ(u->seeds.size(), 3u);
+  EXPECT_EQ(u->seeds[2], (std::pair<std::string, int>{"::1", 7002}));
+  EXPECT_EQ(u->host, "10.0.0.1");
+  EXPECT_EQ(u->port, 7000);
+  EXPECT_EQ(u->Redacted(), "redis-cluster://kv:<hidden>@10.0.0.1:7000,10.0.0.2:7001,::1:7002");
+  EXPECT_EQ(RedactRedisUrl("redis-cluster://kv:pw@h:1,h:2"), "redis-cluster://kv:<hidden>@h:1,h:2");
 }
 
 TEST(RedisUrlTest, RejectsWhatItCannotUseWithTheReason) {
-  const std::vector<std::pair<std::string, std::string>> bad = {
-      {"http://h:1", "scheme"},          {"redis://h", "no port"},
-      {"redis://:6379", "no host"},      {"redis://h:0", "port"},
-      {"redis://h:70000", "port"},       {"redis://h:x", "port"},
-      {"redis://h:1/x", "database"},     {"redis://h:1/1/2", "database"},
-      {"redis://u:@h:1", "password"},    {"redis-cluster://h:1,h:2", "Cluster"},
-      {"redis://h:1?timeout=3", "query"}};
+  const std::vector<std::pair<std::string, std::string>> bad = {{"http://h:1", "scheme"},
+                                                                {"redis://h", "no port"},
+                                                                {"redis://:6379", "no host"},
+                                                                {"redis://h:0", "port"},
+                                                                {"redis://h:70000", "port"},
+                                                                {"redis://h:x", "port"},
+                                                                {"redis://h:1/x", "database"},
+                                                                {"redis://h:1/1/2", "database"},
+                                                                {"redis://u:@h:1", "password"},
+                                                                {"redis-cluster://h:1/0", "database"},
+                                                                {"redis-cluster://h:1,h", "no port"},
+                                                                {"rediss://h:1", "scheme"},
+                                                                {"redis://h:1?timeout=3", "query"}};
   for (const auto& [url, why] : bad) {
     auto u = ParseRedisUrl(url);
     ASSERT_FALSE(u.ok()) << url;
