@@ -387,6 +387,7 @@ std::string RenderChatCompletion(const ChatCompletionResult& r) {
        {{"resident_tokens", r.cached_resident},
         {"ram_tokens", r.cached_ram},
         {"disk_tokens", r.cached_disk},
+        {"remote_tokens", r.cached_remote},
         {"computed_tokens", r.prompt_tokens - r.cached_tokens}}},
   };
   // Random-weight models can emit byte tokens that are not valid UTF-8; replace, never throw.

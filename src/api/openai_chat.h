@@ -43,6 +43,7 @@ struct ChatCompletionResult {
   int32_t cached_resident = 0;
   int32_t cached_ram = 0;
   int32_t cached_disk = 0;
+  int32_t cached_remote = 0;
   double queue_ms = 0;
   double ttft_ms = 0;
   double total_ms = 0;

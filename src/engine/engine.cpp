@@ -258,6 +258,7 @@ class Engine::Impl {
       const TransferStats& ts = transfer_->stats();
       st.restored_tokens_ram = ts.restored_tokens_ram;
       st.restored_tokens_disk = ts.restored_tokens_disk;
+      st.restored_tokens_remote = ts.restored_tokens_remote;
       st.blocks_saved = ts.blocks_saved;
       st.save_seconds = ts.save_seconds;
       st.restore_seconds = ts.restore_seconds;

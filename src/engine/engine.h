@@ -145,6 +145,7 @@ struct EngineStats {
   // Prompt tokens restored from the KV store instead of computed, by tier; blocks saved.
   uint64_t restored_tokens_ram = 0;
   uint64_t restored_tokens_disk = 0;
+  uint64_t restored_tokens_remote = 0;
   uint64_t blocks_saved = 0;
   double save_seconds = 0;     // engine-thread time serialising blocks
   double restore_seconds = 0;  // engine-thread time deserialising blocks

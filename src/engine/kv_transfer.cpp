@@ -76,14 +76,16 @@ void KvTransfer::Restore(RequestState& r) {
   const uint32_t bt = block_tokens_;
   // Full block i: from the fetch when it covers i, else from RAM (the resident prefix may have
   // changed since intake).
-  auto record_for = [&](size_t i) -> std::pair<std::shared_ptr<const BlockRecord>, bool> {
-    if (i >= l.keys.size()) return {nullptr, false};
+  auto record_for = [&](size_t i) -> std::pair<std::shared_ptr<const BlockRecord>, Source> {
+    if (i >= l.keys.size()) return {nullptr, Source::kRam};
     const Prefetch* p = l.prefetch.get();
-    if (p && i >= p->first && i - p->first < p->records.size())
-      return {p->records[i - p->first], p->from_disk[i - p->first]};
+    if (p && i >= p->first && i - p->first < p->records.size()) {
+      const size_t j = i - p->first;
+      return {p->records[j], p->from_remote[j] ? Source::kRemote : p->from_disk[j] ? Source::kDisk : Source::kRam};
+    }
     auto rec = store_->FindInRam(l.keys[i]);
     if (rec && !Continues(*rec, r.prompt, i * bt, rec->tokens.size())) rec = nullptr;
-    return {rec, false};
+    return {rec, Source::kRam};
   };
   const auto t0 = Clock::now();
   size_t b = static_cast<size_t>(r.n_past) / bt;
@@ -105,7 +107,11 @@ void KvTransfer::Restore(RequestState& r) {
   if (partial.record && partial.tokens >= min_len && pos + partial.tokens < r.prompt.size() &&
       Continues(*partial.record, r.prompt, pos, partial.tokens)) {
     if (static_cast<size_t>(r.n_past) > pos) TruncateTo(r, pos);
-    Place(r, *partial.record, partial.from_disk, partial.tokens);
+    Place(r, *partial.record,
+          partial.from_remote ? Source::kRemote
+          : partial.from_disk ? Source::kDisk
+                              : Source::kRam,
+          partial.tokens);
   }
   // The fetched records are placed (or not usable): let their buffers go back to the store now,
   // not when the request ends. The keys stay: Save needs them.
@@ -114,6 +120,7 @@ void KvTransfer::Restore(RequestState& r) {
   stats_.restore_seconds += SecondsSince(t0);
   stats_.restored_tokens_ram += static_cast<uint64_t>(r.restored_ram);
   stats_.restored_tokens_disk += static_cast<uint64_t>(r.restored_disk);
+  stats_.restored_tokens_remote += static_cast<uint64_t>(r.restored_remote);
 }
 
 void KvTransfer::TruncateTo(RequestState& r, size_t n) {
@@ -122,7 +129,7 @@ void KvTransfer::TruncateTo(RequestState& r, size_t n) {
   r.reused_resident = r.n_past;
 }
 
-bool KvTransfer::Place(RequestState& r, const BlockRecord& rec, bool from_disk, size_t n_tokens) {
+bool KvTransfer::Place(RequestState& r, const BlockRecord& rec, Source from, size_t n_tokens) {
   const bool placed = rec.first_pos == static_cast<uint32_t>(r.n_past) &&
                       runner_->LoadBlock(r.slot, r.n_past, rec.kv, rec.tokens.size(), n_tokens);
   if (!placed) {
@@ -131,7 +138,9 @@ bool KvTransfer::Place(RequestState& r, const BlockRecord& rec, bool from_disk, 
   }
   pool_->Append(r.slot, rec.tokens.data(), n_tokens);
   r.n_past += static_cast<int32_t>(n_tokens);
-  (from_disk ? r.restored_disk : r.restored_ram) += static_cast<int32_t>(n_tokens);
+  (from == Source::kRemote ? r.restored_remote
+   : from == Source::kDisk ? r.restored_disk
+                           : r.restored_ram) += static_cast<int32_t>(n_tokens);
   return true;
 }
 

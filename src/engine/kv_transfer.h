@@ -33,6 +33,7 @@ namespace kvault {
 struct TransferStats {
   uint64_t restored_tokens_ram = 0;
   uint64_t restored_tokens_disk = 0;
+  uint64_t restored_tokens_remote = 0;
   uint64_t blocks_saved = 0;
   double save_seconds = 0;     // engine-thread time serialising blocks
   double restore_seconds = 0;  // engine-thread time deserialising blocks
@@ -54,7 +55,7 @@ class KvTransfer {
   // (r.lookup; the scheduler admits r once the fetch is done).
   void StartLookup(RequestState& r);
   // At admission (r.slot holds r.n_past resident tokens): places the stored blocks that extend
-  // it; counts them in r.restored_ram / r.restored_disk; may cut r.n_past (and
+  // it; counts them in r.restored_ram / r.restored_disk / r.restored_remote; may cut r.n_past (and
   // r.reused_resident) back to a block boundary first. Drops the fetch afterwards (its buffers go
   // back to the store); keeps the keys for Save.
   void Restore(RequestState& r);
@@ -71,7 +72,8 @@ class KvTransfer {
   // Drops a newly admitted sequence's resident tokens from `n` on (a stored block replaces them).
   void TruncateTo(RequestState& r, size_t n);
   // Places the first `n_tokens` of `rec` at the end of r's sequence; false when it does not fit.
-  bool Place(RequestState& r, const BlockRecord& rec, bool from_disk, size_t n_tokens);
+  enum class Source { kRam, kDisk, kRemote };  // where a block came from, for the counts
+  bool Place(RequestState& r, const BlockRecord& rec, Source from, size_t n_tokens);
 
   std::unique_ptr<KvStore> store_;
   LlamaRunner* runner_;

@@ -21,11 +21,11 @@
 namespace kvault {
 
 enum class FinishReason {
-  kStop,          // the model ended its turn (end-of-generation token)
-  kStopSequence,  // a stop sequence matched (not included in the text)
-  kLength,        // max_tokens reached
-  kContextLength, // the context ended before max_tokens (max_tokens was larger than what was left)
-  kCancelled,     // the client went away
+  kStop,           // the model ended its turn (end-of-generation token)
+  kStopSequence,   // a stop sequence matched (not included in the text)
+  kLength,         // max_tokens reached
+  kContextLength,  // the context ended before max_tokens (max_tokens was larger than what was left)
+  kCancelled,      // the client went away
 };
 
 // How a request's output is to be read back: the chat layer's format and parser for the model's
@@ -105,6 +105,7 @@ struct GenerationEvent {
   int32_t cached_resident = 0;  // … of them still in the pool
   int32_t cached_ram = 0;       // … restored from host RAM
   int32_t cached_disk = 0;      // … restored from disk
+  int32_t cached_remote = 0;    // … restored from the remote tier (Redis)
   // Prompt tokens whose KV the server keeps for later turns (the store's keyed blocks: the full
   // blocks of the prompt without its last token); 0 where nothing is kept (recurrent models).
   int32_t kept_prompt_tokens = 0;

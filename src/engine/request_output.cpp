@@ -25,6 +25,7 @@ void FillPromptCounts(const RequestState& r, GenerationEvent& ev) {
   ev.cached_resident = r.reused_resident;
   ev.cached_ram = r.restored_ram;
   ev.cached_disk = r.restored_disk;
+  ev.cached_remote = r.restored_remote;
   ev.cached_tokens = r.cached_tokens();
   ev.kept_prompt_tokens = r.kept_prompt_tokens;
 }

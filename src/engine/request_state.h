@@ -90,6 +90,7 @@ struct RequestState {
   int32_t reused_resident = 0;  // prompt tokens found resident in the pool
   int32_t restored_ram = 0;     // ... restored from the RAM tier
   int32_t restored_disk = 0;    // ... restored from disk
+  int32_t restored_remote = 0;  // ... restored from the remote tier (Redis)
   int32_t reserved_total = 0;   // prompt + answer tokens the pool has reserved cells for
   EngineClock::time_point admitted;
 
@@ -107,7 +108,7 @@ struct RequestState {
 
   int32_t prefill_left() const { return static_cast<int32_t>(prompt.size()) - n_past; }
   // Prompt tokens not computed (all tiers).
-  int32_t cached_tokens() const { return reused_resident + restored_ram + restored_disk; }
+  int32_t cached_tokens() const { return reused_resident + restored_ram + restored_disk + restored_remote; }
 };
 
 }  // namespace kvault

@@ -183,7 +183,7 @@ PartialBlock BlockLookup::FindPartial(const PrefetchRequest& req, size_t blocks,
       usable = static_cast<size_t>(end - r->tokens.begin());
       if (usable < s.min_len) return false;
     }
-    found = {std::move(r), usable, tier != nullptr};
+    found = {std::move(r), usable, tier != nullptr, tier != nullptr && tier->remote()};
     found_in = tier;
     return false;
   });
@@ -249,6 +249,7 @@ void BlockLookup::Fetch(const PrefetchRequest& req, Prefetch* p) {
     CountHit(tier);
     p->records.push_back(std::move(r));
     p->from_disk.push_back(tier != nullptr);
+    p->from_remote.push_back(tier != nullptr && tier->remote());
     return true;
   });
   const size_t end = p->first + p->records.size();

@@ -54,7 +54,8 @@ struct PrefetchRequest {
 struct PartialBlock {
   std::shared_ptr<const BlockRecord> record;
   size_t tokens = 0;
-  bool from_disk = false;  // read from a tier below RAM (else found in RAM)
+  bool from_disk = false;    // read from a tier below RAM (else found in RAM)
+  bool from_remote = false;  // … that tier being the remote one
 };
 
 // Blocks fetched for one request, filled by the I/O thread; `done` is set last.
@@ -62,6 +63,7 @@ struct Prefetch {
   std::atomic<bool> done{false};
   std::vector<std::shared_ptr<const BlockRecord>> records;  // consecutive blocks from `first`
   std::vector<bool> from_disk;                              // per record: read from a tier below RAM (else RAM)
+  std::vector<bool> from_remote;                            // per record: … the remote tier
   size_t first = 0;
   PartialBlock partial;  // after the last record (or at block `first`); its record may be null
 };

@@ -101,6 +101,7 @@ class RedisTier final : public BlockTier {
 
   // BlockTier (tier.h). No local index: Contains is false, MayContain true.
   const char* name() const override { return "remote"; }
+  bool remote() const override { return true; }
   bool Contains(const BlockKey&) const override { return false; }
   bool MayContain(const BlockKey&) const override { return true; }
   uint64_t SizeOf(const BlockKey&) const override { return 0; }

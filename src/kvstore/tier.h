@@ -30,6 +30,8 @@ class BlockTier {
 
   // A short name for logs ("disk").
   virtual const char* name() const = 0;
+  // Shared by instances (the remote cache): what it serves is counted apart from the disk's.
+  virtual bool remote() const { return false; }
 
   // Whether the tier holds the block, as far as it knows without I/O (a local index): what the
   // store counts as stored.

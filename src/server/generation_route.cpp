@@ -23,11 +23,11 @@ int HttpStatusOf(ApiFlavor flavor, const ApiError& e) {
 void LogRequest(const CallContext& call, const char* api, const GenerationEvent& done, int http_status) {
   if (call.metrics && done.kind == GenerationEvent::Kind::kDone) call.metrics->ObserveGeneration(api, done);
   spdlog::info(
-      "request {} api={} agent={} status={} prompt={} cached={} (pool {} ram {} disk {}) generated={} "
+      "request {} api={} agent={} status={} prompt={} cached={} (pool {} ram {} disk {} remote {}) generated={} "
       "queue_ms={:.0f} ttft_ms={:.0f} total_ms={:.0f}",
       call.request_id, api, call.agent_id.empty() ? "-" : call.agent_id, http_status, done.prompt_tokens,
-      done.cached_tokens, done.cached_resident, done.cached_ram, done.cached_disk, done.completion_tokens,
-      done.queue_ms, done.ttft_ms, done.total_ms);
+      done.cached_tokens, done.cached_resident, done.cached_ram, done.cached_disk, done.cached_remote,
+      done.completion_tokens, done.queue_ms, done.ttft_ms, done.total_ms);
 }
 
 // Fills the engine request's identity: tenant, request id, and agent — the call's (X-Agent-Id),

@@ -103,6 +103,7 @@ HealthReport HealthOfEngine(const ModelInfo& info, const EngineStats& st, const 
             {"busy_seconds", st.busy_seconds},
             {"restored_tokens_ram", st.restored_tokens_ram},
             {"restored_tokens_disk", st.restored_tokens_disk},
+            {"restored_tokens_remote", st.restored_tokens_remote},
             {"blocks_saved", st.blocks_saved},
             {"save_seconds", st.save_seconds},
             {"restore_seconds", st.restore_seconds}}}};

@@ -75,9 +75,11 @@ void Metrics::ObserveGeneration(const std::string& api, const GenerationEvent& d
   cached_pool_ += static_cast<uint64_t>(done.cached_resident);
   cached_ram_ += static_cast<uint64_t>(done.cached_ram);
   cached_disk_ += static_cast<uint64_t>(done.cached_disk);
+  cached_remote_ += static_cast<uint64_t>(done.cached_remote);
   hits_pool_ += done.cached_resident > 0;
   hits_ram_ += done.cached_ram > 0;
   hits_disk_ += done.cached_disk > 0;
+  hits_remote_ += done.cached_remote > 0;
   generated_tokens_ += static_cast<uint64_t>(done.completion_tokens);
 }
 
@@ -115,10 +117,12 @@ std::string Metrics::Render(const ModelManager* models, bool draining) const {
     Sample(out, "kvault_prompt_tokens_cached_total", "tier=\"pool\"", static_cast<double>(cached_pool_));
     Sample(out, "kvault_prompt_tokens_cached_total", "tier=\"ram\"", static_cast<double>(cached_ram_));
     Sample(out, "kvault_prompt_tokens_cached_total", "tier=\"disk\"", static_cast<double>(cached_disk_));
+    Sample(out, "kvault_prompt_tokens_cached_total", "tier=\"remote\"", static_cast<double>(cached_remote_));
     Head(out, "kvault_cache_hits_total", "counter", "Generations that reused prompt KV from a tier.");
     Sample(out, "kvault_cache_hits_total", "tier=\"pool\"", static_cast<double>(hits_pool_));
     Sample(out, "kvault_cache_hits_total", "tier=\"ram\"", static_cast<double>(hits_ram_));
     Sample(out, "kvault_cache_hits_total", "tier=\"disk\"", static_cast<double>(hits_disk_));
+    Sample(out, "kvault_cache_hits_total", "tier=\"remote\"", static_cast<double>(hits_remote_));
     One(out, "kvault_generated_tokens_total", "counter", "Tokens generated.", static_cast<double>(generated_tokens_));
   }
   One(out, "kvault_draining", "gauge", "1 while shutting down.", draining ? 1 : 0);

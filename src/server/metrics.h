@@ -19,7 +19,7 @@ namespace kvault {
 class Histogram {
  public:
   static constexpr std::array<double, 14> kBounds = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                                                     1,     2.5,  5,     10,   30,  60,  300};
+                                                     1,     2.5,  5,     10,   30,  60,   300};
   void Observe(double seconds);
   // "name_bucket{labels,le=…} n" lines, then _sum and _count.
   void Render(std::string& out, const std::string& name, const std::string& labels) const;
@@ -50,8 +50,8 @@ class Metrics {
   std::map<std::string, Histogram> latency_;
   std::map<std::string, uint64_t> requests_by_api_;
   uint64_t prompt_tokens_ = 0;
-  uint64_t cached_pool_ = 0, cached_ram_ = 0, cached_disk_ = 0;
-  uint64_t hits_pool_ = 0, hits_ram_ = 0, hits_disk_ = 0;
+  uint64_t cached_pool_ = 0, cached_ram_ = 0, cached_disk_ = 0, cached_remote_ = 0;
+  uint64_t hits_pool_ = 0, hits_ram_ = 0, hits_disk_ = 0, hits_remote_ = 0;
   uint64_t generated_tokens_ = 0;
   uint64_t slow_requests_ = 0;
 };

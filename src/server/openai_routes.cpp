@@ -39,6 +39,7 @@ void ApplyDone(ChatCompletionResult& r, const GenerationEvent& ev) {
   r.cached_resident = ev.cached_resident;
   r.cached_ram = ev.cached_ram;
   r.cached_disk = ev.cached_disk;
+  r.cached_remote = ev.cached_remote;
   r.queue_ms = ev.queue_ms;
   r.ttft_ms = ev.ttft_ms;
   r.total_ms = ev.total_ms;

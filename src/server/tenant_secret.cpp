@@ -44,8 +44,9 @@ StatusOr<std::string> ReadSecret(const fs::path& file) {
     const int err = errno;
     if (err == ENOENT) return Status::NotFound(file.string());
     if (err == ELOOP) {
-      return Status::PermissionDenied(file.string() + " is a symbolic link: the tenant secret must be a file of its "
-                                                      "own (it is not followed)");
+      return Status::PermissionDenied(file.string() +
+                                      " is a symbolic link: the tenant secret must be a file of its "
+                                      "own (it is not followed)");
     }
     return Status::PermissionDenied(file.string() + " exists but cannot be read: " + Errno(err));
   }

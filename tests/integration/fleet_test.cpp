@@ -131,14 +131,17 @@ TEST_F(FleetTest, AnAgentsNextTurnOnAnotherInstanceRestoresFromRedisWithTheSameO
   ASSERT_FALSE(on_b.is_null());
   const int prompt = on_b["usage"]["prompt_tokens"];
   // B has never seen the agent: its disk is empty, so every block below RAM came from Redis.
-  EXPECT_GE(on_b["cache"]["disk_tokens"].get<int>(), prompt * 9 / 10) << on_b.dump();
-  EXPECT_EQ(on_b["usage"]["prompt_tokens_details"]["cached_tokens"], on_b["cache"]["disk_tokens"]) << on_b.dump();
+  EXPECT_GE(on_b["cache"]["remote_tokens"].get<int>(), prompt * 9 / 10) << on_b.dump();
+  EXPECT_EQ(on_b["cache"]["disk_tokens"], 0) << on_b.dump();
+  EXPECT_EQ(on_b["usage"]["prompt_tokens_details"]["cached_tokens"], on_b["cache"]["remote_tokens"]) << on_b.dump();
   const json hb = HealthWhen(b->port(), [](const json& h) { return Remote(h)["hits"].get<int>() > 0; });
   EXPECT_EQ(hb["kv_store"]["disk_hits"], 0) << hb.dump();
   EXPECT_EQ(Remote(hb)["state"], "up");
   EXPECT_GE(Remote(hb)["hits"].get<int>(), prompt * 9 / 10 / 16) << hb.dump();
   EXPECT_EQ(hb["status"], "ok") << hb.dump();
   EXPECT_GT(MetricValue(b->port(), R"(kvault_kv_tier_hits_total{tier="remote"})"), 0);
+  EXPECT_EQ(MetricValue(b->port(), R"(kvault_prompt_tokens_cached_total{tier="remote"})"),
+            on_b["cache"]["remote_tokens"].get<double>());
   EXPECT_GT(MetricValue(b->port(), R"(kvault_kv_tier_read_bytes_total{tier="remote"})"), 0);
   EXPECT_EQ(MetricValue(b->port(), "kvault_kv_remote_up"), 1);
 
@@ -215,7 +218,7 @@ TEST_F(FleetTest, OneTenantsBlocksAreNeverHitsForAnotherOnAnotherInstance) {
   EXPECT_EQ(Remote(GetHealth(b->port()))["hits"], 0);
   // The control: the tenant that wrote them gets them on B.
   const json alpha = Turn(b->port(), turn, kAlpha);
-  EXPECT_GT(alpha["cache"]["disk_tokens"].get<int>(), 0) << alpha.dump();
+  EXPECT_GT(alpha["cache"]["remote_tokens"].get<int>(), 0) << alpha.dump();
 }
 
 // `kvault cache stats --remote-cache`: the blocks, bytes and agent records in Redis, per model;
@@ -260,7 +263,8 @@ TEST(FleetClusterTest, AnAgentsNextTurnOnAnotherInstanceRestoresFromARedisCluste
   turn2.push_back({{"role", "user"}, {"content", "Go on."}});
   const json on_b = Turn(b->port(), turn2);
   ASSERT_FALSE(on_b.is_null());
-  EXPECT_GE(on_b["cache"]["disk_tokens"].get<int>(), on_b["usage"]["prompt_tokens"].get<int>() * 9 / 10) << on_b.dump();
+  EXPECT_GE(on_b["cache"]["remote_tokens"].get<int>(), on_b["usage"]["prompt_tokens"].get<int>() * 9 / 10)
+      << on_b.dump();
   EXPECT_EQ(AdminAgent(b->port(), "fleet-agent")["turns"], 2);
   EXPECT_EQ(Text(on_b), Text(Turn(a->port(), turn2))) << "the same answer as on A";
   EXPECT_EQ(Remote(GetHealth(b->port()))["errors"], 0);

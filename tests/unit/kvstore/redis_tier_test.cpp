@@ -185,6 +185,7 @@ TEST_F(RedisTierTest, AnotherStoreRestoresFromRedisAndBadValuesAreCountedMisses)
     auto p = Wait(b->StartPrefetch(c.Request()));
     ASSERT_EQ(p->records.size(), 3u);
     EXPECT_EQ(p->from_disk, std::vector<bool>(3, true)) << "read from a tier below RAM";
+    EXPECT_EQ(p->from_remote, std::vector<bool>(3, true)) << "the remote one";
     EXPECT_EQ(p->records[2]->kv, c.Record(2)->kv);
     const KvStoreStats st = b->stats();
     EXPECT_TRUE(st.remote);

@@ -70,7 +70,7 @@ TEST(HealthTest, AHealthyEngineIsOkWithEverySection) {
   EXPECT_EQ(Keys(r.body["engine"]),
             (std::set<std::string>{"deterministic", "step_tokens", "steps", "decode_only_steps", "decode_only_tokens",
                                    "decode_only_seconds", "prompt_tokens_computed", "prompt_tokens_cached",
-                                   "tokens_generated", "busy_seconds", "restored_tokens_ram", "restored_tokens_disk",
+                                   "tokens_generated", "busy_seconds", "restored_tokens_ram", "restored_tokens_disk", "restored_tokens_remote",
                                    "blocks_saved", "save_seconds", "restore_seconds"}));
   EXPECT_EQ(r.body["engine"]["step_tokens"], 256);
   EXPECT_EQ(Keys(r.body["kv_store"]),
