@@ -48,6 +48,7 @@ BlockLookup::BlockLookup(RamTier& ram, std::vector<BlockTier*> below, IoThread& 
                          std::shared_ptr<BufferRecycler> buffers)
     : ram_(ram), below_(std::move(below)), io_(io), fingerprint_(std::move(fingerprint)), buffers_(std::move(buffers)) {
   stats_.below_hits.assign(below_.size(), 0);
+  stats_.below_seconds.assign(below_.size(), 0);
 }
 
 RamTier::Found BlockLookup::UseRam(const BlockKey& key, const BlockFits& fits,
@@ -130,6 +131,7 @@ void BlockLookup::Walk(const std::vector<Wanted>& wanted, Reach reach, const Vis
     }
     size_t answered = 0;
     bool go_on = true;
+    const auto t0 = std::chrono::steady_clock::now();
     tier->ReadBlocks(run, [&](size_t j, const StatusOr<std::span<const uint8_t>>& bytes) {
       const Wanted& want = wanted[i + j];
       std::shared_ptr<const BlockRecord> rec = bytes.ok() ? Verify(*tier, want, bytes.value()) : nullptr;
@@ -139,6 +141,13 @@ void BlockLookup::Walk(const std::vector<Wanted>& wanted, Reach reach, const Vis
       go_on = visit(i + j, std::move(rec), from);
       return go_on;
     });
+    {
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::lock_guard<std::mutex> lock(mu_);
+      for (size_t t = 0; t < below_.size(); ++t) {
+        if (below_[t] == tier) stats_.below_seconds[t] += seconds;
+      }
+    }
     if (!go_on) return;
     for (; answered < run.size(); ++answered) {  // keys the tier left unanswered: misses
       if (!visit(i + answered, nullptr, nullptr)) return;

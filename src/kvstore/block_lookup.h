@@ -78,9 +78,10 @@ inline size_t MinPartialTokens(size_t resident, size_t pos) {
 // Hits and misses of the read path.
 struct LookupStats {
   uint64_t ram_hits = 0;
-  std::vector<uint64_t> below_hits;  // per tier below RAM, in the store's order
-  uint64_t misses = 0;               // prefetches that stopped at a block no tier had
-  double fetch_seconds = 0;          // I/O thread time fetching blocks (read, verify, copy)
+  std::vector<uint64_t> below_hits;   // per tier below RAM, in the store's order
+  std::vector<double> below_seconds;  // per tier below RAM: time in its ReadBlocks (read, verify, copy)
+  uint64_t misses = 0;                // prefetches that stopped at a block no tier had
+  double fetch_seconds = 0;           // I/O thread time fetching blocks (read, verify, copy)
 };
 
 class BlockLookup {

@@ -212,10 +212,12 @@ KvStoreStats KvStore::stats() const {
   st.ram_hits = looked.ram_hits;
   // below_hits follows the tiers' order: the disk (if any), then the remote tier (if any).
   st.disk_hits = disk_ && !looked.below_hits.empty() ? looked.below_hits[0] : 0;
+  st.disk_fetch_seconds = disk_ && !looked.below_seconds.empty() ? looked.below_seconds[0] : 0;
   if (remote_) {
     st.remote = true;
     st.remote_tier = remote_->stats();
     st.remote_tier.hits = looked.below_hits.empty() ? 0 : looked.below_hits.back();
+    st.remote_tier.fetch_seconds = looked.below_seconds.empty() ? 0 : looked.below_seconds.back();
   }
   st.misses = looked.misses;
   st.fetch_seconds = looked.fetch_seconds;

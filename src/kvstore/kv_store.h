@@ -79,6 +79,7 @@ struct KvStoreStats {
   uint64_t pending_writes = 0;
   uint64_t spare_buffer_bytes = 0;  // block buffers ready for reuse (buffer_recycler.h)
   double fetch_seconds = 0;         // I/O thread time fetching blocks for requests (read, check, copy)
+  double disk_fetch_seconds = 0;    // … of which reading from the disk tier
   DiskTierStats disk;
   bool persistent = false;
   bool remote = false;  // --remote-cache in use; then `remote_tier` counts it

@@ -73,7 +73,8 @@ struct RemoteTierStats {
   bool up = false;
   std::string last_error;  // of the last failed connect or command (kept after recovery)
   double down_seconds = 0;
-  uint64_t hits = 0;  // verified blocks used from Redis (filled in by the store's read path)
+  uint64_t hits = 0;         // verified blocks used from Redis (filled in by the store's read path)
+  double fetch_seconds = 0;  // the read path's time reading from Redis (read, verify, copy; filled in too)
   uint64_t reads = 0, misses = 0, read_bytes = 0;
   uint64_t skipped_reads = 0;  // keys answered Unavailable while down, without asking Redis
   uint64_t writes = 0, write_bytes = 0;

@@ -196,6 +196,10 @@ std::string Metrics::Render(const ModelManager* models, bool draining) const {
   Head(out, "kvault_kv_tier_read_bytes_total", "counter", "Bytes read from a tier below RAM.");
   Sample(out, "kvault_kv_tier_read_bytes_total", "tier=\"disk\"", static_cast<double>(ks.disk.read_bytes));
   if (ks.remote) Sample(out, "kvault_kv_tier_read_bytes_total", "tier=\"remote\"", static_cast<double>(rt.read_bytes));
+  Head(out, "kvault_kv_tier_fetch_seconds_total", "counter",
+       "Time the read path spent reading blocks from a tier below RAM (read, verify, copy).");
+  Sample(out, "kvault_kv_tier_fetch_seconds_total", "tier=\"disk\"", ks.disk_fetch_seconds);
+  if (ks.remote) Sample(out, "kvault_kv_tier_fetch_seconds_total", "tier=\"remote\"", rt.fetch_seconds);
   Head(out, "kvault_kv_tier_written_bytes_total", "counter", "Bytes written to a tier below RAM.");
   Sample(out, "kvault_kv_tier_written_bytes_total", "tier=\"disk\"", static_cast<double>(ks.disk.write_bytes));
   if (ks.remote) {

@@ -143,6 +143,9 @@ TEST_F(FleetTest, AnAgentsNextTurnOnAnotherInstanceRestoresFromRedisWithTheSameO
   EXPECT_EQ(MetricValue(b->port(), R"(kvault_prompt_tokens_cached_total{tier="remote"})"),
             on_b["cache"]["remote_tokens"].get<double>());
   EXPECT_GT(MetricValue(b->port(), R"(kvault_kv_tier_read_bytes_total{tier="remote"})"), 0);
+  EXPECT_GT(MetricValue(b->port(), R"(kvault_kv_tier_fetch_seconds_total{tier="remote"})"), 0);
+  EXPECT_GT(Remote(hb)["fetch_seconds"].get<double>(), 0) << hb.dump();
+  EXPECT_EQ(hb["kv_store"]["disk_fetch_seconds"], 0) << "nothing came from B's disk";
   EXPECT_EQ(MetricValue(b->port(), "kvault_kv_remote_up"), 1);
 
   // B knows the agent as it stands: turn 2, its chain's blocks in Redis.
