@@ -3,8 +3,12 @@
 // ports. An agent's turns stay on one instance; when it dies, nginx moves the agent and its next
 // turn resumes from Redis with the same output; Redis flushed or holding corrupted values: misses,
 // no errors, the right answer.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <array>
 #include <set>
@@ -139,6 +143,26 @@ class FleetRoutingTest : public ::testing::Test {
 
 Headers Agent(const std::string& id) {
   return {{"X-Agent-Id", id}, {"Authorization", "Bearer " + kAlphaKey}};
+}
+
+// A streamed request to `port` whose client reads nothing, through a small receive buffer: it stays
+// in flight, kvault's writes blocked, until the returned socket is closed.
+int StalledStream(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  const int small = 2048;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  const std::string body =
+      json{{"messages", Conversation("stall", 20)}, {"max_tokens", 900}, {"temperature", 0}, {"stream", true}}.dump();
+  const std::string request =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + kAlphaKey +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  EXPECT_EQ(send(fd, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
+  return fd;
 }
 
 TEST_F(FleetRoutingTest, AnAgentStaysOnItsInstanceAndResumesFromRedisOnAnotherWhenItDies) {
@@ -312,6 +336,36 @@ TEST_F(FleetRoutingTest, TruncatedOrFlippedValuesInRedisAreCountedMissesAndTheAn
   const json again = AnswerOnRestarted(home, h, turn2);
   EXPECT_FALSE(AnswerText(a2).empty());
   EXPECT_EQ(AnswerText(a2), AnswerText(again)) << "computed afresh, the same answer as from a good cache";
+}
+
+TEST_F(FleetRoutingTest, ADrainingInstancesAgentsMoveToAnotherWithoutAnError) {
+  const Headers h = Agent("drained");
+  int home = -1, where = -1;
+  const json turn1 = Conversation("drain", 60);
+  const json a1 = Via(h, turn1, &home);
+  ASSERT_GE(home, 0);
+  // A rolling restart: the instance gets SIGTERM while a long answer still streams from it, and
+  // drains - running requests finish, new ones get 503.
+  const int stalled = StalledStream(ports_[home]);
+  const json busy = HealthWhen(
+      ports_[home], [](const json& j) { return j.contains("models") && j["models"][0]["in_flight"] == 1; }, 10s);
+  ASSERT_EQ(busy["models"][0]["in_flight"], 1) << busy.dump();
+  ASSERT_EQ(kill(kv_[home]->pid(), SIGTERM), 0);
+  const json draining = HealthWhen(
+      ports_[home], [](const json& j) { return j["status"] == "draining"; }, 10s);
+  ASSERT_EQ(draining["status"], "draining") << draining.dump();
+
+  // The agent's next turn: the 503 stays between nginx and kvault; the client gets its answer.
+  const json turn2 = NextTurn(turn1, AnswerText(a1), "Go on.");
+  const json a2 = Via(h, turn2, &where);
+  EXPECT_EQ(where, 1 - home);
+  EXPECT_FALSE(AnswerText(a2).empty()) << a2.dump();
+  EXPECT_NE(nginx_->AccessLog().find("upstream_status=503, 200"), std::string::npos)
+      << "the draining instance answered 503 and nginx sent the request on:\n"
+      << nginx_->AccessLog();
+
+  close(stalled);  // the stream ends; the drained instance exits
+  EXPECT_EQ(kv_[home]->Wait(60s), 0) << kv_[home]->Log();
 }
 
 }  // namespace
