@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <array>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -15,6 +16,7 @@
 
 #include "fleet_helpers.h"
 #include "nginx_process.h"
+#include "redis_process.h"
 #include "server_process.h"
 #include "test_env.h"
 
@@ -105,6 +107,43 @@ TEST(FleetNginxConfigTest, TheComposeFileRunsTheServersTheNginxConfigurationName
   EXPECT_NE(compose.find("./nginx/kvault.conf:/etc/nginx/conf.d/default.conf:ro"), std::string::npos);
   EXPECT_NE(compose.find("allkeys-lru"), std::string::npos);
   EXPECT_NE(compose.find("KVAULT_REMOTE_CACHE"), std::string::npos);
+}
+
+// docs/operations.md's Redis ACL user (deploy/compose.yaml's): kvault needs no other command, and
+// Redis's default user can be off.
+TEST(FleetSecurityTest, TwoInstancesShareBlocksAsARedisUserLimitedToGetSetDelPingOnTheirKeys) {
+  std::string error;
+  auto redis = RedisProcess::Start(ScratchDir("acl-redis"), &error);
+  ASSERT_NE(redis, nullptr) << error;
+  ASSERT_EQ(
+      redis->Command({"ACL", "SETUSER", "kvault", "on", ">acl-password", "~kvault:*", "+get", "+set", "+del", "+ping"}),
+      "OK");
+  const std::string url = "redis://kvault:acl-password@127.0.0.1:" + std::to_string(redis->port());
+  std::array<std::unique_ptr<ServerProcess>, 2> kv;
+  for (int i = 0; i < 2; ++i) {
+    kv[i] = ServerProcess::Start(
+        {"--model", TinyModel().string(), "--data-dir", ScratchDir("acl-" + std::to_string(i)).string(), "--ctx-size",
+         "1024", "--block-tokens", "16", "--log-level", "warn", "--api-key", "team=acl-key", "--remote-cache", url});
+    ASSERT_TRUE(kv[i]->WaitHealthy(60s)) << kv[i]->Log();
+  }
+  ASSERT_EQ(redis->Command({"ACL", "SETUSER", "default", "off"}), "OK");  // from here on, only kvault's user
+  const Headers h = {{"Authorization", "Bearer acl-key"}, {"X-Agent-Id", "acl"}};
+  int status = 0;
+  const json turn = Conversation("acl", 120);
+  Chat(kv[0]->port(), h, turn, 4, &status);
+  ASSERT_EQ(status, 200);
+  const json written = HealthWhen(
+      kv[0]->port(),
+      [](const json& j) { return RemoteOf(j)["writes"].get<int>() > 0 && RemoteOf(j)["queued_writes"] == 0; }, 10s);
+  EXPECT_EQ(RemoteOf(written)["errors"], 0) << written.dump();
+  const json on_b = Chat(kv[1]->port(), h, turn, 4, &status);
+  ASSERT_EQ(status, 200);
+  EXPECT_GE(on_b["cache"]["disk_tokens"].get<int>(), on_b["usage"]["prompt_tokens"].get<int>() * 9 / 10) << on_b.dump();
+  const json hb = GetHealth(kv[1]->port());
+  EXPECT_GT(RemoteOf(hb)["hits"].get<int>(), 0) << hb.dump();
+  EXPECT_EQ(RemoteOf(hb)["errors"], 0) << hb.dump();
+  EXPECT_EQ(RemoteOf(hb)["state"], "up") << hb.dump();
+  EXPECT_EQ(redis->Command({"PING"}), std::nullopt) << "the default user is off";
 }
 
 // ---- scripts/fleet.sh ---------------------------------------------------------------------------
