@@ -109,15 +109,15 @@ TEST(FleetNginxConfigTest, TheComposeFileRunsTheServersTheNginxConfigurationName
   EXPECT_NE(compose.find("KVAULT_REMOTE_CACHE"), std::string::npos);
 }
 
-// docs/operations.md's Redis ACL user (deploy/compose.yaml's): kvault needs no other command, and
-// Redis's default user can be off.
-TEST(FleetSecurityTest, TwoInstancesShareBlocksAsARedisUserLimitedToGetSetDelPingOnTheirKeys) {
+// docs/operations.md's Redis ACL user (deploy/compose.yaml's), with Redis's default user off: two
+// instances share an agent's blocks and record through it, without an error.
+TEST(FleetSecurityTest, TwoInstancesShareAnAgentAsTheDocumentedRedisUserWithTheDefaultUserOff) {
   std::string error;
   auto redis = RedisProcess::Start(ScratchDir("acl-redis"), &error);
   ASSERT_NE(redis, nullptr) << error;
-  ASSERT_EQ(
-      redis->Command({"ACL", "SETUSER", "kvault", "on", ">acl-password", "~kvault:*", "+get", "+set", "+del", "+ping"}),
-      "OK");
+  ASSERT_EQ(redis->Command({"ACL", "SETUSER", "kvault", "on", ">acl-password", "~kvault:*", "+get", "+set", "+del",
+                            "+ping", "+exists", "+hget", "+hset", "+eval", "+scan", "+strlen", "+info"}),
+            "OK");
   const std::string url = "redis://kvault:acl-password@127.0.0.1:" + std::to_string(redis->port());
   std::array<std::unique_ptr<ServerProcess>, 2> kv;
   for (int i = 0; i < 2; ++i) {
@@ -139,8 +139,10 @@ TEST(FleetSecurityTest, TwoInstancesShareBlocksAsARedisUserLimitedToGetSetDelPin
   const json on_b = Chat(kv[1]->port(), h, turn, 4, &status);
   ASSERT_EQ(status, 200);
   EXPECT_GE(on_b["cache"]["disk_tokens"].get<int>(), on_b["usage"]["prompt_tokens"].get<int>() * 9 / 10) << on_b.dump();
-  const json hb = GetHealth(kv[1]->port());
+  const json hb = HealthWhen(kv[1]->port(), [](const json& j) { return RemoteOf(j)["queued_writes"] == 0; });
   EXPECT_GT(RemoteOf(hb)["hits"].get<int>(), 0) << hb.dump();
+  EXPECT_GT(RemoteOf(hb)["agents"]["found"].get<int>(), 0) << "B adopted A's record of the agent: " << hb.dump();
+  EXPECT_EQ(RemoteOf(GetHealth(kv[0]->port()))["errors"], 0);
   EXPECT_EQ(RemoteOf(hb)["errors"], 0) << hb.dump();
   EXPECT_EQ(RemoteOf(hb)["state"], "up") << hb.dump();
   EXPECT_EQ(redis->Command({"PING"}), std::nullopt) << "the default user is off";
