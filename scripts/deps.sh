@@ -31,6 +31,10 @@ need_node=0
 command -v node >/dev/null 2>&1 || need_node=1
 command -v npm >/dev/null 2>&1 || need_node=1
 [ "$need_node" = 1 ] && PACKAGES+=(nodejs npm)
+# nginx: the fleet's router (deploy/nginx/kvault.conf, scripts/fleet.sh; the fleet tests run a real
+# one on loopback ports). On a host with systemd, Debian's package also enables its own nginx
+# service (the default site, port 80); the fleet's nginx runs apart from it.
+PACKAGES+=(nginx)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
