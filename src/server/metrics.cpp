@@ -46,12 +46,13 @@ void Histogram::Render(std::string& out, const std::string& name, const std::str
 }
 
 std::string EndpointLabel(const std::string& path) {
-  static const char* kKnown[] = {"/v1/chat/completions", "/v1/completions", "/v1/messages",
-                                 "/v1/messages/count_tokens", "/v1/models", "/health", "/health/live", "/metrics"};
+  static const char* kKnown[] = {"/v1/chat/completions", "/v1/completions", "/v1/messages", "/v1/messages/count_tokens",
+                                 "/v1/models",           "/health",         "/health/live", "/metrics"};
   for (const char* k : kKnown) {
     if (path == k) return k;
   }
   if (path.rfind("/admin/", 0) == 0) return "/admin";
+  if (path == "/ui" || path.rfind("/ui/", 0) == 0) return "/ui";
   if (path == "/v1/responses" || path.rfind("/v1/responses/", 0) == 0) return "/v1/responses";
   return "other";
 }
@@ -81,6 +82,19 @@ void Metrics::ObserveGeneration(const std::string& api, const GenerationEvent& d
   generated_tokens_ += static_cast<uint64_t>(done.completion_tokens);
 }
 
+MetricsTotals Metrics::Totals() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  MetricsTotals t;
+  for (const auto& [api, n] : requests_by_api_) t.generations += n;
+  t.prompt_tokens = prompt_tokens_;
+  t.cached_pool = cached_pool_;
+  t.cached_ram = cached_ram_;
+  t.cached_disk = cached_disk_;
+  t.generated_tokens = generated_tokens_;
+  for (const auto& [k, n] : http_) t.rate_limited += k.second == 429 ? n : 0;
+  return t;
+}
+
 std::string Metrics::Render(const ModelManager* models, bool draining) const {
   std::shared_ptr<Engine> primary = models ? models->Primary() : nullptr;
   const Engine* engine = primary.get();
@@ -104,9 +118,11 @@ std::string Metrics::Render(const ModelManager* models, bool draining) const {
       Sample(out, "kvault_generations_total", fmt::format("api=\"{}\"", api), static_cast<double>(n));
     }
     Head(out, "kvault_time_to_first_token_seconds", "histogram", "Submit to first sampled token.");
-    for (const auto& [api, h] : ttft_) h.Render(out, "kvault_time_to_first_token_seconds", fmt::format("api=\"{}\"", api));
+    for (const auto& [api, h] : ttft_)
+      h.Render(out, "kvault_time_to_first_token_seconds", fmt::format("api=\"{}\"", api));
     Head(out, "kvault_request_duration_seconds", "histogram", "Submit to the last token.");
-    for (const auto& [api, h] : latency_) h.Render(out, "kvault_request_duration_seconds", fmt::format("api=\"{}\"", api));
+    for (const auto& [api, h] : latency_)
+      h.Render(out, "kvault_request_duration_seconds", fmt::format("api=\"{}\"", api));
     One(out, "kvault_prompt_tokens_total", "counter", "Prompt tokens of finished generations.",
         static_cast<double>(prompt_tokens_));
     Head(out, "kvault_prompt_tokens_cached_total", "counter", "Prompt tokens reused instead of computed, by tier.");
@@ -136,13 +152,14 @@ std::string Metrics::Render(const ModelManager* models, bool draining) const {
   Sample(out, "kvault_pool_blocks", "state=\"used\"", st.pool_blocks_used);
   Sample(out, "kvault_pool_blocks", "state=\"reserved\"", st.pool_blocks_reserved);
   Sample(out, "kvault_pool_blocks", "state=\"idle\"", st.idle_blocks);
+  Sample(out, "kvault_pool_blocks", "state=\"active\"", st.pool_blocks_active);
   One(out, "kvault_queue_depth", "gauge", "Requests waiting for capacity.", st.waiting);
   One(out, "kvault_running_requests", "gauge", "Requests being decoded.", st.running);
   One(out, "kvault_idle_sequences", "gauge", "Finished conversations still resident in the pool.", st.idle_resident);
   One(out, "kvault_pool_evictions_total", "counter", "Idle sequences evicted from the pool.",
       static_cast<double>(st.evictions));
-  One(out, "kvault_pool_idle_trims_total", "counter", "Idle sequences evicted because idle ones held more than --idle-tokens.",
-      static_cast<double>(st.idle_trims));
+  One(out, "kvault_pool_idle_trims_total", "counter",
+      "Idle sequences evicted because idle ones held more than --idle-tokens.", static_cast<double>(st.idle_trims));
   One(out, "kvault_engine_steps_total", "counter", "Engine steps (llama_decode calls).", static_cast<double>(st.steps));
   One(out, "kvault_engine_busy_seconds_total", "counter", "Time in llama_decode.", st.busy_seconds);
   One(out, "kvault_prompt_tokens_computed_total", "counter", "Prompt tokens prefilled.",
@@ -157,9 +174,16 @@ std::string Metrics::Render(const ModelManager* models, bool draining) const {
   Head(out, "kvault_kv_store_bytes", "gauge", "Bytes held by tier.");
   Sample(out, "kvault_kv_store_bytes", "tier=\"ram\"", static_cast<double>(ks.ram_bytes));
   Sample(out, "kvault_kv_store_bytes", "tier=\"disk\"", static_cast<double>(ks.disk.bytes));
+  const ModelInfo& info = engine->info();
+  Head(out, "kvault_kv_store_limit_bytes", "gauge", "Size limit by tier (--ram-cache, --disk-cache).");
+  Sample(out, "kvault_kv_store_limit_bytes", "tier=\"ram\"", static_cast<double>(info.ram_limit_bytes));
+  if (ks.persistent) {
+    Sample(out, "kvault_kv_store_limit_bytes", "tier=\"disk\"", static_cast<double>(info.disk_limit_bytes));
+  }
   One(out, "kvault_kv_store_written_bytes_total", "counter", "Bytes written to disk.",
       static_cast<double>(ks.disk.write_bytes));
-  One(out, "kvault_kv_store_read_bytes_total", "counter", "Bytes read from disk.", static_cast<double>(ks.disk.read_bytes));
+  One(out, "kvault_kv_store_read_bytes_total", "counter", "Bytes read from disk.",
+      static_cast<double>(ks.disk.read_bytes));
   One(out, "kvault_kv_store_pending_writes", "gauge", "Blocks waiting for the I/O thread.",
       static_cast<double>(ks.pending_writes));
   One(out, "kvault_kv_store_write_errors_total", "counter", "Failed block writes.",
@@ -178,7 +202,8 @@ std::string Metrics::Render(const ModelManager* models, bool draining) const {
       static_cast<double>(ks.disk.quarantined));
   One(out, "kvault_kv_store_gc_deleted_total", "counter", "Block files removed by the size limit.",
       static_cast<double>(ks.disk.gc_deleted));
-  One(out, "kvault_kv_store_misses_total", "counter", "Blocks looked up and not found.", static_cast<double>(ks.misses));
+  One(out, "kvault_kv_store_misses_total", "counter", "Blocks looked up and not found.",
+      static_cast<double>(ks.misses));
   // Per tier below the pool: the same families for each, the remote one with --remote-cache.
   const RemoteTierStats& rt = ks.remote_tier;
   Head(out, "kvault_kv_tier_hits_total", "counter", "Blocks used from a tier (verified).");

@@ -19,7 +19,7 @@ namespace kvault {
 class Histogram {
  public:
   static constexpr std::array<double, 14> kBounds = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                                                     1,     2.5,  5,     10,   30,  60,  300};
+                                                     1,     2.5,  5,     10,   30,  60,   300};
   void Observe(double seconds);
   // "name_bucket{labels,le=…} n" lines, then _sum and _count.
   void Render(std::string& out, const std::string& name, const std::string& labels) const;
@@ -28,6 +28,15 @@ class Histogram {
   std::array<uint64_t, kBounds.size() + 1> counts_{};  // last: +Inf
   double sum_ = 0;
   uint64_t count_ = 0;
+};
+
+// The counters /metrics renders that the dashboard's overview shows too (since start).
+struct MetricsTotals {
+  uint64_t generations = 0;
+  uint64_t prompt_tokens = 0;
+  uint64_t cached_pool = 0, cached_ram = 0, cached_disk = 0;  // prompt tokens reused, by tier
+  uint64_t generated_tokens = 0;
+  uint64_t rate_limited = 0;  // answers with status 429
 };
 
 class Metrics {
@@ -42,6 +51,7 @@ class Metrics {
   // The text exposition, with the primary engine's and its store's current values (models may
   // be null while the first model loads).
   std::string Render(const ModelManager* models, bool draining) const;
+  MetricsTotals Totals() const;
 
  private:
   mutable std::mutex mu_;
