@@ -54,11 +54,13 @@ void HttpServer::WaitUntilReady() {
 }
 
 void HttpServer::Stop() {
+  draining_.store(true);  // event streams (GET /admin/events) end, so that the workers can be joined
   http_->stop();
 }
 
 RouteContext HttpServer::Context() {
-  return RouteContext{&models_, &keys_, &admin_keys_, &metrics_, &draining_, &in_flight_, &limiter_, responses_.get()};
+  return RouteContext{&models_,    &keys_,    &admin_keys_,     &metrics_,  &draining_,
+                      &in_flight_, &limiter_, responses_.get(), &activity_, &turns_};
 }
 
 void HttpServer::ConfigureTransport() {
@@ -94,6 +96,8 @@ void HttpServer::RegisterRoutes() {
   RegisterAnthropicRoutes(*http_, ctx);
   RegisterResponsesRoutes(*http_, ctx);
   RegisterAdminRoutes(*http_, ctx);
+  RegisterDashboardRoutes(*http_, ctx, options_);
+  RegisterUiRoutes(*http_);
 }
 
 }  // namespace kvault
