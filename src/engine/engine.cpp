@@ -77,8 +77,12 @@ class Engine::Impl {
   }
 
   // Frees the idle pool slots holding this agent's conversation; returns their tokens.
+  // Published before the caller hears back, so that what it reads next (the dashboard's
+  // placement) already shows the cells gone.
   size_t FreeAgentSlots(const std::string& tenant, const std::string& id) {
-    return parts_.pool->FreeIdleOwnedBy(OwnerTag(tenant, id));
+    const size_t freed = parts_.pool->FreeIdleOwnedBy(OwnerTag(tenant, id));
+    PublishStats();
+    return freed;
   }
 
  private:
