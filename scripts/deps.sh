@@ -31,6 +31,9 @@ need_node=0
 command -v node >/dev/null 2>&1 || need_node=1
 command -v npm >/dev/null 2>&1 || need_node=1
 [ "$need_node" = 1 ] && PACKAGES+=(nodejs npm)
+# chromium: test-only, the browser that tests/e2e/dashboard.browser.mjs drives (through npm
+#           puppeteer-core, pinned in tests/e2e/package-lock.json) to check the /ui dashboard
+PACKAGES+=(chromium)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
