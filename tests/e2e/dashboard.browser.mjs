@@ -3,8 +3,8 @@
 // wrong one, show three agents' turns with where their KV is, evict one from the page (its bar
 // moves from the pool to RAM/disk), show an agent's turns, sort, filter, forget (after a confirm),
 // fit a phone's screen, and give an API key its own tenant's agents without buttons. Any browser
-// console error, page error or unexpected HTTP error fails the test, and so does a key in a URL
-// or in the server's log.
+// console error, page error or unexpected HTTP error fails the test (only the 401s of the step
+// that checks a refused key are expected), and so does a key in a URL or in the server's log.
 //
 //   KVAULT_BIN=… KVAULT_TEST_MODEL=… KVAULT_TEST_TMP=… tests/e2e/run.sh dashboard.browser.mjs
 //
