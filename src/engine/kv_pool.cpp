@@ -38,8 +38,8 @@ std::vector<int> KvPool::IdleByAge() const {
   return idle;
 }
 
-uint32_t KvPool::Reclaimable(const std::vector<BlockId>& refs_added, const std::vector<BlockId>& refs_dropped, int keep,
-                             uint32_t want) const {
+uint32_t KvPool::Reclaimable(const std::vector<BlockId>& refs_added, const std::vector<BlockId>& refs_dropped,
+                              int keep, uint32_t want) const {
   // Simulates reference changes without touching the pool.
   std::unordered_map<BlockId, int64_t> delta;
   auto refs = [&](BlockId id) { return static_cast<int64_t>(blocks_.refcount(id)) + delta[id]; };

@@ -125,9 +125,9 @@ class KvPool {
   enum class State { kFree, kActive, kIdle };
   struct Slot {
     State state = State::kFree;
-    std::vector<Token> tokens;    // tokens with KV cells, at positions 0..size-1
-    std::vector<BlockId> blocks;  // covers tokens, plus reserved blocks while active
-    size_t prompt_len = 0;        // prompt length of the slot's last request
+    std::vector<Token> tokens;     // tokens with KV cells, at positions 0..size-1
+    std::vector<BlockId> blocks;   // covers tokens, plus reserved blocks while active
+    size_t prompt_len = 0;         // prompt length of the slot's last request
     uint64_t tenant = 0;
     uint64_t last_used = 0;
     std::string owner;

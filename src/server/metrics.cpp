@@ -46,8 +46,8 @@ void Histogram::Render(std::string& out, const std::string& name, const std::str
 }
 
 std::string EndpointLabel(const std::string& path) {
-  static const char* kKnown[] = {"/v1/chat/completions", "/v1/completions", "/v1/messages", "/v1/messages/count_tokens",
-                                 "/v1/models",           "/health",         "/health/live", "/metrics"};
+  static const char* kKnown[] = {"/v1/chat/completions", "/v1/completions", "/v1/messages",
+                                 "/v1/messages/count_tokens", "/v1/models", "/health", "/health/live", "/metrics"};
   for (const char* k : kKnown) {
     if (path == k) return k;
   }
@@ -118,11 +118,9 @@ std::string Metrics::Render(const ModelManager* models, bool draining) const {
       Sample(out, "kvault_generations_total", fmt::format("api=\"{}\"", api), static_cast<double>(n));
     }
     Head(out, "kvault_time_to_first_token_seconds", "histogram", "Submit to first sampled token.");
-    for (const auto& [api, h] : ttft_)
-      h.Render(out, "kvault_time_to_first_token_seconds", fmt::format("api=\"{}\"", api));
+    for (const auto& [api, h] : ttft_) h.Render(out, "kvault_time_to_first_token_seconds", fmt::format("api=\"{}\"", api));
     Head(out, "kvault_request_duration_seconds", "histogram", "Submit to the last token.");
-    for (const auto& [api, h] : latency_)
-      h.Render(out, "kvault_request_duration_seconds", fmt::format("api=\"{}\"", api));
+    for (const auto& [api, h] : latency_) h.Render(out, "kvault_request_duration_seconds", fmt::format("api=\"{}\"", api));
     One(out, "kvault_prompt_tokens_total", "counter", "Prompt tokens of finished generations.",
         static_cast<double>(prompt_tokens_));
     Head(out, "kvault_prompt_tokens_cached_total", "counter", "Prompt tokens reused instead of computed, by tier.");
@@ -158,8 +156,8 @@ std::string Metrics::Render(const ModelManager* models, bool draining) const {
   One(out, "kvault_idle_sequences", "gauge", "Finished conversations still resident in the pool.", st.idle_resident);
   One(out, "kvault_pool_evictions_total", "counter", "Idle sequences evicted from the pool.",
       static_cast<double>(st.evictions));
-  One(out, "kvault_pool_idle_trims_total", "counter",
-      "Idle sequences evicted because idle ones held more than --idle-tokens.", static_cast<double>(st.idle_trims));
+  One(out, "kvault_pool_idle_trims_total", "counter", "Idle sequences evicted because idle ones held more than --idle-tokens.",
+      static_cast<double>(st.idle_trims));
   One(out, "kvault_engine_steps_total", "counter", "Engine steps (llama_decode calls).", static_cast<double>(st.steps));
   One(out, "kvault_engine_busy_seconds_total", "counter", "Time in llama_decode.", st.busy_seconds);
   One(out, "kvault_prompt_tokens_computed_total", "counter", "Prompt tokens prefilled.",
@@ -182,8 +180,7 @@ std::string Metrics::Render(const ModelManager* models, bool draining) const {
   }
   One(out, "kvault_kv_store_written_bytes_total", "counter", "Bytes written to disk.",
       static_cast<double>(ks.disk.write_bytes));
-  One(out, "kvault_kv_store_read_bytes_total", "counter", "Bytes read from disk.",
-      static_cast<double>(ks.disk.read_bytes));
+  One(out, "kvault_kv_store_read_bytes_total", "counter", "Bytes read from disk.", static_cast<double>(ks.disk.read_bytes));
   One(out, "kvault_kv_store_pending_writes", "gauge", "Blocks waiting for the I/O thread.",
       static_cast<double>(ks.pending_writes));
   One(out, "kvault_kv_store_write_errors_total", "counter", "Failed block writes.",
@@ -202,8 +199,7 @@ std::string Metrics::Render(const ModelManager* models, bool draining) const {
       static_cast<double>(ks.disk.quarantined));
   One(out, "kvault_kv_store_gc_deleted_total", "counter", "Block files removed by the size limit.",
       static_cast<double>(ks.disk.gc_deleted));
-  One(out, "kvault_kv_store_misses_total", "counter", "Blocks looked up and not found.",
-      static_cast<double>(ks.misses));
+  One(out, "kvault_kv_store_misses_total", "counter", "Blocks looked up and not found.", static_cast<double>(ks.misses));
   // Per tier below the pool: the same families for each, the remote one with --remote-cache.
   const RemoteTierStats& rt = ks.remote_tier;
   Head(out, "kvault_kv_tier_hits_total", "counter", "Blocks used from a tier (verified).");

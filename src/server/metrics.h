@@ -19,7 +19,7 @@ namespace kvault {
 class Histogram {
  public:
   static constexpr std::array<double, 14> kBounds = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                                                     1,     2.5,  5,     10,   30,  60,   300};
+                                                     1,     2.5,  5,     10,   30,  60,  300};
   void Observe(double seconds);
   // "name_bucket{labels,le=…} n" lines, then _sum and _count.
   void Render(std::string& out, const std::string& name, const std::string& labels) const;

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "server_process.h"
 #include "test_env.h"
@@ -198,6 +199,59 @@ TEST(DashboardTest, EventsStreamOverviewsEverySecondAndEndWhenTheServerStops) {
   EXPECT_EQ(s->Stop(SIGTERM, std::chrono::seconds(20)), 0) << s->Log();
   reader.join();
   EXPECT_TRUE(ended);
+}
+
+TEST(DashboardTest, AtMost32EventStreamsAtOnce) {
+  auto s = Serve(ScratchDir("dashboard-streams"), {"--admin-key", kAdmin});
+  const httplib::Headers auth = {{"Authorization", std::string("Bearer ") + kAdmin}};
+  std::atomic<bool> stop{false};
+  std::atomic<int> open{0};
+  std::vector<std::thread> readers;
+  for (int i = 0; i < 32; ++i) {
+    readers.emplace_back([&] {
+      httplib::Client c("127.0.0.1", s->port());
+      c.set_read_timeout(std::chrono::seconds(30));
+      bool counted = false;
+      c.Get("/admin/events", auth, [&](const char*, size_t) {
+        if (!counted) {
+          open.fetch_add(1);
+          counted = true;
+        }
+        return !stop.load();
+      });
+    });
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (open.load() < 32 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(open.load(), 32);
+  {
+    // The status and headers only: had it been a stream, it would not end.
+    httplib::Client c("127.0.0.1", s->port());
+    int status = 0;
+    std::string retry_after;
+    c.Get(
+        "/admin/events", auth,
+        [&](const httplib::Response& r) {
+          status = r.status;
+          retry_after = r.get_header_value("Retry-After");
+          return false;
+        },
+        [](const char*, size_t) { return false; });
+    EXPECT_EQ(status, 429);
+    EXPECT_EQ(retry_after, "1");
+  }
+  stop = true;
+  for (auto& t : readers) t.join();
+  // Their places are given back once the server notices they left (at its next event).
+  int events = 0;
+  for (int attempt = 0; attempt < 50 && events == 0; ++attempt) {
+    httplib::Client c("127.0.0.1", s->port());
+    c.Get("/admin/events", auth, [&](const char*, size_t) { return ++events < 1; });
+    if (events == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(events, 1);
 }
 
 }  // namespace
