@@ -35,6 +35,9 @@ command -v npm >/dev/null 2>&1 || need_node=1
 # one on loopback ports). On a host with systemd, Debian's package also enables its own nginx
 # service (the default site, port 80); the fleet's nginx runs apart from it.
 PACKAGES+=(nginx)
+# chromium: test-only, the browser that tests/e2e/dashboard.browser.mjs drives (through npm
+#           puppeteer-core, pinned in tests/e2e/package-lock.json) to check the /ui dashboard
+PACKAGES+=(chromium)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

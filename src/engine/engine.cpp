@@ -77,8 +77,12 @@ class Engine::Impl {
   }
 
   // Frees the idle pool slots holding this agent's conversation; returns their tokens.
+  // Published before the caller hears back, so that what it reads next (the dashboard's
+  // placement) already shows the cells gone.
   size_t FreeAgentSlots(const std::string& tenant, const std::string& id) {
-    return parts_.pool->FreeIdleOwnedBy(OwnerTag(tenant, id));
+    const size_t freed = parts_.pool->FreeIdleOwnedBy(OwnerTag(tenant, id));
+    PublishStats();
+    return freed;
   }
 
  private:
@@ -251,7 +255,9 @@ class Engine::Impl {
 
   void PublishStats() {
     const KvPoolStats ps = parts_.pool->stats();
+    std::vector<PoolResident> residents = Residents();
     std::lock_guard<std::mutex> lock(owner_->stats_mu_);
+    owner_->residents_.swap(residents);
     EngineStats& st = owner_->stats_;
     st = counters_;
     if (transfer_) {
@@ -266,6 +272,7 @@ class Engine::Impl {
     st.pool_blocks_total = ps.total_blocks;
     st.pool_blocks_used = ps.used_blocks;
     st.pool_blocks_reserved = ps.reserved_blocks;
+    st.pool_blocks_active = ps.active_blocks;
     st.pool_utilization = ps.utilization();
     st.pool_active_utilization = ps.active_utilization();
     st.running = static_cast<uint32_t>(scheduler_.running_count());
@@ -274,6 +281,22 @@ class Engine::Impl {
     st.idle_blocks = ps.idle_blocks;
     st.idle_trims = ps.idle_trims;
     st.evictions = ps.evictions;
+  }
+
+  // The named agents in the pool: idle slots with an owner, and running requests of an agent.
+  std::vector<PoolResident> Residents() const {
+    std::vector<PoolResident> out;
+    for (auto& [owner, tokens] : parts_.pool->IdleOwned()) {
+      const size_t cut = owner.find('\n');  // OwnerTag: tenant '\n' id
+      if (cut == std::string::npos) continue;
+      out.push_back({owner.substr(0, cut), owner.substr(cut + 1), static_cast<uint32_t>(tokens), false});
+    }
+    for (const auto& r : scheduler_.running()) {
+      if (r->done || r->request.agent_id.empty() || r->slot < 0) continue;
+      out.push_back(
+          {r->request.tenant, r->request.agent_id, static_cast<uint32_t>(parts_.pool->tokens(r->slot).size()), true});
+    }
+    return out;
   }
 
   void Shutdown() {
@@ -336,12 +359,17 @@ namespace {
 std::vector<Engine::AgentView> Views(KvStore& store, std::vector<AgentRecord> records,
                                      const std::optional<std::string>& tenant) {
   std::vector<Engine::AgentView> out;
+  std::vector<std::vector<BlockKey>> chains;
   for (auto& r : records) {
     if (tenant && r.tenant != *tenant) continue;
     AgentTiers t = store.TiersOf(r.chain);
     t.remote = store.remote() != nullptr;
-    t.remote_blocks = store.RemoteBlocksOf(r.chain);
+    if (t.remote) chains.push_back(r.chain);
     out.push_back({std::move(r), t});
+  }
+  if (!chains.empty()) {  // one pipelined round for them all
+    const std::vector<std::optional<uint64_t>> remote = store.RemoteBlocksOf(chains);
+    for (size_t i = 0; i < out.size(); ++i) out[i].tiers.remote_blocks = remote[i];
   }
   return out;
 }
@@ -405,6 +433,11 @@ EngineStats Engine::stats() const {
   EngineStats st = stats_;
   st.waiting = pending_.load();
   return st;
+}
+
+std::vector<PoolResident> Engine::pool_residents() const {
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  return residents_;
 }
 
 KvStoreStats Engine::store_stats() const {

@@ -118,12 +118,16 @@ struct ModelInfo {
   int32_t gpu_layers = -1;
   int32_t main_gpu = -1;
   std::string kv_backend;
+  // The KV store's limits in force (--ram-cache, --disk-cache); disk 0 without a disk tier.
+  uint64_t ram_limit_bytes = 0;
+  uint64_t disk_limit_bytes = 0;
 };
 
 struct EngineStats {
   uint32_t pool_blocks_total = 0;
   uint32_t pool_blocks_used = 0;
   uint32_t pool_blocks_reserved = 0;
+  uint32_t pool_blocks_active = 0;     // held by running requests (their KV and reservations)
   double pool_utilization = 0;         // (used + reserved) / total
   double pool_active_utilization = 0;  // blocks of running requests / total (idle ones are evictable)
   uint32_t running = 0;
@@ -151,6 +155,15 @@ struct EngineStats {
   double restore_seconds = 0;  // engine-thread time deserialising blocks
 };
 
+// A named agent's conversation resident in the pool now: idle (finished, kept for its next turn)
+// or running (a request of that agent being computed).
+struct PoolResident {
+  std::string tenant;
+  std::string agent_id;
+  uint32_t tokens = 0;  // tokens with KV cells in the pool
+  bool running = false;
+};
+
 class Engine {
  public:
   static StatusOr<std::unique_ptr<Engine>> Start(const EngineOptions& options);
@@ -163,6 +176,8 @@ class Engine {
   std::shared_ptr<RequestHandle> Submit(GenerateRequest request);
   const ModelInfo& info() const { return info_; }
   EngineStats stats() const;
+  // The named agents resident in the pool, as of the engine's last step; thread-safe.
+  std::vector<PoolResident> pool_residents() const;
   // The KV store's own counters (RAM/disk sizes, hits, writes); thread-safe.
   KvStoreStats store_stats() const;
 
@@ -216,6 +231,7 @@ class Engine {
   Channel<Job> queue_;
   mutable std::mutex stats_mu_;
   EngineStats stats_;
+  std::vector<PoolResident> residents_;  // under stats_mu_
   std::unique_ptr<Impl> impl_;
   std::atomic<KvStore*> store_{nullptr};  // owned by impl_'s KvTransfer; set once loaded
   std::thread thread_;

@@ -82,6 +82,8 @@ StatusOr<std::unique_ptr<KvTransfer>> OpenStore(const EngineOptions& o, EnginePa
   if (!store.ok()) return store.status();
   info->fingerprint = fingerprint;
   info->persistent = store.value()->persistent();
+  info->ram_limit_bytes = so.ram_bytes;
+  info->disk_limit_bytes = info->persistent ? so.disk_bytes : 0;
   if (info->persistent) {
     const auto st = store.value()->stats();
     spdlog::info("kv store: {} ({} blocks, {:.1f} MiB on disk); RAM tier {} MiB", (so.dir / fingerprint).string(),

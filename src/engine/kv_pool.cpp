@@ -234,6 +234,14 @@ size_t KvPool::FreeIdleOwnedBy(const std::string& owner) {
   return freed;
 }
 
+std::vector<std::pair<std::string, size_t>> KvPool::IdleOwned() const {
+  std::vector<std::pair<std::string, size_t>> out;
+  for (const Slot& s : slots_) {
+    if (s.state == State::kIdle && !s.owner.empty()) out.emplace_back(s.owner, s.tokens.size());
+  }
+  return out;
+}
+
 void KvPool::Evict(int slot) {
   Free(slot);
   ++evictions_;

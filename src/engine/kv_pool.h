@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/block_pool.h"
@@ -113,6 +114,9 @@ class KvPool {
   void SetOwner(int slot, std::string owner) { slots_[slot].owner = std::move(owner); }
   // Frees the idle slots owned by `owner`; returns the tokens whose cells were freed.
   size_t FreeIdleOwnedBy(const std::string& owner);
+  // Every idle slot that has an owner: (owner, resident tokens). For the engine's per-agent
+  // residency snapshot (Engine::pool_residents).
+  std::vector<std::pair<std::string, size_t>> IdleOwned() const;
   uint32_t block_tokens() const { return blocks_.block_tokens(); }
 
  private:

@@ -65,6 +65,7 @@ void KvTransfer::StartLookup(RequestState& r) {
     if (auto rec = store_->agents().Snapshot(tenant, id)) {
       fetch->hint = std::move(rec->record.chain);
       fetch->agent_turns = rec->record.turns;
+      fetch->agent_generation = rec->generation;
     }
   }
   l.fetch = fetch;

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -127,11 +128,15 @@ std::optional<AgentRecord> AgentRegistry::Decode(std::string_view text) {
   return r;
 }
 
-bool AgentRegistry::Adopt(AgentRecord record) {
+bool AgentRegistry::Adopt(AgentRecord record, uint64_t expected_generation) {
   if (!ValidId(record.id)) return false;
   std::lock_guard<std::mutex> lock(mu_);
   const Key key{record.tenant, record.id};
   auto it = agents_.find(key);
+  // Changed since the caller looked (a turn finished here, or the agent was forgotten): the local
+  // record is the newer news.
+  if ((it == agents_.end() ? 0 : it->second.generation) != expected_generation) return false;
+  if (auto f = forgotten_.find(key); f != forgotten_.end() && record.turns <= f->second) return false;
   if (it != agents_.end()) {
     if (it->second.record.turns >= record.turns) return false;
     RefLocked(it->second.record.chain, -1);
@@ -168,6 +173,10 @@ std::pair<std::vector<BlockKey>, fs::path> AgentRegistry::Remove(const std::stri
   auto it = agents_.find({tenant, id});
   if (it == agents_.end()) return {};
   RefLocked(it->second.record.chain, -1);
+  // Remembered (bounded), so that a shared record of no more turns is not adopted back.
+  if (forgotten_.size() >= kMaxForgotten) forgotten_.erase(forgotten_.begin());
+  uint64_t& turns = forgotten_[Key{tenant, id}];
+  turns = std::max(turns, it->second.record.turns);
   std::vector<BlockKey> only_its;
   for (const auto& k : it->second.record.chain) {
     if (!refs_.count(k)) only_its.push_back(k);

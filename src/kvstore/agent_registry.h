@@ -65,9 +65,11 @@ class AgentRegistry {
   // Encode's inverse; nullopt for anything malformed (or an invalid id).
   static std::optional<AgentRecord> Decode(std::string_view text);
   // A record another instance wrote (the remote tier, redis_tier.h): it replaces this agent's when
-  // it has more turns, or the agent is not known here; true then. Not written to a file here: the
-  // agent's next turn (Update, which adds to the adopted turns) is.
-  bool Adopt(AgentRecord record);
+  // it has more turns (or the agent is not known here), provided the agent's generation is still
+  // `expected_generation` (0: unknown) — what the caller saw before asking — and the record has
+  // more turns than the agent had when it was forgotten here (Remove). True when adopted. Not
+  // written to a file here: the agent's next turn (Update, which adds to the adopted turns) is.
+  bool Adopt(AgentRecord record, uint64_t expected_generation);
 
   std::vector<AgentRecord> List() const;
   // Agents with this id (one per tenant that used it); `tenant` narrows to one.
@@ -92,6 +94,8 @@ class AgentRegistry {
   std::map<Key, Versioned> agents_;  // generation: bumped by every Update
   uint64_t next_generation_ = 0;
   std::unordered_map<BlockKey, int, BlockKeyHash> refs_;  // block → agents whose chain holds it
+  static constexpr size_t kMaxForgotten = 4096;
+  std::map<Key, uint64_t> forgotten_;  // agents removed here → their turns then (see Adopt)
   uint64_t bad_files_ = 0;
 };
 

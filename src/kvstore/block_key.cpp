@@ -117,6 +117,8 @@ std::string HashFileHex(const std::string& path, std::string* error) {
   return FromHash(XXH3_128bits_digest(st.get())).Hex();
 }
 
-uint64_t Checksum64(const void* data, size_t size) { return XXH3_64bits(data, size); }
+uint64_t Checksum64(const void* data, size_t size) {
+  return XXH3_64bits(data, size);
+}
 
 }  // namespace kvault

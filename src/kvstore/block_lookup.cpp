@@ -216,22 +216,24 @@ bool BlockLookup::BelowMayHavePartial(const PrefetchRequest& req, size_t blocks,
 std::shared_ptr<Prefetch> BlockLookup::Start(std::shared_ptr<const PrefetchRequest> req, Refine refine) {
   auto p = std::make_shared<Prefetch>();
   p->first = req->first;
+  if (req->first >= req->keys.size()) {
+    // Every full block is resident: at most a partial block to fetch. From RAM here, at once; the
+    // I/O thread only when a tier below alone may have a candidate (or, with a refine step, when
+    // RAM has none: the refined request may name one).
+    const size_t n = req->keys.size();
+    p->partial = FindPartial(*req, n, MinPartial(*req, n), Reach::kRamOnly);
+    if (p->partial.record || (!refine && !BelowMayHavePartial(*req, n, MinPartial(*req, n)))) {
+      p->done.store(true, std::memory_order_release);
+      return p;
+    }
+    p->partial = {};
+  }
   if (refine) {
     io_.PostRead([this, p, req = std::move(req), refine = std::move(refine)]() mutable {
       req = refine(std::move(req));
       Fetch(*req, p.get());
     });
     return p;
-  }
-  if (req->first >= req->keys.size()) {
-    // Every full block is resident: at most a partial block to fetch. From RAM here, at once; the
-    // I/O thread only when a tier below alone may have a candidate.
-    const size_t n = req->keys.size();
-    p->partial = FindPartial(*req, n, MinPartial(*req, n), Reach::kRamOnly);
-    if (p->partial.record || !BelowMayHavePartial(*req, n, MinPartial(*req, n))) {
-      p->done.store(true, std::memory_order_release);
-      return p;
-    }
   }
   io_.PostRead([this, p, req = std::move(req)] { Fetch(*req, p.get()); });
   return p;

@@ -48,6 +48,7 @@ struct PrefetchRequest {
   // remote tier the store looks for a newer record of it first (kv_store.h).
   std::string agent_tenant, agent_id;
   uint64_t agent_turns = 0;
+  uint64_t agent_generation = 0;  // its record's generation here at intake (AgentRegistry::Adopt)
 };
 
 // A stored block of which the leading `tokens` continue a request's restored blocks.
@@ -92,8 +93,8 @@ class BlockLookup {
               std::shared_ptr<BufferRecycler> buffers);
 
   // Fetches what `request` names on the I/O thread. Done at once, without the I/O thread, when
-  // every full block is resident and RAM has the partial block or no tier below may have one —
-  // unless there is a `refine` step: it runs on the I/O thread first, and the fetch is for the
+  // every full block is resident and RAM has the partial block or (without a `refine` step) no
+  // tier below may have one. A `refine` step runs on the I/O thread first, and the fetch is for the
   // request it returns (the store's: a newer agent record from the remote tier as the hint).
   using Refine = std::function<std::shared_ptr<const PrefetchRequest>(std::shared_ptr<const PrefetchRequest>)>;
   std::shared_ptr<Prefetch> Start(std::shared_ptr<const PrefetchRequest> request, Refine refine = {});

@@ -97,7 +97,8 @@ void KvStore::Put(std::shared_ptr<const BlockRecord> record) {
 }
 
 std::shared_ptr<Prefetch> KvStore::StartPrefetch(std::shared_ptr<const PrefetchRequest> request) {
-  if (!remote_ || request->agent_id.empty()) return lookup_->Start(std::move(request));
+  // Not while Redis is known to be down (no I/O-thread hop for nothing).
+  if (!remote_ || request->agent_id.empty() || !remote_->Probe().ok()) return lookup_->Start(std::move(request));
   // A named agent may have had turns on other instances since its record here (or have none here):
   // the remote tier's record, when newer, is adopted and its chain is the hint (its partial last
   // block cannot be found by the tokens alone). One round trip, on the I/O thread.
@@ -107,7 +108,7 @@ std::shared_ptr<Prefetch> KvStore::StartPrefetch(std::shared_ptr<const PrefetchR
     auto refined = std::make_shared<PrefetchRequest>(*req);
     refined->hint = shared->chain;
     refined->agent_turns = shared->turns;
-    agents_->Adopt(std::move(*shared));
+    if (!agents_->Adopt(std::move(*shared), req->agent_generation)) return req;  // changed here meanwhile
     return std::shared_ptr<const PrefetchRequest>(std::move(refined));
   });
 }
@@ -134,7 +135,7 @@ void KvStore::RecordAgent(AgentRecord record) {
   std::string tenant = record.tenant, id = record.id;
   const uint64_t generation = agents_->Update(std::move(record));
   if (remote_) {  // behind the turn's blocks in the remote tier's queue
-    if (auto now = agents_->Snapshot(tenant, id)) remote_->PublishAgent(now->record);
+    if (auto now = agents_->Snapshot(tenant, id)) remote_->PublishAgent(std::move(now->record));
   }
   if (!generation || !writer_) return;
   // Queued behind this turn's block writes. The job writes the record as the registry holds it
@@ -169,17 +170,34 @@ size_t KvStore::EvictFromRam(const std::vector<BlockKey>& chain) {
   return dropped;
 }
 
-std::optional<uint64_t> KvStore::RemoteBlocksOf(const std::vector<BlockKey>& chain) {
-  if (!remote_) return std::nullopt;
-  auto done = std::make_shared<std::promise<std::optional<uint64_t>>>();
+std::vector<std::optional<uint64_t>> KvStore::RemoteBlocksOf(const std::vector<std::vector<BlockKey>>& chains) {
+  std::vector<std::optional<uint64_t>> out(chains.size());
+  if (!remote_ || chains.empty()) return out;
+  auto done = std::make_shared<std::promise<std::optional<std::vector<bool>>>>();
   auto result = done->get_future();
-  io_.PostRead([this, chain, done] { done->set_value(remote_->CountPresent(chain)); });
-  return result.get();
+  std::vector<BlockKey> keys;
+  for (const auto& c : chains) keys.insert(keys.end(), c.begin(), c.end());
+  io_.PostRead([this, keys = std::move(keys), done] { done->set_value(remote_->Present(keys)); });
+  // Bounded: an I/O thread busy with a slow disk does not hold an admin call.
+  if (result.wait_for(std::chrono::seconds(2)) != std::future_status::ready) return out;
+  const std::optional<std::vector<bool>> present = result.get();
+  if (!present) return out;
+  size_t k = 0;
+  for (size_t i = 0; i < chains.size(); ++i) {
+    uint64_t n = 0;
+    for (size_t j = 0; j < chains[i].size(); ++j) n += (*present)[k++];
+    out[i] = n;
+  }
+  return out;
 }
 
 size_t KvStore::ForgetAgent(const std::string& tenant, const std::string& id) {
-  // The shared record too (its blocks stay in Redis, a cache, until they are evicted there).
-  if (remote_) remote_->ForgetAgent(tenant, id);
+  // The shared record too: a tombstone that refuses records of no more turns (its blocks stay in
+  // Redis, a cache, until they are evicted there).
+  if (remote_) {
+    const auto known = agents_->Snapshot(tenant, id);
+    remote_->ForgetAgent(tenant, id, known ? known->record.turns : 0);
+  }
   auto [blocks, file] = agents_->Remove(tenant, id);
   auto done = std::make_shared<std::promise<size_t>>();
   auto result = done->get_future();

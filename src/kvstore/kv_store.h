@@ -130,9 +130,9 @@ class KvStore {
   void RecordAgent(AgentRecord record);
   const AgentRegistry& agents() const { return *agents_; }
   AgentTiers TiersOf(const std::vector<BlockKey>& chain) const;
-  // How many of the chain's blocks the remote tier holds, asked on the I/O thread (waits for it);
-  // nullopt without a remote tier or while it is down.
-  std::optional<uint64_t> RemoteBlocksOf(const std::vector<BlockKey>& chain);
+  // How many of each chain's blocks the remote tier holds, asked on the I/O thread in one pipelined
+  // round (waits for it); nullopt without a remote tier or while it is down.
+  std::vector<std::optional<uint64_t>> RemoteBlocksOf(const std::vector<std::vector<BlockKey>>& chains);
   // Drops the chain's blocks from RAM once they are on disk (waits for queued writes; a block RAM
   // alone holds stays); without a disk tier they are dropped. Returns the blocks dropped.
   size_t EvictFromRam(const std::vector<BlockKey>& chain);

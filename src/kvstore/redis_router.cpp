@@ -125,7 +125,10 @@ std::string RedisRouter::Connect() {
   Reset();
   std::string error;
   if (url_.cluster) {
+    // The slot map, then every master that serves a slot: a request never waits for a connection
+    // to one (only a redirection to a node not in the map does).
     error = LoadSlots();
+    if (error.empty()) Masters(&error);
   } else if (!ConnOf(0, &error)) {
     // error set
   }
@@ -134,7 +137,7 @@ std::string RedisRouter::Connect() {
   return error;
 }
 
-bool RedisRouter::Redirect(const redisReply* reply, size_t* node, bool* ask) {
+bool RedisRouter::Redirect(const redisReply* reply, size_t sender, size_t* node, bool* ask) {
   if (!url_.cluster || !reply || reply->type != REDIS_REPLY_ERROR) return false;
   const std::string_view e(reply->str, reply->len);
   const bool moved = e.rfind("MOVED ", 0) == 0;
@@ -148,7 +151,7 @@ bool RedisRouter::Redirect(const redisReply* reply, size_t* node, bool* ask) {
   std::from_chars(e.data() + sp1 + 1, e.data() + sp2, slot);
   std::from_chars(e.data() + colon + 1, e.data() + e.size(), port);
   std::string host(e.substr(sp2 + 1, colon - sp2 - 1));
-  if (host.empty()) host = url_.host;
+  if (host.empty()) host = nodes_[sender].host;  // "the node you asked"
   if (port <= 0 || slot >= kSlots) return false;
   *node = NodeAt(host, port);
   if (moved) {
@@ -170,10 +173,12 @@ std::string RedisRouter::Run(const std::vector<Command>& commands, std::vector<R
     }
   }
   std::vector<std::vector<size_t>> by_node(nodes_.size());
+  std::vector<size_t> sender(commands.size());  // the node that gave each reply
   for (size_t i = 0; i < commands.size(); ++i) {
     size_t node = NodeFor(commands[i].key);
     if (node == kNoNode) node = 0;  // a slot no master serves: any node answers with the redirection or an error
     by_node[node].push_back(i);
+    sender[i] = node;
   }
   for (size_t node = 0; node < by_node.size(); ++node) {
     if (by_node[node].empty()) continue;
@@ -210,7 +215,7 @@ std::string RedisRouter::Run(const std::vector<Command>& commands, std::vector<R
     for (size_t i = 0; i < commands.size(); ++i) {
       size_t node = 0;
       bool ask = false;
-      if (!Redirect((*replies)[i].get(), &node, &ask)) continue;
+      if (!Redirect((*replies)[i].get(), sender[i], &node, &ask)) continue;
       any = true;
       redisContext* c = ConnOf(node, &error);
       if (!c) {
@@ -230,6 +235,7 @@ std::string RedisRouter::Run(const std::vector<Command>& commands, std::vector<R
         return error;
       }
       (*replies)[i] = std::move(r);
+      sender[i] = node;
     }
     if (!any) break;
   }
@@ -249,7 +255,9 @@ std::string RedisRouter::Ping() {
 
 std::vector<redisContext*> RedisRouter::Masters(std::string* error) {
   std::vector<redisContext*> out;
-  if (!connected_ && !(*error = Connect()).empty()) return out;
+  if (url_.cluster ? std::all_of(slots_.begin(), slots_.end(), [](uint32_t s) { return s == kNoNode; }) : !connected_) {
+    if (!(*error = Connect()).empty()) return out;
+  }
   if (!url_.cluster) {
     out.push_back(ConnOf(0, error));
     return out;

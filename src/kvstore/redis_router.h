@@ -28,7 +28,7 @@ class RedisRouter {
   // The hash slot of a key (CRC16-CCITT mod 16384, of the {hash tag} when there is one).
   static uint16_t Slot(std::string_view key);
 
-  // Connects (a cluster: to a seed, reads the slot map; the masters' connections come when used).
+  // Connects (a cluster: reads the slot map from a seed, then connects to every master).
   // "" or the error (never the password).
   std::string Connect();
   bool connected() const { return connected_; }
@@ -63,8 +63,9 @@ class RedisRouter {
   // Reads CLUSTER SLOTS from any node that answers; "" or the error.
   std::string LoadSlots();
   size_t NodeFor(const std::string& key) const { return url_.cluster ? slots_[Slot(key)] : 0; }
-  // A redirection in `reply` (MOVED or ASK): the node to ask and whether it is an ASK.
-  bool Redirect(const redisReply* reply, size_t* node, bool* ask);
+  // A redirection in `reply`, which node `sender` gave (MOVED or ASK): the node to ask and whether
+  // it is an ASK.
+  bool Redirect(const redisReply* reply, size_t sender, size_t* node, bool* ask);
 
   const RedisUrl url_;
   const uint32_t timeout_ms_;

@@ -14,13 +14,23 @@ namespace {
 
 constexpr size_t kBatch = 16;            // commands per pipelined round trip
 constexpr uint32_t kPingEveryMs = 1000;  // while the writer is idle and connected
+constexpr int kStableSeconds = 10;       // up this long: the next failure's backoff starts afresh
 
-// Stores an agent's record unless the stored one has as many turns or more: 1 stored, 0 not.
+// Stores an agent's record unless the stored one (or its tombstone) has as many turns or more:
+// 1 stored, 0 not.
 constexpr const char* kPublishAgentScript =
     "local t = redis.call('HGET', KEYS[1], 'turns') "
     "if t and tonumber(t) >= tonumber(ARGV[1]) then return 0 end "
     "redis.call('HSET', KEYS[1], 'turns', ARGV[1], 'record', ARGV[2]) "
     "return 1";
+// Forgets an agent: its record is replaced by a tombstone (its turns, no record) that refuses any
+// record of no more turns — one an instance that still knows the agent would publish again.
+constexpr const char* kForgetAgentScript =
+    "local t = tonumber(redis.call('HGET', KEYS[1], 'turns') or '0') or 0 "
+    "local n = math.max(t, tonumber(ARGV[1])) "
+    "redis.call('DEL', KEYS[1]) "
+    "redis.call('HSET', KEYS[1], 'turns', n) "
+    "return n";
 
 using Reply = RedisReplyPtr;
 
@@ -30,7 +40,7 @@ RedisTier::RedisTier(RedisTierOptions options)
     : options_(std::move(options)),
       prefix_("kvault:" + options_.fingerprint + ":"),
       backoff_ms_(options_.min_backoff_ms),
-      reader_(std::make_unique<RedisRouter>(options_.url, options_.timeout_ms)) {
+      reader_(std::make_unique<RedisRouter>(options_.url, options_.read_timeout_ms)) {
   stats_.url = options_.url.Redacted();
   stats_.last_error = "not connected yet";
   down_since_ = next_connect_ = std::chrono::steady_clock::now();
@@ -62,7 +72,11 @@ void RedisTier::DownLocked(const std::string& error) {
   if (up_) {
     up_ = false;
     down_since_ = std::chrono::steady_clock::now();
-    backoff_ms_ = options_.min_backoff_ms;
+    // After a while up, reconnecting starts again from the shortest wait; a Redis that fails again
+    // soon after each reconnect (it answers PING but stalls on data) is tried less and less often.
+    backoff_ms_ = down_since_ - up_since_ >= std::chrono::seconds(kStableSeconds)
+                      ? options_.min_backoff_ms
+                      : std::min(options_.max_backoff_ms, std::max(backoff_ms_, options_.min_backoff_ms) * 2);
     next_connect_ = down_since_ + std::chrono::milliseconds(backoff_ms_);
     spdlog::warn("remote cache {}: {}; serving from the local tiers, reconnecting", stats_.url, error);
   }
@@ -135,14 +149,16 @@ std::optional<AgentRecord> RedisTier::FetchAgent(const std::string& tenant, cons
     return std::nullopt;
   }
   const redisReply* r = replies[0].get();
-  ++stats_.agent_reads;
-  if (r->type == REDIS_REPLY_NIL) return std::nullopt;
-  if (r->type != REDIS_REPLY_STRING) {  // e.g. WRONGTYPE: something else was stored under the key
-    ++stats_.agent_rejected;
+  if (r->type == REDIS_REPLY_ERROR && std::string_view(r->str, r->len).rfind("WRONGTYPE", 0) != 0) {
+    ++stats_.errors;  // NOPERM, CLUSTERDOWN, …: an error, not a bad record
+    stats_.last_error = "redis HGET: " + std::string(r->str, r->len);
     return std::nullopt;
   }
-  std::optional<AgentRecord> rec = AgentRegistry::Decode(std::string_view(r->str, r->len));
-  if (!rec || rec->tenant != tenant || rec->id != id) {
+  ++stats_.agent_reads;
+  if (r->type == REDIS_REPLY_NIL) return std::nullopt;  // none, or a forgotten agent's tombstone
+  std::optional<AgentRecord> rec;
+  if (r->type == REDIS_REPLY_STRING) rec = AgentRegistry::Decode(std::string_view(r->str, r->len));
+  if (!rec || rec->tenant != tenant || rec->id != id) {  // WRONGTYPE (something else under the key), garbage
     ++stats_.agent_rejected;
     return std::nullopt;
   }
@@ -150,7 +166,7 @@ std::optional<AgentRecord> RedisTier::FetchAgent(const std::string& tenant, cons
   return rec;
 }
 
-std::optional<uint64_t> RedisTier::CountPresent(std::span<const BlockKey> keys) {
+std::optional<std::vector<bool>> RedisTier::Present(std::span<const BlockKey> keys) {
   std::lock_guard<std::mutex> read_lock(read_mu_);
   if (!ReadableLocked()) return std::nullopt;
   // One EXISTS per key: in a cluster the keys live on different nodes.
@@ -165,22 +181,34 @@ std::optional<uint64_t> RedisTier::CountPresent(std::span<const BlockKey> keys) 
     DownLocked(error);
     return std::nullopt;
   }
-  uint64_t present = 0;
+  std::vector<bool> present;
   for (const auto& r : replies) {
     if (r->type != REDIS_REPLY_INTEGER) return std::nullopt;
-    present += static_cast<uint64_t>(r->integer);
+    present.push_back(r->integer > 0);
   }
   return present;
+}
+
+std::optional<uint64_t> RedisTier::CountPresent(std::span<const BlockKey> keys) {
+  auto present = Present(keys);
+  if (!present) return std::nullopt;
+  return static_cast<uint64_t>(std::count(present->begin(), present->end(), true));
 }
 
 void RedisTier::Push(Job job) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stop_) return;
-    job.size = job.record ? job.record->ByteSize() : job.bytes.size() + job.agent_key.size();
-    queued_bytes_ += job.size;
-    queue_.push_back(std::move(job));
-    TrimLocked();
+    if (job.kind == Job::Kind::kForgetAgent) {  // ahead of the blocks, never dropped for them
+      urgent_.push_back(std::move(job));
+    } else {
+      job.size = job.record  ? job.record->ByteSize()
+                 : job.agent ? job.agent->chain.size() * sizeof(BlockKey) + 256
+                             : job.bytes.size();
+      queued_bytes_ += job.size;
+      queue_.push_back(std::move(job));
+      TrimLocked();
+    }
   }
   cv_.notify_all();
 }
@@ -217,19 +245,20 @@ Status RedisTier::Remove(const BlockKey& key) {
   return Status::Ok();
 }
 
-void RedisTier::PublishAgent(const AgentRecord& record) {
+void RedisTier::PublishAgent(AgentRecord record) {
   Job job;
   job.kind = Job::Kind::kAgent;
   job.agent_key = AgentKeyFor(record.tenant, record.id);
-  job.bytes = AgentRegistry::Encode(record);
   job.turns = record.turns;
+  job.agent = std::make_shared<const AgentRecord>(std::move(record));  // encoded by the writer
   Push(std::move(job));
 }
 
-void RedisTier::ForgetAgent(const std::string& tenant, const std::string& id) {
+void RedisTier::ForgetAgent(const std::string& tenant, const std::string& id, uint64_t turns) {
   Job job;
-  job.kind = Job::Kind::kDeleteAgent;
+  job.kind = Job::Kind::kForgetAgent;
   job.agent_key = AgentKeyFor(tenant, id);
+  job.turns = turns;
   Push(std::move(job));
 }
 
@@ -249,14 +278,14 @@ Status RedisTier::Probe() {
 
 bool RedisTier::WaitWritten(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
-  return written_.wait_for(lock, timeout, [&] { return up_ && queue_.empty() && in_flight_ == 0; });
+  return written_.wait_for(lock, timeout, [&] { return up_ && IdleLocked() && in_flight_ == 0; });
 }
 
 RemoteTierStats RedisTier::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   RemoteTierStats s = stats_;
   s.up = up_;
-  s.queued_writes = queue_.size() + in_flight_;
+  s.queued_writes = queue_.size() + urgent_.size() + in_flight_;
   if (!up_) s.down_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - down_since_).count();
   return s;
 }
@@ -273,12 +302,17 @@ bool RedisTier::WriteBatch(RedisRouter& writer, std::vector<Job>& batch, std::st
         commands.push_back({k, {"DEL", k}});
         break;
       }
-      case Kind::kDeleteAgent: commands.push_back({job.agent_key, {"DEL", job.agent_key}}); break;
-      case Kind::kAgent:
+      case Kind::kForgetAgent:
+        commands.push_back(
+            {job.agent_key, {"EVAL", kForgetAgentScript, "1", job.agent_key, std::to_string(job.turns)}});
+        break;
+      case Kind::kAgent: {
+        const std::vector<uint8_t> record = AgentRegistry::Encode(*job.agent);
         commands.push_back({job.agent_key,
                             {"EVAL", kPublishAgentScript, "1", job.agent_key, std::to_string(job.turns),
-                             std::string(job.bytes.begin(), job.bytes.end())}});
+                             std::string(record.begin(), record.end())}});
         break;
+      }
       case Kind::kBlock: {
         std::string k = KeyFor(job.key);
         const std::vector<uint8_t>* v = &job.bytes;
@@ -328,13 +362,17 @@ void RedisTier::WriterLoop() {
         continue;
       }
       lock.unlock();
+      // Both connected here, the reader's outside read_mu_ (reads skip Redis meanwhile, being down).
       std::string error = writer.Connect();
-      if (error.empty()) {
-        std::lock_guard<std::mutex> read_lock(read_mu_);
-        error = reader_->Connect();
-      }
+      auto reader = std::make_unique<RedisRouter>(options_.url, options_.read_timeout_ms);
+      if (error.empty()) error = reader->Connect();
       const bool connected = error.empty();
-      if (!connected) writer.Reset();
+      if (connected) {
+        std::lock_guard<std::mutex> read_lock(read_mu_);
+        reader_ = std::move(reader);
+      } else {
+        writer.Reset();
+      }
       lock.lock();
       if (!connected) {
         ++stats_.errors;
@@ -344,16 +382,16 @@ void RedisTier::WriterLoop() {
         continue;
       }
       up_ = true;
-      backoff_ms_ = options_.min_backoff_ms;
+      up_since_ = std::chrono::steady_clock::now();
       ++stats_.connects;
       spdlog::info("remote cache {}: connected", stats_.url);
       written_.notify_all();
       continue;
     }
     const bool woken =
-        cv_.wait_for(lock, std::chrono::milliseconds(kPingEveryMs), [&] { return stop_ || !up_ || !queue_.empty(); });
+        cv_.wait_for(lock, std::chrono::milliseconds(kPingEveryMs), [&] { return stop_ || !up_ || !IdleLocked(); });
     if (!up_) continue;
-    if (queue_.empty()) {
+    if (IdleLocked()) {
       if (stop_) return;
       if (!woken) {  // idle: a PING, so that /health sees a Redis that went away
         lock.unlock();
@@ -364,6 +402,10 @@ void RedisTier::WriterLoop() {
       continue;
     }
     std::vector<Job> batch;
+    while (!urgent_.empty() && batch.size() < kBatch) {
+      batch.push_back(std::move(urgent_.front()));
+      urgent_.pop_front();
+    }
     while (!queue_.empty() && batch.size() < kBatch) {
       queued_bytes_ -= queue_.front().size;
       batch.push_back(std::move(queue_.front()));
@@ -379,6 +421,10 @@ void RedisTier::WriterLoop() {
       DownLocked(error);
       // Unanswered jobs go back to the front, within the bound (the oldest dropped first).
       for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
+        if (it->kind == Job::Kind::kForgetAgent) {
+          urgent_.push_front(std::move(*it));
+          continue;
+        }
         queued_bytes_ += it->size;
         queue_.push_front(std::move(*it));
       }
@@ -386,7 +432,7 @@ void RedisTier::WriterLoop() {
       if (stop_) return;  // no waiting for Redis at shutdown
       continue;
     }
-    if (queue_.empty()) written_.notify_all();
+    if (IdleLocked()) written_.notify_all();
   }
 }
 

@@ -62,7 +62,8 @@ struct RedisTierOptions {
   std::string fingerprint;  // the model's: part of every key
   size_t max_queued_writes = 1024;
   uint64_t max_queued_bytes = 256ull << 20;
-  uint32_t timeout_ms = 1000;  // connect, and each command
+  uint32_t timeout_ms = 1000;      // the writer's connect, and each of its commands
+  uint32_t read_timeout_ms = 500;  // the reads' (a request waits for them): connect, and each reply
   uint32_t min_backoff_ms = 100;
   uint32_t max_backoff_ms = 5000;
 };
@@ -127,12 +128,16 @@ class RedisTier final : public BlockTier {
   // of tenant and id>` as a hash {turns, record}. PublishAgent queues the record; Redis stores it
   // only if the record there has fewer turns (a Lua script: compare-and-set on the turn count), so
   // an instance that served an older turn never overwrites a newer one. ForgetAgent queues a DEL.
-  void PublishAgent(const AgentRecord& record);
-  void ForgetAgent(const std::string& tenant, const std::string& id);
+  // ForgetAgent leaves a tombstone (the agent's turns, at least `turns`, and no record) that
+  // refuses records of no more turns; it is queued ahead of the blocks and never dropped for them.
+  void PublishAgent(AgentRecord record);
+  void ForgetAgent(const std::string& tenant, const std::string& id, uint64_t turns);
   // The I/O thread (like ReadBlocks): the agent's shared record; nullopt when there is none, it is
   // not valid, or Redis is down (then without I/O).
   std::optional<AgentRecord> FetchAgent(const std::string& tenant, const std::string& id);
-  // The I/O thread: how many of `keys` Redis holds (EXISTS); nullopt while down or on an error.
+  // The I/O thread: which of `keys` Redis holds (EXISTS each, pipelined); nullopt while down or on
+  // an error. CountPresent: how many.
+  std::optional<std::vector<bool>> Present(std::span<const BlockKey> keys);
   std::optional<uint64_t> CountPresent(std::span<const BlockKey> keys);
 
   RemoteTierStats stats() const;
@@ -141,19 +146,21 @@ class RedisTier final : public BlockTier {
 
  private:
   struct Job {
-    enum class Kind { kBlock, kDelete, kAgent, kDeleteAgent };
+    enum class Kind { kBlock, kDelete, kAgent, kForgetAgent };
     Kind kind = Kind::kBlock;
     BlockKey key;
     std::shared_ptr<const BlockRecord> record;  // kBlock: a new block (encoded by the writer), or
-    std::vector<uint8_t> bytes;                 // kBlock: the bytes to store; kAgent: the record
-    std::string agent_key;                      // kAgent, kDeleteAgent
-    uint64_t turns = 0;                         // kAgent
+    std::vector<uint8_t> bytes;                 // kBlock: the bytes to store
+    std::shared_ptr<const AgentRecord> agent;   // kAgent (encoded by the writer)
+    std::string agent_key;                      // kAgent, kForgetAgent
+    uint64_t turns = 0;                         // kAgent, kForgetAgent
     uint64_t size = 0;                          // memory held (the queue's byte bound)
   };
 
   void Push(Job job);
   // Drops the oldest jobs while the queue is over either bound (mu_ held).
   void TrimLocked();
+  bool IdleLocked() const { return queue_.empty() && urgent_.empty(); }
   void WriterLoop();
   // Marks the tier down after a failed command or connect (mu_ held).
   void DownLocked(const std::string& error);
@@ -169,11 +176,12 @@ class RedisTier final : public BlockTier {
   std::condition_variable cv_;       // the writer waits on it
   std::condition_variable written_;  // WaitWritten waits on it
   std::deque<Job> queue_;
+  std::deque<Job> urgent_;  // forgotten agents' tombstones: written first, never trimmed
   uint64_t queued_bytes_ = 0;
   size_t in_flight_ = 0;
   bool up_ = false;
   bool stop_ = false;
-  std::chrono::steady_clock::time_point down_since_, next_connect_;
+  std::chrono::steady_clock::time_point down_since_, next_connect_, up_since_;
   uint32_t backoff_ms_;
   RemoteTierStats stats_;
 

@@ -2,13 +2,16 @@
 //   GET    /admin/agents                 every agent the store knows (?tenant= narrows)
 //   GET    /admin/agents/{id}            one agent (?tenant= when several tenants use the id)
 //   POST   /admin/agents/{id}/evict      out of the pool and RAM, kept on disk
-//   DELETE /admin/agents/{id}            forget: its record and the blocks only it references
+//   DELETE /admin/agents/{id}            forget: its record, the blocks only it references, its turns
+// (Auth: server/admin_auth; the dashboard's read-only routes are dashboard_routes.cpp.)
 #include <httplib.h>
 
 #include <nlohmann/json.hpp>
 
 #include "api/json_body.h"
 #include "kvstore/agent_registry.h"
+#include "server/admin_auth.h"
+#include "server/overview.h"
 #include "server/routes.h"
 
 namespace kvault {
@@ -18,56 +21,16 @@ namespace {
 using json = nlohmann::json;
 constexpr const char* kJson = "application/json";
 
-json AgentJson(const AgentRecord& r, const AgentTiers& t, uint32_t block_tokens) {
-  json j = {{"id", r.id},
-            {"tenant", r.tenant},
-            {"tokens", r.tokens},
-            {"turns", r.turns},
-            {"blocks", r.chain.size()},
-            {"block_tokens", block_tokens},
-            {"last_use_ms", r.last_use_ms},
-            {"ram", {{"blocks", t.ram_blocks}, {"bytes", t.ram_bytes}}},
-            {"disk", {{"blocks", t.disk_blocks}, {"bytes", t.disk_bytes}}}};
-  // With --remote-cache: the chain's blocks Redis holds (null while it is down).
-  if (t.remote) j["remote"] = t.remote_blocks ? json{{"blocks", *t.remote_blocks}} : json(nullptr);
-  return j;
-}
-
 std::optional<std::string> TenantParam(const httplib::Request& req) {
   if (!req.has_param("tenant")) return std::nullopt;
   return req.get_param_value("tenant");
-}
-
-// Checks the admin key; answers errors itself.
-bool AdminAuthorized(const RouteContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  const std::string x = req.get_header_value("x-api-key");
-  const std::string auth = req.get_header_value("Authorization");
-  if (!ctx.admin_keys->enabled()) {
-    SendApiError(
-        res, ApiFlavor::kOpenAi,
-        ApiErrorFromStatus(Status::PermissionDenied("admin endpoints are off: start the server with --admin-key")));
-    return false;
-  }
-  if (!ctx.admin_keys->Authenticate(x, auth).ok()) {
-    // A valid API key that is not an admin key is forbidden; anything else is unauthenticated.
-    const bool api_key_ok = ctx.keys->enabled() && ctx.keys->Authenticate(x, auth).ok();
-    SendApiError(res, ApiFlavor::kOpenAi,
-                 ApiErrorFromStatus(api_key_ok ? Status::PermissionDenied("this key is not an admin key")
-                                               : Status::Unauthenticated("missing or invalid admin key")));
-    return false;
-  }
-  if (!ctx.models->load()) {
-    SendApiError(res, ApiFlavor::kOpenAi, ApiErrorFromStatus(Status::Unavailable("the model is loading")));
-    return false;
-  }
-  return true;
 }
 
 // Checks the admin key and leases the engine of ?model= (default: the default model), whose
 // store holds the agents; answers errors itself.
 std::shared_ptr<ModelManager::Lease> BeginAdmin(const RouteContext& ctx, const httplib::Request& req,
                                                 httplib::Response& res) {
-  if (!AdminAuthorized(ctx, req, res)) return nullptr;
+  if (!RequireAdminKey(ctx, req, res)) return nullptr;
   ModelManager* models = ctx.models->load();
   const std::string model = req.has_param("model") ? req.get_param_value("model") : models->default_name();
   if (!models->has(model)) {
@@ -109,7 +72,7 @@ void RegisterAdminRoutes(httplib::Server& http, const RouteContext& ctx) {
   for (const char* action : {"swap", "load", "unload"}) {
     http.Post(std::string("/admin/models/") + action, [ctx, action = std::string(action)](const httplib::Request& req,
                                                                                           httplib::Response& res) {
-      if (!AdminAuthorized(ctx, req, res)) return;
+      if (!RequireAdminKey(ctx, req, res)) return;
       ModelManager* models = ctx.models->load();
       StatusOr<json> parsed = ParseJsonBody(req.body);
       const json body = parsed.ok() ? std::move(parsed).value() : json();
@@ -179,6 +142,7 @@ void RegisterAdminRoutes(httplib::Server& http, const RouteContext& ctx) {
     auto agent = OneAgent(*engine, req, res);
     if (!agent) return;
     const Engine::AgentRemoval removal = engine->ForgetAgent(agent->record);
+    if (ctx.turns) ctx.turns->Forget(engine->info().id, agent->record.tenant, agent->record.id);
     res.set_content(json{{"id", agent->record.id},
                          {"tenant", agent->record.tenant},
                          {"deleted", true},

@@ -19,9 +19,34 @@ int HttpStatusOf(ApiFlavor flavor, const ApiError& e) {
   return flavor == ApiFlavor::kAnthropic ? AnthropicHttpStatus(e) : e.http_status;
 }
 
-// One log line per finished request; finished generations also go to the metrics.
+// A finished generation in the metrics, the recent-activity window and its agent's turns.
+void ObserveDone(const CallContext& call, const char* api, const GenerationEvent& done) {
+  if (call.metrics) call.metrics->ObserveGeneration(api, done);
+  if (call.activity) {
+    call.activity->Observe(ActivityWindow::Clock::now(),
+                           {done.ttft_ms, done.prompt_tokens, done.cached_resident, done.cached_ram, done.cached_disk,
+                            done.completion_tokens, done.cached_remote});
+  }
+  if (call.turns && call.engine && !call.agent_id.empty()) {
+    AgentTurn turn;
+    turn.unix_ms = UnixNowMs();
+    turn.api = api;
+    turn.prompt_tokens = done.prompt_tokens;
+    turn.cached_tokens = done.cached_tokens;
+    turn.cached_pool = done.cached_resident;
+    turn.cached_ram = done.cached_ram;
+    turn.cached_disk = done.cached_disk;
+    turn.cached_remote = done.cached_remote;
+    turn.completion_tokens = done.completion_tokens;
+    turn.ttft_ms = done.ttft_ms;
+    turn.total_ms = done.total_ms;
+    call.turns->Record(call.engine->info().id, call.tenant, call.agent_id, std::move(turn));
+  }
+}
+
+// One log line per finished request; finished generations are also observed (ObserveDone).
 void LogRequest(const CallContext& call, const char* api, const GenerationEvent& done, int http_status) {
-  if (call.metrics && done.kind == GenerationEvent::Kind::kDone) call.metrics->ObserveGeneration(api, done);
+  if (done.kind == GenerationEvent::Kind::kDone) ObserveDone(call, api, done);
   spdlog::info(
       "request {} api={} agent={} status={} prompt={} cached={} (pool {} ram {} disk {} remote {}) generated={} "
       "queue_ms={:.0f} ttft_ms={:.0f} total_ms={:.0f}",

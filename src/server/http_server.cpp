@@ -54,11 +54,27 @@ void HttpServer::WaitUntilReady() {
 }
 
 void HttpServer::Stop() {
+  draining_.store(true);  // event streams (GET /admin/events) end, so that the workers can be joined
   http_->stop();
 }
 
+namespace {
+
+// The most HTTP threads the pool grows to: --http-threads, grown on demand up to http_threads_max,
+// never more than --max-connections.
+size_t MaxHttpThreads(const ServerOptions& o) {
+  const size_t threads = static_cast<size_t>(std::max(1, o.http_threads));
+  const size_t cap = static_cast<size_t>(std::max(1, o.max_connections));
+  return std::min(cap, std::max(threads, static_cast<size_t>(std::max(0, o.http_threads_max))));
+}
+
+}  // namespace
+
 RouteContext HttpServer::Context() {
-  return RouteContext{&models_, &keys_, &admin_keys_, &metrics_, &draining_, &in_flight_, &limiter_, responses_.get()};
+  RouteContext ctx{&models_,    &keys_,    &admin_keys_,     &metrics_,  &draining_,
+                   &in_flight_, &limiter_, responses_.get(), &activity_, &turns_};
+  ctx.max_event_streams = static_cast<int>(std::clamp<size_t>(MaxHttpThreads(options_) / 4, 1, 32));
+  return ctx;
 }
 
 void HttpServer::ConfigureTransport() {
@@ -66,8 +82,7 @@ void HttpServer::ConfigureTransport() {
   // Connections past --max-connections are closed at once (each served one holds a thread; the rest
   // wait in the pool's queue, which is what is bounded here).
   const size_t cap = static_cast<size_t>(std::max(1, options_.max_connections));
-  const size_t max_threads =
-      std::min(cap, std::max(threads, static_cast<size_t>(std::max(0, options_.http_threads_max))));
+  const size_t max_threads = MaxHttpThreads(options_);
   const size_t base_threads = std::min(threads, max_threads);
   const size_t queued = std::max<size_t>(1, cap - max_threads);  // 0 would mean unbounded
   http_->new_task_queue = [base_threads, max_threads, queued] {
@@ -94,6 +109,8 @@ void HttpServer::RegisterRoutes() {
   RegisterAnthropicRoutes(*http_, ctx);
   RegisterResponsesRoutes(*http_, ctx);
   RegisterAdminRoutes(*http_, ctx);
+  RegisterDashboardRoutes(*http_, ctx, options_);
+  RegisterUiRoutes(*http_);
 }
 
 }  // namespace kvault

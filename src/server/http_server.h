@@ -3,8 +3,8 @@
 // per-key limiter, the draining flag) and wires them up: transport settings, the hooks every
 // request goes through (server/http_hooks), then the route groups, each in its own file
 // (server/health_routes, openai_routes, responses_routes, anthropic_routes, model_routes,
-// admin_routes). Routes talk to an Engine only through ModelManager, Engine::Submit and the
-// returned RequestHandle (never llama objects).
+// admin_routes, dashboard_routes, ui_routes). Routes talk to an Engine only through ModelManager, Engine::Submit and
+// the returned RequestHandle (never llama objects).
 //
 // Created by `kvault serve` (cli/serve_command.cpp) and the tests. Lifecycle: construct →
 // Bind() (fails clearly if the address is in use) → Run() blocks until Stop() is called from
@@ -40,6 +40,7 @@ class HttpServer {
   void Run();
   // Blocks until Run() accepts connections (or has ended).
   void WaitUntilReady();
+  // Also ends the dashboard's event streams (they end when the server drains).
   void Stop();
   int port() const { return bound_port_; }
 
@@ -61,6 +62,8 @@ class HttpServer {
   ApiKeys keys_;
   ApiKeys admin_keys_;
   Metrics metrics_;
+  ActivityWindow activity_;
+  AgentTurns turns_;
   std::unique_ptr<ResponseStore> responses_;
   std::atomic<bool> draining_{false};
   std::atomic<int> in_flight_{0};

@@ -52,6 +52,7 @@ std::string EndpointLabel(const std::string& path) {
     if (path == k) return k;
   }
   if (path.rfind("/admin/", 0) == 0) return "/admin";
+  if (path == "/ui" || path.rfind("/ui/", 0) == 0) return "/ui";
   if (path == "/v1/responses" || path.rfind("/v1/responses/", 0) == 0) return "/v1/responses";
   return "other";
 }
@@ -81,6 +82,20 @@ void Metrics::ObserveGeneration(const std::string& api, const GenerationEvent& d
   hits_disk_ += done.cached_disk > 0;
   hits_remote_ += done.cached_remote > 0;
   generated_tokens_ += static_cast<uint64_t>(done.completion_tokens);
+}
+
+MetricsTotals Metrics::Totals() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  MetricsTotals t;
+  for (const auto& [api, n] : requests_by_api_) t.generations += n;
+  t.prompt_tokens = prompt_tokens_;
+  t.cached_pool = cached_pool_;
+  t.cached_ram = cached_ram_;
+  t.cached_disk = cached_disk_;
+  t.cached_remote = cached_remote_;
+  t.generated_tokens = generated_tokens_;
+  for (const auto& [k, n] : http_) t.rate_limited += k.second == 429 ? n : 0;
+  return t;
 }
 
 std::string Metrics::Render(const ModelManager* models, bool draining) const {
@@ -142,6 +157,7 @@ std::string Metrics::Render(const ModelManager* models, bool draining) const {
   Sample(out, "kvault_pool_blocks", "state=\"used\"", st.pool_blocks_used);
   Sample(out, "kvault_pool_blocks", "state=\"reserved\"", st.pool_blocks_reserved);
   Sample(out, "kvault_pool_blocks", "state=\"idle\"", st.idle_blocks);
+  Sample(out, "kvault_pool_blocks", "state=\"active\"", st.pool_blocks_active);
   One(out, "kvault_queue_depth", "gauge", "Requests waiting for capacity.", st.waiting);
   One(out, "kvault_running_requests", "gauge", "Requests being decoded.", st.running);
   One(out, "kvault_idle_sequences", "gauge", "Finished conversations still resident in the pool.", st.idle_resident);
@@ -163,6 +179,12 @@ std::string Metrics::Render(const ModelManager* models, bool draining) const {
   Head(out, "kvault_kv_store_bytes", "gauge", "Bytes held by tier.");
   Sample(out, "kvault_kv_store_bytes", "tier=\"ram\"", static_cast<double>(ks.ram_bytes));
   Sample(out, "kvault_kv_store_bytes", "tier=\"disk\"", static_cast<double>(ks.disk.bytes));
+  const ModelInfo& info = engine->info();
+  Head(out, "kvault_kv_store_limit_bytes", "gauge", "Size limit by tier (--ram-cache, --disk-cache).");
+  Sample(out, "kvault_kv_store_limit_bytes", "tier=\"ram\"", static_cast<double>(info.ram_limit_bytes));
+  if (ks.persistent) {
+    Sample(out, "kvault_kv_store_limit_bytes", "tier=\"disk\"", static_cast<double>(info.disk_limit_bytes));
+  }
   One(out, "kvault_kv_store_written_bytes_total", "counter", "Bytes written to disk.",
       static_cast<double>(ks.disk.write_bytes));
   One(out, "kvault_kv_store_read_bytes_total", "counter", "Bytes read from disk.",
@@ -220,13 +242,16 @@ std::string Metrics::Render(const ModelManager* models, bool draining) const {
         static_cast<double>(rt.queued_writes));
     One(out, "kvault_kv_remote_misses_total", "counter", "Keys asked of Redis and not there.",
         static_cast<double>(rt.misses));
-    Head(out, "kvault_kv_remote_agent_records_total", "counter",
-         "Shared agent records: written, refused as stale (Redis had a newer turn), found on lookup, rejected "
-         "(not a valid record of that agent).");
-    Sample(out, "kvault_kv_remote_agent_records_total", "result=\"written\"", static_cast<double>(rt.agent_writes));
-    Sample(out, "kvault_kv_remote_agent_records_total", "result=\"stale\"", static_cast<double>(rt.agent_stale));
-    Sample(out, "kvault_kv_remote_agent_records_total", "result=\"found\"", static_cast<double>(rt.agent_found));
-    Sample(out, "kvault_kv_remote_agent_records_total", "result=\"rejected\"", static_cast<double>(rt.agent_rejected));
+    Head(out, "kvault_kv_remote_agent_writes_total", "counter",
+         "Shared agent records sent to Redis: stored, or refused as stale (Redis had as many turns or more).");
+    Sample(out, "kvault_kv_remote_agent_writes_total", "result=\"stored\"", static_cast<double>(rt.agent_writes));
+    Sample(out, "kvault_kv_remote_agent_writes_total", "result=\"stale\"", static_cast<double>(rt.agent_stale));
+    Head(out, "kvault_kv_remote_agent_reads_total", "counter",
+         "Lookups of an agent's shared record: found, none (or a forgotten agent's), rejected (not a valid record).");
+    Sample(out, "kvault_kv_remote_agent_reads_total", "result=\"found\"", static_cast<double>(rt.agent_found));
+    Sample(out, "kvault_kv_remote_agent_reads_total", "result=\"none\"",
+           static_cast<double>(rt.agent_reads - rt.agent_found - rt.agent_rejected));
+    Sample(out, "kvault_kv_remote_agent_reads_total", "result=\"rejected\"", static_cast<double>(rt.agent_rejected));
   }
   return out;
 }

@@ -30,6 +30,15 @@ class Histogram {
   uint64_t count_ = 0;
 };
 
+// The counters /metrics renders that the dashboard's overview shows too (since start).
+struct MetricsTotals {
+  uint64_t generations = 0;
+  uint64_t prompt_tokens = 0;
+  uint64_t cached_pool = 0, cached_ram = 0, cached_disk = 0, cached_remote = 0;  // prompt tokens reused, by tier
+  uint64_t generated_tokens = 0;
+  uint64_t rate_limited = 0;  // answers with status 429
+};
+
 class Metrics {
  public:
   // Every HTTP response: `endpoint` is the route (unknown paths count as "other").
@@ -42,6 +51,7 @@ class Metrics {
   // The text exposition, with the primary engine's and its store's current values (models may
   // be null while the first model loads).
   std::string Render(const ModelManager* models, bool draining) const;
+  MetricsTotals Totals() const;
 
  private:
   mutable std::mutex mu_;

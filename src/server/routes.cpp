@@ -78,6 +78,8 @@ std::optional<CallContext> BeginCall(const RouteContext& ctx, const httplib::Req
   CallContext call;
   call.request_id = res.get_header_value("X-Request-Id");
   call.metrics = ctx.metrics;
+  call.activity = ctx.activity;
+  call.turns = ctx.turns;
   if (ctx.draining && ctx.draining->load()) {
     SendApiError(res, flavor, ApiErrorFromStatus(Status::Unavailable("the server is shutting down")));
     return std::nullopt;
@@ -136,6 +138,11 @@ bool AttachModel(const RouteContext& ctx, CallContext& call, const std::string& 
 
 int64_t UnixNow() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+int64_t UnixNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 }  // namespace kvault

@@ -5,7 +5,7 @@
 //
 // Used by http_server.cpp, http_hooks.cpp and every *_routes.cpp, on HTTP worker threads; the
 // shared state is thread-safe (atomics, TenantLimiter, ApiKeys const after construction, Metrics,
-// ResponseStore). Never touches llama objects.
+// ResponseStore, ActivityWindow, AgentTurns). Never touches llama objects.
 #pragma once
 
 #include <atomic>
@@ -18,6 +18,8 @@
 #include "api/errors.h"
 #include "engine/engine.h"
 #include "engine/model_manager.h"
+#include "server/activity_window.h"
+#include "server/agent_turns.h"
 #include "server/api_keys.h"
 #include "server/metrics.h"
 #include "server/response_store.h"
@@ -56,6 +58,11 @@ struct RouteContext {
   std::atomic<int>* in_flight = nullptr;
   TenantLimiter* limiter = nullptr;
   ResponseStore* responses = nullptr;  // stored Responses (POST/GET/DELETE /v1/responses)
+  ActivityWindow* activity = nullptr;  // recent generations, for the dashboard's overview
+  AgentTurns* turns = nullptr;         // each agent's recent turns, for the dashboard
+  // Dashboard event streams open at once (each holds an HTTP thread): a quarter of the HTTP
+  // threads at most, so that they never starve the API; at most 32.
+  int max_event_streams = 32;
 };
 
 // Counts a request as in flight for as long as it lives (streams: until the stream ends).
@@ -85,6 +92,8 @@ struct CallContext {
   // stamped (server/generation_route).
   std::string agent_id;
   Metrics* metrics = nullptr;
+  ActivityWindow* activity = nullptr;  // a finished generation is recorded in both (may be null)
+  AgentTurns* turns = nullptr;
   std::shared_ptr<InFlight> in_flight;  // copied into stream state so a stream counts until it ends
   std::shared_ptr<void> tenant_slot;    // --key-concurrency, released with the last copy
 };
@@ -112,6 +121,7 @@ bool AttachModel(const RouteContext& ctx, CallContext& call, const std::string& 
                  ApiFlavor flavor);
 
 int64_t UnixNow();
+int64_t UnixNowMs();
 
 // `message` with every occurrence of `path` replaced by its file name (a model's load error shown
 // to API clients, who are not shown where the model files are).
@@ -130,5 +140,11 @@ void RegisterModelRoutes(httplib::Server& http, const RouteContext& ctx);
 void RegisterAnthropicRoutes(httplib::Server& http, const RouteContext& ctx);
 void RegisterResponsesRoutes(httplib::Server& http, const RouteContext& ctx);
 void RegisterAdminRoutes(httplib::Server& http, const RouteContext& ctx);
+// GET /admin/overview, /admin/events (server-sent events) and /admin/agents/{id}/turns: the
+// dashboard's data, for admin keys and, read-only and for their own tenant, API keys
+// (dashboard_routes.cpp); `options`: when the pool counts as degraded (as /health).
+void RegisterDashboardRoutes(httplib::Server& http, const RouteContext& ctx, const ServerOptions& options);
+// GET /ui and its assets, embedded in the binary (ui_routes.cpp).
+void RegisterUiRoutes(httplib::Server& http);
 
 }  // namespace kvault

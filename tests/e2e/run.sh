@@ -12,7 +12,9 @@
 #                     server.log; they are left there for debugging
 # KVAULT_E2E_NO_AUTH  1: start servers without --api-key (the auth and tenant tests then skip)
 #
-# Test files run one at a time (each starts its own servers; at most two run at once).
+# Test files run one at a time (each starts its own servers; at most two run at once). Without
+# arguments: every *.test.mjs. The dashboard's browser test, dashboard.browser.mjs (Chromium through
+# puppeteer-core), is its own ctest (e2e.dashboard): run.sh dashboard.browser.mjs.
 set -euo pipefail
 
 missing=()

@@ -148,11 +148,12 @@ TEST_F(FleetTest, AnAgentsNextTurnOnAnotherInstanceRestoresFromRedisWithTheSameO
   EXPECT_EQ(hb["kv_store"]["disk_fetch_seconds"], 0) << "nothing came from B's disk";
   EXPECT_EQ(MetricValue(b->port(), "kvault_kv_remote_up"), 1);
 
-  // B knows the agent as it stands: turn 2, its chain's blocks in Redis.
+  // B knows the agent as it stands: turn 2, its chain's blocks in Redis (once B wrote them).
+  RemoteWritten(b->port());
   const json agent = AdminAgent(b->port(), "fleet-agent");
   EXPECT_EQ(agent["turns"], 2) << "A's turn and B's: the shared record was adopted, " << agent.dump();
   EXPECT_EQ(agent["remote"]["blocks"], agent["blocks"]) << agent.dump();
-  EXPECT_EQ(MetricValue(b->port(), R"(kvault_kv_remote_agent_records_total{result="found"})"), 1);
+  EXPECT_EQ(MetricValue(b->port(), R"(kvault_kv_remote_agent_reads_total{result="found"})"), 1);
 
   // The same turn on A (its own cache) gives the same answer (deterministic mode).
   const json on_a = Turn(a->port(), turn2);

@@ -62,6 +62,23 @@ TEST(KvPoolTest, ReservesPromptPlusCompletionUpFront) {
   EXPECT_EQ(pool.stats().idle_slots, 1u);
 }
 
+TEST(KvPoolTest, IdleOwnedListsTheIdleSlotsThatHaveAnOwnerWithTheirTokens) {
+  FakeKv kv;
+  KvPool pool(&kv, 4, 32, 4);
+  const auto a = Served(pool, kv, Range(0, 10), 20);
+  pool.SetOwner(a.slot, "t\na");
+  Served(pool, kv, Range(100, 6), 20);  // an anonymous conversation: no owner
+  auto running = pool.Acquire(Range(200, 5), 20);
+  ASSERT_TRUE(running);
+  pool.SetOwner(running->slot, "t\nb");  // active: not idle, not listed
+  auto owned = pool.IdleOwned();
+  ASSERT_EQ(owned.size(), 1u);
+  EXPECT_EQ(owned[0].first, "t\na");
+  EXPECT_EQ(owned[0].second, 10u);
+  EXPECT_EQ(pool.FreeIdleOwnedBy("t\na"), 10u);
+  EXPECT_TRUE(pool.IdleOwned().empty());
+}
+
 TEST(KvPoolTest, GrowTakesMoreBlocksEvictingIdleOnesButNeverRunningOnes) {
   FakeKv kv;
   KvPool pool(&kv, 4, 16, 4);

@@ -323,9 +323,20 @@ TEST_F(RedisTierTest, AgentRecordsAreSharedAndANewerTurnIsNeverOverwrittenByAnOl
   EXPECT_FALSE(tier->FetchAgent("t1", "planner"));
   EXPECT_EQ(tier->stats().agent_rejected, 2u);
 
-  tier->ForgetAgent("t1", "planner");
+  // Forgotten: a tombstone of the agent's turns (the stored 4, more than the 2 given) and no record;
+  // a record of no more turns — an instance that still knows the agent — is refused, a newer one not.
+  tier->ForgetAgent("t1", "planner", 2);
   ASSERT_TRUE(tier->WaitWritten(5s));
-  EXPECT_EQ(redis_->Command({"EXISTS", key}), "0");
+  EXPECT_EQ(redis_->Command({"HGET", key, "turns"}), "4");
+  EXPECT_EQ(redis_->Command({"HGET", key, "record"}), std::nullopt);
+  EXPECT_FALSE(tier->FetchAgent("t1", "planner"));
+  tier->PublishAgent(newer);
+  ASSERT_TRUE(tier->WaitWritten(5s));
+  EXPECT_FALSE(tier->FetchAgent("t1", "planner")) << "turn 4 again: refused";
+  newer.turns = 5;
+  tier->PublishAgent(newer);
+  ASSERT_TRUE(tier->WaitWritten(5s));
+  EXPECT_TRUE(tier->FetchAgent("t1", "planner")) << "turn 5: the agent went on";
 
   // CountPresent: blocks the tier holds, over more than one batch of keys.
   tier->Enqueue(c.Record(0));
@@ -362,10 +373,10 @@ TEST_F(RedisTierTest, TheDocumentedAclUserCanDoWhatTheTierDoesAndNoMore) {
   EXPECT_TRUE(tier->FetchAgent("t", "planner"));
   EXPECT_EQ(tier->CountPresent(c.keys), 1u);
   tier->Remove(c.keys[0]);
-  tier->ForgetAgent("t", "planner");
+  tier->ForgetAgent("t", "planner", 1);
   ASSERT_TRUE(tier->WaitWritten(5s));
   EXPECT_EQ(tier->stats().errors, 0u) << tier->stats().last_error;
-  EXPECT_TRUE(redis_->Keys("kvault:*").empty());
+  EXPECT_EQ(redis_->Keys("kvault:*"), std::vector<std::string>{tier->AgentKeyFor("t", "planner")}) << "its tombstone";
   auto inv = InventoryRedis(ParseRedisUrl("redis://kvault:s3cret@127.0.0.1:" + std::to_string(redis_->port())).value());
   ASSERT_TRUE(inv.ok()) << inv.status().message();
   EXPECT_FALSE(inv->maxmemory_policy.empty());
@@ -380,9 +391,12 @@ TEST_F(RedisTierTest, TheDocumentedAclUserCanDoWhatTheTierDoesAndNoMore) {
   bad.url = ParseRedisUrl("redis://kvault:wrong@127.0.0.1:" + std::to_string(redis_->port())).value();
   bad.fingerprint = "fp";
   RedisTier refused(std::move(bad));
-  std::this_thread::sleep_for(200ms);
-  EXPECT_FALSE(refused.stats().up);
-  EXPECT_EQ(refused.stats().last_error.find("wrong"), std::string::npos) << refused.stats().last_error;
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (refused.stats().errors == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  const RemoteTierStats st = refused.stats();
+  EXPECT_FALSE(st.up);
+  EXPECT_NE(st.last_error.find("WRONGPASS"), std::string::npos) << st.last_error;
+  EXPECT_EQ(st.last_error.find("wrong@"), std::string::npos) << st.last_error;
 }
 
 // Store B has never seen the agent that store A served twice: B's prefetch for it adopts the
@@ -433,11 +447,17 @@ TEST_F(RedisTierTest, AStoreAdoptsANewerSharedRecordAndReachesTheAgentsPartialBl
   EXPECT_EQ(a->remote()->stats().agent_stale, 1u);
   EXPECT_EQ(b->remote()->FetchAgent("", "planner")->chain, turn.chain) << "B's turn 3 stays";
 
-  // B forgets the agent: the shared record goes too.
+  // B forgets the agent: the shared record goes too (a tombstone of turn 3), and B's next
+  // prefetch for it adopts nothing; A, which still knows the agent, cannot bring turn 3 back.
   b->ForgetAgent("", "planner");
   ASSERT_TRUE(b->remote()->WaitWritten(5s));
   EXPECT_FALSE(b->remote()->FetchAgent("", "planner"));
-  EXPECT_EQ(*b->RemoteBlocksOf(turn.chain), 4u) << "its blocks stay in Redis (a cache: its LRU decides)";
+  EXPECT_EQ(b->RemoteBlocksOf({turn.chain})[0], 4u) << "its blocks stay in Redis (a cache: its LRU decides)";
+  Wait(b->StartPrefetch(named));
+  EXPECT_FALSE(b->agents().Snapshot("", "planner")) << "nothing adopted back";
+  a->remote()->PublishAgent(a->agents().Snapshot("", "planner")->record);  // A's turn 3, late
+  ASSERT_TRUE(a->remote()->WaitWritten(5s));
+  EXPECT_FALSE(b->remote()->FetchAgent("", "planner"));
 }
 
 }  // namespace
