@@ -53,6 +53,9 @@ def build_parser(description):
                     help="roundrobin: KV pool of both servers in tokens (default 16384: ~4 agents)")
     ap.add_argument("--rr-ram-mib", type=int, default=1024,
                     help="roundrobin: kvault --ram-cache and llama-server --cache-ram, MiB")
+    ap.add_argument("--fleet-agents", type=int, default=None, help="fleet: agents (default 32; 6 with --smoke)")
+    ap.add_argument("--fleet-context", default=None,
+                    help="fleet: each agent's context in tokens, MIN-MAX (default 2500-3500)")
     ap.add_argument("--mem-agents", default=None, help="memory: agents stored at each step (default 1,10,100)")
     ap.add_argument("--mem-words", type=int, default=None, help="memory: words of each agent's turn (default 300)")
     ap.add_argument("--mem-ram-mib", type=int, default=None,

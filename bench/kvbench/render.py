@@ -3,6 +3,7 @@
 (and the llama.cpp source's hashes), so `bench.py --plots-only` redraws the page from the JSON."""
 from .machine import llama_source_ids, machine_desc
 from .render_agents import memory_section, resume_section, roundrobin_section
+from .render_fleet import fleet_section
 from .util import SUITES, span
 
 
@@ -21,8 +22,8 @@ def render_markdown(r, images=None):
     def image(key, alt):
         return [f"![{alt}]({images[key]})", ""] if key in images else []
     lines = header(r)
-    for section in (decode_section, ttft_section, resume_section, roundrobin_section, memory_section,
-                    persist_section, swap_section, blockio_section, index_section, gpu_section):
+    for section in (decode_section, ttft_section, resume_section, roundrobin_section, fleet_section,
+                    memory_section, persist_section, swap_section, blockio_section, index_section, gpu_section):
         lines += section(r, image)
     lines += ["Raw results: `bench/results/latest.json`.", ""]
     return "\n".join(lines)

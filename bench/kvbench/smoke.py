@@ -36,9 +36,18 @@ def check_persist(ctx, r):
     assert p["store_on"]["disk_bytes_written"] > 0, p["store_on"]  # "on" did write to disk
 
 
+def check_fleet(ctx, r):
+    k = r["fleet"]["kvault"]
+    n = ctx.fleet["agents"]
+    assert len(k["requests"]) == 4 * n * ctx.reps, k["requests"]  # cold, home, after the kill, after the join
+    assert k["moved"] and k["moved"]["n"] > 0, k  # the killed server's agents moved
+    assert k["moved"]["cached_fraction"] > 0.5, k["moved"]  # and resumed from Redis
+    assert all(q["upstream"] for q in k["requests"]), k["requests"]
+
+
 CHECKS = (("blockio", check_blockio), ("decode", check_decode), ("ttft", check_ttft),
-          ("roundrobin", check_roundrobin), ("memory", check_memory), ("persist", check_persist))
-TITLES = (("roundrobin", "## Many agents taking turns"), ("memory", "## Memory with many stored"),
+          ("roundrobin", check_roundrobin), ("fleet", check_fleet), ("memory", check_memory), ("persist", check_persist))
+TITLES = (("roundrobin", "## Many agents taking turns"), ("fleet", "## A fleet"), ("memory", "## Memory with many stored"),
           ("persist", "## Persistence cost"))
 
 

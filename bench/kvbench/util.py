@@ -12,7 +12,7 @@ WORDS = ("time person year way day thing man world life hand part child eye woma
          "market doctor station summer winter island forest engine signal bridge castle planet ocean").split()
 LONG = 3 * 3600  # seconds: a cold 32K-token prefill takes ~17 min on 2 cores
 # bench.py's suites, in the order a run measures them
-SUITES = ("decode", "ttft", "resume", "swap", "index", "blockio", "roundrobin", "memory", "persist")
+SUITES = ("decode", "ttft", "resume", "swap", "index", "blockio", "roundrobin", "fleet", "memory", "persist")
 
 
 # GPU runs (scripts/gpu-check.sh): KVBENCH_GPU_LAYERS=N offloads N layers (-1: all) in every
