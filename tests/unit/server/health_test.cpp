@@ -76,7 +76,7 @@ TEST(HealthTest, AHealthyEngineIsOkWithEverySection) {
   EXPECT_EQ(Keys(r.body["kv_store"]),
             (std::set<std::string>{"persistent", "fingerprint", "ram_blocks", "ram_bytes", "spare_buffer_bytes",
                                    "disk_blocks", "disk_bytes", "pending_writes", "disk_hits", "misses",
-                                   "bytes_written", "bytes_read", "fetch_seconds", "write_errors", "quarantined",
+                                   "bytes_written", "bytes_read", "fetch_seconds", "disk_fetch_seconds", "write_errors", "quarantined",
                                    "gc_deleted", "vanished", "directory_lost", "persistence"}));
   EXPECT_EQ(r.body["kv_store"]["fingerprint"], "abc123");
   EXPECT_EQ(r.body["kv_store"]["persistence"]["state"], "ok");
