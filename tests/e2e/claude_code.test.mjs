@@ -47,7 +47,7 @@ function messageRequests(logFile) {
   const lines = fs.readFileSync(logFile, 'utf8').split('\n');
   const out = [];
   for (const line of lines) {
-    const m = line.match(/request (\S+) api=anthropic\.messages agent=(\S+) status=(\d+) prompt=(\d+) cached=(\d+) \(pool \d+ ram \d+ disk (\d+)\) generated=(\d+)/);
+    const m = line.match(/request (\S+) api=anthropic\.messages agent=(\S+) status=(\d+) prompt=(\d+) cached=(\d+) \(pool \d+ ram \d+ disk (\d+) remote \d+\) generated=(\d+)/);
     if (m) {
       out.push({ id: m[1], agent: m[2], status: Number(m[3]), prompt: Number(m[4]), cached: Number(m[5]),
         disk: Number(m[6]), generated: Number(m[7]) });

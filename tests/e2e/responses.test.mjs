@@ -142,7 +142,7 @@ describe('Responses API: previous_response_id after a restart', () => {
       const cached = next.usage.input_tokens_details.cached_tokens;
       assert.ok(cached >= first.usage.input_tokens - 1, `${cached} cached of ${next.usage.input_tokens} (first turn: ${first.usage.input_tokens})`);
       const log = fs.readFileSync(server.logFile, 'utf8').split('\n').filter((l) => l.includes('api=openai.responses')).at(-1);
-      assert.match(log, /disk [1-9]\d*\)/, log);
+      assert.match(log, /disk [1-9]\d* remote 0\)/, log);
       assert.match(log, new RegExp(`agent=${first.id} `), 'the chain runs as one agent');
     } finally {
       const { code } = await server.stop();
