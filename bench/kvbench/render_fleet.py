@@ -19,8 +19,9 @@ def fleet_section(r, image):
              "turn 4 the agents the ring gives it **joined** it. kvault's instances share one Redis "
              f"(`--remote-cache`); each llama-server has only its own RAM cache. Same KV budgets: kvault "
              f"`{c['kvault_flags']}`, llama-server `{c['llama_server_flags']}`. Time to first token, streamed, "
-             "through nginx; p50 / p95 over every request of every repetition, and in brackets the median "
-             f"[min–max] of the repetitions' own p50s; {c['date']}, {c['machine']}.", "",
+             "through nginx, in seconds; p50 / p95 over every request of every repetition, then the median "
+             f"[min–max] of the repetitions' own p50s; {len(set(q['rep'] for q in f['kvault']['requests']))} "
+             f"repetitions, kvault and llama-server alternating; {c['date']}, {c['machine']}.", "",
              "| server | cold p50 / p95 | home p50 / p95 | moved p50 / p95 | moved / home (p50) | joined p50 / p95 "
              "| prompt reused when moved |", "|---|---|---|---|---|---|---|"]
     for name in ("kvault", "llama-server"):
@@ -33,7 +34,7 @@ def fleet_section(r, image):
             if not d:
                 return "–"
             runs = s.get(phase + "_p50_reps")
-            extra = f" [{span(runs)}]" if runs and runs["n"] > 1 else ""
+            extra = f" (runs {span(runs)})" if runs and runs["n"] > 1 else ""
             return f"{d['p50']:.2f} / {d['p95']:.2f}{extra}"
 
         ratio = (f"{s['moved']['p50'] / s['home']['p50']:.1f}×" if s.get("moved") and s.get("home") else "–")
