@@ -368,8 +368,12 @@ std::vector<Engine::AgentView> Views(KvStore& store, std::vector<AgentRecord> re
     out.push_back({std::move(r), t});
   }
   if (!chains.empty()) {  // one pipelined round for them all
-    const std::vector<std::optional<uint64_t>> remote = store.RemoteBlocksOf(chains);
-    for (size_t i = 0; i < out.size(); ++i) out[i].tiers.remote_blocks = remote[i];
+    const std::vector<std::optional<RemoteBlocks>> remote = store.RemoteBlocksOf(chains);
+    for (size_t i = 0; i < out.size(); ++i) {
+      if (!remote[i]) continue;
+      out[i].tiers.remote_blocks = remote[i]->held;
+      out[i].tiers.remote_only = remote[i]->only_there;
+    }
   }
   return out;
 }

@@ -81,6 +81,11 @@ uint64_t AgentRegistry::Update(AgentRecord record) {
   if (it != agents_.end()) {
     RefLocked(it->second.record.chain, -1);
     record.turns += it->second.record.turns;
+  } else if (auto f = forgotten_.find(key); f != forgotten_.end()) {
+    // The id again after a forget: its turns go on from the forgotten ones, so that its records
+    // are newer than the tombstone the forget left in the remote tier.
+    record.turns += f->second;
+    forgotten_.erase(f);  // (its place in forgotten_order_ is skipped when it comes up)
   }
   RefLocked(record.chain, +1);
   const uint64_t generation = ++next_generation_;
@@ -168,15 +173,25 @@ std::vector<AgentRecord> AgentRegistry::Find(const std::string& id, const std::o
   return out;
 }
 
-std::pair<std::vector<BlockKey>, fs::path> AgentRegistry::Remove(const std::string& tenant, const std::string& id) {
+std::pair<std::vector<BlockKey>, fs::path> AgentRegistry::Remove(const std::string& tenant, const std::string& id,
+                                                                 uint64_t* turns_removed) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = agents_.find({tenant, id});
   if (it == agents_.end()) return {};
   RefLocked(it->second.record.chain, -1);
-  // Remembered (bounded), so that a shared record of no more turns is not adopted back.
-  if (forgotten_.size() >= kMaxForgotten) forgotten_.erase(forgotten_.begin());
-  uint64_t& turns = forgotten_[Key{tenant, id}];
-  turns = std::max(turns, it->second.record.turns);
+  if (turns_removed) *turns_removed = it->second.record.turns;
+  // Remembered (bounded, the oldest forgotten first), so that a shared record of no more turns is
+  // not adopted back.
+  const Key key{tenant, id};
+  auto [f, added] = forgotten_.try_emplace(key, 0);
+  f->second = std::max(f->second, it->second.record.turns);
+  if (added) {
+    forgotten_order_.push_back(key);
+    while (forgotten_order_.size() > kMaxForgotten) {
+      forgotten_.erase(forgotten_order_.front());
+      forgotten_order_.pop_front();
+    }
+  }
   std::vector<BlockKey> only_its;
   for (const auto& k : it->second.record.chain) {
     if (!refs_.count(k)) only_its.push_back(k);

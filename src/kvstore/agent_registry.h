@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -76,7 +77,10 @@ class AgentRegistry {
   std::vector<AgentRecord> Find(const std::string& id, const std::optional<std::string>& tenant) const;
   // Forgets an agent. Returns its chain's blocks that no other agent's chain holds, and the
   // record's file (to delete).
-  std::pair<std::vector<BlockKey>, std::filesystem::path> Remove(const std::string& tenant, const std::string& id);
+  // `turns_removed`: the turns it had. Remembered (the last kMaxForgotten forgotten agents): a later
+  // Update of the same id counts on from them, and Adopt refuses records of no more turns.
+  std::pair<std::vector<BlockKey>, std::filesystem::path> Remove(const std::string& tenant, const std::string& id,
+                                                                 uint64_t* turns_removed = nullptr);
 
   // In some agent's latest chain (the RAM tier evicts these last).
   bool InLatestChain(const BlockKey& key) const;
@@ -96,6 +100,7 @@ class AgentRegistry {
   std::unordered_map<BlockKey, int, BlockKeyHash> refs_;  // block → agents whose chain holds it
   static constexpr size_t kMaxForgotten = 4096;
   std::map<Key, uint64_t> forgotten_;  // agents removed here → their turns then (see Adopt)
+  std::deque<Key> forgotten_order_;    // forgotten_'s keys, oldest first (may name erased ones)
   uint64_t bad_files_ = 0;
 };
 

@@ -170,23 +170,52 @@ size_t KvStore::EvictFromRam(const std::vector<BlockKey>& chain) {
   return dropped;
 }
 
-std::vector<std::optional<uint64_t>> KvStore::RemoteBlocksOf(const std::vector<std::vector<BlockKey>>& chains) {
-  std::vector<std::optional<uint64_t>> out(chains.size());
-  if (!remote_ || chains.empty()) return out;
+std::vector<std::optional<RemoteBlocks>> KvStore::RemoteBlocksOf(const std::vector<std::vector<BlockKey>>& chains) {
+  std::vector<std::optional<RemoteBlocks>> out(chains.size());
+  if (!remote_ || chains.empty() || !remote_->Probe().ok()) return out;
+  // A chain is named by its last key (each key hashes its parent's). Counts younger than kFresh are
+  // answered from the cache; the rest are asked for in one round, one round at a time (callers that
+  // find one in flight get what the cache has): an open dashboard asks every second.
+  constexpr auto kFresh = std::chrono::seconds(5);
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<size_t> stale;
+  {
+    std::lock_guard<std::mutex> lock(remote_counts_mu_);
+    for (size_t i = 0; i < chains.size(); ++i) {
+      if (chains[i].empty()) {
+        out[i] = RemoteBlocks{0, 0};
+        continue;
+      }
+      auto it = remote_counts_.find(chains[i].back());
+      if (it != remote_counts_.end()) out[i] = it->second.second;
+      if (it == remote_counts_.end() || now - it->second.first > kFresh) stale.push_back(i);
+    }
+    if (stale.empty() || remote_counting_) return out;
+    remote_counting_ = true;
+  }
+  std::vector<BlockKey> keys;
+  for (size_t i : stale) keys.insert(keys.end(), chains[i].begin(), chains[i].end());
   auto done = std::make_shared<std::promise<std::optional<std::vector<bool>>>>();
   auto result = done->get_future();
-  std::vector<BlockKey> keys;
-  for (const auto& c : chains) keys.insert(keys.end(), c.begin(), c.end());
-  io_.PostRead([this, keys = std::move(keys), done] { done->set_value(remote_->Present(keys)); });
+  io_.PostRead([this, keys, done] { done->set_value(remote_->Present(keys)); });
   // Bounded: an I/O thread busy with a slow disk does not hold an admin call.
-  if (result.wait_for(std::chrono::seconds(2)) != std::future_status::ready) return out;
-  const std::optional<std::vector<bool>> present = result.get();
+  std::optional<std::vector<bool>> present;
+  if (result.wait_for(std::chrono::seconds(2)) == std::future_status::ready) present = result.get();
+  std::lock_guard<std::mutex> lock(remote_counts_mu_);
+  remote_counting_ = false;
   if (!present) return out;
+  if (remote_counts_.size() > 65536) remote_counts_.clear();  // agents come and go: bounded
   size_t k = 0;
-  for (size_t i = 0; i < chains.size(); ++i) {
-    uint64_t n = 0;
-    for (size_t j = 0; j < chains[i].size(); ++j) n += (*present)[k++];
-    out[i] = n;
+  for (size_t i : stale) {
+    RemoteBlocks b{0, 0};
+    for (const BlockKey& key : chains[i]) {
+      if (!(*present)[k++]) continue;
+      ++b.held;
+      // Only there: in no local tier (the dashboard's placement of the agent's blocks).
+      if (!ram_->SizeOf(key) && !(disk_ && disk_->SizeOf(key))) ++b.only_there;
+    }
+    out[i] = b;
+    remote_counts_[chains[i].back()] = {now, b};
   }
   return out;
 }
@@ -194,11 +223,9 @@ std::vector<std::optional<uint64_t>> KvStore::RemoteBlocksOf(const std::vector<s
 size_t KvStore::ForgetAgent(const std::string& tenant, const std::string& id) {
   // The shared record too: a tombstone that refuses records of no more turns (its blocks stay in
   // Redis, a cache, until they are evicted there).
-  if (remote_) {
-    const auto known = agents_->Snapshot(tenant, id);
-    remote_->ForgetAgent(tenant, id, known ? known->record.turns : 0);
-  }
-  auto [blocks, file] = agents_->Remove(tenant, id);
+  uint64_t turns = 0;
+  auto [blocks, file] = agents_->Remove(tenant, id, &turns);
+  if (remote_) remote_->ForgetAgent(tenant, id, turns);  // the turns it had when removed
   auto done = std::make_shared<std::promise<size_t>>();
   auto result = done->get_future();
   // On the I/O thread, behind queued writes: a block being written is removed after it lands.

@@ -23,13 +23,17 @@
 // Thread-safe.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "core/status.h"
@@ -67,7 +71,14 @@ struct AgentTiers {
   uint64_t ram_blocks = 0, ram_bytes = 0;
   uint64_t disk_blocks = 0, disk_bytes = 0;
   bool remote = false;                    // a remote tier is configured
-  std::optional<uint64_t> remote_blocks;  // when it answered (RemoteBlocksOf)
+  std::optional<uint64_t> remote_blocks;  // blocks of the chain Redis holds, when it answered (RemoteBlocksOf)
+  std::optional<uint64_t> remote_only;    // … of which no local tier holds
+};
+
+// RemoteBlocksOf's answer for one chain.
+struct RemoteBlocks {
+  uint64_t held = 0;        // blocks the remote tier holds
+  uint64_t only_there = 0;  // … that neither RAM nor the disk holds
 };
 
 struct KvStoreStats {
@@ -130,9 +141,10 @@ class KvStore {
   void RecordAgent(AgentRecord record);
   const AgentRegistry& agents() const { return *agents_; }
   AgentTiers TiersOf(const std::vector<BlockKey>& chain) const;
-  // How many of each chain's blocks the remote tier holds, asked on the I/O thread in one pipelined
-  // round (waits for it); nullopt without a remote tier or while it is down.
-  std::vector<std::optional<uint64_t>> RemoteBlocksOf(const std::vector<std::vector<BlockKey>>& chains);
+  // How many of each chain's blocks the remote tier holds (and how many only it), asked on the I/O
+  // thread in one pipelined round (waits for it, at most 2 s), remembered for 5 s, one round at a
+  // time; nullopt without a remote tier, while it is down, or not yet known. HTTP threads.
+  std::vector<std::optional<RemoteBlocks>> RemoteBlocksOf(const std::vector<std::vector<BlockKey>>& chains);
   // Drops the chain's blocks from RAM once they are on disk (waits for queued writes; a block RAM
   // alone holds stays); without a disk tier they are dropped. Returns the blocks dropped.
   size_t EvictFromRam(const std::vector<BlockKey>& chain);
@@ -157,6 +169,11 @@ class KvStore {
   IoThread io_;
   std::unique_ptr<WriteBehind> writer_;  // null without a disk tier
   std::unique_ptr<BlockLookup> lookup_;
+
+  std::mutex remote_counts_mu_;  // guards the two below
+  std::unordered_map<BlockKey, std::pair<std::chrono::steady_clock::time_point, RemoteBlocks>, BlockKeyHash>
+      remote_counts_;  // RemoteBlocksOf's answers by the chain's last key
+  bool remote_counting_ = false;
 };
 
 }  // namespace kvault

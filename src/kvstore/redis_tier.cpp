@@ -23,13 +23,14 @@ constexpr const char* kPublishAgentScript =
     "if t and tonumber(t) >= tonumber(ARGV[1]) then return 0 end "
     "redis.call('HSET', KEYS[1], 'turns', ARGV[1], 'record', ARGV[2]) "
     "return 1";
-// Forgets an agent: its record is replaced by a tombstone (its turns, no record) that refuses any
-// record of no more turns — one an instance that still knows the agent would publish again.
+// Forgets an agent: its record is replaced by a tombstone (its turns, no record; kept 7 days) that
+// refuses any record of no more turns — one an instance that still knows the agent would publish.
 constexpr const char* kForgetAgentScript =
     "local t = tonumber(redis.call('HGET', KEYS[1], 'turns') or '0') or 0 "
     "local n = math.max(t, tonumber(ARGV[1])) "
     "redis.call('DEL', KEYS[1]) "
     "redis.call('HSET', KEYS[1], 'turns', n) "
+    "redis.call('EXPIRE', KEYS[1], 604800) "
     "return n";
 
 using Reply = RedisReplyPtr;
@@ -201,6 +202,10 @@ void RedisTier::Push(Job job) {
     if (stop_) return;
     if (job.kind == Job::Kind::kForgetAgent) {  // ahead of the blocks, never dropped for them
       urgent_.push_back(std::move(job));
+      if (urgent_.size() > std::max<size_t>(options_.max_queued_writes, 1)) {  // bounded too
+        urgent_.pop_front();
+        ++stats_.dropped_writes;
+      }
     } else {
       job.size = job.record  ? job.record->ByteSize()
                  : job.agent ? job.agent->chain.size() * sizeof(BlockKey) + 256
@@ -331,7 +336,7 @@ bool RedisTier::WriteBatch(RedisRouter& writer, std::vector<Job>& batch, std::st
   uint64_t writes = 0, agent_writes = 0, agent_stale = 0;
   for (size_t i = 0; i < batch.size(); ++i) {
     const Kind kind = batch[i].kind;
-    const char* what = kind == Kind::kBlock ? "SET" : kind == Kind::kAgent ? "EVAL" : "DEL";
+    const char* what = kind == Kind::kBlock ? "SET" : kind == Kind::kDelete ? "DEL" : "EVAL";
     const redisReply* r = replies[i].get();
     if (r->type == REDIS_REPLY_ERROR) {  // e.g. OOM without an eviction policy: that write is lost
       std::lock_guard<std::mutex> lock(mu_);

@@ -114,7 +114,7 @@ json AgentRowJson(const AgentRow& row, uint32_t block_tokens) {
   const uint64_t blocks = row.view.record.chain.size();
   const uint64_t pool_blocks = block_tokens ? (row.pool_tokens + block_tokens - 1) / block_tokens : 0;
   const Placement p = PlaceBlocks(blocks, pool_blocks, row.view.tiers.ram_blocks, row.view.tiers.disk_blocks,
-                                  row.view.tiers.remote_blocks.value_or(0));
+                                  row.view.tiers.remote_only.value_or(0));
   j["running"] = row.running;
   j["pool"] = {{"blocks", pool_blocks}, {"tokens", row.pool_tokens}};
   j["placement"] = {{"pool", p.pool}, {"ram", p.ram}, {"disk", p.disk}, {"remote", p.remote}, {"none", p.none}};

@@ -45,7 +45,7 @@ struct AgentRow {
   bool running = false;      // a request of this agent is being computed
   std::optional<AgentTurn> last_turn;
 };
-// AgentJson + running, pool{blocks, tokens}, placement{pool, ram, disk, none} (PlaceBlocks),
+// AgentJson + running, pool{blocks, tokens}, placement{pool, ram, disk, remote, none} (PlaceBlocks),
 // last_turn (TurnJson or null) and last_turn_cached_share (cached / prompt tokens, or null).
 nlohmann::json AgentRowJson(const AgentRow& row, uint32_t block_tokens);
 

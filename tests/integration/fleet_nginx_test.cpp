@@ -116,7 +116,7 @@ TEST(FleetSecurityTest, TwoInstancesShareAnAgentAsTheDocumentedRedisUserWithTheD
   auto redis = RedisProcess::Start(ScratchDir("acl-redis"), &error);
   ASSERT_NE(redis, nullptr) << error;
   ASSERT_EQ(redis->Command({"ACL", "SETUSER", "kvault", "on", ">acl-password", "~kvault:*", "+get", "+set", "+del",
-                            "+ping", "+exists", "+hget", "+hset", "+eval", "+scan", "+strlen", "+info"}),
+                            "+ping", "+exists", "+hget", "+hset", "+eval", "+expire", "+scan", "+strlen", "+info"}),
             "OK");
   const std::string url = "redis://kvault:acl-password@127.0.0.1:" + std::to_string(redis->port());
   std::array<std::unique_ptr<ServerProcess>, 2> kv;
@@ -138,7 +138,8 @@ TEST(FleetSecurityTest, TwoInstancesShareAnAgentAsTheDocumentedRedisUserWithTheD
   EXPECT_EQ(RemoteOf(written)["errors"], 0) << written.dump();
   const json on_b = Chat(kv[1]->port(), h, turn, 4, &status);
   ASSERT_EQ(status, 200);
-  EXPECT_GE(on_b["cache"]["remote_tokens"].get<int>(), on_b["usage"]["prompt_tokens"].get<int>() * 9 / 10) << on_b.dump();
+  EXPECT_GE(on_b["cache"]["remote_tokens"].get<int>(), on_b["usage"]["prompt_tokens"].get<int>() * 9 / 10)
+      << on_b.dump();
   const json hb = HealthWhen(kv[1]->port(), [](const json& j) { return RemoteOf(j)["queued_writes"] == 0; });
   EXPECT_GT(RemoteOf(hb)["hits"].get<int>(), 0) << hb.dump();
   EXPECT_GT(RemoteOf(hb)["agents"]["found"].get<int>(), 0) << "B adopted A's record of the agent: " << hb.dump();

@@ -38,9 +38,15 @@ TEST(AgentRegistryTest, AdoptTakesOnlyANewerRecordOfAnUnchangedAgentThatWasNotFo
   EXPECT_TRUE(reg.InLatestChain(k2));
   reg.Update({"t", "a", {k1}, 16, 1, 2});  // a turn here: 5 + 1
   EXPECT_EQ(reg.Snapshot("t", "a")->record.turns, 6u);
-  reg.Remove("t", "a");
+  uint64_t removed = 0;
+  reg.Remove("t", "a", &removed);
+  EXPECT_EQ(removed, 6u);
   EXPECT_FALSE(reg.Adopt({"t", "a", {k2}, 16, 6, 1}, 0)) << "forgotten here at turn 6";
   EXPECT_TRUE(reg.Adopt({"t", "a", {k2}, 16, 7, 1}, 0)) << "it went on elsewhere";
+  // The id used again here after a forget counts on from the forgotten turns.
+  reg.Remove("t", "a");
+  reg.Update({"t", "a", {k1}, 16, 1, 3});
+  EXPECT_EQ(reg.Snapshot("t", "a")->record.turns, 8u);
   EXPECT_FALSE(reg.Adopt({"t", "other", {k2}, 16, 1, 1}, 7)) << "generation of an unknown agent is 0";
 }
 

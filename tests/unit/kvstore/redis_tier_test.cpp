@@ -355,7 +355,7 @@ TEST_F(RedisTierTest, AgentRecordsAreSharedAndANewerTurnIsNeverOverwrittenByAnOl
 // `kvault cache stats`), and keeps it to its keys.
 TEST_F(RedisTierTest, TheDocumentedAclUserCanDoWhatTheTierDoesAndNoMore) {
   ASSERT_EQ(redis_->Command({"ACL", "SETUSER", "kvault", "on", ">s3cret", "~kvault:*", "+get", "+set", "+del", "+ping",
-                             "+exists", "+hget", "+hset", "+eval", "+scan", "+strlen", "+info"}),
+                             "+exists", "+hget", "+hset", "+eval", "+expire", "+scan", "+strlen", "+info"}),
             "OK");
   Chain c;
   RedisTierOptions o;
@@ -452,12 +452,21 @@ TEST_F(RedisTierTest, AStoreAdoptsANewerSharedRecordAndReachesTheAgentsPartialBl
   b->ForgetAgent("", "planner");
   ASSERT_TRUE(b->remote()->WaitWritten(5s));
   EXPECT_FALSE(b->remote()->FetchAgent("", "planner"));
-  EXPECT_EQ(b->RemoteBlocksOf({turn.chain})[0], 4u) << "its blocks stay in Redis (a cache: its LRU decides)";
+  const auto counted = b->RemoteBlocksOf({turn.chain})[0];
+  ASSERT_TRUE(counted);
+  EXPECT_EQ(counted->held, 4u) << "its blocks stay in Redis (a cache: its LRU decides)";
+  EXPECT_EQ(counted->only_there, 4u) << "B's RAM let them go with the agent: only Redis has them";
   Wait(b->StartPrefetch(named));
   EXPECT_FALSE(b->agents().Snapshot("", "planner")) << "nothing adopted back";
   a->remote()->PublishAgent(a->agents().Snapshot("", "planner")->record);  // A's turn 3, late
   ASSERT_TRUE(a->remote()->WaitWritten(5s));
   EXPECT_FALSE(b->remote()->FetchAgent("", "planner"));
+  // The id used again on B: its turns count on from the forgotten 3, so it is shared at once.
+  b->RecordAgent(turn);
+  ASSERT_TRUE(b->remote()->WaitWritten(5s));
+  EXPECT_EQ(b->agents().Snapshot("", "planner")->record.turns, 4u);
+  ASSERT_TRUE(b->remote()->FetchAgent("", "planner"));
+  EXPECT_EQ(b->remote()->FetchAgent("", "planner")->turns, 4u);
 }
 
 }  // namespace

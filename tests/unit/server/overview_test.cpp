@@ -84,6 +84,7 @@ TEST(OverviewTest, BlocksOnlyInRedisArePlacedThere) {
   row.view = View("t1", "a", 10, 1, 0);
   row.view.tiers.remote = true;
   row.view.tiers.remote_blocks = 10;
+  row.view.tiers.remote_only = 9;  // all but the one in RAM
   AgentTurn t;
   t.prompt_tokens = 100;
   t.cached_remote = 90;
@@ -94,6 +95,7 @@ TEST(OverviewTest, BlocksOnlyInRedisArePlacedThere) {
   EXPECT_EQ(a["placement"]["remote"], 9) << a.dump();
   EXPECT_EQ(a["last_turn"]["cached"]["remote"], 90) << a.dump();
   row.view.tiers.remote_blocks.reset();  // Redis down
+  row.view.tiers.remote_only.reset();
   a = AgentRowJson(row, 64);
   EXPECT_TRUE(a["remote"].is_null()) << a.dump();
   EXPECT_EQ(a["placement"]["none"], 9) << a.dump();
