@@ -14,13 +14,16 @@
 #include "redis_process.h"
 #include "test_env.h"
 #include "unit/kvstore/kv_store_test_util.h"
+#include "unit/kvstore/redis_test_util.h"
 
 namespace kvault {
 namespace {
 
 using testing::Chain;
+using testing::OpenRemoteStore;
 using testing::RedisCluster;
 using testing::Wait;
+using testing::WaitUp;
 using namespace std::chrono_literals;
 
 TEST(RedisRouterTest, SlotsFollowTheClusterSpecification) {
@@ -29,15 +32,6 @@ TEST(RedisRouterTest, SlotsFollowTheClusterSpecification) {
   EXPECT_EQ(RedisRouter::Slot("foo{bar}{zap}"), RedisRouter::Slot("bar"));
   EXPECT_EQ(RedisRouter::Slot("foo{{bar}}zap"), RedisRouter::Slot("{bar"));
   EXPECT_NE(RedisRouter::Slot("foo{}{bar}"), RedisRouter::Slot("bar")) << "an empty tag: the whole key";
-}
-
-bool WaitUp(const RedisTier& t, bool up, std::chrono::milliseconds timeout = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (t.stats().up != up) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
 }
 
 class RedisClusterTest : public ::testing::Test {
@@ -81,7 +75,7 @@ TEST_F(RedisClusterTest, TheRoutersSlotsAreTheClustersOwn) {
 // is read back (a store's prefetch too); cache stats counts them over the masters.
 TEST_F(RedisClusterTest, BlocksSpreadOverTheMastersAndAreAllFound) {
   auto tier = Tier();
-  ASSERT_TRUE(WaitUp(*tier, true)) << tier->stats().last_error;
+  ASSERT_TRUE(WaitUp(*tier, true, 10s)) << tier->stats().last_error;
   for (size_t i = 0; i < chain_.keys.size(); ++i) tier->Enqueue(chain_.Record(i));
   tier->PublishAgent({"t", "planner", chain_.keys, 200, 1, 1});
   ASSERT_TRUE(tier->WaitWritten(10s)) << tier->stats().last_error;
@@ -98,16 +92,12 @@ TEST_F(RedisClusterTest, BlocksSpreadOverTheMastersAndAreAllFound) {
   ASSERT_TRUE(tier->FetchAgent("t", "planner"));
   EXPECT_EQ(tier->FetchAgent("t", "planner")->chain, chain_.keys);
 
-  KvStoreOptions o;
-  o.ram_bytes = 1 << 20;
-  o.fingerprint = "fp";
-  o.remote_cache = cluster_->url();
-  auto store = KvStore::Open(o);
-  ASSERT_TRUE(store.ok()) << store.status().ToString();
-  ASSERT_TRUE(WaitUp(*(*store)->remote(), true));
-  auto p = Wait((*store)->StartPrefetch(chain_.Request()));
+  auto store = OpenRemoteStore(cluster_->url());
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(WaitUp(*store->remote(), true, 10s));
+  auto p = Wait(store->StartPrefetch(chain_.Request()));
   EXPECT_EQ(p->records.size(), chain_.keys.size());
-  EXPECT_EQ((*store)->stats().remote_tier.hits, chain_.keys.size());
+  EXPECT_EQ(store->stats().remote_tier.hits, chain_.keys.size());
 
   auto inv = InventoryRedis(ParseRedisUrl(cluster_->url()).value());
   ASSERT_TRUE(inv.ok()) << inv.status().message();
@@ -119,7 +109,7 @@ TEST_F(RedisClusterTest, BlocksSpreadOverTheMastersAndAreAllFound) {
 // moved is answered ASK (followed for that command), after it MOVED (followed, the map read again).
 TEST_F(RedisClusterTest, MovedAndAskRedirectionsAreFollowedWhileASlotMigrates) {
   auto tier = Tier();
-  ASSERT_TRUE(WaitUp(*tier, true)) << tier->stats().last_error;
+  ASSERT_TRUE(WaitUp(*tier, true, 10s)) << tier->stats().last_error;
   for (size_t i = 0; i < 4; ++i) tier->Enqueue(chain_.Record(i));
   ASSERT_TRUE(tier->WaitWritten(10s));
   const std::string key = tier->KeyFor(chain_.keys[0]);

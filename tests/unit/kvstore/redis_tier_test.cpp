@@ -12,13 +12,16 @@
 #include "redis_process.h"
 #include "test_env.h"
 #include "unit/kvstore/kv_store_test_util.h"
+#include "unit/kvstore/redis_test_util.h"
 
 namespace kvault {
 namespace {
 
 using testing::Chain;
+using testing::OpenRemoteStore;
 using testing::RedisProcess;
 using testing::Wait;
+using testing::WaitUp;
 using namespace std::chrono_literals;
 
 TEST(RedisUrlTest, ParsesTheDocumentedForms) {
@@ -99,24 +102,7 @@ class RedisTierTest : public ::testing::Test {
     o.timeout_ms = 500;
     return std::make_unique<RedisTier>(std::move(o));
   }
-  std::unique_ptr<KvStore> Store() {
-    KvStoreOptions o;
-    o.ram_bytes = 1 << 20;
-    o.fingerprint = "fp";
-    o.remote_cache = redis_->url();
-    auto s = KvStore::Open(o);
-    EXPECT_TRUE(s.ok()) << s.status().ToString();
-    return std::move(s.value());
-  }
-  // Waits for a tier's state; true when reached.
-  static bool WaitUp(const RedisTier& t, bool up, std::chrono::milliseconds timeout = 5s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (t.stats().up != up) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      std::this_thread::sleep_for(10ms);
-    }
-    return true;
-  }
+  std::unique_ptr<KvStore> Store() { return OpenRemoteStore(redis_->url()); }
   // ReadBlocks' answers: the bytes, or "" for an error, "<code>" recorded in `codes`.
   static std::vector<std::string> Read(RedisTier& t, const std::vector<BlockKey>& keys,
                                        std::vector<Status::Code>* codes = nullptr, size_t stop_after = SIZE_MAX) {
