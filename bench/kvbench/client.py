@@ -67,10 +67,13 @@ def chat_stream(port, messages, max_tokens, headers=None, timeout=600, extra=Non
 
 
 def wait_store_idle(port, timeout=60):
-    """Until kvault's KV store has no pending disk writes; returns /health."""
+    """Until kvault's KV store has no pending disk writes (nor remote-tier writes, where it has
+    one); returns /health."""
     deadline = time.time() + timeout
     while True:
         h = get_json(port, "/health")
-        if h.get("kv_store", {}).get("pending_writes", 0) == 0 or time.time() > deadline:
+        ks = h.get("kv_store", {})
+        if (ks.get("pending_writes", 0) == 0 and (ks.get("remote") or {}).get("queued_writes", 0) == 0) \
+                or time.time() > deadline:
             return h
         time.sleep(0.2)

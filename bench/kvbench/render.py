@@ -134,29 +134,47 @@ def ttft_section(r, image):
 
 
 def persist_section(r, image):
-    """Persistence cost: decode throughput with and without the disk tier."""
+    """Persistence cost: decode throughput with and without the disk tier, and with the remote tier."""
     ps = r.get("persist")
     if not ps:
         return []
-    lines = ["## Persistence cost: decode throughput with and without the disk tier", "",
+    remote = any(v.get("remote") for v in ps["agents"].values())
+    lines = ["## Persistence cost: decode throughput with and without the disk tier"
+             + (" and the remote tier" if remote else ""), "",
              f"N agents each send {ps.get('turns', 3)} requests one after another (a ~{r['prompt_tokens']}-token "
              f"prompt each; {r['gen_tokens'] // 2}–{r['gen_tokens']} tokens answered, the length differing "
              "between agents so that requests end at different times and a finished request's KV blocks "
              "are written while the others decode), on kvault with persistence (the default: blocks go "
-             "to disk asynchronously) and with `--no-persist` (RAM tier only); the two alternate (which goes first swaps every rep). "
+             "to disk asynchronously) and with `--no-persist` (RAM tier only)"
+             + ("; and with persistence plus a remote tier (`--remote-cache`, a redis-server on loopback started "
+                "for the run: every block also written to Redis, on its own thread)" if remote else "")
+             + "; the configurations alternate (which goes first changes every rep). "
              "Decode tokens/s over steps with no prompt tokens, from `/health` as in the decode suite. "
-             "Goal: on / off ≥ 0.97.", "",
-             "| agents | persistence on tok/s | `--no-persist` tok/s | on / off | end to end on / off tok/s |",
-             "|---|---|---|---|---|"]
+             "Goal: on / off ≥ 0.97" + (", and remote / on ≥ 0.97." if remote else "."), ""]
+    if remote:
+        lines += ["| agents | persistence on tok/s | `--no-persist` tok/s | on / off | with remote tier tok/s "
+                  "| remote / on | end to end on / off / remote tok/s |", "|---|---|---|---|---|---|---|"]
+    else:
+        lines += ["| agents | persistence on tok/s | `--no-persist` tok/s | on / off | end to end on / off tok/s |",
+                  "|---|---|---|---|---|"]
     for n, v in ps["agents"].items():
         e = v.get("end_to_end", {})
-        et = f"{e['on']['median']:.1f} / {e['off']['median']:.1f}" if e else "—"
+        et = " / ".join(f"{e[m]['median']:.1f}" for m in ("on", "off", "remote") if m in e) if e else "—"
         rt = f"**{v['ratio']:.3f}×**" if v.get("ratio") is not None else "—"
-        lines.append(f"| {n} | {span(v['on'], 1)} | {span(v['off'], 1)} | {rt} | {et} |")
+        if remote:
+            rr = f"**{v['remote_ratio']:.3f}×**" if v.get("remote_ratio") is not None else "—"
+            rm = span(v["remote"], 1) if v.get("remote") else "—"
+            lines.append(f"| {n} | {span(v['on'], 1)} | {span(v['off'], 1)} | {rt} | {rm} | {rr} | {et} |")
+        else:
+            lines.append(f"| {n} | {span(v['on'], 1)} | {span(v['off'], 1)} | {rt} | {et} |")
     so = ps.get("store_on")
     if so:
         lines += ["", f"The last persistent run ({so['agents']} agents): {so['blocks_saved']} blocks saved, "
                   f"{so['disk_bytes_written'] / 2**20:.1f} MiB written to disk."]
+    sr = ps.get("store_remote")
+    if sr:
+        lines[-1] += (f" The last run with the remote tier ({sr['agents']} agents): {sr['writes']} blocks written to "
+                      f"Redis, {sr['bytes_written'] / 2**20:.1f} MiB.")
     lines.append("")
     return lines
 

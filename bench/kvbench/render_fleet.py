@@ -16,14 +16,16 @@ def fleet_section(r, image):
              f"request at a time, {c['gen_tokens']} tokens answered: turn 1 is cold, turn 2 is on the agent's own "
              "server (**home**). Then one server is killed (SIGKILL): at turn 3 its agents **moved** to the other "
              "one (nginx's retry), the others **stayed**. Then a third server joins (nginx reloaded with it): at "
-             "turn 4 the agents the ring gives it **joined** it. kvault's instances share one Redis "
+             "turn 4 the agents the ring gives it **joined** it. Last, the first server's survivor restarts (SIGTERM, "
+             "then the same port and cache directory): at turn 5 its agents **restarted** (kvault's come back from "
+             "its disk, whose files may still be in the page cache; llama-server's are recomputed). kvault's instances share one Redis "
              f"(`--remote-cache`); each llama-server has only its own RAM cache. Same KV budgets: kvault "
              f"`{c['kvault_flags']}`, llama-server `{c['llama_server_flags']}`. Time to first token, streamed, "
              "through nginx, in seconds; p50 / p95 over every request of every repetition, then the median "
              f"[min–max] of the repetitions' own p50s; {len(set(q['rep'] for q in f['kvault']['requests']))} "
              f"repetitions, kvault and llama-server alternating; {c['date']}, {c['machine']}.", "",
              "| server | cold p50 / p95 | home p50 / p95 | moved p50 / p95 | moved / home (p50) | joined p50 / p95 "
-             "| prompt reused when moved |", "|---|---|---|---|---|---|---|"]
+             "| restarted p50 / p95 | prompt reused when moved |", "|---|---|---|---|---|---|---|---|"]
     for name in ("kvault", "llama-server"):
         s = f.get(name)
         if not s:
@@ -39,7 +41,7 @@ def fleet_section(r, image):
 
         ratio = (f"{s['moved']['p50'] / s['home']['p50']:.1f}×" if s.get("moved") and s.get("home") else "–")
         reused = f"{s['moved']['cached_fraction'] * 100:.0f} %" if s.get("moved") else "–"
-        lines.append(f"| {name} | {pp('cold')} | {pp('home')} | {pp('moved')} | {ratio} | {pp('joined')} | {reused} |")
+        lines.append(f"| {name} | {pp('cold')} | {pp('home')} | {pp('moved')} | {ratio} | {pp('joined')} | {pp('restarted')} | {reused} |")
     k, ls = f.get("kvault"), f.get("llama-server")
     if k and ls and k.get("moved") and ls.get("moved"):
         lines += ["", f"A moved agent's next turn: kvault {ls['moved']['p50'] / k['moved']['p50']:.1f}× faster than "
@@ -47,7 +49,9 @@ def fleet_section(r, image):
     if k and k.get("remote_load_mib_s"):
         lines += ["", f"Remote tier load rate on the surviving kvault instance (bytes read from Redis over the read "
                   f"path's time reading them, which includes verifying and copying): "
-                  f"{span(k['remote_load_mib_s'], 0)} MiB/s."]
+                  f"{span(k['remote_load_mib_s'], 0)} MiB/s"
+                  + (f"; the disk tier's on the restarted instance, measured the same way: "
+                     f"{span(k['disk_load_mib_s'], 0)} MiB/s." if k.get("disk_load_mib_s") else ".")]
     lines += ["", "Every request (agent, turn, phase, upstream, TTFT, cached tokens) is in the raw results "
               "(`fleet.SERVER.requests`).", ""]
     return lines

@@ -24,8 +24,8 @@ def free_port():
 class Server:
     """A server process (kvault or llama-server) on a free loopback port."""
 
-    def __init__(self, argv, name, health="/health"):
-        self.port = free_port()
+    def __init__(self, argv, name, health="/health", port=None):
+        self.port = port or free_port()  # a given port: a restart behind a proxy that knows it
         self.cache_dir = None
         if name.startswith("kvault") and "--cache-dir" not in argv:  # its own KV cache directory, not the user's
             self.cache_dir = tempfile.mkdtemp(prefix="kvault-bench-cache-")

@@ -34,14 +34,19 @@ def check_persist(ctx, r):
     p = r["persist"]
     assert all(v["on"]["median"] > 0 and v["off"]["median"] > 0 for v in p["agents"].values()), p
     assert p["store_on"]["disk_bytes_written"] > 0, p["store_on"]  # "on" did write to disk
+    assert all(v["remote"]["median"] > 0 for v in p["agents"].values()), p  # the remote tier's row ran
+    assert p["store_remote"]["bytes_written"] > 0, p["store_remote"]  # and wrote to Redis
 
 
 def check_fleet(ctx, r):
     k = r["fleet"]["kvault"]
     n = ctx.fleet["agents"]
-    assert len(k["requests"]) == 4 * n * ctx.reps, k["requests"]  # cold, home, after the kill, after the join
+    # cold, home, after the kill, after the join, after the restart
+    assert len(k["requests"]) == 5 * n * ctx.reps, k["requests"]
     assert k["moved"] and k["moved"]["n"] > 0, k  # the killed server's agents moved
     assert k["moved"]["cached_fraction"] > 0.5, k["moved"]  # and resumed from Redis
+    assert k["restarted"] and k["restarted"]["cached_fraction"] > 0.5, k["restarted"]  # from its disk
+    assert k.get("disk_load_mib_s") and k.get("remote_load_mib_s"), k.keys()
     assert all(q["upstream"] for q in k["requests"]), k["requests"]
 
 

@@ -3,7 +3,9 @@ agents hashed consistently on X-Agent-Id), N agents taking turns; then one serve
 the agents it served move to the other: their next turn's time to first token, against the turn
 before it on their own server. kvault's instances share one Redis (--remote-cache); llama-server's
 have nothing to share (their moved agents recompute). Then a third server joins and the agents
-the hash ring gives it move again. Repetitions alternate kvault and llama-server."""
+the hash ring gives it move again. Last, the first server's survivor restarts (gracefully, same
+port and cache directory): its agents' next turn comes from its disk (kvault) or is recomputed.
+Repetitions alternate kvault and llama-server."""
 import os
 import shutil
 import signal
@@ -110,10 +112,11 @@ def turn(nginx, convs, a, t, gen_tokens):
 def fleet_rep(kind, argv_of, ctx, rep):
     """One repetition for one server kind: turns 0 (cold) and 1 (home) on two servers; server 0
     killed (the one with more agents), turn 2 (its agents moved); a third server joins, turn 3 (the
-    agents it takes moved)."""
+    agents it takes moved); the surviving first server restarts, turn 4 (its agents restarted)."""
     c = ctx.fleet
     redis = Redis(c["redis_mib"]) if kind == "kvault" else None
-    servers = [Server(argv_of(i, redis), f"{kind}-fleet-{i}") for i in range(2)]
+    cache_dirs = [tempfile.mkdtemp(prefix="kvault-bench-fleet-cache-") for _ in range(3)]
+    servers = [Server(argv_of(i, redis, cache_dirs[i]), f"{kind}-fleet-{i}") for i in range(2)]
     nginx = Nginx([s.port for s in servers])
     convs = rr_agents_prompts(c["agents"], c["system_words"], c["context"])
     reqs = []
@@ -138,18 +141,34 @@ def fleet_rep(kind, argv_of, ctx, rep):
             rt = h["kv_store"]["remote"]
             remote = {"bytes_read": rt["bytes_read"], "hits": rt["hits"],
                       "fetch_seconds": h["kv_store"].get("fetch_seconds")}
-        servers.append(Server(argv_of(2, redis), f"{kind}-fleet-2"))
+        servers.append(Server(argv_of(2, redis, cache_dirs[2]), f"{kind}-fleet-2"))
         before = {q["agent"]: q["upstream"] for q in reqs if q["turn"] == 2}
         nginx.reload([s.port for s in servers[1:]])
         for a in range(c["agents"]):
             q = turn(nginx, convs, a, 3, c["gen_tokens"])
             reqs.append(q | {"phase": "joined" if q["upstream"] != before[a] else "stayed"})
+        # The survivor restarts gracefully on its port with its cache directory (a deploy, a reboot):
+        # nginx keeps its agents on it; kvault's come back from its disk (the files may still be in
+        # the page cache), llama-server's are recomputed.
+        survivor = servers[1]
+        survivor.stop()
+        servers[1] = Server(argv_of(1, redis, cache_dirs[1]), f"{kind}-fleet-1", port=survivor.port)
+        restarted = f"127.0.0.1:{survivor.port}"
+        for a in range(c["agents"]):
+            q = turn(nginx, convs, a, 4, c["gen_tokens"])
+            reqs.append(q | {"phase": "restarted" if q["upstream"] == restarted else "stayed"})
+        if redis:  # what the restarted instance read from its disk, and how fast
+            ks = get_json(servers[1].port, "/health")["kv_store"]
+            remote = (remote or {}) | {"disk_bytes_read": ks["bytes_read"],
+                                       "disk_fetch_seconds": ks.get("disk_fetch_seconds")}
     finally:
         nginx.stop()
-        for s in servers:  # the killed one too: its cache directory goes
+        for s in servers:  # the killed one too
             s.stop()
         if redis:
             redis.stop()
+        for d in cache_dirs:
+            shutil.rmtree(d, ignore_errors=True)
     for q in reqs:
         q["rep"] = rep
     moved = [q["ttft_s"] for q in reqs if q["phase"] == "moved"]
@@ -160,7 +179,7 @@ def fleet_rep(kind, argv_of, ctx, rep):
 
 def summary(reqs, remotes):
     out = {"requests": reqs}
-    for phase in ("cold", "home", "moved", "stayed", "joined"):
+    for phase in ("cold", "home", "moved", "stayed", "joined", "restarted"):
         qs = [q for q in reqs if q["phase"] == phase]
         out[phase] = dist([q["ttft_s"] for q in qs])
         if qs:
@@ -172,6 +191,10 @@ def summary(reqs, remotes):
              if r and r.get("fetch_seconds") and r["bytes_read"]]
     if rates:
         out["remote_load_mib_s"] = stats(rates)
+    rates = [r["disk_bytes_read"] / r["disk_fetch_seconds"] / 2**20 for r in remotes
+             if r and r.get("disk_fetch_seconds") and r.get("disk_bytes_read")]
+    if rates:
+        out["disk_load_mib_s"] = stats(rates)
     return out
 
 
@@ -196,13 +219,13 @@ def run(ctx):
     c.update({"kvault_flags": " ".join(kv_flags) + " --remote-cache redis://… (one Redis, allkeys-lru, "
               f"{c['redis_mib']} MiB)", "llama_server_flags": " ".join(ls_flags),
               "date": ctx.r["machine"]["date"], "machine": machine_desc(ctx.r["machine"])})
-    log(f"suite: fleet, {c['agents']} agents, 2 servers behind nginx, then one killed and one added")
+    log(f"suite: fleet, {c['agents']} agents, 2 servers behind nginx, then one killed, one added, one restarted")
 
-    def kvault_argv(i, redis):
+    def kvault_argv(i, redis, cache_dir):
         return [ctx.kvault, "serve", "--model", ctx.model, "--threads", threads, "--log-level", "warn", *kv_flags,
-                "--remote-cache", redis.url]
+                "--remote-cache", redis.url, "--cache-dir", cache_dir]
 
-    def llama_argv(i, redis):
+    def llama_argv(i, redis, cache_dir):
         return [os.path.join(ctx.tools, "llama-server"), "-m", ctx.model, "-t", threads, "--host", "127.0.0.1",
                 *ls_flags]
 

@@ -1,11 +1,13 @@
-"""persist: kvault's decode throughput with persistence on and with --no-persist (1 and 8 agents)
-under a sustained load whose requests end at different times."""
+"""persist: kvault's decode throughput with persistence on, with --no-persist, and with persistence
+on plus a remote tier (--remote-cache, a redis-server on loopback: every block also written to
+Redis) (1 and 8 agents) under a sustained load whose requests end at different times."""
 import concurrent.futures
 import time
 
 from ..client import chat, get_json, wait_store_idle
 from ..servers import Server
 from ..util import log, rand_text, ratio, stats, text_of
+from .fleet import Redis
 
 
 def kvault_sustained(kvault, model, threads, agents, prompt_words, gen_tokens, turns, extra, seed):
@@ -43,39 +45,57 @@ def kvault_sustained(kvault, model, threads, agents, prompt_words, gen_tokens, t
 
 
 def summarize(runs, e2e, n):
-    """The row of n agents: medians on and off, their ratio, end to end."""
+    """The row of n agents: medians on, off and with the remote tier; on / off and remote / on (the
+    remote tier's own cost, beside the disk tier's), end to end."""
     on, off = stats(runs["on"][n]), stats(runs["off"][n])
     row = {"on": on, "off": off, "ratio": ratio(on["median"], off["median"]),
-           "end_to_end": {"on": stats(e2e["on"][n]), "off": stats(e2e["off"][n])}}
+           "end_to_end": {m: stats(e2e[m][n]) for m in e2e if e2e[m][n]}}
+    if runs.get("remote", {}).get(n):
+        row["remote"] = stats(runs["remote"][n])
+        row["remote_ratio"] = ratio(row["remote"]["median"], on["median"])
     log(f"persist agents={n}: on {on['median']:.1f} tok/s, off {off['median']:.1f} tok/s, ratio "
-        + (f"{row['ratio']:.3f}" if row["ratio"] is not None else "—"))
+        + (f"{row['ratio']:.3f}" if row["ratio"] is not None else "—")
+        + (f"; remote {row['remote']['median']:.1f} tok/s, remote / on {row['remote_ratio']:.3f}"
+           if row.get("remote_ratio") is not None else ""))
     return row
 
 
 def persist(kvault, model, threads, agents, reps, prompt_words, gen_tokens, turns=3):
-    """kvault decode throughput with persistence (default) and with --no-persist, under a sustained
-    load (see kvault_sustained); the two alternate, in swapped order every other rep, so that drift
-    of a shared machine hits both alike."""
-    modes = (("on", []), ("off", ["--no-persist"]))
+    """kvault decode throughput with persistence (default), with --no-persist and with persistence
+    plus a remote tier (a fresh redis-server per run), under a sustained load (see
+    kvault_sustained); the three take turns, in a rotated order every rep, so that drift of a shared
+    machine hits all alike."""
+    modes = (("on", []), ("off", ["--no-persist"]), ("remote", None))
     runs = {m: {str(n): [] for n in agents} for m, _ in modes}
     e2e = {m: {str(n): [] for n in agents} for m, _ in modes}
-    store = {}
+    store, remote_store = {}, {}
     for rep in range(reps):
         for n in agents:
-            for mode, extra in (modes if rep % 2 == 0 else modes[::-1]):  # neither always runs first
-                rate, end_to_end, health = kvault_sustained(kvault, model, threads, n, prompt_words, gen_tokens,
-                                                            turns, extra, rep)
+            for mode, extra in modes[rep % 3:] + modes[:rep % 3]:  # none always runs first
+                redis = Redis(1024) if mode == "remote" else None
+                try:
+                    rate, end_to_end, health = kvault_sustained(
+                        kvault, model, threads, n, prompt_words, gen_tokens, turns,
+                        ["--remote-cache", redis.url] if redis else extra, rep)
+                finally:
+                    if redis:
+                        redis.stop()
                 runs[mode][str(n)].append(rate)
                 e2e[mode][str(n)].append(end_to_end)
                 ks = health.get("kv_store", {})
                 if mode == "on":  # what persistence did during the last "on" run
                     store = {"agents": n, "blocks_saved": health.get("engine", {}).get("blocks_saved", 0),
                              "disk_bytes_written": ks.get("bytes_written", 0), "disk_blocks": ks.get("disk_blocks", 0)}
+                elif mode == "remote":  # the remote tier did write: else the row measures nothing
+                    rt = ks.get("remote") or {}
+                    assert rt.get("state") == "up" and rt.get("writes", 0) > 0, rt
+                    remote_store = {"agents": n, "writes": rt["writes"],
+                                    "bytes_written": rt.get("bytes_written", 0)}
                 else:
                     assert not ks.get("persistent", True), ks
                 log(f"persist {mode} agents={n} rep={rep}: {rate:.1f} tok/s decode, {end_to_end:.1f} tok/s end to end")
     res = {n: summarize(runs, e2e, n) for n in map(str, agents)}
-    return {"turns": turns, "agents": res, "store_on": store}
+    return {"turns": turns, "agents": res, "store_on": store, "store_remote": remote_store}
 
 
 def run(ctx):
