@@ -13,7 +13,8 @@ Suites (see docs/benchmarks.md for what each measures):
            prefilled, kvault vs llama-server
   resume   time to first token of an agent's next turn at 2K/4K/8K tokens of context: cold, while
            resident, after eviction (RAM tier), after a server restart (disk tier); llama-server
-           cold, resident and after a restart, same prompts. --long adds 16K and 32K (a 32K
+           cold, resident, after a restart, and after a restart with the client's slot file
+           restored (--slot-save-path), same prompts. --long adds 16K and 32K (a 32K
            repetition is ~50 min on 2 cores: `--resume-words 32000 --resume-reps 1
            --resume-accumulate` adds one repetition per run to the stored ones)
   index    rebuilding the disk index at start-up: `kvault cache stats` over a directory of N block
@@ -26,7 +27,11 @@ Suites (see docs/benchmarks.md for what each measures):
            with its prompt cache (--cache-ram, --cache-reuse)
   memory   process RSS (VmRSS, VmHWM) and kvault's pool / RAM tier / disk tier with 1, 10, 100
            agents stored; llama-server's RSS at the same points
-  persist  decode throughput with persistence on and with --no-persist (1 and 8 agents)
+  fleet    two servers behind the deployed nginx, 32 agents of ~3K tokens taking turns; one server
+           killed, a third added, the survivor restarted: next-turn TTFT of the agents that moved,
+           kvault instances sharing one Redis vs llama-servers; Redis and disk load rates
+  persist  decode throughput with persistence on, with --no-persist, and with persistence plus a
+           remote tier (redis-server on loopback) (1 and 8 agents)
 
   --plots-only  regenerates the PNG plots (docs/img/) and docs/benchmarks.md from an existing
                 results JSON without running anything

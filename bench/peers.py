@@ -59,7 +59,8 @@ def ratio_stats(kv, ls):
 # ---- decode ------------------------------------------------------------------------------------
 
 def stream_round(port, n, rep, prompt_words, gen_tokens):
-    """n agents stream at once; returns (aggregate tokens/s, per-request tokens/s list, tokens)."""
+    """n agents stream at once; returns (aggregate tokens/s, per-request tokens/s list, tokens,
+    the requests' times to first token, their decode rates after the first token)."""
     t0 = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(n) as ex:
         futs = [ex.submit(chat_stream, port, [{"role": "user", "content": f"agent {rep}-{n}-{i}: " +
@@ -68,7 +69,9 @@ def stream_round(port, n, rep, prompt_words, gen_tokens):
         res = [f.result() for f in futs]
     wall = time.perf_counter() - t0
     tokens = sum(r["completion_tokens"] for r in res)
-    return tokens / wall, [r["completion_tokens"] / r["total_s"] for r in res], tokens
+    return (tokens / wall, [r["completion_tokens"] / r["total_s"] for r in res], tokens, [r["ttft_s"] for r in res],
+            [(r["completion_tokens"] - 1) / (r["total_s"] - r["ttft_s"]) for r in res
+             if r["total_s"] > r["ttft_s"] and r["completion_tokens"] > 1])
 
 
 def decode(kvault, ls_bin, model, threads, agents, reps, prompt_words, gen_tokens):
@@ -80,17 +83,21 @@ def decode(kvault, ls_bin, model, threads, agents, reps, prompt_words, gen_token
         ls_argv = [ls_bin, "-m", model, "-t", str(threads), "-c", "16384", "-np", str(n), "-kvu",
                    "--host", "127.0.0.1"]
         servers = {"kvault": Server(kv_argv, "kvault"), "llama-server": Server(ls_argv, "llama-server")}
-        row = {name: {"tok_s": [], "per_request_tok_s": [], "tokens": []} for name in servers}
+        row = {name: {"tok_s": [], "per_request_tok_s": [], "tokens": [], "ttft_s": [], "after_first_tok_s": []}
+               for name in servers}
         try:
             for name, srv in servers.items():  # warm-up: first decode, first HTTP connection
                 stream_round(srv.port, 1, 999, 20, 8)
             for rep in range(reps):
                 order = list(servers) if rep % 2 == 0 else list(reversed(servers))
                 for name in order:
-                    agg, per, tokens = stream_round(servers[name].port, n, rep, prompt_words, gen_tokens)
+                    agg, per, tokens, ttfts, after = stream_round(servers[name].port, n, rep, prompt_words,
+                                                                  gen_tokens)
                     row[name]["tok_s"].append(agg)
                     row[name]["per_request_tok_s"].append(statistics.median(per))
                     row[name]["tokens"].append(tokens)
+                    row[name]["ttft_s"].append(statistics.median(ttfts))  # where the round's time goes
+                    row[name]["after_first_tok_s"].append(statistics.median(after) if after else None)
                     log(f"decode agents={n} rep={rep} {name}: {agg:.1f} tok/s ({tokens} tokens)")
         finally:
             for srv in servers.values():
@@ -251,10 +258,24 @@ def render(r):
                   f"N agents stream at once (~{c['prompt_words'] + 10}-token prompts, {c['gen_tokens']} tokens "
                   f"each, temperature 0): all tokens received / wall time of the whole round, by the same Python "
                   f"client. kvault `{c['kvault_flags']}`; llama-server `{c['llama_server_flags']}`.", "",
-                  "| agents | kvault tok/s | llama-server tok/s | kvault / llama-server |", "|---|---|---|---|"]
+                  "Where the time goes: each request's time to its first token (the prompt's share) and its "
+                  "tokens/s after it (decoding), medians over the round's requests, then over the repetitions "
+                  "(rows measured before these were recorded show —).", "",
+                  "| agents | kvault tok/s | llama-server tok/s | kvault / llama-server | first token kvault / "
+                  "llama-server s | per request after the first token kvault / llama-server tok/s |",
+                  "|---|---|---|---|---|---|"]
+
+        def both(row, key, digits):
+            k = [v for v in row["kvault"].get(key) or [] if v is not None]
+            ls = [v for v in row["llama-server"].get(key) or [] if v is not None]
+            if not (k and ls):
+                return "—"
+            return f"{statistics.median(k):.{digits}f} / {statistics.median(ls):.{digits}f}"
+
         for n, row in d["agents"].items():
             lines.append(f"| {n} | {span(row['kvault']['median'], 1)} | {span(row['llama-server']['median'], 1)} | "
-                         f"{span(row['ratio'], 3)}× ({row['ratio']['n']} pairs) |")
+                         f"{span(row['ratio'], 3)}× ({row['ratio']['n']} pairs) | {both(row, 'ttft_s', 2)} | "
+                         f"{both(row, 'after_first_tok_s', 2)} |")
         lines.append("")
     if "ttft" in r:
         t = r["ttft"]

@@ -71,13 +71,15 @@ def plot_decode(plt, d):
 
 def plot_resume(plt, rs):
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    colors = {"cold": "tab:gray", "resident": "tab:green", "ram": "tab:blue", "restart": "tab:red"}
+    colors = {"cold": "tab:gray", "resident": "tab:green", "ram": "tab:blue", "restart": "tab:red",
+              "restart_slot": "tab:purple"}
     names = {"kvault": {"cold": "cold", "resident": "resident", "ram": "RAM tier", "restart": "restart (disk)"},
-             "llama-server": {"cold": "cold", "resident": "resident (cache_prompt)", "restart": "restart (recomputed)"}}
+             "llama-server": {"cold": "cold", "resident": "resident (cache_prompt)", "restart": "restart (recomputed)",
+                              "restart_slot": "restart + slot file"}}
     for server, fmt in (("kvault", "o-"), ("llama-server", "s--")):
         data = rs.get(server) or {}
         xs = sorted(int(n) for n in data)
-        for path in ("cold", "resident", "ram", "restart"):
+        for path in names[server]:
             pts = [(x, data[str(x)][path]) for x in xs if data[str(x)].get(path)]
             if not pts:
                 continue

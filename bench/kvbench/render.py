@@ -167,14 +167,17 @@ def persist_section(r, image):
             lines.append(f"| {n} | {span(v['on'], 1)} | {span(v['off'], 1)} | {rt} | {rm} | {rr} | {et} |")
         else:
             lines.append(f"| {n} | {span(v['on'], 1)} | {span(v['off'], 1)} | {rt} | {et} |")
+    notes = []
     so = ps.get("store_on")
     if so:
-        lines += ["", f"The last persistent run ({so['agents']} agents): {so['blocks_saved']} blocks saved, "
-                  f"{so['disk_bytes_written'] / 2**20:.1f} MiB written to disk."]
+        notes.append(f"The last persistent run ({so['agents']} agents): {so['blocks_saved']} blocks saved, "
+                     f"{so['disk_bytes_written'] / 2**20:.1f} MiB written to disk.")
     sr = ps.get("store_remote")
     if sr:
-        lines[-1] += (f" The last run with the remote tier ({sr['agents']} agents): {sr['writes']} blocks written to "
-                      f"Redis, {sr['bytes_written'] / 2**20:.1f} MiB.")
+        notes.append(f"The last run with the remote tier ({sr['agents']} agents): {sr['writes']} blocks written to "
+                     f"Redis, {sr['bytes_written'] / 2**20:.1f} MiB.")
+    if notes:
+        lines += ["", " ".join(notes)]
     lines.append("")
     return lines
 

@@ -14,11 +14,14 @@ def resume_section(r, image):
              "out of the pool (restored from the RAM tier), and after a server restart (restored from "
              "disk; the file pages may still be in the OS page cache), and after a restart with its block "
              "files evicted from the page cache (`posix_fadvise(DONTNEED)`: read from the disk itself). "
-             "llama-server: cold, resident (`cache_prompt`), after a restart (it keeps nothing). Seconds, "
+             "llama-server: cold, resident (`cache_prompt`), after a restart (it keeps nothing), and after a "
+             "restart where its client saved the slot to a file after the resident turn and restores it before "
+             "the next (`--slot-save-path`, `POST /slots/0?action=save|restore`: what a careful llama-server "
+             "user can do; the restore's time counts in the turn's). Both servers have the same KV pool size. Seconds, "
              "median [min–max].", "",
              "| context tokens | kvault cold | resident | RAM | restart | restart, from the disk itself | "
-             "cold / restart | llama-server cold | resident | restart |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "cold / restart | llama-server cold | resident | restart | restart + slot file restored |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += resume_rows(rs) + resume_notes(rs)
     lines.append("")
     lines += image("resume", "Next-turn TTFT vs context tokens, by path")
@@ -36,7 +39,7 @@ def resume_rows(rs):
         reps_note = f" ({kv['cold']['n']} of 3 repetitions so far)" if kv["cold"]["n"] < 3 else ""
         rows.append(f"| {n}{reps_note} | {cell(kv['cold'])} | {cell(kv['resident'])} | {cell(kv['ram'])} | "
                     f"{cell(kv['restart'])} | {cell(kv.get('disk'))} | {speedup:.0f}× | {cell(ls.get('cold'))} | "
-                    f"{cell(ls.get('resident'))} | {cell(ls.get('restart'))} |")
+                    f"{cell(ls.get('resident'))} | {cell(ls.get('restart'))} | {cell(ls.get('restart_slot'))} |")
     return rows
 
 
@@ -58,6 +61,12 @@ def resume_notes(rs):
         lines += ["", "Rows from different runs: " + "; ".join(
             f"{', '.join(ns)} tokens on {d or 'date not recorded'} ({mach or 'machine not recorded'})"
             for (d, mach), ns in runs.items()) + "."]
+    slots = [(n, ls) for n, ls in sorted(rs.get("llama-server", {}).items(), key=lambda e: int(e[0]))
+             if ls.get("restart_slot")]
+    if slots:
+        lines += ["", "llama-server's slot files: " + "; ".join(
+            f"{n} tokens: saving took {span(ls['slot_save'])} s, the restored slot covered "
+            f"{ls['slot_reused']['median'] * 100:.0f} % of the next prompt" for n, ls in slots) + "."]
     loads = [(n, kv["load_mb_s"]) for n, kv in sorted(rs["kvault"].items(), key=lambda e: int(e[0]))
              if kv.get("load_mb_s")]
     if loads:

@@ -8,7 +8,8 @@ def fleet_section(r, image):
     if not f:
         return []
     c = f["config"]
-    lines = ["## A fleet: an instance dies, another joins", "",
+    restarts = any(q["phase"] == "restarted" for q in f.get("kvault", {}).get("requests", []))
+    lines = ["## A fleet: an instance dies, another joins" + (", one restarts" if restarts else ""), "",
              f"Two servers behind one nginx with kvault's deployed configuration (`deploy/nginx/kvault.conf`: "
              f"agents hashed consistently on `X-Agent-Id`, passive health checks, the next instance on a refused "
              f"connection). {c['agents']} agents with {c['context'][0]}–{c['context'][1]} tokens of context each "
@@ -16,9 +17,11 @@ def fleet_section(r, image):
              f"request at a time, {c['gen_tokens']} tokens answered: turn 1 is cold, turn 2 is on the agent's own "
              "server (**home**). Then one server is killed (SIGKILL): at turn 3 its agents **moved** to the other "
              "one (nginx's retry), the others **stayed**. Then a third server joins (nginx reloaded with it): at "
-             "turn 4 the agents the ring gives it **joined** it. Last, the first server's survivor restarts (SIGTERM, "
-             "then the same port and cache directory): at turn 5 its agents **restarted** (kvault's come back from "
-             "its disk, whose files may still be in the page cache; llama-server's are recomputed). kvault's instances share one Redis "
+             "turn 4 the agents the ring gives it **joined** it. "
+             + ("Last, the server that survived the kill restarts (SIGTERM, then the same port and cache "
+                "directory): at turn 5 the agents it kept **restarted** with it (kvault's come back from its disk, "
+                "whose files may still be in the page cache; llama-server's are recomputed). " if restarts else "")
+             + "kvault's instances share one Redis "
              f"(`--remote-cache`); each llama-server has only its own RAM cache. Same KV budgets: kvault "
              f"`{c['kvault_flags']}`, llama-server `{c['llama_server_flags']}`. Time to first token, streamed, "
              "through nginx, in seconds; p50 / p95 over every request of every repetition, then the median "

@@ -1,5 +1,6 @@
-// Helpers shared by the fleet tests that go through nginx (fleet_routing_test.cpp,
-// fleet_nginx_test.cpp): chat turns over HTTP with an agent's headers, /metrics values.
+// Helpers shared by the fleet tests (fleet_test.cpp, fleet_routing_test.cpp,
+// fleet_nginx_test.cpp): chat turns over HTTP with an agent's headers, /metrics values, the
+// remote tier's part of /health.
 #pragma once
 
 #include <httplib.h>
@@ -8,6 +9,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "server_process.h"
 
 namespace kvault::testing {
 
@@ -59,9 +62,22 @@ inline double Metric(int port, const std::string& sample) {
   return -1;
 }
 
+// /health's kv_store.remote; null without a remote tier.
 inline nlohmann::json RemoteOf(const nlohmann::json& health) {
   if (!health.is_object() || !health.contains("kv_store") || !health["kv_store"].contains("remote")) return {};
   return health["kv_store"]["remote"];
+}
+
+// Waits (up to 10 s) until the instance is connected to Redis, has written to it and has nothing
+// queued for it; returns the last /health.
+inline nlohmann::json RemoteWritten(int port) {
+  return HealthWhen(
+      port,
+      [](const nlohmann::json& h) {
+        const nlohmann::json r = RemoteOf(h);
+        return !r.is_null() && r["state"] == "up" && r["writes"].get<int>() > 0 && r["queued_writes"] == 0;
+      },
+      std::chrono::seconds(10));
 }
 
 }  // namespace kvault::testing

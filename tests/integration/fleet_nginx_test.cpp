@@ -132,9 +132,7 @@ TEST(FleetSecurityTest, TwoInstancesShareAnAgentAsTheDocumentedRedisUserWithTheD
   const json turn = Conversation("acl", 120);
   Chat(kv[0]->port(), h, turn, 4, &status);
   ASSERT_EQ(status, 200);
-  const json written = HealthWhen(
-      kv[0]->port(),
-      [](const json& j) { return RemoteOf(j)["writes"].get<int>() > 0 && RemoteOf(j)["queued_writes"] == 0; }, 10s);
+  const json written = RemoteWritten(kv[0]->port());
   EXPECT_EQ(RemoteOf(written)["errors"], 0) << written.dump();
   const json on_b = Chat(kv[1]->port(), h, turn, 4, &status);
   ASSERT_EQ(status, 200);

@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 
+#include "fleet_helpers.h"
 #include "redis_process.h"
 #include "server_process.h"
 #include "test_env.h"
@@ -36,38 +37,12 @@ std::unique_ptr<ServerProcess> Serve(const fs::path& data, const std::string& re
   return s;
 }
 
-json Messages(const std::string& topic, int words) {
-  std::string s = "Fleet agent on " + topic + ": ";
-  for (int i = 0; i < words; ++i) s += topic + std::to_string(i % 13) + " ";
-  return json::array({{{"role", "user"}, {"content", s}}});
-}
-
 json Turn(int port, const json& messages, const char* key = kAlpha, int max_tokens = 12) {
-  httplib::Client c("127.0.0.1", port);
-  c.set_read_timeout(60s);
-  const json body = {{"messages", messages}, {"max_tokens", max_tokens}, {"temperature", 0}};
-  auto r =
-      c.Post("/v1/chat/completions", {{"Authorization", std::string("Bearer ") + key}, {"X-Agent-Id", "fleet-agent"}},
-             body.dump(), "application/json");
-  EXPECT_TRUE(r) << "no answer";
-  if (!r) return json();
-  EXPECT_EQ(r->status, 200) << r->body;
-  return r->status == 200 ? json::parse(r->body) : json();
-}
-
-json Remote(const json& health) {
-  return health.contains("kv_store") && health["kv_store"].contains("remote") ? health["kv_store"]["remote"] : json();
-}
-
-// Waits until the instance has written everything it queued for Redis.
-json RemoteWritten(int port) {
-  return HealthWhen(
-      port,
-      [](const json& h) {
-        const json r = Remote(h);
-        return !r.is_null() && r["state"] == "up" && r["writes"].get<int>() > 0 && r["queued_writes"] == 0;
-      },
-      10s);
+  int status = 0;
+  const json r = Chat(port, {{"Authorization", std::string("Bearer ") + key}, {"X-Agent-Id", "fleet-agent"}}, messages,
+                      max_tokens, &status);
+  EXPECT_EQ(status, 200) << r.dump();
+  return status == 200 ? r : json();
 }
 
 // The agent as the instance's admin API shows it.
@@ -78,25 +53,6 @@ json AdminAgent(int port, const std::string& id) {
   if (!r || r->status != 200) return json();
   const json j = json::parse(r->body);
   return j.contains("agents") ? j["agents"][0] : j;
-}
-
-std::string Text(const json& answer) {
-  return answer.is_null() ? std::string() : answer["choices"][0]["message"]["content"].get<std::string>();
-}
-
-double MetricValue(int port, const std::string& prefix) {
-  httplib::Client c("127.0.0.1", port);
-  auto r = c.Get("/metrics");
-  if (!r) return -1;
-  size_t pos = 0;
-  while ((pos = r->body.find(prefix, pos)) != std::string::npos) {
-    if (pos == 0 || r->body[pos - 1] == '\n') {
-      const size_t sp = r->body.find(' ', pos + prefix.size());
-      return std::stod(r->body.substr(sp + 1, r->body.find('\n', sp) - sp - 1));
-    }
-    pos += prefix.size();
-  }
-  return -1;
 }
 
 class FleetTest : public ::testing::Test {
@@ -118,14 +74,14 @@ TEST_F(FleetTest, AnAgentsNextTurnOnAnotherInstanceRestoresFromRedisWithTheSameO
   // Long enough that what B must compute is under a tenth of it: from where the answer re-rendered
   // tokenizes differently from how it was sampled (B reuses the part of that block it shares
   // through A's agent record, read from Redis), the answer's template and the new message.
-  const json turn1 = Messages("orbit", 260);
+  const json turn1 = Conversation("orbit", 260);
   const json first = Turn(a->port(), turn1);
   ASSERT_FALSE(first.is_null());
-  ASSERT_FALSE(Remote(RemoteWritten(a->port())).is_null());
+  ASSERT_FALSE(RemoteOf(RemoteWritten(a->port())).is_null());
   EXPECT_FALSE(redis_->Keys("kvault:*").empty());
 
   json turn2 = turn1;
-  turn2.push_back({{"role", "assistant"}, {"content", Text(first)}});
+  turn2.push_back({{"role", "assistant"}, {"content", AnswerText(first)}});
   turn2.push_back({{"role", "user"}, {"content", "Go on."}});
   const json on_b = Turn(b->port(), turn2);
   ASSERT_FALSE(on_b.is_null());
@@ -134,66 +90,66 @@ TEST_F(FleetTest, AnAgentsNextTurnOnAnotherInstanceRestoresFromRedisWithTheSameO
   EXPECT_GE(on_b["cache"]["remote_tokens"].get<int>(), prompt * 9 / 10) << on_b.dump();
   EXPECT_EQ(on_b["cache"]["disk_tokens"], 0) << on_b.dump();
   EXPECT_EQ(on_b["usage"]["prompt_tokens_details"]["cached_tokens"], on_b["cache"]["remote_tokens"]) << on_b.dump();
-  const json hb = HealthWhen(b->port(), [](const json& h) { return Remote(h)["hits"].get<int>() > 0; });
+  const json hb = HealthWhen(b->port(), [](const json& h) { return RemoteOf(h)["hits"].get<int>() > 0; });
   EXPECT_EQ(hb["kv_store"]["disk_hits"], 0) << hb.dump();
-  EXPECT_EQ(Remote(hb)["state"], "up");
-  EXPECT_GE(Remote(hb)["hits"].get<int>(), prompt * 9 / 10 / 16) << hb.dump();
+  EXPECT_EQ(RemoteOf(hb)["state"], "up");
+  EXPECT_GE(RemoteOf(hb)["hits"].get<int>(), prompt * 9 / 10 / 16) << hb.dump();
   EXPECT_EQ(hb["status"], "ok") << hb.dump();
-  EXPECT_GT(MetricValue(b->port(), R"(kvault_kv_tier_hits_total{tier="remote"})"), 0);
-  EXPECT_EQ(MetricValue(b->port(), R"(kvault_prompt_tokens_cached_total{tier="remote"})"),
+  EXPECT_GT(Metric(b->port(), R"(kvault_kv_tier_hits_total{tier="remote"})"), 0);
+  EXPECT_EQ(Metric(b->port(), R"(kvault_prompt_tokens_cached_total{tier="remote"})"),
             on_b["cache"]["remote_tokens"].get<double>());
-  EXPECT_GT(MetricValue(b->port(), R"(kvault_kv_tier_read_bytes_total{tier="remote"})"), 0);
-  EXPECT_GT(MetricValue(b->port(), R"(kvault_kv_tier_fetch_seconds_total{tier="remote"})"), 0);
-  EXPECT_GT(Remote(hb)["fetch_seconds"].get<double>(), 0) << hb.dump();
+  EXPECT_GT(Metric(b->port(), R"(kvault_kv_tier_read_bytes_total{tier="remote"})"), 0);
+  EXPECT_GT(Metric(b->port(), R"(kvault_kv_tier_fetch_seconds_total{tier="remote"})"), 0);
+  EXPECT_GT(RemoteOf(hb)["fetch_seconds"].get<double>(), 0) << hb.dump();
   EXPECT_EQ(hb["kv_store"]["disk_fetch_seconds"], 0) << "nothing came from B's disk";
-  EXPECT_EQ(MetricValue(b->port(), "kvault_kv_remote_up"), 1);
+  EXPECT_EQ(Metric(b->port(), "kvault_kv_remote_up"), 1);
 
   // B knows the agent as it stands: turn 2, its chain's blocks in Redis (once B wrote them).
   RemoteWritten(b->port());
   const json agent = AdminAgent(b->port(), "fleet-agent");
   EXPECT_EQ(agent["turns"], 2) << "A's turn and B's: the shared record was adopted, " << agent.dump();
   EXPECT_EQ(agent["remote"]["blocks"], agent["blocks"]) << agent.dump();
-  EXPECT_EQ(MetricValue(b->port(), R"(kvault_kv_remote_agent_reads_total{result="found"})"), 1);
+  EXPECT_EQ(Metric(b->port(), R"(kvault_kv_remote_agent_reads_total{result="found"})"), 1);
 
   // The same turn on A (its own cache) gives the same answer (deterministic mode).
   const json on_a = Turn(a->port(), turn2);
-  EXPECT_EQ(Text(on_b), Text(on_a));
-  EXPECT_FALSE(Text(on_b).empty());
+  EXPECT_EQ(AnswerText(on_b), AnswerText(on_a));
+  EXPECT_FALSE(AnswerText(on_b).empty());
 }
 
 TEST_F(FleetTest, RedisGoingAwayFailsNoRequestAndWritesResumeWhenItIsBack) {
   auto a = Serve(Data("a"), redis_->url());
-  ASSERT_FALSE(Turn(a->port(), Messages("first", 60)).is_null());
+  ASSERT_FALSE(Turn(a->port(), Conversation("first", 60)).is_null());
   RemoteWritten(a->port());
   redis_->Stop();
   // Turns go on, served by the local tiers; the remote tier is reported down.
-  for (int i = 0; i < 3; ++i) ASSERT_FALSE(Turn(a->port(), Messages("while-down" + std::to_string(i), 60)).is_null());
+  for (int i = 0; i < 3; ++i) ASSERT_FALSE(Turn(a->port(), Conversation("while-down" + std::to_string(i), 60)).is_null());
   int status = 0;
   const json down = HealthWhen(
-      a->port(), [](const json& h) { return Remote(h)["state"] == "down"; }, 10s);
+      a->port(), [](const json& h) { return RemoteOf(h)["state"] == "down"; }, 10s);
   GetHealth(a->port(), &status);
-  EXPECT_EQ(Remote(down)["state"], "down") << down.dump();
-  EXPECT_FALSE(Remote(down)["last_error"].get<std::string>().empty());
+  EXPECT_EQ(RemoteOf(down)["state"], "down") << down.dump();
+  EXPECT_FALSE(RemoteOf(down)["last_error"].get<std::string>().empty());
   EXPECT_EQ(down["status"], "degraded");
   EXPECT_NE(std::find(down["degraded"].begin(), down["degraded"].end(), "remote_cache"), down["degraded"].end());
   EXPECT_EQ(status, 200) << "serving goes on";
-  EXPECT_EQ(MetricValue(a->port(), "kvault_kv_remote_up"), 0);
-  const int writes_before = Remote(down)["writes"];
+  EXPECT_EQ(Metric(a->port(), "kvault_kv_remote_up"), 0);
+  const int writes_before = RemoteOf(down)["writes"];
 
   ASSERT_TRUE(redis_->Restart());
   const json up = HealthWhen(
-      a->port(), [](const json& h) { return Remote(h)["state"] == "up" && Remote(h)["queued_writes"] == 0; }, 15s);
-  EXPECT_EQ(Remote(up)["state"], "up") << up.dump();
-  ASSERT_FALSE(Turn(a->port(), Messages("after", 60)).is_null());
+      a->port(), [](const json& h) { return RemoteOf(h)["state"] == "up" && RemoteOf(h)["queued_writes"] == 0; }, 15s);
+  EXPECT_EQ(RemoteOf(up)["state"], "up") << up.dump();
+  ASSERT_FALSE(Turn(a->port(), Conversation("after", 60)).is_null());
   const json after = RemoteWritten(a->port());
-  EXPECT_GT(Remote(after)["writes"].get<int>(), writes_before) << after.dump();
+  EXPECT_GT(RemoteOf(after)["writes"].get<int>(), writes_before) << after.dump();
   EXPECT_FALSE(redis_->Keys("kvault:*").empty()) << "the restarted (empty) Redis has blocks again";
   EXPECT_EQ(after["status"], "ok");
 }
 
 TEST_F(FleetTest, GarbageInRedisIsACountedMissNotAFailure) {
   auto a = Serve(Data("a"), redis_->url());
-  const json turn = Messages("garbled", 80);
+  const json turn = Conversation("garbled", 80);
   const json first = Turn(a->port(), turn);
   RemoteWritten(a->port());
   const auto keys = redis_->Keys("kvault:*");
@@ -204,22 +160,22 @@ TEST_F(FleetTest, GarbageInRedisIsACountedMissNotAFailure) {
   const json again = Turn(b->port(), turn);
   ASSERT_FALSE(again.is_null());
   EXPECT_EQ(again["usage"]["prompt_tokens_details"]["cached_tokens"], 0) << again.dump();
-  EXPECT_EQ(Text(again), Text(first)) << "computed afresh, the same answer";
-  const json h = HealthWhen(b->port(), [](const json& h) { return Remote(h)["rejected"].get<int>() > 0; });
-  EXPECT_GE(Remote(h)["rejected"].get<int>(), 1) << h.dump();
-  EXPECT_GE(MetricValue(b->port(), R"(kvault_kv_tier_rejected_total{tier="remote"})"), 1);
+  EXPECT_EQ(AnswerText(again), AnswerText(first)) << "computed afresh, the same answer";
+  const json h = HealthWhen(b->port(), [](const json& h) { return RemoteOf(h)["rejected"].get<int>() > 0; });
+  EXPECT_GE(RemoteOf(h)["rejected"].get<int>(), 1) << h.dump();
+  EXPECT_GE(Metric(b->port(), R"(kvault_kv_tier_rejected_total{tier="remote"})"), 1);
 }
 
 TEST_F(FleetTest, OneTenantsBlocksAreNeverHitsForAnotherOnAnotherInstance) {
   auto a = Serve(Data("a"), redis_->url());
   auto b = Serve(Data("b"), redis_->url());
-  const json turn = Messages("secret", 80);
+  const json turn = Conversation("secret", 80);
   ASSERT_FALSE(Turn(a->port(), turn, kAlpha).is_null());
   RemoteWritten(a->port());
   const json beta = Turn(b->port(), turn, kBeta);
   ASSERT_FALSE(beta.is_null());
   EXPECT_EQ(beta["usage"]["prompt_tokens_details"]["cached_tokens"], 0) << beta.dump();
-  EXPECT_EQ(Remote(GetHealth(b->port()))["hits"], 0);
+  EXPECT_EQ(RemoteOf(GetHealth(b->port()))["hits"], 0);
   // The control: the tenant that wrote them gets them on B.
   const json alpha = Turn(b->port(), turn, kAlpha);
   EXPECT_GT(alpha["cache"]["remote_tokens"].get<int>(), 0) << alpha.dump();
@@ -229,7 +185,7 @@ TEST_F(FleetTest, OneTenantsBlocksAreNeverHitsForAnotherOnAnotherInstance) {
 // a Redis that cannot be reached is an error that names it.
 TEST_F(FleetTest, CacheStatsCountsWhatRedisHolds) {
   auto a = Serve(Data("a"), redis_->url());
-  ASSERT_FALSE(Turn(a->port(), Messages("counted", 80)).is_null());
+  ASSERT_FALSE(Turn(a->port(), Conversation("counted", 80)).is_null());
   RemoteWritten(a->port());
   size_t blocks = 0;
   for (const auto& k : redis_->Keys("kvault:*")) blocks += k.find(":agent:") == std::string::npos;
@@ -255,23 +211,23 @@ TEST(FleetClusterTest, AnAgentsNextTurnOnAnotherInstanceRestoresFromARedisCluste
   ASSERT_NE(cluster, nullptr) << error;
   auto a = Serve(ScratchDir("fleet-cluster-a"), cluster->url());
   auto b = Serve(ScratchDir("fleet-cluster-b"), cluster->url());
-  const json turn1 = Messages("cluster", 260);
+  const json turn1 = Conversation("cluster", 260);
   const json first = Turn(a->port(), turn1);
   ASSERT_FALSE(first.is_null());
-  ASSERT_FALSE(Remote(RemoteWritten(a->port())).is_null());
+  ASSERT_FALSE(RemoteOf(RemoteWritten(a->port())).is_null());
   for (size_t i = 0; i < cluster->size(); ++i) {
     EXPECT_FALSE(cluster->node(i).Keys("kvault:*").empty()) << "master " << i << " holds some of the blocks";
   }
   json turn2 = turn1;
-  turn2.push_back({{"role", "assistant"}, {"content", Text(first)}});
+  turn2.push_back({{"role", "assistant"}, {"content", AnswerText(first)}});
   turn2.push_back({{"role", "user"}, {"content", "Go on."}});
   const json on_b = Turn(b->port(), turn2);
   ASSERT_FALSE(on_b.is_null());
   EXPECT_GE(on_b["cache"]["remote_tokens"].get<int>(), on_b["usage"]["prompt_tokens"].get<int>() * 9 / 10)
       << on_b.dump();
   EXPECT_EQ(AdminAgent(b->port(), "fleet-agent")["turns"], 2);
-  EXPECT_EQ(Text(on_b), Text(Turn(a->port(), turn2))) << "the same answer as on A";
-  EXPECT_EQ(Remote(GetHealth(b->port()))["errors"], 0);
+  EXPECT_EQ(AnswerText(on_b), AnswerText(Turn(a->port(), turn2))) << "the same answer as on A";
+  EXPECT_EQ(RemoteOf(GetHealth(b->port()))["errors"], 0);
 }
 
 TEST(FleetOptionsTest, TheRemoteCacheUrlIsValidatedAndItsPasswordNeverPrinted) {

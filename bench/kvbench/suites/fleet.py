@@ -117,6 +117,7 @@ def fleet_rep(kind, argv_of, ctx, rep):
     redis = Redis(c["redis_mib"]) if kind == "kvault" else None
     cache_dirs = [tempfile.mkdtemp(prefix="kvault-bench-fleet-cache-") for _ in range(3)]
     servers = [Server(argv_of(i, redis, cache_dirs[i]), f"{kind}-fleet-{i}") for i in range(2)]
+    index = {s.port: i for i, s in enumerate(servers)}  # each server's argv and cache directory
     nginx = Nginx([s.port for s in servers])
     convs = rr_agents_prompts(c["agents"], c["system_words"], c["context"])
     reqs = []
@@ -139,8 +140,7 @@ def fleet_rep(kind, argv_of, ctx, rep):
         if redis:  # what the surviving instance read from Redis, and how fast
             h = get_json(servers[1].port, "/health")
             rt = h["kv_store"]["remote"]
-            remote = {"bytes_read": rt["bytes_read"], "hits": rt["hits"],
-                      "fetch_seconds": h["kv_store"].get("fetch_seconds")}
+            remote = {"bytes_read": rt["bytes_read"], "hits": rt["hits"], "fetch_seconds": rt.get("fetch_seconds")}
         servers.append(Server(argv_of(2, redis, cache_dirs[2]), f"{kind}-fleet-2"))
         before = {q["agent"]: q["upstream"] for q in reqs if q["turn"] == 2}
         nginx.reload([s.port for s in servers[1:]])
@@ -151,12 +151,15 @@ def fleet_rep(kind, argv_of, ctx, rep):
         # nginx keeps its agents on it; kvault's come back from its disk (the files may still be in
         # the page cache), llama-server's are recomputed.
         survivor = servers[1]
+        i = index[survivor.port]
         survivor.stop()
-        servers[1] = Server(argv_of(1, redis, cache_dirs[1]), f"{kind}-fleet-1", port=survivor.port)
+        servers[1] = Server(argv_of(i, redis, cache_dirs[i]), f"{kind}-fleet-{i}", port=survivor.port)
         restarted = f"127.0.0.1:{survivor.port}"
+        at_turn3 = {q["agent"]: q["upstream"] for q in reqs if q["turn"] == 3}
         for a in range(c["agents"]):
             q = turn(nginx, convs, a, 4, c["gen_tokens"])
-            reqs.append(q | {"phase": "restarted" if q["upstream"] == restarted else "stayed"})
+            assert q["upstream"] and "," not in q["upstream"], q  # nginx moved no one off the restarted server
+            reqs.append(q | {"phase": "restarted" if q["upstream"] == restarted == at_turn3[a] else "stayed"})
         if redis:  # what the restarted instance read from its disk, and how fast
             ks = get_json(servers[1].port, "/health")["kv_store"]
             remote = (remote or {}) | {"disk_bytes_read": ks["bytes_read"],

@@ -1,11 +1,13 @@
 """resume: time to first token of an agent's next turn at 2K/4K/8K tokens of context (16K and 32K
 with --long): cold, while resident, after eviction (RAM tier), after a server restart (disk tier,
-page cache kept and dropped); llama-server cold, resident and after a restart, same prompts."""
+page cache kept and dropped); llama-server cold, resident and after a restart, same prompts, and
+after a restart with the client's slot save/restore (--slot-save-path: the slot saved to a file
+after the resident turn, restored before the next; the restore counts in its time)."""
 import os
 import shutil
 import tempfile
 
-from ..client import chat, get_json
+from ..client import chat, get_json, post_json
 from ..machine import disk_bandwidth, drop_from_page_cache, machine_desc
 from ..servers import Server
 from ..util import CACHE, LONG, int_list, log, stats, text_of
@@ -70,18 +72,42 @@ def kvault_rep(kvault_argv, turns, k):
 
 
 def llama_server_rep(server_argv, turns, l):
-    """One repetition on llama-server (cold, resident, after a restart), appended to l."""
-    srv = Server(server_argv, "llama-server")
+    """One repetition on llama-server (cold, resident, after a restart; after a restart with the
+    slot saved to a file after the resident turn and restored before the next, the restore's time
+    counted in the turn's), appended to l."""
+    slot_dir = tempfile.mkdtemp(prefix="kvault-bench-slots-")
+    argv = server_argv + ["--slot-save-path", slot_dir + "/"]
     try:
-        l["cold"].append(chat(srv.port, turns[0], 1, timeout=LONG)[1])
-        l["resident"].append(chat(srv.port, turns[1], 1)[1])
+        srv = Server(argv, "llama-server")
+        try:
+            l["cold"].append(chat(srv.port, turns[0], 1, timeout=LONG)[1])
+            l["resident"].append(chat(srv.port, turns[1], 1)[1])
+            l["slot_save"].append(post_json(srv.port, "/slots/0?action=save", {"filename": "agent.bin"})[1])
+        finally:
+            srv.stop()
+        srv = Server(argv, "llama-server")
+        try:
+            l["restart"].append(chat(srv.port, turns[3], 1, timeout=LONG)[1])
+        finally:
+            srv.stop()
+        srv = Server(argv, "llama-server")
+        try:
+            restored, restore_s = post_json(srv.port, "/slots/0?action=restore", {"filename": "agent.bin"})
+            assert restored.get("n_restored", 0) > 0, restored
+            r, t = chat(srv.port, turns[3], 1, timeout=LONG)
+            l["restart_slot"].append(restore_s + t)
+            l["slot_reused"].append(_cached_fraction(r))
+        finally:
+            srv.stop()
     finally:
-        srv.stop()
-    srv = Server(server_argv, "llama-server")
-    try:
-        l["restart"].append(chat(srv.port, turns[3], 1, timeout=LONG)[1])
-    finally:
-        srv.stop()
+        shutil.rmtree(slot_dir, ignore_errors=True)
+
+
+def _cached_fraction(r):
+    """The share of the prompt a llama-server answer says it took from its cache (its timings:
+    cache_n tokens reused, prompt_n computed)."""
+    t = r.get("timings") or {}
+    return t.get("cache_n", 0) / max(1, t.get("cache_n", 0) + t.get("prompt_n", 0))
 
 
 def resume(kvault_argv, server_argv, contexts, reps, on_rep):
@@ -90,7 +116,7 @@ def resume(kvault_argv, server_argv, contexts, reps, on_rep):
     context size: a long run checkpoints there."""
     for words in contexts:
         k = {"cold": [], "resident": [], "ram": [], "restart": [], "disk": [], "load_mb_s": []}
-        l = {"cold": [], "resident": [], "restart": []}
+        l = {"cold": [], "resident": [], "restart": [], "slot_save": [], "restart_slot": [], "slot_reused": []}
         for rep in range(reps):
             turns = conversation(words, rep)
             tokens = kvault_rep(kvault_argv, turns, k)
@@ -100,7 +126,8 @@ def resume(kvault_argv, server_argv, contexts, reps, on_rep):
             if server_argv:
                 llama_server_rep(server_argv, turns, l)
                 log(f"llama-server resume rep={rep}: cold {l['cold'][-1]:.2f}s resident {l['resident'][-1]:.2f}s "
-                    f"restart {l['restart'][-1]:.2f}s")
+                    f"restart {l['restart'][-1]:.2f}s, with the slot file {l['restart_slot'][-1]:.2f}s "
+                    f"({l['slot_reused'][-1] * 100:.0f} % reused; saving it took {l['slot_save'][-1]:.2f}s)")
             on_rep(str(tokens), k, l if server_argv else None)
 
 
