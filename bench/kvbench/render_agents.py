@@ -8,27 +8,29 @@ def resume_section(r, image):
     rs = r.get("resume")
     if not rs:
         return []
+    slot_rows = any(ls.get("restart_slot") for ls in rs.get("llama-server", {}).values())
     lines = ["## Resuming an agent: next-turn time to first token", "",
              "An agent with a long conversation sends its next turn (a few new tokens; 1 token answered). "
              "kvault: cold (nothing cached), while its sequence is resident, after other agents pushed it "
              "out of the pool (restored from the RAM tier), and after a server restart (restored from "
              "disk; the file pages may still be in the OS page cache), and after a restart with its block "
              "files evicted from the page cache (`posix_fadvise(DONTNEED)`: read from the disk itself). "
-             "llama-server: cold, resident (`cache_prompt`), after a restart (it keeps nothing), and after a "
-             "restart where its client saved the slot to a file after the resident turn and restores it before "
-             "the next (`--slot-save-path`, `POST /slots/0?action=save|restore`: what a careful llama-server "
-             "user can do; the restore's time counts in the turn's). Both servers have the same KV pool size. Seconds, "
-             "median [min–max].", "",
+             "llama-server: cold, resident (`cache_prompt`), after a restart (it keeps nothing)"
+             + (", and after a restart where its client saved the slot to a file after the resident turn and "
+                "restores it before the next (`--slot-save-path`, `POST /slots/0?action=save|restore`: what a "
+                "careful llama-server user can do; the restore's time counts in the turn's; rows measured before "
+                "this was recorded show —)" if slot_rows else "")
+             + ". Both servers have the same KV pool size. Seconds, median [min–max].", "",
              "| context tokens | kvault cold | resident | RAM | restart | restart, from the disk itself | "
-             "cold / restart | llama-server cold | resident | restart | restart + slot file restored |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    lines += resume_rows(rs) + resume_notes(rs)
+             "cold / restart | llama-server cold | resident | restart |" + (" restart + slot file restored |" if slot_rows else ""),
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if slot_rows else "")]
+    lines += resume_rows(rs, slot_rows) + resume_notes(rs)
     lines.append("")
     lines += image("resume", "Next-turn TTFT vs context tokens, by path")
     return lines
 
 
-def resume_rows(rs):
+def resume_rows(rs, slot_rows):
     """One row per context size, kvault's paths beside llama-server's."""
     def cell(v):
         return span(v) if v else "—"
@@ -39,7 +41,8 @@ def resume_rows(rs):
         reps_note = f" ({kv['cold']['n']} of 3 repetitions so far)" if kv["cold"]["n"] < 3 else ""
         rows.append(f"| {n}{reps_note} | {cell(kv['cold'])} | {cell(kv['resident'])} | {cell(kv['ram'])} | "
                     f"{cell(kv['restart'])} | {cell(kv.get('disk'))} | {speedup:.0f}× | {cell(ls.get('cold'))} | "
-                    f"{cell(ls.get('resident'))} | {cell(ls.get('restart'))} | {cell(ls.get('restart_slot'))} |")
+                    f"{cell(ls.get('resident'))} | {cell(ls.get('restart'))} |"
+                    + (f" {cell(ls.get('restart_slot'))} |" if slot_rows else ""))
     return rows
 
 
