@@ -18,7 +18,7 @@ def fleet_section(r, image):
              "server (**home**). Then one server is killed (SIGKILL): at turn 3 its agents **moved** to the other "
              "one (nginx's retry), the others **stayed**. Then a third server joins (nginx reloaded with it): at "
              "turn 4 the agents the ring gives it **joined** it. "
-             + ("Last, the server that survived the kill restarts (SIGTERM, then the same port and cache "
+             + ("Last, one of the two live servers restarts (SIGTERM, then the same port and cache "
                 "directory): at turn 5 the agents it kept **restarted** with it (kvault's come back from its disk, "
                 "whose files may still be in the page cache; llama-server's are recomputed). " if restarts else "")
              + "kvault's instances share one Redis "

@@ -3,8 +3,8 @@ agents hashed consistently on X-Agent-Id), N agents taking turns; then one serve
 the agents it served move to the other: their next turn's time to first token, against the turn
 before it on their own server. kvault's instances share one Redis (--remote-cache); llama-server's
 have nothing to share (their moved agents recompute). Then a third server joins and the agents
-the hash ring gives it move again. Last, the first server's survivor restarts (gracefully, same
-port and cache directory): its agents' next turn comes from its disk (kvault) or is recomputed.
+the hash ring gives it move again. Last, the live server holding more agents restarts (gracefully,
+same port and cache directory): its agents' next turn comes from its disk (kvault) or is recomputed.
 Repetitions alternate kvault and llama-server."""
 import os
 import shutil
@@ -112,7 +112,7 @@ def turn(nginx, convs, a, t, gen_tokens):
 def fleet_rep(kind, argv_of, ctx, rep):
     """One repetition for one server kind: turns 0 (cold) and 1 (home) on two servers; server 0
     killed (the one with more agents), turn 2 (its agents moved); a third server joins, turn 3 (the
-    agents it takes moved); the surviving first server restarts, turn 4 (its agents restarted)."""
+    agents it takes moved); the busier live server restarts, turn 4 (its agents restarted)."""
     c = ctx.fleet
     redis = Redis(c["redis_mib"]) if kind == "kvault" else None
     cache_dirs = [tempfile.mkdtemp(prefix="kvault-bench-fleet-cache-") for _ in range(3)]
@@ -142,26 +142,29 @@ def fleet_rep(kind, argv_of, ctx, rep):
             rt = h["kv_store"]["remote"]
             remote = {"bytes_read": rt["bytes_read"], "hits": rt["hits"], "fetch_seconds": rt.get("fetch_seconds")}
         servers.append(Server(argv_of(2, redis, cache_dirs[2]), f"{kind}-fleet-2"))
+        index[servers[-1].port] = 2
         before = {q["agent"]: q["upstream"] for q in reqs if q["turn"] == 2}
         nginx.reload([s.port for s in servers[1:]])
         for a in range(c["agents"]):
             q = turn(nginx, convs, a, 3, c["gen_tokens"])
             reqs.append(q | {"phase": "joined" if q["upstream"] != before[a] else "stayed"})
-        # The survivor restarts gracefully on its port with its cache directory (a deploy, a reboot):
-        # nginx keeps its agents on it; kvault's come back from its disk (the files may still be in
-        # the page cache), llama-server's are recomputed.
-        survivor = servers[1]
+        # The live server holding more agents restarts gracefully on its port with its cache
+        # directory (a deploy, a reboot): nginx keeps its agents on it; kvault's come back from its
+        # disk (the files may still be in the page cache), llama-server's are recomputed. (The
+        # busier one, so that a small run never restarts a server the ring left empty.)
+        at_turn3 = {q["agent"]: q["upstream"] for q in reqs if q["turn"] == 3}
+        k = max((1, 2), key=lambda j: sum(1 for u in at_turn3.values() if u == f"127.0.0.1:{servers[j].port}"))
+        survivor = servers[k]
         i = index[survivor.port]
         survivor.stop()
-        servers[1] = Server(argv_of(i, redis, cache_dirs[i]), f"{kind}-fleet-{i}", port=survivor.port)
+        servers[k] = Server(argv_of(i, redis, cache_dirs[i]), f"{kind}-fleet-{i}", port=survivor.port)
         restarted = f"127.0.0.1:{survivor.port}"
-        at_turn3 = {q["agent"]: q["upstream"] for q in reqs if q["turn"] == 3}
         for a in range(c["agents"]):
             q = turn(nginx, convs, a, 4, c["gen_tokens"])
             assert q["upstream"] and "," not in q["upstream"], q  # nginx moved no one off the restarted server
             reqs.append(q | {"phase": "restarted" if q["upstream"] == restarted == at_turn3[a] else "stayed"})
         if redis:  # what the restarted instance read from its disk, and how fast
-            ks = get_json(servers[1].port, "/health")["kv_store"]
+            ks = get_json(servers[k].port, "/health")["kv_store"]
             remote = (remote or {}) | {"disk_bytes_read": ks["bytes_read"],
                                        "disk_fetch_seconds": ks.get("disk_fetch_seconds")}
     finally:
