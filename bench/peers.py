@@ -58,6 +58,24 @@ def ratio_stats(kv, ls):
 
 # ---- decode ------------------------------------------------------------------------------------
 
+def merge_decode_row(old, new):
+    """One agent count's row with the samples of an earlier run (old, may be None) and of this one:
+    every list concatenated, medians and the paired ratio recomputed, both runs' dates kept."""
+    if not old:
+        return new
+    out = {"runs": old.get("runs") or [{k: old.get(k) for k in ("date", "machine")} | {"reps": old["ratio"]["n"]}]}
+    out["runs"] = out["runs"] + [{k: new.get(k) for k in ("date", "machine")} | {"reps": new["ratio"]["n"]}]
+    for name in ("kvault", "llama-server"):
+        n_old = len(old[name]["tok_s"])
+        keys = set(old[name]) | set(new[name])
+        merged = {k: (old[name].get(k) or [None] * n_old) + new[name][k] for k in keys if k != "median"}
+        out[name] = {**merged, "median": stats(merged["tok_s"])}
+    out["ratio"] = ratio_stats(out["kvault"]["tok_s"], out["llama-server"]["tok_s"])
+    out.update({k: new[k] for k in ("date", "machine") if k in new})
+    out["reps"] = out["ratio"]["n"]
+    return out
+
+
 def stream_round(port, n, rep, prompt_words, gen_tokens):
     """n agents stream at once; returns (aggregate tokens/s, per-request tokens/s list, tokens,
     the requests' times to first token, their decode rates after the first token)."""
@@ -247,7 +265,8 @@ def render(r):
              f"node-llama-cpp (bundle tag {base['bundle_tag']}, commit `{base['commit'][:12]}`, tree "
              f"`{base['tree'][:12]}`); llama-server built from the same tree by bench/build-llama-tools.sh.",
              "", "Machine and date above are the latest run's" + ("; suites: " + "; ".join(
-                 f"{k} {v['date']} ({v['reps']} repetitions, {v['machine']})" for k, v in r["suite_runs"].items())
+                 f"{k} {v['date']} ({str(v['reps']) + ' repetitions, ' if v.get('reps') else ''}{v['machine']})"
+                 for k, v in r["suite_runs"].items())
                  if r.get("suite_runs") else "") + ". `peers.json` keeps every sample. "
              "Repetitions interleave the servers (A, B, B, A, ...). Cells: median (min–max) of the "
              "repetitions; ratios are kvault / llama-server per repetition, then their median.", ""]
@@ -274,8 +293,14 @@ def render(r):
 
         for n, row in d["agents"].items():
             lines.append(f"| {n} | {span(row['kvault']['median'], 1)} | {span(row['llama-server']['median'], 1)} | "
-                         f"{span(row['ratio'], 3)}× ({row['ratio']['n']} pairs) | {both(row, 'ttft_s', 2)} | "
+                         f"{span(row['ratio'], 3)}× ({row['ratio']['n']} pairs"
+                         f"{', ' + str(len(row['runs'])) + ' runs' if row.get('runs') else ''}) | {both(row, 'ttft_s', 2)} | "
                          f"{both(row, 'after_first_tok_s', 2)} |")
+        runs = [f"{n} agents: " + ", ".join(f"{u['date']} ({u['reps']} pairs, {u['machine']})" for u in row["runs"])
+                for n, row in d["agents"].items() if row.get("runs")]
+        if runs:
+            lines += ["", "Rows that add up several runs (`--accumulate`; each pair of a run is measured on one "
+                      "machine, both servers alike): " + "; ".join(runs) + "."]
         lines.append("")
     if "ttft" in r:
         t = r["ttft"]
@@ -332,6 +357,9 @@ def build_parser():
     ap.add_argument("--out-json", default=os.path.join(ROOT, "bench", "results", "peers.json"))
     ap.add_argument("--out-md", default=os.path.join(ROOT, "docs", "peers.md"))
     ap.add_argument("--render-only", action="store_true")
+    ap.add_argument("--accumulate", action="store_true",
+                    help="decode: add this run's samples to the stored row of each agent count measured (same "
+                         "settings) instead of replacing it; the row then lists every run's date")
     return ap
 
 
@@ -350,6 +378,13 @@ def main():
     model = ensure_model(args.kvault, args.model_size)
     ls_bin = os.path.join(llama_tools(), "llama-server")
     meta = model_meta(kvault, model)
+    # Suites stored before runs were recorded per suite were measured on the machine of the run
+    # that wrote them: keep that with them before this run's machine replaces it.
+    earlier_run = ({"date": r["machine"]["date"], "reps": None, "machine": machine_desc(r["machine"])}
+                   if r.get("machine") else {})
+    for suite in SUITES:
+        if suite in r and earlier_run and suite not in r.get("suite_runs", {}):
+            r.setdefault("suite_runs", {})[suite] = dict(earlier_run)
     r.update({"machine": machine(), "model": os.path.basename(model), "model_desc": meta["description"],
               "threads": args.threads, "llama_cpp": llama_baseline()})
 
@@ -369,6 +404,12 @@ def main():
         for row in d["agents"].values():  # each row says when, where and how often it was measured
             row.update({"date": r["machine"]["date"], "machine": machine_desc(r["machine"]), "reps": args.reps})
         if r.get("decode", {}).get("config") == d["config"]:  # a rerun of some agent counts keeps the others
+            if args.accumulate:  # or adds its samples to theirs
+                for row in r["decode"]["agents"].values():  # rows stored before rows were dated: the suite's
+                    run = r.get("suite_runs", {}).get("decode") or earlier_run
+                    row.setdefault("date", run.get("date"))
+                    row.setdefault("machine", run.get("machine"))
+                d["agents"] = {n: merge_decode_row(r["decode"]["agents"].get(n), row) for n, row in d["agents"].items()}
             d["agents"] = {**r["decode"]["agents"], **d["agents"]}
         d["agents"] = dict(sorted(d["agents"].items(), key=lambda e: int(e[0])))
         r["decode"] = d

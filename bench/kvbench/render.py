@@ -195,17 +195,28 @@ def swap_section(r, image):
              "loaded at a time); then the agent's next turn on A (1 token answered). kvault: "
              "`--max-loaded-models 1`, B loaded on demand by its first request, then "
              "`POST /admin/models/swap` back to A; A's KV blocks stayed on disk. llama-server: restarted with "
-             "B, then restarted with A (it keeps no cache). Seconds, median [min–max].", "",
+             "B, then restarted with A (it keeps no cache)"
+             + ("; and, as a careful llama-server user can, with the agent's slot saved to a file after its first "
+                "turn on A (`--slot-save-path`, `POST /slots/0?action=save`) and restored after the restart with A "
+                "(`?action=restore`; its time counted in the next turn's)" if l.get("slot_next_turn_s") else "")
+             + ". " + (f"KV budgets: kvault `{sw['budgets']['kvault']}`, llama-server `{sw['budgets']['llama-server']}`. "
+                       if sw.get("budgets") else "") + "Seconds, median [min–max].", "",
              "| | kvault | llama-server |", "|---|---|---|",
              f"| first turn on A (cold) | {cell(k['cold_s'])} | {cell(l.get('cold_s'))} |",
              f"| serving B: on-demand load + B's first (short) request | {cell(k['on_demand_load_s'])} | — |",
              f"| back to A: swap / restart | {cell(k['swap_s'])} | {cell(l.get('restart_s'))} |",
              f"| A's next turn after that | {cell(k['next_turn_s'])} | {cell(l.get('next_turn_s'))} |"]
+    if l.get("slot_next_turn_s"):
+        lines += [f"| llama-server: saving A's slot after its first turn | — | {cell(l['slot_save_s'])} |",
+                  f"| llama-server: A's next turn with the slot file restored (restore included) | — | "
+                  f"{cell(l['slot_next_turn_s'])}, {l['slot_reused']['median'] * 100:.0f} % of the prompt reused |"]
     if l:
         total_k = k["swap_s"]["median"] + k["next_turn_s"]["median"]
         total_l = l["restart_s"]["median"] + l["next_turn_s"]["median"]
         lines += ["", f"Back on A and answered: kvault {total_k:.2f} s, llama-server {total_l:.2f} s "
-                  f"({total_l / total_k:.1f}× longer)."]
+                  f"({total_l / total_k:.1f}× longer)"
+                  + (f"; with its slot file {l['restart_s']['median'] + l['slot_next_turn_s']['median']:.2f} s"
+                     if l.get("slot_next_turn_s") else "") + "."]
     lines.append("")
     return lines
 

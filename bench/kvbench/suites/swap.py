@@ -7,7 +7,7 @@ import tempfile
 import time
 import urllib.request
 
-from ..client import chat
+from ..client import chat, post_json
 from ..servers import Server, ensure_model
 from ..util import log, stats, text_of
 
@@ -43,29 +43,49 @@ def kvault_rep(kvault, model_a, model_b, threads, turn1, turn2, k):
 
 
 def llama_server_rep(tools, model_a, model_b, threads, turn1, turn2, l):
-    """One repetition on llama-server (cold on A, restarted with B, restarted with A), appended to l."""
-    ls = [os.path.join(tools, "llama-server"), "-t", str(threads), "-c", "16384", "-np", "1", "--host", "127.0.0.1"]
-    srv = Server(ls + ["-m", model_a], "llama-server")
+    """One repetition on llama-server (cold on A, restarted with B, restarted with A), appended to
+    l; then A once more with the client's slot save/restore (--slot-save-path: slot 0 saved to a
+    file after the first turn on A, restored after the restart with A, the restore's time counted
+    in the next turn's)."""
+    slot_dir = tempfile.mkdtemp(prefix="kvault-bench-swap-slots-")
+    ls = [os.path.join(tools, "llama-server"), "-t", str(threads), "-c", "16384", "-np", "1", "--host", "127.0.0.1",
+          "--slot-save-path", slot_dir + "/"]
     try:
-        l["cold_s"].append(chat(srv.port, turn1, 1)[1])
-    finally:
+        srv = Server(ls + ["-m", model_a], "llama-server")
+        try:
+            l["cold_s"].append(chat(srv.port, turn1, 1)[1])
+            l["slot_save_s"].append(post_json(srv.port, "/slots/0?action=save", {"filename": "agent-a.bin"})[1])
+        finally:
+            srv.stop()
+        srv = Server(ls + ["-m", model_b], "llama-server")
         srv.stop()
-    srv = Server(ls + ["-m", model_b], "llama-server")
-    srv.stop()
-    t0 = time.time()
-    srv = Server(ls + ["-m", model_a], "llama-server")
-    l["restart_s"].append(time.time() - t0)
-    try:
-        l["next_turn_s"].append(chat(srv.port, turn2, 1)[1])
+        t0 = time.time()
+        srv = Server(ls + ["-m", model_a], "llama-server")
+        l["restart_s"].append(time.time() - t0)
+        try:
+            l["next_turn_s"].append(chat(srv.port, turn2, 1)[1])
+        finally:
+            srv.stop()
+        srv = Server(ls + ["-m", model_a], "llama-server")  # the same, with A's slot file restored
+        try:
+            restored, restore_s = post_json(srv.port, "/slots/0?action=restore", {"filename": "agent-a.bin"})
+            assert restored.get("n_restored", 0) > 0, restored
+            r, t = chat(srv.port, turn2, 1)
+            l["slot_next_turn_s"].append(restore_s + t)
+            timings = r.get("timings") or {}
+            l["slot_reused"].append(timings.get("cache_n", 0) / max(1, timings.get("cache_n", 0)
+                                                                    + timings.get("prompt_n", 0)))
+        finally:
+            srv.stop()
     finally:
-        srv.stop()
+        shutil.rmtree(slot_dir, ignore_errors=True)
 
 
 def swap(kvault, model_a, model_b, tools, threads, words, reps):
     """Back on model A after model B was served: kvault swaps (A's cache stays on disk) where
     llama-server is restarted with the other model."""
     k = {"swap_s": [], "next_turn_s": [], "cold_s": [], "on_demand_load_s": []}
-    l = {"restart_s": [], "next_turn_s": [], "cold_s": []}
+    l = {"restart_s": [], "next_turn_s": [], "cold_s": [], "slot_save_s": [], "slot_next_turn_s": [], "slot_reused": []}
     tokens = 0
     for rep in range(reps):
         base = f"swap agent {rep}: " + text_of(words, 5000 + rep)
@@ -76,10 +96,14 @@ def swap(kvault, model_a, model_b, tools, threads, words, reps):
             f"next turn {k['next_turn_s'][-1]:.2f}s")
         if tools:
             llama_server_rep(tools, model_a, model_b, threads, turn1, turn2, l)
-            log(f"llama-server swap rep={rep}: restart {l['restart_s'][-1]:.2f}s next turn {l['next_turn_s'][-1]:.2f}s")
-    out = {"tokens": tokens, "kvault": {p: stats(v) for p, v in k.items()}}
+            log(f"llama-server swap rep={rep}: restart {l['restart_s'][-1]:.2f}s next turn {l['next_turn_s'][-1]:.2f}s, "
+                f"with the slot file {l['slot_next_turn_s'][-1]:.2f}s ({l['slot_reused'][-1] * 100:.0f} % reused)")
+    out = {"tokens": tokens, "kvault": {p: stats(v) for p, v in k.items()}, "kvault_samples": k,
+           "budgets": {"kvault": "--pool-tokens 16384 --ctx-size 12288 --max-loaded-models 1",
+                       "llama-server": "-c 16384 -np 1 --slot-save-path DIR"}}
     if tools:
         out["llama-server"] = {p: stats(v) for p, v in l.items()}
+        out["llama-server_samples"] = l
     return out
 
 
