@@ -59,19 +59,27 @@ def ratio_stats(kv, ls):
 # ---- decode ------------------------------------------------------------------------------------
 
 def merge_decode_row(old, new):
-    """One agent count's row with the samples of an earlier run (old, may be None) and of this one:
-    every list concatenated, medians and the paired ratio recomputed, both runs' dates kept."""
+    """One agent count's row with the samples of an earlier run (old, may be None) and of this one.
+    On the same machine every list is concatenated, the medians and the paired ratio recomputed,
+    both runs' dates kept. An earlier run on another machine is not pooled (absolute tokens/s
+    differ between CPUs): the row is this run's, and the earlier run's ratio is kept beside it."""
     if not old:
         return new
+    if old.get("machine") != new.get("machine"):
+        earlier = old.get("earlier_runs", []) + [{"date": old.get("date"), "machine": old.get("machine"),
+                                                   "ratio": old["ratio"]}]
+        return {**new, "earlier_runs": earlier}
     out = {"runs": old.get("runs") or [{k: old.get(k) for k in ("date", "machine")} | {"reps": old["ratio"]["n"]}]}
     out["runs"] = out["runs"] + [{k: new.get(k) for k in ("date", "machine")} | {"reps": new["ratio"]["n"]}]
     for name in ("kvault", "llama-server"):
-        n_old = len(old[name]["tok_s"])
-        keys = set(old[name]) | set(new[name])
-        merged = {k: (old[name].get(k) or [None] * n_old) + new[name][k] for k in keys if k != "median"}
+        n_old, n_new = len(old[name]["tok_s"]), len(new[name]["tok_s"])
+        keys = (set(old[name]) | set(new[name])) - {"median"}
+        merged = {k: (old[name].get(k) or [None] * n_old) + (new[name].get(k) or [None] * n_new) for k in keys}
         out[name] = {**merged, "median": stats(merged["tok_s"])}
     out["ratio"] = ratio_stats(out["kvault"]["tok_s"], out["llama-server"]["tok_s"])
     out.update({k: new[k] for k in ("date", "machine") if k in new})
+    if old.get("earlier_runs") or new.get("earlier_runs"):
+        out["earlier_runs"] = old.get("earlier_runs", []) + new.get("earlier_runs", [])
     out["reps"] = out["ratio"]["n"]
     return out
 
@@ -296,11 +304,17 @@ def render(r):
                          f"{span(row['ratio'], 3)}× ({row['ratio']['n']} pairs"
                          f"{', ' + str(len(row['runs'])) + ' runs' if row.get('runs') else ''}) | {both(row, 'ttft_s', 2)} | "
                          f"{both(row, 'after_first_tok_s', 2)} |")
-        runs = [f"{n} agents: " + ", ".join(f"{u['date']} ({u['reps']} pairs, {u['machine']})" for u in row["runs"])
+        runs = [f"{n} agents: " + ", ".join(f"{u['date']} ({u['reps']} pairs)" for u in row["runs"])
                 for n, row in d["agents"].items() if row.get("runs")]
         if runs:
-            lines += ["", "Rows that add up several runs (`--accumulate`; each pair of a run is measured on one "
-                      "machine, both servers alike): " + "; ".join(runs) + "."]
+            lines += ["", "Rows that add up several runs on this machine (`--accumulate`; the first-token and "
+                      "after-first-token columns cover the runs that recorded them): " + "; ".join(runs) + "."]
+        earlier = [f"{n} agents {span(u['ratio'], 3)}× ({u['ratio']['n']} pairs, {u['date']})"
+                   for n, row in d["agents"].items() for u in row.get("earlier_runs", [])]
+        machines = sorted({u["machine"] for row in d["agents"].values() for u in row.get("earlier_runs", [])})
+        if earlier:
+            lines += ["", "Earlier runs on another machine (" + "; ".join(machines) + "), not pooled with the rows "
+                      "above, kvault / llama-server: " + "; ".join(earlier) + "."]
         lines.append("")
     if "ttft" in r:
         t = r["ttft"]
@@ -391,7 +405,8 @@ def main():
     def save():
         for suite in suites:  # each suite this run measured: when, where, how often
             if suite in r:
-                r.setdefault("suite_runs", {})[suite] = {"date": r["machine"]["date"], "reps": args.reps,
+                r.setdefault("suite_runs", {})[suite] = {"date": r["machine"]["date"],
+                                                         "reps": None if args.accumulate and suite == "decode" else args.reps,
                                                          "machine": machine_desc(r["machine"])}
         save_json(args.out_json, r, indent=1)
         with open(args.out_md, "w") as f:
@@ -403,6 +418,8 @@ def main():
                    args.gen_tokens)
         for row in d["agents"].values():  # each row says when, where and how often it was measured
             row.update({"date": r["machine"]["date"], "machine": machine_desc(r["machine"]), "reps": args.reps})
+        if args.accumulate and r.get("decode", {}).get("config") != d["config"]:
+            log("--accumulate: no stored decode rows with these settings; this run's rows replace them")
         if r.get("decode", {}).get("config") == d["config"]:  # a rerun of some agent counts keeps the others
             if args.accumulate:  # or adds its samples to theirs
                 for row in r["decode"]["agents"].values():  # rows stored before rows were dated: the suite's

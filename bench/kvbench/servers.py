@@ -48,7 +48,11 @@ class Server:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             time.sleep(0.2)
-        raise RuntimeError(f"{self.name} did not become healthy")
+        self.proc.kill()  # not left running behind the error
+        self.proc.wait()
+        if self.cache_dir:
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
+        raise RuntimeError(f"{self.name} did not become healthy: see {self.log.name}")
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
