@@ -11,6 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <atomic>
 #include <fstream>
@@ -164,6 +166,21 @@ fs::path NewLogPath() {
   return dir / ("kvault-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".log");
 }
 
+// A sanitizer build of the server (make test-asan / test-tsan) prints its reports to the log
+// that the tests read. A report aborts the server, which usually fails the test that was talking
+// to it, but not always: a report while it shuts down, or in a server the test kills anyway, would
+// go unseen. Every server's and command's log is checked here, once it is done with.
+void ExpectNoSanitizerReport(const std::string& log, const std::string& what) {
+  for (const char* marker : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                             "WARNING: ThreadSanitizer"}) {
+    const size_t at = log.find(marker);
+    if (at != std::string::npos) {
+      ADD_FAILURE() << what << " printed a sanitizer report:\n" << log.substr(at > 2000 ? at - 2000 : 0, 6000);
+      return;
+    }
+  }
+}
+
 }  // namespace
 
 int RunKvault(const std::vector<std::string>& args, std::string* output, std::chrono::seconds timeout) {
@@ -175,7 +192,9 @@ int RunKvault(const std::vector<std::string>& args, std::string* output, std::ch
     kill(pid, SIGKILL);
     waitpid(pid, nullptr, 0);
   }
-  if (output) *output = ReadFile(log);
+  const std::string text = ReadFile(log);
+  ExpectNoSanitizerReport(text, "kvault " + (args.empty() ? std::string() : args[0]));
+  if (output) *output = text;
   return code;
 }
 
@@ -214,6 +233,7 @@ ServerProcess::~ServerProcess() {
     kill(pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);
   }
+  if (!log_.empty()) ExpectNoSanitizerReport(Log(), "the server on port " + std::to_string(port_));
 }
 
 bool ServerProcess::WaitHealthy(std::chrono::seconds timeout) {
