@@ -52,8 +52,9 @@ test: build
 
 # The test suite with sanitizers on kvault's code, in their own build trees. ASAN_TESTS=REGEX
 # runs only the matching tests and ASAN_TARGETS builds only those targets (CI: the unit,
-# integration and SDK end-to-end tests and the fuzz seeds, see .ci/run). TSAN_TESTS / TSAN_TARGETS do the same for test-tsan. Per-test time limits are 3×
-# (ASan) and 10× (TSan) those of make test. SAN_EXCLUDE: tests left out (by default the benchmark
+# integration and SDK end-to-end tests and the fuzz seeds, see .ci/run). TSAN_TESTS /
+# TSAN_TARGETS do the same for test-tsan. Per-test time limits are 3× (ASan) and 10× (TSan)
+# those of make test. SAN_EXCLUDE: tests left out (by default the benchmark
 # smoke run and the SDK end-to-end tests; `SAN_EXCLUDE=bench_smoke ASAN_TESTS=e2e` runs the SDKs
 # against the sanitized server, which then fails its test on any report or leak at exit).
 SAN_EXCLUDE ?= bench_smoke|e2e
