@@ -51,8 +51,8 @@ test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
 
 # The test suite with sanitizers on kvault's code, in their own build trees. ASAN_TESTS=REGEX
-# runs only the matching tests and ASAN_TARGETS builds only those targets (CI: the unit,
-# integration and SDK end-to-end tests and the fuzz seeds, see .ci/run). TSAN_TESTS /
+# runs only the matching tests and ASAN_TARGETS builds only those targets (CI: the unit and SDK
+# end-to-end tests and the fuzz seeds, see .ci/run; the integration tests before releases). TSAN_TESTS /
 # TSAN_TARGETS do the same for test-tsan. Per-test time limits are 3× (ASan) and 10× (TSan)
 # those of make test. SAN_EXCLUDE: tests left out (by default the benchmark
 # smoke run and the SDK end-to-end tests; `SAN_EXCLUDE=bench_smoke ASAN_TESTS=e2e` runs the SDKs
