@@ -77,3 +77,10 @@ def wait_store_idle(port, timeout=60):
                 or time.time() > deadline:
             return h
         time.sleep(0.2)
+
+
+def llama_cached_fraction(r):
+    """The share of the prompt a llama-server answer says it took from its cache (its timings:
+    cache_n tokens reused, prompt_n computed)."""
+    t = r.get("timings") or {}
+    return t.get("cache_n", 0) / max(1, t.get("cache_n", 0) + t.get("prompt_n", 0))

@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 
-from ..client import chat, get_json, post_json
+from ..client import chat, get_json, llama_cached_fraction, post_json
 from ..machine import disk_bandwidth, drop_from_page_cache, machine_desc
 from ..servers import Server
 from ..util import CACHE, LONG, int_list, log, stats, text_of
@@ -96,18 +96,11 @@ def llama_server_rep(server_argv, turns, l):
             assert restored.get("n_restored", 0) > 0, restored
             r, t = chat(srv.port, turns[3], 1, timeout=LONG)
             l["restart_slot"].append(restore_s + t)
-            l["slot_reused"].append(_cached_fraction(r))
+            l["slot_reused"].append(llama_cached_fraction(r))
         finally:
             srv.stop()
     finally:
         shutil.rmtree(slot_dir, ignore_errors=True)
-
-
-def _cached_fraction(r):
-    """The share of the prompt a llama-server answer says it took from its cache (its timings:
-    cache_n tokens reused, prompt_n computed)."""
-    t = r.get("timings") or {}
-    return t.get("cache_n", 0) / max(1, t.get("cache_n", 0) + t.get("prompt_n", 0))
 
 
 def resume(kvault_argv, server_argv, contexts, reps, on_rep):

@@ -7,7 +7,7 @@ import tempfile
 import time
 import urllib.request
 
-from ..client import chat, post_json
+from ..client import chat, llama_cached_fraction, post_json
 from ..servers import Server, ensure_model
 from ..util import log, stats, text_of
 
@@ -72,9 +72,7 @@ def llama_server_rep(tools, model_a, model_b, threads, turn1, turn2, l):
             assert restored.get("n_restored", 0) > 0, restored
             r, t = chat(srv.port, turn2, 1)
             l["slot_next_turn_s"].append(restore_s + t)
-            timings = r.get("timings") or {}
-            l["slot_reused"].append(timings.get("cache_n", 0) / max(1, timings.get("cache_n", 0)
-                                                                    + timings.get("prompt_n", 0)))
+            l["slot_reused"].append(llama_cached_fraction(r))
         finally:
             srv.stop()
     finally:
