@@ -39,7 +39,7 @@ from kvbench.results import load_json, save_json  # noqa: E402
 from kvbench.servers import Server, ensure_model, llama_tools, model_meta, private_binaries  # noqa: E402
 from kvbench.suites.roundrobin import rr_agents_prompts  # noqa: E402
 from kvbench.suites.ttft import ttft_under_prefill  # noqa: E402
-from kvbench.util import ROOT, int_list, log, percentile, rand_text, stats, text_of  # noqa: E402
+from kvbench.util import ROOT, cached_share, int_list, log, percentile, rand_text, stats, text_of  # noqa: E402
 
 SUITES = ("decode", "ttft", "roundrobin")
 
@@ -211,22 +211,28 @@ def rr_run(argv, name, n_agents, system_words, ctx_range, gen_tokens, agent_ids,
     return requests
 
 
+RR_CONFIGS = ("kvault", "kvault-no-persist", "llama-server", "llama-server-budget", "llama-server-slots")
+
+
 def roundrobin(kvault, ls_bin, model, threads, n_agents, reps, system_words, ctx_range, gen_tokens, budget_mib,
-               slots, pool_tokens):
+               slots, pool_tokens, only=RR_CONFIGS):
+    """Every configuration (those named in `only`, RR_CONFIGS' short names) `reps` times, interleaved."""
     ctx = -(-(ctx_range[1] * 2 + 3 * 60 + gen_tokens + 256) // 256) * 256
     kv = [kvault, "serve", "--model", model, "--threads", str(threads), "--log-level", "warn",
           "--pool-tokens", str(pool_tokens), "--resident-seqs", str(slots), "--parallel", str(slots),
           "--ctx-size", str(ctx)]
     ls = [ls_bin, "-m", model, "-t", str(threads), "--host", "127.0.0.1", "-c", str(pool_tokens), "-np", str(slots),
           "-kvu"]
-    configs = {
-        f"kvault --ram-cache {budget_mib} (+ disk tier)": (kv + ["--ram-cache", str(budget_mib)], True, 0),
-        f"kvault --ram-cache {budget_mib} --no-persist": (kv + ["--ram-cache", str(budget_mib), "--no-persist"], True,
-                                                           0),
-        "llama-server defaults (--cache-ram 8192)": (ls, False, 0),
-        f"llama-server --cache-ram {budget_mib}": (ls + ["--cache-ram", str(budget_mib)], False, 0),
-        "llama-server defaults + slot save/restore by the client": (ls, False, slots),
+    every = {  # short name: (label, argv, kvault?, slots the client saves and restores)
+        "kvault": (f"kvault --ram-cache {budget_mib} (+ disk tier)", kv + ["--ram-cache", str(budget_mib)], True, 0),
+        "kvault-no-persist": (f"kvault --ram-cache {budget_mib} --no-persist",
+                              kv + ["--ram-cache", str(budget_mib), "--no-persist"], True, 0),
+        "llama-server": ("llama-server defaults (--cache-ram 8192)", ls, False, 0),
+        "llama-server-budget": (f"llama-server --cache-ram {budget_mib}", ls + ["--cache-ram", str(budget_mib)], False,
+                                0),
+        "llama-server-slots": ("llama-server defaults + slot save/restore by the client", ls, False, slots),
     }
+    configs = {label: rest for short, (label, *rest) in every.items() if short in only}
     reqs = {name: [] for name in configs}
     for rep in range(reps):
         names = list(configs) if rep % 2 == 0 else list(reversed(configs))
@@ -246,16 +252,25 @@ def roundrobin(kvault, ls_bin, model, threads, n_agents, reps, system_words, ctx
                      (" --slot-save-path DIR" if configs[name][2] else ""),
                      "cold_p50_runs": per_run_p50(qs, 0), "next_turn_p50_runs": per_run_p50(qs, 1),
                      "after_restart_p50_runs": per_run_p50(qs, 2),
-                     "next_turn_cached_fraction": sum(q["cached_tokens"] for q in qs if q["turn"] == 1) /
-                     max(1, sum(q["prompt_tokens"] for q in qs if q["turn"] == 1)),
-                     "after_restart_cached_fraction": sum(q["cached_tokens"] for q in qs if q["turn"] == 2) /
-                     max(1, sum(q["prompt_tokens"] for q in qs if q["turn"] == 2)),
+                     "next_turn_cached_fraction": cached_share(q for q in qs if q["turn"] == 1),
+                     "after_restart_cached_fraction": cached_share(q for q in qs if q["turn"] == 2),
                      "mean_prompt_tokens": statistics.fmean(q["prompt_tokens"] for q in qs),
                      "requests": qs}
     return {"config": {"agents": n_agents, "reps": reps, "system_words": system_words, "context_words": list(ctx_range),
                        "gen_tokens": gen_tokens, "ram_budget_mib": budget_mib, "pool_tokens": pool_tokens,
                        "slots": slots},
             "servers": out}
+
+
+def rr_runs(stored, earlier_run):
+    """The stored round-robin results as {agents: run}. Results written when one agent count was
+    stored (a single run at the top level) become that count's run, dated by the suite's run."""
+    if not stored:
+        return {}
+    if "runs" in stored:
+        return dict(stored["runs"])
+    dated = {k: earlier_run[k] for k in ("date", "machine") if k in earlier_run}
+    return {str(stored["config"]["agents"]): {**dated, **stored}}
 
 
 # ---- output ------------------------------------------------------------------------------------
@@ -274,7 +289,7 @@ def render(r):
              f"`{base['tree'][:12]}`); llama-server built from the same tree by bench/build-llama-tools.sh.",
              "", "Machine and date above are the latest run's" + ("; suites: " + "; ".join(
                  f"{k} {v['date']} ({str(v['reps']) + ' repetitions, ' if v.get('reps') else ''}{v['machine']})"
-                 for k, v in r["suite_runs"].items())
+                 for k, v in r["suite_runs"].items() if not (k == "roundrobin" and "runs" in r.get(k, {})))
                  if r.get("suite_runs") else "") + ". `peers.json` keeps every sample. "
              "Repetitions interleave the servers (A, B, B, A, ...). Cells: median (min–max) of the "
              "repetitions; ratios are kvault / llama-server per repetition, then their median.", ""]
@@ -327,30 +342,43 @@ def render(r):
             lines.append(f"| {name} | {span(v['median_alone_s'])} s | {span(v['median_during_prefill_s'])} s |")
         lines.append("")
     if "roundrobin" in r:
-        rr = r["roundrobin"]
-        c = rr["config"]
+        runs = rr_runs(r["roundrobin"], r.get("suite_runs", {}).get("roundrobin", {}))
         lines += ["## Agents taking turns, and after a restart", "",
-                  f"{c['agents']} agents (a shared {c['system_words']}-word system prompt, {c['context_words'][0]}–"
-                  f"{c['context_words'][1]} words each), one request at a time, {c['gen_tokens']} tokens answered; "
-                  f"both servers hold {c['slots']} sequences in a {c['pool_tokens']}-token KV pool, so most agents "
-                  f"come back from a cache below it. RAM budget of the equal-budget rows: {c['ram_budget_mib']} MiB "
-                  f"(kvault's disk tier comes on top of it: that is the difference between the first two rows). "
-                  f"Turn 0 is cold; turn 1 is the next turn; then each server restarts and turn 2 is the next "
-                  f"turn after the restart. The slot save/restore row is what a careful llama-server user can do: "
-                  f"the client pins agent a to slot a mod {c['slots']}, saves the slot to a file after each turn "
-                  f"(`POST /slots/ID?action=save`) and restores it before the agent's next turn; the restore "
-                  f"counts in that turn's TTFT. kvault's requests carry `X-Agent-Id` (which names the agent "
-                  f"and lets kvault prefetch its blocks); llama-server has no such header. The restart is a "
-                  f"graceful stop and start, and the files read after it (kvault's blocks, llama-server's slot "
-                  f"files) may still be in the OS page cache for both. Cells: p50 TTFT of each run, median "
-                  f"(min–max) over {c['reps']} runs; share of the prompt reused in parentheses.", "",
-                  "| configuration | flags | cold turn | next turn | next turn after a restart |",
-                  "|---|---|---|---|---|"]
-        for name, v in rr["servers"].items():
-            lines.append(f"| {name} | `{v['flags']}` | {span(v['cold_p50_runs'])} s | {span(v['next_turn_p50_runs'])} s "
-                         f"({v['next_turn_cached_fraction']:.0%}) | {span(v['after_restart_p50_runs'])} s "
-                         f"({v['after_restart_cached_fraction']:.0%}) |")
-        lines.append("")
+                  "Agents (a shared system prompt and their own notes) take turns one request at a time, 16 tokens "
+                  "answered; both servers hold a few sequences in one KV pool, more agents than that, so most "
+                  "agents come back from a cache below it. The equal-budget rows give llama-server kvault's RAM "
+                  "budget (kvault's disk tier comes on top of it: that is the difference between the first two "
+                  "rows). Turn 0 is cold; turn 1 is the next turn; then each server restarts and turn 2 is the "
+                  "next turn after the restart. The slot save/restore row is what a careful llama-server user "
+                  "can do: the client pins agent a to slot a mod the slot count, saves the slot to a file after "
+                  "each turn (`POST /slots/ID?action=save`) and restores it before the agent's next turn; the "
+                  "restore counts in that turn's TTFT. Pinned to a slot, a cold turn reuses nothing, not even the "
+                  "shared system prompt: with a unified KV cache llama-server saves every idle slot to its RAM "
+                  "prompt cache and clears it whenever another request starts (`--cache-idle-slots`, on by "
+                  "default), and a request naming its slot (`id_slot`) takes that slot as it is, without "
+                  "looking in the prompt cache; only a request llama-server places itself is served from it "
+                  "(tools/server/server-context.cpp, `get_available_slot`). kvault's requests carry "
+                  "`X-Agent-Id` (which names the agent and lets kvault prefetch its blocks); llama-server has no "
+                  "such header. The restart is a graceful stop and start, and the files read after it (kvault's "
+                  "blocks, llama-server's slot files) may still be in the OS page cache for both. Cells: p50 TTFT "
+                  "of each run, median (min–max) over the runs; share of the prompt reused in parentheses.", ""]
+        for n, run in sorted(runs.items(), key=lambda e: int(e[0])):
+            c = run["config"]
+            when = f"; {run['date']}, {run['machine']}" if run.get("date") else ""
+            lines += [f"### {c['agents']} agents", "",
+                      f"A shared {c['system_words']}-word system prompt, {c['context_words'][0]}–"
+                      f"{c['context_words'][1]} words each; {c['slots']} sequences in a {c['pool_tokens']}-token "
+                      f"KV pool; RAM budget of the equal-budget rows {c['ram_budget_mib']} MiB; {c['reps']} runs"
+                      f"{when}.", "",
+                      "| configuration | flags | cold turn | next turn | next turn after a restart |",
+                      "|---|---|---|---|---|"]
+            for name, v in run["servers"].items():
+                if v.get("date") and v["date"] != run.get("date"):  # a row kept from an earlier run
+                    name += f" (measured {v['date']}, {v['machine']})"
+                lines.append(f"| {name} | `{v['flags']}` | {span(v['cold_p50_runs'])} s | "
+                             f"{span(v['next_turn_p50_runs'])} s ({v['next_turn_cached_fraction']:.0%}) | "
+                             f"{span(v['after_restart_p50_runs'])} s ({v['after_restart_cached_fraction']:.0%}) |")
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -368,6 +396,9 @@ def build_parser():
     ap.add_argument("--rr-context", default="1000-1500")
     ap.add_argument("--rr-system", type=int, default=500)
     ap.add_argument("--rr-budget-mib", type=int, default=64, help="RAM budget of the equal-budget rows")
+    ap.add_argument("--rr-configs", default=",".join(RR_CONFIGS),
+                    help="roundrobin: the configurations to run (default all: " + ",".join(RR_CONFIGS) + "); with "
+                         "the same settings as the stored run of that agent count, the other rows are kept")
     ap.add_argument("--out-json", default=os.path.join(ROOT, "bench", "results", "peers.json"))
     ap.add_argument("--out-md", default=os.path.join(ROOT, "docs", "peers.md"))
     ap.add_argument("--render-only", action="store_true")
@@ -378,7 +409,10 @@ def build_parser():
 
 
 def main():
-    args = build_parser().parse_args()
+    ap = build_parser()
+    args = ap.parse_args()
+    if not set(args.rr_configs.split(",")) <= set(RR_CONFIGS):
+        ap.error(f"--rr-configs: known configurations are {','.join(RR_CONFIGS)}")
     r = {}
     if os.path.exists(args.out_json):  # a partial run replaces only the suites it ran
         r = load_json(args.out_json)
@@ -396,7 +430,12 @@ def main():
     # that wrote them: keep that with them before this run's machine replaces it.
     earlier_run = ({"date": r["machine"]["date"], "reps": None, "machine": machine_desc(r["machine"])}
                    if r.get("machine") else {})
+    if r.get("roundrobin") and "runs" not in r["roundrobin"]:  # one run stored the old way: date it now
+        r["roundrobin"] = {"runs": rr_runs(r["roundrobin"], r.get("suite_runs", {}).get("roundrobin") or earlier_run)}
+    r.get("suite_runs", {}).pop("roundrobin", None)  # its runs are dated one by one
     for suite in SUITES:
+        if suite == "roundrobin":
+            continue
         if suite in r and earlier_run and suite not in r.get("suite_runs", {}):
             r.setdefault("suite_runs", {})[suite] = dict(earlier_run)
     r.update({"machine": machine(), "model": os.path.basename(model), "model_desc": meta["description"],
@@ -404,7 +443,7 @@ def main():
 
     def save():
         for suite in suites:  # each suite this run measured: when, where, how often
-            if suite in r:
+            if suite in r and suite != "roundrobin":  # its runs, one per agent count, are dated themselves
                 r.setdefault("suite_runs", {})[suite] = {"date": r["machine"]["date"],
                                                          "reps": None if args.accumulate and suite == "decode" else args.reps,
                                                          "machine": machine_desc(r["machine"])}
@@ -438,8 +477,21 @@ def main():
     if "roundrobin" in suites:
         log("peers: roundrobin")
         lo, hi = int_list(args.rr_context.replace("-", ","))
-        r["roundrobin"] = roundrobin(kvault, ls_bin, model, args.threads, args.rr_agents, args.reps, args.rr_system,
-                                     (lo, hi), 16, args.rr_budget_mib, 4, 8192)
+        only = args.rr_configs.split(",")
+        run = roundrobin(kvault, ls_bin, model, args.threads, args.rr_agents, args.reps, args.rr_system, (lo, hi),
+                         16, args.rr_budget_mib, 4, 8192, only)
+        run.update({"date": r["machine"]["date"], "machine": machine_desc(r["machine"])})
+        # each agent count is its own table: a run of one count keeps the others
+        runs = rr_runs(r.get("roundrobin"), {})
+        old = runs.get(str(args.rr_agents))
+        if old and old["config"] == run["config"]:  # a rerun of some configurations keeps the others' rows
+            for row in old["servers"].values():
+                row.setdefault("date", old.get("date"))
+                row.setdefault("machine", old.get("machine"))
+            for row in run["servers"].values():
+                row.update({"date": run["date"], "machine": run["machine"]})
+            run["servers"] = {**old["servers"], **run["servers"]}
+        r["roundrobin"] = {"runs": {**runs, str(args.rr_agents): run}}
         save()
 
 

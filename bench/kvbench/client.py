@@ -33,7 +33,8 @@ def chat_stream(port, messages, max_tokens, headers=None, timeout=600, extra=Non
     chunk that carries generated text, a tool call or a finish reason (a role-only opening chunk does
     not count: a server may send it before the prompt is processed). Returns a dict with ttft_s,
     total_s, the answer's text, prompt / completion tokens and the prompt tokens reused from a cache
-    (usage.prompt_tokens_details.cached_tokens, or llama-server's timings.cache_n)."""
+    (usage.prompt_tokens_details.cached_tokens, or llama-server's timings.cache_n), and llama-server's
+    own timings (empty for kvault)."""
     body = {"messages": messages, "max_tokens": max_tokens, "temperature": 0, "stream": True,
             "stream_options": {"include_usage": True}, **(extra or {})}
     req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=json.dumps(body).encode(),
@@ -63,7 +64,7 @@ def chat_stream(port, messages, max_tokens, headers=None, timeout=600, extra=Non
         cached = timings.get("cache_n", 0)
     return {"ttft_s": ttft if ttft is not None else total, "total_s": total, "text": "".join(text),
             "prompt_tokens": usage.get("prompt_tokens", 0), "completion_tokens": usage.get("completion_tokens", 0),
-            "cached_tokens": cached or 0}
+            "cached_tokens": cached or 0, "timings": timings}
 
 
 def wait_store_idle(port, timeout=60):

@@ -72,6 +72,13 @@ def dist(values):
             "min": min(values), "max": max(values), "n": len(values)}
 
 
+def cached_share(requests):
+    """The share of the prompt tokens of these requests (dicts with prompt_tokens and cached_tokens)
+    that the server took from its cache."""
+    requests = list(requests)
+    return sum(q["cached_tokens"] for q in requests) / max(1, sum(q["prompt_tokens"] for q in requests))
+
+
 def ratio(a, b):
     return a / b if b else None
 

@@ -18,7 +18,7 @@ import urllib.request
 from ..client import chat_stream, get_json
 from ..machine import machine_desc
 from ..servers import Server, free_port
-from ..util import ROOT, dist, log, percentile, rand_text, stats
+from ..util import ROOT, cached_share, dist, log, percentile, rand_text, stats
 from .roundrobin import rr_agents_prompts
 
 
@@ -189,7 +189,7 @@ def summary(reqs, remotes):
         qs = [q for q in reqs if q["phase"] == phase]
         out[phase] = dist([q["ttft_s"] for q in qs])
         if qs:
-            out[phase]["cached_fraction"] = sum(q["cached_tokens"] for q in qs) / max(1, sum(q["prompt_tokens"] for q in qs))
+            out[phase]["cached_fraction"] = cached_share(qs)
         per_rep = [percentile([q["ttft_s"] for q in qs if q["rep"] == r], 50)
                    for r in sorted({q["rep"] for q in qs})]
         out[phase + "_p50_reps"] = stats(per_rep) if per_rep else None

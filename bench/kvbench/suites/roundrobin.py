@@ -10,7 +10,7 @@ import time
 from ..client import chat, chat_stream
 from ..machine import machine_desc
 from ..servers import Server
-from ..util import dist, log, percentile, rand_text, stats, text_of
+from ..util import cached_share, dist, log, percentile, rand_text, stats, text_of
 
 
 def rr_agents_prompts(n_agents, system_words, ctx_range):
@@ -58,7 +58,7 @@ def summary(requests, totals, reps):
     return {"total_s": stats(totals), "cold_ttft_s": dist([q["ttft_s"] for q in cold]),
             "warm_ttft_s": dist([q["ttft_s"] for q in warm]),
             "cold_p50_runs": p50_per_run(cold), "warm_p50_runs": p50_per_run(warm),
-            "warm_cached_fraction": (sum(q["cached_tokens"] for q in warm) / max(1, sum(q["prompt_tokens"] for q in warm))),
+            "warm_cached_fraction": cached_share(warm),
             "mean_prompt_tokens": statistics.fmean(q["prompt_tokens"] for q in requests),
             "requests": requests}
 
