@@ -288,6 +288,39 @@ def rr_runs(stored, earlier_run):
     return {str(stored["config"]["agents"]): run}
 
 
+def rr_merge_refusal(r, config, only, machine_now):
+    """Why a run of the configurations `only` with `config` on `machine_now` may not be stored
+    beside the rows kept from the stored run of that agent count (None when it may): kept rows must
+    come from the same machine, settings, model, threads and llama.cpp tree."""
+    old = r.get("roundrobin", {}).get("runs", {}).get(str(config["agents"]))
+    if set(only) == set(RR_CONFIGS) or not old:
+        return None
+    if old["config"] == config and old.get("machine") == machine_now:
+        return None
+    return (f"--rr-configs runs some rows of the {config['agents']}-agent table, whose other rows were measured "
+            f"with other settings or on another machine ({old['config']}, {old.get('machine')}; this run: "
+            f"{config}, {machine_now}): run every configuration, or set --out-json elsewhere")
+
+
+def store_rr_run(r, run, only):
+    """Stores `run` (one agent count, the configurations `only`) in the results `r`: each agent count
+    is its own table, so other counts are kept; a run of every configuration replaces its count's
+    table, a run of some keeps the other rows of a table with the same settings and machine, each
+    row dated by its own run."""
+    runs = rr_runs(r.get("roundrobin"), {})
+    n = str(run["config"]["agents"])
+    old = runs.get(n)
+    if (old and old["config"] == run["config"] and old.get("machine") == run["machine"]
+            and set(only) != set(RR_CONFIGS)):
+        for row in old["servers"].values():
+            row.setdefault("date", old.get("date"))
+            row.setdefault("machine", old.get("machine"))
+        for row in run["servers"].values():
+            row.update({"date": run["date"], "machine": run["machine"]})
+        run["servers"] = {**old["servers"], **run["servers"]}
+    r["roundrobin"] = {"runs": {**runs, n: run}}
+
+
 # ---- output ------------------------------------------------------------------------------------
 
 def span(s, digits=2, unit=""):
@@ -465,12 +498,9 @@ def main():
                  "context_words": [rr_lo, rr_hi], "gen_tokens": 16, "ram_budget_mib": args.rr_budget_mib,
                  "pool_tokens": 8192, "slots": 4, "threads": args.threads, "model": os.path.basename(model),
                  "llama_cpp_tree": llama_baseline().get("tree")}
-    rr_old = r.get("roundrobin", {}).get("runs", {}).get(str(args.rr_agents))
-    if ("roundrobin" in suites and set(rr_only) != set(RR_CONFIGS) and rr_old and
-            (rr_old["config"] != rr_config or rr_old.get("machine") != machine_desc(machine()))):
-        ap.error(f"--rr-configs runs some rows of the {args.rr_agents}-agent table, whose other rows were "
-                 f"measured with other settings or on another machine ({rr_old['config']}, "
-                 f"{rr_old.get('machine')}): run every configuration, or set --out-json elsewhere")
+    refusal = rr_merge_refusal(r, rr_config, rr_only, machine_desc(machine()))
+    if "roundrobin" in suites and refusal:
+        ap.error(refusal)
     for suite in SUITES:
         if suite == "roundrobin":
             continue
@@ -518,18 +548,7 @@ def main():
                          (rr_lo, rr_hi), 16, args.rr_budget_mib, 4, 8192, rr_only)
         assert run["config"].items() <= rr_config.items(), (run["config"], rr_config)
         run.update({"config": rr_config, "date": r["machine"]["date"], "machine": machine_desc(r["machine"])})
-        # each agent count is its own table: a run of one count keeps the others
-        runs = rr_runs(r.get("roundrobin"), {})
-        old = runs.get(str(args.rr_agents))
-        if (old and old["config"] == run["config"] and old.get("machine") == run["machine"]
-                and set(rr_only) != set(RR_CONFIGS)):  # a rerun of some configurations keeps the others' rows
-            for row in old["servers"].values():
-                row.setdefault("date", old.get("date"))
-                row.setdefault("machine", old.get("machine"))
-            for row in run["servers"].values():
-                row.update({"date": run["date"], "machine": run["machine"]})
-            run["servers"] = {**old["servers"], **run["servers"]}
-        r["roundrobin"] = {"runs": {**runs, str(args.rr_agents): run}}
+        store_rr_run(r, run, rr_only)
         save()
 
 

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""bench/peers.py's round-robin results store: one table per agent count, partial reruns
+(--rr-configs) merged only into a table of the same machine and settings, old results migrated,
+rows rendered in one order with the rows of another run marked. No servers run: these are the
+functions that decide what docs/peers.md shows."""
+import copy
+import importlib.util
+import os
+import sys
+import unittest
+
+BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench")
+sys.path.insert(0, BENCH)
+spec = importlib.util.spec_from_file_location("peers", os.path.join(BENCH, "peers.py"))
+peers = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(peers)
+
+LABELS = {"kvault": "kvault --ram-cache 64 (+ disk tier)", "kvault-no-persist": "kvault --ram-cache 64 --no-persist",
+          "llama-server": "llama-server defaults (--cache-ram 8192)", "llama-server-budget": "llama-server --cache-ram 64",
+          "llama-server-slots": "llama-server defaults + slot save/restore by the client"}
+MACHINE = "Test CPU, 2 cores"
+
+
+def config(agents=32, reps=3):
+    return {"agents": agents, "reps": reps, "system_words": 500, "context_words": [1000, 1500], "gen_tokens": 16,
+            "ram_budget_mib": 64, "pool_tokens": 8192, "slots": 4, "threads": 2, "model": "m.gguf",
+            "llama_cpp_tree": "abc"}
+
+
+def run(only, date, next_turn, agents=32, machine=MACHINE, reps=3):
+    st = {"median": next_turn, "min": next_turn, "max": next_turn, "n": reps}
+    return {"config": config(agents, reps), "date": date, "machine": machine,
+            "servers": {LABELS[o]: {"flags": o, "cold_p50_runs": st, "next_turn_p50_runs": st,
+                                    "after_restart_p50_runs": st, "next_turn_cached_fraction": 0.5,
+                                    "after_restart_cached_fraction": 0.5, "requests": []} for o in only}}
+
+
+def results():
+    return {"machine": {"date": "D", "cpu": "Test CPU", "isa": "AVX2", "cores": 2, "memory_gib": 8, "kernel": "6"},
+            "model": "m.gguf", "model_desc": "tiny", "threads": 2,
+            "llama_cpp": {"repo": "r", "bundle_tag": "t", "commit": "c" * 40, "tree": "abc"}}
+
+
+class PeersStoreTest(unittest.TestCase):
+    def test_partial_rerun_keeps_the_other_rows_marked_and_ordered(self):
+        r = results()
+        peers.store_rr_run(r, run(["kvault", "llama-server", "llama-server-slots"], "T1", 1.0), peers.RR_CONFIGS)
+        only = ["llama-server-budget", "kvault-no-persist"]
+        self.assertIsNone(peers.rr_merge_refusal(r, config(), only, MACHINE))
+        peers.store_rr_run(r, run(only, "T2", 2.0), only)
+        servers = r["roundrobin"]["runs"]["32"]["servers"]
+        self.assertEqual(set(servers), set(LABELS.values()))
+        self.assertEqual(servers[LABELS["kvault"]]["date"], "T1")
+        self.assertEqual(servers[LABELS["kvault-no-persist"]]["date"], "T2")
+        table = peers.render(r).split("### 32 agents")[1]
+        rows = [line for line in table.splitlines() if line.startswith("| kvault") or line.startswith("| llama")]
+        self.assertEqual([peers.rr_short(row[2:].split(" (measured")[0].split(" |")[0]) for row in rows],
+                         list(peers.RR_CONFIGS))
+        self.assertIn("kvault --ram-cache 64 (+ disk tier) (measured T1)", table)
+        self.assertNotIn("--no-persist (measured", table)
+        self.assertIn("a separate run", table)
+        self.assertNotIn("not run at this agent count", table)
+
+    def test_missing_configurations_are_listed(self):
+        r = results()
+        peers.store_rr_run(r, run(["kvault", "llama-server"], "T1", 1.0), ["kvault", "llama-server"])
+        table = peers.render(r).split("### 32 agents")[1]
+        self.assertIn("not run at this agent count: kvault-no-persist, llama-server-budget, llama-server-slots", table)
+        self.assertNotIn("a separate run", table)
+
+    def test_partial_rerun_with_other_settings_or_machine_is_refused(self):
+        r = results()
+        peers.store_rr_run(r, run(list(peers.RR_CONFIGS), "T1", 1.0), peers.RR_CONFIGS)
+        self.assertIn("other settings", peers.rr_merge_refusal(r, config(reps=2), ["kvault"], MACHINE))
+        self.assertIn("another machine", peers.rr_merge_refusal(r, config(), ["kvault"], "Other CPU"))
+        self.assertIsNone(peers.rr_merge_refusal(r, config(reps=2), list(peers.RR_CONFIGS), MACHINE))
+        self.assertIsNone(peers.rr_merge_refusal(r, config(agents=8), ["kvault"], "Other CPU"))
+
+    def test_full_rerun_replaces_its_table_and_keeps_other_agent_counts(self):
+        r = results()
+        peers.store_rr_run(r, run(list(peers.RR_CONFIGS), "T1", 1.0, agents=8), peers.RR_CONFIGS)
+        peers.store_rr_run(r, run(list(peers.RR_CONFIGS), "T1", 1.0), peers.RR_CONFIGS)
+        peers.store_rr_run(r, run(["kvault", "llama-server"], "T2", 3.0), ["kvault", "llama-server"])  # partial
+        peers.store_rr_run(r, run(list(peers.RR_CONFIGS), "T3", 4.0), peers.RR_CONFIGS)  # full: replaces
+        runs = r["roundrobin"]["runs"]
+        self.assertEqual(set(runs), {"8", "32"})
+        self.assertEqual({v["next_turn_p50_runs"]["median"] for v in runs["32"]["servers"].values()}, {4.0})
+        self.assertNotIn("date", runs["32"]["servers"][LABELS["kvault"]])  # one run: rows carry its date
+        self.assertEqual(runs["8"]["date"], "T1")
+
+    def test_results_stored_before_tables_per_agent_count_become_a_dated_table(self):
+        old = run(list(peers.RR_CONFIGS), None, 1.0, agents=8)
+        del old["date"], old["machine"]
+        migrated = peers.rr_runs(copy.deepcopy(old), {"date": "T0", "machine": "Old CPU", "reps": None})
+        self.assertEqual(list(migrated), ["8"])
+        self.assertEqual((migrated["8"]["date"], migrated["8"]["machine"]), ("T0", "Old CPU"))
+        self.assertNotIn("reps", migrated["8"])
+        r = results()
+        r["roundrobin"] = old
+        r["suite_runs"] = {"roundrobin": {"date": "T0", "machine": "Old CPU"}}
+        self.assertIn("### 8 agents", peers.render(r))
+        self.assertIn("T0, Old CPU", peers.render(r))
+
+
+if __name__ == "__main__":
+    unittest.main()
