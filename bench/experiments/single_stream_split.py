@@ -9,12 +9,17 @@ after the first one into the server's own share and the rest (HTTP, streaming, t
                 queues, streaming) plus the client
   llama-server  its own timings.predicted_per_token_ms (its whole generation loop, decode included)
 Usage: bench/experiments/single_stream_split.py [REPS]   (default 8)
+Prints a header naming the machine, one line per request, then the medians, kvault's share outside
+llama_decode per request, and the paired whole-request ratios; bench/results/single-stream-split.txt
+is its stdout.
 """
+import datetime
 import os
 import statistics
 import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from kvbench.client import chat_stream, get_json  # noqa: E402
+from kvbench.machine import machine, machine_desc  # noqa: E402
 from kvbench.servers import Server, ensure_model, llama_tools  # noqa: E402
 from kvbench.util import ROOT, text_of  # noqa: E402
 
@@ -28,6 +33,8 @@ servers = {
     "llama-server": Server([os.path.join(llama_tools(), "llama-server"), "-m", model, "-t", threads, "-c", "16384",
                             "-np", "1", "-kvu", "--host", "127.0.0.1"], "llama-server"),
 }
+print(f"bench/experiments/single_stream_split.py {reps}; {machine_desc(machine())}; bench model, {threads} threads, "
+      f"{datetime.datetime.now().isoformat(timespec='seconds')}", flush=True)
 rows = {name: {"client_ms": [], "server_ms": [], "tok_s": []} for name in servers}
 try:
     for name, srv in servers.items():
@@ -61,4 +68,10 @@ for name, v in rows.items():
           f"client, {s:.2f} in the server's {'llama_decode' if name == 'kvault' else 'generation loop'}, "
           f"{c - s:.2f} elsewhere")
 k, ls = rows["kvault"], rows["llama-server"]
-print("kvault / llama-server tok/s per pair: " + ", ".join(f"{a / b:.3f}" for a, b in zip(k["tok_s"], ls["tok_s"])))
+share = [100 * (c - s) / c for c, s in zip(k["client_ms"], k["server_ms"])]
+print("kvault's time per token outside llama_decode, per request: " + ", ".join(f"{x:.1f} %" for x in share) +
+      f"; median {statistics.median(share):.1f} %, {min(share):.1f}-{max(share):.1f} %")
+pairs = [a / b for a, b in zip(k["tok_s"], ls["tok_s"])]
+print("kvault / llama-server tok/s per pair: " + ", ".join(f"{x:.3f}" for x in pairs) +
+      f"; median {statistics.median(pairs):.3f} ({min(pairs):.3f}-{max(pairs):.3f}), "
+      f"{sum(x < 1 for x in pairs)} of {len(pairs)} below 1")

@@ -33,6 +33,20 @@ def llama_source_hashes():
     return out
 
 
+def kvault_source_id():
+    """What kvault was built from: the git tree hash of src/ and CMakeLists.txt, with "+modified"
+    when either differs from the commit (None outside a git checkout). Bench-only changes keep it,
+    so runs of one build compare; a changed engine does not."""
+    try:
+        trees = [subprocess.run(["git", "-C", ROOT, "rev-parse", f"HEAD:{p}"], check=True, capture_output=True,
+                                text=True).stdout.strip()[:12] for p in ("src", "CMakeLists.txt")]
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "src", "CMakeLists.txt"],
+                               check=True, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return "/".join(trees) + ("+modified" if dirty else "")
+
+
 def llama_source_ids():
     """The pinned llama.cpp source's commit and tree hashes, short, for the markdown."""
     return ", ".join(f"{name} `{h[:12]}`" if h is not None else f"{name} unknown"

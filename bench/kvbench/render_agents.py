@@ -101,8 +101,11 @@ def roundrobin_section(r, image):
              "nothing goes to disk). **Read this table with its budget**: llama-server's default "
              "`--cache-ram` is 8192 MiB, eight times the budget here; at ~50 MiB per agent it would hold "
              "these agents at its defaults, so the gap at 32 and 128 agents is expected to be the budget, "
-             "not the engine. docs/peers.md compares both at llama-server's defaults and with llama-server's slot "
-             "save/restore and at equal budgets (8 and 32 agents, smaller ones: 1.0–1.5K words each); this table's workload has not been run with llama-server's default. Time to first token from the streamed answer (the first chunk that "
+             "not the engine. docs/peers.md compares both at llama-server's defaults, with llama-server's slot "
+             "save/restore and at equal budgets, on its own smaller agents (its tables say how many and how "
+             "large)" + ("" if "--cache-ram" not in c["llama_server_flags"] else
+                         "; this table's workload has not been run with llama-server's default") +
+             ". Time to first token from the streamed answer (the first chunk that "
              "carries text). The first turn is cold for every agent (both servers reuse the shared system "
              "prompt's KV where they can); the next turns find the agent's KV in the pool, RAM or disk, "
              "or recompute it. Seconds; p50 / p95 over all requests of the run. Runs per agent count: "

@@ -24,7 +24,7 @@ MACHINE = "Test CPU, 2 cores"
 def config(agents=32, reps=3):
     return {"agents": agents, "reps": reps, "system_words": 500, "context_words": [1000, 1500], "gen_tokens": 16,
             "ram_budget_mib": 64, "pool_tokens": 8192, "slots": 4, "threads": 2, "model": "m.gguf",
-            "llama_cpp_tree": "abc"}
+            "llama_cpp_tree": "abc", "kvault_source": "src1/cm1"}
 
 
 def run(only, date, next_turn, agents=32, machine=MACHINE, reps=3):
@@ -71,8 +71,18 @@ class PeersStoreTest(unittest.TestCase):
     def test_partial_rerun_with_other_settings_or_machine_is_refused(self):
         r = results()
         peers.store_rr_run(r, run(list(peers.RR_CONFIGS), "T1", 1.0), peers.RR_CONFIGS)
-        self.assertIn("other settings", peers.rr_merge_refusal(r, config(reps=2), ["kvault"], MACHINE))
-        self.assertIn("another machine", peers.rr_merge_refusal(r, config(), ["kvault"], "Other CPU"))
+        self.assertIsNone(peers.rr_merge_refusal(r, config(), ["kvault"], MACHINE))
+        other_machine = peers.rr_merge_refusal(r, config(), ["kvault"], "Other CPU")
+        self.assertIn("on another machine", other_machine)
+        self.assertNotIn("other settings", other_machine)
+        # each setting on its own refuses the merge, and the refusal names it
+        for key, value in (("reps", 2), ("model", "n.gguf"), ("threads", 4), ("llama_cpp_tree", "def"),
+                           ("kvault_source", "src2/cm1"), ("kvault_source", None), ("ram_budget_mib", 128)):
+            changed = {**config(), key: value}
+            refusal = peers.rr_merge_refusal(r, changed, ["kvault"], MACHINE)
+            self.assertIn("with other settings", refusal, key)
+            self.assertIn(f"{key}:", refusal)
+            self.assertNotIn("another machine", refusal)
         self.assertIsNone(peers.rr_merge_refusal(r, config(reps=2), list(peers.RR_CONFIGS), MACHINE))
         self.assertIsNone(peers.rr_merge_refusal(r, config(agents=8), ["kvault"], "Other CPU"))
 
@@ -91,6 +101,7 @@ class PeersStoreTest(unittest.TestCase):
     def test_results_stored_before_tables_per_agent_count_become_a_dated_table(self):
         old = run(list(peers.RR_CONFIGS), None, 1.0, agents=8)
         del old["date"], old["machine"]
+        old["reps"] = 3  # stored at the top level then
         migrated = peers.rr_runs(copy.deepcopy(old), {"date": "T0", "machine": "Old CPU", "reps": None})
         self.assertEqual(list(migrated), ["8"])
         self.assertEqual((migrated["8"]["date"], migrated["8"]["machine"]), ("T0", "Old CPU"))
@@ -100,6 +111,37 @@ class PeersStoreTest(unittest.TestCase):
         r["suite_runs"] = {"roundrobin": {"date": "T0", "machine": "Old CPU"}}
         self.assertIn("### 8 agents", peers.render(r))
         self.assertIn("T0, Old CPU", peers.render(r))
+
+    def test_migration_of_stored_runs_fills_their_settings_and_blocks_merging_an_unknown_build(self):
+        # shaped like bench/results/peers.json before configs named model, threads, trees: per-count
+        # runs, one with a leftover "reps": None
+        r = results()
+        r["llama_cpp"] = {"tree": "abc"}
+        r["suite_runs"] = {"roundrobin": {"date": "T0"}, "decode": {"date": "T0", "machine": MACHINE}}
+        r["roundrobin"] = {"runs": {}}
+        for n in (8, 32):
+            stored = run(list(peers.RR_CONFIGS), "T1", 1.0, agents=n)
+            for k in ("threads", "model", "llama_cpp_tree", "kvault_source"):
+                del stored["config"][k]
+            r["roundrobin"]["runs"][str(n)] = stored
+        r["roundrobin"]["runs"]["8"]["reps"] = None
+        earlier = peers.migrate_results(r)
+        self.assertEqual(earlier["machine"], peers.machine_desc(r["machine"]))
+        self.assertNotIn("roundrobin", r["suite_runs"])
+        self.assertIn("decode", r["suite_runs"])
+        for n in ("8", "32"):
+            c = r["roundrobin"]["runs"][n]["config"]
+            self.assertNotIn("reps", r["roundrobin"]["runs"][n])
+            self.assertEqual((c["threads"], c["model"], c["llama_cpp_tree"], c["kvault_source"]),
+                             (2, "m.gguf", "abc", None))
+        # the build of the stored rows is unknown: a partial rerun may not claim to share it
+        refusal = peers.rr_merge_refusal(r, config(), ["kvault"], MACHINE)
+        self.assertIn("kvault_source: None there, src1/cm1 now", refusal)
+        self.assertIsNone(peers.rr_merge_refusal(r, {**config(), "kvault_source": None}, ["kvault"], MACHINE))
+        # a layout already current is left as it is
+        before = copy.deepcopy(r)
+        peers.migrate_results(r)
+        self.assertEqual(before, r)
 
 
 if __name__ == "__main__":
