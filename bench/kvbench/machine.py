@@ -23,28 +23,26 @@ def llama_source_hashes():
     bundle's tag is node-llama-cpp's, not an upstream release, and the bundle is one squashed commit,
     so these hashes name it."""
     src = os.path.join(CACHE, f"llama.cpp-{llama_tag()}")
-    out = {}
-    for name, ref in (("commit", "HEAD"), ("tree", "HEAD^{tree}")):
-        try:
-            out[name] = subprocess.run(["git", "-C", src, "rev-parse", ref], check=True, capture_output=True,
-                                       text=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            out[name] = None
-    return out
+    return {name: git(src, "rev-parse", ref) for name, ref in (("commit", "HEAD"), ("tree", "HEAD^{tree}"))}
+
+
+def git(repo, *args):
+    """git's stripped output in `repo`, or None where git cannot answer (no git, not a checkout)."""
+    try:
+        return subprocess.run(["git", "-C", repo, *args], check=True, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def kvault_source_id():
     """What kvault was built from: the git tree hash of src/ and CMakeLists.txt, with "+modified"
     when either differs from the commit (None outside a git checkout). Bench-only changes keep it,
     so runs of one build compare; a changed engine does not."""
-    try:
-        trees = [subprocess.run(["git", "-C", ROOT, "rev-parse", f"HEAD:{p}"], check=True, capture_output=True,
-                                text=True).stdout.strip()[:12] for p in ("src", "CMakeLists.txt")]
-        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "src", "CMakeLists.txt"],
-                               check=True, capture_output=True, text=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
+    trees = [git(ROOT, "rev-parse", f"HEAD:{p}") for p in ("src", "CMakeLists.txt")]
+    dirty = git(ROOT, "status", "--porcelain", "--", "src", "CMakeLists.txt")
+    if None in trees or dirty is None:
         return None
-    return "/".join(trees) + ("+modified" if dirty else "")
+    return "/".join(t[:12] for t in trees) + ("+modified" if dirty else "")
 
 
 def llama_source_ids():
