@@ -69,6 +69,17 @@ describe('dashboard in Chromium', () => {
     return { pool: +b.pool, ram: +b.ram, disk: +b.disk, none: +b.none };
   }).catch(() => null);
   const shownAgents = () => page.$$eval('#agents tbody tr', (trs) => trs.map((tr) => tr.dataset.agent));
+  // The table is rendered again each time the overview refreshes: the element a click found may
+  // be replaced before the click lands ("detached", nothing clicked), then it is found again.
+  async function click(selector) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await page.click(selector);
+      } catch (e) {
+        if (attempt >= 5 || !/detached/i.test(String(e && e.message))) throw e;
+      }
+    }
+  }
 
   async function login(key) {
     await page.waitForSelector('#login[open]', WAIT);
@@ -192,7 +203,7 @@ describe('dashboard in Chromium', () => {
       resolve({ type: d.type(), message: d.message() });
       await d.accept();
     }));
-    await page.click(`${row('gamma')} .act-evict`);
+    await click(`${row('gamma')} .act-evict`);
     const d = await dialog;
     assert.equal(d.type, 'confirm');
     assert.match(d.message, /Evict agent "gamma"/);
@@ -207,7 +218,7 @@ describe('dashboard in Chromium', () => {
   });
 
   test("an agent's detail shows its turns", async () => {
-    await page.click(`${row('alpha')} th .link`);
+    await click(`${row('alpha')} th .link`);
     await page.waitForFunction(() => !document.getElementById('detail').hidden &&
       document.querySelectorAll('#detail table.turns tbody tr').length === 2, WAIT);
     const turns = await page.$$eval('#detail table.turns tbody tr', (trs) =>
@@ -220,9 +231,9 @@ describe('dashboard in Chromium', () => {
   });
 
   test('sorts and filters the agents', async () => {
-    await page.click('#agents thead th[data-key="id"]');
+    await click('#agents thead th[data-key="id"]');
     assert.deepEqual(await shownAgents(), ['alpha', 'beta', 'delta', 'gamma']);
-    await page.click('#agents thead th[data-key="id"]');
+    await click('#agents thead th[data-key="id"]');
     assert.deepEqual(await shownAgents(), ['gamma', 'delta', 'beta', 'alpha']);
     await page.type('#filter', 'alp');
     await page.waitForFunction(() => document.querySelectorAll('#agents tbody tr').length === 1, WAIT);
@@ -233,11 +244,11 @@ describe('dashboard in Chromium', () => {
 
   test('forget asks first; declined it keeps the agent, accepted it removes it', async () => {
     page.once('dialog', (d) => d.dismiss());
-    await page.click(`${row('beta')} .act-forget`);
+    await click(`${row('beta')} .act-forget`);
     await new Promise((r) => setTimeout(r, 1500));
     assert.ok(await page.$(row('beta')), 'declined: still there');
     page.once('dialog', (d) => d.accept());
-    await page.click(`${row('beta')} .act-forget`);
+    await click(`${row('beta')} .act-forget`);
     await page.waitForFunction(() => !document.querySelector('#agents tbody tr[data-agent="beta"]'), WAIT);
     const res = await fetch(`${server.origin}/admin/agents/beta`, { headers: { Authorization: `Bearer ${ADMIN_KEY}` } });
     assert.equal(res.status, 404, 'forgotten by the server');
