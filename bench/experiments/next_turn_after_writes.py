@@ -31,8 +31,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from kvbench.client import chat, get_json  # noqa: E402
 from kvbench.machine import machine, machine_desc  # noqa: E402
 from kvbench.servers import Server, ensure_model, llama_tools  # noqa: E402
-from kvbench.suites.resume import resume_kvault_argv  # noqa: E402
-from kvbench.util import LONG, ROOT, text_of  # noqa: E402
+from kvbench.suites.resume import conversation, resume_kvault_argv  # noqa: E402
+from kvbench.util import LONG, ROOT  # noqa: E402
 
 words = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
 runs = int(sys.argv[2]) if len(sys.argv) > 2 else 2
@@ -47,13 +47,9 @@ print(f"bench/experiments/next_turn_after_writes.py {words} {runs} {n_later}; {m
       f"bench model, {threads} threads, {datetime.datetime.now().isoformat(timespec='seconds')}", flush=True)
 
 
-def conversation(seed, n_turns):
-    """The agent's turns: each adds the previous answer and a new question."""
-    msgs, turns = [{"role": "user", "content": f"agent {seed}: " + text_of(words, seed)}], []
-    for t in range(n_turns):
-        turns.append(list(msgs))
-        msgs += [{"role": "assistant", "content": f"answer {t}"}, {"role": "user", "content": f"question {t + 1}"}]
-    return turns
+def order(i):
+    """Which server goes first: kvault on even i, llama-server on odd."""
+    return ("kvault", "llama-server") if i % 2 == 0 else ("llama-server", "kvault")
 
 
 def turn(name, srv, messages, timeout=600):
@@ -65,14 +61,14 @@ def turn(name, srv, messages, timeout=600):
 now = {"kvault": [], "llama-server": []}
 later = {"kvault": [], "llama-server": []}
 for run in range(runs):
-    turns = conversation(7100 + run, 2 + n_later)
+    turns = conversation(words, 4100 + run, 2 + n_later)  # the resume suite's agent text, seeds of its own
     cache_dir = tempfile.mkdtemp(prefix="kvault-next-turn-")
     srvs = {}
     try:
         srvs["kvault"] = Server(kv_argv + ["--cache-dir", cache_dir] + os.environ.get("KV_ARGS", "").split(),
                                 "kvault-next-turn")
         srvs["llama-server"] = Server(ls_argv, "llama-server-next-turn")
-        for name in (("kvault", "llama-server") if run % 2 == 0 else ("llama-server", "kvault")):
+        for name in order(run):
             cold, _ = turn(name, srvs[name], turns[0], timeout=LONG)
             pending = get_json(srvs[name].port, "/health")["kv_store"]["pending_writes"] if name == "kvault" else 0
             t, n = turn(name, srvs[name], turns[1])
@@ -85,7 +81,7 @@ for run in range(runs):
         line = []
         for i in range(n_later):
             pair = {}
-            for name in (("kvault", "llama-server") if i % 2 == 0 else ("llama-server", "kvault")):
+            for name in order(i):
                 pair[name] = turn(name, srvs[name], turns[2 + i])
             later["kvault"].append(pair["kvault"][0])
             later["llama-server"].append(pair["llama-server"][0])

@@ -21,11 +21,11 @@ def resume_kvault_argv(kvault, model, threads, max_words):
             "--pool-tokens", pool, "--ctx-size", ctx, "--log-level", "warn"], pool
 
 
-def conversation(words, rep):
-    """An agent's four turns: each adds the previous answer and a new question."""
+def conversation(words, rep, n_turns=4):
+    """An agent's turns (four by default): each adds the previous answer and a new question."""
     base = f"agent {words}-{rep}: " + text_of(words, 3000 + rep)
     turns, msgs = [], [{"role": "user", "content": base}]
-    for t in range(4):
+    for t in range(n_turns):
         turns.append(list(msgs))
         msgs += [{"role": "assistant", "content": f"answer {t}"}, {"role": "user", "content": f"question {t + 1}"}]
     return turns
