@@ -240,6 +240,9 @@ class Engine::Impl {
     const bool keep = reason != FinishReason::kCancelled;
     if (keep && transfer_) transfer_->Save(r);
     scheduler_.End(r, keep, r.request.agent_id.empty() ? "" : OwnerTag(r.request.tenant, r.request.agent_id));
+    // Published before the client hears the end, so that a /health read right after an answer
+    // counts its restores and saves (the step's own publish comes after its remaining work).
+    PublishStats();
     if (keep && transfer_ && opt_.sync_durability) {
       transfer_->AfterWrites(
           [handle = r.handle, done = std::move(done)]() mutable { DeliverDone(handle, std::move(done)); });

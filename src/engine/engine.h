@@ -175,6 +175,8 @@ class Engine {
   // Never blocks. A full queue answers at once with an Overloaded error event.
   std::shared_ptr<RequestHandle> Submit(GenerateRequest request);
   const ModelInfo& info() const { return info_; }
+  // A snapshot, thread-safe: published after each step, and when a request ends before its
+  // end reaches the client (so it counts that request's restores and saves).
   EngineStats stats() const;
   // The named agents resident in the pool, as of the engine's last step; thread-safe.
   std::vector<PoolResident> pool_residents() const;

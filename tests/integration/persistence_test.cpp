@@ -75,10 +75,14 @@ TEST(PersistenceTest, RestartedServerAnswersFromDiskWithTheSameText) {
   EXPECT_EQ(b["choices"][0]["message"]["content"], first_text);
   EXPECT_GT(b["cache"]["disk_tokens"].get<int>(), 100);
   EXPECT_EQ(b["usage"]["prompt_tokens_details"]["cached_tokens"], b["cache"]["disk_tokens"]);
+  // Read at once after the answer: the engine's counters already include this turn's restore.
   httplib::Client c("127.0.0.1", s->port());
   json h = json::parse(c.Get("/health")->body);
   EXPECT_TRUE(h["kv_store"]["persistent"].get<bool>());
   EXPECT_GT(h["kv_store"]["disk_blocks"].get<int>(), 5);
+  EXPECT_EQ(h["engine"]["restored_tokens_disk"], b["cache"]["disk_tokens"]) << h["engine"].dump();
+  EXPECT_EQ(h["engine"]["restored_tokens_ram"], 0) << h["engine"].dump();
+  EXPECT_GT(h["engine"]["restore_seconds"].get<double>(), 0) << h["engine"].dump();
 }
 
 // --idle-tokens: finished conversations leave the pool once another agent's request is
