@@ -42,7 +42,7 @@ def fleet_section(r, image):
             extra = f" (runs {span(runs)})" if runs and runs["n"] > 1 else ""
             return f"{d['p50']:.2f} / {d['p95']:.2f}{extra}"
 
-        ratio = (f"{s['moved']['p50'] / s['home']['p50']:.1f}×" if s.get("moved") and s.get("home") else "–")
+        ratio = (f"{s['moved']['p50'] / s['home']['p50']:.2f}×" if s.get("moved") and s.get("home") else "–")
         reused = f"{s['moved']['cached_fraction'] * 100:.0f} %" if s.get("moved") else "–"
         lines.append(f"| {name} | {pp('cold')} | {pp('home')} | {pp('moved')} | {ratio} | {pp('joined')} | {pp('restarted')} | {reused} |")
     k, ls = f.get("kvault"), f.get("llama-server")

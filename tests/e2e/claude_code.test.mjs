@@ -119,6 +119,8 @@ describe('Claude Code against make serve\'s server', () => {
       const main = reqs.reduce((a, b) => (b.prompt > a.prompt ? b : a));
       assert.equal(main.agent, first.session_id, `turn ${i + 1}: agent named after the session`);
       assert.ok(main.prompt > 5000, `turn ${i + 1}: Claude Code's prompt is long (${main.prompt} tokens)`);
+      // Printed for README's figures: the session's request of each turn and how much came back.
+      console.log(`claude-code turn ${i + 1}: ${main.cached} of ${main.prompt} prompt tokens from the cache, ${main.disk} from disk`);
       if (i > 0) {
         assert.ok(main.cached >= 0.9 * main.prompt,
           `turn ${i + 1}: ${main.cached} of ${main.prompt} prompt tokens from cache (< 90%)`);
