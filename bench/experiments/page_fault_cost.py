@@ -29,16 +29,19 @@ size, page = mib << 20, mmap.PAGESIZE
 pages_per_mib = (1 << 20) // page
 libc = ctypes.CDLL(None)
 libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
-print(f"bench/experiments/page_fault_cost.py {mib} {reps}; {machine_desc(machine())}; page {page} B; "
+print(f"bench/experiments/page_fault_cost.py {mib} {reps}; {machine_desc(machine())}; page {page} B, no huge pages; "
       f"{datetime.datetime.now().isoformat(timespec='seconds')}", flush=True)
 
 fd, path = tempfile.mkstemp(prefix="kvault-pagefault-", dir=os.path.expanduser("~/.cache"))
 try:
-    os.write(fd, os.urandom(1 << 20) * mib)
+    chunk = os.urandom(1 << 20)
+    for _ in range(mib):
+        assert os.write(fd, chunk) == len(chunk)
     os.fsync(fd)
     first, again, cached = [], [], []
     for rep in range(reps):
         m = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        m.madvise(mmap.MADV_NOHUGEPAGE)  # 4 KiB pages, whatever the THP mode
         anchor = ctypes.c_char.from_buffer(m)
         addr = ctypes.addressof(anchor)
         t0 = time.perf_counter()
@@ -49,7 +52,9 @@ try:
         os.lseek(fd, 0, os.SEEK_SET)
         view, done = memoryview(m), 0
         while done < size:  # a read from the page cache into present pages
-            done += os.readv(fd, [view[done:]])
+            n = os.readv(fd, [view[done:]])
+            assert n > 0, "the file is shorter than expected"
+            done += n
         t3 = time.perf_counter()
         view.release()
         del anchor

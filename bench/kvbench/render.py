@@ -111,8 +111,8 @@ def decode_single(r, d, tg):
             "kvault `--deterministic` "
             f"{det['median']:.1f} tok/s: {single('deterministic')}. Deterministic mode "
             "(opt-in) never submits a one-token batch or a step with one output row, so that llama.cpp "
-            "uses the same matmul kernels as for batches: a step of 2 tokens, one of them padding, "
-            f"instead of a step of 1, which leaves it {det['median'] / k1['median']:.2f}× of the default's tokens/s here "
+            "uses the same matmul kernels as for batches (a step of 2 tokens, one of them padding, instead "
+            f"of a step of 1), so it runs at {det['median'] / k1['median']:.2f}× of the default's tokens/s here "
             "(medians; docs/architecture.md, \"Exactness\").")
 
 

@@ -175,10 +175,12 @@ class Engine {
   // Never blocks. A full queue answers at once with an Overloaded error event.
   std::shared_ptr<RequestHandle> Submit(GenerateRequest request);
   const ModelInfo& info() const { return info_; }
-  // A snapshot, thread-safe: published after each step, and when a request ends before its
-  // end reaches the client (so it counts that request's restores and saves).
+  // A snapshot, thread-safe: published after each step, and when a request finishes, before
+  // its end reaches the client (so it counts that request's restores and saves; requests that
+  // end in an error are counted by the next step's publish).
   EngineStats stats() const;
-  // The named agents resident in the pool, as of the engine's last step; thread-safe.
+  // The named agents resident in the pool, as of the engine's last publish (see stats());
+  // thread-safe.
   std::vector<PoolResident> pool_residents() const;
   // The KV store's own counters (RAM/disk sizes, hits, writes); thread-safe.
   KvStoreStats store_stats() const;
