@@ -4,14 +4,12 @@
 Prints first-turn and next-turn TTFT p50/p95 and the run's wall time per value.
 Usage: bench/experiments/idle_limit_rr.py [AGENTS] [IDLE_TOKENS ...]   (default: 8 agents; -1 0 4096)
 """
-import datetime
 import os
 import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from kvbench.suites.roundrobin import roundrobin
-from kvbench.machine import machine, machine_desc
-print(f"bench/experiments/{os.path.basename(__file__)} {' '.join(sys.argv[1:])}; {machine_desc(machine())}; "
-      f"{datetime.datetime.now().isoformat(timespec='seconds')}", flush=True)
+from kvbench.machine import transcript_header
+transcript_header(__file__, sys.argv[1:])
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 model = os.path.expanduser("~/.cache/kvault/models/demo-bench-42.gguf")
 kv = os.path.join(root, "build", "bin", "kvault")

@@ -7,16 +7,14 @@ tok/s per rep with the pool blocks in use. Usage: bench/experiments/idle_residen
 (IDLE_TOKENS: kvault's --idle-tokens, default -1, no limit; PARALLEL: --parallel, default 8).
 """
 import concurrent.futures
-import datetime
 import os
 import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from kvbench.client import chat, get_json
 from kvbench.servers import Server
 from kvbench.util import text_of
-from kvbench.machine import machine, machine_desc
-print(f"bench/experiments/{os.path.basename(__file__)} {' '.join(sys.argv[1:])}; {machine_desc(machine())}; "
-      f"{datetime.datetime.now().isoformat(timespec='seconds')}", flush=True)
+from kvbench.machine import transcript_header
+transcript_header(__file__, sys.argv[1:])
 model = os.path.expanduser("~/.cache/kvault/models/demo-bench-42.gguf")
 kv = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "bin", "kvault")
 for arg in sys.argv[1:] or ("8", "32"):

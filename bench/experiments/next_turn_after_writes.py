@@ -19,7 +19,6 @@ Prints a header naming the machine, per run the "now" turns and the "later" pair
 medians, ranges and kvault / llama-server ratios; manual, not part of `make bench`
 (docs/architecture.md, "Not done yet").
 """
-import datetime
 import os
 import shutil
 import statistics
@@ -29,7 +28,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from kvbench.client import chat, get_json  # noqa: E402
-from kvbench.machine import machine, machine_desc  # noqa: E402
+from kvbench.machine import transcript_header  # noqa: E402
 from kvbench.servers import Server, ensure_model, llama_tools  # noqa: E402
 from kvbench.suites.resume import conversation, resume_kvault_argv  # noqa: E402
 from kvbench.util import LONG, ROOT  # noqa: E402
@@ -43,8 +42,7 @@ threads = 2
 kv_argv, pool = resume_kvault_argv(kvault, model, threads, words)
 ls_argv = [os.path.join(llama_tools(), "llama-server"), "-m", model, "-t", str(threads), "-c", pool, "-np", "1",
            "--host", "127.0.0.1"]
-print(f"bench/experiments/next_turn_after_writes.py {words} {runs} {n_later}; {machine_desc(machine())}; "
-      f"bench model, {threads} threads, {datetime.datetime.now().isoformat(timespec='seconds')}", flush=True)
+transcript_header(__file__, (words, runs, n_later), f"bench model, {threads} threads, ")
 
 
 def order(i):

@@ -12,7 +12,6 @@ first write (fault included) to a read from the page cache.
   /usr/bin/python3 bench/experiments/page_fault_cost.py [MIB=256] [REPS=5]
 """
 import ctypes
-import datetime
 import mmap
 import os
 import statistics
@@ -21,7 +20,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from kvbench.machine import machine, machine_desc  # noqa: E402
+from kvbench.machine import transcript_header  # noqa: E402
 
 mib = int(sys.argv[1]) if len(sys.argv) > 1 else 256
 reps = int(sys.argv[2]) if len(sys.argv) > 2 else 5
@@ -29,8 +28,7 @@ size, page = mib << 20, mmap.PAGESIZE
 pages_per_mib = (1 << 20) // page
 libc = ctypes.CDLL(None)
 libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
-print(f"bench/experiments/page_fault_cost.py {mib} {reps}; {machine_desc(machine())}; page {page} B, no huge pages; "
-      f"{datetime.datetime.now().isoformat(timespec='seconds')}", flush=True)
+transcript_header(__file__, (mib, reps), f"page {page} B, no huge pages; ")
 
 fd, path = tempfile.mkstemp(prefix="kvault-pagefault-", dir=os.path.expanduser("~/.cache"))
 try:

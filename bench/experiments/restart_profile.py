@@ -4,14 +4,13 @@ with the server's own timings (queue_ms = waiting for the I/O thread's block rea
 counters. Usage: bench/experiments/restart_profile.py [WORDS] [drop]   (drop: drop the page cache before the
 restart; needs root). PERF=1 also records `perf record -g` of the restarted server into ./perf.data.
 """
-import datetime, os, sys, time, json, subprocess, shutil, tempfile
+import os, sys, time, subprocess, shutil, tempfile
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from kvbench.client import chat, get_json
 from kvbench.servers import Server
 from kvbench.util import text_of
-from kvbench.machine import machine, machine_desc
-print(f"bench/experiments/{os.path.basename(__file__)} {' '.join(sys.argv[1:])}; {machine_desc(machine())}; "
-      f"{datetime.datetime.now().isoformat(timespec='seconds')}", flush=True)
+from kvbench.machine import transcript_header
+transcript_header(__file__, sys.argv[1:])
 words = int(sys.argv[1]) if len(sys.argv) > 1 else 4000
 model = os.path.expanduser("~/.cache/kvault/models/demo-bench-42.gguf")
 kv = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "bin", "kvault")

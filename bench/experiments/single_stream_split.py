@@ -13,13 +13,12 @@ Prints a header naming the machine, one line per request, then the medians, kvau
 llama_decode per request, and the paired whole-request ratios; bench/results/single-stream-split.txt
 is its stdout.
 """
-import datetime
 import os
 import statistics
 import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from kvbench.client import chat_stream, get_json  # noqa: E402
-from kvbench.machine import machine, machine_desc  # noqa: E402
+from kvbench.machine import transcript_header  # noqa: E402
 from kvbench.servers import Server, ensure_model, llama_tools  # noqa: E402
 from kvbench.util import ROOT, text_of  # noqa: E402
 
@@ -33,8 +32,7 @@ servers = {
     "llama-server": Server([os.path.join(llama_tools(), "llama-server"), "-m", model, "-t", threads, "-c", "16384",
                             "-np", "1", "-kvu", "--host", "127.0.0.1"], "llama-server"),
 }
-print(f"bench/experiments/single_stream_split.py {reps}; {machine_desc(machine())}; bench model, {threads} threads, "
-      f"{datetime.datetime.now().isoformat(timespec='seconds')}", flush=True)
+transcript_header(__file__, (reps,), f"bench model, {threads} threads, ")
 rows = {name: {"client_ms": [], "server_ms": [], "tok_s": []} for name in servers}
 try:
     for name, srv in servers.items():

@@ -90,6 +90,17 @@ def machine_desc(m):
             f"{m['memory_gib']} GiB, Linux {m['kernel']}")
 
 
+def transcript_header(script, args=(), extra=""):
+    """Prints and returns the first line of an experiment's transcript (bench/results/*.txt): the
+    script under bench/experiments/ and its arguments, the machine, what the script adds in `extra`
+    (ending in "; " or ", "), and the date. The docs quote those transcripts, so the line names
+    the machine each figure came from."""
+    line = (f"bench/experiments/{os.path.basename(script)} {' '.join(str(a) for a in args)}; "
+            f"{machine_desc(machine())}; {extra}{datetime.datetime.now().isoformat(timespec='seconds')}")
+    print(line, flush=True)
+    return line
+
+
 def drop_from_page_cache(directory):
     """Evicts every file below `directory` from the OS page cache (no root needed)."""
     for root, _, files in os.walk(directory):
