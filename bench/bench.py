@@ -15,7 +15,7 @@ Suites (see docs/benchmarks.md for what each measures):
            resident, after eviction (RAM tier), after a server restart (disk tier); llama-server
            cold, resident, after a restart, and after a restart with the client's slot file
            restored (--slot-save-path), same prompts. --long adds 16K and 32K (a 32K
-           repetition is ~50 min on 2 cores: `--resume-words 32000 --resume-reps 1
+           repetition is ~1 h on 2 cores: `--resume-words 32000 --resume-reps 1
            --resume-accumulate` adds one repetition per run to the stored ones)
   index    rebuilding the disk index at start-up: `kvault cache stats` over a directory of N block
            files (N = 100,000)

@@ -127,7 +127,7 @@ def resume(kvault_argv, server_argv, contexts, reps, on_rep):
 class Rows:
     """The suite's rows in the results, one per context size. Sizes this run does not measure keep
     their earlier rows (each row is dated). With --resume-accumulate a size's samples are added to
-    those stored from earlier runs on the same machine (a 32K repetition takes ~50 min here: three
+    those stored from earlier runs on the same machine (a 32K repetition takes ~1 h here: three
     runs can make up one row)."""
 
     def __init__(self, ctx):
