@@ -127,6 +127,9 @@ Status AppendMessage(const json& m, size_t index, MediaPolicy media, std::vector
       result.role = "tool";
       result.tool_call_id = b["tool_use_id"].get<std::string>();
       result.content = std::move(text.value());
+      if (b.contains("is_error") && !b["is_error"].is_null() && !b["is_error"].is_boolean()) {
+        return Invalid("'" + bw + ".is_error' must be a boolean");
+      }
       if (b.contains("is_error") && b["is_error"].is_boolean() && b["is_error"].get<bool>()) {
         result.content = "Error: " + result.content;
       }
@@ -239,6 +242,24 @@ Status CheckContextManagement(const json& c) {
   return Status::Ok();
 }
 
+// The top-level cache_control (automatic caching): {"type": "ephemeral", "ttl": "5m" | "1h"}. kvault
+// keeps every prompt's blocks however it is set; the shape is checked so that a typo is not taken
+// silently. (A block's own cache_control is accepted as it comes.)
+Status CheckCacheControl(const json& c) {
+  if (!c.is_object()) return Invalid("cache_control: must be an object");
+  for (const auto& [key, value] : c.items()) {
+    if (key == "type") {
+      if (value != "ephemeral") return Invalid("cache_control.type: must be 'ephemeral'");
+    } else if (key == "ttl") {
+      if (value != "5m" && value != "1h") return Invalid("cache_control.ttl: must be '5m' or '1h'");
+    } else {
+      return Invalid("cache_control." + key + ": Extra inputs are not permitted");
+    }
+  }
+  if (!c.contains("type")) return Invalid("cache_control.type: Field required");
+  return Status::Ok();
+}
+
 // Claude Code's metadata.user_id is a JSON string: {"device_id":…,"session_id":…,…}.
 std::string AgentFromUserId(const std::string& user_id) {
   if (user_id.empty() || user_id.front() != '{') return user_id;
@@ -298,11 +319,20 @@ StatusOr<MessagesRequest> ParseMessagesRequest(std::string_view body_text, bool 
       "model",          "messages",    "max_tokens",  "system",        "metadata",
       "stop_sequences", "stream",      "temperature", "top_p",         "top_k",
       "tools",          "tool_choice", "thinking",    "output_config", "context_management",
-      "service_tier",   "container",   "mcp_servers"};
+      "service_tier",   "container",   "mcp_servers", "cache_control"};
   for (const auto& [key, value] : body.items()) {
+    if (key == "inference_geo" || key == "speed") {  // in the reference; nothing a local server can honour
+      if (value.is_null()) continue;
+      return Invalid(key + ": not supported by this server (it runs the model on its own machine, at one speed)");
+    }
     if (std::find(std::begin(kFields), std::end(kFields), key) == std::end(kFields)) {
       return Invalid(key + ": Extra inputs are not permitted");
     }
+  }
+  // Automatic prompt caching: accepted, as kvault caches every prompt's blocks without being asked.
+  if (body.contains("cache_control") && !body["cache_control"].is_null()) {
+    Status st = CheckCacheControl(body["cache_control"]);
+    if (!st.ok()) return st;
   }
   if (body.contains("container") && !body["container"].is_null()) {
     return Invalid("container: code execution containers are not supported by this server");
@@ -324,7 +354,7 @@ StatusOr<MessagesRequest> ParseMessagesRequest(std::string_view body_text, bool 
     if (!body.contains("max_tokens")) return Invalid("max_tokens: Field required");
     if (!body["max_tokens"].is_number_integer()) return Invalid("max_tokens: must be an integer");
     const int64_t v = body["max_tokens"].get<int64_t>();
-    if (v < 1) return Invalid("max_tokens: must be greater than or equal to 1");
+    if (v < 0) return Invalid("max_tokens: must be greater than or equal to 0");
     g.max_tokens = static_cast<int32_t>(std::min<int64_t>(v, INT32_MAX));
   }
   if (body.contains("system") && !body["system"].is_null()) {
@@ -428,6 +458,13 @@ StatusOr<MessagesRequest> ParseMessagesRequest(std::string_view body_text, bool 
     }
     if (md.contains("user_id") && md["user_id"].is_string())
       out.user_id = AgentFromUserId(md["user_id"].get<std::string>());
+  }
+  if (!count_only && g.max_tokens == 0) {  // a cache warm-up: the prompt is computed and kept, nothing generated
+    if (g.stream) return Invalid("max_tokens: 0 (a cache warm-up) cannot be streamed; set 'stream' to false");
+    if (out.thinking) return Invalid("max_tokens: 0 (a cache warm-up) cannot be combined with 'thinking'");
+    if (!g.json_schema.empty()) {
+      return Invalid("max_tokens: 0 (a cache warm-up) cannot be combined with 'output_config.format'");
+    }
   }
   return out;
 }

@@ -30,6 +30,11 @@ StatusOr<std::vector<common_chat_tool>> ParseAnthropicTools(const json& tools) {
     const json& t = tools[i];
     const std::string where = "tools[" + std::to_string(i) + "]";
     if (!t.is_object()) return Invalid("'" + where + "' must be an object");
+    for (const char* key : {"type", "description"}) {
+      if (t.contains(key) && !t[key].is_null() && !t[key].is_string()) {
+        return Invalid("'" + where + "." + key + "' must be a string");
+      }
+    }
     if (t.contains("type") && t["type"].is_string() && t["type"] != "custom") {
       return Invalid("'" + where + "': tool type '" + t["type"].get<std::string>() +
                      "' (a server-side tool) is not supported; define it as a custom tool with an input_schema");
@@ -63,7 +68,15 @@ Status ApplyAnthropicToolChoice(const json& choice, GenerateRequest& g) {
     return Invalid("'tool_choice' must be an object with a string 'type'");
   }
   const std::string type = choice["type"].get<std::string>();
-  if (choice.contains("disable_parallel_tool_use") && choice["disable_parallel_tool_use"].is_boolean()) {
+  for (const auto& [key, value] : choice.items()) {
+    if (key != "type" && key != "name" && key != "disable_parallel_tool_use") {
+      return Invalid("tool_choice." + key + ": Extra inputs are not permitted");
+    }
+  }
+  if (choice.contains("disable_parallel_tool_use") && !choice["disable_parallel_tool_use"].is_null()) {
+    if (!choice["disable_parallel_tool_use"].is_boolean()) {
+      return Invalid("'tool_choice.disable_parallel_tool_use' must be a boolean");
+    }
     g.parallel_tool_calls = !choice["disable_parallel_tool_use"].get<bool>();
   }
   if (type == "auto") {

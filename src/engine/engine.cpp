@@ -114,9 +114,10 @@ class Engine::Impl {
                                           std::to_string(limit - 1) + " maximum"));
     }
     // A max_tokens beyond what the context has left (or none, with no server default) ends at the
-    // end of the context: FinishReason::kContextLength, not an error.
-    int64_t max_tokens = req.max_tokens > 0 ? req.max_tokens : opt_.default_max_tokens;
-    const bool to_context_end = max_tokens <= 0 || n + max_tokens > limit;
+    // end of the context: FinishReason::kContextLength, not an error. max_tokens 0 is a warm-up:
+    // the prompt is computed and kept like any turn's, and the answer ends before its first token.
+    int64_t max_tokens = req.max_tokens >= 0 ? req.max_tokens : opt_.default_max_tokens;
+    const bool to_context_end = req.max_tokens != 0 && (max_tokens <= 0 || n + max_tokens > limit);
     if (to_context_end) max_tokens = limit - n;
     auto sampler = runner_.NewSampler(req.sampling, &rendered->grammar, &rendered->reasoning);
     if (!sampler.ok()) return reject(sampler.status());
@@ -207,6 +208,9 @@ class Engine::Impl {
   }
 
   void Sample(RequestState& r, int32_t row) {
+    // A warm-up (see Intake): its prompt's KV was all it asked for. No first token, so no TTFT
+    // (ttft_ms stays -1 and the TTFT metrics leave it out).
+    if (r.max_tokens == 0) return Finish(r, FinishReason::kLength);
     if (opt_.digest_logits) r.digests.push_back(runner_.LogitsDigest(row));
     const Token tok = runner_.Sample(r.sampler.get(), row, r.n_gen);
     if (r.ttft_ms < 0) r.ttft_ms = MsBetween(r.submitted, EngineClock::now());

@@ -58,8 +58,9 @@ struct GenerateRequest {
   std::optional<std::string> raw_prompt;
   // Only template and tokenize; answer kDone with prompt_tokens (count_tokens endpoints).
   bool count_only = false;
-  // -1: the engine's default. Larger than what the context has left: generation stops at the end
-  // of the context (FinishReason::kContextLength).
+  // -1: the engine's default. 0: only the prompt is computed and kept, as a cache warm-up (the
+  // answer ends with FinishReason::kLength and no token). Larger than what the context has left:
+  // generation stops at the end of the context (FinishReason::kContextLength).
   int32_t max_tokens = -1;
   SamplingParams sampling;
   // >= 0: each generated token's log-probability, with this many of the most likely alternatives

@@ -369,12 +369,29 @@ describe('Anthropic SDK against kvault', () => {
       `extended conversation, other cch: cache_read_input_tokens ${third.usage.cache_read_input_tokens}`);
   });
 
-  it('errors: max_tokens 0 and -1 are BadRequestErrors in Anthropic\'s envelope', T, async () => {
+  it('errors: max_tokens -1, and a streamed max_tokens 0, are BadRequestErrors in Anthropic\'s envelope', T, async () => {
     const c = client(server);
-    for (const maxTokens of [0, -1]) {
-      await assert.rejects(c.messages.create(request('Hi', { max_tokens: maxTokens })),
+    for (const extra of [{ max_tokens: -1 }, { max_tokens: 0, stream: true }]) {
+      await assert.rejects(c.messages.create(request('Hi', extra)),
         (err) => assertAnthropicError(err, Anthropic.BadRequestError, 400, 'invalid_request_error'));
     }
+  });
+
+  it('cache warm-up: max_tokens 0 generates nothing and the next request reads its prompt from the cache', T, async () => {
+    const c = client(server);
+    const body = { model: MODEL_ID, temperature: 0, cache_control: { type: 'ephemeral' },
+      system: 'Warm this up first. ' + LONG_SYSTEM, messages: [{ role: 'user', content: 'Which shelf?' }] };
+    const warm = await c.messages.create({ ...body, max_tokens: 0 });
+    assert.deepEqual(warm.content, []);
+    assert.equal(warm.stop_reason, 'max_tokens');
+    assert.equal(warm.usage.output_tokens, 0);
+    // At most the chat template's header, shared with this tenant's earlier requests.
+    assert.ok(warm.usage.cache_read_input_tokens < 64, `warm-up read ${warm.usage.cache_read_input_tokens}`);
+    assert.ok(warm.usage.cache_creation_input_tokens >= 64, `warm-up kept ${warm.usage.cache_creation_input_tokens}`);
+    const real = await c.messages.create({ ...body, max_tokens: 8 });
+    // Everything but the prompt's last token (recomputed for the first token's logits).
+    assert.equal(real.usage.cache_read_input_tokens, promptTokens(real.usage) - 1);
+    assert.ok(real.usage.output_tokens > 0);
   });
 
   it('errors: an image block is a BadRequestError that mentions images', T, async () => {

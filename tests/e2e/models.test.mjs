@@ -52,7 +52,7 @@ describe('models routes and request ids, both SDKs', () => {
       model: MODEL_ID, max_tokens: 2, temperature: 0, messages: [{ role: 'user', content: 'Hi' }],
     });
     assert.match(msg._request_id, /^req_/);
-    await assert.rejects(c.messages.create({ model: MODEL_ID, max_tokens: 0, messages: [{ role: 'user', content: 'Hi' }] }),
+    await assert.rejects(c.messages.create({ model: MODEL_ID, max_tokens: -1, messages: [{ role: 'user', content: 'Hi' }] }),
       (err) => {
         assert.ok(err instanceof Anthropic.BadRequestError, `got ${err?.constructor?.name}`);
         assert.match(err.requestID, /^req_/);

@@ -135,6 +135,45 @@ TEST_F(ApiTest, AnthropicUsageAddsUpToCountTokensAndTheNextTurnReadsTheCache) {
   EXPECT_EQ(other["usage"]["cache_read_input_tokens"], 0) << other.dump();
 }
 
+// Anthropic's cache warm-up: max_tokens 0 computes and keeps the prompt and generates nothing;
+// the real turn that follows reads it from the cache. Sent with top-level cache_control
+// (automatic caching), as the reference pairs them.
+TEST_F(ApiTest, AnthropicMaxTokensZeroWarmsTheCacheForTheTurnAfterIt) {
+  const json turn = {{"model", "kvault-tiny"},
+                     {"max_tokens", 0},
+                     {"temperature", 0},
+                     {"cache_control", {{"type", "ephemeral"}, {"ttl", "5m"}}},
+                     {"system", "Warm-up first. " + LongSystem()},
+                     {"messages", {{{"role", "user"}, {"content", "A question for later."}}}}};
+  const json warm = Messages(turn, kKeyA);
+  EXPECT_EQ(warm["content"], json::array()) << warm.dump();
+  EXPECT_EQ(warm["stop_reason"], "max_tokens");
+  EXPECT_EQ(warm["usage"]["output_tokens"], 0);
+  // At most the chat template's header, shared with the tenant's earlier requests.
+  EXPECT_LT(warm["usage"]["cache_read_input_tokens"].get<int>(), 64) << warm.dump();
+  const int kept = warm["usage"]["cache_creation_input_tokens"].get<int>();
+  EXPECT_GT(kept, 500) << warm.dump();
+  json real = turn;
+  real["max_tokens"] = 8;
+  const json answer = Messages(real, kKeyA);
+  // The whole prompt but its last token (recomputed for the first token's logits): the kept
+  // blocks and the partial one the idle sequence still holds.
+  const json& u = answer["usage"];
+  const int prompt = u["input_tokens"].get<int>() + u["cache_creation_input_tokens"].get<int>() +
+                     u["cache_read_input_tokens"].get<int>();
+  EXPECT_EQ(u["cache_read_input_tokens"].get<int>(), prompt - 1) << answer.dump();
+  EXPECT_GE(u["cache_read_input_tokens"].get<int>(), kept);
+  EXPECT_GT(answer["usage"]["output_tokens"].get<int>(), 0);
+  json streamed = turn;
+  streamed["stream"] = true;
+  auto refused = Post("/v1/messages", streamed, {{"x-api-key", kKeyA}});
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 400);
+  const json e = json::parse(refused->body);
+  EXPECT_EQ(e["error"]["type"], "invalid_request_error");
+  EXPECT_NE(e["error"]["message"].get<std::string>().find("max_tokens"), std::string::npos) << refused->body;
+}
+
 TEST_F(ApiTest, AnthropicErrorsUseItsEnvelope) {
   auto bad = Post("/v1/messages", {{"messages", {{{"role", "user"}, {"content", "x"}}}}}, {{"x-api-key", kKeyA}});
   ASSERT_TRUE(bad);

@@ -119,7 +119,7 @@ TEST(AnthropicParseTest, ToolChoiceToolKeepsOnlyThatToolAndRequiresACall) {
 TEST(AnthropicParseTest, BadInputIsNamed) {
   EXPECT_NE(ParseError("{nope").find("JSON"), std::string::npos);
   EXPECT_NE(ParseError(R"({"messages":[{"role":"user","content":"x"}]})").find("max_tokens"), std::string::npos);
-  EXPECT_NE(ParseError(R"({"max_tokens":0,"messages":[{"role":"user","content":"x"}]})").find("max_tokens"),
+  EXPECT_NE(ParseError(R"({"max_tokens":-1,"messages":[{"role":"user","content":"x"}]})").find("max_tokens"),
             std::string::npos);
   EXPECT_NE(ParseError(R"({"max_tokens":5,"messages":[]})").find("messages"), std::string::npos);
   EXPECT_NE(ParseError(R"({"max_tokens":5,"messages":[{"role":"tool","content":"x"}]})").find("role"),

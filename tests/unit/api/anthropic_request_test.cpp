@@ -91,6 +91,82 @@ TEST(AnthropicRequestTest, FieldsTheReferenceDoesNotHaveAreRefusedByName) {
   EXPECT_EQ(ParseError(tool), "tools[0].color: Extra inputs are not permitted");
 }
 
+TEST(AnthropicRequestTest, ReferenceFieldsALocalServerCannotHonourAreRefusedWithAReason) {
+  for (const char* key : {"inference_geo", "speed"}) {
+    json b = ClaudeCodeBody();
+    b[key] = key == std::string("speed") ? "fast" : "us";
+    const std::string e = ParseError(b);
+    EXPECT_EQ(e.rfind(std::string(key) + ": not supported by this server", 0), 0u) << e;
+  }
+}
+
+TEST(AnthropicRequestTest, TopLevelCacheControlIsAcceptedAndItsShapeChecked) {
+  json b = ClaudeCodeBody();
+  b["cache_control"] = json::parse(R"({"type":"ephemeral","ttl":"1h"})");
+  auto r = ParseMessagesRequest(b.dump());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->generate.max_tokens, 128000);  // nothing else changes
+  b["cache_control"] = json::parse(R"({"type":"persistent"})");
+  EXPECT_EQ(ParseError(b), "cache_control.type: must be 'ephemeral'");
+  b["cache_control"] = json::parse(R"({"type":"ephemeral","ttl":"1d"})");
+  EXPECT_EQ(ParseError(b), "cache_control.ttl: must be '5m' or '1h'");
+  b["cache_control"] = json::parse(R"({"type":"ephemeral","scope":"org"})");
+  EXPECT_EQ(ParseError(b), "cache_control.scope: Extra inputs are not permitted");
+  b["cache_control"] = json::parse(R"({"ttl":"5m"})");
+  EXPECT_EQ(ParseError(b), "cache_control.type: Field required");
+  b["cache_control"] = "ephemeral";
+  EXPECT_EQ(ParseError(b), "cache_control: must be an object");
+}
+
+TEST(AnthropicRequestTest, MaxTokensZeroIsAWarmUpThatCannotStreamThinkOrFollowAFormat) {
+  json b = ClaudeCodeBody();
+  b["max_tokens"] = 0;
+  b["stream"] = false;
+  b.erase("thinking");
+  auto r = ParseMessagesRequest(b.dump());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->generate.max_tokens, 0);  // the engine computes and keeps the prompt, generates nothing
+  b["stream"] = true;
+  EXPECT_NE(ParseError(b).find("cannot be streamed"), std::string::npos);
+  b["stream"] = false;
+  b["thinking"] = json::parse(R"({"type":"adaptive"})");
+  EXPECT_NE(ParseError(b).find("'thinking'"), std::string::npos);
+  b.erase("thinking");
+  b["output_config"] = json::parse(R"({"format":{"type":"json_schema","schema":{"type":"object"}}})");
+  EXPECT_NE(ParseError(b).find("output_config.format"), std::string::npos);
+  b["max_tokens"] = -1;
+  b.erase("output_config");
+  EXPECT_EQ(ParseError(b), "max_tokens: must be greater than or equal to 0");
+}
+
+TEST(AnthropicRequestTest, WrongTypesInToolsToolChoiceAndToolResultsAreRefused) {
+  json b = ClaudeCodeBody();
+  b["tools"][0]["description"] = 7;
+  EXPECT_EQ(ParseError(b), "'tools[0].description' must be a string");
+  b = ClaudeCodeBody();
+  b["tools"][0]["type"] = json::array();
+  EXPECT_EQ(ParseError(b), "'tools[0].type' must be a string");
+  b = ClaudeCodeBody();
+  b["tool_choice"] = json::parse(R"({"type":"auto","disable_parallel_tool_use":"yes"})");
+  EXPECT_EQ(ParseError(b), "'tool_choice.disable_parallel_tool_use' must be a boolean");
+  b["tool_choice"] = json::parse(R"({"type":"auto","force":true})");
+  EXPECT_EQ(ParseError(b), "tool_choice.force: Extra inputs are not permitted");
+  b["tool_choice"] = json::parse(R"({"type":"auto","disable_parallel_tool_use":true})");
+  auto r = ParseMessagesRequest(b.dump());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_FALSE(r->generate.parallel_tool_calls);
+  b = ClaudeCodeBody();
+  b["messages"] = json::parse(R"([
+    {"role":"user","content":"q"},
+    {"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"Bash","input":{}}]},
+    {"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"out","is_error":"no"}]}])");
+  EXPECT_EQ(ParseError(b), "'messages[2].content[0].is_error' must be a boolean");
+  b["messages"][2]["content"][0]["is_error"] = true;
+  r = ParseMessagesRequest(b.dump());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->generate.messages.back().content, "Error: out");
+}
+
 TEST(AnthropicRequestTest, ThinkingDrivesTheTemplateSwitchAndItsBudget) {
   json b = ClaudeCodeBody();
   b["thinking"] = json::parse(R"({"type":"enabled","budget_tokens":2048})");

@@ -118,6 +118,49 @@ TEST(EngineStoreTest, RestartResumesFromDiskWithTheSameOutput) {
   EXPECT_EQ(computed.text, resident.text);
 }
 
+// max_tokens 0 (Anthropic's cache warm-up): the prompt is computed and kept like a turn's, in the
+// pool and on disk, and nothing is generated; the real turn that follows reuses it and answers
+// as one computed from scratch does.
+TEST(EngineStoreTest, AWarmUpKeepsThePromptWithoutGeneratingAndTheTurnAfterItReusesIt) {
+  const auto dir = testing::ScratchDir("engine-store-warm-up");
+  const std::vector<common_chat_msg> m = {Msg("system", Words(80, "rule")), Msg("user", "first question")};
+  Output resident;
+  {
+    auto a = Start(Options(dir));
+    Output warm = Ask(*a, Chat(m, 0));
+    ASSERT_TRUE(warm.error.ok()) << warm.error.ToString();
+    EXPECT_EQ(warm.text, "");
+    EXPECT_EQ(warm.done.completion_tokens, 0);
+    EXPECT_EQ(warm.done.finish, FinishReason::kLength);
+    EXPECT_GT(warm.done.prompt_tokens, 100);
+    EXPECT_EQ(warm.done.kept_prompt_tokens, (warm.done.prompt_tokens - 1) / 16 * 16);
+    EXPECT_EQ(a->stats().tokens_generated, 0u);
+    resident = Ask(*a, Chat(m, 24));
+    ASSERT_TRUE(resident.error.ok());
+    EXPECT_EQ(resident.done.prompt_tokens, warm.done.prompt_tokens);
+    EXPECT_EQ(resident.done.cached_resident, warm.done.prompt_tokens - 1);  // the last is recomputed for its logits
+    EXPECT_GT(resident.done.completion_tokens, 0);
+  }
+  {
+    const auto warm_only = testing::ScratchDir("engine-store-warm-up-only");
+    {
+      auto a = Start(Options(warm_only));
+      ASSERT_TRUE(Ask(*a, Chat(m, 0)).error.ok());
+    }  // restarted: the warm-up's blocks were written before the engine stopped
+    auto b = Start(Options(warm_only));
+    Output restored = Ask(*b, Chat(m, 24));
+    ASSERT_TRUE(restored.error.ok());
+    // Every full block (the last token excluded), and the stored tail as far as it goes.
+    EXPECT_GE(restored.done.cached_disk, (restored.done.prompt_tokens - 1) / 16 * 16);
+    EXPECT_LE(restored.done.cached_disk, restored.done.prompt_tokens - 1);
+    EXPECT_EQ(restored.text, resident.text);
+  }
+  auto cold = Start(Options(""));
+  Output computed = Ask(*cold, Chat(m, 24));
+  EXPECT_EQ(computed.done.cached_tokens, 0);
+  EXPECT_EQ(computed.text, resident.text);
+}
+
 // Restored KV is bit-identical, checked on the logits rather than on greedy text (which can
 // agree while the logits differ in their last bits): in deterministic mode, a conversation's next
 // turn gives the same hash of every sampled position's logits resident in the pool, restored from
