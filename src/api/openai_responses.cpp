@@ -55,6 +55,32 @@ const std::vector<std::string_view> kFields = {"model",
                                                "context_management",
                                                "moderation"};
 
+// prompt_cache_options: {"ttl", "mode": "implicit" | "explicit", "prewarm": bool,
+// "comparison_response_id"}. kvault keeps every prompt's blocks whatever the mode and TTL; prewarm
+// is honoured (ResponsesRequest::prewarm); cache diagnostics are not implemented (400).
+Status ApplyPromptCacheOptions(const json& o, ResponsesRequest& r) {
+  for (const auto& [key, value] : o.items()) {
+    if (value.is_null()) continue;
+    if (key == "ttl") {
+      if (!value.is_string()) return Invalid("'prompt_cache_options.ttl' must be a string");
+    } else if (key == "mode") {
+      if (value != "implicit" && value != "explicit") {
+        return Invalid("'prompt_cache_options.mode' must be 'implicit' or 'explicit'");
+      }
+    } else if (key == "prewarm") {
+      if (!value.is_boolean()) return Invalid("'prompt_cache_options.prewarm' must be a boolean");
+      r.prewarm = value.get<bool>();
+    } else if (key == "comparison_response_id") {
+      return Invalid(
+          "'prompt_cache_options.comparison_response_id': prompt cache diagnostics are not supported by this "
+          "server (the usage's cached_tokens and the X-Cache-Tokens header say what was reused)");
+    } else {
+      return Invalid("Unrecognized request argument supplied: prompt_cache_options." + key);
+    }
+  }
+  return Status::Ok();
+}
+
 // Text of a message's content: a string, or input_text / output_text / refusal parts. Images and
 // files: with `placeholder`, a fixed text (a tool's output, earlier turns: refusing them would end
 // the conversation), else a 400 (the model would be asked about what it cannot see).
@@ -386,6 +412,10 @@ StatusOr<ResponsesRequest> ParseResponsesRequest(std::string_view body_text) {
   for (const char* key : {"metadata", "client_metadata", "stream_options", "prompt_cache_options"}) {
     if (Present(body, key) && !body[key].is_object()) return Invalid(std::string("'") + key + "' must be an object");
   }
+  if (Present(body, "prompt_cache_options")) {
+    Status st = ApplyPromptCacheOptions(body["prompt_cache_options"], r);
+    if (!st.ok()) return st;
+  }
   if (Present(body, "store")) {
     if (!body["store"].is_boolean()) return Invalid("'store' must be a boolean");
     r.store = body["store"].get<bool>();
@@ -400,6 +430,7 @@ StatusOr<ResponsesRequest> ParseResponsesRequest(std::string_view body_text) {
     }
     g.max_tokens = static_cast<int32_t>(std::min<int64_t>(body["max_output_tokens"].get<int64_t>(), INT32_MAX));
   }
+  if (r.prewarm) g.max_tokens = 0;  // the engine's warm-up: the prompt computed and kept, no output
   Status sampling = ParseOpenAiSamplingFields(body, g);  // temperature, top_p (the rest are not fields here)
   if (!sampling.ok()) return sampling;
   if (Present(body, "tools")) {

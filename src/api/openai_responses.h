@@ -32,6 +32,9 @@ struct ResponsesRequest {
   std::string prompt_cache_key;  // names the agent when no X-Agent-Id is sent
   std::string user;              // (deprecated by OpenAI) names the agent after prompt_cache_key
   bool thinking = false;         // reasoning items are returned
+  // prompt_cache_options.prewarm: the prompt is computed and kept, nothing generated
+  // (generate.max_tokens 0); the Response is "completed" with no output.
+  bool prewarm = false;
   // Function name → its `namespace` tool (Codex's multi_agent_v1), put back on function_call items.
   std::map<std::string, std::string> namespaces;
   // The request's fields that the Response object repeats (tools, tool_choice, text, reasoning,

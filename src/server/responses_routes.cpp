@@ -86,7 +86,7 @@ class ResponsesApi : public GenerationApi {
   }
   std::string StreamDone(const GenerationEvent& ev) override {
     std::string out = Deltas(output_->Finish());
-    out += builder_->Finish(ev.finish, UsageOf(ev));
+    out += builder_->Finish(FinishOf(ev), UsageOf(ev));
     StoreRecord();
     return out + builder_->Completed();
   }
@@ -101,12 +101,16 @@ class ResponsesApi : public GenerationApi {
   void Text(const std::string& text) override { Deltas(output_->Append(text)); }
   std::string Body(const GenerationEvent& done) override {
     Deltas(output_->Finish());
-    builder_->Finish(done.finish, UsageOf(done));
+    builder_->Finish(FinishOf(done), UsageOf(done));
     StoreRecord();
     return RenderResponse(builder_->response());
   }
 
  private:
+  // A prewarm ends where it was asked to, before any output: "completed", not cut short.
+  FinishReason FinishOf(const GenerationEvent& done) const {
+    return request_.prewarm && done.finish == FinishReason::kLength ? FinishReason::kStop : done.finish;
+  }
   std::string Deltas(const std::vector<OutputDelta>& ds) {
     std::string out;
     for (const auto& d : ds) out += builder_->Delta(d);

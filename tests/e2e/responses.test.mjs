@@ -117,6 +117,27 @@ describe('Responses API with the OpenAI SDK', () => {
     await bad({ background: true }, 'background');
     await bad({ frobnicate: 1 }, 'frobnicate');
     await bad({ include: ['file_search_call.results'] }, 'include');
+    await bad({ prompt_cache_options: { comparison_response_id: 'resp_x' } }, 'prompt_cache_options.comparison_response_id');
+  });
+
+  it('prompt_cache_options.prewarm: no output, and the request after it reads the prompt from the cache', T, async () => {
+    const c = client(server);
+    const body = { model: MODEL_ID, instructions: 'Warm this first. ' + LONG, input: 'Which aisle?', temperature: 0, store: false };
+    for (const stream of [false, true]) {
+      const warm = stream
+        ? await c.responses.stream({ ...body, instructions: 'Streamed. ' + body.instructions,
+          prompt_cache_options: { prewarm: true, mode: 'implicit' } }).finalResponse()
+        : await c.responses.create({ ...body, prompt_cache_options: { prewarm: true, mode: 'implicit' } });
+      assert.equal(warm.status, 'completed');
+      assert.deepEqual(warm.output, []);
+      assert.equal(warm.usage.output_tokens, 0);
+      // At most the chat template's header, shared with this tenant's earlier requests.
+      assert.ok(warm.usage.input_tokens_details.cached_tokens < 64, `warm-up read ${warm.usage.input_tokens_details.cached_tokens}`);
+    }
+    const real = await c.responses.create({ ...body, max_output_tokens: 4 });
+    assert.ok(real.usage.input_tokens_details.cached_tokens >= real.usage.input_tokens - 64,
+      `cached ${real.usage.input_tokens_details.cached_tokens} of ${real.usage.input_tokens}`);
+    assert.equal(real.usage.output_tokens, 4);
   });
 });
 

@@ -82,6 +82,29 @@ TEST(ResponsesParseTest, WhatCannotBeHonouredIsRefusedByName) {
   EXPECT_NE(st.message().find("input[1].content[1]"), std::string::npos) << st.message();
 }
 
+TEST(ResponsesParseTest, PromptCacheOptionsPrewarmIsAWarmUpAndTheRestIsChecked) {
+  json b = CodexBody();
+  b["max_output_tokens"] = 50;
+  b["prompt_cache_options"] = json::parse(R"({"prewarm":true,"mode":"explicit","ttl":"30m"})");
+  auto r = ParseResponsesRequest(b.dump());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->prewarm);
+  EXPECT_EQ(r->generate.max_tokens, 0);  // the prompt computed and kept, nothing generated
+  b["prompt_cache_options"] = json::parse(R"({"prewarm":false})");
+  r = ParseResponsesRequest(b.dump());
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->prewarm);
+  EXPECT_EQ(r->generate.max_tokens, 50);
+  b["prompt_cache_options"] = json::parse(R"({"prewarm":"yes"})");
+  EXPECT_EQ(ParseError(b), "'prompt_cache_options.prewarm' must be a boolean");
+  b["prompt_cache_options"] = json::parse(R"({"mode":"sometimes"})");
+  EXPECT_EQ(ParseError(b), "'prompt_cache_options.mode' must be 'implicit' or 'explicit'");
+  b["prompt_cache_options"] = json::parse(R"({"comparison_response_id":"resp_1"})");
+  EXPECT_NE(ParseError(b).find("prompt_cache_options.comparison_response_id"), std::string::npos);
+  b["prompt_cache_options"] = json::parse(R"({"bogus":1})");
+  EXPECT_EQ(ParseError(b), "Unrecognized request argument supplied: prompt_cache_options.bogus");
+}
+
 TEST(ResponsesParseTest, ReasoningJoinsTheTurnItPrecedes) {
   const json items = json::parse(R"([
     {"role":"user","content":"q"},
