@@ -10,7 +10,7 @@ CACHE = os.environ.get("KVAULT_DEPS_DIR", os.path.expanduser("~/.cache/kvault"))
 WORDS = ("time person year way day thing man world life hand part child eye woman place work week case "
          "point government company number group problem fact river mountain garden window music letter "
          "market doctor station summer winter island forest engine signal bridge castle planet ocean").split()
-LONG = 3 * 3600  # seconds: a cold 32K-token prefill takes ~17 min on 2 cores
+LONG = 3 * 3600  # seconds: a cold 32K-token prefill takes 18-20 min on 2 cores
 # bench.py's suites, in the order a run measures them
 SUITES = ("decode", "ttft", "resume", "swap", "index", "blockio", "roundrobin", "fleet", "memory", "persist")
 
