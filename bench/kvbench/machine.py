@@ -95,8 +95,9 @@ def transcript_header(script, args=(), extra=""):
     script under bench/experiments/ and its arguments, the machine, what the script adds in `extra`
     (ending in "; " or ", "), and the date. The docs quote those transcripts, so the line names
     the machine each figure came from."""
+    m = machine()
     line = (f"bench/experiments/{os.path.basename(script)} {' '.join(str(a) for a in args)}; "
-            f"{machine_desc(machine())}; {extra}{datetime.datetime.now().isoformat(timespec='seconds')}")
+            f"{machine_desc(m)}; {extra}{m['date']}")
     print(line, flush=True)
     return line
 

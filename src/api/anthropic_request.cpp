@@ -127,11 +127,9 @@ Status AppendMessage(const json& m, size_t index, MediaPolicy media, std::vector
       result.role = "tool";
       result.tool_call_id = b["tool_use_id"].get<std::string>();
       result.content = std::move(text.value());
-      if (b.contains("is_error") && !b["is_error"].is_null() && !b["is_error"].is_boolean()) {
-        return Invalid("'" + bw + ".is_error' must be a boolean");
-      }
-      if (b.contains("is_error") && b["is_error"].is_boolean() && b["is_error"].get<bool>()) {
-        result.content = "Error: " + result.content;
+      if (b.contains("is_error") && !b["is_error"].is_null()) {
+        if (!b["is_error"].is_boolean()) return Invalid("'" + bw + ".is_error' must be a boolean");
+        if (b["is_error"].get<bool>()) result.content = "Error: " + result.content;
       }
       out.push_back(std::move(result));
     } else if (type == "thinking") {
