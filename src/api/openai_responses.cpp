@@ -81,6 +81,48 @@ Status ApplyPromptCacheOptions(const json& o, ResponsesRequest& r) {
   return Status::Ok();
 }
 
+// reasoning: {"effort", "summary", "generate_summary" (the deprecated name of summary), "context",
+// "mode"}. effort drives the chat template's thinking switch: on unless "none"; the other values
+// (how long to think) are accepted, as a local model's reasoning length is the template's. summary
+// values are accepted: the reasoning comes back whole as reasoning_text ("none" is Codex's "no
+// summaries"). context "auto" and mode "standard" are what kvault does; the others are refused.
+Status ApplyReasoning(const json& rs, GenerateRequest& g) {
+  if (!rs.is_object()) return Invalid("'reasoning' must be an object");
+  static const std::vector<std::string> kEfforts = {"none", "minimal", "low", "medium", "high", "xhigh", "max"};
+  static constexpr const char* kEffortList = "'none', 'minimal', 'low', 'medium', 'high', 'xhigh', 'max'";
+  static const std::vector<std::string> kSummaries = {"auto", "concise", "detailed", "none"};
+  auto one_of = [](const json& v, const std::vector<std::string>& allowed) {
+    return v.is_string() && std::find(allowed.begin(), allowed.end(), v.get<std::string>()) != allowed.end();
+  };
+  g.enable_thinking = true;  // a reasoning object without an effort, as Codex sends {"summary":"auto"}
+  for (const auto& [key, value] : rs.items()) {
+    if (value.is_null()) continue;
+    if (key == "effort") {
+      if (!one_of(value, kEfforts)) {
+        return Invalid("'reasoning.effort' must be one of " + std::string(kEffortList) + " (got " + value.dump() + ")");
+      }
+      g.enable_thinking = value != "none";
+    } else if (key == "summary" || key == "generate_summary") {
+      if (!one_of(value, kSummaries)) {
+        return Invalid("'reasoning." + key + "' must be one of 'auto', 'concise', 'detailed', 'none' (got " +
+                       value.dump() + ")");
+      }
+    } else if (key == "context") {
+      if (value != "auto") {
+        return Invalid("'reasoning.context': only 'auto' is supported (got " + value.dump() +
+                       "): earlier turns' reasoning is rendered as the model's chat template renders it");
+      }
+    } else if (key == "mode") {
+      if (value != "standard") {
+        return Invalid("'reasoning.mode': only 'standard' is supported by this server (got " + value.dump() + ")");
+      }
+    } else {
+      return Invalid("Unrecognized request argument supplied: reasoning." + key);
+    }
+  }
+  return Status::Ok();
+}
+
 // Text of a message's content: a string, or input_text / output_text / refusal parts. Images and
 // files: with `placeholder`, a fixed text (a tool's output, earlier turns: refusing them would end
 // the conversation), else a 400 (the model would be asked about what it cannot see).
@@ -459,12 +501,8 @@ StatusOr<ResponsesRequest> ParseResponsesRequest(std::string_view body_text) {
   json reasoning = {{"effort", nullptr}, {"summary", nullptr}};
   if (Present(body, "reasoning")) {
     const json& rs = body["reasoning"];
-    if (!rs.is_object()) return Invalid("'reasoning' must be an object");
-    const json effort = rs.value("effort", json(nullptr));
-    if (!effort.is_null() && !effort.is_string()) return Invalid("'reasoning.effort' must be a string");
-    // The template's thinking switch: on unless the effort is "none"; reasoning is returned as
-    // reasoning items.
-    g.enable_thinking = effort != "none";
+    Status st = ApplyReasoning(rs, g);  // reasoning is returned as reasoning items
+    if (!st.ok()) return st;
     r.thinking = *g.enable_thinking;
     reasoning.update(rs);
   }

@@ -118,6 +118,8 @@ describe('Responses API with the OpenAI SDK', () => {
     await bad({ frobnicate: 1 }, 'frobnicate');
     await bad({ include: ['file_search_call.results'] }, 'include');
     await bad({ prompt_cache_options: { comparison_response_id: 'resp_x' } }, 'prompt_cache_options.comparison_response_id');
+    await bad({ reasoning: { effort: 'extreme' } }, 'reasoning.effort');
+    await bad({ reasoning: { summary: 'brief' } }, 'reasoning.summary');
   });
 
   it('prompt_cache_options.prewarm: no output, and the request after it reads the prompt from the cache', T, async () => {

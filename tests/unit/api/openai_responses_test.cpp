@@ -105,6 +105,44 @@ TEST(ResponsesParseTest, PromptCacheOptionsPrewarmIsAWarmUpAndTheRestIsChecked) 
   EXPECT_EQ(ParseError(b), "Unrecognized request argument supplied: prompt_cache_options.bogus");
 }
 
+TEST(ResponsesParseTest, ReasoningEffortIsTheThinkingSwitchAndItsValuesAreChecked) {
+  auto parse = [](const char* reasoning) {
+    json b = CodexBody();
+    b["reasoning"] = json::parse(reasoning);
+    return ParseResponsesRequest(b.dump());
+  };
+  for (const char* effort : {"minimal", "low", "medium", "high", "xhigh", "max"}) {
+    auto r = parse((std::string(R"({"effort":")") + effort + R"(","summary":"detailed"})").c_str());
+    ASSERT_TRUE(r.ok()) << effort << ": " << r.status().ToString();
+    EXPECT_EQ(r->generate.enable_thinking, true) << effort;
+    EXPECT_EQ(r->echo["reasoning"]["effort"], effort);
+  }
+  auto off = parse(R"({"effort":"none","summary":"none"})");  // Codex's "no summaries" is "none"
+  ASSERT_TRUE(off.ok()) << off.status().ToString();
+  EXPECT_EQ(off->generate.enable_thinking, false);
+  EXPECT_FALSE(off->thinking);
+  auto nulls =
+      parse(R"({"effort":null,"summary":null,"generate_summary":"concise","context":"auto","mode":"standard"})");
+  ASSERT_TRUE(nulls.ok()) << nulls.status().ToString();
+  EXPECT_EQ(nulls->generate.enable_thinking, true);
+  json b = CodexBody();
+  b["reasoning"] = json::parse(R"({"effort":"extreme"})");
+  EXPECT_NE(ParseError(b).find("'reasoning.effort' must be one of"), std::string::npos);
+  EXPECT_NE(ParseError(b).find("\"extreme\""), std::string::npos);
+  b["reasoning"] = json::parse(R"({"effort":3})");
+  EXPECT_NE(ParseError(b).find("reasoning.effort"), std::string::npos);
+  b["reasoning"] = json::parse(R"({"summary":"brief"})");
+  EXPECT_NE(ParseError(b).find("'reasoning.summary' must be one of"), std::string::npos);
+  b["reasoning"] = json::parse(R"({"context":"all_turns"})");
+  EXPECT_NE(ParseError(b).find("'reasoning.context': only 'auto'"), std::string::npos);
+  b["reasoning"] = json::parse(R"({"mode":"pro"})");
+  EXPECT_NE(ParseError(b).find("'reasoning.mode': only 'standard'"), std::string::npos);
+  b["reasoning"] = json::parse(R"({"budget":100})");
+  EXPECT_EQ(ParseError(b), "Unrecognized request argument supplied: reasoning.budget");
+  b["reasoning"] = "high";
+  EXPECT_EQ(ParseError(b), "'reasoning' must be an object");
+}
+
 TEST(ResponsesParseTest, ReasoningJoinsTheTurnItPrecedes) {
   const json items = json::parse(R"([
     {"role":"user","content":"q"},
