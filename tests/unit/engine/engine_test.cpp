@@ -454,11 +454,15 @@ TEST(EngineBackpressureTest, ZeroQueueStillRunsWhatFitsAndRejectsTheRest) {
   o.parallel = 1;
   o.resident_seqs = 1;
   o.max_queue = 0;
+  // The first request must still run when the second arrives, however long the test thread waits
+  // to be scheduled on a loaded machine: 4000 tokens (300 could finish first; cancelled below).
+  o.ctx_size = 4096;
+  o.pool_tokens = 8192;
   auto e = StartEngine(o);
   // Idle server: the request starts at once, max_queue 0 does not reject it.
   Output alone = Collect(e->Submit(UserSays("alone", 4)));
   EXPECT_TRUE(alone.error.ok()) << alone.error.ToString();
-  auto first = e->Submit(UserSays("long one", 300));
+  auto first = e->Submit(UserSays("long one", 4000));
   for (int i = 0; i < 500 && e->stats().running < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   Output second = Collect(e->Submit(UserSays("second", 4)));
   EXPECT_EQ(second.error.code(), Status::Code::kOverloaded);
