@@ -1,6 +1,8 @@
 #include "api/openai_responses.h"
 
 #include <algorithm>
+#include <initializer_list>
+#include <string_view>
 
 #include "api/ids.h"
 #include "api/json_body.h"
@@ -86,27 +88,28 @@ Status ApplyPromptCacheOptions(const json& o, ResponsesRequest& r) {
 // (how long to think) are accepted, as a local model's reasoning length is the template's. summary
 // values are accepted: the reasoning comes back whole as reasoning_text ("none" is Codex's "no
 // summaries"). context "auto" and mode "standard" are what kvault does; the others are refused.
+// OK when `v` is one of the strings `allowed`; else "'WHERE' must be one of 'a', 'b' (got V)".
+Status CheckOneOf(const json& v, const std::string& where, std::initializer_list<std::string_view> allowed) {
+  std::string list;
+  for (std::string_view a : allowed) {
+    if (v.is_string() && v.get_ref<const std::string&>() == a) return Status::Ok();
+    list += (list.empty() ? "'" : ", '") + std::string(a) + "'";
+  }
+  return Invalid("'" + where + "' must be one of " + list + " (got " + v.dump() + ")");
+}
+
 Status ApplyReasoning(const json& rs, GenerateRequest& g) {
   if (!rs.is_object()) return Invalid("'reasoning' must be an object");
-  static const std::vector<std::string> kEfforts = {"none", "minimal", "low", "medium", "high", "xhigh", "max"};
-  static constexpr const char* kEffortList = "'none', 'minimal', 'low', 'medium', 'high', 'xhigh', 'max'";
-  static const std::vector<std::string> kSummaries = {"auto", "concise", "detailed", "none"};
-  auto one_of = [](const json& v, const std::vector<std::string>& allowed) {
-    return v.is_string() && std::find(allowed.begin(), allowed.end(), v.get<std::string>()) != allowed.end();
-  };
   g.enable_thinking = true;  // a reasoning object without an effort, as Codex sends {"summary":"auto"}
   for (const auto& [key, value] : rs.items()) {
     if (value.is_null()) continue;
     if (key == "effort") {
-      if (!one_of(value, kEfforts)) {
-        return Invalid("'reasoning.effort' must be one of " + std::string(kEffortList) + " (got " + value.dump() + ")");
-      }
+      Status st = CheckOneOf(value, "reasoning.effort", {"none", "minimal", "low", "medium", "high", "xhigh", "max"});
+      if (!st.ok()) return st;
       g.enable_thinking = value != "none";
     } else if (key == "summary" || key == "generate_summary") {
-      if (!one_of(value, kSummaries)) {
-        return Invalid("'reasoning." + key + "' must be one of 'auto', 'concise', 'detailed', 'none' (got " +
-                       value.dump() + ")");
-      }
+      Status st = CheckOneOf(value, "reasoning." + key, {"auto", "concise", "detailed", "none"});
+      if (!st.ok()) return st;
     } else if (key == "context") {
       if (value != "auto") {
         return Invalid("'reasoning.context': only 'auto' is supported (got " + value.dump() +
