@@ -218,6 +218,21 @@ def rr_run(argv, name, n_agents, system_words, ctx_range, gen_tokens, agent_ids,
 
 
 RR_CONFIGS = ("kvault", "kvault-no-persist", "llama-server", "llama-server-budget", "llama-server-slots")
+RR_DEFAULT_SYSTEM, RR_DEFAULT_CONTEXT = 500, (1000, 1500)  # words: the agents of `make bench-peers`
+
+
+def rr_key(c):
+    """The results key of the round-robin table with settings `c`: its agent count, followed by the
+    agents' size in words where they are not the default agents (one table per count and size)."""
+    if c.get("system_words") == RR_DEFAULT_SYSTEM and list(c.get("context_words", [])) == list(RR_DEFAULT_CONTEXT):
+        return str(c["agents"])
+    return f"{c['agents']}@{c['system_words']}+{c['context_words'][0]}-{c['context_words'][1]}"
+
+
+def rr_order(run):
+    """Tables in order: the default agents first, then by agents' size, each by agent count."""
+    c = run["config"]
+    return (rr_key(c) != str(c["agents"]), list(c["context_words"]), c["system_words"], c["agents"])
 
 
 def roundrobin(kvault, ls_bin, model, threads, n_agents, reps, system_words, ctx_range, gen_tokens, budget_mib,
@@ -286,14 +301,14 @@ def rr_runs(stored, earlier_run):
         return dict(stored["runs"])
     dated = {k: earlier_run[k] for k in ("date", "machine") if k in earlier_run}
     run = {**dated, **{k: v for k, v in stored.items() if k != "reps"}}
-    return {str(stored["config"]["agents"]): run}
+    return {rr_key(stored["config"]): run}
 
 
 def rr_merge_refusal(r, config, only, machine_now):
     """Why a run of the configurations `only` with `config` on `machine_now` may not be stored
     beside the rows kept from the stored run of that agent count (None when it may): kept rows must
     come from the same machine, settings, model, threads, llama.cpp tree and kvault source."""
-    old = r.get("roundrobin", {}).get("runs", {}).get(str(config["agents"]))
+    old = r.get("roundrobin", {}).get("runs", {}).get(rr_key(config))
     if set(only) == set(RR_CONFIGS) or not old:
         return None
     head = (f"--rr-configs runs some rows of the {config['agents']}-agent table, whose other rows were measured "
@@ -324,16 +339,18 @@ def migrate_results(r):
         run["config"].setdefault("model", r.get("model"))
         run["config"].setdefault("llama_cpp_tree", r.get("llama_cpp", {}).get("tree"))
         run["config"].setdefault("kvault_source", None)
+    if r.get("roundrobin"):  # tables keyed by agent count alone: keyed by count and agents' size
+        r["roundrobin"]["runs"] = {rr_key(run["config"]): run for run in r["roundrobin"]["runs"].values()}
     return earlier_run
 
 
 def store_rr_run(r, run, only):
     """Stores `run` (one agent count, the configurations `only`) in the results `r`: each agent count
-    is its own table, so other counts are kept; a run of every configuration replaces its count's
-    table, a run of some keeps the other rows of a table with the same settings and machine, each
-    row dated by its own run."""
+    and agents' size is its own table, so other tables are kept; a run of every configuration
+    replaces its table, a run of some keeps the other rows of a table with the same settings and
+    machine, each row dated by its own run."""
     runs = rr_runs(r.get("roundrobin"), {})
-    n = str(run["config"]["agents"])
+    n = rr_key(run["config"])
     old = runs.get(n)
     if (old and old["config"] == run["config"] and old.get("machine") == run["machine"]
             and set(only) != set(RR_CONFIGS)):
@@ -435,14 +452,15 @@ def render(r):
                   "such header. The restart is a graceful stop and start, and the files read after it (kvault's "
                   "blocks, llama-server's slot files) may still be in the OS page cache for both. Cells: p50 TTFT "
                   "of each run, median (min–max) over the runs; share of the prompt reused in parentheses.", ""]
-        for n, run in sorted(runs.items(), key=lambda e: int(e[0])):
+        for run in sorted(runs.values(), key=rr_order):
             c = run["config"]
             when = f"; {run['date']}, {run['machine']}" if run.get("date") else ""
             if c.get("kvault_source"):
                 when += f"; kvault source `{c['kvault_source']}` (git trees of src/ and CMakeLists.txt)"
             missing = [k for k in RR_CONFIGS if k not in {rr_short(name) for name in run["servers"]}]
             kept = any(v.get("date") and v["date"] != run.get("date") for v in run["servers"].values())
-            lines += [f"### {c['agents']} agents", "",
+            size = "" if rr_key(c) == str(c["agents"]) else f" of {c['context_words'][0]}–{c['context_words'][1]} words"
+            lines += [f"### {c['agents']} agents{size}", "",
                       f"A shared {c['system_words']}-word system prompt, {c['context_words'][0]}–"
                       f"{c['context_words'][1]} words each; {c['slots']} sequences in a {c['pool_tokens']}-token "
                       f"KV pool; kvault's RAM budget {c['ram_budget_mib']} MiB; {c['reps']} runs{when}" +
@@ -475,6 +493,8 @@ def build_parser():
     ap.add_argument("--rr-context", default="1000-1500")
     ap.add_argument("--rr-system", type=int, default=500)
     ap.add_argument("--rr-budget-mib", type=int, default=64, help="RAM budget of the equal-budget rows")
+    ap.add_argument("--rr-pool-tokens", type=int, default=8192,
+                    help="KV pool of both servers in tokens (kvault --pool-tokens, llama-server -c); 4 sequences")
     ap.add_argument("--rr-configs", default=",".join(RR_CONFIGS),
                     help="roundrobin: the configurations to run (default all: " + ",".join(RR_CONFIGS) + "); with "
                          "the same settings as the stored run of that agent count, the other rows are kept")
@@ -512,7 +532,7 @@ def main():
     rr_lo, rr_hi = int_list(args.rr_context.replace("-", ","))
     rr_config = {"agents": args.rr_agents, "reps": args.reps, "system_words": args.rr_system,
                  "context_words": [rr_lo, rr_hi], "gen_tokens": 16, "ram_budget_mib": args.rr_budget_mib,
-                 "pool_tokens": 8192, "slots": 4, "threads": args.threads, "model": os.path.basename(model),
+                 "pool_tokens": args.rr_pool_tokens, "slots": 4, "threads": args.threads, "model": os.path.basename(model),
                  "llama_cpp_tree": llama_baseline().get("tree"), "kvault_source": kvault_source_id()}
     refusal = rr_merge_refusal(r, rr_config, rr_only, machine_desc(machine()))
     if "roundrobin" in suites and refusal:
@@ -562,7 +582,7 @@ def main():
     if "roundrobin" in suites:
         log("peers: roundrobin")
         run = roundrobin(kvault, ls_bin, model, args.threads, args.rr_agents, args.reps, args.rr_system,
-                         (rr_lo, rr_hi), 16, args.rr_budget_mib, 4, 8192, rr_only)
+                         (rr_lo, rr_hi), 16, args.rr_budget_mib, 4, args.rr_pool_tokens, rr_only)
         assert run["config"].items() <= rr_config.items(), (run["config"], rr_config)
         run.update({"config": rr_config, "date": r["machine"]["date"], "machine": machine_desc(r["machine"])})
         store_rr_run(r, run, rr_only)

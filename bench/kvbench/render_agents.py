@@ -1,6 +1,9 @@
 """The sections of docs/benchmarks.md about agents over time: resuming one (resume), many taking
 turns (roundrobin) and many stored (memory)."""
-from .util import span
+import json
+import os
+
+from .util import ROOT, span
 
 
 def resume_section(r, image):
@@ -102,10 +105,8 @@ def roundrobin_section(r, image):
              "`--cache-ram` is 8192 MiB, eight times the budget here; at ~50 MiB per agent it would hold "
              "these agents at its defaults, so the gap at 32 and 128 agents is expected to be the budget, "
              "not the engine. docs/peers.md compares both at llama-server's defaults, with llama-server's slot "
-             "save/restore and at equal budgets, on its own smaller agents (its tables say how many and how "
-             "large)" + ("" if "--cache-ram" not in c["llama_server_flags"] else
-                         "; this table's workload has not been run with llama-server's default") +
-             ". Time to first token from the streamed answer (the first chunk that "
+             "save/restore and at equal budgets, one table per agent count (each says how large its agents "
+             "are)" + peers_same_agents(r, c) + " Time to first token from the streamed answer (the first chunk that "
              "carries text). The first turn is cold for every agent (both servers reuse the shared system "
              "prompt's KV where they can); the next turns find the agent's KV in the pool, RAM or disk, "
              "or recompute it. Seconds; p50 / p95 over all requests of the run. Runs per agent count: "
@@ -119,6 +120,44 @@ def roundrobin_section(r, image):
               "requests`).", ""]
     lines += image("roundrobin", "Round-robin TTFT distribution per agent count, kvault vs llama-server")
     return lines
+
+
+def peers_same_agents(r, c):
+    """What docs/peers.md's round-robin tables that run this table's agents (the same system prompt
+    and context sizes, so the same prompts for a given agent count) measured, from
+    bench/results/peers.json: a clause ending the sentence that points there, then sentences with
+    their next turns. A smoke run's table has none."""
+    matches = []
+    try:
+        with open(os.path.join(ROOT, "bench", "results", "peers.json")) as f:
+            peer_runs = json.load(f).get("roundrobin", {}).get("runs", {})
+    except (OSError, ValueError):
+        peer_runs = {}
+    for run in peer_runs.values():
+        pc = run.get("config", {})
+        if pc.get("system_words") == c["system_words"] and pc.get("context_words") == list(c["context"]):
+            matches.append(run)
+    if r.get("smoke") or not matches:
+        return ("" if "--cache-ram" not in c["llama_server_flags"] else
+                "; this table's workload has not been run with llama-server's default") + "."
+    matches.sort(key=lambda run: run["config"]["agents"])
+    tables = " and ".join(f"{run['config']['agents']}-agent" for run in matches)
+    out = (f"; its {tables} table{'s' if len(matches) > 1 else ''} run{'' if len(matches) > 1 else 's'} this "
+           "table's agents (same system prompt and context sizes) at llama-server's defaults and at equal "
+           "RAM budgets, with a restart.")
+
+    def next_turn(run, pick):
+        rows = [v for name, v in run["servers"].items() if pick(name)]
+        return f"{rows[0]['next_turn_p50_runs']['median']:.2f} s" if rows else "—"
+    for run in matches:
+        pc = run["config"]
+        out += (f" There, with {pc['agents']} agents, the next turn takes (p50, median of {pc['reps']} runs) "
+                f"{next_turn(run, lambda n: n.startswith('kvault') and '--no-persist' not in n)} on kvault, "
+                f"{next_turn(run, lambda n: 'defaults' in n and 'slot' not in n)} on llama-server at its defaults, "
+                f"{next_turn(run, lambda n: n.startswith('llama-server --cache-ram'))} on llama-server with "
+                f"kvault's RAM budget ({pc['ram_budget_mib']} MiB) and "
+                f"{next_turn(run, lambda n: '--no-persist' in n)} on kvault with that budget and no disk tier.")
+    return out
 
 
 def roundrobin_rows(runs):
@@ -154,7 +193,9 @@ def roundrobin_notes(r, runs):
             faster.append(f"{n} agents {l['warm_ttft_s']['p50'] / k['warm_ttft_s']['p50']:.1f}× "
                           f"(p95 {l['warm_ttft_s']['p95'] / k['warm_ttft_s']['p95']:.1f}×)")
     if faster:
-        lines += ["", "Next-turn TTFT p50, llama-server / kvault: " + "; ".join(faster) + "."]
+        flags = runs[sorted(runs, key=int)[0]].get("config", {}).get("llama_server_flags", "").split()
+        cache = f" at `--cache-ram {flags[flags.index('--cache-ram') + 1]}`" if "--cache-ram" in flags[:-1] else ""
+        lines += ["", f"Next-turn TTFT p50, llama-server{cache} / kvault: " + "; ".join(faster) + "."]
     dates = {n: runs[n].get("config", {}).get("date") for n in runs}
     if len(set(dates.values())) > 1:  # rows measured in different runs (each pair in one run)
         lines += ["", "Measured in separate runs, each kvault row next to its llama-server row: " +

@@ -98,6 +98,27 @@ class PeersStoreTest(unittest.TestCase):
         self.assertNotIn("date", runs["32"]["servers"][LABELS["kvault"]])  # one run: rows carry its date
         self.assertEqual(runs["8"]["date"], "T1")
 
+    def test_agents_of_another_size_are_their_own_table_beside_the_default_agents(self):
+        r = results()
+        peers.store_rr_run(r, run(list(peers.RR_CONFIGS), "T1", 1.0), peers.RR_CONFIGS)
+        big = run(["kvault", "llama-server"], "T2", 2.0)
+        big["config"].update({"system_words": 1000, "context_words": [2000, 4000], "ram_budget_mib": 1024})
+        only = ["kvault", "llama-server"]
+        # a partial run of other agents is not merged into the default agents' table of that count
+        self.assertIsNone(peers.rr_merge_refusal(r, big["config"], only, "Other CPU"))
+        peers.store_rr_run(r, big, only)
+        runs = r["roundrobin"]["runs"]
+        self.assertEqual(set(runs), {"32", "32@1000+2000-4000"})
+        self.assertEqual({v["next_turn_p50_runs"]["median"] for v in runs["32"]["servers"].values()}, {1.0})
+        text = peers.render(r)
+        self.assertLess(text.index("### 32 agents\n"), text.index("### 32 agents of 2000–4000 words"))
+        self.assertIn("A shared 1000-word system prompt, 2000–4000 words each", text.split("of 2000–4000 words")[1])
+        # a table stored under its agent count alone is keyed by its size when the results are loaded
+        r["roundrobin"]["runs"] = {"32": runs["32@1000+2000-4000"], "8": runs["32"]}
+        r["roundrobin"]["runs"]["8"]["config"] = {**runs["32"]["config"], "agents": 8}
+        peers.migrate_results(r)
+        self.assertEqual(set(r["roundrobin"]["runs"]), {"8", "32@1000+2000-4000"})
+
     def test_results_stored_before_tables_per_agent_count_become_a_dated_table(self):
         old = run(list(peers.RR_CONFIGS), None, 1.0, agents=8)
         del old["date"], old["machine"]
