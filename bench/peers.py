@@ -21,7 +21,8 @@ Suites:
               -b/-ub equal to kvault's step
   roundrobin  agents take turns, more than the pool holds, one request at a time; turn 0 cold,
               turn 1 from wherever each server keeps it, then both servers restart and turn 2
-              measures the next turn after a restart. One table per agent count (--rr-agents).
+              measures the next turn after a restart. One table per agent count (--rr-agents) and
+              agents' size (--rr-system, --rr-context; --rr-pool-tokens and --rr-budget-mib set the memory).
               Configurations (--rr-configs), each labelled: kvault (RAM budget + disk tier),
               kvault --no-persist (RAM budget only), llama-server at its default --cache-ram
               (8192 MiB), llama-server with kvault's RAM budget, llama-server at its defaults
@@ -41,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kvbench.client import chat, chat_stream, post_json  # noqa: E402  (shared with bench.py)
 from kvbench.machine import kvault_source_id, llama_source_hashes, llama_tag, machine, machine_desc  # noqa: E402
 from kvbench.render import model_desc  # noqa: E402
-from kvbench.results import load_json, save_json  # noqa: E402
+from kvbench.results import load_json, save_json, write_outputs  # noqa: E402
 from kvbench.servers import Server, ensure_model, llama_tools, model_meta, private_binaries  # noqa: E402
 from kvbench.suites.roundrobin import rr_agents_prompts  # noqa: E402
 from kvbench.suites.ttft import ttft_under_prefill  # noqa: E402
@@ -229,6 +230,15 @@ def rr_key(c):
     return f"{c['agents']}@{c['system_words']}+{c['context_words'][0]}-{c['context_words'][1]}"
 
 
+def rr_title(c):
+    """The heading of the table with settings `c`: its agent count, and the agents' size where they
+    are not the default agents."""
+    if rr_key(c) == str(c["agents"]):
+        return f"{c['agents']} agents"
+    return (f"{c['agents']} agents of {c['context_words'][0]}–{c['context_words'][1]} words "
+            f"({c['system_words']}-word system prompt)")
+
+
 def rr_order(run):
     """Tables in order: the default agents first, then by agents' size, each by agent count."""
     c = run["config"]
@@ -293,7 +303,7 @@ def rr_short(label):
 
 
 def rr_runs(stored, earlier_run):
-    """The stored round-robin results as {agents: run}. Results written when one agent count was
+    """The stored round-robin results as {key: run} (rr_key). Results written when one agent count was
     stored (a single run at the top level) become that count's run, dated by the suite's run."""
     if not stored:
         return {}
@@ -306,12 +316,12 @@ def rr_runs(stored, earlier_run):
 
 def rr_merge_refusal(r, config, only, machine_now):
     """Why a run of the configurations `only` with `config` on `machine_now` may not be stored
-    beside the rows kept from the stored run of that agent count (None when it may): kept rows must
+    beside the rows kept from the stored run of that agent count and agents' size (None when it may): kept rows must
     come from the same machine, settings, model, threads, llama.cpp tree and kvault source."""
     old = r.get("roundrobin", {}).get("runs", {}).get(rr_key(config))
     if set(only) == set(RR_CONFIGS) or not old:
         return None
-    head = (f"--rr-configs runs some rows of the {config['agents']}-agent table, whose other rows were measured "
+    head = (f"--rr-configs runs some rows of the table of {rr_title(config)}, whose other rows were measured "
             f"{{}}: run every configuration, or set --out-json elsewhere")
     if old.get("machine") != machine_now:
         return head.format(f"on another machine ({old.get('machine')}; this run: {machine_now})")
@@ -340,7 +350,9 @@ def migrate_results(r):
         run["config"].setdefault("llama_cpp_tree", r.get("llama_cpp", {}).get("tree"))
         run["config"].setdefault("kvault_source", None)
     if r.get("roundrobin"):  # tables keyed by agent count alone: keyed by count and agents' size
-        r["roundrobin"]["runs"] = {rr_key(run["config"]): run for run in r["roundrobin"]["runs"].values()}
+        runs = r["roundrobin"]["runs"].values()
+        r["roundrobin"]["runs"] = {rr_key(run["config"]): run for run in runs}
+        assert len(r["roundrobin"]["runs"]) == len(runs), "two stored round-robin tables with one key"
     return earlier_run
 
 
@@ -364,6 +376,14 @@ def store_rr_run(r, run, only):
 
 
 # ---- output ------------------------------------------------------------------------------------
+
+def rerender_benchmarks():
+    """docs/benchmarks.md's round-robin section quotes the tables here that run its own agents:
+    renders it again from bench/results/latest.json (its plots as they are)."""
+    latest = os.path.join(ROOT, "bench", "results", "latest.json")
+    if os.path.exists(latest):
+        write_outputs(load_json(latest), None, os.path.join(ROOT, "docs", "benchmarks.md"), set(), False, False)
+
 
 def span(s, digits=2, unit=""):
     return f"{s['median']:.{digits}f}{unit} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
@@ -459,8 +479,7 @@ def render(r):
                 when += f"; kvault source `{c['kvault_source']}` (git trees of src/ and CMakeLists.txt)"
             missing = [k for k in RR_CONFIGS if k not in {rr_short(name) for name in run["servers"]}]
             kept = any(v.get("date") and v["date"] != run.get("date") for v in run["servers"].values())
-            size = "" if rr_key(c) == str(c["agents"]) else f" of {c['context_words'][0]}–{c['context_words'][1]} words"
-            lines += [f"### {c['agents']} agents{size}", "",
+            lines += [f"### {rr_title(c)}", "",
                       f"A shared {c['system_words']}-word system prompt, {c['context_words'][0]}–"
                       f"{c['context_words'][1]} words each; {c['slots']} sequences in a {c['pool_tokens']}-token "
                       f"KV pool; kvault's RAM budget {c['ram_budget_mib']} MiB; {c['reps']} runs{when}" +
@@ -490,14 +509,15 @@ def build_parser():
     ap.add_argument("--gen-tokens", type=int, default=128)
     ap.add_argument("--long-words", type=int, default=4000)
     ap.add_argument("--rr-agents", type=int, default=8)
-    ap.add_argument("--rr-context", default="1000-1500")
-    ap.add_argument("--rr-system", type=int, default=500)
+    ap.add_argument("--rr-context", default="-".join(map(str, RR_DEFAULT_CONTEXT)), help="words per agent, MIN-MAX")
+    ap.add_argument("--rr-system", type=int, default=RR_DEFAULT_SYSTEM, help="words of the shared system prompt")
     ap.add_argument("--rr-budget-mib", type=int, default=64, help="RAM budget of the equal-budget rows")
     ap.add_argument("--rr-pool-tokens", type=int, default=8192,
                     help="KV pool of both servers in tokens (kvault --pool-tokens, llama-server -c); 4 sequences")
     ap.add_argument("--rr-configs", default=",".join(RR_CONFIGS),
                     help="roundrobin: the configurations to run (default all: " + ",".join(RR_CONFIGS) + "); with "
-                         "the same settings as the stored run of that agent count, the other rows are kept")
+                         "the same settings as the stored run of that agent count and agents' size, the other "
+                         "rows are kept")
     ap.add_argument("--out-json", default=os.path.join(ROOT, "bench", "results", "peers.json"))
     ap.add_argument("--out-md", default=os.path.join(ROOT, "docs", "peers.md"))
     ap.add_argument("--render-only", action="store_true")
@@ -515,9 +535,12 @@ def main():
     r = {}
     if os.path.exists(args.out_json):  # a partial run replaces only the suites it ran
         r = load_json(args.out_json)
+    default_paths = args.out_json == ap.get_default("out_json") and args.out_md == ap.get_default("out_md")
     if args.render_only:
         with open(args.out_md, "w") as f:
             f.write(render(r) + "\n")
+        if default_paths:
+            rerender_benchmarks()
         return
     suites = args.suites.split(",")
     assert set(suites) <= set(SUITES), suites
@@ -555,6 +578,8 @@ def main():
         save_json(args.out_json, r, indent=1)
         with open(args.out_md, "w") as f:
             f.write(render(r) + "\n")
+        if default_paths and "roundrobin" in suites:
+            rerender_benchmarks()
 
     if "decode" in suites:
         log("peers: decode")

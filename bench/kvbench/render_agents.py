@@ -105,8 +105,8 @@ def roundrobin_section(r, image):
              "`--cache-ram` is 8192 MiB, eight times the budget here; at ~50 MiB per agent it would hold "
              "these agents at its defaults, so the gap at 32 and 128 agents is expected to be the budget, "
              "not the engine. docs/peers.md compares both at llama-server's defaults, with llama-server's slot "
-             "save/restore and at equal budgets, one table per agent count (each says how large its agents "
-             "are)" + peers_same_agents(r, c) + " Time to first token from the streamed answer (the first chunk that "
+             "save/restore and at equal budgets, one table per agent count and agents' size (each says how "
+             "large its agents are)" + peers_same_agents(r, c) + " Time to first token from the streamed answer (the first chunk that "
              "carries text). The first turn is cold for every agent (both servers reuse the shared system "
              "prompt's KV where they can); the next turns find the agent's KV in the pool, RAM or disk, "
              "or recompute it. Seconds; p50 / p95 over all requests of the run. Runs per agent count: "
@@ -123,40 +123,40 @@ def roundrobin_section(r, image):
 
 
 def peers_same_agents(r, c):
-    """What docs/peers.md's round-robin tables that run this table's agents (the same system prompt
-    and context sizes, so the same prompts for a given agent count) measured, from
-    bench/results/peers.json: a clause ending the sentence that points there, then sentences with
-    their next turns. A smoke run's table has none."""
-    matches = []
+    """What docs/peers.md's round-robin tables of agents made like this table's (the same model,
+    system prompt and context sizes: for a given agent count, the same prompts) measured, from
+    bench/results/peers.json: a clause ending the sentence that points there, then a sentence per
+    table with the next turns of the configurations it ran. A smoke run's table has none."""
     try:
         with open(os.path.join(ROOT, "bench", "results", "peers.json")) as f:
             peer_runs = json.load(f).get("roundrobin", {}).get("runs", {})
     except (OSError, ValueError):
         peer_runs = {}
-    for run in peer_runs.values():
-        pc = run.get("config", {})
-        if pc.get("system_words") == c["system_words"] and pc.get("context_words") == list(c["context"]):
-            matches.append(run)
+    matches = sorted((run for run in peer_runs.values()
+                      if run.get("config", {}).get("system_words") == c["system_words"]
+                      and run["config"].get("context_words") == list(c["context"])
+                      and run["config"].get("model") == r.get("model")), key=lambda run: run["config"]["agents"])
     if r.get("smoke") or not matches:
         return ("" if "--cache-ram" not in c["llama_server_flags"] else
                 "; this table's workload has not been run with llama-server's default") + "."
-    matches.sort(key=lambda run: run["config"]["agents"])
     tables = " and ".join(f"{run['config']['agents']}-agent" for run in matches)
-    out = (f"; its {tables} table{'s' if len(matches) > 1 else ''} run{'' if len(matches) > 1 else 's'} this "
-           "table's agents (same system prompt and context sizes) at llama-server's defaults and at equal "
-           "RAM budgets, with a restart.")
-
-    def next_turn(run, pick):
-        rows = [v for name, v in run["servers"].items() if pick(name)]
-        return f"{rows[0]['next_turn_p50_runs']['median']:.2f} s" if rows else "—"
+    out = (f"; its {tables} table{'s' if len(matches) > 1 else ''} run{'' if len(matches) > 1 else 's'} agents "
+           "made the same way (the same system prompt and context sizes), with a restart and budgets of "
+           "its own.")
+    picks = (("on kvault", lambda n: n.startswith("kvault") and "--no-persist" not in n),
+             ("on llama-server at its defaults", lambda n: "defaults" in n and "slot" not in n),
+             ("on llama-server with kvault's RAM budget ({} MiB)", lambda n: n.startswith("llama-server --cache-ram")),
+             ("on kvault with that budget and no disk tier", lambda n: "--no-persist" in n))
     for run in matches:
         pc = run["config"]
-        out += (f" There, with {pc['agents']} agents, the next turn takes (p50, median of {pc['reps']} runs) "
-                f"{next_turn(run, lambda n: n.startswith('kvault') and '--no-persist' not in n)} on kvault, "
-                f"{next_turn(run, lambda n: 'defaults' in n and 'slot' not in n)} on llama-server at its defaults, "
-                f"{next_turn(run, lambda n: n.startswith('llama-server --cache-ram'))} on llama-server with "
-                f"kvault's RAM budget ({pc['ram_budget_mib']} MiB) and "
-                f"{next_turn(run, lambda n: '--no-persist' in n)} on kvault with that budget and no disk tier.")
+        cells = []
+        for label, pick in picks:
+            rows = [v for name, v in run["servers"].items() if pick(name)]
+            if rows:
+                cells.append(f"{rows[0]['next_turn_p50_runs']['median']:.2f} s {label.format(pc['ram_budget_mib'])}")
+        if cells:
+            out += (f" There, with {pc['agents']} agents, the next turn takes (p50, median of {pc['reps']} runs) "
+                    + ", ".join(cells[:-1]) + (" and " if len(cells) > 1 else "") + cells[-1] + ".")
     return out
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""bench/peers.py's round-robin results store: one table per agent count, partial reruns
+"""bench/peers.py's round-robin results store: one table per agent count and agents' size, partial reruns
 (--rr-configs) merged only into a table of the same machine and settings, old results migrated,
 rows rendered in one order with the rows of another run marked. No servers run: these are the
 functions that decide what docs/peers.md shows."""
@@ -104,18 +104,30 @@ class PeersStoreTest(unittest.TestCase):
         big = run(["kvault", "llama-server"], "T2", 2.0)
         big["config"].update({"system_words": 1000, "context_words": [2000, 4000], "ram_budget_mib": 1024})
         only = ["kvault", "llama-server"]
-        # a partial run of other agents is not merged into the default agents' table of that count
-        self.assertIsNone(peers.rr_merge_refusal(r, big["config"], only, "Other CPU"))
+        # another size is another table: a partial run of it is neither refused for the default
+        # agents' settings nor merged into their table
+        self.assertIsNone(peers.rr_merge_refusal(r, big["config"], only, MACHINE))
         peers.store_rr_run(r, big, only)
         runs = r["roundrobin"]["runs"]
         self.assertEqual(set(runs), {"32", "32@1000+2000-4000"})
         self.assertEqual({v["next_turn_p50_runs"]["median"] for v in runs["32"]["servers"].values()}, {1.0})
+        self.assertEqual(set(runs["32@1000+2000-4000"]["servers"]), {LABELS["kvault"], LABELS["llama-server"]})
+        # a partial rerun of that size on another machine is refused, naming the table
+        refusal = peers.rr_merge_refusal(r, big["config"], ["kvault"], "Other CPU")
+        self.assertIn("32 agents of 2000–4000 words (1000-word system prompt)", refusal)
+        # default agents first, then by size, each by count (a larger count of the default agents
+        # still comes before the other size)
+        peers.store_rr_run(r, run(list(peers.RR_CONFIGS), "T3", 1.0, agents=64), peers.RR_CONFIGS)
         text = peers.render(r)
-        self.assertLess(text.index("### 32 agents\n"), text.index("### 32 agents of 2000–4000 words"))
-        self.assertIn("A shared 1000-word system prompt, 2000–4000 words each", text.split("of 2000–4000 words")[1])
+        headings = [line for line in text.splitlines() if line.startswith("### ")]
+        self.assertEqual(headings, ["### 32 agents", "### 64 agents",
+                                    "### 32 agents of 2000–4000 words (1000-word system prompt)"])
+        self.assertIn("A shared 1000-word system prompt, 2000–4000 words each",
+                      text.split("of 2000–4000 words (1000-word system prompt)")[1])
         # a table stored under its agent count alone is keyed by its size when the results are loaded
-        r["roundrobin"]["runs"] = {"32": runs["32@1000+2000-4000"], "8": runs["32"]}
-        r["roundrobin"]["runs"]["8"]["config"] = {**runs["32"]["config"], "agents": 8}
+        stored = {"32": copy.deepcopy(runs["32@1000+2000-4000"]), "8": copy.deepcopy(runs["32"])}
+        stored["8"]["config"]["agents"] = 8
+        r["roundrobin"]["runs"] = stored
         peers.migrate_results(r)
         self.assertEqual(set(r["roundrobin"]["runs"]), {"8", "32@1000+2000-4000"})
 
