@@ -142,7 +142,7 @@ def peers_same_agents(r, c):
     tables = " and ".join(f"{run['config']['agents']}-agent" for run in matches)
     out = (f"; its {tables} table{'s' if len(matches) > 1 else ''} run{'' if len(matches) > 1 else 's'} agents "
            "made the same way (the same system prompt and context sizes), with a restart and budgets of "
-           "its own.")
+           f"{'their' if len(matches) > 1 else 'its'} own.")
     picks = (("on kvault", lambda n: n.startswith("kvault") and "--no-persist" not in n),
              ("on llama-server at its defaults", lambda n: "defaults" in n and "slot" not in n),
              ("on llama-server with kvault's RAM budget ({} MiB)", lambda n: n.startswith("llama-server --cache-ram")),

@@ -83,11 +83,6 @@ Status ApplyPromptCacheOptions(const json& o, ResponsesRequest& r) {
   return Status::Ok();
 }
 
-// reasoning: {"effort", "summary", "generate_summary" (the deprecated name of summary), "context",
-// "mode"}. effort drives the chat template's thinking switch: on unless "none"; the other values
-// (how long to think) are accepted, as a local model's reasoning length is the template's. summary
-// values are accepted: the reasoning comes back whole as reasoning_text ("none" is Codex's "no
-// summaries"). context "auto" and mode "standard" are what kvault does; the others are refused.
 // OK when `v` is one of the strings `allowed`; else "'WHERE' must be one of 'a', 'b' (got V)".
 Status CheckOneOf(const json& v, const std::string& where, std::initializer_list<std::string_view> allowed) {
   std::string list;
@@ -98,6 +93,11 @@ Status CheckOneOf(const json& v, const std::string& where, std::initializer_list
   return Invalid("'" + where + "' must be one of " + list + " (got " + v.dump() + ")");
 }
 
+// reasoning: {"effort", "summary", "generate_summary" (the deprecated name of summary), "context",
+// "mode"}. effort drives the chat template's thinking switch: on unless "none"; the other values
+// (how long to think) are accepted, as a local model's reasoning length is the template's. summary
+// values are accepted: the reasoning comes back whole as reasoning_text ("none" is Codex's "no
+// summaries"). context "auto" and mode "standard" are what kvault does; the others are refused.
 Status ApplyReasoning(const json& rs, GenerateRequest& g) {
   if (!rs.is_object()) return Invalid("'reasoning' must be an object");
   g.enable_thinking = true;  // a reasoning object without an effort, as Codex sends {"summary":"auto"}
