@@ -44,7 +44,7 @@ from kvbench.machine import kvault_source_id, llama_source_hashes, llama_tag, ma
 from kvbench.render import model_desc  # noqa: E402
 from kvbench.results import load_json, save_json, write_outputs  # noqa: E402
 from kvbench.servers import Server, ensure_model, llama_tools, model_meta, private_binaries  # noqa: E402
-from kvbench.suites.roundrobin import rr_agents_prompts  # noqa: E402
+from kvbench.suites.roundrobin import rr_agents_prompts, rr_short  # noqa: E402
 from kvbench.suites.ttft import ttft_under_prefill  # noqa: E402
 from kvbench.util import ROOT, cached_share, int_list, log, percentile, rand_text, stats, text_of  # noqa: E402
 
@@ -222,10 +222,15 @@ RR_CONFIGS = ("kvault", "kvault-no-persist", "llama-server", "llama-server-budge
 RR_DEFAULT_SYSTEM, RR_DEFAULT_CONTEXT = 500, (1000, 1500)  # words: the agents of `make bench-peers`
 
 
+def rr_default_agents(c):
+    """Whether the round-robin table with settings `c` runs the default agents."""
+    return c.get("system_words") == RR_DEFAULT_SYSTEM and list(c.get("context_words", [])) == list(RR_DEFAULT_CONTEXT)
+
+
 def rr_key(c):
     """The results key of the round-robin table with settings `c`: its agent count, followed by the
     agents' size in words where they are not the default agents (one table per count and size)."""
-    if c.get("system_words") == RR_DEFAULT_SYSTEM and list(c.get("context_words", [])) == list(RR_DEFAULT_CONTEXT):
+    if rr_default_agents(c):
         return str(c["agents"])
     return f"{c['agents']}@{c['system_words']}+{c['context_words'][0]}-{c['context_words'][1]}"
 
@@ -233,7 +238,7 @@ def rr_key(c):
 def rr_title(c):
     """The heading of the table with settings `c`: its agent count, and the agents' size where they
     are not the default agents."""
-    if rr_key(c) == str(c["agents"]):
+    if rr_default_agents(c):
         return f"{c['agents']} agents"
     return (f"{c['agents']} agents of {c['context_words'][0]}–{c['context_words'][1]} words "
             f"({c['system_words']}-word system prompt)")
@@ -242,7 +247,7 @@ def rr_title(c):
 def rr_order(run):
     """Tables in order: the default agents first, then by agents' size, each by agent count."""
     c = run["config"]
-    return (rr_key(c) != str(c["agents"]), list(c["context_words"]), c["system_words"], c["agents"])
+    return (not rr_default_agents(c), list(c["context_words"]), c["system_words"], c["agents"])
 
 
 def roundrobin(kvault, ls_bin, model, threads, n_agents, reps, system_words, ctx_range, gen_tokens, budget_mib,
@@ -291,15 +296,6 @@ def roundrobin(kvault, ls_bin, model, threads, n_agents, reps, system_words, ctx
                        "gen_tokens": gen_tokens, "ram_budget_mib": budget_mib, "pool_tokens": pool_tokens,
                        "slots": slots},
             "servers": out}
-
-
-def rr_short(label):
-    """The RR_CONFIGS name of a stored row's label (rows are stored under their labels)."""
-    if label.startswith("kvault"):
-        return "kvault-no-persist" if "--no-persist" in label else "kvault"
-    if "slot save" in label:
-        return "llama-server-slots"
-    return "llama-server" if "defaults" in label else "llama-server-budget"
 
 
 def rr_runs(stored, earlier_run):
@@ -578,8 +574,6 @@ def main():
         save_json(args.out_json, r, indent=1)
         with open(args.out_md, "w") as f:
             f.write(render(r) + "\n")
-        if default_paths and "roundrobin" in suites:
-            rerender_benchmarks()
 
     if "decode" in suites:
         log("peers: decode")
@@ -612,6 +606,8 @@ def main():
         run.update({"config": rr_config, "date": r["machine"]["date"], "machine": machine_desc(r["machine"])})
         store_rr_run(r, run, rr_only)
         save()
+        if default_paths:
+            rerender_benchmarks()
 
 
 if __name__ == "__main__":

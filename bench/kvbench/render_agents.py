@@ -3,6 +3,7 @@ turns (roundrobin) and many stored (memory)."""
 import json
 import os
 
+from .suites.roundrobin import rr_short
 from .util import ROOT, span
 
 
@@ -143,17 +144,14 @@ def peers_same_agents(r, c):
     out = (f"; its {tables} table{'s' if len(matches) > 1 else ''} run{'' if len(matches) > 1 else 's'} agents "
            "made the same way (the same system prompt and context sizes), with a restart and budgets of "
            f"{'their' if len(matches) > 1 else 'its'} own.")
-    picks = (("on kvault", lambda n: n.startswith("kvault") and "--no-persist" not in n),
-             ("on llama-server at its defaults", lambda n: "defaults" in n and "slot" not in n),
-             ("on llama-server with kvault's RAM budget ({} MiB)", lambda n: n.startswith("llama-server --cache-ram")),
-             ("on kvault with that budget and no disk tier", lambda n: "--no-persist" in n))
+    picks = (("kvault", "on kvault"), ("llama-server", "on llama-server at its defaults"),
+             ("llama-server-budget", "on llama-server with kvault's RAM budget ({} MiB)"),
+             ("kvault-no-persist", "on kvault with that budget and no disk tier"))
     for run in matches:
         pc = run["config"]
-        cells = []
-        for label, pick in picks:
-            rows = [v for name, v in run["servers"].items() if pick(name)]
-            if rows:
-                cells.append(f"{rows[0]['next_turn_p50_runs']['median']:.2f} s {label.format(pc['ram_budget_mib'])}")
+        rows = {rr_short(name): v for name, v in run["servers"].items()}
+        cells = [f"{rows[short]['next_turn_p50_runs']['median']:.2f} s {label.format(pc['ram_budget_mib'])}"
+                 for short, label in picks if short in rows]
         if cells:
             out += (f" There, with {pc['agents']} agents, the next turn takes (p50, median of {pc['reps']} runs) "
                     + ", ".join(cells[:-1]) + (" and " if len(cells) > 1 else "") + cells[-1] + ".")

@@ -29,6 +29,16 @@ def rr_agents_prompts(n_agents, system_words, ctx_range):
     return out
 
 
+def rr_short(label):
+    """The configuration name (bench/peers.py's RR_CONFIGS) of a row of its round-robin tables,
+    which are stored under their labels."""
+    if label.startswith("kvault"):
+        return "kvault-no-persist" if "--no-persist" in label else "kvault"
+    if "slot save" in label:
+        return "llama-server-slots"
+    return "llama-server" if "defaults" in label else "llama-server-budget"
+
+
 def one_run(srv, rep, convs, turns, gen_tokens, agent_ids, requests, name):
     """Every agent's turns in round-robin order on a started server; appends to requests."""
     n_agents = len(convs)
